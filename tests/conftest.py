@@ -1,0 +1,69 @@
+"""Test session: a real PostGIS cluster started the way the app starts its own, migrated once;
+each test that asks for a database gets a fresh clone of the migrated template."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geo311 import migrate
+from geo311.database import Database
+from geo311.embedded import EmbeddedCluster
+
+TEMPLATE = "geo311_template"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedCluster]:
+    """A throwaway PostgreSQL cluster for the whole test session."""
+    root = Path(tempfile.mkdtemp(prefix="geo311-test-"))
+    root.chmod(0o755)  # the postgres user must reach it when the tests run as root
+    cluster = EmbeddedCluster(root / "pg")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: EmbeddedCluster) -> str:
+    """The name of a database migrated to head, to clone per test."""
+    pg_cluster.ensure_database(TEMPLATE)
+    migrate.upgrade(pg_cluster.url(TEMPLATE))
+    return TEMPLATE
+
+
+@pytest.fixture
+def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
+    """URL of a fresh database cloned from the migrated template, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_cluster.ensure_database(name, template=template_db)
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database.connect(db_url, pool_size=5)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real open data in ../shared/data; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real open data not found at {SHARED_DATA} (../shared/data is absent)")
+    return SHARED_DATA

@@ -1,0 +1,39 @@
+"""The schema built by the migrations is the schema the models describe."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from geoalchemy2 import alembic_helpers
+from sqlalchemy import create_engine, inspect
+
+from geo311.migrate import alembic_config
+from geo311.schema import load_all_models
+
+
+def test_migrated_schema_matches_models(db_url: str) -> None:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_object": alembic_helpers.include_object,
+            },
+        )
+        diff = compare_metadata(ctx, load_all_models())
+    engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_to_base_and_up_again(db_url: str) -> None:
+    cfg = alembic_config(db_url)
+    command.downgrade(cfg, "base")
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        assert "reports" not in inspect(conn).get_table_names()
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert {"reports", "wards", "assets", "incidents"} <= set(inspect(conn).get_table_names())
+    engine.dispose()

@@ -1,0 +1,106 @@
+"""Service categories and incidents (the real-world problems that reports are about)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from geo311.database import Base
+
+INCIDENT_STATUSES = (
+    "new",
+    "triaged",
+    "assigned",
+    "scheduled",
+    "in_progress",
+    "completed",
+    "closed",
+    "cancelled",
+    "on_hold",
+    "transferred",
+    "reopened",
+)
+
+
+class ServiceCategory(Base):
+    """What a resident can report: its code, group, the asset type it concerns and its targets."""
+
+    __tablename__ = "service_categories"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "asset_type"],
+            ["asset_types.jurisdiction_id", "asset_types.code"],
+        ),
+        CheckConstraint("dedup_radius_m >= 0", name="dedup_radius_nonneg"),
+        CheckConstraint("snap_radius_m >= 0", name="snap_radius_nonneg"),
+        CheckConstraint("sla_hours > 0", name="sla_hours_positive"),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    group_code: Mapped[str] = mapped_column(String(64))
+    asset_type: Mapped[str | None] = mapped_column(String(64))
+    dedup_radius_m: Mapped[float] = mapped_column(Float, server_default="50")
+    snap_radius_m: Mapped[float] = mapped_column(Float, server_default="30")
+    sla_hours: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+
+
+class Incident(Base):
+    """One real-world problem; the reports of it point here."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "category_code"],
+            ["service_categories.jurisdiction_id", "service_categories.code"],
+        ),
+        ForeignKeyConstraint(["jurisdiction_id", "ward_id"], ["wards.jurisdiction_id", "wards.id"]),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "asset_id"], ["assets.jurisdiction_id", "assets.id"]
+        ),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in INCIDENT_STATUSES) + ")",
+            name="status_known",
+        ),
+        Index("ix_incidents_geom", "geom", postgresql_using="gist"),
+        Index("ix_incidents_status", "jurisdiction_id", "status"),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    category_code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), server_default="new")
+    geom: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    ward_id: Mapped[int | None] = mapped_column(Integer)
+    asset_id: Mapped[int | None] = mapped_column(BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
