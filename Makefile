@@ -1,0 +1,57 @@
+# geo311 — `make run` and `make test` set up everything they need on a fresh Debian machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PORT ?= 8000
+export PORT
+export UV_PYTHON_DOWNLOADS := never
+PG_EXT_DIR := /usr/share/postgresql/15/extension
+UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.PHONY: help run test lint format setup system-deps python-env bench clean-data
+
+help:
+	@echo "make run   — set up, start PostGIS, load the demo city, serve on http://127.0.0.1:$(PORT)"
+	@echo "make test  — set up, lint (ruff, mypy, import-linter), run the whole test suite"
+
+run: setup
+	$(UV) run geo311 run --port $(PORT)
+
+test: setup lint
+	$(UV) run pytest -q
+
+lint: python-env
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+	$(UV) run mypy
+	$(UV) run lint-imports
+
+format: python-env
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+setup: system-deps python-env
+
+# PostgreSQL 15 with PostGIS and pgRouting from Debian, installed only when missing.
+system-deps:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || [ ! -f $(PG_EXT_DIR)/postgis.control ] \
+	   || [ ! -f $(PG_EXT_DIR)/pgrouting.control ]; then \
+	  echo "Installing PostgreSQL 15, PostGIS and pgRouting (apt)…"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
+	    postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting; \
+	fi
+
+# uv (installed with pip when missing), then the locked environment.
+python-env:
+	@if [ ! -x "$(UV)" ]; then \
+	  echo "Installing uv…"; \
+	  if ! python3 -m pip --version >/dev/null 2>&1; then $(APT) update -qq && $(APT) install -y -qq python3-pip; fi; \
+	  python3 -m pip install --user --quiet uv 2>/dev/null \
+	    || python3 -m pip install --user --quiet --break-system-packages uv; \
+	fi
+	$(eval UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv))
+	$(UV) sync --locked --quiet
+
+bench: setup
+	$(UV) run python bench/intake.py

@@ -1,0 +1,77 @@
+"""The FastAPI app factory: the one place (with the CLI) that knows every package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from geo311 import __version__
+from geo311.database import Database
+from geo311.http import install_error_handlers
+from geo311.intake.router import router as intake_router
+from geo311.media import LocalMediaStore
+from geo311.pages import router as pages_router
+from geo311.runtime import open_database
+from geo311.settings import Settings, get_settings
+
+# Swagger UI's files come from a Python package so /docs works with no network.
+_DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if db is None:
+                app.state.db = stack.enter_context(open_database(settings))
+            else:
+                app.state.db = db
+            yield
+
+    app = FastAPI(
+        title="geo311",
+        version=__version__,
+        description=(
+            "311 field operations on PostGIS: reports with photos, incidents, work orders, "
+            "crews' routes. Errors are application/problem+json (RFC 9457)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.media = LocalMediaStore(settings.media_root)
+    install_error_handlers(app)
+    app.include_router(intake_router)
+    app.include_router(pages_router)
+    app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="geo311 API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/report")
+
+    return app

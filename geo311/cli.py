@@ -1,0 +1,159 @@
+"""The geo311 command line: run the service, manage the database, load data, issue tokens."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from layers.cli import app as layers_app
+from rich.console import Console
+
+from geo311 import migrate as migrations
+from geo311.app import create_app
+from geo311.auth import service as auth_service
+from geo311.auth.models import ROLES
+from geo311.database import Database
+from geo311.embedded import EmbeddedCluster
+from geo311.runtime import database_url, open_database
+from geo311.settings import Settings, get_settings
+from layers import service as layers_service
+
+app = typer.Typer(help="geo311: 311 field operations on PostGIS.", no_args_is_help=True)
+db_app = typer.Typer(help="The embedded PostgreSQL cluster and migrations.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
+token_app = typer.Typer(help="Staff API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(token_app, name="token")
+app.add_typer(layers_app, name="layers")
+
+console = Console()
+
+
+def _load_demo(db: Database, settings: Settings) -> None:
+    from fixtures.load import load_demo
+
+    summary = load_demo(db, slug=settings.jurisdiction)
+    if summary.loaded:
+        console.print(
+            f"[green]Loaded the demo city[/green] as {settings.jurisdiction!r}: {summary}"
+        )
+    else:
+        console.print(f"Jurisdiction {settings.jurisdiction!r} already loaded; demo not reloaded.")
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on", envvar="PORT")] = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo city into an empty database")] = True,
+) -> None:
+    """Start the database (embedded unless GEO311_DB__URL is set), migrate, serve the API."""
+    settings = get_settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    logging.basicConfig(level=logging.INFO)
+    with open_database(settings) as db:
+        if demo:
+            with db.session() as session:
+                empty = layers_service.get_jurisdiction(session, settings.jurisdiction) is None
+            if empty:
+                _load_demo(db, settings)
+        base = f"http://{settings.host}:{settings.port}"
+        console.print(
+            "\n[bold]geo311 is up[/bold]\n"
+            f"  report a problem  {base}/report\n"
+            f"  API docs          {base}/docs\n"
+            f"  OpenAPI           {base}/openapi.json\n"
+            f"  data              {settings.data_dir}\n"
+            "Press Ctrl+C to stop (the embedded database stops with it).\n"
+        )
+        uvicorn.run(
+            create_app(settings, db=db),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+        )
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Bring the database schema up to date."""
+    with database_url(get_settings()) as url:
+        migrations.upgrade(url)
+    console.print("[green]Schema is up to date.[/green]")
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded cluster and leave it running; print its URL."""
+    settings = get_settings()
+    with database_url(settings, keep_running=True) as url:
+        migrations.upgrade(url)
+        console.print(url)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    EmbeddedCluster(get_settings().cluster_dir).stop()
+    console.print("Stopped.")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the embedded cluster is running, and where it lives."""
+    settings = get_settings()
+    cluster = EmbeddedCluster(settings.cluster_dir)
+    state = "running" if cluster.is_running() else "stopped"
+    console.print(f"{settings.cluster_dir}: {state}")
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the demo city (does nothing if the jurisdiction is already there)."""
+    settings = get_settings()
+    with open_database(settings) as db:
+        _load_demo(db, settings)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Staff user name (created if new)")],
+    role: Annotated[str, typer.Option(help="crew, dispatcher, planner or admin")],
+    label: Annotated[str, typer.Option(help="What the token is for")] = "",
+) -> None:
+    """Issue a bearer token for a staff user; it is printed once and only its hash is kept."""
+    settings = get_settings()
+    if role not in ROLES:
+        console.print(f"[red]--role must be one of {', '.join(ROLES)}[/red]")
+        raise typer.Exit(2)
+    with open_database(settings) as db, db.session() as session:
+        jurisdiction = layers_service.get_jurisdiction(session, settings.jurisdiction)
+        token = auth_service.create_token(
+            session,
+            name=name,
+            role=role,
+            label=label,
+            jurisdiction_id=jurisdiction.id if jurisdiction else None,
+        )
+    console.print(token, soft_wrap=True)
+
+
+@token_app.command("revoke")
+def token_revoke(token: str) -> None:
+    """Revoke a token."""
+    with open_database(get_settings()) as db, db.session() as session:
+        revoked = auth_service.revoke_token(session, token=token)
+    if not revoked:
+        console.print("[red]No live token matches.[/red]")
+        raise typer.Exit(1)
+    console.print("Revoked.")
+
+
+if __name__ == "__main__":
+    app()
