@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from geo311.database import Database
 from geo311.embedded import EmbeddedCluster
 
 TEMPLATE = "geo311_template"
+DEMO_TEMPLATE = "geo311_demo_template"
+# The demo city's history is laid out relative to this instant, so tests see the same month.
+DEMO_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -44,11 +48,42 @@ def template_db(pg_cluster: EmbeddedCluster) -> str:
 @pytest.fixture
 def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
     """URL of a fresh database cloned from the migrated template, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    pg_cluster.ensure_database(name, template=template_db)
+    name = _clone(pg_cluster, template_db)
     try:
         yield pg_cluster.url(name)
     finally:
+        pg_cluster.drop_database(name)
+
+
+def _clone(cluster: EmbeddedCluster, template: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    cluster.ensure_database(name, template=template)
+    return name
+
+
+@pytest.fixture(scope="session")
+def demo_template(pg_cluster: EmbeddedCluster, template_db: str) -> str:
+    """The name of a migrated database with the demo city loaded, to clone per test."""
+    from fixtures.load import load_demo
+
+    pg_cluster.ensure_database(DEMO_TEMPLATE, template=template_db)
+    database = Database.connect(pg_cluster.url(DEMO_TEMPLATE), pool_size=2)
+    try:
+        load_demo(database, now=DEMO_NOW)
+    finally:
+        database.dispose()
+    return DEMO_TEMPLATE
+
+
+@pytest.fixture
+def demo_db(pg_cluster: EmbeddedCluster, demo_template: str) -> Iterator[Database]:
+    """A fresh database holding the demo city."""
+    name = _clone(pg_cluster, demo_template)
+    database = Database.connect(pg_cluster.url(name), pool_size=5)
+    try:
+        yield database
+    finally:
+        database.dispose()
         pg_cluster.drop_database(name)
 
 

@@ -136,17 +136,22 @@ def _store_report(
 ) -> ReportOut:
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
-        report = service.submit_report(
-            session,
-            jurisdiction_id=jurisdiction.id,
-            jurisdiction_slug=jurisdiction.slug,
-            draft=draft,
-            photo=photo,
-            media=media,
-            media_settings=settings.media,
-            now=datetime.now(UTC),
-        )
-        session.commit()
+        try:
+            report = service.submit_report(
+                session,
+                jurisdiction_id=jurisdiction.id,
+                jurisdiction_slug=jurisdiction.slug,
+                draft=draft,
+                photo=photo,
+                media=media,
+                media_settings=settings.media,
+                now=datetime.now(UTC),
+            )
+            session.commit()
+        except BaseException:
+            # An explicit rollback fires the hook that deletes the staged photo files.
+            session.rollback()
+            raise
         return service.report_view(
             session,
             jurisdiction_id=jurisdiction.id,
