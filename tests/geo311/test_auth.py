@@ -29,12 +29,20 @@ def _token(db: Database, name: str, role: str) -> str:
 def _report(client: TestClient, db: Database) -> str:
     with db.session() as s:
         lat, lon = s.execute(
-            text("SELECT ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)) FROM wards LIMIT 1")
+            text(
+                "SELECT ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)) "
+                "FROM wards LIMIT 1"
+            )
         ).one()
     resp = client.post(
         "/api/v1/reports",
-        data={"category": "pothole", "lat": str(lat), "lon": str(lon), "email": "res@example.org",
-              "phone": "+1 612 555 0100"},
+        data={
+            "category": "pothole",
+            "lat": str(lat),
+            "lon": str(lon),
+            "email": "res@example.org",
+            "phone": "+1 612 555 0100",
+        },
     )
     assert resp.status_code == 201
     tracking_id: str = resp.json()["tracking_id"]
@@ -69,7 +77,9 @@ def test_dispatcher_sees_the_contact_and_planner_does_not(
         "phone": "+1 612 555 0100",
         "language": "en",
     }
-    resp = client.get(f"/api/v1/staff/reports/{tid}", headers={"Authorization": f"Bearer {planner}"})
+    resp = client.get(
+        f"/api/v1/staff/reports/{tid}", headers={"Authorization": f"Bearer {planner}"}
+    )
     assert resp.status_code == 403
     assert "planner" in resp.json()["detail"]
     resp = client.get(f"/api/v1/staff/reports/{tid}", headers={"Authorization": f"Bearer {admin}"})
@@ -89,7 +99,9 @@ def test_only_a_hash_of_the_token_is_stored(demo_db: Database) -> None:
     token = _token(demo_db, "sam", "crew")
     with demo_db.session() as s:
         stored = s.execute(text("SELECT token_sha256 FROM api_tokens")).scalars().all()
-    assert token not in stored and len(stored) == 1 and len(stored[0]) == 64
+    assert token not in stored
+    assert len(stored) == 1
+    assert len(stored[0]) == 64
 
 
 def test_unknown_role_is_refused(demo_db: Database) -> None:

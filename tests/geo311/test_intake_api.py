@@ -41,7 +41,10 @@ def _ward_points(db: Database) -> dict[str, tuple[float, float]]:
     """Return a point well inside each demo ward, by ward code: (lat, lon)."""
     with db.session() as s:
         rows = s.execute(
-            text("SELECT code, ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)) FROM wards")
+            text(
+                "SELECT code, ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)) "
+                "FROM wards"
+            )
         ).all()
     return {code: (lat, lon) for code, lat, lon in rows}
 
@@ -71,7 +74,9 @@ def _png_bomb() -> bytes:
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1000)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_a_pinned_report_lands_in_its_ward_and_can_be_followed(
@@ -81,13 +86,21 @@ def test_a_pinned_report_lands_in_its_ward_and_can_be_followed(
     for code, (lat, lon) in sorted(points.items()):
         resp = client.post(
             "/api/v1/reports",
-            data={"category": "pothole", "lat": str(lat), "lon": str(lon), "email": "me@example.org"},
+            data={
+                "category": "pothole",
+                "lat": str(lat),
+                "lon": str(lon),
+                "email": "me@example.org",
+            },
         )
         assert resp.status_code == 201, resp.text
         body = resp.json()
         assert body["ward"]["code"] == code
         assert body["status"] == "new"
-        assert body["location"] == {"type": "Point", "coordinates": [pytest.approx(lon), pytest.approx(lat)]}
+        assert body["location"] == {
+            "type": "Point",
+            "coordinates": [pytest.approx(lon), pytest.approx(lat)],
+        }
         assert body["location_source"] == "pin"
         followed = client.get(f"/api/v1/reports/{body['tracking_id']}")
         assert followed.status_code == 200
@@ -114,21 +127,27 @@ def test_a_photo_without_a_pin_is_placed_by_its_gps(
     assert public.status_code == 200
     img = Image.open(io.BytesIO(public.content))
     assert img.format == "JPEG"
-    assert not img.getexif() and "exif" not in img.info and "xmp" not in img.info
+    assert not img.getexif()
+    assert "exif" not in img.info
+    assert "xmp" not in img.info
     assert b"Exif" not in public.content
     thumb = client.get(body["thumbnail_url"].replace("http://testserver", ""))
-    assert thumb.status_code == 200 and max(Image.open(io.BytesIO(thumb.content)).size) <= 320
+    assert thumb.status_code == 200
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 320
 
     # The original, with its EXIF, is kept — but never served.
     originals = [p for p in _files(settings.data_dir) if "private" in p.parts]
-    assert len(originals) == 1 and originals[0].read_bytes() == data
+    assert len(originals) == 1
+    assert originals[0].read_bytes() == data
     rel = originals[0].relative_to(settings.data_dir / "media").as_posix()
     assert client.get(f"/media/{rel}").status_code == 404
 
 
 def test_a_pin_wins_over_the_photo_gps(client: TestClient, demo_db: Database) -> None:
     name, photo_ward = next(iter(sorted(PHOTO_WARDS.items())))
-    other_ward, (lat, lon) = next((c, p) for c, p in _ward_points(demo_db).items() if c != photo_ward)
+    other_ward, (lat, lon) = next(
+        (c, p) for c, p in _ward_points(demo_db).items() if c != photo_ward
+    )
     resp = client.post(
         "/api/v1/reports",
         data={"category": "graffiti", "lat": str(lat), "lon": str(lon)},
@@ -197,7 +216,9 @@ def test_json_fields_without_a_photo(client: TestClient, demo_db: Database) -> N
     assert resp.json()["ward"]["code"] == "1"
 
 
-def _bad_requests(inside: tuple[float, float]) -> list[tuple[str, dict[str, str], bytes | None, int, str]]:
+def _bad_requests(
+    inside: tuple[float, float],
+) -> list[tuple[str, dict[str, str], bytes | None, int, str]]:
     lat, lon = str(inside[0]), str(inside[1])
     ok = {"category": "pothole", "lat": lat, "lon": lon}
     jpeg = _jpeg()
@@ -207,7 +228,13 @@ def _bad_requests(inside: tuple[float, float]) -> list[tuple[str, dict[str, str]
         ("photo without GPS and no pin", {"category": "pothole"}, jpeg, 422, "location_missing"),
         ("latitude out of range", {**ok, "lat": "123"}, None, 422, "validation_failed"),
         ("longitude not a number", {**ok, "lon": "west"}, None, 422, "validation_failed"),
-        ("outside the jurisdiction", {**ok, "lat": "51.5", "lon": "-0.12"}, None, 422, "outside_jurisdiction"),
+        (
+            "outside the jurisdiction",
+            {**ok, "lat": "51.5", "lon": "-0.12"},
+            None,
+            422,
+            "outside_jurisdiction",
+        ),
         ("not an image", ok, b"%PDF-1.4 definitely not a photo", 415, "unsupported_media_type"),
         ("truncated image", ok, _jpeg((800, 600))[:1500], 422, "bad_photo"),
         ("decompression bomb", ok, _png_bomb(), 422, "bad_photo"),
@@ -228,7 +255,9 @@ def test_bad_input_gets_problem_json_and_stores_nothing(
         assert resp.headers["content-type"] == "application/problem+json", label
         problem = resp.json()
         assert problem["code"] == code, label
-        assert problem["status"] == status and problem["title"] and problem["detail"], label
+        assert problem["status"] == status, label
+        assert problem["title"], label
+        assert problem["detail"], label
         assert _counts(demo_db) == before, f"{label}: rows were stored"
         assert _files(settings.data_dir) == [], f"{label}: files were stored"
 

@@ -46,7 +46,15 @@ def test_every_bad_field_is_listed_at_once() -> None:
             channel="api",
             settings=SETTINGS,
         )
-    assert _fields_of(exc) == {"category", "lat", "lon", "description", "email", "phone", "language"}
+    assert _fields_of(exc) == {
+        "category",
+        "lat",
+        "lon",
+        "description",
+        "email",
+        "phone",
+        "language",
+    }
 
 
 @pytest.mark.parametrize(
