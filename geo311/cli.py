@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from layers.cli import app as layers_app
 from rich.console import Console
 
 from geo311 import migrate as migrations
@@ -19,6 +18,7 @@ from geo311.embedded import EmbeddedCluster
 from geo311.runtime import database_url, open_database
 from geo311.settings import Settings, get_settings
 from layers import service as layers_service
+from layers.cli import app as layers_app
 
 app = typer.Typer(help="geo311: 311 field operations on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="The embedded PostgreSQL cluster and migrations.", no_args_is_help=True)
