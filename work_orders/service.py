@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 
 from geoalchemy2 import WKTElement
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from work_orders.models import Incident, ServiceCategory
+from work_orders.models import Incident, ServiceCategory, Subscription
 
 
 def get_category(session: Session, *, jurisdiction_id: int, code: str) -> ServiceCategory | None:
@@ -53,4 +54,25 @@ def list_categories(session: Session, *, jurisdiction_id: int) -> list[ServiceCa
             .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.active)
             .order_by(ServiceCategory.group_code, ServiceCategory.name)
         )
+    )
+
+
+def subscribe(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    incident_id: int,
+    requester_id: int,
+    report_id: int | None,
+) -> None:
+    """Subscribe a requester to an incident's updates (once, however often they report it)."""
+    session.execute(
+        pg_insert(Subscription)
+        .values(
+            jurisdiction_id=jurisdiction_id,
+            incident_id=incident_id,
+            requester_id=requester_id,
+            report_id=report_id,
+        )
+        .on_conflict_do_nothing(index_elements=["jurisdiction_id", "incident_id", "requester_id"])
     )

@@ -35,6 +35,7 @@ from geo311.intake.tracking import new_tracking_id
 from geo311.media import MediaStore
 from geo311.settings import IntakeSettings, MediaSettings
 from layers import service as layers_service
+from work_orders import audit
 from work_orders import service as work_orders_service
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -294,6 +295,24 @@ def submit_report(
     )
     session.add(report)
     session.flush()
+    if requester_id is not None:
+        work_orders_service.subscribe(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            incident_id=incident.id,
+            requester_id=requester_id,
+            report_id=report.id,
+        )
+    audit.record(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        entity="incident",
+        entity_id=incident.id,
+        action="opened",
+        actor=f"resident:{draft.channel}",
+        to_state=incident.status,
+        data={"report": report.tracking_id, "location_source": source},
+    )
 
     if processed is not None:
         stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"

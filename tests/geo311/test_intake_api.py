@@ -302,3 +302,35 @@ def test_unknown_tracking_id_is_a_problem_404(client: TestClient) -> None:
 def test_categories_are_listed(client: TestClient) -> None:
     codes = {c["code"] for c in client.get("/api/v1/categories").json()}
     assert {"pothole", "streetlight_out", "hydrant_leak", "tree_down", "graffiti"} <= codes
+
+
+def test_the_reporter_is_subscribed_and_the_opening_is_audited(
+    client: TestClient, demo_db: Database
+) -> None:
+    lat, lon = _ward_points(demo_db)["3"]
+    resp = client.post(
+        "/api/v1/reports",
+        data={"category": "graffiti", "lat": str(lat), "lon": str(lon), "email": "sub@example.org"},
+    )
+    assert resp.status_code == 201
+    with demo_db.session() as s:
+        subscriber = s.execute(
+            text(
+                "SELECT q.email FROM subscriptions sub "
+                "JOIN reports r ON r.jurisdiction_id = sub.jurisdiction_id "
+                " AND r.incident_id = sub.incident_id "
+                "JOIN requesters q ON q.jurisdiction_id = sub.jurisdiction_id "
+                " AND q.id = sub.requester_id "
+                "WHERE r.tracking_id = :t"
+            ),
+            {"t": resp.json()["tracking_id"]},
+        ).scalar_one()
+        action = s.execute(
+            text(
+                "SELECT e.action FROM audit_events e JOIN reports r "
+                "ON e.entity = 'incident' AND e.entity_id = r.incident_id WHERE r.tracking_id = :t"
+            ),
+            {"t": resp.json()["tracking_id"]},
+        ).scalar_one()
+    assert subscriber == "sub@example.org"
+    assert action == "opened"
