@@ -33,13 +33,14 @@ format: python-env
 
 setup: system-deps python-env
 
-# PostgreSQL 15 with PostGIS and pgRouting from Debian, installed only when missing.
+# Debian packages, installed only when missing: PostgreSQL 15 with PostGIS and pgRouting, and
+# Chromium for the browser tests of the pages.
+SYSTEM_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting chromium
 system-deps:
 	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || [ ! -f $(PG_EXT_DIR)/postgis.control ] \
-	   || [ ! -f $(PG_EXT_DIR)/pgrouting.control ]; then \
-	  echo "Installing PostgreSQL 15, PostGIS and pgRouting (apt)…"; \
-	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
-	    postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting; \
+	   || [ ! -f $(PG_EXT_DIR)/pgrouting.control ] || [ ! -x /usr/bin/chromium ]; then \
+	  echo "Installing $(SYSTEM_PACKAGES) (apt)…"; \
+	  $(APT) update -qq && $(APT) install -y -qq $(SYSTEM_PACKAGES); \
 	fi
 
 # uv (installed with pip when missing), then the locked environment.

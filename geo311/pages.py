@@ -63,6 +63,7 @@ function show(cls, lines) {{
   result.className = cls;
   result.replaceChildren(...lines.map(t => {{ const p = document.createElement("p");
     p.textContent = t; return p; }}));
+  result.scrollIntoView({{ behavior: "smooth", block: "center" }});
 }}
 document.getElementById("locate").addEventListener("click", () => {{
   if (!navigator.geolocation) return show("err", ["This browser cannot share its location."]);

@@ -7,14 +7,17 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from geo311 import migrate
 from geo311.database import Database
 from geo311.embedded import EmbeddedCluster
+from geo311.settings import Settings
 
 TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"
@@ -102,3 +105,70 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real open data not found at {SHARED_DATA} (../shared/data is absent)")
     return SHARED_DATA
+
+
+@dataclass
+class LiveServer:
+    """The app served by uvicorn on a loopback port, for browsers and HTTP clients."""
+
+    url: str
+    settings: Settings
+
+
+@pytest.fixture
+def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
+    """Serve the app on the demo city in a background thread on a free loopback port."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from geo311.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, db=demo_db), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
