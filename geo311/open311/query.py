@@ -179,7 +179,7 @@ def parse_requests_query(
     params = present(params)
     errors: list[FieldError] = []
     extensions = is_true(params.get("extensions"))
-    ids = tuple(i.upper() for i in _csv(params.get("service_request_id")))
+    ids = tuple(dict.fromkeys(i.upper() for i in _csv(params.get("service_request_id"))))
     if ids:
         if len(ids) > page_size_max:
             errors.append(
@@ -263,6 +263,8 @@ def parse_updates_query(
     assert window is not None
     return UpdatesQuery(
         window=window,
-        service_request_ids=tuple(i.upper() for i in _csv(params.get("service_request_id"))),
+        service_request_ids=tuple(
+            dict.fromkeys(i.upper() for i in _csv(params.get("service_request_id")))
+        ),
         paging=paging,
     )

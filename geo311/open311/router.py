@@ -203,7 +203,7 @@ def _store_request(
         service.check_jurisdiction(fields.get("jurisdiction_id"), served=jurisdiction.slug)
         try:
             key_id = service.authenticate(
-                session, jurisdiction_id=jurisdiction.id, key=fields.get("api_key"), now=now
+                session, jurisdiction_id=jurisdiction.id, key=fields.get("api_key")
             )
             posted = service.submit_request(
                 session,

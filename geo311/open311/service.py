@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, Select, and_, delete, func, select
+from sqlalchemy import Row, Select, and_, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from geo311.errors import AppError, FieldError, Forbidden, NotFound, ValidationFailed
@@ -145,7 +145,7 @@ def list_api_keys(session: Session, *, jurisdiction_id: int) -> list[ApiKey]:
     )
 
 
-def authenticate(session: Session, *, jurisdiction_id: int, key: str | None, now: datetime) -> int:
+def authenticate(session: Session, *, jurisdiction_id: int, key: str | None) -> int:
     """Return the id of the live key ``key`` of this jurisdiction, or raise BadApiKey."""
     if key is None or not key.strip():
         raise BadApiKey("api_key is required to POST a service request.")
@@ -156,8 +156,17 @@ def authenticate(session: Session, *, jurisdiction_id: int, key: str | None, now
     )
     if row is None or row.revoked_at is not None:
         raise BadApiKey("Invalid api_key received: it is unknown or revoked.")
-    row.last_used_at = now
     return row.id
+
+
+def _touch_key(session: Session, *, jurisdiction_id: int, key_id: int, now: datetime) -> None:
+    # Last of all, so the key's row is locked only for the moment before the commit: one
+    # application's concurrent POSTs do not queue behind each other's photo decoding.
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.jurisdiction_id == jurisdiction_id, ApiKey.id == key_id)
+        .values(last_used_at=now)
+    )
 
 
 # --- discovery, services, definitions -------------------------------------------------------
@@ -422,11 +431,11 @@ def submit_request(
             media_url=media_url,
         )
     )
+    notice = _service_notice(session, category, report)
     session.flush()
+    _touch_key(session, jurisdiction_id=jurisdiction_id, key_id=api_key_id, now=now)
     return PostedRequestOut(
-        service_request_id=report.tracking_id,
-        token=token,
-        service_notice=_service_notice(session, category, report),
+        service_request_id=report.tracking_id, token=token, service_notice=notice
     )
 
 
@@ -713,8 +722,14 @@ def _answers(
     answers: Mapping[str, Any],
     questions: Mapping[tuple[str, str], ServiceAttribute],
 ) -> list[AttributeAnswerOut]:
+    def order(code: str) -> tuple[int, str]:
+        question = questions.get((category_code, code))
+        return (question.display_order if question else 1 << 30, code)
+
     out = []
-    for code, answer in answers.items():
+    # In the definition's order (JSONB keeps keys in an order of its own).
+    for code in sorted(answers, key=order):
+        answer = answers[code]
         question = questions.get((category_code, code))
         names = {str(c["key"]): str(c["name"]) for c in question.choices} if question else {}
         for value in answer if isinstance(answer, list) else [answer]:
