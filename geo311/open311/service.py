@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Row, Select, and_, delete, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from geo311.errors import AppError, FieldError, Forbidden, NotFound, ValidationFailed
 from geo311.intake import service as intake
@@ -440,14 +440,8 @@ def submit_request(
 
 
 def _service_notice(session: Session, category: ServiceCategory, report: Report) -> str:
-    parent = session.scalar(
-        select(Report.tracking_id)
-        .where(
-            Report.jurisdiction_id == report.jurisdiction_id,
-            Report.incident_id == report.incident_id,
-        )
-        .order_by(Report.reported_at, Report.id)
-        .limit(1)
+    parent = _first_reports(session, report.jurisdiction_id, {report.incident_id}).get(
+        report.incident_id
     )
     if parent is not None and parent != report.tracking_id:
         return (
@@ -479,18 +473,6 @@ def token_request(session: Session, *, jurisdiction_id: int, token: str) -> Toke
 
 
 def _requests_select(jurisdiction_id: int) -> Select[Any]:
-    first = aliased(Report)
-    parent = (
-        select(first.tracking_id)
-        .where(
-            first.jurisdiction_id == Report.jurisdiction_id,
-            first.incident_id == Report.incident_id,
-        )
-        .order_by(first.reported_at, first.id)
-        .limit(1)
-        .correlate(Report)
-        .scalar_subquery()
-    )
     return (
         select(
             Report.id.label("report_id"),
@@ -511,7 +493,6 @@ def _requests_select(jurisdiction_id: int) -> Select[Any]:
             ServiceCategory.name.label("service_name"),
             Ward.code.label("ward_code"),
             Ward.name.label("ward_name"),
-            parent.label("parent_id"),
             Submission.media_url.label("submitted_media_url"),
         )
         .join(
@@ -618,6 +599,23 @@ def _public_events(
     return events
 
 
+def _first_reports(
+    session: Session, jurisdiction_id: int, incident_ids: set[int]
+) -> dict[int, str]:
+    """Return the tracking id of each incident's earliest report: the parent of the others."""
+    if not incident_ids:
+        return {}
+    first: dict[int, str] = {}
+    # An incident has a handful of reports: reading them all is cheaper than asking for less.
+    for incident_id, tracking_id in session.execute(
+        select(Report.incident_id, Report.tracking_id)
+        .where(Report.jurisdiction_id == jurisdiction_id, Report.incident_id.in_(incident_ids))
+        .order_by(Report.incident_id, Report.reported_at, Report.id)
+    ):
+        first.setdefault(incident_id, tracking_id)
+    return first
+
+
 def _requests(
     session: Session,
     jurisdiction_id: int,
@@ -638,7 +636,9 @@ def _requests(
         ):
             assert photo.report_id is not None
             photos[photo.report_id].append(photo)
-    events = _public_events(session, jurisdiction_id, {row.incident_id for row in rows})
+    incident_ids = {row.incident_id for row in rows}
+    events = _public_events(session, jurisdiction_id, incident_ids)
+    parents = _first_reports(session, jurisdiction_id, incident_ids) if extensions else {}
     questions: dict[tuple[str, str], ServiceAttribute] = {}
     if extensions and rows:
         questions = {
@@ -687,9 +687,11 @@ def _requests(
                     channel=row.channel,
                     ward=row.ward_code,
                     ward_name=row.ward_name,
-                    duplicate=row.parent_id != row.tracking_id,
+                    duplicate=parents[row.incident_id] != row.tracking_id,
                     parent_service_request_id=(
-                        row.parent_id if row.parent_id != row.tracking_id else None
+                        parents[row.incident_id]
+                        if parents[row.incident_id] != row.tracking_id
+                        else None
                     ),
                     status_detail=row.status,
                     photos=[
