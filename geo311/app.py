@@ -17,6 +17,7 @@ from geo311.database import Database
 from geo311.http import install_error_handlers
 from geo311.intake.router import router as intake_router
 from geo311.media import LocalMediaStore
+from geo311.open311.router import router as open311_router
 from geo311.pages import router as pages_router
 from geo311.runtime import open_database
 from geo311.settings import Settings, get_settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     install_error_handlers(app)
     app.include_router(intake_router)
     app.include_router(pages_router)
+    app.include_router(open311_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)

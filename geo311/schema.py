@@ -13,7 +13,8 @@ from geo311.database import Base
 def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import geo311.auth.models
-    import geo311.intake.models  # noqa: F401
+    import geo311.intake.models
+    import geo311.open311.models  # noqa: F401
     import layers.models  # noqa: F401
     import work_orders.models  # noqa: F401
 

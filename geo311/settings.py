@@ -55,6 +55,24 @@ class IntakeSettings(BaseModel):
     default_snap_radius_m: float = 30.0
 
 
+class Open311Settings(BaseModel):
+    """The Open311 GeoReport v2 API: what discovery tells clients, and how much one call returns."""
+
+    contact: str = Field(
+        default="Write to the city's 311 team.",
+        description="Discovery's contact line: who answers questions about this API",
+    )
+    key_service: str = Field(
+        default="Ask the city's 311 team for an API key (issued with `geo311 apikey create`).",
+        description="Discovery's key_service line: how an application gets an API key",
+    )
+    max_span_days: int = Field(
+        default=90, description="Longest date span of one query, and the default window, days"
+    )
+    page_size_default: int = Field(default=1000, description="Requests per page when not asked")
+    page_size_max: int = Field(default=1000, description="Largest page_size a client may ask")
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -74,6 +92,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    open311: Open311Settings = Field(default_factory=Open311Settings)
 
     @property
     def media_root(self) -> Path:

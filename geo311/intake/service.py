@@ -6,8 +6,9 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from geoalchemy2 import WKTElement
 from sqlalchemy import event, text
@@ -87,6 +88,10 @@ class ReportDraft:
     language: str
     channel: str
     address: str | None = None
+    # Kept only alongside an email or phone: a name alone reaches nobody.
+    name: str | None = None
+    # Answers to the category's questions, already checked: {code: value or [values]}.
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def _clean(value: str | None) -> str | None:
@@ -150,6 +155,9 @@ def parse_report_form(
     address = _clean(fields.get("address"))
     if address is not None and len(address) > 500:
         errors.append(FieldError("address", "address is longer than 500 characters", "too_long"))
+    name = _clean(fields.get("name"))
+    if name is not None and len(name) > 200:
+        errors.append(FieldError("name", "name is longer than 200 characters", "too_long"))
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     if errors:
@@ -165,6 +173,7 @@ def parse_report_form(
         language=language,
         channel=channel,
         address=address,
+        name=name,
     )
 
 
@@ -272,6 +281,7 @@ def submit_report(
             jurisdiction_id=jurisdiction_id,
             email=draft.email,
             phone=draft.phone,
+            name=draft.name,
             language=draft.language,
         )
         session.add(requester)
@@ -291,6 +301,7 @@ def submit_report(
         asset_id=asset.id if asset else None,
         channel=draft.channel,
         language=draft.language,
+        attributes=dict(draft.attributes),
         reported_at=now,
     )
     session.add(report)

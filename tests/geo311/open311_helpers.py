@@ -1,0 +1,117 @@
+"""What the Open311 tests share: the app on the demo city, an API key, points in each ward,
+and stand-ins for the lifecycle (issue 4) and dedup (issue 3) that are not in main yet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from geo311.app import create_app
+from geo311.database import Database
+from geo311.intake.models import Report
+from geo311.open311 import service as open311_service
+from geo311.settings import MediaSettings, Settings
+from layers import service as layers_service
+from work_orders import audit
+from work_orders.models import Incident
+
+BASE = "/open311/v2"
+PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
+STORED = ("reports", "incidents", "photos", "requesters", "open311_submissions", "subscriptions")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        jurisdiction="demo",
+        media=MediaSettings(max_bytes=2_000_000, max_pixels=30_000_000),
+    )
+
+
+@pytest.fixture
+def client(demo_db: Database, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, db=demo_db)) as c:
+        yield c
+
+
+@pytest.fixture
+def api_key(demo_db: Database) -> str:
+    """A live key of an application called "Test app"."""
+    with demo_db.session() as session:
+        jurisdiction = layers_service.get_jurisdiction(session, "demo")
+        assert jurisdiction is not None
+        return open311_service.create_api_key(
+            session, jurisdiction_id=jurisdiction.id, application="Test app"
+        )
+
+
+def ward_points(db: Database) -> dict[str, tuple[float, float]]:
+    """Return a point well inside each demo ward, by ward code: (lat, long)."""
+    with db.session() as s:
+        rows = s.execute(
+            text(
+                "SELECT code, ST_Y(ST_PointOnSurface(geom)), ST_X(ST_PointOnSurface(geom)) "
+                "FROM wards"
+            )
+        ).all()
+    return {code: (lat, lon) for code, lat, lon in rows}
+
+
+def counts(db: Database) -> dict[str, int]:
+    with db.session() as s:
+        return {t: s.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in STORED}
+
+
+def media_files(settings: Settings) -> list[Path]:
+    root = settings.data_dir / "media"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
+    """Close the incident of a report; return when.
+
+    STAND-IN for the lifecycle's transition (issue 4, not in main yet): point this at
+    work_orders' transition function when it lands. It does what a closure must leave
+    behind for Open311 to see: the status, closed_at, and an audit event with the states.
+    """
+    with db.session() as session:
+        report = session.scalar(select(Report).where(Report.tracking_id == tracking_id))
+        assert report is not None
+        incident = session.get(Incident, (report.jurisdiction_id, report.incident_id))
+        assert incident is not None
+        before = incident.status
+        closed_at = datetime.now(UTC)
+        incident.status = "closed"
+        incident.closed_at = closed_at
+        audit.record(
+            session,
+            jurisdiction_id=incident.jurisdiction_id,
+            entity="incident",
+            entity_id=incident.id,
+            action="status_changed",
+            actor="staff:test",
+            from_state=before,
+            to_state="closed",
+            reason=reason,
+        )
+    return closed_at
+
+
+def join_incident(db: Database, duplicate: str, original: str) -> None:
+    """Attach report ``duplicate`` to the incident of report ``original``.
+
+    STAND-IN for dedup (issue 3, not in main yet), which attaches a report to the incident
+    someone reported before; Open311 reads duplicates from that alone.
+    """
+    with db.session() as session:
+        first = session.scalar(select(Report).where(Report.tracking_id == original))
+        second = session.scalar(select(Report).where(Report.tracking_id == duplicate))
+        assert first is not None
+        assert second is not None
+        second.incident_id = first.incident_id
