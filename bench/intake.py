@@ -1,0 +1,1318 @@
+"""Report intake benchmark: the HTTP API against the same database work done directly.
+
+Sets up a throwaway PostGIS cluster in a temporary directory, migrates it, loads the demo
+city, starts ``geo311 run`` on a free port against it, and then measures, at each level of
+concurrency:
+
+- ``fields``: POST /api/v1/reports with a pin (no photo), alternating a ``pothole`` at a
+  random point in the city and a ``streetlight_out`` 8 m from a real streetlight, so the
+  asset snap runs and finds it;
+- ``photo``: the same with a 3-megapixel JPEG whose EXIF GPS places the report (no pin);
+- the ceiling of each: the same SQL in one transaction per report over psycopg, from a pool
+  of threads, plus ``process_photo`` and the three file writes for ``photo``. The ratio
+  API/ceiling is what the HTTP, ORM and framework layers cost;
+- ``process_photo`` alone on the JPEG, one call at a time.
+
+Each level runs ``--runs`` times (API and ceiling interleaved) after a warm-up; the table
+shows the median of the runs. CPU per report is read from /proc for the API server, the
+PostgreSQL processes and this process (the load generator, or the ceiling's app), so Linux
+only. The load average before the set-up is printed, with a warning when other work was
+sharing the CPUs. Everything is stopped and removed at the end, on Ctrl+C and on errors too.
+
+    uv run python bench/intake.py [--concurrency 1,8,32] [--requests 300]
+        [--photo-requests 120] [--runs 3] [--photo-runs 15] [--workloads fields,photo]
+        [--fields-body json|form] [--server-env GEO311_DB__POOL_SIZE=40 ...]
+        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import psycopg
+from PIL import ExifTags, Image, TiffImagePlugin
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from rich.console import Console
+from rich.table import Table
+
+from fixtures.load import load_demo
+from geo311 import migrate
+from geo311.database import Database
+from geo311.embedded import EmbeddedCluster
+from geo311.intake.photos import ProcessedPhoto, process_photo, read_gps
+from geo311.intake.tracking import new_tracking_id
+from geo311.media import LocalMediaStore
+from geo311.settings import DatabaseSettings, MediaSettings
+
+REPO = Path(__file__).resolve().parents[1]
+DBNAME = "geo311_bench"
+SLUG = "demo"
+CATEGORIES = ("pothole", "streetlight_out")
+PHOTO_SIZE_PX = (2048, 1536)
+TARGET_RATIO = 0.5
+TARGET_PHOTO_MS = 150.0
+# How far from a streetlight the bench drops its pins: well inside any snap radius.
+STREETLIGHT_OFFSET_M = 8.0
+
+Variant = Literal["fields", "photo"]
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# Set when the run is being torn down, so worker threads stop taking new reports.
+_STOP = threading.Event()
+
+# --- the ceiling's SQL -----------------------------------------------------------------------
+# The statements the service runs for one report, copied by hand from
+# work_orders/service.py (get_category, open_incident, subscribe), work_orders/audit.py
+# (record), layers/service.py (ward_at, nearest_asset) and geo311/intake/service.py
+# (submit_report, report_view), with psycopg placeholders. Keep them in step with those
+# files: the statement log of one API report (log_min_duration_statement = 0) is the check.
+
+_CATEGORY_SQL = """
+    SELECT jurisdiction_id, code, name, description, group_code, asset_type,
+           dedup_radius_m, snap_radius_m, sla_hours, active
+    FROM service_categories
+    WHERE jurisdiction_id = %(jid)s AND code = %(code)s
+"""
+
+_WARD_AT_SQL = """
+    SELECT w.id, w.code, w.name
+    FROM wards AS w
+    JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+    WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
+      AND m.jurisdiction_id = CAST(%(jid)s AS smallint)
+      AND m.valid_from <= %(at)s AND (m.valid_to IS NULL OR %(at)s < m.valid_to)
+      AND ST_Covers(w.geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326))
+    ORDER BY w.code
+    LIMIT 1
+"""
+
+_NEAREST_ASSET_SQL = """
+    SELECT a.id, a.asset_type, a.external_id, a.name,
+           ST_Distance(a.geom::geography,
+                       ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS distance_m
+    FROM assets AS a
+    WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint)
+      AND a.asset_type = %(asset_type)s
+      AND ST_DWithin(a.geom::geography,
+                     ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography,
+                     %(radius_m)s)
+    ORDER BY a.geom::geography <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography
+    LIMIT 1
+"""
+
+_INSERT_INCIDENT_SQL = """
+    INSERT INTO incidents (jurisdiction_id, category_code, status, geom, ward_id, asset_id,
+                           opened_at, due_at)
+    VALUES (%(jid)s, %(code)s, 'new', ST_GeomFromEWKT(%(geom)s), %(ward_id)s, %(asset_id)s,
+            %(now)s, %(due_at)s)
+    RETURNING id
+"""
+
+_INSERT_REQUESTER_SQL = """
+    INSERT INTO requesters (jurisdiction_id, email, phone, language)
+    VALUES (%(jid)s, %(email)s, %(phone)s, %(language)s)
+    RETURNING id
+"""
+
+_INSERT_REPORT_SQL = """
+    INSERT INTO reports (jurisdiction_id, tracking_id, incident_id, requester_id, category_code,
+                         description, address, geom, location_source, ward_id, asset_id,
+                         channel, language, reported_at)
+    VALUES (%(jid)s, %(tracking_id)s, %(incident_id)s, %(requester_id)s, %(code)s,
+            %(description)s, NULL, ST_GeomFromEWKT(%(geom)s), %(source)s, %(ward_id)s,
+            %(asset_id)s, 'api', %(language)s, %(now)s)
+    RETURNING id
+"""
+
+_SUBSCRIBE_SQL = """
+    INSERT INTO subscriptions (jurisdiction_id, incident_id, requester_id, report_id)
+    VALUES (%(jid)s, %(incident_id)s, %(requester_id)s, %(report_id)s)
+    ON CONFLICT (jurisdiction_id, incident_id, requester_id) DO NOTHING
+"""
+
+_INSERT_AUDIT_SQL = """
+    INSERT INTO audit_events (jurisdiction_id, entity, entity_id, action, actor, from_state,
+                              to_state, reason, data)
+    VALUES (%(jid)s, 'incident', %(incident_id)s, 'opened', 'resident:api', NULL, 'new', NULL,
+            %(data)s)
+    RETURNING id, at
+"""
+
+_INSERT_PHOTO_SQL = """
+    INSERT INTO photos (jurisdiction_id, report_id, kind, original_key, original_type,
+                        public_key, thumb_key, width, height, phash, sha256, taken_at, exif_geom)
+    VALUES (%(jid)s, %(report_id)s, 'report', %(original_key)s, %(original_type)s,
+            %(public_key)s, %(thumb_key)s, %(width)s, %(height)s, %(phash)s, %(sha256)s,
+            %(taken_at)s, ST_GeomFromEWKT(%(exif_geom)s))
+    RETURNING id
+"""
+
+_VIEW_SQL = """
+    SELECT r.tracking_id, i.status, r.category_code, r.description,
+           w.code AS ward_code, w.name AS ward_name,
+           a.id AS asset_id, a.asset_type, a.external_id AS asset_external_id,
+           a.name AS asset_name,
+           ST_Distance(a.geom::geography, r.geom::geography) AS asset_distance_m,
+           ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, r.location_source,
+           p.public_key, p.thumb_key, r.reported_at, i.updated_at,
+           r.incident_id, r.channel, q.email, q.phone, q.language
+    FROM reports r
+    JOIN incidents i ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id
+    LEFT JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id
+    LEFT JOIN assets a ON a.jurisdiction_id = r.jurisdiction_id AND a.id = r.asset_id
+    LEFT JOIN requesters q ON q.jurisdiction_id = r.jurisdiction_id AND q.id = r.requester_id
+    LEFT JOIN LATERAL (
+        SELECT public_key, thumb_key FROM photos ph
+        WHERE ph.jurisdiction_id = r.jurisdiction_id AND ph.report_id = r.id
+          AND ph.kind = 'report'
+        ORDER BY ph.id LIMIT 1
+    ) p ON true
+    WHERE r.jurisdiction_id = %(jid)s AND r.tracking_id = %(tracking_id)s
+"""
+
+# --- the bench's own look-ups (not part of what is measured) --------------------------------
+
+_CURRENT_WARDS = """
+    FROM wards AS w
+    JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+    WHERE w.jurisdiction_id = %(jid)s
+      AND m.valid_from <= now() AND (m.valid_to IS NULL OR now() < m.valid_to)
+"""
+
+_RANDOM_POINTS_SQL = f"""
+    SELECT ST_X(d.geom), ST_Y(d.geom)
+    FROM (SELECT ST_Union(w.geom) AS geom {_CURRENT_WARDS}) AS city,
+         ST_Dump(ST_GeneratePoints(city.geom, %(n)s, 311)) AS d
+"""
+
+# A pin a few metres from each of the first streetlights, kept if a ward in force covers it.
+_NEAR_ASSET_POINTS_SQL = f"""
+    SELECT ST_X(p.pt), ST_Y(p.pt)
+    FROM (
+        SELECT ST_Project(a.geom::geography, %(offset_m)s,
+                          radians((a.id * 137) %% 360))::geometry AS pt
+        FROM assets AS a
+        WHERE a.jurisdiction_id = %(jid)s AND a.asset_type = %(asset_type)s
+        ORDER BY a.id
+        LIMIT %(n)s
+    ) AS p
+    WHERE EXISTS (SELECT 1 {_CURRENT_WARDS} AND ST_Covers(w.geom, p.pt))
+"""
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Cumulative CPU seconds of the API server, PostgreSQL (all its processes) and this one."""
+
+    server_s: float
+    postgres_s: float
+    bench_s: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One measured run: how many reports, how fast, and whose CPU they used."""
+
+    reports: int
+    elapsed_s: float
+    reports_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms: float
+    """API server CPU per report, in ms (idle during ceiling runs)."""
+    postgres_cpu_ms: float
+    """CPU of all PostgreSQL processes per report, in ms."""
+    bench_cpu_ms: float
+    """CPU of this process per report, in ms: the load generator, or the ceiling's app."""
+    pg_sessions: int
+    """PostgreSQL sessions opened during the run (pg_stat_database.sessions; approximate)."""
+
+
+@dataclass
+class LevelResult:
+    """All runs of one workload at one concurrency, API and ceiling."""
+
+    workload: Variant
+    concurrency: int
+    requests: int
+    api: list[RunResult] = field(default_factory=list)
+    ceiling: list[RunResult] = field(default_factory=list)
+
+    def median(self, side: Literal["api", "ceiling"], metric: str) -> float:
+        """Return the median of ``metric`` over this level's runs of ``side``."""
+        runs = self.api if side == "api" else self.ceiling
+        return float(statistics.median(float(getattr(r, metric)) for r in runs))
+
+    @property
+    def ratio(self) -> float:
+        """Return API reports/s over ceiling reports/s (medians)."""
+        return self.median("api", "reports_per_s") / self.median("ceiling", "reports_per_s")
+
+
+def _percentile(values: Sequence[float], pct: float) -> float:
+    """Return the ``pct`` percentile (0..100) of ``values``, linearly interpolated."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), pct))
+
+
+def _run_result(
+    latencies_s: Sequence[float],
+    elapsed_s: float,
+    before: CpuSample,
+    after: CpuSample,
+    pg_sessions: int,
+) -> RunResult:
+    n = len(latencies_s)
+    lat_ms = [s * 1000.0 for s in latencies_s]
+    return RunResult(
+        reports=n,
+        elapsed_s=elapsed_s,
+        reports_per_s=n / elapsed_s,
+        p50_ms=_percentile(lat_ms, 50),
+        p99_ms=_percentile(lat_ms, 99),
+        server_cpu_ms=(after.server_s - before.server_s) * 1000.0 / n,
+        postgres_cpu_ms=(after.postgres_s - before.postgres_s) * 1000.0 / n,
+        bench_cpu_ms=(after.bench_s - before.bench_s) * 1000.0 / n,
+        pg_sessions=pg_sessions,
+    )
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """Return (ppid, own CPU s, reaped children's CPU s) of a process, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself contain spaces or parentheses.
+    rest = raw[raw.rindex(")") + 2 :].split()
+    ppid = int(rest[1])
+    utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
+    return ppid, (utime + stime) / _CLK_TCK, (cutime + cstime) / _CLK_TCK
+
+
+def _postgres_cpu_s(postmaster_pid: int) -> float:
+    """Return the CPU seconds of the postmaster and all its children, living or reaped."""
+    own = _proc_stat(postmaster_pid)
+    if own is None:
+        return 0.0
+    total = own[1] + own[2]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        stat = _proc_stat(int(entry.name))
+        if stat is not None and stat[0] == postmaster_pid:
+            total += stat[1]
+    return total
+
+
+def _machine(conn: Conn) -> dict[str, Any]:
+    """Return what the numbers depend on: CPUs, memory, versions, the temp filesystem."""
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    pg = conn.execute("SHOW server_version").fetchone()
+    postgis = conn.execute("SELECT postgis_lib_version()").fetchone()
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gb": round(mem_gb, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": pg[0] if pg else "?",
+        "postgis": postgis[0] if postgis else "?",
+        "temp_fs": _fs_type(Path(tempfile.gettempdir())),
+    }
+
+
+def _fs_type(path: Path) -> str:
+    """Return the filesystem type path lives on, from /proc/mounts."""
+    best, kind = "", "?"
+    resolved = str(path.resolve())
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mount = parts[1]
+            prefix = mount.rstrip("/") + "/"
+            if (resolved == mount or resolved.startswith(prefix)) and len(mount) > len(best):
+                best, kind = mount, parts[2]
+    return kind
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- the photo -----------------------------------------------------------------------------
+
+
+def _dms(value: float) -> tuple[TiffImagePlugin.IFDRational, ...]:
+    """Return degrees as an EXIF (deg, min, sec) triple of rationals, to 0.0001 seconds."""
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = (value - degrees - minutes / 60) * 3600
+    return (
+        TiffImagePlugin.IFDRational(degrees, 1),
+        TiffImagePlugin.IFDRational(minutes, 1),
+        TiffImagePlugin.IFDRational(round(seconds * 10_000), 10_000),
+    )
+
+
+def make_photo(lon: float, lat: float) -> bytes:
+    """Return a 2048x1536 JPEG that compresses like a street photo, with EXIF GPS (lon, lat).
+
+    Smooth gradients and shading for sky and road, blurred coarse noise for texture and fine
+    noise for sensor grain: about 1.4 MB at quality 92, like a phone camera's output.
+    """
+    rng = np.random.default_rng(311)
+    width, height = PHOTO_SIZE_PX
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    rgb = np.empty((height, width, 3), dtype=np.float32)
+    rgb[..., 0] = 70 + 110 * y + 25 * np.sin(7 * x + 3 * y)
+    rgb[..., 1] = 90 + 80 * y + 20 * np.sin(5 * x - 4 * y)
+    rgb[..., 2] = 170 - 90 * y + 15 * np.cos(9 * x * y)
+    coarse = rng.normal(128, 40, (height // 16, width // 16)).clip(0, 255).astype(np.uint8)
+    texture = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    rgb += (np.asarray(texture, dtype=np.float32) - 128)[..., None]
+    rgb += rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+    image = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "geo311"
+    exif[ExifTags.Base.Model] = "bench"
+    exif[ExifTags.IFD.Exif] = {ExifTags.Base.DateTimeOriginal: "2026:05:01 10:00:00"}
+    exif[ExifTags.IFD.GPSInfo] = {
+        ExifTags.GPS.GPSLatitudeRef: "N" if lat >= 0 else "S",
+        ExifTags.GPS.GPSLatitude: _dms(lat),
+        ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
+        ExifTags.GPS.GPSLongitude: _dms(lon),
+    }
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, exif=exif)
+    data = buffer.getvalue()
+    fix = read_gps(data)
+    if fix is None or abs(fix.lat - lat) > 1e-6 or abs(fix.lon - lon) > 1e-6:
+        raise RuntimeError(f"the generated photo's EXIF GPS reads back as {fix}")
+    return data
+
+
+def _process(data: bytes, media: MediaSettings) -> ProcessedPhoto:
+    """Return process_photo's result for ``data`` with the API's media settings."""
+    return process_photo(
+        data,
+        max_bytes=media.max_bytes,
+        max_pixels=media.max_pixels,
+        public_max_px=media.public_max_px,
+        thumb_max_px=media.thumb_max_px,
+        jpeg_quality=media.jpeg_quality,
+    )
+
+
+def time_process_photo(data: bytes, runs: int, media: MediaSettings) -> list[float]:
+    """Return the wall time in ms of ``runs`` process_photo calls, one at a time."""
+    _process(data, media)  # first call pays for lazy imports and codec set-up
+    times_ms = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        _process(data, media)
+        times_ms.append((time.perf_counter() - started) * 1000.0)
+    return times_ms
+
+
+# --- the workload --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class City:
+    """Where the bench's reports go: points in the demo city, and the photo's position."""
+
+    jurisdiction_id: int
+    pothole_points: list[tuple[float, float]]
+    """(lon, lat) inside the wards in force."""
+    streetlight_points: list[tuple[float, float]]
+    """(lon, lat) a few metres from a streetlight, inside a ward."""
+
+    def report(self, i: int) -> tuple[str, float, float]:
+        """Return (category, lon, lat) of report ``i``: potholes and dark streetlights in turn."""
+        if i % 2 == 0:
+            lon, lat = self.pothole_points[(i // 2) % len(self.pothole_points)]
+            return "pothole", lon, lat
+        lon, lat = self.streetlight_points[(i // 2) % len(self.streetlight_points)]
+        return "streetlight_out", lon, lat
+
+
+def survey_city(conn: Conn, *, n: int = 400) -> City:
+    """Return the demo city's jurisdiction and the bench's points, checking the categories."""
+    row = conn.execute("SELECT id FROM jurisdictions WHERE slug = %s", (SLUG,)).fetchone()
+    if row is None:
+        raise RuntimeError(f"jurisdiction {SLUG!r} not loaded")
+    jid = int(row[0])
+    cats = {
+        r[0]: (r[1], float(r[2]))
+        for r in conn.execute(
+            "SELECT code, asset_type, snap_radius_m FROM service_categories "
+            "WHERE jurisdiction_id = %s AND active",
+            (jid,),
+        )
+    }
+    missing = [c for c in CATEGORIES if c not in cats]
+    if missing:
+        raise RuntimeError(f"the demo city lacks categories {missing}; it has {sorted(cats)}")
+    asset_type, snap_m = cats["streetlight_out"]
+    if asset_type is None:
+        raise RuntimeError("streetlight_out has no asset type: the snap would not run")
+    params = {"jid": jid, "n": n}
+    potholes = [(float(a), float(b)) for a, b in conn.execute(_RANDOM_POINTS_SQL, params)]
+    near = {
+        "jid": jid,
+        "n": n,
+        "asset_type": asset_type,
+        "offset_m": min(STREETLIGHT_OFFSET_M, snap_m / 2),
+    }
+    lights = [(float(a), float(b)) for a, b in conn.execute(_NEAR_ASSET_POINTS_SQL, near)]
+    if not potholes or not lights:
+        raise RuntimeError(f"no points: {len(potholes)} in wards, {len(lights)} by streetlights")
+    return City(jurisdiction_id=jid, pothole_points=potholes, streetlight_points=lights)
+
+
+def _returned_id(cur: psycopg.Cursor[tuple[Any, ...]], sql: str, params: dict[str, Any]) -> int:
+    """Return the id an INSERT … RETURNING id gave back."""
+    row = cur.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row returned by {sql.split()[:3]}")
+    return int(row[0])
+
+
+def ceiling_report(
+    conn: Conn,
+    *,
+    city: City,
+    i: int,
+    photo: bytes | None,
+    media_settings: MediaSettings,
+    media: LocalMediaStore,
+) -> tuple[Any, ...]:
+    """Store report ``i`` the way the service does, in one transaction; return its view row."""
+    category_code, pin_lon, pin_lat = city.report(i)
+    jid = city.jurisdiction_id
+    now = datetime.now(UTC)
+    with conn.transaction():
+        cur = conn.cursor()
+        category = cur.execute(_CATEGORY_SQL, {"jid": jid, "code": category_code}).fetchone()
+        if category is None or not category[9]:
+            raise RuntimeError(f"unknown category {category_code!r}")
+        asset_type, snap_radius_m, sla_hours = category[5], category[7], category[8]
+        processed = _process(photo, media_settings) if photo else None
+        if processed is None:
+            lon, lat, source = pin_lon, pin_lat, "pin"
+        elif processed.gps is not None:
+            lon, lat, source = processed.gps.lon, processed.gps.lat, "exif"
+        else:
+            raise RuntimeError("the photo has no GPS fix")
+        ward = cur.execute(_WARD_AT_SQL, {"jid": jid, "lon": lon, "lat": lat, "at": now}).fetchone()
+        if ward is None:
+            raise RuntimeError(f"({lon}, {lat}) is in no ward")
+        asset_id = None
+        if asset_type is not None:
+            asset = cur.execute(
+                _NEAREST_ASSET_SQL,
+                {
+                    "jid": jid,
+                    "asset_type": asset_type,
+                    "lon": lon,
+                    "lat": lat,
+                    "radius_m": snap_radius_m,
+                },
+            ).fetchone()
+            asset_id = asset[0] if asset else None
+        geom = f"SRID=4326;POINT({lon} {lat})"
+        files: dict[str, bytes] = {}
+        incident_id = _returned_id(
+            cur,
+            _INSERT_INCIDENT_SQL,
+            {
+                "jid": jid,
+                "code": category_code,
+                "geom": geom,
+                "ward_id": ward[0],
+                "asset_id": asset_id,
+                "now": now,
+                "due_at": now + timedelta(hours=sla_hours),
+            },
+        )
+        requester_id = _returned_id(
+            cur,
+            _INSERT_REQUESTER_SQL,
+            {"jid": jid, "email": f"bench{i}@example.org", "phone": None, "language": "en"},
+        )
+        tracking_id = new_tracking_id()
+        report_id = _returned_id(
+            cur,
+            _INSERT_REPORT_SQL,
+            {
+                "jid": jid,
+                "tracking_id": tracking_id,
+                "incident_id": incident_id,
+                "requester_id": requester_id,
+                "code": category_code,
+                "description": f"bench report {i}",
+                "geom": geom,
+                "source": source,
+                "ward_id": ward[0],
+                "asset_id": asset_id,
+                "language": "en",
+                "now": now,
+            },
+        )
+        cur.execute(
+            _SUBSCRIBE_SQL,
+            {
+                "jid": jid,
+                "incident_id": incident_id,
+                "requester_id": requester_id,
+                "report_id": report_id,
+            },
+        )
+        if processed is not None:
+            stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
+            keys = {
+                "original": f"private/{stem}.jpg",
+                "public": f"public/{stem}.jpg",
+                "thumb": f"public/{stem}_thumb.jpg",
+            }
+            exif_geom = f"SRID=4326;POINT({lon} {lat})"
+            cur.execute(
+                _INSERT_PHOTO_SQL,
+                {
+                    "jid": jid,
+                    "report_id": report_id,
+                    "original_key": keys["original"],
+                    "original_type": processed.original_type,
+                    "public_key": keys["public"],
+                    "thumb_key": keys["thumb"],
+                    "width": processed.width,
+                    "height": processed.height,
+                    "phash": processed.phash,
+                    "sha256": processed.sha256,
+                    "taken_at": processed.taken_at,
+                    "exif_geom": exif_geom,
+                },
+            )
+            files = {
+                keys["original"]: processed.original,
+                keys["public"]: processed.public_jpeg,
+                keys["thumb"]: processed.thumb_jpeg,
+            }
+        # Flushed with the photo, as the ORM's unit of work orders them.
+        _returned_id(
+            cur,
+            _INSERT_AUDIT_SQL,
+            {
+                "jid": jid,
+                "incident_id": incident_id,
+                "data": Jsonb({"report": tracking_id, "location_source": source}),
+            },
+        )
+        for key, data in files.items():
+            media.put(key, data)
+        view = cur.execute(_VIEW_SQL, {"jid": jid, "tracking_id": tracking_id}).fetchone()
+    if view is None:
+        raise RuntimeError(f"report {tracking_id} not found after insert")
+    return view
+
+
+# --- running it ----------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """Everything a run needs: the server, the database, the city and the photo."""
+
+    args: argparse.Namespace
+    cluster: EmbeddedCluster
+    base_url: str
+    server: subprocess.Popen[bytes]
+    monitor: Conn
+    city: City
+    photo: bytes
+    media_settings: MediaSettings
+    server_media: Path
+    ceiling_media: Path
+    postmaster_pid: int
+
+    def cpu(self) -> CpuSample:
+        server = _proc_stat(self.server.pid)
+        return CpuSample(
+            server_s=server[1] if server else 0.0,
+            postgres_s=_postgres_cpu_s(self.postmaster_pid),
+            bench_s=time.process_time(),
+        )
+
+    def pg_sessions(self) -> int:
+        row = self.monitor.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def clear_media(self) -> None:
+        """Delete the photos stored so far, so a long run does not fill the disk."""
+        for root in (self.server_media, self.ceiling_media):
+            for sub in ("public", "private"):
+                shutil.rmtree(root / sub, ignore_errors=True)
+
+    def api_request(
+        self, client: httpx.AsyncClient, variant: Variant, i: int
+    ) -> Coroutine[Any, Any, httpx.Response]:
+        """Return the coroutine posting report ``i``."""
+        category, lon, lat = self.city.report(i)
+        fields = {
+            "category": category,
+            "description": f"bench report {i}",
+            "email": f"bench{i}@example.org",
+        }
+        if variant == "photo":
+            return client.post(
+                "/api/v1/reports",
+                data=fields,
+                files={"photo": ("street.jpg", self.photo, "image/jpeg")},
+            )
+        pinned = {**fields, "lat": repr(lat), "lon": repr(lon)}
+        if self.args.fields_body == "form":
+            return client.post("/api/v1/reports", data=pinned)
+        return client.post("/api/v1/reports", json=pinned)
+
+
+def _check_api_body(variant: Variant, i: int, body: dict[str, Any], city: City) -> None:
+    """Raise unless the report was placed and snapped as the bench intends."""
+    category, _, _ = city.report(i)
+    if body.get("ward") is None:
+        raise RuntimeError(f"report {i} has no ward: {body}")
+    if category == "streetlight_out" and body.get("asset") is None:
+        raise RuntimeError(f"report {i} was not snapped to a streetlight: {body}")
+    expected = "exif" if variant == "photo" else "pin"
+    if body.get("location_source") != expected:
+        raise RuntimeError(f"report {i} placed by {body.get('location_source')}, not {expected}")
+
+
+def _check_ceiling_view(variant: Variant, i: int, view: tuple[Any, ...], city: City) -> None:
+    """Raise unless the ceiling placed and snapped report ``i`` as the API does."""
+    category, _, _ = city.report(i)
+    ward_code, asset_id, source, public_key = view[4], view[6], view[13], view[14]
+    if ward_code is None:
+        raise RuntimeError(f"ceiling report {i} has no ward: {view}")
+    if category == "streetlight_out" and asset_id is None:
+        raise RuntimeError(f"ceiling report {i} was not snapped to a streetlight: {view}")
+    if source != ("exif" if variant == "photo" else "pin"):
+        raise RuntimeError(f"ceiling report {i} placed by {source}")
+    if (variant == "photo") != (public_key is not None):
+        raise RuntimeError(f"ceiling report {i}: photo key {public_key!r} for {variant}")
+
+
+async def api_run(
+    bench: Bench,
+    client: httpx.AsyncClient,
+    variant: Variant,
+    *,
+    concurrency: int,
+    n: int,
+    first: int,
+    check: bool = False,
+) -> RunResult:
+    """Return one run of ``n`` API reports posted by ``concurrency`` clients."""
+    latencies = [0.0] * n
+    next_i = iter(range(n))
+
+    async def client_loop() -> None:
+        for k in next_i:
+            if _STOP.is_set():
+                return
+            started = time.perf_counter()
+            resp = await bench.api_request(client, variant, first + k)
+            latencies[k] = time.perf_counter() - started
+            if resp.status_code != 201:
+                raise RuntimeError(f"POST /api/v1/reports: {resp.status_code} {resp.text[:800]}")
+            if check:
+                _check_api_body(variant, first + k, resp.json(), bench.city)
+
+    sessions, before = bench.pg_sessions(), bench.cpu()
+    started = time.perf_counter()
+    # A TaskGroup cancels the other clients as soon as one fails.
+    async with asyncio.TaskGroup() as clients:
+        for _ in range(concurrency):
+            clients.create_task(client_loop())
+    elapsed = time.perf_counter() - started
+    after = bench.cpu()
+    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
+
+
+def ceiling_run(
+    bench: Bench,
+    pool: ConnectionPool[Conn],
+    variant: Variant,
+    *,
+    concurrency: int,
+    n: int,
+    first: int,
+    check: bool = False,
+) -> RunResult:
+    """Return one run of ``n`` reports stored directly, by ``concurrency`` threads."""
+    latencies = [0.0] * n
+    lock = threading.Lock()
+    next_i = iter(range(n))
+    media = LocalMediaStore(bench.ceiling_media)
+    photo = bench.photo if variant == "photo" else None
+
+    def take() -> int | None:
+        with lock:
+            return next(next_i, None)
+
+    def worker() -> None:
+        with pool.connection() as conn:
+            while not _STOP.is_set() and (k := take()) is not None:
+                started = time.perf_counter()
+                view = ceiling_report(
+                    conn,
+                    city=bench.city,
+                    i=first + k,
+                    photo=photo,
+                    media_settings=bench.media_settings,
+                    media=media,
+                )
+                latencies[k] = time.perf_counter() - started
+                if check:
+                    _check_ceiling_view(variant, first + k, view, bench.city)
+
+    sessions, before = bench.pg_sessions(), bench.cpu()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as executor:
+        try:
+            for future in [executor.submit(worker) for _ in range(concurrency)]:
+                future.result()
+        except BaseException:
+            _STOP.set()
+            raise
+    elapsed = time.perf_counter() - started
+    after = bench.cpu()
+    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
+
+
+async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
+    n = bench.args.photo_requests if variant == "photo" else bench.args.requests
+    result = LevelResult(workload=variant, concurrency=concurrency, requests=n)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    warm = min(concurrency, 8) if variant == "photo" else 2 * concurrency
+    with ExitStack() as stack:
+        pool: ConnectionPool[Conn] = stack.enter_context(
+            ConnectionPool(
+                bench.cluster.conninfo(DBNAME),
+                min_size=concurrency,
+                max_size=concurrency,
+                kwargs={"autocommit": True},
+                open=True,
+            )
+        )
+        pool.wait()
+        async with httpx.AsyncClient(
+            base_url=bench.base_url, limits=limits, timeout=120.0, http1=True, http2=False
+        ) as client:
+            # Warm-up: opens the connections, fills caches, and checks every answer.
+            clients = min(warm, concurrency)
+            await api_run(bench, client, variant, concurrency=clients, n=warm, first=0, check=True)
+            await asyncio.to_thread(
+                ceiling_run, bench, pool, variant, concurrency=clients, n=warm, first=0, check=True
+            )
+            bench.clear_media()
+            for run in range(bench.args.runs):
+                first = warm + run * n
+                try:
+                    result.api.append(
+                        await api_run(
+                            bench, client, variant, concurrency=concurrency, n=n, first=first
+                        )
+                    )
+                    result.ceiling.append(
+                        await asyncio.to_thread(
+                            ceiling_run,
+                            bench,
+                            pool,
+                            variant,
+                            concurrency=concurrency,
+                            n=n,
+                            first=first,
+                        )
+                    )
+                except BaseException:
+                    _STOP.set()
+                    raise
+                bench.clear_media()
+    return result
+
+
+def run_level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
+    """Return the API and ceiling runs of one workload at one concurrency."""
+    return asyncio.run(_level(bench, variant, concurrency))
+
+
+# --- setting up and tearing down -----------------------------------------------------------
+
+
+@contextmanager
+def api_server(
+    url: str, data_dir: Path, log_path: Path, extra_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Yield the running API server process and its base URL; stop it afterwards."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GEO311_DB__URL": url,
+        "GEO311_DATA_DIR": str(data_dir),
+        "GEO311_JURISDICTION": SLUG,
+        "GEO311_HOST": "127.0.0.1",
+        **extra_env,
+    }
+    cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
+    base_url = f"http://127.0.0.1:{port}"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        with _uninterrupted(), log_path.open("wb") as log:
+            # Its own session: a Ctrl+C in the terminal reaches only us, and we stop it.
+            server = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_healthy(server, base_url, log_path)
+        yield server, base_url
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 90.0
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the API server exited ({server.returncode}):\n{_tail(log_path)}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API server did not answer /healthz in 90 s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def throwaway_cluster(root: Path) -> Iterator[EmbeddedCluster]:
+    """Yield a started cluster in ``root``/pg holding a migrated database with the demo city."""
+    cluster = EmbeddedCluster(root / "pg")
+    started = False
+    try:
+        with _uninterrupted():
+            cluster.start()
+            started = True
+        cluster.ensure_database(DBNAME)
+        url = cluster.url(DBNAME)
+        migrate.upgrade(url)
+        db = Database.connect(url, pool_size=2)
+        try:
+            load_demo(db, slug=SLUG)
+        finally:
+            db.dispose()
+        yield cluster
+    finally:
+        _stop_cluster(cluster, grace_s=0.0 if started else 3.0)
+
+
+def _stop_cluster(cluster: EmbeddedCluster, *, grace_s: float) -> None:
+    """Stop the cluster; after a start that failed, keep watching ``grace_s`` seconds for a
+    postmaster that was still coming up (a Ctrl+C in the terminal also reaches pg_ctl, which
+    can die after starting the detached postmaster and before it wrote its pid file)."""
+    cluster.stop()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (cluster.data_dir / "postmaster.pid").exists():
+            cluster.stop()
+
+
+class _Signals:
+    """Whether an interrupt must wait for the end of a section, and whether one is waiting."""
+
+    deferring = False
+    pending = False
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Run the body to its end even if SIGINT or SIGTERM arrives; raise KeyboardInterrupt after.
+
+    For the steps that start detached processes (the postmaster, the API server): stopped
+    half-way, they would leave a process behind that the clean-up does not know about.
+    """
+    _Signals.deferring = True
+    try:
+        yield
+    finally:
+        _Signals.deferring = False
+    if _Signals.pending:
+        raise KeyboardInterrupt("deferred signal")
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """Stop the run on the first SIGINT or SIGTERM; ignore the next ones while cleaning up.
+
+    Installed for SIGINT too, so asyncio.run keeps its hands off: its own handler only
+    cancels the main task, and a cancellation that lands inside the HTTP client's cleanup
+    can be absorbed, leaving the benchmark running. A second Ctrl+C must not cut the
+    clean-up short either, or the cluster and the server would be left behind.
+    """
+    if _STOP.is_set():
+        return
+    _STOP.set()
+    if _Signals.deferring:
+        _Signals.pending = True
+        return
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    args = _parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.perf_counter()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    root = Path(tempfile.mkdtemp(prefix="geo311-bench-"))
+    root.chmod(0o755)  # as root, the cluster runs as postgres, which must reach its directory
+    try:
+        with ExitStack() as stack:
+            console.print(f"[dim]setting up in {root} …[/dim]")
+            cluster = stack.enter_context(throwaway_cluster(root))
+            monitor: Conn = stack.enter_context(
+                psycopg.connect(cluster.conninfo(DBNAME), autocommit=True)
+            )
+            city = survey_city(monitor)
+            lon, lat = city.streetlight_points[0]
+            photo = make_photo(lon, lat)
+            media_settings = MediaSettings()
+            photo_ms = time_process_photo(photo, args.photo_runs, media_settings)
+            data_dir = root / "data"
+            server, base_url = stack.enter_context(
+                api_server(cluster.url(DBNAME), data_dir, root / "server.log", args.server_env)
+            )
+            pid_file = cluster.data_dir / "postmaster.pid"
+            bench = Bench(
+                args=args,
+                cluster=cluster,
+                base_url=base_url,
+                server=server,
+                monitor=monitor,
+                city=city,
+                photo=photo,
+                media_settings=media_settings,
+                server_media=data_dir / "media",
+                ceiling_media=root / "ceiling-media",
+                postmaster_pid=int(pid_file.read_text().split()[0]),
+            )
+            machine = {**_machine(monitor), "loadavg_at_start": load_at_start}
+            settings = _settings(args, photo, city)
+            _print_header(console, machine, settings)
+            levels: list[LevelResult] = []
+            for variant in args.workloads:
+                for concurrency in args.concurrency:
+                    console.print(f"[dim]{variant} × {concurrency} clients …[/dim]")
+                    levels.append(run_level(bench, variant, concurrency))
+            elapsed_s = time.perf_counter() - started
+            machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            _print_results(console, levels, photo_ms)
+            console.print(
+                f"[dim]total {elapsed_s:.0f} s; load average (1, 5, 15 min) at start "
+                f"{machine['loadavg_at_start']}, at end {machine['loadavg_at_end']}[/dim]"
+            )
+            _warn_if_busy(console, machine)
+            if args.json:
+                _write_json(args.json, machine, settings, levels, photo_ms, elapsed_s)
+                console.print(f"wrote {args.json}")
+    except KeyboardInterrupt:
+        _STOP.set()
+        # The interrupted level's task is left holding the KeyboardInterrupt; asyncio would
+        # log it as "never retrieved" when it is collected.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        console.print("[yellow]interrupted; everything stopped[/yellow]")
+        return 130
+    except Exception:
+        _STOP.set()
+        # The temporary directory goes next; keep what the server said about the failure.
+        server_log = root / "server.log"
+        if server_log.exists():
+            console.print("[red]API server log (last lines):[/red]")
+            console.print(_tail(server_log), markup=False, highlight=False)
+        raise
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    def ints(text: str) -> list[int]:
+        values = [int(v) for v in text.split(",") if v.strip()]
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError("give positive integers, e.g. 1,8,32")
+        return values
+
+    def workloads(text: str) -> list[Variant]:
+        chosen: list[Variant] = []
+        for name in text.split(","):
+            if name == "fields":
+                chosen.append("fields")
+            elif name == "photo":
+                chosen.append("photo")
+            else:
+                raise argparse.ArgumentTypeError(f"unknown workload {name!r}: fields, photo")
+        return chosen
+
+    def env_pair(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key.startswith("GEO311_"):
+            raise argparse.ArgumentTypeError("give GEO311_NAME=value")
+        return key, value
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
+    parser.add_argument("--requests", type=int, default=300, help="fields reports per run")
+    parser.add_argument("--photo-requests", type=int, default=120, help="photo reports per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per level; median shown")
+    parser.add_argument("--photo-runs", type=int, default=15, help="process_photo timings")
+    parser.add_argument("--workloads", type=workloads, default=["fields", "photo"])
+    parser.add_argument("--fields-body", choices=("json", "form"), default="json")
+    parser.add_argument(
+        "--server-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="GEO311_NAME=value",
+        help="extra setting for the API server, e.g. GEO311_DB__POOL_SIZE=40",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if min(args.requests, args.photo_requests, args.runs) < 1 or args.photo_runs < 10:
+        parser.error("--requests, --photo-requests and --runs must be >= 1, --photo-runs >= 10")
+    args.server_env = dict(args.server_env)
+    return args
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, Any]:
+    db = DatabaseSettings()
+    return {
+        "concurrency": args.concurrency,
+        "requests_per_run": {"fields": args.requests, "photo": args.photo_requests},
+        "runs": args.runs,
+        "photo_runs": args.photo_runs,
+        "fields_body": args.fields_body,
+        "photo": f"{PHOTO_SIZE_PX[0]}x{PHOTO_SIZE_PX[1]} JPEG, {len(photo) / 1e6:.2f} MB, EXIF GPS",
+        "categories": "pothole / streetlight_out alternating "
+        f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
+        "server": "geo311 run (uvicorn, 1 process); "
+        f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow, pre-ping",
+        "server_env": args.server_env,
+        "ceiling": "psycopg_pool, one connection per thread, autocommit + explicit transaction",
+        "postgres": "embedded cluster: shared_buffers 256MB, fsync on, unix socket",
+    }
+
+
+def _warn_if_busy(console: Console, machine: dict[str, Any]) -> None:
+    """Print a warning when other work shared the CPUs (1-minute load average before the run)."""
+    # Our own work loads the machine too, so only the figure taken before the set-up says
+    # something about others.
+    before = machine["loadavg_at_start"][0]
+    if before > 0.5 * machine["nproc"]:
+        console.print(
+            f"[yellow]warning: load average {before} before the run on {machine['nproc']} "
+            "CPUs: other work shared the machine, the numbers are pessimistic[/yellow]"
+        )
+
+
+def _print_header(console: Console, machine: dict[str, Any], settings: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]machine[/bold]  {machine['nproc']} CPUs ({machine['cpu_model']}), "
+        f"{machine['memory_gb']} GB, Linux {machine['kernel']}, Python {machine['python']}, "
+        f"PostgreSQL {machine['postgresql']}, PostGIS {machine['postgis']}, "
+        f"temp on {machine['temp_fs']}, load average {machine['loadavg_at_start']}"
+    )
+    for key, value in settings.items():
+        if key == "server_env" and not value:
+            continue
+        console.print(f"  {key:<17} {value}")
+
+
+def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[float]) -> None:
+    table = Table(
+        title=f"Report intake: median of runs (target: API ≥ {TARGET_RATIO:.0%} of the ceiling)",
+        title_justify="left",
+    )
+    for name in ("workload", "clients"):
+        table.add_column(name)
+    for name in ("API rep/s", "p50 ms", "p99 ms", "ceiling rep/s", "p50 ms", "p99 ms"):
+        table.add_column(name, justify="right")
+    table.add_column("API/ceiling", justify="right")
+    table.add_column("target", justify="center")
+    for level in levels:
+        ratio = level.ratio
+        table.add_row(
+            level.workload,
+            str(level.concurrency),
+            f"{level.median('api', 'reports_per_s'):.1f}",
+            f"{level.median('api', 'p50_ms'):.1f}",
+            f"{level.median('api', 'p99_ms'):.1f}",
+            f"{level.median('ceiling', 'reports_per_s'):.1f}",
+            f"{level.median('ceiling', 'p50_ms'):.1f}",
+            f"{level.median('ceiling', 'p99_ms'):.1f}",
+            f"{ratio:.0%}",
+            "[green]ok[/green]" if ratio >= TARGET_RATIO else "[red]below[/red]",
+        )
+    console.print(table)
+
+    cpu = Table(
+        title="CPU per report in ms (median of runs); new PostgreSQL sessions per run",
+        title_justify="left",
+    )
+    for name in ("workload", "clients"):
+        cpu.add_column(name)
+    for name in (
+        "API server",
+        "API: postgres",
+        "API: load gen",
+        "ceiling app",
+        "ceiling: postgres",
+        "API new sessions",
+    ):
+        cpu.add_column(name, justify="right")
+    for level in levels:
+        cpu.add_row(
+            level.workload,
+            str(level.concurrency),
+            f"{level.median('api', 'server_cpu_ms'):.2f}",
+            f"{level.median('api', 'postgres_cpu_ms'):.2f}",
+            f"{level.median('api', 'bench_cpu_ms'):.2f}",
+            f"{level.median('ceiling', 'bench_cpu_ms'):.2f}",
+            f"{level.median('ceiling', 'postgres_cpu_ms'):.2f}",
+            f"{level.median('api', 'pg_sessions'):.0f}",
+        )
+    console.print(cpu)
+
+    median_ms = statistics.median(photo_ms)
+    verdict = "[green]ok[/green]" if median_ms <= TARGET_PHOTO_MS else "[red]over[/red]"
+    console.print(
+        f"process_photo on the {PHOTO_SIZE_PX[0]}x{PHOTO_SIZE_PX[1]} JPEG: median "
+        f"{median_ms:.1f} ms of {len(photo_ms)} runs (min {min(photo_ms):.1f}, "
+        f"max {max(photo_ms):.1f}); target ≤ {TARGET_PHOTO_MS:.0f} ms: {verdict}"
+    )
+
+
+def _write_json(
+    path: Path,
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+    levels: list[LevelResult],
+    photo_ms: list[float],
+    elapsed_s: float,
+) -> None:
+    summary: list[dict[str, Any]] = []
+    for level in levels:
+        summary.append(
+            {
+                "workload": level.workload,
+                "concurrency": level.concurrency,
+                "requests_per_run": level.requests,
+                "api_reports_per_s": level.median("api", "reports_per_s"),
+                "api_p50_ms": level.median("api", "p50_ms"),
+                "api_p99_ms": level.median("api", "p99_ms"),
+                "ceiling_reports_per_s": level.median("ceiling", "reports_per_s"),
+                "ceiling_p50_ms": level.median("ceiling", "p50_ms"),
+                "ceiling_p99_ms": level.median("ceiling", "p99_ms"),
+                "ratio": level.ratio,
+                "meets_target": level.ratio >= TARGET_RATIO,
+                "runs": {
+                    "api": [asdict(r) for r in level.api],
+                    "ceiling": [asdict(r) for r in level.ceiling],
+                },
+            }
+        )
+    document = {
+        "machine": machine,
+        "settings": settings,
+        "process_photo_ms": {
+            "median": statistics.median(photo_ms),
+            "runs": photo_ms,
+            "target": TARGET_PHOTO_MS,
+        },
+        "results": summary,
+        "target_ratio": TARGET_RATIO,
+        "elapsed_s": elapsed_s,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
