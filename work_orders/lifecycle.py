@@ -84,14 +84,14 @@ class IllegalTransition(Exception):
         self.allowed: tuple[str, ...] = tuple(sorted(TRANSITIONS[known])) if known else ()
         if to not in STATUSES:
             message = f"{to!r} is not a status; the statuses are: {', '.join(STATUSES)}."
-        elif current == to:
-            message = f"The {_NAMES[kind]} is already {current!r}."
         else:
             allowed = ", ".join(self.allowed) or "nothing"
-            message = (
-                f"A {_NAMES[kind]} that is {current!r} cannot become {to!r}; "
-                f"from {current!r} it can become: {allowed}."
+            refusal = (
+                f"The {_NAMES[kind]} is already {current!r}"
+                if current == to
+                else f"A {_NAMES[kind]} that is {current!r} cannot become {to!r}"
             )
+            message = f"{refusal}; from {current!r} it can become: {allowed}."
         super().__init__(message)
         self.message = message
 

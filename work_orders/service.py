@@ -842,27 +842,7 @@ def answer_closure(
         session, jurisdiction_id=link.jurisdiction_id, incident_id=link.incident_id
     )
     _lock_pair(session, incident)
-    info = session.execute(
-        text(
-            """
-            SELECT q.language, r.tracking_id, c.name
-            FROM requesters q
-            JOIN service_categories c ON c.jurisdiction_id = q.jurisdiction_id AND c.code = :code
-            LEFT JOIN subscriptions s ON s.jurisdiction_id = q.jurisdiction_id
-                 AND s.requester_id = q.id AND s.incident_id = :incident
-            LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
-            WHERE q.jurisdiction_id = :jid AND q.id = :requester
-            """
-        ),
-        {
-            "jid": link.jurisdiction_id,
-            "requester": link.requester_id,
-            "incident": link.incident_id,
-            "code": incident.category_code,
-        },
-    ).one_or_none()
-    if info is None:
-        raise NotFound("The link names a requester this service does not know.")
+    info = describe_answer_link(session, link=link)
     latest_closure = session.scalar(
         text(
             "SELECT max(id) FROM audit_events WHERE jurisdiction_id = :jid "
@@ -903,9 +883,47 @@ def answer_closure(
         outcome=outcome,
         incident_id=incident.id,
         language=info.language,
-        category_code=incident.category_code,
-        category=info.name,
+        category_code=info.category_code,
+        category=info.category,
         tracking_id=info.tracking_id,
+    )
+
+
+@dataclass(frozen=True)
+class AnswerLinkInfo:
+    """What the "fixed?" page shows about the link's incident, in the requester's language."""
+
+    language: str
+    category_code: str
+    category: str
+    tracking_id: str | None
+
+
+def describe_answer_link(session: Session, *, link: AnswerLink) -> AnswerLinkInfo:
+    """Return what the "fixed?" page shows for a link, or raise NotFound."""
+    row = session.execute(
+        text(
+            """
+            SELECT q.language, r.tracking_id, c.code, c.name
+            FROM incidents i
+            JOIN service_categories c
+              ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+            JOIN requesters q ON q.jurisdiction_id = i.jurisdiction_id AND q.id = :requester
+            LEFT JOIN subscriptions s ON s.jurisdiction_id = i.jurisdiction_id
+                 AND s.requester_id = q.id AND s.incident_id = i.id
+            LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
+            WHERE i.jurisdiction_id = :jid AND i.id = :incident
+            """
+        ),
+        {"jid": link.jurisdiction_id, "requester": link.requester_id, "incident": link.incident_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound("The link names an incident or requester this service does not know.")
+    return AnswerLinkInfo(
+        language=row.language,
+        category_code=row.code,
+        category=row.name,
+        tracking_id=row.tracking_id,
     )
 
 
@@ -966,6 +984,7 @@ def list_work_orders(
     department: str | None = None,
     sla_filter: SlaFilter | None = None,
     open_only: bool = False,
+    work_order_ids: Sequence[int] = (),
     limit: int = 100,
     offset: int = 0,
 ) -> list[WorkOrderRow]:
@@ -989,6 +1008,8 @@ def list_work_orders(
         )
         .where(WorkOrder.jurisdiction_id == jurisdiction_id)
     )
+    if work_order_ids:
+        query = query.where(WorkOrder.id.in_(list(work_order_ids)))
     if statuses:
         query = query.where(WorkOrder.status.in_(list(statuses)))
     if open_only:

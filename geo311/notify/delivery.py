@@ -91,6 +91,13 @@ class Deliverer:
         self._photos: dict[str, bytes | None] = {}
         self._photos_lock = threading.Lock()
 
+    def close(self) -> None:
+        """Release the channels' HTTP connections."""
+        self.webhooks.close()
+        close = getattr(self.sms, "close", None)
+        if close is not None:
+            close()
+
     # --- one job ----------------------------------------------------------------------------
 
     def deliver(self, *, jurisdiction_id: int, notice_ids: Iterable[int]) -> Tally:
