@@ -74,14 +74,18 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         caught = Caught(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+        reply = self.sink.reply(caught) if self.sink.reply else "250 Message accepted"
         with self.sink.lock:
+            if not reply.startswith("250"):
+                self.sink.refused.append(caught)
+                return reply
             self.sink.caught.append(caught)
             count = len(self.sink.caught)
         if self.sink.on_message is not None:
             self.sink.on_message(count, caught)
         if self.sink.delay_s:
             time.sleep(self.sink.delay_s)
-        return "250 Message accepted for delivery"
+        return reply
 
 
 @dataclass
@@ -90,6 +94,8 @@ class SmtpSink:
 
     port: int = field(default_factory=free_port)
     caught: list[Caught] = field(default_factory=list)
+    refused: list[Caught] = field(default_factory=list)
+    reply: Callable[[Caught], str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     on_message: Callable[[int, Caught], None] | None = None
     delay_s: float = 0.0

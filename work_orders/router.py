@@ -82,13 +82,17 @@ def _work_order_out(
         photo = session.get(Photo, (work_order.jurisdiction_id, work_order.after_photo_id))
         if photo is not None:
             photo_url = f"{str(request.base_url).rstrip('/')}/media/{photo.public_key}"
+    category: str | None = None
+    location: tuple[float, float] | None = None
     if sla_state is None:
         rows = work_orders_service.list_work_orders(
             session,
             jurisdiction_id=work_order.jurisdiction_id,
             work_order_ids=[work_order.id],
         )
-        sla_state = rows[0].sla_state if rows else None
+        if rows:
+            sla_state = rows[0].sla_state
+            category, location = rows[0].category_code, (rows[0].lon, rows[0].lat)
     return WorkOrderOut(
         id=work_order.id,
         incident_id=work_order.incident_id,
@@ -96,6 +100,8 @@ def _work_order_out(
         version=work_order.version,
         department=work_order.department,
         crew_id=work_order.crew_id,
+        category=category,
+        location=location,
         opened_at=work_order.opened_at,
         due_at=work_order.due_at,
         at_risk_at=work_order.at_risk_at,

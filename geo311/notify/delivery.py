@@ -38,21 +38,24 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any
 
-from sqlalchemy import func, literal_column, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, select, text
 
 from geo311.database import Database
 from geo311.media import MediaStore
-from geo311.notify import outbox
+from geo311.notify import mime, outbox
 from geo311.notify.channels import DeliveryError, SmsProvider, SmtpSession, WebhookSender
 from geo311.notify.models import OWED, Notice, WebhookEndpoint
 from geo311.notify.templates import Links, render_email, render_sms, webhook_payload
 from geo311.notify.tokens import AnswerLink, LinkSigner, PreferencesLink
-from geo311.settings import Settings
+from geo311.settings import NotifySettings, Settings
 
 log = logging.getLogger(__name__)
 
 _PHOTO_CID = "after-photo"
+_PHOTO_NAME = "after-photo.jpg"
+# CRLF line ends; headers up to RFC 5322's 998 characters, so that a long link in
+# List-Unsubscribe is folded at a space or not at all, never turned into an encoded word.
+_WIRE = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Deliverer:
         self.base_url = settings.base_url
         self.sender = parseaddr(self.notify.smtp.from_address)[1] or "no-reply@geo311.localhost"
         self.domain = self.sender.rpartition("@")[2] or "geo311.localhost"
-        self._photos: dict[str, bytes | None] = {}
+        self._photos: dict[str, mime.InlineImage | None] = {}
         self._photos_lock = threading.Lock()
 
     def close(self) -> None:
@@ -126,6 +129,8 @@ class Deliverer:
                 .order_by(Notice.id)
             ).all()
             session.expunge_all()
+        if not rows:
+            return Tally(tally)
         emails = [row.Notice for row in rows if row.Notice.channel == "email"]
         texts = [row.Notice for row in rows if row.Notice.channel == "sms"]
         hooks = [
@@ -133,20 +138,22 @@ class Deliverer:
             for row in rows
             if row.Notice.channel == "webhook"
         ]
-        retried: list[int] = []
-        if emails:
-            self._deliver_emails(emails, tally, retried)
-        for notice in texts:
-            self._deliver_sms(notice, tally, retried)
-        for notice, url, secret, active in hooks:
-            self._deliver_webhook(notice, url, secret, bool(active), tally, retried)
-        if retried:
-            self._schedule_follow_up(jurisdiction_id, retried)
+        with self.db.engine.connect() as connection:
+            ledger = _Ledger(connection, jurisdiction_id, self.notify, tally)
+            try:
+                if emails:
+                    self._deliver_emails(emails, ledger)
+                for notice in texts:
+                    self._deliver_sms(notice, ledger)
+                for notice, url, secret, active in hooks:
+                    self._deliver_webhook(notice, url, secret, bool(active), ledger)
+            finally:
+                ledger.flush()
+            if ledger.retried:
+                ledger.schedule_follow_up()
         return Tally(tally)
 
-    def _deliver_emails(
-        self, notices: list[Notice], tally: Counter[str], retried: list[int]
-    ) -> None:
+    def _deliver_emails(self, notices: list[Notice], ledger: _Ledger) -> None:
         smtp = SmtpSession(self.notify.smtp)
         try:
             for position, notice in enumerate(notices):
@@ -154,54 +161,51 @@ class Deliverer:
                     message = self._email_bytes(notice)
                 except Exception as exc:  # a template or photo bug must not block the rest
                     log.exception("cannot build notice %s", notice.id)
-                    self._fail_unclaimed([notice], f"cannot build the message: {exc!r}", tally)
+                    ledger.unclaimed([notice], "failed", f"cannot build the message: {exc!r}")
                     continue
                 try:
                     smtp.begin(self.sender, notice.recipient)
                 except DeliveryError as exc:
                     if exc.severity == "permanent":
-                        self._fail_unclaimed([notice], exc.detail, tally)
-                        continue
-                    if smtp.connected:
-                        retried += self._retry_unclaimed([notice], exc.detail, tally)
-                        continue
-                    # The server is unreachable: every message left waits for the next try.
-                    retried += self._retry_unclaimed(notices[position:], exc.detail, tally)
-                    return
-                token = self._claim(notice)
+                        ledger.unclaimed([notice], "failed", exc.detail)
+                    elif smtp.connected:
+                        ledger.unclaimed([notice], "retry", exc.detail)
+                    else:
+                        # The server is unreachable: every message left waits for the next try.
+                        ledger.unclaimed(notices[position:], "retry", exc.detail)
+                        return
+                    continue
+                token = ledger.claim(notice)
                 if token is None:
                     smtp.abort()
-                    tally["skipped_claimed"] += 1
                     continue
                 try:
                     reply = smtp.send_data(message)
                 except DeliveryError as exc:
-                    if self._finish_failed(notice, token, exc, tally):
-                        retried.append(notice.id)
+                    ledger.failed(notice, token, exc)
                     continue
-                self._finish_sent(notice, token, reply, tally)
+                ledger.sent(notice, token, reply)
         finally:
             smtp.close()
 
-    def _deliver_sms(self, notice: Notice, tally: Counter[str], retried: list[int]) -> None:
+    def _deliver_sms(self, notice: Notice, ledger: _Ledger) -> None:
         if self.sms is None:
-            self._skip(notice, "no SMS provider is configured (GEO311_NOTIFY__SMS__PROVIDER)")
-            tally["skipped"] += 1
+            ledger.unclaimed(
+                [notice], "skipped", "no SMS provider is configured (GEO311_NOTIFY__SMS__PROVIDER)"
+            )
             return
         body = render_sms(notice.kind, notice.language, notice.context, self._links(notice))
-        token = self._claim(notice)
+        token = ledger.claim(notice)
         if token is None:
-            tally["skipped_claimed"] += 1
             return
         try:
             ref = self.sms.send(
                 to=notice.recipient, body=body, idempotency_key=notice.idempotency_key
             )
         except DeliveryError as exc:
-            if self._finish_failed(notice, token, exc, tally):
-                retried.append(notice.id)
+            ledger.failed(notice, token, exc)
             return
-        self._finish_sent(notice, token, ref, tally)
+        ledger.sent(notice, token, ref)
 
     def _deliver_webhook(
         self,
@@ -209,34 +213,29 @@ class Deliverer:
         url: str | None,
         secret: str | None,
         active: bool,
-        tally: Counter[str],
-        retried: list[int],
+        ledger: _Ledger,
     ) -> None:
         if url is None or secret is None or not active:
-            self._skip(notice, "the webhook endpoint was removed or deactivated")
-            tally["skipped"] += 1
+            ledger.unclaimed([notice], "skipped", "the webhook endpoint was removed or deactivated")
             return
-        links = self._links(notice)
         payload = webhook_payload(
             kind=notice.kind,
             idempotency_key=notice.idempotency_key,
             created_at=notice.created_at.isoformat(),
             context=notice.context,
-            links=links,
+            links=self._links(notice),
         )
-        token = self._claim(notice)
+        token = ledger.claim(notice)
         if token is None:
-            tally["skipped_claimed"] += 1
             return
         try:
             ref = self.webhooks.send(
                 url=url, secret=secret, payload=payload, idempotency_key=notice.idempotency_key
             )
         except DeliveryError as exc:
-            if self._finish_failed(notice, token, exc, tally):
-                retried.append(notice.id)
+            ledger.failed(notice, token, exc)
             return
-        self._finish_sent(notice, token, ref, tally)
+        ledger.sent(notice, token, ref)
 
     # --- building messages ------------------------------------------------------------------
 
@@ -279,232 +278,86 @@ class Deliverer:
 
     def _email_bytes(self, notice: Notice) -> bytes:
         links = self._links(notice)
-        photo = self._photo(notice.context.get("photo_key"))
+        image = self._photo(notice.context.get("photo_key"))
         content = render_email(
             notice.kind,
             notice.language,
             notice.context,
             links,
-            photo_cid=_PHOTO_CID if photo is not None else None,
+            photo_cid=image.cid if image is not None else None,
         )
+        headers = [
+            ("Auto-Submitted", "auto-generated"),
+            ("Content-Language", notice.language),
+            ("X-Geo311-Notice", notice.idempotency_key),
+        ]
+        if links.preferences_url:
+            one_click = links.preferences_url.replace(
+                "/notices/preferences?", "/notices/unsubscribe?"
+            )
+            headers += [
+                ("List-Unsubscribe", f"<{one_click}>"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
+        if notice.recipient.isascii():
+            return mime.notice_mail(
+                sender=self.notify.smtp.from_address,
+                recipient=notice.recipient,
+                subject=content.subject,
+                message_id=self.message_id(notice),
+                headers=headers,
+                text=content.text,
+                html=content.html,
+                image=image,
+            )
+        # An internationalised address: the stdlib builds it, the server needs SMTPUTF8.
         msg = EmailMessage()
         msg["From"] = self.notify.smtp.from_address
         msg["To"] = notice.recipient
         msg["Subject"] = content.subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = self.message_id(notice)
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["Content-Language"] = notice.language
-        msg["X-Geo311-Notice"] = notice.idempotency_key
-        if links.preferences_url:
-            one_click = links.preferences_url.replace(
-                "/notices/preferences?", "/notices/unsubscribe?"
-            )
-            msg["List-Unsubscribe"] = f"<{one_click}>"
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        for name, value in headers:
+            if name != "Content-Language":
+                msg[name] = value
         msg.set_content(content.text)
         msg.add_alternative(content.html, subtype="html")
-        if photo is not None:
+        msg["Content-Language"] = notice.language  # after set_content, which clears Content-*
+        if image is not None:
             html_part = next(p for p in msg.iter_parts() if p.get_content_type() == "text/html")
-            html_part.add_related(
-                photo,
-                maintype="image",
-                subtype="jpeg",
-                cid=f"<{_PHOTO_CID}>",
-                filename="after-photo.jpg",
-                disposition="inline",
-            )
-        return msg.as_bytes(policy=email.policy.SMTP)
+            photo = self._photo_bytes(notice.context.get("photo_key"))
+            if photo is not None:
+                html_part.add_related(
+                    photo,
+                    maintype="image",
+                    subtype="jpeg",
+                    cid=f"<{image.cid}>",
+                    filename=_PHOTO_NAME,
+                    disposition="inline",
+                )
+        return msg.as_bytes(policy=_WIRE)
 
-    def _photo(self, key: Any) -> bytes | None:
+    def _photo(self, key: Any) -> mime.InlineImage | None:
+        """Return the after-photo's mail part, encoded once per photo and kept."""
         if not isinstance(key, str) or not key:
             return None
         with self._photos_lock:
             if key in self._photos:
                 return self._photos[key]
-        try:
-            data: bytes | None = self.media.get(key)
-        except (OSError, ValueError):
-            log.warning("after-photo %s is missing; the notice goes without it", key)
-            data = None
+        data = self._photo_bytes(key)
+        image = mime.inline_image(data, cid=_PHOTO_CID, filename=_PHOTO_NAME) if data else None
         with self._photos_lock:
             if len(self._photos) > 64:
                 self._photos.clear()
-            self._photos[key] = data
-        return data
+            self._photos[key] = image
+        return image
 
-    # --- recording outcomes -----------------------------------------------------------------
-
-    def _claim(self, notice: Notice) -> uuid.UUID | None:
-        """Return a fencing token if this attempt now holds the notice, None if it does not.
-
-        Committed durably before the message can leave.
-        """
-        token = uuid.uuid4()
-        with self.db.sessions() as session, session.begin():
-            claimed = session.execute(
-                update(Notice)
-                .where(
-                    Notice.jurisdiction_id == notice.jurisdiction_id,
-                    Notice.id == notice.id,
-                    Notice.status.in_(OWED),
-                )
-                .values(
-                    status="sending",
-                    claim_token=token,
-                    claimed_at=func.now(),
-                    attempts=Notice.attempts + 1,
-                    updated_at=func.now(),
-                )
-                .returning(Notice.attempts)
-            ).scalar_one_or_none()
-        if claimed is None:
+    def _photo_bytes(self, key: Any) -> bytes | None:
+        try:
+            return self.media.get(str(key))
+        except (OSError, ValueError):
+            log.warning("after-photo %s is missing; the notice goes without it", key)
             return None
-        notice.attempts = claimed
-        return token
-
-    def _record(self, session: Session) -> None:
-        # Losing an outcome in a database crash leaves the notice 'sending': never resent.
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-
-    def _finish_sent(
-        self, notice: Notice, token: uuid.UUID, reference: str, tally: Counter[str]
-    ) -> None:
-        with self.db.sessions() as session, session.begin():
-            self._record(session)
-            session.execute(
-                update(Notice)
-                .where(
-                    Notice.jurisdiction_id == notice.jurisdiction_id,
-                    Notice.id == notice.id,
-                    Notice.claim_token == token,
-                )
-                .values(
-                    status="sent",
-                    sent_at=func.now(),
-                    provider_ref=reference[:500],
-                    last_error=None,
-                    updated_at=func.now(),
-                )
-            )
-        tally["sent"] += 1
-
-    def _finish_failed(
-        self, notice: Notice, token: uuid.UUID, error: DeliveryError, tally: Counter[str]
-    ) -> bool:
-        """Record a failed claimed attempt; return whether the notice will be retried."""
-        severity = error.severity
-        if severity == "ambiguous" and (
-            self.notify.resend_uncertain or notice.channel == "webhook"
-        ):
-            severity = "transient"
-        if severity == "transient" and notice.attempts >= self.notify.max_attempts:
-            severity = "permanent"
-        status = {"transient": "retry", "permanent": "failed", "ambiguous": "uncertain"}[severity]
-        values: dict[str, Any] = {
-            "status": status,
-            "last_error": error.detail[:1000],
-            "updated_at": func.now(),
-        }
-        if status == "retry":
-            values["next_attempt_at"] = self._next_attempt_sql()
-            values["claim_token"] = None
-        with self.db.sessions() as session, session.begin():
-            self._record(session)
-            session.execute(
-                update(Notice)
-                .where(
-                    Notice.jurisdiction_id == notice.jurisdiction_id,
-                    Notice.id == notice.id,
-                    Notice.claim_token == token,
-                )
-                .values(**values)
-            )
-        tally[status] += 1
-        if status != "retry":
-            log.warning("notice %s %s: %s", notice.id, status, error.detail)
-        return status == "retry"
-
-    def _next_attempt_sql(self) -> Any:
-        """Return SQL for the next try: base · 2^(tries - 1), capped, ±10 % jitter so that
-        retries do not come back in waves. ``attempts`` already counts this try."""
-        cap, base = float(self.notify.retry_max_s), float(self.notify.retry_base_s)
-        return literal_column(
-            f"now() + make_interval(secs => LEAST({cap!r}, {base!r} * "
-            "power(2, GREATEST(attempts - 1, 0))) * (0.9 + 0.2 * random()))"
-        )
-
-    def _retry_unclaimed(
-        self, notices: list[Notice], detail: str, tally: Counter[str]
-    ) -> list[int]:
-        """Record a try that certainly did not deliver; return the ids that will be retried."""
-        with self.db.sessions() as session, session.begin():
-            self._record(session)
-            rows = session.execute(
-                text(
-                    """
-                    UPDATE notices SET
-                        attempts = attempts + 1,
-                        status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE 'retry' END,
-                        next_attempt_at = now() + make_interval(secs =>
-                            LEAST(:cap, :base * power(2, attempts)) * (0.9 + 0.2 * random())),
-                        last_error = :detail,
-                        updated_at = now()
-                    WHERE jurisdiction_id = :jid AND id = ANY(:ids)
-                      AND status IN ('pending', 'retry')
-                    RETURNING id, status
-                    """
-                ),
-                {
-                    "max": self.notify.max_attempts,
-                    "cap": self.notify.retry_max_s,
-                    "base": self.notify.retry_base_s,
-                    "detail": detail[:1000],
-                    "jid": notices[0].jurisdiction_id,
-                    "ids": [n.id for n in notices],
-                },
-            ).all()
-        for _, status in rows:
-            tally[status] += 1
-        return [notice_id for notice_id, status in rows if status == "retry"]
-
-    def _fail_unclaimed(self, notices: list[Notice], detail: str, tally: Counter[str]) -> None:
-        self._set_unclaimed(notices, "failed", detail)
-        tally["failed"] += len(notices)
-
-    def _skip(self, notice: Notice, detail: str) -> None:
-        self._set_unclaimed([notice], "skipped", detail)
-
-    def _set_unclaimed(self, notices: list[Notice], status: str, detail: str) -> None:
-        with self.db.sessions() as session, session.begin():
-            self._record(session)
-            session.execute(
-                update(Notice)
-                .where(
-                    Notice.jurisdiction_id == notices[0].jurisdiction_id,
-                    Notice.id.in_([n.id for n in notices]),
-                    Notice.status.in_(OWED),
-                )
-                .values(status=status, last_error=detail[:1000], updated_at=func.now())
-            )
-
-    def _schedule_follow_up(self, jurisdiction_id: int, notice_ids: list[int]) -> None:
-        with self.db.sessions() as session, session.begin():
-            latest: datetime | None = session.scalar(
-                select(func.max(Notice.next_attempt_at)).where(
-                    Notice.jurisdiction_id == jurisdiction_id,
-                    Notice.id.in_(notice_ids),
-                    Notice.status == "retry",
-                )
-            )
-            if latest is not None:
-                # The latest of the group, so that every one of them is due when it runs.
-                outbox.defer(
-                    session.connection(),
-                    jurisdiction_id=jurisdiction_id,
-                    notice_ids=notice_ids,
-                    schedule_at=latest,
-                )
 
     # --- the sweep --------------------------------------------------------------------------
 
@@ -561,3 +414,193 @@ class Deliverer:
             "uncertain": uncertain,
             "requeued": sum(len(v) for v in again.values()),
         }
+
+
+_CLAIM = text(
+    """
+    UPDATE notices SET status = 'sending', claim_token = :token, claimed_at = now(),
+           attempts = attempts + 1, updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = :id AND status IN ('pending', 'retry')
+    RETURNING attempts
+    """
+)
+_SENT = text(
+    """
+    UPDATE notices SET status = 'sent', sent_at = now(), provider_ref = :ref, last_error = NULL,
+           updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
+    """
+)
+_FAILED = text(
+    """
+    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+           updated_at = now(),
+           claim_token = CASE WHEN CAST(:status AS varchar) = 'retry' THEN NULL
+                              ELSE claim_token END,
+           next_attempt_at = CASE WHEN CAST(:status AS varchar) = 'retry'
+               THEN now() + make_interval(secs =>
+               LEAST(:cap, :base * power(2, GREATEST(attempts - 1, 0))) * (0.9 + 0.2 * random()))
+               ELSE next_attempt_at END
+    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
+    """
+)
+# A try that certainly delivered nothing (never claimed): counts as an attempt.
+_UNCLAIMED_RETRY = text(
+    """
+    UPDATE notices SET
+        attempts = attempts + 1,
+        status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE 'retry' END,
+        next_attempt_at = now() + make_interval(secs =>
+            LEAST(:cap, :base * power(2, attempts)) * (0.9 + 0.2 * random())),
+        last_error = :error,
+        updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    RETURNING id, status
+    """
+)
+_UNCLAIMED_SET = text(
+    """
+    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+           updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    RETURNING id, status
+    """
+)
+
+
+class _Ledger:
+    """Records a job's claims and outcomes on one connection.
+
+    A claim is committed durably before the message can leave, together with the outcome of
+    the message before it, so each message costs one commit. Outcomes still queued when the
+    job ends are committed with ``synchronous_commit = off``: should the database crash and
+    lose one, the notice reads ``sending`` and becomes ``uncertain`` — never sent again.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        jurisdiction_id: int,
+        notify: NotifySettings,
+        tally: Counter[str],
+    ) -> None:
+        self.connection = connection
+        self.jurisdiction_id = jurisdiction_id
+        self.notify = notify
+        self.tally = tally
+        self.retried: list[int] = []
+        self._queued: list[tuple[Any, dict[str, Any]]] = []
+
+    def _write_queued(self) -> None:
+        for statement, values in self._queued:
+            self.connection.execute(statement, values)
+        self._queued.clear()
+
+    def claim(self, notice: Notice) -> uuid.UUID | None:
+        """Return a fencing token if this attempt now holds the notice, else None."""
+        token = uuid.uuid4()
+        self._write_queued()
+        attempts = self.connection.execute(
+            _CLAIM, {"token": token, "jid": self.jurisdiction_id, "id": notice.id}
+        ).scalar_one_or_none()
+        self.connection.commit()
+        if attempts is None:
+            self.tally["skipped_claimed"] += 1
+            return None
+        notice.attempts = attempts
+        return token
+
+    def sent(self, notice: Notice, token: uuid.UUID, reference: str) -> None:
+        self._queued.append(
+            (
+                _SENT,
+                {
+                    "ref": reference[:500],
+                    "jid": self.jurisdiction_id,
+                    "id": notice.id,
+                    "token": token,
+                },
+            )
+        )
+        self.tally["sent"] += 1
+
+    def failed(self, notice: Notice, token: uuid.UUID, error: DeliveryError) -> None:
+        """Queue the outcome of a claimed attempt that did not (certainly) deliver."""
+        severity = error.severity
+        if severity == "ambiguous" and (
+            self.notify.resend_uncertain or notice.channel == "webhook"
+        ):
+            severity = "transient"
+        if severity == "transient" and notice.attempts >= self.notify.max_attempts:
+            severity = "permanent"
+        status = {"transient": "retry", "permanent": "failed", "ambiguous": "uncertain"}[severity]
+        self._queued.append(
+            (
+                _FAILED,
+                {
+                    "status": status,
+                    "error": error.detail[:1000],
+                    "cap": self.notify.retry_max_s,
+                    "base": self.notify.retry_base_s,
+                    "jid": self.jurisdiction_id,
+                    "id": notice.id,
+                    "token": token,
+                },
+            )
+        )
+        self.tally[status] += 1
+        if status == "retry":
+            self.retried.append(notice.id)
+        else:
+            log.warning("notice %s %s: %s", notice.id, status, error.detail)
+
+    def unclaimed(self, notices: list[Notice], status: str, detail: str) -> None:
+        """Record a try that certainly delivered nothing: retry, failed or skipped."""
+        values = {
+            "jid": self.jurisdiction_id,
+            "ids": [n.id for n in notices],
+            "error": detail[:1000],
+        }
+        if status == "retry":
+            statement = _UNCLAIMED_RETRY
+            values |= {
+                "max": self.notify.max_attempts,
+                "cap": self.notify.retry_max_s,
+                "base": self.notify.retry_base_s,
+            }
+        else:
+            statement = _UNCLAIMED_SET
+            values["status"] = status
+        self._write_queued()
+        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
+        rows = self.connection.execute(statement, values).all()
+        self.connection.commit()
+        for notice_id, outcome in rows:
+            self.tally[outcome] += 1
+            if outcome == "retry":
+                self.retried.append(notice_id)
+
+    def flush(self) -> None:
+        if not self._queued:
+            return
+        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
+        self._write_queued()
+        self.connection.commit()
+
+    def schedule_follow_up(self) -> None:
+        """Defer one job for every notice this job moved to retry, when the last is due."""
+        latest: datetime | None = self.connection.execute(
+            text(
+                "SELECT max(next_attempt_at) FROM notices WHERE jurisdiction_id = :jid "
+                "AND id = ANY(:ids) AND status = 'retry'"
+            ),
+            {"jid": self.jurisdiction_id, "ids": self.retried},
+        ).scalar_one()
+        if latest is not None:
+            outbox.defer(
+                self.connection,
+                jurisdiction_id=self.jurisdiction_id,
+                notice_ids=self.retried,
+                schedule_at=latest,
+            )
+        self.connection.commit()

@@ -7,6 +7,7 @@ idempotency key exists already is not owed twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,17 +16,28 @@ from typing import Any, Final
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
 from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
-from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
-
-from geo311.notify.models import Notice
 
 QUEUE: Final = "notices"
 DELIVER_TASK: Final = "geo311.notify.deliver"
 SWEEP_TASK: Final = "geo311.notify.sweep"
 CHUNK: Final = 50
 """Notices per delivery job: one SMTP connection carries a chunk; chunks run in parallel."""
+
+_INSERT = text(
+    """
+    INSERT INTO notices (jurisdiction_id, idempotency_key, kind, channel, recipient, language,
+                         incident_id, requester_id, webhook_endpoint_id, context)
+    SELECT * FROM unnest(
+        CAST(:jid AS smallint[]), CAST(:key AS text[]), CAST(:kind AS varchar[]),
+        CAST(:channel AS varchar[]), CAST(:recipient AS text[]), CAST(:language AS varchar[]),
+        CAST(:incident AS bigint[]), CAST(:requester AS bigint[]), CAST(:endpoint AS bigint[]),
+        CAST(CAST(:context AS text[]) AS jsonb[]))
+    ON CONFLICT (jurisdiction_id, idempotency_key) DO NOTHING
+    RETURNING jurisdiction_id, id
+    """
+)
 
 # Only ever used with an explicit connection: it never opens a pool of its own.
 _JOBS: Final = JobManager(SyncPsycopgConnector())
@@ -52,27 +64,23 @@ def owe(session: Session, drafts: Sequence[NoticeDraft]) -> list[int]:
     the session's transaction (drafts whose key is owed already are skipped)."""
     if not drafts:
         return []
-    rows = [
-        {
-            "jurisdiction_id": d.jurisdiction_id,
-            "idempotency_key": d.idempotency_key,
-            "kind": d.kind,
-            "channel": d.channel,
-            "recipient": d.recipient,
-            "language": d.language,
-            "incident_id": d.incident_id,
-            "requester_id": d.requester_id,
-            "webhook_endpoint_id": d.webhook_endpoint_id,
-            "context": dict(d.context),
-        }
-        for d in drafts
-    ]
     session.flush()
+    # One statement however many notices: the columns travel as arrays and are unnested
+    # by the server (10,000 rows in one round trip, not 10 batches of parameters).
     inserted = session.execute(
-        pg_insert(Notice)
-        .on_conflict_do_nothing(index_elements=["jurisdiction_id", "idempotency_key"])
-        .returning(Notice.jurisdiction_id, Notice.id),
-        rows,
+        _INSERT,
+        {
+            "jid": [d.jurisdiction_id for d in drafts],
+            "key": [d.idempotency_key for d in drafts],
+            "kind": [d.kind for d in drafts],
+            "channel": [d.channel for d in drafts],
+            "recipient": [d.recipient for d in drafts],
+            "language": [d.language for d in drafts],
+            "incident": [d.incident_id for d in drafts],
+            "requester": [d.requester_id for d in drafts],
+            "endpoint": [d.webhook_endpoint_id for d in drafts],
+            "context": [json.dumps(dict(d.context), default=str) for d in drafts],
+        },
     ).all()
     by_jurisdiction: dict[int, list[int]] = {}
     for jurisdiction_id, notice_id in inserted:

@@ -28,9 +28,15 @@ def embedded(settings: Settings, db: Database) -> Iterator[list[str]]:
             catcher = MailCatcher(maildir_path(settings), host=dev.host, port=dev.port)
             if catcher.start():
                 lines.append(f"caught mail       {settings.base_url}/dev/mail")
+                smtp = settings.notify.smtp
+                if not {"host", "port"} & smtp.model_fields_set:
+                    # Nobody chose a mail server: notices go to the catcher, wherever it is.
+                    smtp.host, smtp.port = dev.host, dev.port
             else:
                 catcher = None
         if settings.notify.embedded_worker:
+            # One line per job is useful from `geo311 worker`, noise beside the API's log.
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
             background = notice_worker.BackgroundWorker(settings, db).start()
             smtp = settings.notify.smtp
             lines.append(f"notices           worker in-process, SMTP {smtp.host}:{smtp.port}")

@@ -34,6 +34,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "closed.body": "Your report {tracking_id} ({category}) is closed: {resolution}.",
         "closed.note": "Note from the crew: {note}",
         "closed.photo": "Photo taken after the work:",
+        "closed.photo_attached": "A photo taken after the work is attached.",
         "closed.question": "Is it fixed?",
         "closed.fixed": "Yes, it's fixed",
         "closed.not_fixed": "No, it's not fixed",
@@ -95,6 +96,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "closed.body": "Su reporte {tracking_id} ({category}) se cerró: {resolution}.",
         "closed.note": "Nota de la cuadrilla: {note}",
         "closed.photo": "Foto tomada después del trabajo:",
+        "closed.photo_attached": "Adjuntamos una foto tomada después del trabajo.",
         "closed.question": "¿Quedó resuelto?",
         "closed.fixed": "Sí, está resuelto",
         "closed.not_fixed": "No, no está resuelto",
@@ -244,7 +246,7 @@ def render_email(
             lines += ["", text(lang, "closed.note", **values)]
             html.append(f"<p><em>{html_text(lang, 'closed.note', **values)}</em></p>")
         if photo_cid is not None:
-            lines += ["", text(lang, "closed.photo") + " (attached)"]
+            lines += ["", text(lang, "closed.photo_attached")]
             html.append(
                 f"<p>{html_text(lang, 'closed.photo')}<br>"
                 f'<img src="cid:{escape(photo_cid)}" alt="" '

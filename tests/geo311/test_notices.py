@@ -22,12 +22,13 @@ from sqlalchemy import text
 
 from geo311.app import create_app
 from geo311.database import Database
-from geo311.notify import signing
+from geo311.notify import outbox, signing
 from geo311.notify.mailcatcher import MailCatcher, maildir_path
 from geo311.notify.worker import BackgroundWorker
 from geo311.settings import DevMailSettings, SmsSettings
 from tests.support import (
     LINK_SECRET,
+    Caught,
     FakeTwilio,
     HttpCall,
     RecordingServer,
@@ -94,6 +95,10 @@ def test_closing_an_incident_with_three_merged_reports_mails_each_reporter_once_
         html = body_text(mail, "html")
         assert 'src="cid:after-photo"' in html
         assert "/notices/answer?t=" in body_text(mail)
+        assert str(mail["List-Unsubscribe"]).startswith("<http://")
+        assert str(mail["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+    languages = {str(m["To"]): str(m["Content-Language"]) for m in mails}
+    assert languages == {"ana@example.org": "en", "bea@example.org": "es", "cal@example.org": "en"}
     subjects = {str(m["To"]): str(m["Subject"]) for m in mails}
     assert subjects["bea@example.org"].startswith("Resuelto: Bache")
     assert subjects["ana@example.org"].startswith("Fixed: Pothole")
@@ -143,6 +148,35 @@ def test_with_the_smtp_server_down_nothing_is_lost_and_each_notice_arrives_once_
     closed = [m for m in mails if str(m["X-Geo311-Notice"]).startswith("closed:")]
     assert len(closed) == 3
     assert all(any(p.get_content_type() == "image/jpeg" for p in m.walk()) for m in closed)
+
+
+def test_a_refused_message_is_retried_if_the_server_says_later_and_failed_if_it_says_never(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    tries: dict[str, int] = {}
+
+    def reply(caught: Caught) -> str:
+        to = caught.rcpt_tos[0]
+        tries[to] = tries.get(to, 0) + 1
+        if to.startswith("gone"):
+            return "550 5.1.1 No such mailbox"
+        return "451 4.3.0 Try again later" if tries[to] == 1 else "250 OK"
+
+    with smtp_sink(reply=reply) as sink:
+        settings = notify_settings(tmp_path, sink.port)
+        open_incident_with_reporters(
+            demo_db, [{"email": "later@example.org"}, {"email": "gone@example.org"}]
+        )
+        with BackgroundWorker(settings, demo_db):
+            assert wait_until(lambda: sorted(_statuses(demo_db)) == ["failed", "sent"])
+            time.sleep(0.5)
+        accepted = [str(m["To"]) for m in sink.messages()]
+    rows = {r.recipient: r for r in notice_rows(demo_db)}
+    assert accepted == ["later@example.org"]
+    assert rows["later@example.org"].attempts == 2
+    assert rows["gone@example.org"].status == "failed"
+    assert rows["gone@example.org"].attempts == 1
+    assert tries == {"later@example.org": 2, "gone@example.org": 1}
 
 
 def test_killing_the_worker_mid_batch_and_restarting_it_sends_no_duplicates(
@@ -435,3 +469,28 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
             assert client.get("/dev/mail").status_code == 404
     finally:
         catcher.stop()
+
+
+def test_owing_the_same_notice_twice_owes_it_and_wakes_the_worker_once(demo_db: Database) -> None:
+    with demo_db.session() as s:
+        jid = s.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one()
+        draft = outbox.NoticeDraft(
+            jurisdiction_id=jid,
+            idempotency_key="closed:incident-1:event-1:requester-1",
+            kind="closed",
+            channel="email",
+            recipient="a@example.org",
+        )
+        first = outbox.owe(s, [draft])
+        second = outbox.owe(s, [draft, draft])
+        jobs = (
+            s.execute(
+                text("SELECT args FROM procrastinate_jobs WHERE task_name = :t"),
+                {"t": outbox.DELIVER_TASK},
+            )
+            .scalars()
+            .all()
+        )
+    assert len(first) == 1
+    assert second == []
+    assert jobs == [{"jurisdiction_id": jid, "notice_ids": first}]
