@@ -17,10 +17,12 @@ from geo311.database import Database
 from geo311.http import install_error_handlers
 from geo311.intake.router import router as intake_router
 from geo311.media import LocalMediaStore
+from geo311.notify.router import router as notify_router
 from geo311.open311.router import router as open311_router
 from geo311.pages import router as pages_router
 from geo311.runtime import open_database
 from geo311.settings import Settings, get_settings
+from work_orders.router import router as work_orders_router
 
 # Swagger UI's files come from a Python package so /docs works with no network.
 _DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(intake_router)
     app.include_router(pages_router)
     app.include_router(open311_router)
+    app.include_router(work_orders_router)
+    app.include_router(notify_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)

@@ -15,6 +15,8 @@ from geo311.auth import service as auth_service
 from geo311.auth.models import ROLES
 from geo311.database import Database
 from geo311.embedded import EmbeddedCluster
+from geo311.notify import runner as notify_runner
+from geo311.notify.cli import app as notices_app
 from geo311.open311.cli import apikey_app
 from geo311.runtime import database_url, open_database
 from geo311.settings import Settings, get_settings
@@ -30,6 +32,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(token_app, name="token")
 app.add_typer(layers_app, name="layers")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(notices_app, name="notices")
 
 console = Console()
 
@@ -59,7 +62,7 @@ def run(
     if port is not None:
         settings.port = port
     logging.basicConfig(level=logging.INFO)
-    with open_database(settings) as db:
+    with open_database(settings) as db, notify_runner.embedded(settings, db) as extras:
         if demo:
             with db.session() as session:
                 empty = layers_service.get_jurisdiction(session, settings.jurisdiction) is None
@@ -72,7 +75,8 @@ def run(
             f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
-            "Press Ctrl+C to stop (the embedded database stops with it).\n"
+            + "".join(f"  {line}\n" for line in extras)
+            + "Press Ctrl+C to stop (the embedded database stops with it).\n"
         )
         uvicorn.run(
             create_app(settings, db=db),
@@ -80,6 +84,19 @@ def run(
             port=settings.port,
             log_level="info",
         )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once (default: GEO311_NOTIFY__WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Deliver notices (email, SMS, webhooks) from the job queue until Ctrl+C."""
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    with open_database(settings) as db:
+        notify_runner.run_worker(settings, db, concurrency=concurrency)
 
 
 @db_app.command("migrate")

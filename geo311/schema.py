@@ -5,6 +5,10 @@ Like the app factory and the CLI, this shell module may know every package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
+from geoalchemy2 import alembic_helpers
 from sqlalchemy import MetaData
 
 from geo311.database import Base
@@ -14,8 +18,26 @@ def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import geo311.auth.models
     import geo311.intake.models
+    import geo311.notify.models
     import geo311.open311.models  # noqa: F401
     import layers.models  # noqa: F401
     import work_orders.models  # noqa: F401
 
     return Base.metadata
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Return whether Alembic should compare this object with the models.
+
+    The job queue's tables (``procrastinate_*``) come from the queue's own schema, applied by
+    a migration, and have no models.
+    """
+    if type_ == "table" and name is not None and name.startswith("procrastinate_"):
+        return False
+    return _postgis_include_object(obj, name, type_, reflected, compare_to)
+
+
+# geoalchemy2's filter (skips PostGIS's own tables) carries no annotations.
+_postgis_include_object = cast(Callable[..., bool], alembic_helpers.include_object)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr
@@ -73,6 +74,89 @@ class Open311Settings(BaseModel):
     page_size_max: int = Field(default=1000, description="Largest page_size a client may ask")
 
 
+class SmtpSettings(BaseModel):
+    """The mail server notices go out through."""
+
+    host: str = Field(default="127.0.0.1", description="SMTP server host")
+    port: int = Field(default=1025, description="SMTP port (1025: the dev mail catcher)")
+    starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS")
+    ssl: bool = Field(default=False, description="Implicit TLS from the first byte (port 465)")
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = Field(default=20.0, description="Socket timeout per SMTP step, seconds")
+    from_address: str = Field(
+        default="geo311 <no-reply@geo311.localhost>", description="From: of every notice"
+    )
+
+
+class SmsSettings(BaseModel):
+    """The SMS provider (one HTTP adapter: a Twilio-style Messages API)."""
+
+    provider: Literal["none", "twilio"] = Field(
+        default="none", description="'none' marks SMS notices skipped; 'twilio' sends them"
+    )
+    base_url: str = "https://api.twilio.com"
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    from_number: str | None = None
+    timeout_s: float = 10.0
+
+
+class DevMailSettings(BaseModel):
+    """A mail catcher for development: a local SMTP server whose mails /dev/mail lists."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Run it with `geo311 run`. Default: on with the embedded database only",
+    )
+    host: str = "127.0.0.1"
+    port: int = 1025
+
+
+class NotifySettings(BaseModel):
+    """Notices to residents (email, SMS) and to webhooks, and the worker that sends them."""
+
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs the links in notices. Default: a random key kept in "
+            "<data_dir>/notify-link-secret"
+        ),
+    )
+    link_ttl_days: int = Field(default=60, description="How long a 'fixed?' link stays valid")
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    dev_mail: DevMailSettings = Field(default_factory=DevMailSettings)
+    webhook_timeout_s: float = 10.0
+    worker_concurrency: int = Field(default=4, description="Jobs one worker runs at once")
+    embedded_worker: bool = Field(
+        default=True, description="`geo311 run` also runs a worker in-process"
+    )
+    max_attempts: int = Field(default=12, description="Tries per notice before it fails")
+    retry_base_s: float = Field(default=30.0, description="First retry delay; doubles each try")
+    retry_max_s: float = Field(default=3600.0, description="Longest delay between tries")
+    claim_lease_s: float = Field(
+        default=300.0,
+        description="A notice handed to a channel this long ago with no answer is 'uncertain'",
+    )
+    resend_uncertain: bool = Field(
+        default=False,
+        description=(
+            "Resend 'uncertain' email/SMS (at-least-once) instead of holding them (at-most-once)"
+        ),
+    )
+    orphan_grace_s: float = Field(
+        default=600.0, description="Owed notices overdue this long get a fresh job"
+    )
+    poll_interval_s: float = Field(
+        default=5.0, description="Worker's fallback poll; LISTEN/NOTIFY wakes it at once"
+    )
+    heartbeat_interval_s: float = 10.0
+    stalled_worker_s: float = Field(
+        default=30.0, description="A worker silent this long is dead; its jobs are retried"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -93,6 +177,7 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @property
     def media_root(self) -> Path:
@@ -105,6 +190,13 @@ class Settings(BaseSettings):
         if os.geteuid() == 0:
             return Path("/var/lib/geo311/pg")
         return self.data_dir / "pg"
+
+    @property
+    def dev_mail_enabled(self) -> bool:
+        """Whether `geo311 run` starts the dev mail catcher (default: embedded database only)."""
+        if self.notify.dev_mail.enabled is not None:
+            return self.notify.dev_mail.enabled
+        return self.db.url is None
 
     @property
     def base_url(self) -> str:

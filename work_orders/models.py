@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -23,23 +24,22 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geo311.database import Base
+from work_orders.lifecycle import STATUSES
 
-INCIDENT_STATUSES = (
-    "new",
-    "triaged",
-    "assigned",
-    "scheduled",
-    "in_progress",
-    "completed",
-    "closed",
-    "cancelled",
-    "on_hold",
-    "transferred",
-    "reopened",
+INCIDENT_STATUSES = STATUSES
+RESOLUTION_CODES = (
+    "repaired",
+    "replaced",
+    "cleaned",
+    "removed",
+    "temporary_fix",
+    "no_issue_found",
+    "not_city_asset",
+    "referred",
 )
 
 
@@ -55,6 +55,11 @@ class ServiceCategory(Base):
         CheckConstraint("dedup_radius_m >= 0", name="dedup_radius_nonneg"),
         CheckConstraint("snap_radius_m >= 0", name="snap_radius_nonneg"),
         CheckConstraint("sla_hours > 0", name="sla_hours_positive"),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "calendar_code"],
+            ["business_calendars.jurisdiction_id", "business_calendars.code"],
+            name="fk_service_categories_calendar",  # the conventional name is too long
+        ),
     )
 
     jurisdiction_id: Mapped[int] = mapped_column(
@@ -69,6 +74,24 @@ class ServiceCategory(Base):
     snap_radius_m: Mapped[float] = mapped_column(Float, server_default="30")
     sla_hours: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    # None: the SLA counts wall-clock hours; else only the calendar's open hours count.
+    calendar_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class BusinessCalendar(Base):
+    """Weekly opening hours (local time) and holidays that an SLA can count in."""
+
+    __tablename__ = "business_calendars"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # {"mon": [["08:00", "17:00"]], …}; a missing weekday is closed.
+    hours: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    holidays: Mapped[list[date]] = mapped_column(ARRAY(Date), server_default="{}")
 
 
 class Incident(Base):
@@ -159,3 +182,66 @@ class AuditEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WorkOrder(Base):
+    """The job that fixes an incident: its queue, crew, SLA clock and how it was completed.
+
+    The SLA flags are computed in SQL from ``due_at``, ``at_risk_at`` and the clock, which
+    stops at ``paused_at`` while on hold and at ``resolved_at`` once the work is done (see
+    ``work_orders.service.sla_breached``).
+    """
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "incident_id"],
+            ["incidents.jurisdiction_id", "incidents.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "after_photo_id"], ["photos.jurisdiction_id", "photos.id"]
+        ),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status_known"
+        ),
+        CheckConstraint(
+            "resolution_code IS NULL OR resolution_code IN ("
+            + ", ".join(f"'{c}'" for c in RESOLUTION_CODES)
+            + ")",
+            name="resolution_code_known",
+        ),
+        CheckConstraint("at_risk_at <= due_at", name="at_risk_before_due"),
+        Index("ix_work_orders_incident", "jurisdiction_id", "incident_id"),
+        Index("ix_work_orders_queue", "jurisdiction_id", "department", "status"),
+        Index("ix_work_orders_due", "jurisdiction_id", "due_at"),
+        Index("ix_work_orders_crew", "jurisdiction_id", "crew_id"),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32), server_default="new")
+    # The queue it waits in: the category's group, or the department it was transferred to.
+    department: Mapped[str] = mapped_column(String(64))
+    # Set by dispatch (no foreign key until crews are stored).
+    crew_id: Mapped[int | None] = mapped_column(BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at_risk_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    held_from: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_by: Mapped[str | None] = mapped_column(Text)
+    resolution_code: Mapped[str | None] = mapped_column(String(32))
+    completion_note: Mapped[str | None] = mapped_column(Text)
+    after_photo_id: Mapped[int | None] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

@@ -1,15 +1,62 @@
-"""Incidents: opening one for a new problem (the lifecycle grows here)."""
+"""Incidents and their work orders: opening, the lifecycle, SLA clocks, completion, and the
+notices each change owes. Plain functions, session first; they flush, the caller commits.
+
+The one way to change a status is ``transition`` (``hold``, ``resume``, ``transfer``,
+``complete_work_order`` and ``answer_closure`` are built on it). It locks the incident and its
+work order (always in that order, so two transitions cannot deadlock), refuses illegal moves
+and stale versions, moves both in step, bumps their versions, keeps the SLA clock, writes one
+audit event per entity moved, and owes the residents' notices in the same transaction.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, event, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from work_orders.models import Incident, ServiceCategory, Subscription
+from geo311.errors import (
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from geo311.intake import photos
+from geo311.intake.models import Photo
+from geo311.media import MediaStore
+from geo311.notify import outbox
+from geo311.notify.tokens import AnswerLink
+from geo311.settings import MediaSettings
+from layers.models import Jurisdiction
+from work_orders import audit, lifecycle, sla
+from work_orders.errors import IllegalTransition, StaleVersion
+from work_orders.models import (
+    RESOLUTION_CODES,
+    BusinessCalendar,
+    Incident,
+    ServiceCategory,
+    Subscription,
+    WorkOrder,
+)
+
+NOTE_MAX_CHARS = 2000
+_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+}
+
+
+# --- categories and calendars -------------------------------------------------------------
 
 
 def get_category(session: Session, *, jurisdiction_id: int, code: str) -> ServiceCategory | None:
@@ -18,32 +65,6 @@ def get_category(session: Session, *, jurisdiction_id: int, code: str) -> Servic
     if category is None or not category.active:
         return None
     return category
-
-
-def open_incident(
-    session: Session,
-    *,
-    category: ServiceCategory,
-    lon: float,
-    lat: float,
-    ward_id: int | None,
-    asset_id: int | None,
-    opened_at: datetime,
-) -> Incident:
-    """Return a new incident for a problem nobody reported before, due by the category's SLA."""
-    incident = Incident(
-        jurisdiction_id=category.jurisdiction_id,
-        category_code=category.code,
-        status="new",
-        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
-        ward_id=ward_id,
-        asset_id=asset_id,
-        opened_at=opened_at,
-        due_at=opened_at + timedelta(hours=category.sla_hours),
-    )
-    session.add(incident)
-    session.flush()
-    return incident
 
 
 def list_categories(session: Session, *, jurisdiction_id: int) -> list[ServiceCategory]:
@@ -57,6 +78,139 @@ def list_categories(session: Session, *, jurisdiction_id: int) -> list[ServiceCa
     )
 
 
+def category_calendar(
+    session: Session, *, jurisdiction_id: int, category_code: str
+) -> sla.BusinessCalendar | None:
+    """Return the business calendar a category's SLA counts in, or None (wall-clock hours)."""
+    row = session.execute(
+        select(BusinessCalendar)
+        .join(
+            ServiceCategory,
+            and_(
+                ServiceCategory.jurisdiction_id == BusinessCalendar.jurisdiction_id,
+                ServiceCategory.calendar_code == BusinessCalendar.code,
+            ),
+        )
+        .where(
+            ServiceCategory.jurisdiction_id == jurisdiction_id,
+            ServiceCategory.code == category_code,
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return sla.parse_calendar(timezone=row.timezone, hours=row.hours, holidays=row.holidays)
+
+
+def put_calendar(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    code: str,
+    name: str,
+    timezone: str,
+    hours: Mapping[str, Any],
+    holidays: Sequence[str],
+) -> BusinessCalendar:
+    """Return the business calendar ``code``, created or replaced; raise ValidationFailed if
+    the hours, holidays or time zone are not usable."""
+    try:
+        parsed = sla.parse_calendar(timezone=timezone, hours=hours, holidays=holidays)
+    except sla.CalendarError as exc:
+        raise ValidationFailed(str(exc), errors=[FieldError("hours", str(exc))]) from exc
+    calendar = session.get(BusinessCalendar, (jurisdiction_id, code))
+    if calendar is None:
+        calendar = BusinessCalendar(jurisdiction_id=jurisdiction_id, code=code)
+        session.add(calendar)
+    calendar.name = name
+    calendar.timezone = timezone
+    calendar.hours = {key: [list(pair) for pair in spans] for key, spans in hours.items()}
+    calendar.holidays = sorted(parsed.holidays)
+    session.flush()
+    return calendar
+
+
+def set_category_calendar(
+    session: Session, *, jurisdiction_id: int, category_code: str, calendar_code: str | None
+) -> ServiceCategory:
+    """Return the category, now counting its SLA in ``calendar_code`` (None: wall-clock).
+
+    Applies to work opened from now on; open work keeps the due time it was given.
+    """
+    category = session.get(ServiceCategory, (jurisdiction_id, category_code))
+    if category is None:
+        raise NotFound(f"There is no service category {category_code!r}.")
+    if (
+        calendar_code is not None
+        and session.get(BusinessCalendar, (jurisdiction_id, calendar_code)) is None
+    ):
+        raise NotFound(f"There is no business calendar {calendar_code!r}.")
+    category.calendar_code = calendar_code
+    session.flush()
+    return category
+
+
+# --- opening ------------------------------------------------------------------------------
+
+
+def open_incident(
+    session: Session,
+    *,
+    category: ServiceCategory,
+    lon: float,
+    lat: float,
+    ward_id: int | None,
+    asset_id: int | None,
+    opened_at: datetime,
+) -> Incident:
+    """Return a new incident for a problem nobody reported before, with its work order in the
+    category's queue, due by the category's SLA (in its business calendar if it has one)."""
+    calendar = category_calendar(
+        session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
+    )
+    times = sla.due_times(opened_at, category.sla_hours, calendar)
+    incident = Incident(
+        jurisdiction_id=category.jurisdiction_id,
+        category_code=category.code,
+        status="new",
+        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
+        ward_id=ward_id,
+        asset_id=asset_id,
+        opened_at=opened_at,
+        due_at=times.due_at,
+    )
+    session.add(incident)
+    session.flush()
+    work_order = WorkOrder(
+        jurisdiction_id=category.jurisdiction_id,
+        incident_id=incident.id,
+        status="new",
+        department=category.group_code,
+        opened_at=opened_at,
+        due_at=times.due_at,
+        at_risk_at=times.at_risk_at,
+    )
+    session.add(work_order)
+    session.flush()
+    audit.record(
+        session,
+        jurisdiction_id=category.jurisdiction_id,
+        entity="work_order",
+        entity_id=work_order.id,
+        action="opened",
+        actor="system",
+        to_state="new",
+        data={"incident": incident.id, "department": work_order.department},
+    )
+    _owe_webhooks(
+        session,
+        incident=incident,
+        kind="received",
+        key=f"received:incident-{incident.id}",
+        context=_incident_context(session, incident),
+    )
+    return incident
+
+
 def subscribe(
     session: Session,
     *,
@@ -65,8 +219,9 @@ def subscribe(
     requester_id: int,
     report_id: int | None,
 ) -> None:
-    """Subscribe a requester to an incident's updates (once, however often they report it)."""
-    session.execute(
+    """Subscribe a requester to an incident's updates (once, however often they report it),
+    and owe them the "we received your report" notice unless they muted it."""
+    subscribed = session.execute(
         pg_insert(Subscription)
         .values(
             jurisdiction_id=jurisdiction_id,
@@ -75,4 +230,985 @@ def subscribe(
             report_id=report_id,
         )
         .on_conflict_do_nothing(index_elements=["jurisdiction_id", "incident_id", "requester_id"])
+        .returning(Subscription.id)
+    ).scalar_one_or_none()
+    if subscribed is None:
+        return
+    incident = session.get(Incident, (jurisdiction_id, incident_id))
+    if incident is None:
+        return
+    _owe_requester_notices(
+        session,
+        incident=incident,
+        kind="received",
+        event_key="subscribed",
+        context=_incident_context(session, incident),
+        requester_id=requester_id,
     )
+
+
+def create_missing_work_orders(session: Session, *, jurisdiction_id: int) -> int:
+    """Return how many work orders were created for incidents that had none (bulk-loaded
+    ones), each in step with its incident: a closed incident's work order is completed."""
+    result = session.execute(
+        text(
+            """
+            INSERT INTO work_orders (jurisdiction_id, incident_id, status, department,
+                                     opened_at, due_at, at_risk_at, resolved_at, completed_at)
+            SELECT i.jurisdiction_id, i.id,
+                   CASE WHEN i.status = 'closed' THEN 'completed' ELSE i.status END,
+                   c.group_code, i.opened_at, d.due_at,
+                   LEAST(d.due_at, d.due_at - (d.due_at - i.opened_at) * :risk),
+                   CASE WHEN i.status IN ('completed', 'closed', 'cancelled')
+                        THEN COALESCE(i.closed_at, i.updated_at) END,
+                   CASE WHEN i.status IN ('completed', 'closed')
+                        THEN COALESCE(i.closed_at, i.updated_at) END
+            FROM incidents i
+            JOIN service_categories c
+              ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+            CROSS JOIN LATERAL (
+                SELECT COALESCE(i.due_at, i.opened_at + make_interval(secs => c.sla_hours * 3600))
+                       AS due_at
+            ) d
+            WHERE i.jurisdiction_id = :jid
+              AND NOT EXISTS (SELECT 1 FROM work_orders w
+                              WHERE w.jurisdiction_id = i.jurisdiction_id
+                                AND w.incident_id = i.id)
+            """
+        ),
+        {"jid": jurisdiction_id, "risk": sla.AT_RISK_FRACTION},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- looking things up --------------------------------------------------------------------
+
+
+def get_incident(session: Session, *, jurisdiction_id: int, incident_id: int) -> Incident:
+    """Return the incident, or raise NotFound."""
+    incident = session.get(Incident, (jurisdiction_id, incident_id))
+    if incident is None:
+        raise NotFound(f"There is no incident {incident_id}.")
+    return incident
+
+
+def get_work_order(session: Session, *, jurisdiction_id: int, work_order_id: int) -> WorkOrder:
+    """Return the work order, or raise NotFound."""
+    work_order = session.get(WorkOrder, (jurisdiction_id, work_order_id))
+    if work_order is None:
+        raise NotFound(f"There is no work order {work_order_id}.")
+    return work_order
+
+
+def current_work_order(session: Session, incident: Incident) -> WorkOrder | None:
+    """Return the incident's work order (the latest, should there be several), or None."""
+    return session.scalars(
+        select(WorkOrder)
+        .where(
+            WorkOrder.jurisdiction_id == incident.jurisdiction_id,
+            WorkOrder.incident_id == incident.id,
+        )
+        .order_by(WorkOrder.id.desc())
+        .limit(1)
+    ).first()
+
+
+# --- the lifecycle ------------------------------------------------------------------------
+
+Entity = Incident | WorkOrder
+
+
+def transition(
+    session: Session,
+    *,
+    incident_or_work_order: Entity,
+    to: str,
+    actor: str,
+    reason: str | None = None,
+    expected_version: int | None = None,
+) -> Entity:
+    """Return the incident or work order after moving it (and its counterpart) to ``to``.
+
+    - ``incident_or_work_order``: an ``Incident`` or a ``WorkOrder`` of this session; it is
+      reloaded under a row lock, so it may be stale when passed in.
+    - ``to``: a status of ``work_orders.lifecycle.STATUSES``. The counterpart (the incident's
+      work order, or the work order's incident) moves with it; a work order that becomes
+      ``completed`` closes its incident, which owes the closure notices.
+    - ``actor``: who does it, e.g. ``"dispatcher:ana"``, ``"crew:7"``, ``"dedup"``.
+    - ``reason``: why; required for on_hold, cancelled and transferred.
+    - ``expected_version``: the version the caller last saw; if it moved on, StaleVersion
+      (409, with ``current_version``). None: no check, the move is checked against the
+      current status only.
+
+    Typical calls from other packages: reopen a closed (or completed or cancelled) incident,
+    ``to="reopened"``; cancel an incident merged into another, ``to="cancelled",
+    reason="merged into incident 123"`` (allowed from every open status).
+
+    Raises IllegalTransition (409) naming the allowed statuses, StaleVersion (409),
+    ValidationFailed (422: unknown status, missing reason, or "transferred", which needs
+    ``transfer()``). Flushes; the caller commits.
+    """
+    if to == "transferred":
+        raise ValidationFailed(
+            "Transferring needs the receiving department: use transfer().",
+            errors=[FieldError("to", "use the transfer operation", "needs_department")],
+        )
+    return _transition(
+        session,
+        entity=incident_or_work_order,
+        to=to,
+        actor=actor,
+        reason=reason,
+        expected_version=expected_version,
+        now=datetime.now(UTC),
+    )
+
+
+def hold(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    reason: str,
+    actor: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> WorkOrder:
+    """Return the work order put on hold; its SLA clock stops until it resumes."""
+    return _as_work_order(
+        _transition(
+            session,
+            entity=work_order,
+            to="on_hold",
+            actor=actor,
+            reason=reason,
+            expected_version=expected_version,
+            now=now or datetime.now(UTC),
+        )
+    )
+
+
+def resume(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    actor: str,
+    reason: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> WorkOrder:
+    """Return the held work order back in the status it was held from, its due time moved
+    later by the (business) time the hold lasted."""
+    _lock_pair(session, work_order)
+    if work_order.status != "on_hold":
+        raise IllegalTransition(
+            f"Work order {work_order.id} is {work_order.status!r}, not on hold.",
+            extra={"current_status": work_order.status},
+        )
+    return _as_work_order(
+        _transition(
+            session,
+            entity=work_order,
+            to=lifecycle.resume_target(work_order.held_from),
+            actor=actor,
+            reason=reason,
+            expected_version=expected_version,
+            now=now or datetime.now(UTC),
+        )
+    )
+
+
+def transfer(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    department: str,
+    actor: str,
+    reason: str,
+    expected_version: int | None = None,
+) -> WorkOrder:
+    """Return the work order moved to another department's (or agency's) queue."""
+    department = department.strip()
+    if not department or len(department) > 64:
+        raise ValidationFailed(
+            "department must be 1 to 64 characters",
+            errors=[FieldError("department", "1 to 64 characters")],
+        )
+    return _as_work_order(
+        _transition(
+            session,
+            entity=work_order,
+            to="transferred",
+            actor=actor,
+            reason=reason,
+            expected_version=expected_version,
+            now=datetime.now(UTC),
+            department=department,
+        )
+    )
+
+
+def _as_work_order(entity: Entity) -> WorkOrder:
+    assert isinstance(entity, WorkOrder)
+    return entity
+
+
+@dataclass
+class _Pair:
+    incident: Incident
+    work_order: WorkOrder | None
+
+
+def _lock_pair(session: Session, entity: Entity) -> _Pair:
+    """Return the incident and its work order, reloaded under row locks (incident first)."""
+    if isinstance(entity, Incident):
+        session.refresh(entity, with_for_update=True)
+        work_order = session.scalars(
+            select(WorkOrder)
+            .where(
+                WorkOrder.jurisdiction_id == entity.jurisdiction_id,
+                WorkOrder.incident_id == entity.id,
+            )
+            .order_by(WorkOrder.id.desc())
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        return _Pair(entity, work_order)
+    incident = session.get(
+        Incident,
+        (entity.jurisdiction_id, entity.incident_id),
+        with_for_update=True,
+        populate_existing=True,
+    )
+    if incident is None:
+        raise NotFound(f"The incident of work order {entity.id} is gone.")
+    session.refresh(entity, with_for_update=True)
+    return _Pair(incident, entity)
+
+
+def _check_version(entity: Entity, expected_version: int | None) -> None:
+    if expected_version is not None and entity.version != expected_version:
+        kind = "incident" if isinstance(entity, Incident) else "work order"
+        raise StaleVersion(
+            f"The {kind} {entity.id} is at version {entity.version}, not {expected_version}: "
+            "someone changed it since you loaded it. Reload and try again.",
+            extra={"current_version": entity.version, "current_status": entity.status},
+        )
+
+
+def _plan(pair: _Pair, entity: Entity, to: str) -> list[lifecycle.Move]:
+    if isinstance(entity, Incident):
+        kind: lifecycle.EntityKind = "incident"
+        counterpart = pair.work_order.status if pair.work_order else None
+    else:
+        kind = "work_order"
+        counterpart = pair.incident.status
+    try:
+        return lifecycle.plan(kind, entity.status, to, counterpart=counterpart)
+    except lifecycle.IllegalTransition as exc:
+        raise IllegalTransition(
+            exc.message,
+            extra={
+                "entity": exc.kind,
+                "current_status": exc.current,
+                "requested_status": exc.to,
+                "allowed": list(exc.allowed),
+            },
+        ) from exc
+
+
+def _prepare(
+    session: Session,
+    *,
+    entity: Entity,
+    to: str,
+    reason: str | None,
+    expected_version: int | None,
+) -> tuple[_Pair, list[lifecycle.Move]]:
+    if lifecycle.as_status(to) is None:
+        raise ValidationFailed(
+            f"{to!r} is not a status; the statuses are: {', '.join(lifecycle.STATUSES)}.",
+            errors=[FieldError("to", "unknown status", "unknown")],
+        )
+    if to in lifecycle.NEEDS_REASON and not (reason and reason.strip()):
+        raise ValidationFailed(
+            f"Moving to {to!r} needs a reason.",
+            errors=[FieldError("reason", f"a reason is required for {to!r}", "missing")],
+        )
+    pair = _lock_pair(session, entity)
+    _check_version(entity, expected_version)
+    return pair, _plan(pair, entity, to)
+
+
+def _transition(
+    session: Session,
+    *,
+    entity: Entity,
+    to: str,
+    actor: str,
+    reason: str | None,
+    expected_version: int | None,
+    now: datetime,
+    department: str | None = None,
+) -> Entity:
+    pair, moves = _prepare(
+        session, entity=entity, to=to, reason=reason, expected_version=expected_version
+    )
+    _apply(session, pair, moves, actor=actor, reason=reason, now=now, department=department)
+    return entity
+
+
+def _apply(
+    session: Session,
+    pair: _Pair,
+    moves: list[lifecycle.Move],
+    *,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    department: str | None = None,
+) -> None:
+    incident, work_order = pair.incident, pair.work_order
+    closed_event: int | None = None
+    scheduled_event: int | None = None
+    calendar: sla.BusinessCalendar | None = None
+    if work_order is not None and any(
+        m.kind == "work_order" and m.current == "on_hold" for m in moves
+    ):
+        calendar = category_calendar(
+            session, jurisdiction_id=incident.jurisdiction_id, category_code=incident.category_code
+        )
+    for move in moves:
+        if move.kind == "work_order":
+            assert work_order is not None
+            data = _move_work_order(work_order, move, actor, reason, now, calendar, department)
+            entity_id, version = work_order.id, work_order.version
+        else:
+            data = _move_incident(incident, move, now)
+            entity_id, version = incident.id, incident.version
+        event_row = audit.record(
+            session,
+            jurisdiction_id=incident.jurisdiction_id,
+            entity=move.kind,
+            entity_id=entity_id,
+            action="transition",
+            actor=actor,
+            from_state=move.current,
+            to_state=move.to,
+            reason=reason,
+            data={"version": version, **data},
+        )
+        if move.kind == "incident" and move.to in ("closed", "scheduled"):
+            session.flush()
+            if move.to == "closed":
+                closed_event = event_row.id
+            else:
+                scheduled_event = event_row.id
+    if work_order is not None:
+        incident.due_at = work_order.due_at
+    session.flush()
+    if scheduled_event is not None:
+        _owe_status_notices(session, incident, work_order, "scheduled", scheduled_event)
+    if closed_event is not None:
+        _owe_status_notices(session, incident, work_order, "closed", closed_event)
+
+
+def _move_work_order(
+    work_order: WorkOrder,
+    move: lifecycle.Move,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    calendar: sla.BusinessCalendar | None,
+    department: str | None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if move.current == "on_hold" and work_order.paused_at is not None:
+        times = sla.after_hold(
+            sla.SlaTimes(work_order.due_at, work_order.at_risk_at),
+            work_order.paused_at,
+            max(now, work_order.paused_at),
+            calendar,
+        )
+        data["held_s"] = round((now - work_order.paused_at).total_seconds())
+        data["due_at"] = times.due_at.isoformat()
+        work_order.due_at, work_order.at_risk_at = times.due_at, times.at_risk_at
+        work_order.paused_at = work_order.hold_reason = work_order.held_from = None
+    if move.to == "on_hold":
+        work_order.paused_at = now
+        work_order.hold_reason = reason
+        work_order.held_from = move.current
+    elif move.to == "completed":
+        work_order.completed_at = now
+        work_order.completed_by = actor
+        work_order.resolved_at = now
+    elif move.to in ("closed", "cancelled"):
+        work_order.resolved_at = work_order.resolved_at or now
+    elif move.to == "reopened":
+        # The SLA clock keeps running from the original due time; the work goes back to the
+        # department's queue for a dispatcher to assign again.
+        work_order.resolved_at = None
+        work_order.crew_id = None
+        data["crew_released"] = True
+    elif move.to == "transferred":
+        assert department is not None
+        data["from_department"] = work_order.department
+        data["department"] = department
+        work_order.department = department
+        work_order.crew_id = None
+    work_order.status = move.to
+    work_order.version = work_order.version + 1
+    work_order.updated_at = now
+    return data
+
+
+def _move_incident(incident: Incident, move: lifecycle.Move, now: datetime) -> dict[str, Any]:
+    if move.to == "closed":
+        incident.closed_at = now
+    elif move.to == "reopened":
+        incident.closed_at = None
+    incident.status = move.to
+    incident.version = incident.version + 1
+    incident.updated_at = now
+    return {}
+
+
+# --- completion ---------------------------------------------------------------------------
+
+
+def process_after_photo(data: bytes, settings: MediaSettings) -> photos.ProcessedPhoto:
+    """Return the after-photo through the intake's photo pipeline (metadata stripped), or
+    raise the AppError the crew should see."""
+    try:
+        return photos.process_photo(
+            data,
+            max_bytes=settings.max_bytes,
+            max_pixels=settings.max_pixels,
+            public_max_px=settings.public_max_px,
+            thumb_max_px=settings.thumb_max_px,
+            jpeg_quality=settings.jpeg_quality,
+        )
+    except photos.PhotoTooLarge as exc:
+        raise PayloadTooLarge(exc.detail, extra={"reason": exc.code}) from exc
+    except photos.NotAnImage as exc:
+        raise UnsupportedMediaType(exc.detail, extra={"reason": exc.code}) from exc
+    except photos.PhotoError as exc:
+        raise ValidationFailed(
+            exc.detail,
+            errors=[FieldError("photo", exc.detail, exc.code)],
+            extra={"reason": exc.code},
+        ) from exc
+
+
+def check_completion(*, note: str | None, resolution_code: str | None) -> tuple[str, str]:
+    """Return the cleaned note and resolution code, or raise ValidationFailed listing both
+    problems at once."""
+    errors: list[FieldError] = []
+    code = (resolution_code or "").strip()
+    if not code:
+        errors.append(FieldError("resolution_code", "resolution_code is required", "missing"))
+    elif code not in RESOLUTION_CODES:
+        errors.append(
+            FieldError(
+                "resolution_code",
+                f"{code!r} is not a resolution code; use one of {', '.join(RESOLUTION_CODES)}",
+                "unknown",
+            )
+        )
+    text_note = (note or "").strip()
+    if len(text_note) > NOTE_MAX_CHARS:
+        errors.append(
+            FieldError("note", f"the note is longer than {NOTE_MAX_CHARS} characters", "too_long")
+        )
+    if errors:
+        raise ValidationFailed("; ".join(e.message for e in errors), errors=errors)
+    return text_note, code
+
+
+def complete_work_order(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    actor: str,
+    photo: photos.ProcessedPhoto,
+    note: str | None,
+    resolution_code: str,
+    media: MediaStore,
+    jurisdiction_slug: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> WorkOrder:
+    """Return the work order completed with its after-photo, note and resolution code; its
+    incident is closed and every subscribed requester is owed the closure notice.
+
+    The photo's files are written now and deleted again if the transaction rolls back.
+    """
+    now = now or datetime.now(UTC)
+    text_note, code = check_completion(note=note, resolution_code=resolution_code)
+    pair, moves = _prepare(
+        session,
+        entity=work_order,
+        to="completed",
+        reason=None,
+        expected_version=expected_version,
+    )
+    stem = f"{jurisdiction_slug}/{now:%Y/%m}/after-{uuid.uuid4().hex}"
+    keys = {
+        "original": f"private/{stem}{_EXTENSIONS.get(photo.original_type, '.bin')}",
+        "public": f"public/{stem}.jpg",
+        "thumb": f"public/{stem}_thumb.jpg",
+    }
+    gps = photo.gps
+    row = Photo(
+        jurisdiction_id=work_order.jurisdiction_id,
+        report_id=None,
+        kind="after",
+        original_key=keys["original"],
+        original_type=photo.original_type,
+        public_key=keys["public"],
+        thumb_key=keys["thumb"],
+        width=photo.width,
+        height=photo.height,
+        phash=photo.phash,
+        sha256=photo.sha256,
+        taken_at=photo.taken_at,
+        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
+    )
+    session.add(row)
+    session.flush()
+    _stage_files(
+        session,
+        media,
+        {
+            keys["original"]: photo.original,
+            keys["public"]: photo.public_jpeg,
+            keys["thumb"]: photo.thumb_jpeg,
+        },
+    )
+    work_order.after_photo_id = row.id
+    work_order.completion_note = text_note or None
+    work_order.resolution_code = code
+    _apply(session, pair, moves, actor=actor, reason=text_note or None, now=now)
+    return work_order
+
+
+def _stage_files(session: Session, media: MediaStore, files: dict[str, bytes]) -> None:
+    """Write files now, and delete them again if the transaction is rolled back (as intake
+    stages report photos)."""
+    written: list[str] = []
+
+    def _undo(_: Session) -> None:
+        for key in written:
+            media.delete(key)
+
+    event.listen(session, "after_rollback", _undo, once=True)
+    for key, data in files.items():
+        media.put(key, data)
+        written.append(key)
+
+
+# --- "fixed?" answers ---------------------------------------------------------------------
+
+AnswerOutcome = Literal["thanks_fixed", "thanks_not_fixed", "already", "outdated"]
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """What a resident's answer did, and what to show them."""
+
+    outcome: AnswerOutcome
+    incident_id: int
+    language: str
+    category_code: str
+    category: str
+    tracking_id: str | None
+
+
+def answer_closure(
+    session: Session,
+    *,
+    link: AnswerLink,
+    answer: Literal["fixed", "not_fixed"],
+    now: datetime | None = None,
+) -> AnswerResult:
+    """Return what the resident's answer to a closure notice did.
+
+    "not fixed" reopens the incident and puts its work order back in the department's queue
+    (no crew), unless the incident was reopened already or closed again since that notice
+    (then the link is outdated). "fixed" is recorded. Every answer is an audit event.
+    """
+    now = now or datetime.now(UTC)
+    incident = get_incident(
+        session, jurisdiction_id=link.jurisdiction_id, incident_id=link.incident_id
+    )
+    _lock_pair(session, incident)
+    info = describe_answer_link(session, link=link)
+    latest_closure = session.scalar(
+        text(
+            "SELECT max(id) FROM audit_events WHERE jurisdiction_id = :jid "
+            "AND entity = 'incident' AND entity_id = :incident AND to_state = 'closed'"
+        ),
+        {"jid": link.jurisdiction_id, "incident": link.incident_id},
+    )
+    actor = f"requester:{link.requester_id}"
+    outcome: AnswerOutcome
+    if answer == "fixed":
+        outcome = "thanks_fixed"
+    elif latest_closure != link.event_id:
+        outcome = "outdated"
+    elif incident.status == "closed":
+        _transition(
+            session,
+            entity=incident,
+            to="reopened",
+            actor=actor,
+            reason="The resident answered 'not fixed' to the closure notice.",
+            expected_version=None,
+            now=now,
+        )
+        outcome = "thanks_not_fixed"
+    else:
+        outcome = "already"
+    audit.record(
+        session,
+        jurisdiction_id=link.jurisdiction_id,
+        entity="incident",
+        entity_id=incident.id,
+        action="resident_answer",
+        actor=actor,
+        data={"answer": answer, "closure_event": link.event_id, "outcome": outcome},
+    )
+    session.flush()
+    return AnswerResult(
+        outcome=outcome,
+        incident_id=incident.id,
+        language=info.language,
+        category_code=info.category_code,
+        category=info.category,
+        tracking_id=info.tracking_id,
+    )
+
+
+@dataclass(frozen=True)
+class AnswerLinkInfo:
+    """What the "fixed?" page shows about the link's incident, in the requester's language."""
+
+    language: str
+    category_code: str
+    category: str
+    tracking_id: str | None
+
+
+def describe_answer_link(session: Session, *, link: AnswerLink) -> AnswerLinkInfo:
+    """Return what the "fixed?" page shows for a link, or raise NotFound."""
+    row = session.execute(
+        text(
+            """
+            SELECT q.language, r.tracking_id, c.code, c.name
+            FROM incidents i
+            JOIN service_categories c
+              ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+            JOIN requesters q ON q.jurisdiction_id = i.jurisdiction_id AND q.id = :requester
+            LEFT JOIN subscriptions s ON s.jurisdiction_id = i.jurisdiction_id
+                 AND s.requester_id = q.id AND s.incident_id = i.id
+            LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
+            WHERE i.jurisdiction_id = :jid AND i.id = :incident
+            """
+        ),
+        {"jid": link.jurisdiction_id, "requester": link.requester_id, "incident": link.incident_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound("The link names an incident or requester this service does not know.")
+    return AnswerLinkInfo(
+        language=row.language,
+        category_code=row.code,
+        category=row.name,
+        tracking_id=row.tracking_id,
+    )
+
+
+# --- SLA in SQL ---------------------------------------------------------------------------
+
+
+def sla_clock() -> ColumnElement[datetime]:
+    """SQL: the instant the SLA clock shows: frozen at the hold or the resolution, else now."""
+    return func.coalesce(WorkOrder.paused_at, WorkOrder.resolved_at, func.now())
+
+
+def sla_breached() -> ColumnElement[bool]:
+    """SQL: the work order missed (or, if open, is past) its due time; cancelled never is."""
+    return and_(WorkOrder.status != "cancelled", sla_clock() >= WorkOrder.due_at)
+
+
+def sla_at_risk() -> ColumnElement[bool]:
+    """SQL: open work in the last part of its SLA window, not yet breached."""
+    clock = sla_clock()
+    return and_(
+        WorkOrder.status.in_(sorted(lifecycle.OPEN)),
+        clock >= WorkOrder.at_risk_at,
+        clock < WorkOrder.due_at,
+    )
+
+
+def sla_state() -> ColumnElement[str]:
+    """SQL: breached, at_risk, on_track (open work), met (finished in time) or cancelled."""
+    return case(
+        (WorkOrder.status == "cancelled", "cancelled"),
+        (sla_breached(), "breached"),
+        (sla_at_risk(), "at_risk"),
+        (WorkOrder.status.in_(sorted(lifecycle.OPEN)), "on_track"),
+        else_="met",
+    )
+
+
+SlaFilter = Literal["breached", "at_risk", "on_track", "met", "cancelled"]
+
+
+@dataclass(frozen=True)
+class WorkOrderRow:
+    """A work order as lists show it, with its SLA state computed by the database."""
+
+    work_order: WorkOrder
+    category_code: str
+    ward_id: int | None
+    lon: float
+    lat: float
+    sla_state: str
+
+
+def list_work_orders(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    statuses: Sequence[str] = (),
+    department: str | None = None,
+    sla_filter: SlaFilter | None = None,
+    open_only: bool = False,
+    work_order_ids: Sequence[int] = (),
+    limit: int = 100,
+    offset: int = 0,
+) -> list[WorkOrderRow]:
+    """Return work orders, most urgent first (earliest due), filtered in SQL."""
+    state = sla_state().label("sla_state")
+    query = (
+        select(
+            WorkOrder,
+            Incident.category_code,
+            Incident.ward_id,
+            func.ST_X(Incident.geom).label("lon"),
+            func.ST_Y(Incident.geom).label("lat"),
+            state,
+        )
+        .join(
+            Incident,
+            and_(
+                Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
+                Incident.id == WorkOrder.incident_id,
+            ),
+        )
+        .where(WorkOrder.jurisdiction_id == jurisdiction_id)
+    )
+    if work_order_ids:
+        query = query.where(WorkOrder.id.in_(list(work_order_ids)))
+    if statuses:
+        query = query.where(WorkOrder.status.in_(list(statuses)))
+    if open_only:
+        query = query.where(WorkOrder.status.in_(sorted(lifecycle.OPEN)))
+    if department is not None:
+        query = query.where(WorkOrder.department == department)
+    if sla_filter is not None:
+        query = query.where(sla_state() == sla_filter)
+    rows = session.execute(
+        query.order_by(WorkOrder.due_at, WorkOrder.id).limit(limit).offset(offset)
+    ).all()
+    return [
+        WorkOrderRow(
+            work_order=row.WorkOrder,
+            category_code=row.category_code,
+            ward_id=row.ward_id,
+            lon=row.lon,
+            lat=row.lat,
+            sla_state=row.sla_state,
+        )
+        for row in rows
+    ]
+
+
+def sla_summary(
+    session: Session, *, jurisdiction_id: int, department: str | None = None
+) -> list[dict[str, Any]]:
+    """Return, per department, how much work is open, on hold, at risk and breached."""
+    open_work = WorkOrder.status.in_(sorted(lifecycle.OPEN))
+    query = (
+        select(
+            WorkOrder.department,
+            func.count().filter(open_work).label("open"),
+            func.count().filter(WorkOrder.status == "on_hold").label("on_hold"),
+            func.count().filter(sla_at_risk()).label("at_risk"),
+            func.count().filter(and_(open_work, sla_breached())).label("breached_open"),
+            func.count()
+            .filter(and_(WorkOrder.status.in_(["completed", "closed"]), sla_breached()))
+            .label("breached_done"),
+            func.count()
+            .filter(and_(WorkOrder.status.in_(["completed", "closed"]), ~sla_breached()))
+            .label("met"),
+        )
+        .where(WorkOrder.jurisdiction_id == jurisdiction_id)
+        .group_by(WorkOrder.department)
+        .order_by(WorkOrder.department)
+    )
+    if department is not None:
+        query = query.where(WorkOrder.department == department)
+    return [dict(row._mapping) for row in session.execute(query)]
+
+
+# --- notices ------------------------------------------------------------------------------
+
+
+def _incident_context(session: Session, incident: Incident) -> dict[str, Any]:
+    row = session.execute(
+        select(
+            ServiceCategory.name,
+            Jurisdiction.name.label("city"),
+            func.ST_X(Incident.geom).label("lon"),
+            func.ST_Y(Incident.geom).label("lat"),
+        )
+        .select_from(Incident)
+        .join(
+            ServiceCategory,
+            and_(
+                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
+                ServiceCategory.code == Incident.category_code,
+            ),
+        )
+        .join(Jurisdiction, Jurisdiction.id == Incident.jurisdiction_id)
+        .where(Incident.jurisdiction_id == incident.jurisdiction_id, Incident.id == incident.id)
+    ).one()
+    return {
+        "incident_id": incident.id,
+        "category_code": incident.category_code,
+        "category": row.name,
+        "city": row.city,
+        "status": incident.status,
+        "lon": round(row.lon, 7),
+        "lat": round(row.lat, 7),
+    }
+
+
+def _owe_status_notices(
+    session: Session,
+    incident: Incident,
+    work_order: WorkOrder | None,
+    kind: str,
+    event_id: int,
+) -> None:
+    context = _incident_context(session, incident)
+    context["event_id"] = event_id
+    if kind == "closed" and work_order is not None:
+        context["resolution_code"] = work_order.resolution_code
+        context["note"] = work_order.completion_note
+        if work_order.after_photo_id is not None:
+            keys = session.execute(
+                select(Photo.public_key, Photo.thumb_key).where(
+                    Photo.jurisdiction_id == work_order.jurisdiction_id,
+                    Photo.id == work_order.after_photo_id,
+                )
+            ).one()
+            context["photo_key"] = keys.public_key
+    _owe_requester_notices(
+        session, incident=incident, kind=kind, event_key=f"event-{event_id}", context=context
+    )
+    _owe_webhooks(
+        session,
+        incident=incident,
+        kind=kind,
+        key=f"{kind}:incident-{incident.id}:event-{event_id}",
+        context=context,
+    )
+
+
+def _owe_requester_notices(
+    session: Session,
+    *,
+    incident: Incident,
+    kind: str,
+    event_key: str,
+    context: Mapping[str, Any],
+    requester_id: int | None = None,
+) -> int:
+    """Owe ``kind`` to every subscribed requester with a contact who has not muted it (or to
+    ``requester_id`` only): email when they gave one, else SMS. Return how many."""
+    rows = session.execute(
+        text(
+            """
+            SELECT s.requester_id, q.email, q.phone, q.language, r.tracking_id
+            FROM subscriptions s
+            JOIN requesters q ON q.jurisdiction_id = s.jurisdiction_id AND q.id = s.requester_id
+            LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
+            LEFT JOIN notice_preferences p
+                   ON p.jurisdiction_id = s.jurisdiction_id AND p.requester_id = s.requester_id
+            WHERE s.jurisdiction_id = :jid AND s.incident_id = :incident
+              AND (q.email IS NOT NULL OR q.phone IS NOT NULL)
+              AND NOT (COALESCE(p.muted_kinds, '{}') @> ARRAY[CAST(:kind AS varchar)])
+              AND (CAST(:requester AS bigint) IS NULL OR s.requester_id = :requester)
+            ORDER BY s.requester_id
+            """
+        ),
+        {
+            "jid": incident.jurisdiction_id,
+            "incident": incident.id,
+            "kind": kind,
+            "requester": requester_id,
+        },
+    ).all()
+    drafts = [
+        outbox.NoticeDraft(
+            jurisdiction_id=incident.jurisdiction_id,
+            idempotency_key=f"{kind}:incident-{incident.id}:{event_key}:requester-{row.requester_id}",
+            kind=kind,
+            channel="email" if row.email else "sms",
+            recipient=row.email or row.phone,
+            language=row.language,
+            incident_id=incident.id,
+            requester_id=row.requester_id,
+            context={**context, "tracking_id": row.tracking_id},
+        )
+        for row in rows
+    ]
+    return len(outbox.owe(session, drafts))
+
+
+def _owe_webhooks(
+    session: Session, *, incident: Incident, kind: str, key: str, context: Mapping[str, Any]
+) -> int:
+    endpoints = session.execute(
+        text(
+            "SELECT id, url FROM webhook_endpoints WHERE jurisdiction_id = :jid AND active "
+            "AND CAST(:kind AS varchar) = ANY(kinds) ORDER BY id"
+        ),
+        {"jid": incident.jurisdiction_id, "kind": kind},
+    ).all()
+    drafts = [
+        outbox.NoticeDraft(
+            jurisdiction_id=incident.jurisdiction_id,
+            idempotency_key=f"{key}:webhook-{endpoint.id}",
+            kind=kind,
+            channel="webhook",
+            recipient=endpoint.url,
+            incident_id=incident.id,
+            webhook_endpoint_id=endpoint.id,
+            context=dict(context),
+        )
+        for endpoint in endpoints
+    ]
+    return len(outbox.owe(session, drafts))
+
+
+def status_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
+    """Return how many work orders are in each status."""
+    rows = session.execute(
+        select(WorkOrder.status, func.count())
+        .where(WorkOrder.jurisdiction_id == jurisdiction_id)
+        .group_by(WorkOrder.status)
+    ).all()
+    return {status: count for status, count in rows}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, inspect
 
 from geo311.migrate import alembic_config
-from geo311.schema import load_all_models
+from geo311.schema import include_object, load_all_models
 
 
 def test_migrated_schema_matches_models(db_url: str) -> None:
@@ -19,7 +18,7 @@ def test_migrated_schema_matches_models(db_url: str) -> None:
             conn,
             opts={
                 "compare_type": True,
-                "include_object": alembic_helpers.include_object,
+                "include_object": include_object,
             },
         )
         diff = compare_metadata(ctx, load_all_models())

@@ -1,0 +1,1 @@
+"""Notices: the outbox, the channels (email, SMS, webhooks), templates, and the worker."""

@@ -1,0 +1,250 @@
+"""Notice routes: preferences and one-click unsubscribe, webhook endpoints, the outbox of an
+incident, and the dev mail catcher's pages. Thin: parse, call the service, commit, answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from geo311.auth.service import Principal
+from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
+from geo311.errors import NotFound
+from geo311.notify import mailcatcher, pages
+from geo311.notify import service as notify_service
+from geo311.notify.models import KINDS
+from geo311.notify.tokens import LinkSigner
+from geo311.settings import Settings
+
+router = APIRouter()
+
+
+def get_signer(request: Request, settings: SettingsDep) -> LinkSigner:
+    """Return the app's link signer (made once, from the settings)."""
+    signer: LinkSigner | None = getattr(request.app.state, "link_signer", None)
+    if signer is None:
+        signer = LinkSigner.from_settings(settings)
+        request.app.state.link_signer = signer
+    return signer
+
+
+SignerDep = Annotated[LinkSigner, Depends(get_signer)]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+Staff = Annotated[Principal, Depends(require_roles("dispatcher", "crew", "planner"))]
+
+
+# --- preferences ----------------------------------------------------------------------------
+
+
+@router.get("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
+def preferences_page(t: str, session: SessionDep, signer: SignerDep) -> HTMLResponse:
+    link = signer.read_preferences(t)
+    language = notify_service.requester_language(
+        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+    )
+    muted = notify_service.muted_kinds(
+        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+    )
+    return HTMLResponse(
+        pages.preferences_form(language=language, token=t, muted=muted, saved=False)
+    )
+
+
+@router.post("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
+def save_preferences(
+    t: Annotated[str, Form()],
+    session: SessionDep,
+    signer: SignerDep,
+    kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+    stop: Annotated[str | None, Form()] = None,
+) -> HTMLResponse:
+    link = signer.read_preferences(t)
+    wanted = set() if stop == "all" else set(kinds)
+    muted = notify_service.set_muted_kinds(
+        session,
+        jurisdiction_id=link.jurisdiction_id,
+        requester_id=link.requester_id,
+        muted=[k for k in KINDS if k not in wanted],
+    )
+    session.commit()
+    language = notify_service.requester_language(
+        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+    )
+    return HTMLResponse(pages.preferences_form(language=language, token=t, muted=muted, saved=True))
+
+
+@router.post(
+    "/notices/unsubscribe",
+    response_class=PlainTextResponse,
+    summary="One-click unsubscribe (RFC 8058): stop every notice to this requester",
+    tags=["notices"],
+)
+def unsubscribe(
+    t: Annotated[str, Query(description="The token from the List-Unsubscribe header")],
+    session: SessionDep,
+    signer: SignerDep,
+) -> PlainTextResponse:
+    link = signer.read_preferences(t)
+    notify_service.set_muted_kinds(
+        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id, muted=KINDS
+    )
+    session.commit()
+    return PlainTextResponse("Unsubscribed: no more notices will be sent.")
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(description="Absolute http(s) URL that receives signed POSTs")
+    kinds: list[str] = Field(default=list(KINDS), description="Which notices: received …")
+    description: str = ""
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    kinds: list[str]
+    active: bool
+    description: str
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="Signing secret; shown this once")
+
+
+@router.post(
+    "/api/v1/webhooks",
+    status_code=201,
+    response_model=WebhookCreated,
+    summary="Add a webhook endpoint (signed with HMAC-SHA256; see Geo311-Signature)",
+    tags=["notices"],
+)
+def create_webhook(
+    body: WebhookIn, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+) -> WebhookCreated:
+    endpoint = notify_service.create_webhook(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        url=body.url,
+        kinds=body.kinds,
+        description=body.description,
+    )
+    session.commit()
+    return WebhookCreated(
+        id=endpoint.id,
+        url=endpoint.url,
+        kinds=endpoint.kinds,
+        active=endpoint.active,
+        description=endpoint.description,
+        created_at=endpoint.created_at,
+        secret=endpoint.secret,
+    )
+
+
+@router.get(
+    "/api/v1/webhooks",
+    response_model=list[WebhookOut],
+    summary="Webhook endpoints (without secrets)",
+    tags=["notices"],
+)
+def list_webhooks(session: SessionDep, jurisdiction: JurisdictionDep, _: Admin) -> list[WebhookOut]:
+    return [
+        WebhookOut(
+            id=e.id,
+            url=e.url,
+            kinds=e.kinds,
+            active=e.active,
+            description=e.description,
+            created_at=e.created_at,
+        )
+        for e in notify_service.list_webhooks(session, jurisdiction_id=jurisdiction.id)
+    ]
+
+
+@router.delete(
+    "/api/v1/webhooks/{endpoint_id}",
+    status_code=204,
+    summary="Stop sending to a webhook endpoint",
+    tags=["notices"],
+)
+def delete_webhook(
+    endpoint_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+) -> None:
+    notify_service.deactivate_webhook(
+        session, jurisdiction_id=jurisdiction.id, endpoint_id=endpoint_id
+    )
+    session.commit()
+
+
+# --- the outbox of an incident ------------------------------------------------------------
+
+
+class NoticeOut(BaseModel):
+    id: int
+    kind: str
+    channel: str
+    recipient: str
+    language: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    idempotency_key: str
+
+
+@router.get(
+    "/api/v1/incidents/{incident_id}/notices",
+    response_model=list[NoticeOut],
+    summary="Every notice owed about an incident and how its delivery went (staff)",
+    tags=["notices"],
+)
+def incident_notices(
+    incident_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+) -> list[NoticeOut]:
+    return [
+        NoticeOut(
+            id=n.id,
+            kind=n.kind,
+            channel=n.channel,
+            recipient=n.recipient,
+            language=n.language,
+            status=n.status,
+            attempts=n.attempts,
+            next_attempt_at=n.next_attempt_at,
+            sent_at=n.sent_at,
+            last_error=n.last_error,
+            idempotency_key=n.idempotency_key,
+        )
+        for n in notify_service.notices_of_incident(
+            session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
+        )
+    ]
+
+
+# --- the dev mail catcher -----------------------------------------------------------------
+
+
+def _dev_maildir(settings: Settings) -> Path:
+    if not settings.dev_mail_enabled:
+        raise NotFound("The dev mail catcher is off (GEO311_NOTIFY__DEV_MAIL__ENABLED).")
+    return mailcatcher.maildir_path(settings)
+
+
+@router.get("/dev/mail", response_class=HTMLResponse, include_in_schema=False)
+def dev_mail(settings: SettingsDep) -> HTMLResponse:
+    return HTMLResponse(pages.devmail_list(mailcatcher.read_mails(_dev_maildir(settings))))
+
+
+@router.get("/dev/mail/{key}", response_class=HTMLResponse, include_in_schema=False)
+def dev_mail_one(key: str, settings: SettingsDep) -> HTMLResponse:
+    mail = mailcatcher.read_mail(_dev_maildir(settings), key)
+    if mail is None:
+        raise NotFound("No such caught mail.")
+    return HTMLResponse(pages.devmail_detail(mail))

@@ -1,0 +1,54 @@
+"""What `geo311 run` and `geo311 worker` start besides the API: the notice worker and, for
+development, the mail catcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from geo311.database import Database
+from geo311.notify import worker as notice_worker
+from geo311.notify.mailcatcher import MailCatcher, maildir_path
+from geo311.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def embedded(settings: Settings, db: Database) -> Iterator[list[str]]:
+    """Run the dev mail catcher (when enabled) and an in-process worker (unless disabled)
+    for the life of the block; yield lines that say what runs, for the start-up banner."""
+    lines: list[str] = []
+    catcher: MailCatcher | None = None
+    background: notice_worker.BackgroundWorker | None = None
+    try:
+        if settings.dev_mail_enabled:
+            dev = settings.notify.dev_mail
+            catcher = MailCatcher(maildir_path(settings), host=dev.host, port=dev.port)
+            if catcher.start():
+                lines.append(f"caught mail       {settings.base_url}/dev/mail")
+                smtp = settings.notify.smtp
+                if not {"host", "port"} & smtp.model_fields_set:
+                    # Nobody chose a mail server: notices go to the catcher, wherever it is.
+                    smtp.host, smtp.port = dev.host, dev.port
+            else:
+                catcher = None
+        if settings.notify.embedded_worker:
+            # One line per job is useful from `geo311 worker`, noise beside the API's log.
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
+            background = notice_worker.BackgroundWorker(settings, db).start()
+            smtp = settings.notify.smtp
+            lines.append(f"notices           worker in-process, SMTP {smtp.host}:{smtp.port}")
+        yield lines
+    finally:
+        if background is not None:
+            background.stop()
+        if catcher is not None:
+            catcher.stop()
+
+
+def run_worker(settings: Settings, db: Database, *, concurrency: int | None = None) -> None:
+    """Run the notice worker in the foreground until SIGINT or SIGTERM."""
+    log.info("notice worker: SMTP %s:%s", settings.notify.smtp.host, settings.notify.smtp.port)
+    notice_worker.run(settings, db, concurrency=concurrency)
