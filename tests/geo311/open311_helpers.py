@@ -1,10 +1,10 @@
 """What the Open311 tests share: the app on the demo city, an API key, points in each ward,
-and stand-ins for the lifecycle (issue 4) and dedup (issue 3) that are not in main yet."""
+and a stand-in for dedup (issue 3) that is not in main yet."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from geo311.intake.models import Report
 from geo311.open311 import service as open311_service
 from geo311.settings import MediaSettings, Settings
 from layers import service as layers_service
-from work_orders import audit
-from work_orders.models import Incident
+from work_orders import service as work_orders_service
+from work_orders.models import Incident, WorkOrder
 
 BASE = "/open311/v2"
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
@@ -74,33 +74,33 @@ def media_files(settings: Settings) -> list[Path]:
 
 
 def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
-    """Close the incident of a report; return when.
-
-    STAND-IN for the lifecycle's transition (issue 4, not in main yet): point this at
-    work_orders' transition function when it lands. It does what a closure must leave
-    behind for Open311 to see: the status, closed_at, and an audit event with the states.
-    """
+    """Close the incident of a report through the lifecycle, as a crew finishing it would;
+    return when it closed."""
     with db.session() as session:
         report = session.scalar(select(Report).where(Report.tracking_id == tracking_id))
         assert report is not None
-        incident = session.get(Incident, (report.jurisdiction_id, report.incident_id))
-        assert incident is not None
-        before = incident.status
-        closed_at = datetime.now(UTC)
-        incident.status = "closed"
-        incident.closed_at = closed_at
-        audit.record(
+        work_order = session.scalar(
+            select(WorkOrder).where(
+                WorkOrder.jurisdiction_id == report.jurisdiction_id,
+                WorkOrder.incident_id == report.incident_id,
+            )
+        )
+        assert work_order is not None
+        work_orders_service.transition(
+            session, incident_or_work_order=work_order, to="assigned", actor="dispatcher:test"
+        )
+        work_orders_service.transition(
             session,
-            jurisdiction_id=incident.jurisdiction_id,
-            entity="incident",
-            entity_id=incident.id,
-            action="status_changed",
-            actor="staff:test",
-            from_state=before,
-            to_state="closed",
+            incident_or_work_order=work_order,
+            to="completed",
+            actor="crew:test",
             reason=reason,
         )
-    return closed_at
+        incident = session.get(Incident, (report.jurisdiction_id, report.incident_id))
+        assert incident is not None
+        assert incident.status == "closed"
+        assert incident.closed_at is not None
+        return incident.closed_at
 
 
 def join_incident(db: Database, duplicate: str, original: str) -> None:
