@@ -13,6 +13,7 @@ from geo311.database import Base
 def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import geo311.auth.models
+    import geo311.dedup.models
     import geo311.intake.models  # noqa: F401
     import layers.models  # noqa: F401
     import work_orders.models  # noqa: F401

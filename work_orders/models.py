@@ -66,6 +66,14 @@ class ServiceCategory(Base):
     group_code: Mapped[str] = mapped_column(String(64))
     asset_type: Mapped[str | None] = mapped_column(String(64))
     dedup_radius_m: Mapped[float] = mapped_column(Float, server_default="50")
+    # Duplicate detection per category (geo311.dedup); NULL takes the Settings.dedup default.
+    dedup_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    dedup_threshold: Mapped[float | None] = mapped_column(Float)
+    dedup_open_window_h: Mapped[float | None] = mapped_column(Float)
+    dedup_reopen_window_h: Mapped[float | None] = mapped_column(Float)
+    dedup_weights: Mapped[dict[str, float]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
     snap_radius_m: Mapped[float] = mapped_column(Float, server_default="30")
     sla_hours: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
