@@ -694,7 +694,7 @@ def merge(
         if incident.status in UNMATCHABLE_STATUSES:
             raise IncidentNotMergeable(
                 f"Incident {incident.id} is {incident.status}: it cannot be {role}.",
-                extra={"incident_id": incident.id, "status": incident.status},
+                extra={"incident_id": incident.id, "incident_status": incident.status},
             )
     report_ids = _report_ids(session, jurisdiction_id, source.id)
     moved_subscribers = sorted(_subscribers(session, jurisdiction_id, source.id))
