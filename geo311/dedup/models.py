@@ -27,17 +27,11 @@ from work_orders.models import Incident
 
 MOVE_KINDS = ("merge", "split")
 
-# The candidate search: same jurisdiction and category, within a radius in real metres
-# (geography), and not closed before the reopen window. The expressions must stay spelled as
-# in geo311.dedup.service._CANDIDATES for the planner to use the index.
-Index(
-    "ix_incidents_dedup",
-    Incident.jurisdiction_id,
-    Incident.category_code,
-    text("(geom::geography)"),
-    text("(COALESCE(closed_at, 'infinity'::timestamptz))"),
-    postgresql_using="gist",
-)
+# The radius search needs no index of its own: a degree box around the point (grid.degree_box,
+# a little larger than the disk) is served by the geometry index ix_incidents_geom, and
+# ST_DWithin on geography keeps only the incidents within the radius in real metres. A
+# multi-column gist on (jurisdiction, category, geography, closing time) was tried first: it
+# answered slower (its pages mix categories and times) and made every insert pay for it.
 # "Two reports of streetlight #4411 are one problem whatever the distance."
 Index(
     "ix_incidents_asset",

@@ -94,19 +94,21 @@ def group_rules(
 
 # --- candidates ---------------------------------------------------------------
 
-# Index-backed: ix_incidents_dedup (jurisdiction, category, geom::geography, closed-or-infinity)
-# serves the radius search, one index scan per category of the group; ix_incidents_asset the
-# same-asset search. The per-incident aggregates read only the few candidates' reports.
+# Index-backed: the degree box (a little larger than the disk) is served by the geometry index
+# ix_incidents_geom, ST_DWithin on geography then keeps what is within the radius in real
+# metres (inclusive); ix_incidents_asset serves the same-asset search. The per-incident
+# aggregates read only the few candidates' reports (ix_reports_incident, ix_photos_report).
 _CANDIDATES = text(
     """
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g),
     found AS (
         SELECT i.id
-        FROM unnest(CAST(:codes AS text[])) AS c(code)
-        CROSS JOIN p
-        JOIN incidents AS i
-          ON i.jurisdiction_id = CAST(:jid AS smallint) AND i.category_code = c.code
-        WHERE ST_DWithin(i.geom::geography, p.g, :radius_m)
+        FROM incidents AS i
+        WHERE i.geom && ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)
+          AND ST_DWithin(i.geom::geography,
+                         ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m)
+          AND i.jurisdiction_id = CAST(:jid AS smallint)
+          AND i.category_code = ANY (CAST(:codes AS text[]))
           AND COALESCE(i.closed_at, 'infinity'::timestamptz) >= :closed_since
           AND i.status <> ALL (CAST(:unmatchable AS text[]))
         UNION
@@ -160,9 +162,14 @@ def find_candidates(
     """Return the incidents of ``category_codes`` within ``radius_m`` metres of (lon, lat)
     (inclusive) or on asset ``asset_id``, not cancelled, and open or closed since
     ``closed_since``."""
+    min_lon, min_lat, max_lon, max_lat = grid.degree_box(lon, lat, radius_m)
     rows = session.execute(
         _CANDIDATES,
         {
+            "min_lon": min_lon,
+            "min_lat": min_lat,
+            "max_lon": max_lon,
+            "max_lat": max_lat,
             "jid": jurisdiction_id,
             "codes": list(category_codes),
             "lon": lon,

@@ -79,18 +79,6 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("asset_id IS NOT NULL"),
     )
-    op.create_index(
-        "ix_incidents_dedup",
-        "incidents",
-        [
-            "jurisdiction_id",
-            "category_code",
-            sa.literal_column("(geom::geography)"),
-            sa.literal_column("(COALESCE(closed_at, 'infinity'::timestamptz))"),
-        ],
-        unique=False,
-        postgresql_using="gist",
-    )
     op.add_column("reports", sa.Column("dedup_decision", sa.String(length=16), nullable=True))
     op.add_column("reports", sa.Column("dedup_score", sa.Float(), nullable=True))
     op.add_column(
@@ -149,7 +137,6 @@ def downgrade() -> None:
     op.drop_column("reports", "dedup_signals")
     op.drop_column("reports", "dedup_score")
     op.drop_column("reports", "dedup_decision")
-    op.drop_index("ix_incidents_dedup", table_name="incidents", postgresql_using="gist")
     op.drop_index(
         "ix_incidents_asset",
         table_name="incidents",
