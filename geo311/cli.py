@@ -14,6 +14,7 @@ from geo311.app import create_app
 from geo311.auth import service as auth_service
 from geo311.auth.models import ROLES
 from geo311.database import Database
+from geo311.dedup.cli import app as import_app
 from geo311.embedded import EmbeddedCluster
 from geo311.runtime import database_url, open_database
 from geo311.settings import Settings, get_settings
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(token_app, name="token")
 app.add_typer(layers_app, name="layers")
+app.add_typer(import_app, name="import")
 
 console = Console()
 

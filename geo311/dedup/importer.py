@@ -1,0 +1,1019 @@
+"""Bulk import of past reports from CSV: placed in wards and on assets, deduplicated in time
+order, stored as incidents and reports.
+
+Memory stays flat whatever the file's size:
+
+1. **stage** — the file is read row by row, checked, mapped (columns, categories, time zone)
+   and streamed with COPY into a temporary table; bad rows are kept there with the reason;
+2. **place** (set-based in PostGIS) — each row's ward, on the ward map in force at its time,
+   one ward at a time so PostGIS prepares each polygon once; and its asset, by KNN;
+3. **dedup** — the rows come back in time order through a server-side cursor and are replayed
+   against the incidents live at that moment, held in a grid of cells about one radius wide
+   (and dropped once no later report can match them), with the same scoring as online intake
+   (``geo311.dedup.scoring``). Incidents and reports are written with COPY by a second
+   connection in a writer thread while the next batch is being decided;
+4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
+   the id of the row it was matched to, the decision and the signals.
+
+Incidents already stored that are live when the file starts are candidates too. The import is
+one transaction: it stores everything or nothing. It writes no audit events per row and no
+subscriptions (imported reports have no requesters).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+
+from geo311.database import Database
+from geo311.dedup import grid
+from geo311.dedup.scoring import (
+    UNMATCHABLE_STATUSES,
+    Candidate,
+    Decision,
+    NewReport,
+    Rule,
+    decide,
+    fired_text,
+    normalise_address,
+    normalise_addresses,
+)
+from geo311.dedup.service import rule_of
+from geo311.errors import AppError, FieldError, ValidationFailed
+from geo311.settings import DedupSettings
+from layers.models import Jurisdiction
+from work_orders.models import ServiceCategory
+
+BATCH_ROWS = 20_000
+REPORT_HEADER = ("id", "incident_id", "matched_id", "decision", "score", "signals", "skipped")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CLOSED = "closed"
+
+
+class ImportFailed(AppError):
+    status = 422
+    code = "import_failed"
+    title = "The file cannot be imported"
+
+
+# --- mapping -----------------------------------------------------------------------------------
+
+
+class ColumnMap(BaseModel):
+    """Which CSV column holds each field. Optional fields may be None (not in the file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = "id"
+    time: str = "time"
+    category: str = "category"
+    lat: str = "lat"
+    lon: str = "lon"
+    address: str | None = "address"
+    status: str | None = "status"
+    closed: str | None = Field(default="closed_at", description="When the report was closed")
+    description: str | None = None
+
+
+class ImportMapping(BaseModel):
+    """How to read a city's export: columns, categories, time zone and closed statuses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    categories: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Source value (e.g. a complaint type) → category code; null skips the "
+        "value's rows. Empty: the values are category codes.",
+    )
+    timezone: str | None = Field(
+        default=None, description="For times without an offset. Default: the jurisdiction's"
+    )
+    time_format: str | None = Field(
+        default=None, description="strptime format; default ISO 8601 (with or without 'T')"
+    )
+    closed_statuses: list[str] = Field(
+        default_factory=lambda: ["closed", "resolved", "completed", "done", "fixed"],
+        description="Status values (any case) that mean closed even without a closed time",
+    )
+
+    @classmethod
+    def load(cls, path: Path) -> ImportMapping:
+        """Return the mapping in a JSON file; ValidationFailed naming what is wrong."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as exc:
+            errors = [
+                FieldError(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()
+            ]
+            raise ValidationFailed(
+                f"{path}: not a valid mapping: " + "; ".join(e.message for e in errors),
+                errors=errors,
+            ) from exc
+        except OSError as exc:
+            raise ValidationFailed(f"{path}: cannot read the mapping file: {exc}") from exc
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportSummary:
+    """What an import did; ``skipped`` counts rows by reason."""
+
+    rows: int = 0
+    imported: int = 0
+    incidents_opened: int = 0
+    matched: int = 0
+    reopened: int = 0
+    off: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+Progress = Callable[[str, int, int | None], None]
+"""Called as progress(phase, done, total): phases 'stage' (bytes), 'place', 'dedup' (rows),
+'report' (rows)."""
+
+
+def _no_progress(_phase: str, _done: int, _total: int | None) -> None:
+    return None
+
+
+# --- the import --------------------------------------------------------------------------------
+
+
+def import_reports(
+    db: Database,
+    *,
+    jurisdiction: Jurisdiction,
+    path: Path,
+    mapping: ImportMapping,
+    settings: DedupSettings,
+    report_path: Path | None = None,
+    progress: Progress = _no_progress,
+) -> ImportSummary:
+    """Import the CSV at ``path``; return what was done. Commits, or stores nothing on error.
+
+    Raises ImportFailed for a file that cannot be read as mapped (a named column missing).
+    """
+    started = time.perf_counter()
+    summary = ImportSummary()
+    tz_name = mapping.timezone or jurisdiction.timezone
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationFailed(f"timezone {tz_name!r} is not an IANA time zone") from exc
+
+    with db.sessions() as session:
+        categories = {
+            c.code: c
+            for c in session.scalars(
+                select(ServiceCategory).where(
+                    ServiceCategory.jurisdiction_id == jurisdiction.id, ServiceCategory.active
+                )
+            )
+        }
+    for source, code in mapping.categories.items():
+        if code is not None and code not in categories:
+            raise ValidationFailed(
+                f"the category mapping sends {source!r} to {code!r}, which is not an active "
+                f"category of {jurisdiction.slug!r}"
+            )
+
+    reader = _raw(db)
+    writer = _raw(db)
+    try:
+        with reader.transaction(), writer.transaction():
+            reader.execute(_STAGING_DDL)
+            t = time.perf_counter()
+            _stage(reader, path, mapping, categories, tz, summary, progress)
+            summary.phases_s["stage"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            progress("place", 0, None)
+            _place(reader, jurisdiction.id)
+            for reason, n in reader.execute(
+                "SELECT skip, count(*) FROM import_rows WHERE skip IS NOT NULL GROUP BY skip"
+            ).fetchall():
+                summary.skipped[reason] = n
+            summary.phases_s["place"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            replay = _Replay(
+                jurisdiction_id=jurisdiction.id,
+                categories=categories,
+                settings=settings,
+                summary=summary,
+            )
+            _dedup(reader, writer, replay, progress)
+            summary.phases_s["dedup"] = time.perf_counter() - t
+
+            if report_path is not None:
+                t = time.perf_counter()
+                _write_report(reader, report_path, summary.rows, progress)
+                summary.phases_s["report"] = time.perf_counter() - t
+    finally:
+        reader.close()
+        writer.close()
+    summary.imported = summary.rows - sum(summary.skipped.values())
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _raw(db: Database) -> psycopg.Connection[Any]:
+    """Return a psycopg connection of its own (not from the pool) to the database."""
+    url = db.engine.url.set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False))
+
+
+_STAGING_DDL = """
+CREATE TEMP TABLE import_rows (
+    seq bigint PRIMARY KEY,
+    ext_id text,
+    t timestamptz,
+    category text,
+    lon float8,
+    lat float8,
+    address text,
+    description text,
+    closed_at timestamptz,
+    skip text,
+    geom geometry(Point, 4326),
+    ward_id integer,
+    asset_id bigint
+) ON COMMIT DROP;
+CREATE TEMP TABLE import_results (
+    seq bigint,
+    incident_id bigint,
+    matched_id text,
+    decision text,
+    score float8,
+    signals text
+) ON COMMIT DROP;
+"""
+
+
+# --- 1. stage ------------------------------------------------------------------------------------
+
+
+class _ByteCounter:
+    """A text file wrapper that counts the characters read (for the progress bar)."""
+
+    def __init__(self, f: IO[str]) -> None:
+        self.f = f
+        self.read_chars = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.f:
+            self.read_chars += len(line)
+            yield line
+
+
+def _stage(
+    conn: psycopg.Connection[Any],
+    path: Path,
+    mapping: ImportMapping,
+    categories: dict[str, ServiceCategory],
+    tz: ZoneInfo,
+    summary: ImportSummary,
+    progress: Progress,
+) -> None:
+    try:
+        total = path.stat().st_size
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ImportFailed(f"{path}: cannot read the file: {exc}") from exc
+    closed_statuses = {s.casefold() for s in mapping.closed_statuses}
+    cats = mapping.categories
+    fmt = mapping.time_format
+    with (
+        handle,
+        conn.cursor().copy(
+            "COPY import_rows (seq, ext_id, t, category, lon, lat, address, description, "
+            "closed_at, skip, geom) FROM STDIN"
+        ) as copy,
+    ):
+        counted = _ByteCounter(handle)
+        rows = csv.reader(counted)
+        header = next(rows, None)
+        if header is None:
+            raise ImportFailed(f"{path} is empty: it has no header row")
+        pos = _positions(header, mapping.columns, path)
+        i_id, i_time, i_cat, i_lat, i_lon = (
+            pos["id"],
+            pos["time"],
+            pos["category"],
+            pos["lat"],
+            pos["lon"],
+        )
+        i_addr, i_status, i_closed, i_desc = (
+            pos.get("address"),
+            pos.get("status"),
+            pos.get("closed"),
+            pos.get("description"),
+        )
+        width = max(pos.values()) + 1
+        seq = 0
+        for row in rows:
+            seq += 1
+            if len(row) < width:
+                copy.write_row(
+                    (seq, row[i_id] if len(row) > i_id else None, *([None] * 7), "short row", None)
+                )
+                continue
+            ext_id = row[i_id]
+            skip = None
+            raw_cat = row[i_cat].strip()
+            code: str | None
+            if cats:
+                code = cats.get(raw_cat)
+                if code is None:
+                    skip = (
+                        f"category {raw_cat!r} not imported"
+                        if raw_cat in cats
+                        else f"category {raw_cat!r} not in the mapping"
+                    )
+            else:
+                code = raw_cat if raw_cat in categories else None
+                if code is None:
+                    skip = f"unknown category {raw_cat!r}"
+            at = _time(row[i_time], fmt, tz)
+            if at is None and skip is None:
+                skip = "no valid time"
+            lon = _float(row[i_lon])
+            lat = _float(row[i_lat])
+            geom = None
+            if not _valid_lon_lat(lon, lat):
+                lon = lat = None
+                skip = skip or "no valid location"
+            else:
+                geom = f"SRID=4326;POINT({lon!r} {lat!r})"
+            closed_at = _time(row[i_closed], fmt, tz) if i_closed is not None else None
+            if (
+                closed_at is None
+                and i_status is not None
+                and row[i_status].strip().casefold() in closed_statuses
+            ):
+                closed_at = at
+            if closed_at is not None and at is not None and closed_at < at:
+                closed_at = at  # closed before it was opened: a clock slip in the source
+            address = (row[i_addr].strip() or None) if i_addr is not None else None
+            description = row[i_desc].strip()[:4000] if i_desc is not None else None
+            copy.write_row(
+                (seq, ext_id, at, code, lon, lat, address, description, closed_at, skip, geom)
+            )
+            if seq % 50_000 == 0:
+                progress("stage", counted.read_chars, total)
+        summary.rows = seq
+    progress("stage", total, total)
+    conn.execute("ANALYZE import_rows")
+
+
+_REQUIRED = ("id", "time", "category", "lat", "lon")
+
+
+def _positions(header: Sequence[str], columns: ColumnMap, path: Path) -> dict[str, int]:
+    names = [h.strip() for h in header]
+    found: dict[str, int] = {}
+    missing: list[FieldError] = []
+    for field_name, column in columns.model_dump().items():
+        if column is None:
+            continue
+        if column in names:
+            found[field_name] = names.index(column)
+        elif field_name in _REQUIRED or column != ColumnMap.model_fields[field_name].default:
+            # A required column, or an optional one named explicitly: it must be there.
+            missing.append(
+                FieldError(field_name, f"column {column!r} (the {field_name}) is not in the file")
+            )
+    if missing:
+        raise ImportFailed(
+            f"{path}: " + "; ".join(e.message for e in missing) + f"; its columns are {names}",
+            errors=missing,
+        )
+    return found
+
+
+def _valid_lon_lat(lon: float | None, lat: float | None) -> bool:
+    """Return True for a usable WGS84 position (0, 0 is a common placeholder: not usable)."""
+    if lon is None or lat is None:
+        return False
+    return -180 <= lon <= 180 and -90 <= lat <= 90 and (lon, lat) != (0.0, 0.0)
+
+
+def _float(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _time(raw: str, fmt: str | None, tz: ZoneInfo) -> datetime | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.strptime(raw, fmt) if fmt else datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
+# --- 2. place ------------------------------------------------------------------------------------
+
+_PLACE_SQL = (
+    "CREATE INDEX ON import_rows USING gist (geom)",
+    "ANALYZE import_rows",
+    # One ward at a time (the outer loop), so PostGIS prepares each polygon once for the
+    # thousands of points tested against it.
+    """
+    UPDATE import_rows AS s SET ward_id = x.ward_id
+    FROM (
+        -- On a boundary shared by two wards, the code that sorts first (as online intake).
+        SELECT DISTINCT ON (r.seq) r.seq, w.id AS ward_id
+        FROM wards AS w
+        JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+        JOIN import_rows AS r ON r.geom && w.geom AND ST_Covers(w.geom, r.geom)
+        WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint) AND r.skip IS NULL
+          AND m.valid_from <= r.t AND (m.valid_to IS NULL OR r.t < m.valid_to)
+        ORDER BY r.seq, w.code
+    ) AS x
+    WHERE s.seq = x.seq
+    """,
+    "UPDATE import_rows SET skip = 'outside the jurisdiction' WHERE skip IS NULL "
+    "AND ward_id IS NULL",
+    # Nearest asset of the category's type within its snap radius (KNN on the asset index).
+    """
+    UPDATE import_rows AS s SET asset_id = (
+        SELECT a.id FROM assets AS a
+        WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint) AND a.asset_type = c.asset_type
+          AND ST_DWithin(a.geom::geography, s.geom::geography, c.snap_radius_m)
+        ORDER BY a.geom::geography <-> s.geom::geography
+        LIMIT 1)
+    FROM service_categories AS c
+    WHERE c.jurisdiction_id = CAST(%(jid)s AS smallint) AND c.code = s.category
+      AND c.asset_type IS NOT NULL AND c.snap_radius_m > 0 AND s.skip IS NULL
+    """,
+)
+
+
+def _place(conn: psycopg.Connection[Any], jurisdiction_id: int) -> None:
+    for sql in _PLACE_SQL:
+        conn.execute(sql, {"jid": jurisdiction_id})
+
+
+# --- 3. dedup ------------------------------------------------------------------------------------
+
+
+class _Live:
+    """An incident that later rows may still match."""
+
+    __slots__ = (
+        "addresses",
+        "asset_id",
+        "category",
+        "closed_at",
+        "existing",
+        "expires",
+        "group",
+        "id",
+        "last_t",
+        "lat",
+        "lon",
+        "norm",
+        "opened_at",
+        "reports",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        category: str,
+        group: str,
+        lon: float,
+        lat: float,
+        asset_id: int | None,
+        opened_at: datetime,
+        last_t: datetime,
+        closed_at: datetime | None,
+        status: str,
+        existing: bool = False,
+    ) -> None:
+        self.id = id
+        self.category = category
+        self.group = group
+        self.lon = lon
+        self.lat = lat
+        self.asset_id = asset_id
+        self.opened_at = opened_at
+        self.last_t = last_t
+        self.closed_at = closed_at
+        self.status = status
+        self.existing = existing
+        self.reports: list[tuple[int, float, float, str | None]] = []
+        self.addresses: list[str] = []
+        self.norm: tuple[str, ...] | None = ()
+        self.expires = last_t
+
+    def normalised(self) -> tuple[str, ...]:
+        if self.norm is None:
+            self.norm = normalise_addresses(self.addresses)
+        return self.norm
+
+    def add_address(self, address: str | None) -> None:
+        if address:
+            self.addresses.append(address)
+            self.norm = None
+
+
+@dataclass
+class _Batch:
+    incidents: list[tuple[Any, ...]] = field(default_factory=list)
+    reports: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class _Replay:
+    """The dedup state while rows are replayed in time order."""
+
+    def __init__(
+        self,
+        *,
+        jurisdiction_id: int,
+        categories: dict[str, ServiceCategory],
+        settings: DedupSettings,
+        summary: ImportSummary,
+    ) -> None:
+        self.jid = jurisdiction_id
+        self.summary = summary
+        self.categories = categories
+        self.rules: dict[str, Rule] = {c: rule_of(cat, settings) for c, cat in categories.items()}
+        self.group_of = {c: cat.group_code for c, cat in categories.items()}
+        self.sla = {c: timedelta(hours=cat.sla_hours) for c, cat in categories.items()}
+        self.enabled_in_group: dict[str, frozenset[str]] = {}
+        for code, rule in self.rules.items():
+            if rule.enabled:
+                group = self.group_of[code]
+                self.enabled_in_group[group] = self.enabled_in_group.get(group, frozenset()) | {
+                    code
+                }
+        live_rules = [r for r in self.rules.values() if r.enabled] or list(self.rules.values())
+        self.max_radius_m = max([1.0, *(r.radius_m for r in live_rules)])
+        self.keep = timedelta(
+            hours=max([0.0, *(max(r.open_window_h, r.reopen_window_h) for r in live_rules)])
+        )
+        self.cell_lat = self.max_radius_m / 110_574.0
+        self.cell_lon = self.cell_lat  # set per jurisdiction in start()
+        self.cells: dict[tuple[str, int, int], list[_Live]] = {}
+        self.by_asset: dict[tuple[str, int], list[_Live]] = {}
+        self.heap: list[tuple[datetime, int, _Live]] = []
+        self.changed: dict[int, _Live] = {}
+        self.ids: Iterator[int] = iter(())
+        self.report_ids: Iterator[int] = iter(())
+
+    def start(self, max_abs_lat: float) -> None:
+        """Size the grid so a cell is at least the largest radius wide everywhere."""
+        kx, _ = grid.metres_per_degree(min(89.0, max_abs_lat))
+        self.cell_lon = self.max_radius_m / kx
+
+    def _cell(self, lon: float, lat: float) -> tuple[int, int]:
+        return (math.floor(lon / self.cell_lon), math.floor(lat / self.cell_lat))
+
+    def add_live(self, inc: _Live) -> None:
+        cx, cy = self._cell(inc.lon, inc.lat)
+        self.cells.setdefault((inc.group, cx, cy), []).append(inc)
+        if inc.asset_id is not None:
+            self.by_asset.setdefault((inc.group, inc.asset_id), []).append(inc)
+        self._schedule(inc)
+
+    def _schedule(self, inc: _Live) -> None:
+        expires = inc.last_t
+        if inc.closed_at is not None and inc.closed_at > expires:
+            expires = inc.closed_at
+        inc.expires = expires + self.keep
+        heapq.heappush(self.heap, (inc.expires, inc.id, inc))
+
+    def evict(self, now: datetime) -> None:
+        """Forget incidents no row at ``now`` or later can match."""
+        heap = self.heap
+        while heap and heap[0][0] < now:
+            expires, _, inc = heapq.heappop(heap)
+            if inc.expires != expires:
+                continue  # rescheduled since; a newer entry stands for it
+            cx, cy = self._cell(inc.lon, inc.lat)
+            bucket = self.cells.get((inc.group, cx, cy))
+            if bucket is not None:
+                bucket.remove(inc)
+                if not bucket:
+                    del self.cells[(inc.group, cx, cy)]
+            if inc.asset_id is not None:
+                key = (inc.group, inc.asset_id)
+                owners = self.by_asset.get(key)
+                if owners is not None:
+                    owners.remove(inc)
+                    if not owners:
+                        del self.by_asset[key]
+
+    def candidates(
+        self, code: str, lon: float, lat: float, asset_id: int | None, at: datetime, rule: Rule
+    ) -> list[tuple[_Live, float]]:
+        group = self.group_of[code]
+        enabled = self.enabled_in_group.get(group, frozenset())
+        cx, cy = self._cell(lon, lat)
+        seen: dict[int, tuple[_Live, float]] = {}
+        cells = self.cells
+        radius = rule.radius_m
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                bucket = cells.get((group, cx + dx, cy + dy))
+                if not bucket:
+                    continue
+                for inc in bucket:
+                    if inc.category not in enabled or inc.opened_at > at:
+                        continue
+                    d = grid.distance_m(lon, lat, inc.lon, inc.lat)
+                    if d <= radius:
+                        seen[inc.id] = (inc, d)
+        if asset_id is not None:
+            for inc in self.by_asset.get((group, asset_id), ()):
+                if inc.id not in seen and inc.category in enabled and inc.opened_at <= at:
+                    seen[inc.id] = (inc, grid.distance_m(lon, lat, inc.lon, inc.lat))
+        return list(seen.values())
+
+    def decide(
+        self,
+        code: str,
+        at: datetime,
+        lon: float,
+        lat: float,
+        asset_id: int | None,
+        address: str | None,
+    ) -> tuple[Decision, _Live | None]:
+        rule = self.rules[code]
+        if not rule.enabled:
+            return Decision(kind="off", threshold=rule.threshold, radius_m=rule.radius_m), None
+        found = self.candidates(code, lon, lat, asset_id, at, rule)
+        if not found:
+            return Decision(kind="new", threshold=rule.threshold, radius_m=rule.radius_m), None
+        by_id = {inc.id: inc for inc, _ in found}
+        candidates = [
+            Candidate(
+                incident_id=inc.id,
+                category_code=inc.category,
+                status=_CLOSED
+                if inc.closed_at is not None and inc.closed_at <= at
+                else ("new" if inc.status == _CLOSED else inc.status),
+                distance_m=d,
+                last_report_at=inc.last_t,
+                closed_at=inc.closed_at,
+                asset_id=inc.asset_id,
+                addresses=inc.normalised() if address else (),
+            )
+            for inc, d in found
+            if inc.status not in UNMATCHABLE_STATUSES
+        ]
+        new = NewReport(
+            category_code=code, at=at, asset_id=asset_id, address=normalise_address(address)
+        )
+        decision = decide(new, candidates, rule, at)
+        target = by_id.get(decision.incident_id) if decision.incident_id is not None else None
+        return decision, target
+
+
+def _dedup(
+    reader: psycopg.Connection[Any],
+    writer: psycopg.Connection[Any],
+    replay: _Replay,
+    progress: Progress,
+) -> None:
+    extent = reader.execute(
+        "SELECT min(t), max(abs(lat)), count(*) FROM import_rows WHERE skip IS NULL"
+    ).fetchone()
+    assert extent is not None
+    first_t, max_abs_lat, todo = extent
+    if not todo:
+        return
+    replay.start(float(max_abs_lat))
+    _load_existing(reader, replay, first_t)
+
+    out: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+    thread = threading.Thread(target=_write_batches, args=(writer, out, failure), daemon=True)
+    thread.start()
+    done = 0
+    try:
+        with reader.cursor(name="import_replay") as cursor:
+            cursor.itersize = BATCH_ROWS
+            cursor.execute(
+                "SELECT seq, ext_id, t, category, lon, lat, address, description, closed_at, "
+                "ward_id, asset_id FROM import_rows WHERE skip IS NULL ORDER BY t, seq"
+            )
+            while True:
+                rows = cursor.fetchmany(BATCH_ROWS)
+                if not rows:
+                    break
+                batch, results = _replay_batch(reader, replay, rows)
+                if failure:
+                    raise failure[0]
+                out.put(batch)
+                with reader.cursor().copy(
+                    "COPY import_results (seq, incident_id, matched_id, decision, score, "
+                    "signals) FROM STDIN"
+                ) as copy:
+                    for result in results:
+                        copy.write_row(result)
+                done += len(rows)
+                progress("dedup", done, todo)
+    finally:
+        out.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+    _apply_changes(writer, replay)
+
+
+def _load_existing(reader: psycopg.Connection[Any], replay: _Replay, first_t: datetime) -> None:
+    """Make the stored incidents that are still live when the file starts into candidates."""
+    rows = reader.execute(
+        """
+        SELECT i.id, i.category_code, i.status, ST_X(i.geom), ST_Y(i.geom), i.asset_id,
+               i.opened_at, i.closed_at, agg.last_t, agg.addresses, agg.reports
+        FROM incidents AS i
+        CROSS JOIN LATERAL (
+            SELECT max(r.reported_at) AS last_t,
+                   array_agg(r.address) FILTER (WHERE r.address IS NOT NULL) AS addresses,
+                   array_agg(ARRAY[r.id::text, ST_X(r.geom)::text, ST_Y(r.geom)::text,
+                                   coalesce(r.external_id, r.tracking_id)]) AS reports
+            FROM reports AS r
+            WHERE r.jurisdiction_id = i.jurisdiction_id AND r.incident_id = i.id
+        ) AS agg
+        WHERE i.jurisdiction_id = CAST(%(jid)s AS smallint)
+          AND i.status <> ALL (%(dead)s)
+          AND (i.closed_at IS NULL OR i.closed_at >= %(since)s)
+          AND agg.last_t >= %(since)s
+        """,
+        {"jid": replay.jid, "dead": list(UNMATCHABLE_STATUSES), "since": first_t - replay.keep},
+    ).fetchall()
+    for row in rows:
+        (inc_id, code, status, lon, lat, asset_id, opened_at, closed_at, last_t, addrs, reps) = row
+        if code not in replay.group_of:
+            continue
+        live = _Live(
+            id=inc_id,
+            category=code,
+            group=replay.group_of[code],
+            lon=lon,
+            lat=lat,
+            asset_id=asset_id,
+            opened_at=opened_at,
+            last_t=last_t,
+            closed_at=closed_at,
+            status=status,
+            existing=True,
+        )
+        for address in addrs or ():
+            live.add_address(address)
+        live.reports = [(int(r[0]), float(r[1]), float(r[2]), r[3]) for r in reps]
+        replay.add_live(live)
+
+
+def _replay_batch(
+    reader: psycopg.Connection[Any], replay: _Replay, rows: list[tuple[Any, ...]]
+) -> tuple[_Batch, list[tuple[Any, ...]]]:
+    """Decide a batch of rows (in time order); return what to write and the report lines."""
+    jid = replay.jid
+    summary = replay.summary
+    n = len(rows)
+    # Ids from the tables' own sequences, reserved for the batch (a rolled-back import only
+    # leaves a gap).
+    report_ids = iter(_next_ids(reader, "reports", n))
+    incident_ids = iter(_next_ids(reader, "incidents", n))
+    tracking = _tracking_ids(n)
+    batch = _Batch()
+    results: list[tuple[Any, ...]] = []
+    for k, (
+        seq,
+        ext_id,
+        at,
+        code,
+        lon,
+        lat,
+        address,
+        description,
+        closed_at,
+        ward_id,
+        asset_id,
+    ) in enumerate(rows):
+        replay.evict(at)
+        decision, target = replay.decide(code, at, lon, lat, asset_id, address)
+        report_id = next(report_ids)
+        matched_report: int | None = None
+        matched_ext: str | None = None
+        if target is None:
+            inc = _Live(
+                id=next(incident_ids),
+                category=code,
+                group=replay.group_of[code],
+                lon=lon,
+                lat=lat,
+                asset_id=asset_id,
+                opened_at=at,
+                last_t=at,
+                closed_at=closed_at,
+                status=_CLOSED if closed_at is not None else "new",
+            )
+            batch.incidents.append(
+                (
+                    jid,
+                    inc.id,
+                    code,
+                    inc.status,
+                    f"SRID=4326;POINT({lon!r} {lat!r})",
+                    ward_id,
+                    asset_id,
+                    at,
+                    at + replay.sla[code],
+                    closed_at,
+                    closed_at or at,
+                )
+            )
+            summary.incidents_opened += 1
+            if decision.kind == "off":
+                summary.off += 1
+            replay.add_live(inc)
+        else:
+            inc = target
+            nearest = min(inc.reports, key=lambda r: (grid.distance_m(lon, lat, r[1], r[2]), r[0]))
+            matched_report, matched_ext = nearest[0], nearest[3]
+            if decision.kind == "reopened":
+                # The incident was closed when this report came: it is open again from now,
+                # until this report's own closing (if the source closed it).
+                inc.closed_at = closed_at
+                inc.status = _CLOSED if closed_at is not None else "reopened"
+                replay.changed[inc.id] = inc
+                summary.reopened += 1
+            else:
+                summary.matched += 1
+            inc.last_t = at
+            replay._schedule(inc)
+        inc.reports.append((report_id, lon, lat, ext_id))
+        inc.add_address(address)
+        best = decision.best
+        signals = decision.as_json()
+        batch.reports.append(
+            (
+                jid,
+                report_id,
+                tracking[k],
+                inc.id,
+                code,
+                description or "",
+                address,
+                f"SRID=4326;POINT({lon!r} {lat!r})",
+                ward_id,
+                asset_id,
+                ext_id,
+                at,
+                decision.kind,
+                None if best is None else round(best.score, 4),
+                json.dumps(signals, default=str),
+                matched_report,
+            )
+        )
+        results.append(
+            (
+                seq,
+                inc.id,
+                matched_ext,
+                decision.kind,
+                None if best is None else round(best.score, 4),
+                fired_text(best.fired) if best is not None else "",
+            )
+        )
+    return batch, results
+
+
+def _next_ids(conn: psycopg.Connection[Any], table: str, n: int) -> list[int]:
+    rows = conn.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+        (table, n),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _tracking_ids(n: int) -> list[str]:
+    """Return ``n`` tracking ids in the intake's format (``R-XXXX-XXXX-XX``, 50 random bits)."""
+    raw = os.urandom(8 * n)
+    alphabet = _CROCKFORD
+    out: list[str] = []
+    for k in range(n):
+        value = int.from_bytes(raw[8 * k : 8 * k + 8], "big") & ((1 << 50) - 1)
+        chars = "".join(alphabet[(value >> (5 * (9 - j))) & 31] for j in range(10))
+        out.append(f"R-{chars[:4]}-{chars[4:8]}-{chars[8:]}")
+    return out
+
+
+def _write_batches(
+    conn: psycopg.Connection[Any], out: queue.Queue[_Batch | None], failure: list[BaseException]
+) -> None:
+    """Write each batch (incidents first: the reports point at them) until told to stop."""
+    while True:
+        batch = out.get()
+        if batch is None:
+            return
+        if failure:
+            continue  # drain the queue so the producer never blocks
+        try:
+            with conn.cursor().copy(
+                "COPY incidents (jurisdiction_id, id, category_code, status, geom, ward_id, "
+                "asset_id, opened_at, due_at, closed_at, updated_at) FROM STDIN"
+            ) as copy:
+                for row in batch.incidents:
+                    copy.write_row(row)
+            with conn.cursor().copy(
+                "COPY reports (jurisdiction_id, id, tracking_id, incident_id, category_code, "
+                "description, address, geom, ward_id, asset_id, external_id, reported_at, "
+                "dedup_decision, dedup_score, dedup_signals, matched_report_id, "
+                "location_source, channel) FROM STDIN"
+            ) as copy:
+                for row in batch.reports:
+                    copy.write_row((*row, "import", "import"))
+        except BaseException as exc:
+            failure.append(exc)
+
+
+def _apply_changes(writer: psycopg.Connection[Any], replay: _Replay) -> None:
+    """Store the final status of incidents that imported rows reopened."""
+    if not replay.changed:
+        return
+    writer.execute(
+        "CREATE TEMP TABLE import_changes (id bigint, status text, closed_at timestamptz) "
+        "ON COMMIT DROP"
+    )
+    with writer.cursor().copy("COPY import_changes FROM STDIN") as copy:
+        for inc in replay.changed.values():
+            copy.write_row((inc.id, inc.status, inc.closed_at))
+    writer.execute(
+        """
+        UPDATE incidents AS i SET status = c.status, closed_at = c.closed_at,
+               updated_at = now(), version = i.version + 1
+        FROM import_changes AS c
+        WHERE i.jurisdiction_id = CAST(%(jid)s AS smallint) AND i.id = c.id
+        """,
+        {"jid": replay.jid},
+    )
+
+
+# --- 4. report -----------------------------------------------------------------------------------
+
+
+def _write_report(
+    reader: psycopg.Connection[Any], path: Path, total: int, progress: Progress
+) -> None:
+    """Write one line per input row, in input order (streamed from the database)."""
+    done = 0
+    with (
+        path.open("w", newline="", encoding="utf-8") as f,
+        reader.cursor(name="import_report") as cursor,
+    ):
+        out = csv.writer(f)
+        out.writerow(REPORT_HEADER)
+        cursor.itersize = BATCH_ROWS
+        cursor.execute(
+            """
+            SELECT s.ext_id, r.incident_id, r.matched_id, r.decision, r.score, r.signals, s.skip
+            FROM import_rows AS s LEFT JOIN import_results AS r USING (seq)
+            ORDER BY s.seq
+            """
+        )
+        for row in cursor:
+            out.writerow(["" if v is None else v for v in row])
+            done += 1
+            if done % 50_000 == 0:
+                progress("report", done, total)
+    progress("report", total, total)
