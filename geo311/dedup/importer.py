@@ -22,12 +22,16 @@ subscriptions (imported reports have no requesters).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import csv
 import heapq
+import itertools
 import json
 import math
-import os
 import queue
+import secrets
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -63,7 +67,6 @@ from work_orders.models import ServiceCategory
 
 BATCH_ROWS = 20_000
 REPORT_HEADER = ("id", "incident_id", "matched_id", "decision", "score", "signals", "skipped")
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CLOSED = "closed"
 
 
@@ -177,7 +180,8 @@ def import_reports(
 ) -> ImportSummary:
     """Import the CSV at ``path``; return what was done. Commits, or stores nothing on error.
 
-    Raises ImportFailed for a file that cannot be read as mapped (a named column missing).
+    Raises ImportFailed for a file that cannot be read as mapped (a named column missing),
+    ValidationFailed for a mapping that names unknown categories or time zones.
     """
     started = time.perf_counter()
     summary = ImportSummary()
@@ -203,23 +207,21 @@ def import_reports(
                 f"category of {jurisdiction.slug!r}"
             )
 
-    reader = _raw(db)
-    writer = _raw(db)
+    # Three connections: the reader holds the staged rows and streams them back in time order
+    # with their ward and asset; the writer stores incidents and reports (the transaction that
+    # commits); the third hands out ids from the tables' sequences.
+    reader, writer, ids = _raw(db), _raw(db), _raw(db, autocommit=True)
     try:
         with reader.transaction(), writer.transaction():
+            reader.execute("SET LOCAL jit = off")
             reader.execute(_STAGING_DDL)
             t = time.perf_counter()
             _stage(reader, path, mapping, categories, tz, summary, progress)
-            summary.phases_s["stage"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            progress("place", 0, None)
-            _place(reader, jurisdiction.id)
             for reason, n in reader.execute(
                 "SELECT skip, count(*) FROM import_rows WHERE skip IS NOT NULL GROUP BY skip"
             ).fetchall():
                 summary.skipped[reason] = n
-            summary.phases_s["place"] = time.perf_counter() - t
+            summary.phases_s["stage"] = time.perf_counter() - t
 
             t = time.perf_counter()
             replay = _Replay(
@@ -228,25 +230,25 @@ def import_reports(
                 settings=settings,
                 summary=summary,
             )
-            _dedup(reader, writer, replay, progress)
-            summary.phases_s["dedup"] = time.perf_counter() - t
-
-            if report_path is not None:
-                t = time.perf_counter()
-                _write_report(reader, report_path, summary.rows, progress)
-                summary.phases_s["report"] = time.perf_counter() - t
+            with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results:
+                _dedup(reader, writer, ids, replay, results if report_path else None, progress)
+                summary.phases_s["dedup"] = time.perf_counter() - t
+                if report_path is not None:
+                    t = time.perf_counter()
+                    _write_report(reader, results, report_path, summary.rows, progress)
+                    summary.phases_s["report"] = time.perf_counter() - t
     finally:
-        reader.close()
-        writer.close()
+        for conn in (reader, writer, ids):
+            conn.close()
     summary.imported = summary.rows - sum(summary.skipped.values())
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-def _raw(db: Database) -> psycopg.Connection[Any]:
+def _raw(db: Database, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """Return a psycopg connection of its own (not from the pool) to the database."""
     url = db.engine.url.set(drivername="postgresql")
-    return psycopg.connect(url.render_as_string(hide_password=False))
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=autocommit)
 
 
 _STAGING_DDL = """
@@ -261,9 +263,8 @@ CREATE TEMP TABLE import_rows (
     description text,
     closed_at timestamptz,
     skip text,
-    geom geometry(Point, 4326),
-    ward_id integer,
-    asset_id bigint
+    asset_type text,
+    snap_m float8
 ) ON COMMIT DROP;
 CREATE TEMP TABLE import_results (
     seq bigint,
@@ -271,7 +272,8 @@ CREATE TEMP TABLE import_results (
     matched_id text,
     decision text,
     score float8,
-    signals text
+    signals text,
+    skip text
 ) ON COMMIT DROP;
 """
 
@@ -307,13 +309,19 @@ def _stage(
     except OSError as exc:
         raise ImportFailed(f"{path}: cannot read the file: {exc}") from exc
     closed_statuses = {s.casefold() for s in mapping.closed_statuses}
+    # The asset type each category snaps to, and within how many metres.
+    snaps = {
+        code: (c.asset_type, c.snap_radius_m)
+        for code, c in categories.items()
+        if c.asset_type is not None and c.snap_radius_m > 0
+    }
     cats = mapping.categories
     fmt = mapping.time_format
     with (
         handle,
         conn.cursor().copy(
             "COPY import_rows (seq, ext_id, t, category, lon, lat, address, description, "
-            "closed_at, skip, geom) FROM STDIN"
+            "closed_at, skip, asset_type, snap_m) FROM STDIN"
         ) as copy,
     ):
         counted = _ByteCounter(handle)
@@ -341,7 +349,7 @@ def _stage(
             seq += 1
             if len(row) < width:
                 copy.write_row(
-                    (seq, row[i_id] if len(row) > i_id else None, *([None] * 7), "short row", None)
+                    (seq, row[i_id] if len(row) > i_id else None, *([None] * 7), "short row")
                 )
                 continue
             ext_id = row[i_id]
@@ -365,12 +373,9 @@ def _stage(
                 skip = "no valid time"
             lon = _float(row[i_lon])
             lat = _float(row[i_lat])
-            geom = None
             if not _valid_lon_lat(lon, lat):
                 lon = lat = None
                 skip = skip or "no valid location"
-            else:
-                geom = f"SRID=4326;POINT({lon!r} {lat!r})"
             closed_at = _time(row[i_closed], fmt, tz) if i_closed is not None else None
             if (
                 closed_at is None
@@ -382,14 +387,26 @@ def _stage(
                 closed_at = at  # closed before it was opened: a clock slip in the source
             address = (row[i_addr].strip() or None) if i_addr is not None else None
             description = row[i_desc].strip()[:4000] if i_desc is not None else None
+            snap = snaps.get(code) if code is not None else None
             copy.write_row(
-                (seq, ext_id, at, code, lon, lat, address, description, closed_at, skip, geom)
+                (
+                    seq,
+                    ext_id,
+                    at,
+                    code,
+                    lon,
+                    lat,
+                    address,
+                    description,
+                    closed_at,
+                    skip,
+                    *(snap or (None, None)),
+                )
             )
             if seq % 50_000 == 0:
                 progress("stage", counted.read_chars, total)
         summary.rows = seq
     progress("stage", total, total)
-    conn.execute("ANALYZE import_rows")
 
 
 _REQUIRED = ("id", "time", "category", "lat", "lon")
@@ -443,50 +460,7 @@ def _time(raw: str, fmt: str | None, tz: ZoneInfo) -> datetime | None:
     return value.replace(tzinfo=tz) if value.tzinfo is None else value
 
 
-# --- 2. place ------------------------------------------------------------------------------------
-
-_PLACE_SQL = (
-    "CREATE INDEX ON import_rows USING gist (geom)",
-    "ANALYZE import_rows",
-    # One ward at a time (the outer loop), so PostGIS prepares each polygon once for the
-    # thousands of points tested against it.
-    """
-    UPDATE import_rows AS s SET ward_id = x.ward_id
-    FROM (
-        -- On a boundary shared by two wards, the code that sorts first (as online intake).
-        SELECT DISTINCT ON (r.seq) r.seq, w.id AS ward_id
-        FROM wards AS w
-        JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
-        JOIN import_rows AS r ON r.geom && w.geom AND ST_Covers(w.geom, r.geom)
-        WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint) AND r.skip IS NULL
-          AND m.valid_from <= r.t AND (m.valid_to IS NULL OR r.t < m.valid_to)
-        ORDER BY r.seq, w.code
-    ) AS x
-    WHERE s.seq = x.seq
-    """,
-    "UPDATE import_rows SET skip = 'outside the jurisdiction' WHERE skip IS NULL "
-    "AND ward_id IS NULL",
-    # Nearest asset of the category's type within its snap radius (KNN on the asset index).
-    """
-    UPDATE import_rows AS s SET asset_id = (
-        SELECT a.id FROM assets AS a
-        WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint) AND a.asset_type = c.asset_type
-          AND ST_DWithin(a.geom::geography, s.geom::geography, c.snap_radius_m)
-        ORDER BY a.geom::geography <-> s.geom::geography
-        LIMIT 1)
-    FROM service_categories AS c
-    WHERE c.jurisdiction_id = CAST(%(jid)s AS smallint) AND c.code = s.category
-      AND c.asset_type IS NOT NULL AND c.snap_radius_m > 0 AND s.skip IS NULL
-    """,
-)
-
-
-def _place(conn: psycopg.Connection[Any], jurisdiction_id: int) -> None:
-    for sql in _PLACE_SQL:
-        conn.execute(sql, {"jid": jurisdiction_id})
-
-
-# --- 3. dedup ------------------------------------------------------------------------------------
+# --- 2. dedup ------------------------------------------------------------------------------------
 
 
 class _Live:
@@ -508,6 +482,7 @@ class _Live:
         "opened_at",
         "reports",
         "status",
+        "token",
     )
 
     def __init__(
@@ -540,6 +515,7 @@ class _Live:
         self.addresses: list[str] = []
         self.norm: tuple[str, ...] | None = ()
         self.expires = last_t
+        self.token = -1
 
     def normalised(self) -> tuple[str, ...]:
         if self.norm is None:
@@ -592,9 +568,16 @@ class _Replay:
         self.cells: dict[tuple[str, int, int], list[_Live]] = {}
         self.by_asset: dict[tuple[str, int], list[_Live]] = {}
         self.heap: list[tuple[datetime, int, _Live]] = []
+        self.tokens = itertools.count()
         self.changed: dict[int, _Live] = {}
-        self.ids: Iterator[int] = iter(())
-        self.report_ids: Iterator[int] = iter(())
+        self.outside = 0
+        # What is stored for a report that had no candidate at all (most of them).
+        self.no_candidate_json = {
+            code: json.dumps(
+                Decision(kind="new", threshold=rule.threshold, radius_m=rule.radius_m).as_json()
+            )
+            for code, rule in self.rules.items()
+        }
 
     def start(self, max_abs_lat: float) -> None:
         """Size the grid so a cell is at least the largest radius wide everywhere."""
@@ -609,21 +592,24 @@ class _Replay:
         self.cells.setdefault((inc.group, cx, cy), []).append(inc)
         if inc.asset_id is not None:
             self.by_asset.setdefault((inc.group, inc.asset_id), []).append(inc)
-        self._schedule(inc)
+        self.reschedule(inc)
 
-    def _schedule(self, inc: _Live) -> None:
+    def reschedule(self, inc: _Live) -> None:
+        """(Re)compute when the incident stops being matchable, from its last report and
+        closing."""
         expires = inc.last_t
         if inc.closed_at is not None and inc.closed_at > expires:
             expires = inc.closed_at
         inc.expires = expires + self.keep
-        heapq.heappush(self.heap, (inc.expires, inc.id, inc))
+        inc.token = next(self.tokens)
+        heapq.heappush(self.heap, (inc.expires, inc.token, inc))
 
     def evict(self, now: datetime) -> None:
         """Forget incidents no row at ``now`` or later can match."""
         heap = self.heap
         while heap and heap[0][0] < now:
-            expires, _, inc = heapq.heappop(heap)
-            if inc.expires != expires:
+            _, token, inc = heapq.heappop(heap)
+            if inc.token != token:
                 continue  # rescheduled since; a newer entry stands for it
             cx, cy = self._cell(inc.lon, inc.lat)
             bucket = self.cells.get((inc.group, cx, cy))
@@ -642,21 +628,29 @@ class _Replay:
     def candidates(
         self, code: str, lon: float, lat: float, asset_id: int | None, at: datetime, rule: Rule
     ) -> list[tuple[_Live, float]]:
+        """Return the live incidents of the group within the radius (inclusive) or on the
+        same asset, with their distance in metres."""
         group = self.group_of[code]
         enabled = self.enabled_in_group.get(group, frozenset())
-        cx, cy = self._cell(lon, lat)
+        radius = rule.radius_m
+        # Metres per degree at this latitude: within a millimetre over the tens of metres
+        # compared (grid.distance_m's accuracy), at one sine and cosine per row.
+        kx, ky = grid.metres_per_degree(lat)
+        pad_lon, pad_lat = radius / kx * 1.001, radius / ky * 1.001
+        cell_lon, cell_lat = self.cell_lon, self.cell_lat
+        x0, x1 = math.floor((lon - pad_lon) / cell_lon), math.floor((lon + pad_lon) / cell_lon)
+        y0, y1 = math.floor((lat - pad_lat) / cell_lat), math.floor((lat + pad_lat) / cell_lat)
         seen: dict[int, tuple[_Live, float]] = {}
         cells = self.cells
-        radius = rule.radius_m
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                bucket = cells.get((group, cx + dx, cy + dy))
+        for cx in range(x0, x1 + 1):
+            for cy in range(y0, y1 + 1):
+                bucket = cells.get((group, cx, cy))
                 if not bucket:
                     continue
                 for inc in bucket:
                     if inc.category not in enabled or inc.opened_at > at:
                         continue
-                    d = grid.distance_m(lon, lat, inc.lon, inc.lat)
+                    d = math.hypot((inc.lon - lon) * kx, (inc.lat - lat) * ky)
                     if d <= radius:
                         seen[inc.id] = (inc, d)
         if asset_id is not None:
@@ -673,13 +667,15 @@ class _Replay:
         lat: float,
         asset_id: int | None,
         address: str | None,
-    ) -> tuple[Decision, _Live | None]:
+    ) -> tuple[Decision | None, _Live | None]:
+        """Return the decision and the incident to join (None: open a new one). The decision
+        is None when there was no candidate at all."""
         rule = self.rules[code]
         if not rule.enabled:
             return Decision(kind="off", threshold=rule.threshold, radius_m=rule.radius_m), None
         found = self.candidates(code, lon, lat, asset_id, at, rule)
         if not found:
-            return Decision(kind="new", threshold=rule.threshold, radius_m=rule.radius_m), None
+            return None, None
         by_id = {inc.id: inc for inc, _ in found}
         candidates = [
             Candidate(
@@ -705,12 +701,49 @@ class _Replay:
         return decision, target
 
 
+# Rows in time order with their ward (on the ward map in force at their time; on a shared
+# boundary the code that sorts first, as online intake) and their asset (KNN within the
+# category's snap radius). The ordered subquery is a fence: the sort runs first, then the
+# look-ups run row by row as the batches are fetched, while the last batch is being decided.
+_REPLAY_SQL = """
+SELECT o.seq, o.ext_id, o.t, o.category, o.lon, o.lat, o.address, o.description, o.closed_at,
+       (SELECT w.id
+        FROM wards AS w
+        JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+        WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint) AND ST_Covers(w.geom, o.pt)
+          AND m.valid_from <= o.t AND (m.valid_to IS NULL OR o.t < m.valid_to)
+        ORDER BY w.code
+        LIMIT 1) AS ward_id,
+       CASE WHEN o.asset_type IS NOT NULL THEN
+           (SELECT a.id
+            FROM assets AS a
+            WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint) AND a.asset_type = o.asset_type
+              AND ST_DWithin(a.geom::geography, o.pt::geography, o.snap_m)
+            ORDER BY a.geom::geography <-> o.pt::geography
+            LIMIT 1)
+       END AS asset_id
+FROM (
+    SELECT r.*, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt
+    FROM import_rows AS r
+    WHERE r.skip IS NULL
+    ORDER BY r.t, r.seq
+    OFFSET 0
+) AS o
+ORDER BY o.t, o.seq
+"""
+
+_OUTSIDE = "outside the jurisdiction"
+
+
 def _dedup(
     reader: psycopg.Connection[Any],
     writer: psycopg.Connection[Any],
+    ids: psycopg.Connection[Any],
     replay: _Replay,
+    results: IO[str] | None,
     progress: Progress,
 ) -> None:
+    """Replay the staged rows in time order; write incidents and reports as it goes."""
     extent = reader.execute(
         "SELECT min(t), max(abs(lat)), count(*) FROM import_rows WHERE skip IS NULL"
     ).fetchone()
@@ -721,40 +754,67 @@ def _dedup(
     replay.start(float(max_abs_lat))
     _load_existing(reader, replay, first_t)
 
-    out: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+    rows_in: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=2)
+    batches_out: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
     failure: list[BaseException] = []
-    thread = threading.Thread(target=_write_batches, args=(writer, out, failure), daemon=True)
-    thread.start()
+    fetcher = threading.Thread(
+        target=_fetch_batches, args=(reader, replay.jid, rows_in, stop), daemon=True
+    )
+    writer_thread = threading.Thread(
+        target=_write_batches, args=(writer, batches_out, failure), daemon=True
+    )
+    fetcher.start()
+    writer_thread.start()
+    out = csv.writer(results) if results is not None else None
     done = 0
     try:
-        with reader.cursor(name="import_replay") as cursor:
-            cursor.itersize = BATCH_ROWS
-            cursor.execute(
-                "SELECT seq, ext_id, t, category, lon, lat, address, description, closed_at, "
-                "ward_id, asset_id FROM import_rows WHERE skip IS NULL ORDER BY t, seq"
-            )
-            while True:
-                rows = cursor.fetchmany(BATCH_ROWS)
-                if not rows:
-                    break
-                batch, results = _replay_batch(reader, replay, rows)
-                if failure:
-                    raise failure[0]
-                out.put(batch)
-                with reader.cursor().copy(
-                    "COPY import_results (seq, incident_id, matched_id, decision, score, "
-                    "signals) FROM STDIN"
-                ) as copy:
-                    for result in results:
-                        copy.write_row(result)
-                done += len(rows)
-                progress("dedup", done, todo)
+        while True:
+            rows = rows_in.get()
+            if rows is None:
+                break
+            if isinstance(rows, BaseException):
+                raise rows
+            batch, lines = _replay_batch(ids, replay, rows)
+            if failure:
+                raise failure[0]
+            batches_out.put(batch)
+            if out is not None:
+                out.writerows(lines)
+            done += len(rows)
+            progress("dedup", done, todo)
     finally:
-        out.put(None)
-        thread.join()
+        stop.set()
+        while fetcher.is_alive():  # unblock a fetcher waiting for room in the queue
+            with contextlib.suppress(queue.Empty):
+                rows_in.get(timeout=0.1)
+        fetcher.join()
+        batches_out.put(None)
+        writer_thread.join()
     if failure:
         raise failure[0]
     _apply_changes(writer, replay)
+    replay.summary.skipped[_OUTSIDE] += replay.outside
+
+
+def _fetch_batches(
+    conn: psycopg.Connection[Any],
+    jurisdiction_id: int,
+    rows_in: queue.Queue[list[tuple[Any, ...]] | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """Stream the rows in time order, a batch at a time, until done or told to stop."""
+    try:
+        with conn.cursor(name="import_replay") as cursor:
+            cursor.execute(_REPLAY_SQL, {"jid": jurisdiction_id})
+            while not stop.is_set():
+                rows = cursor.fetchmany(BATCH_ROWS)
+                if not rows:
+                    break
+                rows_in.put(rows)
+        rows_in.put(None)
+    except BaseException as exc:
+        rows_in.put(exc)
 
 
 def _load_existing(reader: psycopg.Connection[Any], replay: _Replay, first_t: datetime) -> None:
@@ -803,7 +863,7 @@ def _load_existing(reader: psycopg.Connection[Any], replay: _Replay, first_t: da
 
 
 def _replay_batch(
-    reader: psycopg.Connection[Any], replay: _Replay, rows: list[tuple[Any, ...]]
+    ids: psycopg.Connection[Any], replay: _Replay, rows: list[tuple[Any, ...]]
 ) -> tuple[_Batch, list[tuple[Any, ...]]]:
     """Decide a batch of rows (in time order); return what to write and the report lines."""
     jid = replay.jid
@@ -811,34 +871,31 @@ def _replay_batch(
     n = len(rows)
     # Ids from the tables' own sequences, reserved for the batch (a rolled-back import only
     # leaves a gap).
-    report_ids = iter(_next_ids(reader, "reports", n))
-    incident_ids = iter(_next_ids(reader, "incidents", n))
-    tracking = _tracking_ids(n)
+    report_ids = iter(_next_ids(ids, "reports", n))
+    incident_ids = iter(_next_ids(ids, "incidents", n))
+    tracking = iter(_tracking_ids(n))
     batch = _Batch()
-    results: list[tuple[Any, ...]] = []
-    for k, (
-        seq,
-        ext_id,
-        at,
-        code,
-        lon,
-        lat,
-        address,
-        description,
-        closed_at,
-        ward_id,
-        asset_id,
-    ) in enumerate(rows):
-        replay.evict(at)
+    lines: list[tuple[Any, ...]] = []
+    heap = replay.heap
+    sla = replay.sla
+    group_of = replay.group_of
+    for seq, ext_id, at, code, lon, lat, address, description, closed_at, ward_id, asset_id in rows:
+        if ward_id is None:
+            replay.outside += 1
+            lines.append((seq, None, None, None, None, None, _OUTSIDE))
+            continue
+        if heap and heap[0][0] < at:
+            replay.evict(at)
         decision, target = replay.decide(code, at, lon, lat, asset_id, address)
         report_id = next(report_ids)
+        point = f"SRID=4326;POINT({lon!r} {lat!r})"
         matched_report: int | None = None
         matched_ext: str | None = None
         if target is None:
             inc = _Live(
                 id=next(incident_ids),
                 category=code,
-                group=replay.group_of[code],
+                group=group_of[code],
                 lon=lon,
                 lat=lat,
                 asset_id=asset_id,
@@ -853,21 +910,22 @@ def _replay_batch(
                     inc.id,
                     code,
                     inc.status,
-                    f"SRID=4326;POINT({lon!r} {lat!r})",
+                    point,
                     ward_id,
                     asset_id,
                     at,
-                    at + replay.sla[code],
+                    at + sla[code],
                     closed_at,
                     closed_at or at,
                 )
             )
             summary.incidents_opened += 1
-            if decision.kind == "off":
+            if decision is not None and decision.kind == "off":
                 summary.off += 1
             replay.add_live(inc)
         else:
             inc = target
+            assert decision is not None
             nearest = min(inc.reports, key=lambda r: (grid.distance_m(lon, lat, r[1], r[2]), r[0]))
             matched_report, matched_ext = nearest[0], nearest[3]
             if decision.kind == "reopened":
@@ -880,62 +938,77 @@ def _replay_batch(
             else:
                 summary.matched += 1
             inc.last_t = at
-            replay._schedule(inc)
+            replay.reschedule(inc)
         inc.reports.append((report_id, lon, lat, ext_id))
-        inc.add_address(address)
-        best = decision.best
-        signals = decision.as_json()
+        if address:
+            inc.add_address(address)
+        if decision is None:  # no candidate at all: the common case, kept cheap
+            kind, score, signals, fired = "new", None, replay.no_candidate_json[code], ""
+        else:
+            best = decision.best
+            kind = decision.kind
+            score = None if best is None else round(best.score, 4)
+            signals = json.dumps(decision.as_json())
+            fired = "" if best is None else fired_text(best.fired)
         batch.reports.append(
             (
                 jid,
                 report_id,
-                tracking[k],
+                next(tracking),
                 inc.id,
                 code,
                 description or "",
                 address,
-                f"SRID=4326;POINT({lon!r} {lat!r})",
+                point,
                 ward_id,
                 asset_id,
                 ext_id,
                 at,
-                decision.kind,
-                None if best is None else round(best.score, 4),
-                json.dumps(signals, default=str),
+                kind,
+                score,
+                signals,
                 matched_report,
+                "import",
+                "import",
             )
         )
-        results.append(
-            (
-                seq,
-                inc.id,
-                matched_ext,
-                decision.kind,
-                None if best is None else round(best.score, 4),
-                fired_text(best.fired) if best is not None else "",
-            )
-        )
-    return batch, results
+        lines.append((seq, inc.id, matched_ext, kind, score, fired, None))
+    return batch, lines
 
 
 def _next_ids(conn: psycopg.Connection[Any], table: str, n: int) -> list[int]:
-    rows = conn.execute(
-        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-        (table, n),
-    ).fetchall()
-    return [r[0] for r in rows]
+    """Return ``n`` new ids from the sequence of ``table``'s id column."""
+    row = conn.execute(
+        "SELECT array_agg(nextval(CAST(%s AS regclass))) FROM generate_series(1, %s)",
+        (_sequence_of(conn, table), n),
+    ).fetchone()
+    assert row is not None
+    ids: list[int] = row[0]
+    return ids
+
+
+def _sequence_of(conn: psycopg.Connection[Any], table: str) -> str:
+    # Resolved once per call of _next_ids, not once per id (that is eight times slower).
+    row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()
+    assert row is not None
+    name: str = row[0]
+    return name
+
+
+# RFC 4648 base32 → Crockford's (the intake's alphabet: no I, L, O or U).
+_TO_CROCKFORD = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 
 
 def _tracking_ids(n: int) -> list[str]:
     """Return ``n`` tracking ids in the intake's format (``R-XXXX-XXXX-XX``, 50 random bits)."""
-    raw = os.urandom(8 * n)
-    alphabet = _CROCKFORD
-    out: list[str] = []
-    for k in range(n):
-        value = int.from_bytes(raw[8 * k : 8 * k + 8], "big") & ((1 << 50) - 1)
-        chars = "".join(alphabet[(value >> (5 * (9 - j))) & 31] for j in range(10))
-        out.append(f"R-{chars[:4]}-{chars[4:8]}-{chars[8:]}")
-    return out
+    # Ten random bytes make sixteen base32 characters; the first ten carry 50 random bits.
+    chars = base64.b32encode(secrets.token_bytes(10 * n)).decode().translate(_TO_CROCKFORD)
+    return [
+        f"R-{chars[k : k + 4]}-{chars[k + 4 : k + 8]}-{chars[k + 8 : k + 10]}"
+        for k in range(0, 16 * n, 16)
+    ]
 
 
 def _write_batches(
@@ -962,7 +1035,7 @@ def _write_batches(
                 "location_source, channel) FROM STDIN"
             ) as copy:
                 for row in batch.reports:
-                    copy.write_row((*row, "import", "import"))
+                    copy.write_row(row)
         except BaseException as exc:
             failure.append(exc)
 
@@ -989,13 +1062,17 @@ def _apply_changes(writer: psycopg.Connection[Any], replay: _Replay) -> None:
     )
 
 
-# --- 4. report -----------------------------------------------------------------------------------
+# --- 3. report -----------------------------------------------------------------------------------
 
 
 def _write_report(
-    reader: psycopg.Connection[Any], path: Path, total: int, progress: Progress
+    reader: psycopg.Connection[Any], results: IO[str], path: Path, total: int, progress: Progress
 ) -> None:
-    """Write one line per input row, in input order (streamed from the database)."""
+    """Write one line per input row, in input order (sorted and streamed by the database)."""
+    results.seek(0)
+    with reader.cursor().copy("COPY import_results FROM STDIN WITH (FORMAT csv)") as copy:
+        while chunk := results.read(1 << 20):
+            copy.write(chunk)
     done = 0
     with (
         path.open("w", newline="", encoding="utf-8") as f,
@@ -1006,7 +1083,8 @@ def _write_report(
         cursor.itersize = BATCH_ROWS
         cursor.execute(
             """
-            SELECT s.ext_id, r.incident_id, r.matched_id, r.decision, r.score, r.signals, s.skip
+            SELECT s.ext_id, r.incident_id, r.matched_id, r.decision, r.score, r.signals,
+                   coalesce(s.skip, r.skip)
             FROM import_rows AS s LEFT JOIN import_results AS r USING (seq)
             ORDER BY s.seq
             """

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from geo311.settings import DedupSettings, DedupWeights
@@ -328,6 +329,7 @@ _LOOSE_HYPHEN = re.compile(r"(?<![0-9])-|-(?![0-9])")
 _INTERSECTION = re.compile(r"^(INTERSECTION( OF)?|CORNER( OF)?)\s+")
 
 
+@lru_cache(maxsize=65536)
 def normalise_address(raw: str | None) -> str | None:
     """Return address text in a canonical form for comparison, or None when there is none.
 
