@@ -82,14 +82,30 @@ def group_rules(
     session: Session, *, jurisdiction_id: int, group_code: str, settings: DedupSettings
 ) -> dict[str, Rule]:
     """Return the rule of every active category of a group, by category code."""
-    categories = session.scalars(
-        select(ServiceCategory).where(
-            ServiceCategory.jurisdiction_id == jurisdiction_id,
-            ServiceCategory.group_code == group_code,
-            ServiceCategory.active,
+    c = ServiceCategory
+    rows = session.execute(
+        select(
+            c.code,
+            c.dedup_radius_m,
+            c.dedup_enabled,
+            c.dedup_threshold,
+            c.dedup_open_window_h,
+            c.dedup_reopen_window_h,
+            c.dedup_weights,
+        ).where(c.jurisdiction_id == jurisdiction_id, c.group_code == group_code, c.active)
+    ).all()
+    return {
+        row.code: rule_for(
+            settings,
+            radius_m=row.dedup_radius_m,
+            enabled=row.dedup_enabled,
+            threshold=row.dedup_threshold,
+            open_window_h=row.dedup_open_window_h,
+            reopen_window_h=row.dedup_reopen_window_h,
+            weights=row.dedup_weights or None,
         )
-    )
-    return {c.code: rule_of(c, settings) for c in categories}
+        for row in rows
+    }
 
 
 # --- candidates ---------------------------------------------------------------
@@ -248,57 +264,115 @@ def place_report(
     Call ``attach_report`` once the report is stored. Takes the area's advisory locks, so the
     caller's transaction must end soon after (the route commits).
     """
-    jid = category.jurisdiction_id
-    rules = group_rules(
-        session, jurisdiction_id=jid, group_code=category.group_code, settings=settings
-    )
-    rule = rules.get(category.code) or rule_of(category, settings)
-    if not rule.enabled:
-        return _open(session, category, lon, lat, ward_id, asset_id, now, decide_off(rule))
-
-    codes = sorted(code for code, r in rules.items() if r.enabled)
-    max_radius_m = max([rule.radius_m, *(r.radius_m for r in rules.values() if r.enabled)])
-    _lock_area(
+    matcher = Matcher.start(
         session,
-        grid.lock_keys(
-            jurisdiction_id=jid,
-            group_code=category.group_code,
-            lon=lon,
-            lat=lat,
-            max_radius_m=max_radius_m,
-            cell_m=settings.lock_cell_m,
-            asset_id=asset_id,
-        ),
-    )
-    new = NewReport(
-        category_code=category.code,
-        at=now,
+        category=category,
+        lon=lon,
+        lat=lat,
         asset_id=asset_id,
-        address=normalise_address(address),
+        address=address,
         photo_hash=photo_hash,
+        now=now,
+        settings=settings,
     )
+    if not matcher.rule.enabled:
+        return _open(session, category, lon, lat, ward_id, asset_id, now, matcher.decide(session))
+    decision = matcher.decide(session)
     for _ in range(_MAX_ATTEMPTS):
-        candidates = find_candidates(
-            session,
-            jurisdiction_id=jid,
-            category_codes=codes,
-            lon=lon,
-            lat=lat,
-            radius_m=rule.radius_m,
-            asset_id=asset_id,
-            closed_since=now - timedelta(hours=rule.reopen_window_h),
-        )
-        decision = decide(new, candidates, rule, now)
         incident_id = decision.incident_id
         if incident_id is None or decision.best is None:
-            return _open(session, category, lon, lat, ward_id, asset_id, now, decision)
+            break
         incident = session.get(
-            Incident, (jid, incident_id), with_for_update=True, populate_existing=True
+            Incident,
+            (category.jurisdiction_id, incident_id),
+            with_for_update=True,
+            populate_existing=True,
         )
         if incident is not None and incident.status == decision.best.candidate.status:
             return Placement(incident=incident, decision=decision, opened=False)
         # It changed between the search and the lock (merged away, closed): decide again.
+        decision = matcher.decide(session)
     return _open(session, category, lon, lat, ward_id, asset_id, now, decision)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """The matching step for one new report: its rule, the area locked, and what it is."""
+
+    jurisdiction_id: int
+    rule: Rule
+    codes: tuple[str, ...]
+    lon: float
+    lat: float
+    new: NewReport
+    closed_since: datetime
+
+    @classmethod
+    def start(
+        cls,
+        session: Session,
+        *,
+        category: ServiceCategory,
+        lon: float,
+        lat: float,
+        asset_id: int | None,
+        address: str | None,
+        photo_hash: str | None,
+        now: datetime,
+        settings: DedupSettings,
+    ) -> Matcher:
+        """Return the matcher for a report, holding the advisory locks of its area (until
+        the transaction ends) when its category dedups."""
+        jid = category.jurisdiction_id
+        rules = group_rules(
+            session, jurisdiction_id=jid, group_code=category.group_code, settings=settings
+        )
+        rule = rules.get(category.code) or rule_of(category, settings)
+        enabled = {code: r for code, r in rules.items() if r.enabled}
+        if rule.enabled:
+            _lock_area(
+                session,
+                grid.lock_keys(
+                    jurisdiction_id=jid,
+                    group_code=category.group_code,
+                    lon=lon,
+                    lat=lat,
+                    max_radius_m=max([rule.radius_m, *(r.radius_m for r in enabled.values())]),
+                    cell_m=settings.lock_cell_m,
+                    asset_id=asset_id,
+                ),
+            )
+        return cls(
+            jurisdiction_id=jid,
+            rule=rule,
+            codes=tuple(sorted(enabled)),
+            lon=lon,
+            lat=lat,
+            new=NewReport(
+                category_code=category.code,
+                at=now,
+                asset_id=asset_id,
+                address=normalise_address(address),
+                photo_hash=photo_hash,
+            ),
+            closed_since=now - timedelta(hours=rule.reopen_window_h),
+        )
+
+    def decide(self, session: Session) -> Decision:
+        """Return the decision from the candidates stored now."""
+        if not self.rule.enabled:
+            return decide_off(self.rule)
+        candidates = find_candidates(
+            session,
+            jurisdiction_id=self.jurisdiction_id,
+            category_codes=self.codes,
+            lon=self.lon,
+            lat=self.lat,
+            radius_m=self.rule.radius_m,
+            asset_id=self.new.asset_id,
+            closed_since=self.closed_since,
+        )
+        return decide(self.new, candidates, self.rule, self.new.at)
 
 
 def decide_off(rule: Rule) -> Decision:
