@@ -96,7 +96,14 @@ class Incident(Base):
             "status IN (" + ", ".join(f"'{s}'" for s in INCIDENT_STATUSES) + ")",
             name="status_known",
         ),
-        Index("ix_incidents_geom", "geom", postgresql_using="gist"),
+        # (geom, closed-or-infinity): bbox searches as before, and dedup's candidate search
+        # skips incidents closed long ago inside the index (geo311.dedup.service).
+        Index(
+            "ix_incidents_geom_closed",
+            "geom",
+            text("(COALESCE(closed_at, 'infinity'::timestamptz))"),
+            postgresql_using="gist",
+        ),
         Index("ix_incidents_status", "jurisdiction_id", "status"),
     )
 

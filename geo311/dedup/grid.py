@@ -53,21 +53,21 @@ def lock_keys(
     group_code: str,
     lon: float,
     lat: float,
-    max_radius_m: float,
+    radius_m: float,
     cell_m: float,
     asset_id: int | None = None,
 ) -> list[int]:
     """Return the advisory-lock keys a new report must hold before it looks for duplicates,
     sorted so that every transaction takes them in the same order (no deadlock).
 
-    Two reports of one category group that could match each other are at most
-    ``max_radius_m`` apart (the largest radius of the group), so the midpoint between them is
-    within ``max_radius_m / 2`` of both: each report locks every grid cell that its disk of
-    that half radius touches, and the cell of the midpoint is in both sets. Reports on the same
-    asset also share the asset's key. Keys are 64-bit hashes of readable names.
+    The report locks every grid cell that its disk of ``radius_m`` (its category's radius)
+    touches, its own cell among them. Two reports of one category group that could match are
+    at most the larger of their two radii apart, so the one with the larger radius locks the
+    other's cell too: they share a key and run one after the other. Reports on the same asset
+    also share the asset's key. Keys are 64-bit hashes of readable names.
     """
     cell_deg = cell_m / _M_PER_DEG_EQUATOR
-    min_lon, min_lat, max_lon, max_lat = degree_box(lon, lat, max_radius_m / 2.0)
+    min_lon, min_lat, max_lon, max_lat = degree_box(lon, lat, radius_m)
     names = [
         f"dedup:{jurisdiction_id}:{group_code}:cell:{ix}:{iy}"
         for ix in range(math.floor(min_lon / cell_deg), math.floor(max_lon / cell_deg) + 1)

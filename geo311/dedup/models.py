@@ -27,11 +27,10 @@ from work_orders.models import Incident
 
 MOVE_KINDS = ("merge", "split")
 
-# The radius search needs no index of its own: a degree box around the point (grid.degree_box,
-# a little larger than the disk) is served by the geometry index ix_incidents_geom, and
-# ST_DWithin on geography keeps only the incidents within the radius in real metres. A
-# multi-column gist on (jurisdiction, category, geography, closing time) was tried first: it
-# answered slower (its pages mix categories and times) and made every insert pay for it.
+# The radius search uses ix_incidents_geom_closed (work_orders.models): a degree box around
+# the point (grid.degree_box) and the closing time are index conditions on it, ST_DWithin on
+# geography keeps what is within the radius in real metres. A multi-column gist led by
+# (jurisdiction, category) was tried first: slower to answer, and an extra cost on every insert.
 # "Two reports of streetlight #4411 are one problem whatever the distance."
 Index(
     "ix_incidents_asset",

@@ -5,15 +5,14 @@ Plain functions, the session first and keyword-only arguments; they flush, never
 Distances are metres on the WGS84 spheroid (PostGIS geography).
 
 Concurrency: before it looks for candidates, a report takes transaction-scoped advisory locks
-on the grid cells around it (``grid.lock_keys``), so two reports that could match each other
-run one after the other and the second sees the first's incident. A chosen incident is then
-locked (``FOR UPDATE``) and re-checked, so a merge or a status change that commits in between
-is never missed.
+on the grid cells its radius touches (``grid.lock_keys``), so two reports that could match
+each other run one after the other and the second sees the first's incident. A chosen
+incident is then locked (``FOR UPDATE``) and re-checked, so a merge or a status change that
+commits in between is never missed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,54 +77,32 @@ def rule_of(category: ServiceCategory, settings: DedupSettings) -> Rule:
     )
 
 
-def group_rules(
-    session: Session, *, jurisdiction_id: int, group_code: str, settings: DedupSettings
-) -> dict[str, Rule]:
-    """Return the rule of every active category of a group, by category code."""
-    c = ServiceCategory
-    rows = session.execute(
-        select(
-            c.code,
-            c.dedup_radius_m,
-            c.dedup_enabled,
-            c.dedup_threshold,
-            c.dedup_open_window_h,
-            c.dedup_reopen_window_h,
-            c.dedup_weights,
-        ).where(c.jurisdiction_id == jurisdiction_id, c.group_code == group_code, c.active)
-    ).all()
-    return {
-        row.code: rule_for(
-            settings,
-            radius_m=row.dedup_radius_m,
-            enabled=row.dedup_enabled,
-            threshold=row.dedup_threshold,
-            open_window_h=row.dedup_open_window_h,
-            reopen_window_h=row.dedup_reopen_window_h,
-            weights=row.dedup_weights or None,
-        )
-        for row in rows
-    }
-
-
 # --- candidates ---------------------------------------------------------------
 
-# Index-backed: the degree box (a little larger than the disk) is served by the geometry index
-# ix_incidents_geom, ST_DWithin on geography then keeps what is within the radius in real
-# metres (inclusive); ix_incidents_asset serves the same-asset search. The per-incident
-# aggregates read only the few candidates' reports (ix_reports_incident, ix_photos_report).
+# Index-backed: the degree box (a little larger than the disk) and the closing time are both
+# index conditions on ix_incidents_geom_closed (geom, closed-or-infinity), so incidents closed
+# long ago are skipped inside the index; ST_DWithin on geography then keeps what is within the
+# radius in real metres (inclusive); ix_incidents_asset serves the same-asset search. The
+# per-incident aggregates read only the few candidates' reports (ix_reports_incident,
+# ix_photos_report).
 _CANDIDATES = text(
     """
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g),
+    -- The categories of the group whose dedup is on: candidates come only from those.
+    codes AS (
+        SELECT c.code FROM service_categories AS c
+        WHERE c.jurisdiction_id = CAST(:jid AS smallint) AND c.group_code = :group_code
+          AND c.active AND c.dedup_enabled
+    ),
     found AS (
         SELECT i.id
         FROM incidents AS i
         WHERE i.geom && ST_MakeEnvelope(:min_lon, :min_lat, :max_lon, :max_lat, 4326)
           AND ST_DWithin(i.geom::geography,
                          ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m)
-          AND i.jurisdiction_id = CAST(:jid AS smallint)
-          AND i.category_code = ANY (CAST(:codes AS text[]))
           AND COALESCE(i.closed_at, 'infinity'::timestamptz) >= :closed_since
+          AND i.jurisdiction_id = CAST(:jid AS smallint)
+          AND i.category_code IN (SELECT code FROM codes)
           AND i.status <> ALL (CAST(:unmatchable AS text[]))
         UNION
         SELECT i.id
@@ -133,7 +110,7 @@ _CANDIDATES = text(
         WHERE CAST(:asset_id AS bigint) IS NOT NULL
           AND i.jurisdiction_id = CAST(:jid AS smallint)
           AND i.asset_id = CAST(:asset_id AS bigint)
-          AND i.category_code = ANY (CAST(:codes AS text[]))
+          AND i.category_code IN (SELECT code FROM codes)
           AND COALESCE(i.closed_at, 'infinity'::timestamptz) >= :closed_since
           AND i.status <> ALL (CAST(:unmatchable AS text[]))
     )
@@ -168,16 +145,16 @@ def find_candidates(
     session: Session,
     *,
     jurisdiction_id: int,
-    category_codes: Sequence[str],
+    group_code: str,
     lon: float,
     lat: float,
     radius_m: float,
     asset_id: int | None,
     closed_since: datetime,
 ) -> list[Candidate]:
-    """Return the incidents of ``category_codes`` within ``radius_m`` metres of (lon, lat)
-    (inclusive) or on asset ``asset_id``, not cancelled, and open or closed since
-    ``closed_since``."""
+    """Return the incidents of the group's categories (those whose dedup is on) within
+    ``radius_m`` metres of (lon, lat) (inclusive) or on asset ``asset_id``, not cancelled, and
+    open or closed since ``closed_since``."""
     min_lon, min_lat, max_lon, max_lat = grid.degree_box(lon, lat, radius_m)
     rows = session.execute(
         _CANDIDATES,
@@ -187,7 +164,7 @@ def find_candidates(
             "max_lon": max_lon,
             "max_lat": max_lat,
             "jid": jurisdiction_id,
-            "codes": list(category_codes),
+            "group_code": group_code,
             "lon": lon,
             "lat": lat,
             "radius_m": radius_m,
@@ -300,8 +277,8 @@ class Matcher:
     """The matching step for one new report: its rule, the area locked, and what it is."""
 
     jurisdiction_id: int
+    group_code: str
     rule: Rule
-    codes: tuple[str, ...]
     lon: float
     lat: float
     new: NewReport
@@ -323,29 +300,24 @@ class Matcher:
     ) -> Matcher:
         """Return the matcher for a report, holding the advisory locks of its area (until
         the transaction ends) when its category dedups."""
-        jid = category.jurisdiction_id
-        rules = group_rules(
-            session, jurisdiction_id=jid, group_code=category.group_code, settings=settings
-        )
-        rule = rules.get(category.code) or rule_of(category, settings)
-        enabled = {code: r for code, r in rules.items() if r.enabled}
+        rule = rule_of(category, settings)
         if rule.enabled:
             _lock_area(
                 session,
                 grid.lock_keys(
-                    jurisdiction_id=jid,
+                    jurisdiction_id=category.jurisdiction_id,
                     group_code=category.group_code,
                     lon=lon,
                     lat=lat,
-                    max_radius_m=max([rule.radius_m, *(r.radius_m for r in enabled.values())]),
+                    radius_m=rule.radius_m,
                     cell_m=settings.lock_cell_m,
                     asset_id=asset_id,
                 ),
             )
         return cls(
-            jurisdiction_id=jid,
+            jurisdiction_id=category.jurisdiction_id,
+            group_code=category.group_code,
             rule=rule,
-            codes=tuple(sorted(enabled)),
             lon=lon,
             lat=lat,
             new=NewReport(
@@ -365,7 +337,7 @@ class Matcher:
         candidates = find_candidates(
             session,
             jurisdiction_id=self.jurisdiction_id,
-            category_codes=self.codes,
+            group_code=self.group_code,
             lon=self.lon,
             lat=self.lat,
             radius_m=self.rule.radius_m,

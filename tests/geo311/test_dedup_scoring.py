@@ -240,21 +240,27 @@ def test_local_distance_agrees_with_the_geodesic() -> None:
 def test_any_two_points_that_could_match_share_a_lock_key() -> None:
     geod = Geod(ellps="WGS84")
     rng = random.Random(11)
-    for _ in range(2000):
+    for _ in range(3000):
         lat = rng.uniform(-70, 70)
         lon = rng.uniform(-179, 179)
-        radius = rng.choice([10.0, 25.0, 50.0, 150.0])
-        lon2, lat2, _ = geod.fwd(lon, lat, rng.uniform(0, 360), rng.uniform(0, radius))
-        kw = {"jurisdiction_id": 1, "group_code": "streets", "max_radius_m": radius}
-        a = grid.lock_keys(lon=lon, lat=lat, cell_m=100.0, **kw)  # type: ignore[arg-type]
-        b = grid.lock_keys(lon=lon2, lat=lat2, cell_m=100.0, **kw)  # type: ignore[arg-type]
-        assert set(a) & set(b), (lon, lat, lon2, lat2, radius)
+        radius_a = rng.choice([10.0, 25.0, 50.0, 150.0])
+        radius_b = rng.choice([10.0, 25.0, 50.0, 150.0])
+        # Within the larger radius: whichever comes second could match the first.
+        lon2, lat2, _ = geod.fwd(
+            lon, lat, rng.uniform(0, 360), rng.uniform(0, max(radius_a, radius_b))
+        )
+        kw = {"jurisdiction_id": 1, "group_code": "streets", "cell_m": 100.0}
+        a = grid.lock_keys(lon=lon, lat=lat, radius_m=radius_a, **kw)  # type: ignore[arg-type]
+        b = grid.lock_keys(lon=lon2, lat=lat2, radius_m=radius_b, **kw)  # type: ignore[arg-type]
+        assert set(a) & set(b), (lon, lat, lon2, lat2, radius_a, radius_b)
         assert a == sorted(a)
-        assert len(a) <= (math.ceil(radius / 100.0) + 1) ** 2 * 2
+        # The grid is in degrees: towards the poles a disk spans more cells east-west.
+        east_west = math.ceil(2 * radius_a / (100.0 * math.cos(math.radians(abs(lat) + 1))))
+        assert len(a) <= (east_west + 2) * (math.ceil(2 * radius_a / 100.0) + 2)
 
 
 def test_far_apart_points_and_other_groups_do_not_share_locks() -> None:
-    kw = {"jurisdiction_id": 1, "max_radius_m": 50.0, "cell_m": 250.0}
+    kw = {"jurisdiction_id": 1, "radius_m": 50.0, "cell_m": 250.0}
     a = grid.lock_keys(group_code="streets", lon=-73.95, lat=40.7, **kw)  # type: ignore[arg-type]
     b = grid.lock_keys(group_code="streets", lon=-73.90, lat=40.7, **kw)  # type: ignore[arg-type]
     c = grid.lock_keys(group_code="water", lon=-73.95, lat=40.7, **kw)  # type: ignore[arg-type]

@@ -79,6 +79,16 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("asset_id IS NOT NULL"),
     )
+    # The incidents' spatial index also carries the closing time, so dedup's candidate search
+    # skips incidents closed long ago inside the index; bbox searches use it as before.
+    op.drop_index("ix_incidents_geom", table_name="incidents", postgresql_using="gist")
+    op.create_index(
+        "ix_incidents_geom_closed",
+        "incidents",
+        ["geom", sa.literal_column("(COALESCE(closed_at, 'infinity'::timestamptz))")],
+        unique=False,
+        postgresql_using="gist",
+    )
     op.add_column("reports", sa.Column("dedup_decision", sa.String(length=16), nullable=True))
     op.add_column("reports", sa.Column("dedup_score", sa.Float(), nullable=True))
     op.add_column(
@@ -141,6 +151,10 @@ def downgrade() -> None:
         "ix_incidents_asset",
         table_name="incidents",
         postgresql_where=sa.text("asset_id IS NOT NULL"),
+    )
+    op.drop_index("ix_incidents_geom_closed", table_name="incidents", postgresql_using="gist")
+    op.create_index(
+        "ix_incidents_geom", "incidents", ["geom"], unique=False, postgresql_using="gist"
     )
     op.drop_index("ix_incident_moves_to", table_name="incident_moves")
     op.drop_index("ix_incident_moves_from", table_name="incident_moves")
