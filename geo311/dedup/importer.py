@@ -5,19 +5,23 @@ Memory stays flat whatever the file's size:
 
 1. **stage** — the file is read row by row, checked, mapped (columns, categories, time zone)
    and streamed with COPY into a temporary table; bad rows are kept there with the reason;
-2. **place** (set-based in PostGIS) — each row's ward, on the ward map in force at its time,
-   one ward at a time so PostGIS prepares each polygon once; and its asset, by KNN;
-3. **dedup** — the rows come back in time order through a server-side cursor and are replayed
-   against the incidents live at that moment, held in a grid of cells about one radius wide
-   (and dropped once no later report can match them), with the same scoring as online intake
-   (``geo311.dedup.scoring``). Incidents and reports are written with COPY by a second
-   connection in a writer thread while the next batch is being decided;
+2. **place** (in PostGIS) — PostgreSQL sorts the staged rows by time and streams them back
+   through a server-side cursor with each row's ward (on the ward map in force at its time,
+   gist index on the wards) and asset (KNN within the category's snap radius), looked up as the
+   batches are fetched — by a fetcher thread, while the previous batch is being decided;
+3. **dedup** — each row is replayed against the incidents live at its time, held in a grid of
+   cells about one radius wide (and dropped once no later report can match them), with the
+   same scoring as online intake (``geo311.dedup.scoring``); distances are metres on the
+   ellipsoid at the row's latitude. Incidents and reports are written with COPY by a writer
+   thread on its own connection;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
    the id of the row it was matched to, the decision and the signals.
 
 Incidents already stored that are live when the file starts are candidates too. The import is
 one transaction: it stores everything or nothing. It writes no audit events per row and no
-subscriptions (imported reports have no requesters).
+subscriptions (imported reports have no requesters). Reports that arrive through intake
+while an import runs are not seen by it (and do not see its rows until it commits): import
+history before going live, or accept that overlap.
 """
 
 from __future__ import annotations
@@ -471,7 +475,6 @@ class _Live:
         "asset_id",
         "category",
         "closed_at",
-        "existing",
         "expires",
         "group",
         "id",
@@ -498,7 +501,6 @@ class _Live:
         last_t: datetime,
         closed_at: datetime | None,
         status: str,
-        existing: bool = False,
     ) -> None:
         self.id = id
         self.category = category
@@ -510,7 +512,6 @@ class _Live:
         self.last_t = last_t
         self.closed_at = closed_at
         self.status = status
-        self.existing = existing
         self.reports: list[tuple[int, float, float, str | None]] = []
         self.addresses: list[str] = []
         self.norm: tuple[str, ...] | None = ()
@@ -854,7 +855,6 @@ def _load_existing(reader: psycopg.Connection[Any], replay: _Replay, first_t: da
             last_t=last_t,
             closed_at=closed_at,
             status=status,
-            existing=True,
         )
         for address in addrs or ():
             live.add_address(address)

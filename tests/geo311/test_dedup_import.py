@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from geo311.cli import app as geo311_app
 from geo311.database import Database
 from geo311.settings import get_settings
-from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows
+from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows, submit
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 HEADER = ["case_id", "opened", "type", "latitude", "longitude", "street", "state", "closed_dt"]
@@ -188,3 +188,28 @@ def test_a_missing_column_stops_the_import_and_stores_nothing(
     assert "'when'" in output
     assert "not in the file" in output
     assert one(demo_db, "SELECT count(*) FROM reports") == before
+
+
+def test_an_imported_row_joins_an_incident_already_stored(
+    cli: typer.Typer, demo_db: Database, tmp_path: Path
+) -> None:
+    lon, lat = quiet_point(demo_db, nth=2)
+    stored = submit(demo_db, tmp_path, category="pothole", lon=lon, lat=lat, now=T0)
+    export = tmp_path / "later.csv"
+    near = offset(lon, lat, 6.0)
+    export.write_text(
+        "id,time,category,lat,lon\n"
+        f"Z1,{(T0 + timedelta(hours=3)).isoformat()},pothole,{near[1]},{near[0]}\n"
+    )
+    out = tmp_path / "out.csv"
+    code, output = _run(cli, "import", "reports", export, "--report", out)
+    assert code == 0, output
+    with out.open(newline="") as f:
+        (line,) = list(csv.DictReader(f))
+    assert line["decision"] == "matched"
+    assert line["incident_id"] == str(stored.incident_id)
+    assert line["matched_id"] == stored.tracking_id  # a report without an external id
+    assert (
+        one(demo_db, "SELECT count(*) FROM reports WHERE incident_id = :i", i=stored.incident_id)
+        == 2
+    )
