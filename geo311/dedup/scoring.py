@@ -85,7 +85,11 @@ def rule_for(
     )
 
 
-@dataclass(frozen=True)
+# The value classes below are created by the hundred thousand in a bulk import: plain slotted
+# dataclasses (a frozen one is six times slower to create). Treat them as immutable.
+
+
+@dataclass(slots=True)
 class NewReport:
     """What is known of the incoming report when it is compared."""
 
@@ -96,7 +100,7 @@ class NewReport:
     photo_hash: str | None = None  # hex pHash
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
     """An existing incident that the new report might be about.
 
@@ -122,7 +126,7 @@ class Candidate:
         return self.status in CLOSED_STATUSES
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Scored:
     """One candidate's score, the raw signals, and what each fired signal contributed."""
 
@@ -142,7 +146,7 @@ class Scored:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     """What to do with a new report, and why."""
 
