@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from geo311 import __version__
 from geo311.database import Database
+from geo311.dedup.router import router as dedup_router
 from geo311.http import install_error_handlers
 from geo311.intake.router import router as intake_router
 from geo311.media import LocalMediaStore
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.media = LocalMediaStore(settings.media_root)
     install_error_handlers(app)
     app.include_router(intake_router)
+    app.include_router(dedup_router)
     app.include_router(pages_router)
     app.include_router(open311_router)
     app.include_router(work_orders_router)

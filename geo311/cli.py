@@ -14,6 +14,7 @@ from geo311.app import create_app
 from geo311.auth import service as auth_service
 from geo311.auth.models import ROLES
 from geo311.database import Database
+from geo311.dedup.cli import app as import_app
 from geo311.embedded import EmbeddedCluster
 from geo311.notify import runner as notify_runner
 from geo311.notify.cli import app as notices_app
@@ -33,6 +34,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(layers_app, name="layers")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(notices_app, name="notices")
+app.add_typer(import_app, name="import")
 
 console = Console()
 

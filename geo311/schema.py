@@ -17,6 +17,7 @@ from geo311.database import Base
 def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import geo311.auth.models
+    import geo311.dedup.models
     import geo311.intake.models
     import geo311.notify.models
     import geo311.open311.models  # noqa: F401

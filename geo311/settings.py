@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -157,6 +157,63 @@ class NotifySettings(BaseModel):
     )
 
 
+class DedupWeights(BaseModel):
+    """How much each signal adds to (or takes from) a candidate's score; see geo311.dedup."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    within_radius: float = Field(default=1.0, description="The candidate is within the radius")
+    closeness: float = Field(
+        default=0.5, description="Times (1 - distance/radius): more the nearer it is"
+    )
+    same_asset: float = Field(default=2.0, description="Both snapped to the same asset")
+    other_asset: float = Field(
+        default=-1.5, description="Both snapped, to different assets of a type"
+    )
+    photo_similar: float = Field(default=1.0, description="Photos nearly the same (pHash)")
+    photo_different: float = Field(default=-0.25, description="Photos clearly different")
+    same_address: float = Field(default=1.0, description="Same normalised address text")
+    other_address: float = Field(default=-0.5, description="Both gave an address; they differ")
+    other_category: float = Field(default=-0.5, description="Another category of the same group")
+    age: float = Field(
+        default=-0.5,
+        description="Reached as the candidate's quiet time grows: times 1 - 2^(-age/half-life)",
+    )
+
+
+class DedupSettings(BaseModel):
+    """Duplicate detection defaults; a category may override each (service_categories.dedup_*).
+
+    The radius is the category's ``dedup_radius_m``. A candidate is an incident of the same
+    category group within that radius (inclusive) or on the same snapped asset, open with a
+    report in the last ``open_window_h``, or closed within the last ``reopen_window_h``.
+    """
+
+    enabled: bool = Field(default=True, description="Off: every report opens its own incident")
+    threshold: float = Field(default=0.75, description="Lowest score that counts as a match")
+    open_window_h: float = Field(
+        default=90 * 24, gt=0, description="An open incident quiet longer than this is not matched"
+    )
+    reopen_window_h: float = Field(
+        default=14 * 24, ge=0, description="A report this soon after closing reopens the incident"
+    )
+    age_half_life_h: float = Field(
+        default=7 * 24, gt=0, description="Quiet time at which half of the age penalty applies"
+    )
+    photo_similar_bits: int = Field(
+        default=10, ge=0, le=64, description="pHash Hamming distance at or below: similar"
+    )
+    photo_different_bits: int = Field(
+        default=24, ge=0, le=64, description="pHash Hamming distance at or above: different"
+    )
+    lock_cell_m: float = Field(
+        default=250.0,
+        gt=0,
+        description="Side of the grid cells that concurrent intake locks (metres, roughly)",
+    )
+    weights: DedupWeights = Field(default_factory=DedupWeights)
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -178,6 +235,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     open311: Open311Settings = Field(default_factory=Open311Settings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
 
     @property
     def media_root(self) -> Path:

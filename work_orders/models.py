@@ -71,6 +71,14 @@ class ServiceCategory(Base):
     group_code: Mapped[str] = mapped_column(String(64))
     asset_type: Mapped[str | None] = mapped_column(String(64))
     dedup_radius_m: Mapped[float] = mapped_column(Float, server_default="50")
+    # Duplicate detection per category (geo311.dedup); NULL takes the Settings.dedup default.
+    dedup_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    dedup_threshold: Mapped[float | None] = mapped_column(Float)
+    dedup_open_window_h: Mapped[float | None] = mapped_column(Float)
+    dedup_reopen_window_h: Mapped[float | None] = mapped_column(Float)
+    dedup_weights: Mapped[dict[str, float]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
     snap_radius_m: Mapped[float] = mapped_column(Float, server_default="30")
     sla_hours: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
@@ -111,7 +119,14 @@ class Incident(Base):
             "status IN (" + ", ".join(f"'{s}'" for s in INCIDENT_STATUSES) + ")",
             name="status_known",
         ),
-        Index("ix_incidents_geom", "geom", postgresql_using="gist"),
+        # (geom, closed-or-infinity): bbox searches as before, and dedup's candidate search
+        # skips incidents closed long ago inside the index (geo311.dedup.service).
+        Index(
+            "ix_incidents_geom_closed",
+            "geom",
+            text("(COALESCE(closed_at, 'infinity'::timestamptz))"),
+            postgresql_using="gist",
+        ),
         Index("ix_incidents_status", "jurisdiction_id", "status"),
     )
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
@@ -28,6 +29,9 @@ from geo311.database import Base
 
 CHANNELS = ("web", "api", "open311", "phone", "import")
 LOCATION_SOURCES = ("pin", "exif", "address", "import")
+# new: opened its incident; matched: joined an open one; reopened: joined and reopened a closed
+# one; off: dedup is switched off for the category (it opened its own incident).
+DEDUP_DECISIONS = ("new", "matched", "reopened", "off")
 
 
 class Requester(Base):
@@ -74,6 +78,13 @@ class Report(Base):
             name="location_source_known",
         ),
         CheckConstraint("char_length(description) <= 4000", name="description_length"),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "matched_report_id"], ["reports.jurisdiction_id", "reports.id"]
+        ),
+        CheckConstraint(
+            "dedup_decision IN (" + ", ".join(f"'{d}'" for d in DEDUP_DECISIONS) + ")",
+            name="dedup_decision_known",
+        ),
         Index("ix_reports_geom", "geom", postgresql_using="gist"),
         Index("ix_reports_incident", "jurisdiction_id", "incident_id"),
     )
@@ -99,6 +110,13 @@ class Report(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # What duplicate detection decided at intake, and why (geo311.dedup): NULL for reports
+    # stored without it. ``matched_report_id`` is the report of the joined incident nearest to
+    # this one; ``dedup_signals`` lists the signals of the best candidate and which fired.
+    dedup_decision: Mapped[str | None] = mapped_column(String(16))
+    dedup_score: Mapped[float | None] = mapped_column(Float)
+    dedup_signals: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    matched_report_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Photo(Base):

@@ -146,6 +146,7 @@ def _store_report(
                 media=media,
                 media_settings=settings.media,
                 now=datetime.now(UTC),
+                dedup_settings=settings.dedup,
             )
             session.commit()
         except BaseException:

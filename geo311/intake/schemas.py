@@ -50,6 +50,10 @@ class ReportOut(BaseModel):
     thumbnail_url: str | None
     reported_at: datetime
     updated_at: datetime
+    report_count: int = Field(
+        description="How many reports the problem has, this one included: other residents' "
+        "reports of the same problem join it, and all of them follow its status"
+    )
 
 
 class ContactOut(BaseModel):

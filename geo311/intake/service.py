@@ -14,6 +14,7 @@ from geoalchemy2 import WKTElement
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from geo311.dedup import service as dedup_service
 from geo311.errors import (
     AppError,
     FieldError,
@@ -34,7 +35,7 @@ from geo311.intake.schemas import (
 )
 from geo311.intake.tracking import new_tracking_id
 from geo311.media import MediaStore
-from geo311.settings import IntakeSettings, MediaSettings
+from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
 from layers import service as layers_service
 from work_orders import audit
 from work_orders import service as work_orders_service
@@ -220,6 +221,7 @@ def submit_report(
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,
+    dedup_settings: DedupSettings | None = None,
 ) -> Report:
     """Return the stored report: placed in its ward, snapped to its asset, with its photo.
 
@@ -266,15 +268,20 @@ def submit_report(
             radius_m=category.snap_radius_m,
         )
 
-    incident = work_orders_service.open_incident(
+    # Match-or-open: a duplicate joins the incident it is about (geo311.dedup).
+    placement = dedup_service.place_report(
         session,
         category=category,
         lon=lon,
         lat=lat,
         ward_id=ward.id,
         asset_id=asset.id if asset else None,
-        opened_at=now,
+        address=draft.address,
+        photo_hash=processed.phash if processed else None,
+        now=now,
+        settings=dedup_settings or DedupSettings(),
     )
+    incident = placement.incident
     requester_id = None
     if draft.email or draft.phone:
         requester = Requester(
@@ -303,6 +310,7 @@ def submit_report(
         language=draft.language,
         attributes=dict(draft.attributes),
         reported_at=now,
+        **placement.report_fields(),
     )
     session.add(report)
     session.flush()
@@ -314,16 +322,21 @@ def submit_report(
             requester_id=requester_id,
             report_id=report.id,
         )
-    audit.record(
-        session,
-        jurisdiction_id=jurisdiction_id,
-        entity="incident",
-        entity_id=incident.id,
-        action="opened",
-        actor=f"resident:{draft.channel}",
-        to_state=incident.status,
-        data={"report": report.tracking_id, "location_source": source},
-    )
+    if placement.opened:
+        audit.record(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            entity="incident",
+            entity_id=incident.id,
+            action="opened",
+            actor=f"resident:{draft.channel}",
+            to_state=incident.status,
+            data={"report": report.tracking_id, "location_source": source},
+        )
+    else:
+        dedup_service.attach_report(
+            session, placement=placement, report=report, actor=f"resident:{draft.channel}"
+        )
 
     if processed is not None:
         stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"
@@ -373,7 +386,10 @@ _VIEW_SQL = text(
            ST_Distance(a.geom::geography, r.geom::geography) AS asset_distance_m,
            ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, r.location_source,
            p.public_key, p.thumb_key, r.reported_at, i.updated_at,
-           r.incident_id, r.channel, q.email, q.phone, q.language
+           r.incident_id, r.channel, q.email, q.phone, q.language,
+           (SELECT count(*) FROM reports AS rc
+            WHERE rc.jurisdiction_id = r.jurisdiction_id AND rc.incident_id = r.incident_id)
+               AS report_count
     FROM reports r
     JOIN incidents i ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id
     LEFT JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id
@@ -429,6 +445,7 @@ def report_view(
         "thumbnail_url": f"{base}/{row.thumb_key}" if row.thumb_key else None,
         "reported_at": row.reported_at,
         "updated_at": row.updated_at,
+        "report_count": row.report_count,
     }
     if not staff:
         return ReportOut(**common)

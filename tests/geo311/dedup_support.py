@@ -1,0 +1,113 @@
+"""Helpers shared by the dedup tests: quiet places in the demo city, points at a distance,
+reports submitted through the intake service at a chosen time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyproj import Geod
+from sqlalchemy import text
+
+from geo311.database import Database
+from geo311.intake import service as intake_service
+from geo311.intake.models import Report
+from geo311.media import LocalMediaStore
+from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
+
+GEOD = Geod(ellps="WGS84")
+
+
+def quiet_point(db: Database, *, clear_m: float = 150.0, nth: int = 0) -> tuple[float, float]:
+    """Return (lon, lat) of a point inside a ward with no incident within ``clear_m`` metres.
+
+    ``nth`` picks another such point (each one farther than ``clear_m`` from the others)."""
+    with db.session() as s:
+        rows = s.execute(
+            text(
+                """
+                WITH box AS (SELECT ST_Extent(geom) AS e FROM wards),
+                pts AS (
+                    SELECT ST_SetSRID(ST_MakePoint(
+                        ST_XMin(e) + (ST_XMax(e) - ST_XMin(e)) * x / 40.0,
+                        ST_YMin(e) + (ST_YMax(e) - ST_YMin(e)) * y / 40.0), 4326) AS g
+                    FROM box, generate_series(1, 39) x, generate_series(1, 39) y
+                )
+                SELECT ST_X(g), ST_Y(g) FROM pts
+                WHERE EXISTS (SELECT 1 FROM wards w WHERE ST_Covers(w.geom, pts.g))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM incidents i
+                      WHERE ST_DWithin(i.geom::geography, pts.g::geography, :clear))
+                ORDER BY ST_X(g), ST_Y(g)
+                """
+            ),
+            {"clear": clear_m},
+        ).all()
+    chosen: list[tuple[float, float]] = []
+    for lon, lat in rows:
+        if all(GEOD.inv(lon, lat, x, y)[2] > clear_m for x, y in chosen):
+            chosen.append((lon, lat))
+        if len(chosen) > nth:
+            return chosen[nth]
+    raise AssertionError("the demo city has no quiet point left")
+
+
+def offset(lon: float, lat: float, metres: float, azimuth: float = 90.0) -> tuple[float, float]:
+    """Return the point ``metres`` away from (lon, lat) towards ``azimuth`` (degrees)."""
+    lon2, lat2, _ = GEOD.fwd(lon, lat, azimuth, metres)
+    return lon2, lat2
+
+
+def submit(
+    db: Database,
+    media_root: Path,
+    *,
+    category: str,
+    lon: float,
+    lat: float,
+    now: datetime,
+    photo: bytes | None = None,
+    dedup: DedupSettings | None = None,
+    **fields: str,
+) -> Report:
+    """Store a report through the intake service at ``now`` and return it (committed)."""
+    form: dict[str, str | None] = {"category": category, "lat": str(lat), "lon": str(lon)}
+    form.update(fields)
+    draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
+    with db.sessions() as session:
+        report = intake_service.submit_report(
+            session,
+            jurisdiction_id=jurisdiction_id(db),
+            jurisdiction_slug="demo",
+            draft=draft,
+            photo=photo,
+            media=LocalMediaStore(media_root),
+            media_settings=MediaSettings(),
+            now=now,
+            dedup_settings=dedup,
+        )
+        session.commit()
+        session.refresh(report)
+        session.expunge(report)
+        return report
+
+
+def jurisdiction_id(db: Database) -> int:
+    with db.session() as s:
+        return int(s.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one())
+
+
+def one(db: Database, sql: str, **params: Any) -> Any:
+    with db.session() as s:
+        return s.execute(text(sql), params).scalar_one()
+
+
+def rows(db: Database, sql: str, **params: Any) -> list[Any]:
+    with db.session() as s:
+        return list(s.execute(text(sql), params).all())
+
+
+def execute(db: Database, sql: str, **params: Any) -> None:
+    with db.session() as s:
+        s.execute(text(sql), params)
