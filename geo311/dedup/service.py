@@ -428,14 +428,17 @@ def _reopen_incident(
 ) -> None:
     """Reopen a closed incident that got a new report inside the reopen window."""
     closed_at = incident.closed_at
+    from_state = incident.status
     work_orders_service.transition(
         session, incident_or_work_order=incident, to="reopened", actor=actor, reason=reason
     )
+    # What a split of this report needs to put the incident back as it was.
     _dedup_context(
         session,
         incident,
         actor=actor,
         action="reopened_by_report",
+        from_state=from_state,
         data={**data, "closed_at": closed_at.isoformat() if closed_at else None},
     )
 
@@ -453,8 +456,15 @@ def _cancel_merged_incident(
 
 
 def _dedup_context(
-    session: Session, incident: Incident, *, actor: str, action: str, data: dict[str, Any]
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    action: str,
+    data: dict[str, Any],
+    from_state: str | None = None,
 ) -> None:
+    # No to_state: the status change itself is the lifecycle's event; this one only adds why.
     audit.record(
         session,
         jurisdiction_id=incident.jurisdiction_id,
@@ -462,6 +472,7 @@ def _dedup_context(
         entity_id=incident.id,
         action=action,
         actor=actor,
+        from_state=from_state,
         data=data,
     )
 
@@ -937,7 +948,7 @@ def _reclose_after_split(
             """
             SELECT from_state, data->>'closed_at' AS closed_at FROM audit_events
             WHERE jurisdiction_id = CAST(:j AS smallint) AND entity = 'incident'
-              AND entity_id = :i AND action = 'reopened' AND data->>'report' = :t
+              AND entity_id = :i AND action = 'reopened_by_report' AND data->>'report' = :t
             ORDER BY at DESC, id DESC LIMIT 1
             """
         ),

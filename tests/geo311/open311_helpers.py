@@ -1,5 +1,5 @@
 """What the Open311 tests share: the app on the demo city, an API key, points in each ward,
-and a stand-in for dedup (issue 3) that is not in main yet."""
+and a way to join two reports whatever dedup decided."""
 
 from __future__ import annotations
 
@@ -106,8 +106,7 @@ def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
 def join_incident(db: Database, duplicate: str, original: str) -> None:
     """Attach report ``duplicate`` to the incident of report ``original``.
 
-    STAND-IN for dedup (issue 3, not in main yet), which attaches a report to the incident
-    someone reported before; Open311 reads duplicates from that alone.
+    Open311 reads duplicates from the shared incident alone, so this is all a join needs.
     """
     with db.session() as session:
         first = session.scalar(select(Report).where(Report.tracking_id == original))

@@ -278,6 +278,7 @@ def test_a_report_soon_after_closing_reopens_the_incident_with_a_reason(
     )
     execute(
         demo_db,
+        "WITH w AS (UPDATE work_orders SET status = 'completed' WHERE incident_id = :i) "
         "UPDATE incidents SET status = 'closed', closed_at = now() - interval '2 days' "
         "WHERE id = :i",
         i=incident_id,
@@ -293,15 +294,21 @@ def test_a_report_soon_after_closing_reopens_the_incident_with_a_reason(
     assert (status, closed_at) == ("reopened", None)
     event = rows(
         demo_db,
-        "SELECT from_state, to_state, reason, actor, data FROM audit_events "
-        "WHERE entity_id = :i AND action = 'reopened'",
+        "SELECT from_state, to_state, reason, actor FROM audit_events "
+        "WHERE entity = 'incident' AND entity_id = :i AND action = 'transition' "
+        "AND to_state = 'reopened'",
         i=incident_id,
     )
     assert len(event) == 1
     assert (event[0].from_state, event[0].to_state) == ("closed", "reopened")
     assert again["tracking_id"] in event[0].reason
     assert event[0].actor == "resident:api"
-    assert event[0].data["closed_at"] is not None
+    context = rows(
+        demo_db,
+        "SELECT data FROM audit_events WHERE entity_id = :i AND action = 'reopened_by_report'",
+        i=incident_id,
+    )
+    assert context[0].data["closed_at"] is not None
     decision = one(
         demo_db,
         "SELECT dedup_decision FROM reports WHERE tracking_id = :t",
@@ -317,6 +324,7 @@ def test_a_report_long_after_closing_opens_a_new_incident(
     a = submit(demo_db, tmp_path, category="pothole", lon=lon, lat=lat, now=T0)
     execute(
         demo_db,
+        "WITH w AS (UPDATE work_orders SET status = 'completed' WHERE incident_id = :i) "
         "UPDATE incidents SET status = 'closed', closed_at = :t WHERE id = :i",
         t=T0 + timedelta(days=1),
         i=a.incident_id,

@@ -144,7 +144,8 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
     cancelled = rows(
         demo_db,
         "SELECT from_state, to_state, reason, actor FROM audit_events "
-        "WHERE entity_id = :i AND action = 'cancelled'",
+        "WHERE entity = 'incident' AND entity_id = :i AND action = 'transition' "
+        "AND to_state = 'cancelled'",
         i=ib,
     )
     assert [(c.from_state, c.to_state, c.actor) for c in cancelled] == [
@@ -182,12 +183,12 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
         for r in rows(
             demo_db,
             "SELECT action FROM audit_events WHERE entity_id IN (:a, :b) AND action IN "
-            "('cancelled', 'merged_in', 'status_restored', 'merge_undone') ORDER BY id",
+            "('merged_away', 'merged_in', 'status_restored', 'merge_undone') ORDER BY id",
             a=ia,
             b=ib,
         )
     ]
-    assert actions == ["cancelled", "merged_in", "status_restored", "merge_undone"]
+    assert actions == ["merged_away", "merged_in", "status_restored", "merge_undone"]
 
     again = client.post(
         f"/api/v1/staff/moves/{move['id']}/undo", json={"reason": "twice"}, headers=dispatcher
@@ -279,6 +280,7 @@ def test_splitting_out_the_report_that_reopened_an_incident_closes_it_again(
     incident_id = _incident_of(demo_db, first)
     execute(
         demo_db,
+        "WITH w AS (UPDATE work_orders SET status = 'completed' WHERE incident_id = :i) "
         "UPDATE incidents SET status = 'closed', closed_at = now() - interval '1 day' "
         "WHERE id = :i",
         i=incident_id,
@@ -311,15 +313,16 @@ def test_splitting_out_the_report_that_reopened_an_incident_closes_it_again(
         (r.action, r.from_state, r.to_state)
         for r in rows(
             demo_db,
-            "SELECT action, from_state, to_state FROM audit_events WHERE entity_id = :i "
-            "AND action IN ('reopened', 'status_restored') ORDER BY id",
+            "SELECT action, from_state, to_state FROM audit_events "
+            "WHERE entity = 'incident' AND entity_id = :i AND ((action = 'transition' "
+            "AND to_state = 'reopened') OR action = 'status_restored') ORDER BY id",
             i=incident_id,
         )
     ]
     assert statuses == [
-        ("reopened", "closed", "reopened"),
+        ("transition", "closed", "reopened"),
         ("status_restored", "reopened", "closed"),
-        ("reopened", "closed", "reopened"),
+        ("transition", "closed", "reopened"),
     ]
 
 

@@ -744,7 +744,7 @@ def test_updates_of_an_incident_reach_every_request_that_joined_it(
     opened = [
         text_of(u, "service_request_id")
         for u in root
-        if text_of(u, "external_status_code") == "new"
+        if text_of(u, "external_status_code") == "new" and text_of(u, "description") == "Opened"
     ]
     assert first in opened
     assert second not in opened
