@@ -18,12 +18,12 @@ from layers import service as layers_service
 from layers.models import Jurisdiction
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
@@ -34,7 +34,7 @@ def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
         yield session
 
 
-def get_media(request: Request) -> LocalMediaStore:
+async def get_media(request: Request) -> LocalMediaStore:
     media: LocalMediaStore = request.app.state.media
     return media
 

@@ -34,8 +34,10 @@ class DatabaseSettings(BaseModel):
         ),
     )
     name: str = "geo311"
-    pool_size: int = 10
-    max_overflow: int = 30
+    # As many pooled connections as the web server's worker threads (40), so a busy minute
+    # does not open and close sessions; the embedded cluster allows 200.
+    pool_size: int = 40
+    max_overflow: int = 10
 
 
 class MediaSettings(BaseModel):

@@ -148,17 +148,20 @@ def _store_report(
                 now=datetime.now(UTC),
                 dedup_settings=settings.dedup,
             )
+            # Read the answer inside the same transaction: one connection checkout, and the
+            # server keeps its prepared statements (a rollback after commit would drop them).
+            view = service.report_view(
+                session,
+                jurisdiction_id=jurisdiction.id,
+                tracking_id=report.tracking_id,
+                media_url=media_url,
+            )
             session.commit()
         except BaseException:
             # An explicit rollback fires the hook that deletes the staged photo files.
             session.rollback()
             raise
-        return service.report_view(
-            session,
-            jurisdiction_id=jurisdiction.id,
-            tracking_id=report.tracking_id,
-            media_url=media_url,
-        )
+        return view
 
 
 @router.get(
