@@ -8,7 +8,6 @@ public: the signed token in the link is the credential.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from html import escape
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
@@ -19,7 +18,7 @@ from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, requ
 from geo311.errors import AppError, FieldError, Forbidden, PayloadTooLarge, ValidationFailed
 from geo311.intake.models import Photo
 from geo311.notify import pages
-from geo311.notify.router import SignerDep
+from geo311.notify.router import SignerDep, error_page
 from geo311.notify.templates import category_name
 from work_orders import lifecycle
 from work_orders import service as work_orders_service
@@ -539,11 +538,6 @@ def put_category_calendar(
 # --- "fixed?" answers (public, from the closure notice) -----------------------------------
 
 
-def _error_page(exc: AppError) -> HTMLResponse:
-    body = f"<h1>{escape(exc.title)}</h1><p>{escape(exc.detail)}</p>"
-    return HTMLResponse(pages.page(exc.title, body), status_code=exc.status)
-
-
 @router.get("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
 def answer_page(
     session: SessionDep,
@@ -556,7 +550,7 @@ def answer_page(
         link = signer.read_answer(t)
         info = work_orders_service.describe_answer_link(session, link=link)
     except AppError as exc:
-        return _error_page(exc)
+        return error_page(exc)
     return HTMLResponse(
         pages.answer_form(
             language=info.language,
@@ -582,7 +576,7 @@ def answer_form(
         result = work_orders_service.answer_closure(session, link=link, answer=answer)
         session.commit()
     except AppError as exc:
-        return _error_page(exc)
+        return error_page(exc)
     return HTMLResponse(pages.answer_result(language=result.language, outcome=result.outcome))
 
 

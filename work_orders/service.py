@@ -460,6 +460,7 @@ class _Pair:
 
 def _lock_pair(session: Session, entity: Entity) -> _Pair:
     """Return the incident and its work order, reloaded under row locks (incident first)."""
+    session.flush()  # a refresh must not drop the caller's unflushed changes
     if isinstance(entity, Incident):
         session.refresh(entity, with_for_update=True)
         work_order = session.scalars(
@@ -1202,13 +1203,3 @@ def _owe_webhooks(
         for endpoint in endpoints
     ]
     return len(outbox.owe(session, drafts))
-
-
-def status_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
-    """Return how many work orders are in each status."""
-    rows = session.execute(
-        select(WorkOrder.status, func.count())
-        .where(WorkOrder.jurisdiction_id == jurisdiction_id)
-        .group_by(WorkOrder.status)
-    ).all()
-    return {status: count for status, count in rows}

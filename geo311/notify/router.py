@@ -4,6 +4,7 @@ incident, and the dev mail catcher's pages. Thin: parse, call the service, commi
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import NotFound
+from geo311.errors import AppError, NotFound
 from geo311.notify import mailcatcher, pages
 from geo311.notify import service as notify_service
 from geo311.notify.models import KINDS
@@ -40,12 +41,21 @@ Staff = Annotated[Principal, Depends(require_roles("dispatcher", "crew", "planne
 # --- preferences ----------------------------------------------------------------------------
 
 
+def error_page(exc: AppError) -> HTMLResponse:
+    """Return an AppError as a small HTML page, for residents following a link."""
+    body = f"<h1>{escape(exc.title)}</h1><p>{escape(exc.detail)}</p>"
+    return HTMLResponse(pages.page(exc.title, body), status_code=exc.status)
+
+
 @router.get("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
 def preferences_page(t: str, session: SessionDep, signer: SignerDep) -> HTMLResponse:
-    link = signer.read_preferences(t)
-    language = notify_service.requester_language(
-        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
-    )
+    try:
+        link = signer.read_preferences(t)
+        language = notify_service.requester_language(
+            session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+        )
+    except AppError as exc:
+        return error_page(exc)
     muted = notify_service.muted_kinds(
         session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
     )
@@ -62,7 +72,10 @@ def save_preferences(
     kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     stop: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
-    link = signer.read_preferences(t)
+    try:
+        link = signer.read_preferences(t)
+    except AppError as exc:
+        return error_page(exc)
     wanted = set() if stop == "all" else set(kinds)
     muted = notify_service.set_muted_kinds(
         session,

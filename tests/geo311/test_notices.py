@@ -23,9 +23,10 @@ from sqlalchemy import text
 from geo311.app import create_app
 from geo311.database import Database
 from geo311.notify import outbox, signing
+from geo311.notify import runner as notify_runner
 from geo311.notify.mailcatcher import MailCatcher, maildir_path
 from geo311.notify.worker import BackgroundWorker
-from geo311.settings import DevMailSettings, SmsSettings
+from geo311.settings import DevMailSettings, NotifySettings, Settings, SmsSettings
 from tests.support import (
     LINK_SECRET,
     Caught,
@@ -43,6 +44,7 @@ from tests.support import (
     smtp_sink,
     staff_token,
     wait_until,
+    ward_point,
     work_order_of,
 )
 
@@ -494,3 +496,31 @@ def test_owing_the_same_notice_twice_owes_it_and_wakes_the_worker_once(demo_db: 
     assert len(first) == 1
     assert second == []
     assert jobs == [{"jurisdiction_id": jid, "notice_ids": first}]
+
+
+def test_geo311_run_sends_the_demo_notices_to_its_mail_catcher_with_no_extra_step(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path,
+        jurisdiction="demo",
+        notify=NotifySettings(
+            link_secret=SecretStr(LINK_SECRET),
+            dev_mail=DevMailSettings(enabled=True, port=port),
+            poll_interval_s=0.1,
+        ),
+    )
+    lon, lat = ward_point(demo_db)
+    with notify_runner.embedded(settings, demo_db) as banner:
+        assert any("/dev/mail" in line for line in banner)
+        assert (settings.notify.smtp.host, settings.notify.smtp.port) == ("127.0.0.1", port)
+        with TestClient(create_app(settings, db=demo_db)) as client:
+            report = client.post(
+                "/api/v1/reports",
+                data={"category": "graffiti", "lat": lat, "lon": lon, "email": "eve@example.org"},
+            ).json()
+            assert wait_until(lambda: _statuses(demo_db) == ["sent"])
+            page = client.get("/dev/mail").text
+    assert f"We got your report {report['tracking_id']}" in page
+    assert "eve@example.org" in page
