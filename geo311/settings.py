@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr
@@ -55,6 +56,31 @@ class IntakeSettings(BaseModel):
     default_snap_radius_m: float = 30.0
 
 
+class RoutingSettings(BaseModel):
+    """Travel times and the route solver."""
+
+    speed_kmh: float = Field(
+        default=25.0, gt=0, description="Straight-line travel: average speed along the way"
+    )
+    detour_factor: float = Field(
+        default=1.3, ge=1.0, description="Straight-line travel: road distance ÷ geodesic distance"
+    )
+    road_speeds_kmh: dict[str, float] = Field(
+        default_factory=dict,
+        description="Road network: speed per OSM highway class, over the built-in defaults",
+    )
+    engine: Literal["auto", "pyvrp", "vroom"] = Field(
+        default="auto",
+        description="Route solver: PyVRP, VROOM, or auto (VROOM when crews have breaks)",
+    )
+    time_limit_s: float = Field(default=10.0, gt=0, description="Search time per daily plan")
+    threads: int = Field(default=2, ge=1, description="Threads the solver may use (VROOM)")
+    seed: int = 0
+    default_service_s: int = Field(
+        default=1800, ge=0, description="Time on site for a category with no service time set"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -74,6 +100,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @property
     def media_root(self) -> Path:
