@@ -12,6 +12,7 @@ from datetime import date, time
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
 from sqlalchemy import delete, exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch import rules
@@ -193,7 +194,10 @@ def create_crew(session: Session, *, jurisdiction_id: int, data: CrewIn) -> Crew
     crew = Crew(jurisdiction_id=jurisdiction_id, code=data.code)
     _set_columns(crew, data)
     session.add(crew)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same code created at the same instant elsewhere
+        raise CrewCodeTaken(f"A crew {data.code!r} exists already.") from exc
     _write_parts(session, crew, data)
     session.flush()
     return get_crew(session, jurisdiction_id=jurisdiction_id, code=data.code)
