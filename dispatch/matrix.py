@@ -24,7 +24,7 @@ from pyproj import Geod
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from dispatch.roads import edges_sql, get_network, require_network
+from dispatch.roads import Snap, edges_sql, get_network, require_network, snap, spot
 from geo311.settings import RoutingSettings
 
 GEOD = Geod(ellps="WGS84")
@@ -94,43 +94,6 @@ class StraightLine:
         )
 
 
-@dataclass(frozen=True)
-class Snap:
-    """Where a point joins the network: an edge, the fraction along it, and the offset (m)."""
-
-    edge_id: int
-    fraction: float
-    offset_m: float
-
-
-def snap(session: Session, *, jurisdiction_id: int, points: Sequence[Point]) -> list[Snap]:
-    """Return, per point, the nearest routable edge (in metres) and where on it the point lies."""
-    if not points:
-        return []
-    rows = session.execute(
-        text(
-            "SELECT u.i, e.id, ST_LineLocatePoint(e.geom, p.g), "
-            "       ST_Distance(e.geom::geography, p.g::geography) "
-            "FROM unnest(CAST(:lons AS float8[]), CAST(:lats AS float8[])) "
-            "     WITH ORDINALITY AS u(lon, lat, i) "
-            "CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) AS g) p "
-            "CROSS JOIN LATERAL ("
-            "  SELECT id, geom FROM road_edges "
-            "  WHERE jurisdiction_id = :jid AND routable "
-            "  ORDER BY geom::geography <-> p.g::geography LIMIT 1) e "
-            "ORDER BY u.i"
-        ),
-        {
-            "lons": [float(p[0]) for p in points],
-            "lats": [float(p[1]) for p in points],
-            "jid": jurisdiction_id,
-        },
-    ).all()
-    if len(rows) != len(points):
-        raise RuntimeError("a point could not be snapped: the network has no routable edge")
-    return [Snap(int(r[1]), float(r[2]), float(r[3])) for r in rows]
-
-
 class RoadNetworkMatrix:
     """Driving times on the jurisdiction's road network (pgRouting), within one session."""
 
@@ -182,8 +145,7 @@ class RoadNetworkMatrix:
         spots: dict[tuple[int, float], int] = {}
         index = np.empty(len(snaps), dtype=np.int64)
         for k, s in enumerate(snaps):
-            key = (s.edge_id, min(max(s.fraction, _END), 1.0 - _END))
-            index[k] = spots.setdefault(key, len(spots))
+            index[k] = spots.setdefault(spot(s), len(spots))
         n = len(spots)
         costs = np.full((n, n), np.nan)
         np.fill_diagonal(costs, 0.0)
@@ -211,10 +173,6 @@ class RoadNetworkMatrix:
             worst = np.nanmax(costs)
             costs[gaps] = 10 * worst if worst > 0 else 1e7
         return costs[np.ix_(index, index)]
-
-
-# Fraction of an edge kept clear of its ends when placing a point (a few millimetres).
-_END = 1e-6
 
 
 def provider_for(

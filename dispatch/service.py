@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
@@ -37,7 +38,7 @@ from dispatch.schemas import (
     SkillRuleOut,
 )
 from geo311.errors import FieldError, NotFound, ValidationFailed
-from layers.models import AssetType, Ward
+from layers.models import AssetType, Jurisdiction, Ward
 from work_orders.models import ServiceCategory
 
 # --- skills -----------------------------------------------------------------------------------
@@ -441,21 +442,32 @@ def choose_crew(
 
 @dataclass(frozen=True)
 class CrewDay:
-    """A crew's working day, as the planner needs it: times are seconds after local midnight."""
+    """A crew's working day, as the planner needs it, in aware datetimes of that day."""
 
     crew_id: int
     code: str
     depot_lon: float
     depot_lat: float
-    shift_start_s: int
-    shift_end_s: int
-    breaks: tuple[tuple[int, int, int], ...]  # (earliest start s, latest start s, duration s)
+    shift_start: datetime
+    shift_end: datetime
+    breaks: tuple[tuple[datetime, datetime, int], ...]  # (earliest start, latest start, s)
     skills: frozenset[str]
     capacity: int | None
 
 
 def crews_on(session: Session, *, jurisdiction_id: int, day: date) -> list[CrewDay]:
-    """Return the active crews that work on ``day`` (its ISO weekday), by code."""
+    """Return the active crews that work on ``day`` (its ISO weekday), by code.
+
+    Wall-clock shift and break times are placed on ``day`` in the jurisdiction's time zone.
+    """
+    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
+    if jurisdiction is None:
+        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
+    zone = ZoneInfo(jurisdiction.timezone)
+
+    def at(t: time) -> datetime:
+        return datetime.combine(day, t, tzinfo=zone)
+
     out = []
     for c in list_crews(session, jurisdiction_id=jurisdiction_id, active_only=True):
         if day.isoweekday() not in c.workdays:
@@ -466,11 +478,10 @@ def crews_on(session: Session, *, jurisdiction_id: int, day: date) -> list[CrewD
                 code=c.code,
                 depot_lon=c.depot.lon,
                 depot_lat=c.depot.lat,
-                shift_start_s=_seconds(c.shift_start),
-                shift_end_s=_seconds(c.shift_end),
+                shift_start=at(c.shift_start),
+                shift_end=at(c.shift_end),
                 breaks=tuple(
-                    (_seconds(b.earliest_start), _seconds(b.latest_start), b.duration_s)
-                    for b in c.breaks
+                    (at(b.earliest_start), at(b.latest_start), b.duration_s) for b in c.breaks
                 ),
                 skills=frozenset(c.skills),
                 capacity=c.capacity,

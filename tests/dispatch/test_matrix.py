@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -11,9 +12,10 @@ from pyproj import Geod
 
 from dispatch import roads
 from dispatch.errors import NoRoadNetwork
-from dispatch.matrix import RoadNetworkMatrix, StraightLine, provider_for, snap
+from dispatch.matrix import RoadNetworkMatrix, StraightLine, provider_for
 from dispatch.network import build_network, lines_from_osm
-from fixtures.demo_city import generate, to_lonlat
+from dispatch.roads import route_line, snap
+from fixtures.demo_city import generate, to_local, to_lonlat
 from fixtures.load import demo_road_lines
 from geo311.database import Database
 from geo311.settings import RoutingSettings
@@ -107,6 +109,49 @@ def test_points_on_one_block_are_reached_along_it(db: Database) -> None:
     assert 8 <= m.durations_s[0, 1] <= 12
 
 
+def _length_m(coords: list[tuple[float, float]]) -> float:
+    return float(GEOD.line_length([c[0] for c in coords], [c[1] for c in coords]))
+
+
+def test_route_lines_follow_the_streets(db: Database) -> None:
+    jid = _jid(db)
+    with db.session() as session:
+        roads.load_network(
+            session,
+            jurisdiction_id=jid,
+            network=build_network(demo_road_lines(generate())),
+            source="grid",
+        )
+    # Mid-block points 8 m off the kerb line: west on Elm St, then north-east on Oak St.
+    a = to_lonlat(-2750, -1900 + 8)
+    b = to_lonlat(-1250, -1700 - 8)
+    c = to_lonlat(650, -1300 + 8)
+    with db.session() as session:
+        line = route_line(session, jurisdiction_id=jid, points=[a, b, c])
+        same_block = route_line(
+            session,
+            jurisdiction_id=jid,
+            points=[to_lonlat(-2780, -1895), to_lonlat(-2720, -1895)],
+        )
+    assert line[0] == a
+    assert line[-1] == c
+    assert b in line
+    # Every vertex but the three points themselves lies on a street or avenue centre line.
+    for lon, lat in line:
+        if (lon, lat) in (a, b, c):
+            continue
+        x, y = to_local(lon, lat)
+        on_avenue = abs((x + 2900) % 200) < 0.05 or abs((x + 2900) % 200 - 200) < 0.05
+        on_street = abs((y + 1900) % 200) < 0.05 or abs((y + 1900) % 200 - 200) < 0.05
+        assert on_avenue or on_street, (x, y)
+    # A grid route is at least the Manhattan distance, and no wild detour.
+    manhattan = (1500 + 200) + (1900 + 400) + 4 * 8
+    assert manhattan - 1 <= _length_m(line) <= manhattan * 1.2
+    # Along one block: off the kerb, 60 m down the street, back to the kerb.
+    assert len(same_block) == 4
+    assert _length_m(same_block) == pytest.approx(60 + 2 * 5, abs=0.5)
+
+
 def test_without_a_network_the_straight_line_is_used(db: Database) -> None:
     jid = _jid(db)
     with db.session() as session:
@@ -175,3 +220,11 @@ def test_monaco_network(db: Database, shared_data: Path) -> None:
     # One-way streets make some trips longer one way than the other.
     asym = np.abs(m.durations_s - m.durations_s.T)
     assert asym.max() > 30
+    # A tour of the six places: the drawn line is continuous road, no shorter than the
+    # shortest road distances between them.
+    with db.session() as session:
+        line = route_line(session, jurisdiction_id=jid, points=places)
+    shortest = sum(int(m.distances_m[k, k + 1]) for k in range(len(places) - 1))
+    assert shortest - 5 <= _length_m(line) <= 2 * shortest
+    steps = [GEOD.inv(*p, *q)[2] for p, q in itertools.pairwise(line)]
+    assert max(steps) < 400  # no straight jumps across town
