@@ -153,19 +153,21 @@ class RoadNetworkMatrix:
             # Point ids are negative in pgRouting's arrays; every value here is a number.
             values = ", ".join(f"({k + 1}, {e}, {f!r})" for (e, f), k in spots.items())
             points_sql = f"SELECT * FROM (VALUES {values}) AS p(pid, edge_id, fraction)"  # noqa: S608
-            rows = self.session.execute(
+            # Three arrays in one row rather than a row per pair: a million pairs arrive in
+            # a second instead of several.
+            frm, to, cost = self.session.execute(
                 text(
-                    "SELECT start_vid, end_vid, agg_cost FROM pgr_withPointsCostMatrix("
+                    "SELECT array_agg(start_vid), array_agg(end_vid), array_agg(agg_cost) "
+                    "FROM pgr_withPointsCostMatrix("
                     ":edges, :points, CAST(:pids AS bigint[]), directed => true, "
                     "driving_side => 'b') WHERE start_vid < 0 AND end_vid < 0"
                 ),
                 {"edges": edges, "points": points_sql, "pids": [-(k + 1) for k in range(n)]},
-            ).all()
-            if rows:
-                arr = np.asarray(rows, dtype=np.float64)
-                frm = (-arr[:, 0] - 1).astype(np.int64)
-                to = (-arr[:, 1] - 1).astype(np.int64)
-                costs[frm, to] = arr[:, 2]
+            ).one()
+            if frm:
+                rows = -np.asarray(frm, dtype=np.int64) - 1
+                cols = -np.asarray(to, dtype=np.int64) - 1
+                costs[rows, cols] = np.asarray(cost, dtype=np.float64)
         gaps = np.isnan(costs)
         if gaps.any():
             # Cannot happen on the strongly connected core; never let it pass as free travel.
