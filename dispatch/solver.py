@@ -371,7 +371,7 @@ def choose_engine(problem: Problem, engine: Engine = "auto") -> Literal["pyvrp",
         return "pyvrp"
     if engine == "vroom":
         return "vroom"
-    if needs_vroom or len(_skill_profiles(problem)) > MAX_PYVRP_PROFILES:
+    if needs_vroom or len(_skill_profiles(problem.vehicles, problem.jobs)) > MAX_PYVRP_PROFILES:
         return "vroom"
     return "pyvrp"
 
@@ -438,11 +438,11 @@ def _missed(jobs: Iterable[Job], served: set[int]) -> list[Unassigned]:
     return out
 
 
-def _skill_profiles(problem: Problem) -> list[frozenset[str]]:
+def _skill_profiles(vehicles: Iterable[Vehicle], jobs: Iterable[Job]) -> list[frozenset[str]]:
     """Return the distinct sets of things vehicles may do (skills, and their pinned jobs)."""
-    pinned = {j.vehicle_id for j in problem.jobs if j.vehicle_id is not None}
+    pinned = {j.vehicle_id for j in jobs if j.vehicle_id is not None}
     keys: list[frozenset[str]] = []
-    for v in problem.vehicles:
+    for v in vehicles:
         key = _profile_key(v, pinned)
         if key not in keys:
             keys.append(key)
@@ -489,7 +489,7 @@ def _solve_pyvrp(
     n_depots = len(depot_locs)
     base_dur = problem.durations_s[np.ix_(index, index)].astype(np.int64)
 
-    profiles = _skill_profiles(problem)
+    profiles = _skill_profiles(vehicles, jobs)
     pinned = {j.vehicle_id for j in jobs if j.vehicle_id is not None}
     # Longer than any shift: a forbidden job can only be reached with time warp (infeasible).
     forbidden = int(max(v.shift.end_s for v in vehicles) - min(v.shift.start_s for v in vehicles))

@@ -239,3 +239,14 @@ def test_the_check_catches_a_broken_plan() -> None:
     assert any("may not do job" in v for v in found)
     assert any("neither planned nor listed" in v for v in found)
     assert any("break 1 overlaps" in v for v in found)
+
+
+def test_a_pinned_job_that_cannot_be_done_is_listed_not_fatal() -> None:
+    base = city_day(9, n_jobs=8)
+    vehicles = tuple(replace(v, capacity=10) for v in base.vehicles)
+    jobs = (*base.jobs, Job(id=7, location=2, service_s=600, demand=50, vehicle_id=2))
+    problem = replace(base, vehicles=vehicles, jobs=jobs)
+    for engine in ("pyvrp", "vroom"):
+        plan = solve(problem, time_limit_s=0.5, engine=engine)
+        assert [(u.job_id, u.reason) for u in plan.unassigned] == [(7, "too_large")]
+        assert_hard_constraints(problem, plan)
