@@ -47,6 +47,10 @@ def load_network(
     locations only onto those guarantees a route between any two of them.
     """
     jid = int(jurisdiction_id)
+    # Two loads at once would interleave deletes and inserts: the second waits for the first.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"geo311.roads:{jid}"}
+    )
     session.execute(delete(RoadEdge).where(RoadEdge.jurisdiction_id == jid))
     session.execute(delete(RoadVertex).where(RoadVertex.jurisdiction_id == jid))
     session.execute(delete(RoadNetwork).where(RoadNetwork.jurisdiction_id == jid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Response, status
 
 from dispatch import roads, service
 from dispatch.matrix import provider_for
@@ -50,11 +50,13 @@ def list_skills(session: SessionDep, jurisdiction: JurisdictionDep, _: Staff) ->
 
 @router.put("/skills/{code}", response_model=SkillOut)
 def put_skill(
-    code: str, body: SkillIn, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="e.g. arborist")],
+    body: SkillIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: Admin,
 ) -> SkillOut:
-    skill = service.put_skill(
-        session, jurisdiction_id=jurisdiction.id, code=code.strip(), name=body.name
-    )
+    skill = service.put_skill(session, jurisdiction_id=jurisdiction.id, code=code, name=body.name)
     session.commit()
     return SkillOut(code=skill.code, name=skill.name)
 

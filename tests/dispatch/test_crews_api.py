@@ -167,6 +167,9 @@ def test_delete_a_crew_and_a_skill_in_use(client: TestClient, demo_db: Database)
         "name": "Welding",
     }
     assert client.delete("/api/v1/skills/welding", headers=admin).status_code == 204
+    r = client.put("/api/v1/skills/" + "x" * 65, json={"name": "Too long"}, headers=admin)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
 
 
 def test_skill_rules_are_replaced_as_a_whole(client: TestClient, demo_db: Database) -> None:
