@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from dispatch.cli import crews_app, roads_app
 from geo311 import migrate as migrations
 from geo311.app import create_app
 from geo311.auth import service as auth_service
@@ -35,6 +36,8 @@ app.add_typer(layers_app, name="layers")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(notices_app, name="notices")
 app.add_typer(import_app, name="import")
+app.add_typer(roads_app, name="roads")
+app.add_typer(crews_app, name="crews")
 
 console = Console()
 

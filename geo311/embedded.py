@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 SUPERUSER = "geo311"
-EXTENSIONS = ("postgis", "btree_gist")
+EXTENSIONS = ("postgis", "btree_gist", "pgrouting")
 PG_PORT = 5432  # only names the socket file; nothing listens on TCP
 
 

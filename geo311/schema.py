@@ -16,6 +16,7 @@ from geo311.database import Base
 
 def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
+    import dispatch.models  # noqa: F401
     import geo311.auth.models
     import geo311.dedup.models
     import geo311.intake.models

@@ -216,6 +216,31 @@ class DedupSettings(BaseModel):
     weights: DedupWeights = Field(default_factory=DedupWeights)
 
 
+class RoutingSettings(BaseModel):
+    """Travel times and the route solver."""
+
+    speed_kmh: float = Field(
+        default=25.0, gt=0, description="Straight-line travel: average speed along the way"
+    )
+    detour_factor: float = Field(
+        default=1.3, ge=1.0, description="Straight-line travel: road distance ÷ geodesic distance"
+    )
+    road_speeds_kmh: dict[str, float] = Field(
+        default_factory=dict,
+        description="Road network: speed per OSM highway class, over the built-in defaults",
+    )
+    engine: Literal["auto", "pyvrp", "vroom"] = Field(
+        default="auto",
+        description="Route solver: PyVRP, VROOM, or auto (VROOM when crews have breaks)",
+    )
+    time_limit_s: float = Field(default=10.0, gt=0, description="Search time per daily plan")
+    threads: int = Field(default=2, ge=1, description="Threads the solver may use (VROOM)")
+    seed: int = 0
+    default_service_s: int = Field(
+        default=1800, ge=0, description="Time on site for a category with no service time set"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -238,6 +263,7 @@ class Settings(BaseSettings):
     open311: Open311Settings = Field(default_factory=Open311Settings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @property
     def media_root(self) -> Path:

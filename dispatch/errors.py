@@ -1,0 +1,41 @@
+"""Errors of the dispatch package; each renders as problem+json through geo311.http."""
+
+from __future__ import annotations
+
+from geo311.errors import AppError, Conflict, NotFound, ValidationFailed
+
+
+class UnknownCrew(NotFound):
+    code = "unknown_crew"
+    title = "No such crew"
+
+
+class UnknownSkill(ValidationFailed):
+    code = "unknown_skill"
+    title = "No such skill"
+
+
+class CrewCodeTaken(Conflict):
+    code = "crew_code_taken"
+    title = "A crew with this code exists already"
+
+
+class StaleCrew(Conflict):
+    code = "stale_crew"
+    title = "The crew was changed since you read it"
+
+
+class SkillInUse(Conflict):
+    code = "skill_in_use"
+    title = "The skill is still held by crews or named by rules"
+
+
+class NoRoadNetwork(AppError):
+    status = 409
+    code = "no_road_network"
+    title = "No road network is loaded"
+
+
+class BadRoadFile(ValidationFailed):
+    code = "bad_road_file"
+    title = "The road file cannot be read"

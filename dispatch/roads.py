@@ -1,0 +1,290 @@
+"""The road network in PostGIS: load a graph into ``road_vertices``/``road_edges``, mark the
+part pgRouting can route every job in, snap points to it, draw routes on it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from geoalchemy2.shape import to_shape
+from shapely.ops import substring
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session
+
+from dispatch.errors import NoRoadNetwork
+from dispatch.models import RoadEdge, RoadNetwork, RoadVertex
+from dispatch.network import Network
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a load stored: counts, and the fastest speed on the network (km/h)."""
+
+    vertices: int
+    edges: int
+    routable_edges: int
+    max_speed_kmh: float
+
+
+def edges_sql(jurisdiction_id: int) -> str:
+    """Return pgRouting's edges query for a jurisdiction's network (costs in seconds)."""
+    # pgRouting takes its input as SQL text; the only value in it is an int we cast.
+    return (
+        "SELECT id, source, target, cost_s AS cost, reverse_cost_s AS reverse_cost "  # noqa: S608
+        f"FROM road_edges WHERE jurisdiction_id = {int(jurisdiction_id)}"
+    )
+
+
+def load_network(
+    session: Session, *, jurisdiction_id: int, network: Network, source: str
+) -> LoadSummary:
+    """Replace the jurisdiction's road network with ``network``; return what was stored.
+
+    Edges of the largest strongly connected component are marked routable: snapping job
+    locations only onto those guarantees a route between any two of them.
+    """
+    jid = int(jurisdiction_id)
+    # Two loads at once would interleave deletes and inserts: the second waits for the first.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"geo311.roads:{jid}"}
+    )
+    session.execute(delete(RoadEdge).where(RoadEdge.jurisdiction_id == jid))
+    session.execute(delete(RoadVertex).where(RoadVertex.jurisdiction_id == jid))
+    session.execute(delete(RoadNetwork).where(RoadNetwork.jurisdiction_id == jid))
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("road loading needs a psycopg 3 connection")
+    with raw.cursor() as cur:
+        with cur.copy(
+            "COPY road_vertices (jurisdiction_id, id, osm_node_id, geom) FROM STDIN"
+        ) as cp:
+            for v in network.vertices:
+                cp.write_row((jid, v.id, v.osm_node_id, f"SRID=4326;POINT({v.lon!r} {v.lat!r})"))
+        columns = (
+            "jurisdiction_id, id, source, target, cost_s, reverse_cost_s, length_m, highway, "
+            "name, osm_way_id, geom"
+        )
+        with cur.copy(f"COPY road_edges ({columns}) FROM STDIN") as cp:
+            for e in network.edges:
+                line = ", ".join(f"{lon!r} {lat!r}" for lon, lat in e.coords)
+                cp.write_row(
+                    (
+                        jid,
+                        e.id,
+                        e.source,
+                        e.target,
+                        e.cost_s,
+                        e.reverse_cost_s,
+                        e.length_m,
+                        e.highway,
+                        e.name,
+                        e.way_id,
+                        f"SRID=4326;LINESTRING({line})",
+                    )
+                )
+    routable = 0
+    if network.edges:
+        result = session.execute(
+            text(
+                "WITH comp AS (SELECT component, node FROM pgr_strongComponents(:edges)), "
+                "main AS (SELECT component FROM comp GROUP BY component "
+                "         ORDER BY count(*) DESC, component LIMIT 1), "
+                "nodes AS (SELECT node FROM comp JOIN main USING (component)) "
+                "UPDATE road_edges e SET routable = true "
+                "WHERE e.jurisdiction_id = :jid AND e.source IN (SELECT node FROM nodes) "
+                "AND e.target IN (SELECT node FROM nodes)"
+            ),
+            {"edges": edges_sql(jid), "jid": jid},
+        )
+        routable = int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
+    summary = LoadSummary(
+        vertices=len(network.vertices),
+        edges=len(network.edges),
+        routable_edges=routable,
+        max_speed_kmh=network.max_speed_kmh,
+    )
+    session.add(
+        RoadNetwork(
+            jurisdiction_id=jid,
+            source=source,
+            vertices=summary.vertices,
+            edges=summary.edges,
+            routable_edges=summary.routable_edges,
+            max_speed_kmh=summary.max_speed_kmh,
+        )
+    )
+    session.flush()
+    return summary
+
+
+def get_network(session: Session, *, jurisdiction_id: int) -> RoadNetwork | None:
+    """Return what is known of the jurisdiction's road network, or None if none is loaded."""
+    return session.get(RoadNetwork, jurisdiction_id)
+
+
+def require_network(session: Session, *, jurisdiction_id: int) -> RoadNetwork:
+    """Return the jurisdiction's road network; NoRoadNetwork if none is loaded."""
+    network = get_network(session, jurisdiction_id=jurisdiction_id)
+    if network is None or network.routable_edges == 0:
+        raise NoRoadNetwork(
+            "No routable road network is loaded for this jurisdiction: "
+            "run `geo311 roads load FILE.osm.pbf`."
+        )
+    return network
+
+
+def highway_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
+    """Return the number of edges per highway class."""
+    rows = session.execute(
+        select(RoadEdge.highway, text("count(*)"))
+        .where(RoadEdge.jurisdiction_id == jurisdiction_id)
+        .group_by(RoadEdge.highway)
+        .order_by(text("count(*) DESC"))
+    ).all()
+    return {str(h): int(n) for h, n in rows}
+
+
+@dataclass(frozen=True)
+class Snap:
+    """Where a point joins the network: an edge, the fraction along it, and the offset (m)."""
+
+    edge_id: int
+    fraction: float
+    offset_m: float
+
+
+def snap(
+    session: Session, *, jurisdiction_id: int, points: Sequence[tuple[float, float]]
+) -> list[Snap]:
+    """Return, per point, the nearest routable edge (in metres) and where on it the point lies."""
+    if not points:
+        return []
+    rows = session.execute(
+        text(
+            "SELECT u.i, e.id, ST_LineLocatePoint(e.geom, p.g), "
+            "       ST_Distance(e.geom::geography, p.g::geography) "
+            "FROM unnest(CAST(:lons AS float8[]), CAST(:lats AS float8[])) "
+            "     WITH ORDINALITY AS u(lon, lat, i) "
+            "CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) AS g) p "
+            "CROSS JOIN LATERAL ("
+            "  SELECT id, geom FROM road_edges "
+            "  WHERE jurisdiction_id = :jid AND routable "
+            "  ORDER BY geom::geography <-> p.g::geography LIMIT 1) e "
+            "ORDER BY u.i"
+        ),
+        {
+            "lons": [float(p[0]) for p in points],
+            "lats": [float(p[1]) for p in points],
+            "jid": jurisdiction_id,
+        },
+    ).all()
+    if len(rows) != len(points):
+        raise RuntimeError("a point could not be snapped: the network has no routable edge")
+    return [Snap(int(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+
+# Fraction of an edge kept clear of its ends when placing a point (a few millimetres):
+# pgRouting folds a point at an edge's very end into the vertex there.
+EDGE_END = 1e-6
+
+
+def spot(s: Snap) -> tuple[int, float]:
+    """Return where pgRouting places a snapped point: its edge, strictly inside it."""
+    return s.edge_id, min(max(s.fraction, EDGE_END), 1.0 - EDGE_END)
+
+
+def route_line(
+    session: Session, *, jurisdiction_id: int, points: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Return the road geometry (lon, lat vertices) of driving through ``points`` in order.
+
+    Each leg follows the fastest path on the network between the points' snapped positions,
+    cut at the exact spots on the first and last edges; the kerb-to-road connectors are
+    included, so the line starts and ends at the points themselves. NoRoadNetwork if none
+    is loaded.
+    """
+    require_network(session, jurisdiction_id=jurisdiction_id)
+    if len(points) < 2:
+        return [tuple(p) for p in points]  # type: ignore[misc]
+    snaps = snap(session, jurisdiction_id=jurisdiction_id, points=points)
+    spots: dict[tuple[int, float], int] = {}
+    for s in snaps:
+        spots.setdefault(spot(s), len(spots) + 1)
+    pid = [spots[spot(s)] for s in snaps]
+    legs = [(pid[k], pid[k + 1]) for k in range(len(pid) - 1) if pid[k] != pid[k + 1]]
+    rows: list[Any] = []
+    if legs:
+        values = ", ".join(f"({e}, {f!r}, {k})" for (e, f), k in spots.items())
+        points_sql = f"SELECT * FROM (VALUES {values}) AS p(edge_id, fraction, pid)"  # noqa: S608
+        pairs = ", ".join(f"({-a}, {-b})" for a, b in sorted(set(legs)))
+        combinations_sql = f"SELECT * FROM (VALUES {pairs}) AS c(source, target)"  # noqa: S608
+        rows = list(
+            session.execute(
+                text(
+                    "SELECT start_pid, end_pid, path_seq, node, edge FROM pgr_withPoints("
+                    ":edges, :points, :combinations, directed => true, driving_side => 'b') "
+                    "ORDER BY start_pid, end_pid, path_seq"
+                ),
+                {
+                    "edges": edges_sql(jurisdiction_id),
+                    "points": points_sql,
+                    "combinations": combinations_sql,
+                },
+            ).all()
+        )
+    paths: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for start, end, _, node, edge in rows:
+        paths.setdefault((-int(start), -int(end)), []).append((int(node), int(edge)))
+    edge_ids = {e for path in paths.values() for _, e in path if e >= 0}
+    edges = {
+        int(r[0]): (int(r[1]), int(r[2]), to_shape(r[3]))
+        for r in session.execute(
+            select(RoadEdge.id, RoadEdge.source, RoadEdge.target, RoadEdge.geom).where(
+                RoadEdge.jurisdiction_id == jurisdiction_id, RoadEdge.id.in_(edge_ids)
+            )
+        )
+    }
+    where = {k: key for key, k in spots.items()}  # pid → (edge, fraction)
+    coords: list[tuple[float, float]] = [tuple(points[0])]  # type: ignore[list-item]
+
+    def extend(part: Iterable[tuple[float, float]]) -> None:
+        for c in part:
+            if coords[-1] != c:
+                coords.append(c)
+
+    for k in range(len(points) - 1):
+        a, b = pid[k], pid[k + 1]
+        if a != b:
+            extend(_leg(paths.get((a, b), []), edges, where))
+        extend([tuple(points[k + 1])])  # type: ignore[list-item]
+    return coords
+
+
+def _leg(
+    path: Sequence[tuple[int, int]],
+    edges: dict[int, tuple[int, int, Any]],
+    where: dict[int, tuple[int, float]],
+) -> list[tuple[float, float]]:
+    """Return the coordinates of one pgRouting path (rows of node, edge leaving it)."""
+    out: list[tuple[float, float]] = []
+    for (node, edge), (next_node, _) in itertools.pairwise(path):
+        source, target, line = edges[edge]
+        start = _position(node, edge, source, where)
+        stop = _position(next_node, edge, source, where)
+        if source == target and node == next_node:
+            start, stop = 0.0, 1.0  # once round a loop
+        piece = substring(line, start, stop, normalized=True)
+        out.extend((float(x), float(y)) for x, y in piece.coords)
+    return out
+
+
+def _position(node: int, edge: int, source: int, where: dict[int, tuple[int, float]]) -> float:
+    """Return how far along ``edge`` (0 to 1) a path node lies."""
+    if node < 0:  # a point: pids are negative in pgRouting's answers
+        on_edge, fraction = where[-node]
+        return fraction if on_edge == edge else 0.0
+    return 0.0 if node == source else 1.0

@@ -1,0 +1,197 @@
+"""Dispatch routes: crews, skills, skill rules, service times, the road network. Thin: parse,
+call the service, commit, answer. Staff read; admins change."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Response, status
+
+from dispatch import roads, service
+from dispatch.matrix import provider_for
+from dispatch.schemas import (
+    CrewIn,
+    CrewOut,
+    RoadNetworkOut,
+    ServiceTimeIn,
+    ServiceTimeOut,
+    SkillIn,
+    SkillOut,
+    SkillRuleIn,
+    SkillRuleOut,
+)
+from geo311.auth.service import Principal
+from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
+from geo311.errors import ValidationFailed
+
+router = APIRouter(prefix="/api/v1", tags=["dispatch"])
+
+Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+def _version(if_match: str | None) -> int | None:
+    """Return the crew version an If-Match header names ("3" or W/"3"), or None."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ValidationFailed("If-Match must carry the crew's version, as its ETag does.")
+    return int(value)
+
+
+@router.get("/skills", response_model=list[SkillOut])
+def list_skills(session: SessionDep, jurisdiction: JurisdictionDep, _: Staff) -> list[SkillOut]:
+    return [
+        SkillOut(code=s.code, name=s.name)
+        for s in service.list_skills(session, jurisdiction_id=jurisdiction.id)
+    ]
+
+
+@router.put("/skills/{code}", response_model=SkillOut)
+def put_skill(
+    code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="e.g. arborist")],
+    body: SkillIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: Admin,
+) -> SkillOut:
+    skill = service.put_skill(session, jurisdiction_id=jurisdiction.id, code=code, name=body.name)
+    session.commit()
+    return SkillOut(code=skill.code, name=skill.name)
+
+
+@router.delete("/skills/{code}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_skill(
+    code: str, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+) -> Response:
+    service.delete_skill(session, jurisdiction_id=jurisdiction.id, code=code)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/crews", response_model=list[CrewOut])
+def list_crews(
+    session: SessionDep, jurisdiction: JurisdictionDep, _: Staff, active_only: bool = False
+) -> list[CrewOut]:
+    return service.list_crews(session, jurisdiction_id=jurisdiction.id, active_only=active_only)
+
+
+@router.post("/crews", response_model=CrewOut, status_code=status.HTTP_201_CREATED)
+def create_crew(
+    body: CrewIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    _: Admin,
+) -> CrewOut:
+    crew = service.create_crew(session, jurisdiction_id=jurisdiction.id, data=body)
+    session.commit()
+    response.headers["ETag"] = f'"{crew.version}"'
+    response.headers["Location"] = f"/api/v1/crews/{crew.code}"
+    return crew
+
+
+@router.get("/crews/{code}", response_model=CrewOut)
+def get_crew(
+    code: str, session: SessionDep, jurisdiction: JurisdictionDep, response: Response, _: Staff
+) -> CrewOut:
+    crew = service.get_crew(session, jurisdiction_id=jurisdiction.id, code=code)
+    response.headers["ETag"] = f'"{crew.version}"'
+    return crew
+
+
+@router.put("/crews/{code}", response_model=CrewOut)
+def replace_crew(
+    code: str,
+    body: CrewIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    _: Admin,
+    if_match: Annotated[
+        str | None,
+        Header(description="The version read (the ETag): a stale one gets 409, not a lost edit"),
+    ] = None,
+) -> CrewOut:
+    crew = service.replace_crew(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        code=code,
+        data=body,
+        expected_version=_version(if_match),
+    )
+    session.commit()
+    response.headers["ETag"] = f'"{crew.version}"'
+    return crew
+
+
+@router.delete("/crews/{code}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_crew(
+    code: str, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+) -> Response:
+    service.delete_crew(session, jurisdiction_id=jurisdiction.id, code=code)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/dispatch/skill-rules", response_model=list[SkillRuleOut])
+def list_skill_rules(
+    session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+) -> list[SkillRuleOut]:
+    return service.list_skill_rules(session, jurisdiction_id=jurisdiction.id)
+
+
+@router.put("/dispatch/skill-rules", response_model=list[SkillRuleOut])
+def replace_skill_rules(
+    body: list[SkillRuleIn], session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+) -> list[SkillRuleOut]:
+    out = service.replace_skill_rules(session, jurisdiction_id=jurisdiction.id, rules_in=body)
+    session.commit()
+    return out
+
+
+@router.get("/dispatch/service-times", response_model=list[ServiceTimeOut])
+def list_service_times(
+    session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+) -> list[ServiceTimeOut]:
+    times = service.service_times(session, jurisdiction_id=jurisdiction.id)
+    return [ServiceTimeOut(category_code=c, service_s=s) for c, s in sorted(times.items())]
+
+
+@router.put("/dispatch/service-times/{category_code}", response_model=ServiceTimeOut)
+def put_service_time(
+    category_code: str,
+    body: ServiceTimeIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: Admin,
+) -> ServiceTimeOut:
+    service.put_service_time(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        category_code=category_code,
+        service_s=body.service_s,
+    )
+    session.commit()
+    return ServiceTimeOut(category_code=category_code, service_s=body.service_s)
+
+
+@router.get("/dispatch/roads", response_model=RoadNetworkOut)
+def road_network(
+    session: SessionDep, jurisdiction: JurisdictionDep, settings: SettingsDep, _: Staff
+) -> RoadNetworkOut:
+    network = roads.get_network(session, jurisdiction_id=jurisdiction.id)
+    provider = provider_for(session, jurisdiction_id=jurisdiction.id, routing=settings.routing)
+    if network is None:
+        return RoadNetworkOut(loaded=False, matrix_provider=provider.name)
+    return RoadNetworkOut(
+        loaded=True,
+        source=network.source,
+        vertices=network.vertices,
+        edges=network.edges,
+        routable_edges=network.routable_edges,
+        max_speed_kmh=network.max_speed_kmh,
+        loaded_at=network.loaded_at,
+        matrix_provider=provider.name,
+    )

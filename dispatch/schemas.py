@@ -1,0 +1,138 @@
+"""Dispatch data in and out of the API: crews, skills, skill rules, service times, roads."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class DepotIn(BaseModel):
+    """Where a crew's day starts and ends (its yard), WGS84 degrees."""
+
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    name: str = Field(default="", max_length=200)
+
+
+class BreakIn(BaseModel):
+    """A break of ``duration_s`` seconds that starts between two wall-clock times."""
+
+    earliest_start: time
+    latest_start: time
+    duration_s: int = Field(gt=0, le=4 * 3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BreakIn:
+        if self.latest_start < self.earliest_start:
+            raise ValueError("latest_start must not be before earliest_start")
+        return self
+
+
+class MemberIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(default="", max_length=100)
+    staff_user_id: int | None = None
+
+
+class CrewIn(BaseModel):
+    """A crew as an admin describes it; the whole crew is replaced on update."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "code": "lighting",
+                "name": "Lighting crew",
+                "depot": {"lon": -93.17, "lat": 44.965, "name": "Lighting Shop"},
+                "shift_start": "07:00",
+                "shift_end": "15:30",
+                "workdays": [1, 2, 3, 4, 5],
+                "skills": ["electrical"],
+                "territory": ["1", "2", "3"],
+                "breaks": [
+                    {"earliest_start": "11:30", "latest_start": "12:30", "duration_s": 1800}
+                ],
+                "members": [{"name": "A. Rivera", "role": "lead"}],
+            }
+        }
+    )
+
+    code: Code
+    name: str = Field(min_length=1, max_length=200)
+    depot: DepotIn
+    shift_start: time
+    shift_end: time
+    workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    capacity: int | None = Field(default=None, ge=0)
+    skills: list[Code] = Field(default_factory=list)
+    territory: list[Code] = Field(default_factory=list, description="Ward codes")
+    breaks: list[BreakIn] = Field(default_factory=list, max_length=4)
+    members: list[MemberIn] = Field(default_factory=list)
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CrewIn:
+        if self.shift_end <= self.shift_start:
+            raise ValueError("shift_end must be after shift_start (shifts end on the same day)")
+        if not set(self.workdays) <= set(range(1, 8)):
+            raise ValueError("workdays are ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        for b in self.breaks:
+            if b.earliest_start < self.shift_start or b.latest_start > self.shift_end:
+                raise ValueError("every break must start within the shift")
+        return self
+
+
+class CrewOut(CrewIn):
+    id: int
+    version: int
+    updated_at: datetime
+
+
+class SkillIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SkillOut(BaseModel):
+    code: str
+    name: str
+
+
+class SkillRuleIn(BaseModel):
+    """Work of this category and/or asset type (either may be left out, not both) needs a skill."""
+
+    category_code: Code | None = None
+    asset_type: Code | None = None
+    skill_code: Code
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> SkillRuleIn:
+        if self.category_code is None and self.asset_type is None:
+            raise ValueError("a rule names a category_code, an asset_type, or both")
+        return self
+
+
+class SkillRuleOut(SkillRuleIn):
+    id: int
+
+
+class ServiceTimeIn(BaseModel):
+    service_s: int = Field(ge=0, le=24 * 3600)
+
+
+class ServiceTimeOut(BaseModel):
+    category_code: str
+    service_s: int
+
+
+class RoadNetworkOut(BaseModel):
+    loaded: bool
+    source: str | None = None
+    vertices: int = 0
+    edges: int = 0
+    routable_edges: int = 0
+    max_speed_kmh: float | None = None
+    loaded_at: datetime | None = None
+    matrix_provider: str = Field(description="road_network or straight_line")
