@@ -6,8 +6,10 @@ Reads the Solomon (100 customers) and Gehring & Homberger (200, 400) instances f
 * ``geo311/pyvrp`` — ``dispatch.solver.solve`` (the project's code path: dataclasses in, a
   checked Plan out) with the PyVRP engine and the hierarchical objective;
 * ``raw/pyvrp``    — PyVRP called directly: ``minimise_fleet`` then ``solve`` on a ``Model``;
-* ``geo311/vroom`` — the project's path with the VROOM engine (the one that plans breaks);
-* ``raw/vroom``    — pyvroom called directly, a fixed cost per vehicle for the hierarchy.
+* ``geo311/vroom`` — the project's path with the VROOM engine (the one that plans breaks;
+  exploration level 5 up to 300 jobs, 1 above: see ``solver.VROOM_FULL_SEARCH_MAX_JOBS``);
+* ``raw/vroom``    — pyvroom called directly at exploration level 5, a fixed cost per vehicle
+  for the hierarchy.
 
 Objective: fewest vehicles, then least distance (the convention of the best known solutions
 in ``bks_table.csv``; never the DIMACS one-decimal files). Distances are the double-precision
