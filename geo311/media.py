@@ -7,6 +7,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 PUBLIC_PREFIX = "public/"
 PRIVATE_PREFIX = "private/"
 
@@ -63,3 +66,18 @@ class LocalMediaStore:
         except ValueError:
             return None
         return path if path.is_file() else None
+
+
+def stage_files(session: Session, media: MediaStore, files: dict[str, bytes]) -> None:
+    """Write files now, and delete them again if the session's transaction is rolled back,
+    so a refused or failed change leaves no file behind."""
+    written: list[str] = []
+
+    def _undo(_: Session) -> None:
+        for key in written:
+            media.delete(key)
+
+    event.listen(session, "after_rollback", _undo, once=True)
+    for key, data in files.items():
+        media.put(key, data)
+        written.append(key)

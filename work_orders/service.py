@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import ColumnElement, and_, case, event, func, select, text
+from sqlalchemy import ColumnElement, and_, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from geo311.errors import (
 )
 from geo311.intake import photos
 from geo311.intake.models import Photo
-from geo311.media import MediaStore
+from geo311.media import MediaStore, stage_files
 from geo311.notify import outbox
 from geo311.notify.tokens import AnswerLink
 from geo311.settings import MediaSettings
@@ -777,7 +777,7 @@ def complete_work_order(
     )
     session.add(row)
     session.flush()
-    _stage_files(
+    stage_files(
         session,
         media,
         {
@@ -791,21 +791,6 @@ def complete_work_order(
     work_order.resolution_code = code
     _apply(session, pair, moves, actor=actor, reason=text_note or None, now=now)
     return work_order
-
-
-def _stage_files(session: Session, media: MediaStore, files: dict[str, bytes]) -> None:
-    """Write files now, and delete them again if the transaction is rolled back (as intake
-    stages report photos)."""
-    written: list[str] = []
-
-    def _undo(_: Session) -> None:
-        for key in written:
-            media.delete(key)
-
-    event.listen(session, "after_rollback", _undo, once=True)
-    for key, data in files.items():
-        media.put(key, data)
-        written.append(key)
 
 
 # --- "fixed?" answers ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo311.dedup import service as dedup_service
@@ -34,7 +34,7 @@ from geo311.intake.schemas import (
     WardOut,
 )
 from geo311.intake.tracking import new_tracking_id
-from geo311.media import MediaStore
+from geo311.media import MediaStore, stage_files
 from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
 from layers import service as layers_service
 from work_orders import audit
@@ -197,20 +197,6 @@ def process_upload(data: bytes, settings: MediaSettings) -> photos.ProcessedPhot
         raise BadPhoto(exc.detail, extra={"reason": exc.code}) from exc
 
 
-def _stage_files(session: Session, media: MediaStore, files: dict[str, bytes]) -> None:
-    """Write files now, and delete them again if the transaction is rolled back."""
-    written: list[str] = []
-
-    def _undo(_: Session) -> None:
-        for key in written:
-            media.delete(key)
-
-    event.listen(session, "after_rollback", _undo, once=True)
-    for key, data in files.items():
-        media.put(key, data)
-        written.append(key)
-
-
 def submit_report(
     session: Session,
     *,
@@ -365,7 +351,7 @@ def submit_report(
             )
         )
         session.flush()
-        _stage_files(
+        stage_files(
             session,
             media,
             {

@@ -265,20 +265,21 @@ def test_bad_input_gets_problem_json_and_stores_nothing(
 def test_a_failed_transaction_removes_the_photo_files(
     demo_db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from geo311 import media as media_module
     from geo311.intake import service
 
     def _boom(*_: object, **__: object) -> None:
         raise RuntimeError("database went away")
 
     # Fail after the photo files were written, before the commit.
-    original_stage = service._stage_files
+    original_stage = media_module.stage_files
 
     def _stage_then_fail(*args: object, **kwargs: object) -> None:
         original_stage(*args, **kwargs)  # type: ignore[arg-type]
         assert _files(settings.data_dir), "files should exist before the failure"
         _boom()
 
-    monkeypatch.setattr(service, "_stage_files", _stage_then_fail)
+    monkeypatch.setattr(service, "stage_files", _stage_then_fail)
     name = sorted(PHOTO_WARDS)[0]
     before = _counts(demo_db)
     client = TestClient(create_app(settings, db=demo_db), raise_server_exceptions=False)
