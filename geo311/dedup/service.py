@@ -410,11 +410,13 @@ def attach_report(session: Session, *, placement: Placement, report: Report, act
         entity_id=incident.id,
         action="report_added",
         actor=actor,
-        to_state=incident.status,
         reason=f"duplicate detected ({placement.decision.kind})",
         data=data,
     )
 
+
+# Dedup's own audit events carry no to_state: the Open311 update feed treats an event with a
+# to_state as a public status update, and adding, merging or splitting reports changes no status.
 
 # --- status changes: through the work-order lifecycle ---------------------------------------------
 #
@@ -808,7 +810,6 @@ def merge(
         entity_id=into.id,
         action="merged_in",
         actor=actor,
-        to_state=into.status,
         reason=reason,
         data={"move": move.id, "from": source.id, "reports": len(report_ids)},
     )
@@ -897,8 +898,9 @@ def split(
         action="opened",
         actor=actor,
         to_state=new.status,
-        reason=f"split from incident {old.id}: {reason}",
-        data={"move": move.id, "report": report.tracking_id, "from": old.id},
+        # The opening is a public update (Open311); the dispatcher's words stay in data.
+        reason=f"split from incident {old.id}",
+        data={"move": move.id, "report": report.tracking_id, "from": old.id, "why": reason},
     )
     audit.record(
         session,
@@ -907,7 +909,6 @@ def split(
         entity_id=old.id,
         action="report_split_out",
         actor=actor,
-        to_state=old.status,
         reason=reason,
         data={"move": move.id, "report": report.tracking_id, "into": new.id},
     )
@@ -1084,7 +1085,6 @@ def _undo_split(
         entity_id=old.id,
         action="split_undone",
         actor=actor,
-        to_state=old.status,
         reason=reason,
         data={"move": move.id, "from": new.id},
     )
