@@ -42,6 +42,7 @@ from fixtures.load import load_demo  # noqa: E402
 from geo311 import migrate  # noqa: E402
 from geo311.database import Database  # noqa: E402
 from geo311.embedded import EmbeddedCluster  # noqa: E402
+from geo311.intake import uploads  # noqa: E402
 from geo311.media import LocalMediaStore  # noqa: E402
 from geo311.settings import MediaSettings  # noqa: E402
 from work_orders import service as work_orders_service  # noqa: E402
@@ -179,7 +180,7 @@ def incident_with_subscribers(db: Database, count: int) -> int:
 
 def after_photo() -> Any:
     """Return the after-photo through the intake pipeline (done before the clock starts)."""
-    return work_orders_service.process_after_photo(PHOTO.read_bytes(), MediaSettings())
+    return uploads.process_upload(PHOTO.read_bytes(), MediaSettings())
 
 
 def close(db: Database, media: LocalMediaStore, work_order_id: int, photo: Any) -> float:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import AppError, FieldError, Forbidden, PayloadTooLarge, ValidationFailed
+from geo311.intake import uploads
 from geo311.intake.models import Photo
 from geo311.notify import pages
 from geo311.notify.router import SignerDep, error_page
@@ -411,7 +412,7 @@ def complete_work_order(
         raise PayloadTooLarge(
             f"The photo is larger than {max_bytes} bytes.", extra={"reason": "photo_too_large"}
         )
-    processed = work_orders_service.process_after_photo(data, settings.media)
+    processed = uploads.process_upload(data, settings.media)
     work_order = work_orders_service.get_work_order(
         session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
     )

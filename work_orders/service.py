@@ -24,8 +24,6 @@ from sqlalchemy.orm import Session
 from geo311.errors import (
     FieldError,
     NotFound,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 from geo311.intake import photos
@@ -33,7 +31,6 @@ from geo311.intake.models import Photo
 from geo311.media import MediaStore, stage_files
 from geo311.notify import outbox
 from geo311.notify.tokens import AnswerLink
-from geo311.settings import MediaSettings
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, sla
 from work_orders.errors import IllegalTransition, StaleVersion
@@ -675,30 +672,6 @@ def _move_incident(incident: Incident, move: lifecycle.Move, now: datetime) -> d
 
 
 # --- completion ---------------------------------------------------------------------------
-
-
-def process_after_photo(data: bytes, settings: MediaSettings) -> photos.ProcessedPhoto:
-    """Return the after-photo through the intake's photo pipeline (metadata stripped), or
-    raise the AppError the crew should see."""
-    try:
-        return photos.process_photo(
-            data,
-            max_bytes=settings.max_bytes,
-            max_pixels=settings.max_pixels,
-            public_max_px=settings.public_max_px,
-            thumb_max_px=settings.thumb_max_px,
-            jpeg_quality=settings.jpeg_quality,
-        )
-    except photos.PhotoTooLarge as exc:
-        raise PayloadTooLarge(exc.detail, extra={"reason": exc.code}) from exc
-    except photos.NotAnImage as exc:
-        raise UnsupportedMediaType(exc.detail, extra={"reason": exc.code}) from exc
-    except photos.PhotoError as exc:
-        raise ValidationFailed(
-            exc.detail,
-            errors=[FieldError("photo", exc.detail, exc.code)],
-            extra={"reason": exc.code},
-        ) from exc
 
 
 def check_completion(*, note: str | None, resolution_code: str | None) -> tuple[str, str]:

@@ -19,11 +19,8 @@ from geo311.errors import (
     AppError,
     FieldError,
     NotFound,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
-from geo311.intake import photos
 from geo311.intake.models import CHANNELS, Photo, Report, Requester
 from geo311.intake.schemas import (
     AssetOut,
@@ -34,6 +31,7 @@ from geo311.intake.schemas import (
     WardOut,
 )
 from geo311.intake.tracking import new_tracking_id
+from geo311.intake.uploads import process_upload
 from geo311.media import MediaStore, stage_files
 from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
 from layers import service as layers_service
@@ -68,12 +66,6 @@ class UnknownCategory(AppError):
     status = 422
     code = "unknown_category"
     title = "Unknown service category"
-
-
-class BadPhoto(AppError):
-    status = 422
-    code = "bad_photo"
-    title = "The photo cannot be read"
 
 
 @dataclass(frozen=True)
@@ -176,25 +168,6 @@ def parse_report_form(
         address=address,
         name=name,
     )
-
-
-def process_upload(data: bytes, settings: MediaSettings) -> photos.ProcessedPhoto:
-    """Return the processed photo, or raise the AppError a resident should see."""
-    try:
-        return photos.process_photo(
-            data,
-            max_bytes=settings.max_bytes,
-            max_pixels=settings.max_pixels,
-            public_max_px=settings.public_max_px,
-            thumb_max_px=settings.thumb_max_px,
-            jpeg_quality=settings.jpeg_quality,
-        )
-    except photos.PhotoTooLarge as exc:
-        raise PayloadTooLarge(exc.detail, extra={"reason": exc.code}) from exc
-    except photos.NotAnImage as exc:
-        raise UnsupportedMediaType(exc.detail, extra={"reason": exc.code}) from exc
-    except photos.PhotoError as exc:
-        raise BadPhoto(exc.detail, extra={"reason": exc.code}) from exc
 
 
 def submit_report(
