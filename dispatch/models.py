@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geo311.database import Base
@@ -221,7 +222,9 @@ class SkillRule(Base):
 
 
 class CategoryServiceTime(Base):
-    """How long a job of this category keeps a crew on site, for planning."""
+    """How long a job of this category keeps a crew on site, and the hours it may be done in
+    (``access_start``–``access_end``, wall-clock, e.g. a school street only while school is
+    out; None: any time in the crew's shift), for planning."""
 
     __tablename__ = "category_service_times"
     __table_args__ = (
@@ -231,6 +234,10 @@ class CategoryServiceTime(Base):
             ondelete="CASCADE",
         ),
         CheckConstraint("service_s >= 0", name="service_nonneg"),
+        CheckConstraint(
+            "(access_start IS NULL) = (access_end IS NULL) AND access_end > access_start",
+            name="access_whole_and_ordered",
+        ),
     )
 
     jurisdiction_id: Mapped[int] = mapped_column(
@@ -238,6 +245,8 @@ class CategoryServiceTime(Base):
     )
     category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     service_s: Mapped[int] = mapped_column(Integer)
+    access_start: Mapped[time | None] = mapped_column(Time)
+    access_end: Mapped[time | None] = mapped_column(Time)
 
 
 class RoadNetwork(Base):
@@ -316,3 +325,192 @@ class RoadEdge(Base):
     osm_way_id: Mapped[int | None] = mapped_column(BigInteger)
     routable: Mapped[bool] = mapped_column(Boolean, server_default="false")
     geom: Mapped[WKBElement] = mapped_column(Geometry("LINESTRING", srid=4326, spatial_index=False))
+
+
+# --- the dispatcher's queue, pins and appointments, and the stored day plans ----------------
+
+
+class QueuedWorkOrder(Base):
+    """A work order waiting for a dispatcher: no crew was eligible, or a dispatcher sent it back.
+
+    ``reason`` is the rule step that left no crew (``no_skill``, ``no_territory``, ``no_ward``,
+    ``not_working``) or ``dispatcher``; ``detail`` is the sentence a dispatcher acts on. The
+    daily plan leaves queued work orders alone until a crew is given to them.
+    """
+
+    __tablename__ = "dispatch_queue"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "work_order_id"],
+            ["work_orders.jurisdiction_id", "work_orders.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    work_order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    actor: Mapped[str] = mapped_column(Text)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WorkOrderTerms(Base):
+    """What a dispatcher fixed about a work order for planning: the crew it must go to (a
+    pin, set by moving it) and an appointment window its work must start in."""
+
+    __tablename__ = "work_order_terms"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "work_order_id"],
+            ["work_orders.jurisdiction_id", "work_orders.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "pinned_crew_id"],
+            ["crews.jurisdiction_id", "crews.id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(
+            "(window_start IS NULL) = (window_end IS NULL) AND window_end >= window_start",
+            name="window_whole_and_ordered",
+        ),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    work_order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    pinned_crew_id: Mapped[int | None] = mapped_column(Integer)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class DayPlan(Base):
+    """The plan of one day: every crew's route, and the work left for another day.
+
+    ``version`` grows with every change (a plan, a re-plan, a move, a lock), so a dispatcher
+    acting on a plan they no longer see gets a conflict rather than undoing someone's move.
+    """
+
+    __tablename__ = "day_plans"
+    __table_args__ = (UniqueConstraint("jurisdiction_id", "day"),)
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    engine: Mapped[str] = mapped_column(String(16))
+    matrix_provider: Mapped[str] = mapped_column(String(32))
+    matrix_s: Mapped[float] = mapped_column(Float)
+    solve_s: Mapped[float] = mapped_column(Float)
+    planned_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class PlanRoute(Base):
+    """One crew's route on a day plan: when it leaves and is back, its breaks, its line."""
+
+    __tablename__ = "plan_routes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "plan_id"],
+            ["day_plans.jurisdiction_id", "day_plans.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "crew_id"],
+            ["crews.jurisdiction_id", "crews.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    crew_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    depart: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    back: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    travel_s: Mapped[int] = mapped_column(Integer)
+    distance_m: Mapped[int | None] = mapped_column(Integer)
+    # [[start, end], …] ISO datetimes of the breaks, in order.
+    breaks: Mapped[list[list[str]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    geom: Mapped[WKBElement | None] = mapped_column(
+        Geometry("LINESTRING", srid=4326, spatial_index=False)
+    )
+    planned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PlanStop(Base):
+    """A work order's place on a crew's route: its order, ETA, and whether it is locked.
+
+    A work order is on a day's plan at most once. A locked stop keeps its crew and (within the
+    configured slack) its time when the crew's day is planned again.
+    """
+
+    __tablename__ = "plan_stops"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "plan_id", "crew_id"],
+            ["plan_routes.jurisdiction_id", "plan_routes.plan_id", "plan_routes.crew_id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "work_order_id"],
+            ["work_orders.jurisdiction_id", "work_orders.id"],
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("jurisdiction_id", "plan_id", "crew_id", "seq"),
+        Index("ix_plan_stops_work_order", "jurisdiction_id", "work_order_id"),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    work_order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    crew_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(SmallInteger)
+    arrival: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class PlanLeftOut(Base):
+    """A work order the day's plan could not place, and why (listed, never silently dropped)."""
+
+    __tablename__ = "plan_left_out"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "plan_id"],
+            ["day_plans.jurisdiction_id", "day_plans.id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["jurisdiction_id", "work_order_id"],
+            ["work_orders.jurisdiction_id", "work_orders.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    work_order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
