@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from dispatch import roads, service
+from dispatch import plans, roads, service
 from dispatch.network import build_network, lines_from_osm
 from dispatch.schemas import CrewIn, SkillRuleIn
 from geo311.errors import AppError
@@ -185,3 +186,66 @@ def crews_remove(code: str, jurisdiction: JurisdictionOpt = None) -> None:
     with _session(jurisdiction) as (session, jid):
         service.delete_crew(session, jurisdiction_id=jid, code=code)
     console.print(f"Removed crew {code!r}.")
+
+
+def plan(
+    day: Annotated[
+        str, typer.Option("--date", help="The day to plan, YYYY-MM-DD (local). Default: today.")
+    ] = "",
+    time_limit_s: Annotated[
+        float | None,
+        typer.Option("--time-limit", help="Search seconds (default: GEO311_ROUTING__TIME_LIMIT_S)"),
+    ] = None,
+    jurisdiction: JurisdictionOpt = None,
+) -> None:
+    """Plan a day: every crew working then gets an ordered route with ETAs; the work that does
+    not fit is listed with the reason."""
+    settings = get_settings()
+    try:
+        when = date.fromisoformat(day) if day else date.today()
+    except ValueError as exc:
+        raise _fail(f"--date must be YYYY-MM-DD, not {day!r}.", 2) from exc
+    with _session(jurisdiction) as (session, jid):
+        started = time.perf_counter()
+        with console.status(f"Planning {when.isoformat()}…"):
+            change = plans.make_plan(
+                session,
+                jurisdiction_id=jid,
+                day=when,
+                routing=settings.routing,
+                actor="cli",
+                time_limit_s=time_limit_s,
+            )
+        view = plans.plan_view(session, jurisdiction_id=jid, day=when)
+        took = time.perf_counter() - started
+    table = Table(title=f"Plan of {when.isoformat()} (version {view.version})")
+    for column in ("crew", "stops", "leaves", "back", "driving", "km"):
+        table.add_column(column, justify="left" if column == "crew" else "right")
+    for r in view.routes:
+        table.add_row(
+            escape(r.crew_code),
+            str(len(r.stops)),
+            r.depart.strftime("%H:%M"),
+            r.back.strftime("%H:%M"),
+            f"{r.travel_s // 60} min",
+            "" if r.distance_m is None else f"{r.distance_m / 1000:.1f}",
+        )
+    console.print(table)
+    if view.left_out:
+        left = Table(title=f"Left for another day ({len(view.left_out)})")
+        for column in ("work order", "category", "due", "why"):
+            left.add_column(column)
+        for u in view.left_out:
+            left.add_row(
+                str(u.work_order_id),
+                escape(u.category_code),
+                u.due_at.strftime("%Y-%m-%d %H:%M"),
+                escape(u.detail),
+            )
+        console.print(left)
+    console.print(
+        f"{sum(len(r.stops) for r in view.routes)} stops on {len(view.routes)} routes, "
+        f"{len(view.left_out)} left out; {view.engine}, travel times from "
+        f"{view.matrix_provider} ({change.matrix_s:.1f} s), search {change.solve_s:.1f} s, "
+        f"{took:.1f} s in all."
+    )

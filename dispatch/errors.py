@@ -39,3 +39,28 @@ class NoRoadNetwork(AppError):
 class BadRoadFile(ValidationFailed):
     code = "bad_road_file"
     title = "The road file cannot be read"
+
+
+class NoPlan(NotFound):
+    code = "no_plan"
+    title = "There is no plan for this day"
+
+
+class StalePlan(Conflict):
+    code = "stale_plan"
+    title = "The plan was changed since you read it"
+
+
+class JobInProgress(Conflict):
+    code = "job_in_progress"
+    title = "A crew is working on this job; it is never moved"
+
+
+class NotOnPlan(Conflict):
+    code = "not_on_plan"
+    title = "The work order is not a stop on this day's plan"
+
+
+class NotEligible(ValidationFailed):
+    code = "crew_not_eligible"
+    title = "The crew may not do this work"

@@ -25,6 +25,15 @@ from geo311.errors import NotFound
 from geo311.settings import RoutingSettings
 from layers.models import Jurisdiction
 
+# A crew's territory reaches the solver as skills: a crew covering ward 4 holds "ward:4", and a
+# job in ward 4 needs it, so territory is as hard a constraint as a skill.
+TERRITORY_PREFIX = "ward:"
+
+
+def territory_skill(ward_code: str) -> str:
+    """Return the skill that stands for covering ``ward_code``."""
+    return TERRITORY_PREFIX + ward_code
+
 
 @dataclass(frozen=True)
 class DayJob:
@@ -169,7 +178,7 @@ def build_problem(
                 start=index[(start.lon, start.lat) if start else (c.depot_lon, c.depot_lat)],
                 end=index[(c.depot_lon, c.depot_lat)],
                 shift=TimeWindow(shift_start, shift_end),
-                skills=c.skills,
+                skills=c.skills | {territory_skill(w) for w in c.territory},
                 breaks=tuple(
                     Break(k + 1, TimeWindow(_seconds(a, epoch), _seconds(b, epoch)), s)
                     for k, (a, b, s) in enumerate(c.breaks)

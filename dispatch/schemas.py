@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -136,3 +136,110 @@ class RoadNetworkOut(BaseModel):
     max_speed_kmh: float | None = None
     loaded_at: datetime | None = None
     matrix_provider: str = Field(description="road_network or straight_line")
+
+
+# --- day plans --------------------------------------------------------------------------------
+
+
+class PlanIn(BaseModel):
+    """Plan a day afresh; ``plan_version`` (optional) refuses to replace a plan you have not
+    seen."""
+
+    plan_version: int | None = Field(default=None, ge=0)
+
+
+class MoveIn(BaseModel):
+    """Move work orders to a crew (its code), or back to the dispatcher's queue (null)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"plan_version": 3, "work_order_ids": [101, 102], "to_crew": "paving-2"}
+        }
+    )
+
+    plan_version: int = Field(ge=0, description="The version of the plan you are looking at")
+    work_order_ids: list[int] = Field(min_length=1, max_length=500)
+    to_crew: Code | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class LockIn(BaseModel):
+    plan_version: int = Field(ge=0)
+    locked: bool = True
+
+
+class ReplanIn(BaseModel):
+    plan_version: int = Field(ge=0)
+    crews: list[Code] = Field(min_length=1, max_length=200)
+
+
+class StopOut(BaseModel):
+    seq: int
+    work_order_id: int
+    incident_id: int
+    category: str
+    status: str
+    location: dict[str, object] = Field(description="GeoJSON Point")
+    eta: datetime = Field(description="When the crew arrives")
+    start: datetime = Field(description="When work starts (after waiting for a window)")
+    end: datetime
+    locked: bool
+    due_at: datetime
+
+
+class BreakOut(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class RouteOut(BaseModel):
+    crew: str
+    crew_name: str
+    depart: datetime
+    back: datetime
+    travel_s: int
+    distance_m: int | None
+    breaks: list[BreakOut]
+    line: dict[str, object] | None = Field(description="GeoJSON LineString: the way driven")
+    stops: list[StopOut]
+
+
+class LeftOutOut(BaseModel):
+    work_order_id: int
+    incident_id: int
+    category: str
+    reason: str
+    detail: str
+    due_at: datetime
+
+
+class PlanOut(BaseModel):
+    day: date
+    version: int
+    engine: str
+    matrix_provider: str
+    matrix_s: float
+    solve_s: float
+    planned_by: str
+    updated_at: datetime
+    routes: list[RouteOut]
+    left_out: list[LeftOutOut]
+
+
+class AppointmentIn(BaseModel):
+    """When the work must start: between ``start`` and ``end`` (with a UTC offset)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"start": "2026-06-01T09:00:00-05:00", "end": "2026-06-01T11:00:00-05:00"}
+        }
+    )
+
+    start: datetime
+    end: datetime
+
+
+class AppointmentOut(BaseModel):
+    work_order_id: int
+    start: datetime | None
+    end: datetime | None

@@ -453,6 +453,7 @@ class CrewDay:
     breaks: tuple[tuple[datetime, datetime, int], ...]  # (earliest start, latest start, s)
     skills: frozenset[str]
     capacity: int | None
+    territory: frozenset[str] = frozenset()  # ward codes
 
 
 def crews_on(session: Session, *, jurisdiction_id: int, day: date) -> list[CrewDay]:
@@ -485,6 +486,7 @@ def crews_on(session: Session, *, jurisdiction_id: int, day: date) -> list[CrewD
                 ),
                 skills=frozenset(c.skills),
                 capacity=c.capacity,
+                territory=frozenset(c.territory),
             )
         )
     return out

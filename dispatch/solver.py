@@ -24,6 +24,7 @@ matrix entries are whole seconds (durations) and metres (distances).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import warnings
@@ -246,13 +247,21 @@ def _fits_alone(problem: Problem, vehicle: Vehicle, job: Job) -> bool:
     """Return whether the vehicle could do this one job alone within its shift."""
     d = problem.durations_s
     arrive = vehicle.shift.start_s + int(d[vehicle.start, job.location])
-    start = arrive if job.time_window is None else max(arrive, job.time_window.start_s)
-    if job.time_window is not None and start > job.time_window.end_s:
-        return False
-    breaks_s = sum(b.duration_s for b in vehicle.breaks)
-    return start + job.service_s + int(d[job.location, vehicle.end]) + breaks_s <= (
-        vehicle.shift.end_s
-    )
+    # Optimistic about breaks (this only weeds out the hopeless): each break may be taken
+    # before the job (delaying the start, perhaps into a wait for the window anyway) or after
+    # it (delaying the return), whichever fits; their own windows are not checked here.
+    back = int(d[job.location, vehicle.end])
+    for before in itertools.product((False, True), repeat=len(vehicle.breaks)):
+        before_s = sum(b.duration_s for b, x in zip(vehicle.breaks, before, strict=True) if x)
+        after_s = sum(b.duration_s for b in vehicle.breaks) - before_s
+        begin = arrive + before_s
+        if job.time_window is not None:
+            begin = max(begin, job.time_window.start_s)
+            if begin > job.time_window.end_s:
+                continue
+        if begin + job.service_s + back + after_s <= vehicle.shift.end_s:
+            return True
+    return False
 
 
 def precheck(problem: Problem) -> tuple[list[Job], list[Unassigned]]:

@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from dispatch.plans_router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__
 from geo311.database import Database
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(intake_router)
     app.include_router(dedup_router)
     app.include_router(dispatch_router)
+    app.include_router(plans_router)
     app.include_router(pages_router)
     app.include_router(open311_router)
     app.include_router(work_orders_router)

@@ -9,7 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from dispatch.cli import crews_app, roads_app
+from dispatch.cli import crews_app, plan, roads_app
 from geo311 import migrate as migrations
 from geo311.app import create_app
 from geo311.auth import service as auth_service
@@ -38,6 +38,7 @@ app.add_typer(notices_app, name="notices")
 app.add_typer(import_app, name="import")
 app.add_typer(roads_app, name="roads")
 app.add_typer(crews_app, name="crews")
+app.command("plan")(plan)
 
 console = Console()
 

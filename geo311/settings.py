@@ -239,6 +239,19 @@ class RoutingSettings(BaseModel):
     default_service_s: int = Field(
         default=1800, ge=0, description="Time on site for a category with no service time set"
     )
+    replan_time_limit_s: float = Field(
+        default=1.0, gt=0, description="Search time when a dispatcher's move re-plans crews"
+    )
+    horizon_days: int = Field(
+        default=7,
+        ge=0,
+        description="A day's plan takes open work due within this many days after it",
+    )
+    lock_slack_s: int = Field(
+        default=900,
+        ge=0,
+        description="How much earlier or later a locked stop may start when re-planned",
+    )
 
 
 class Settings(BaseSettings):
