@@ -155,8 +155,15 @@ def replace_skill_rules(
 def list_service_times(
     session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
 ) -> list[ServiceTimeOut]:
-    times = service.service_times(session, jurisdiction_id=jurisdiction.id)
-    return [ServiceTimeOut(category_code=c, service_s=s) for c, s in sorted(times.items())]
+    return [
+        ServiceTimeOut(
+            category_code=t.category_code,
+            service_s=t.service_s,
+            access_start=t.access_start,
+            access_end=t.access_end,
+        )
+        for t in service.list_service_times(session, jurisdiction_id=jurisdiction.id)
+    ]
 
 
 @router.put("/dispatch/service-times/{category_code}", response_model=ServiceTimeOut)
@@ -172,9 +179,12 @@ def put_service_time(
         jurisdiction_id=jurisdiction.id,
         category_code=category_code,
         service_s=body.service_s,
+        access=(body.access_start, body.access_end)
+        if body.access_start and body.access_end
+        else None,
     )
     session.commit()
-    return ServiceTimeOut(category_code=category_code, service_s=body.service_s)
+    return ServiceTimeOut(category_code=category_code, **body.model_dump())
 
 
 @router.get("/dispatch/roads", response_model=RoadNetworkOut)

@@ -119,12 +119,27 @@ class SkillRuleOut(SkillRuleIn):
 
 
 class ServiceTimeIn(BaseModel):
+    """Time on site for a category's jobs, and the hours its work may start in (both or
+    neither; e.g. a school street only while school is out)."""
+
     service_s: int = Field(ge=0, le=24 * 3600)
+    access_start: time | None = None
+    access_end: time | None = None
+
+    @model_validator(mode="after")
+    def _whole(self) -> ServiceTimeIn:
+        if (self.access_start is None) != (self.access_end is None):
+            raise ValueError("give both access_start and access_end, or neither")
+        if self.access_start and self.access_end and self.access_end <= self.access_start:
+            raise ValueError("access_end must be after access_start")
+        return self
 
 
 class ServiceTimeOut(BaseModel):
     category_code: str
     service_s: int
+    access_start: time | None = None
+    access_end: time | None = None
 
 
 class RoadNetworkOut(BaseModel):

@@ -503,21 +503,42 @@ def service_times(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
 
 
 def put_service_time(
-    session: Session, *, jurisdiction_id: int, category_code: str, service_s: int
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    category_code: str,
+    service_s: int,
+    access: tuple[time, time] | None = None,
 ) -> None:
-    """Set how long a job of ``category_code`` keeps a crew on site."""
+    """Set how long a job of ``category_code`` keeps a crew on site, and the wall-clock hours
+    its work may start in (``access``; None: any time of the crew's shift)."""
     if session.get(ServiceCategory, (jurisdiction_id, category_code)) is None:
         raise NotFound(f"No category {category_code!r}.")
+    if access is not None and access[1] <= access[0]:
+        raise ValidationFailed(
+            "The access hours end before they start.",
+            errors=[FieldError("access_end", "must be after access_start", "window_order")],
+        )
     row = session.get(CategoryServiceTime, (jurisdiction_id, category_code))
     if row is None:
-        session.add(
-            CategoryServiceTime(
-                jurisdiction_id=jurisdiction_id, category_code=category_code, service_s=service_s
-            )
+        row = CategoryServiceTime(
+            jurisdiction_id=jurisdiction_id, category_code=category_code, service_s=service_s
         )
-    else:
-        row.service_s = service_s
+        session.add(row)
+    row.service_s = service_s
+    row.access_start, row.access_end = access if access else (None, None)
     session.flush()
+
+
+def list_service_times(session: Session, *, jurisdiction_id: int) -> list[CategoryServiceTime]:
+    """Return the categories' service times and access hours, by category code."""
+    return list(
+        session.scalars(
+            select(CategoryServiceTime)
+            .where(CategoryServiceTime.jurisdiction_id == jurisdiction_id)
+            .order_by(CategoryServiceTime.category_code)
+        )
+    )
 
 
 def crew_count(session: Session, *, jurisdiction_id: int) -> int:

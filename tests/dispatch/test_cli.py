@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from dispatch.cli import crews_app, roads_app
+from dispatch.cli import crews_app, plan, roads_app
 from geo311.database import Database
 from geo311.settings import get_settings
 from tests.dispatch.test_network import write_osm
@@ -25,6 +25,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, demo_db: Database) -> Iterator[typer.Ty
     root = typer.Typer()
     root.add_typer(roads_app, name="roads")
     root.add_typer(crews_app, name="crews")
+    root.command("plan")(plan)
     yield root
     get_settings.cache_clear()
 
@@ -137,3 +138,23 @@ def test_a_bad_crew_file_loads_nothing(cli: typer.Typer, demo_db: Database, tmp_
     code, out = run(cli, "crews", "load", file)
     assert code == 2
     assert "not a valid crew file" in out
+
+
+def test_plan_prints_each_crews_day_and_what_is_left(cli: typer.Typer, demo_db: Database) -> None:
+    code, out = run(cli, "plan", "--date", "2026-06-01", "--time-limit", "1")
+    assert code == 0, out
+    assert "Plan of 2026-06-01 (version 1)" in out
+    for crew in ("forestry", "lighting", "streets", "water"):
+        assert crew in out
+    assert "Left for another day" in out
+    with demo_db.session() as s:
+        placed = s.execute(text("SELECT count(*) FROM plan_stops")).scalar_one()
+        scheduled = s.execute(
+            text("SELECT count(*) FROM work_orders WHERE status = 'scheduled'")
+        ).scalar_one()
+    assert placed > 0
+    assert scheduled == placed
+    assert f"{placed} stops on 4 routes" in out
+    code, out = run(cli, "plan", "--date", "1 June")
+    assert code == 2
+    assert "YYYY-MM-DD" in out

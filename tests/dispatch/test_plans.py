@@ -319,3 +319,32 @@ def test_appointments_and_breaks_hold(client: TestClient, demo_db: Database) -> 
         assert len(r["breaks"]) == 1
         b = datetime.fromisoformat(r["breaks"][0]["start"])
         assert time(11, 30) <= b.time() <= time(12, 30)
+
+
+def test_a_categorys_access_hours_hold_on_the_plan(client: TestClient, demo_db: Database) -> None:
+    r = client.put(
+        "/api/v1/dispatch/service-times/pothole",
+        json={"service_s": 1200, "access_start": "09:00", "access_end": "11:00"},
+        headers=_auth(demo_db, "admin"),
+    )
+    assert r.status_code == 200, r.text
+    half = client.put(
+        "/api/v1/dispatch/service-times/pothole",
+        json={"service_s": 1200, "access_start": "09:00"},
+        headers=_auth(demo_db, "admin"),
+    )
+    assert half.status_code == 422
+    listed = client.get("/api/v1/dispatch/service-times", headers=_auth(demo_db)).json()
+    assert {
+        "category_code": "pothole",
+        "service_s": 1200,
+        "access_start": "09:00:00",
+        "access_end": "11:00:00",
+    } in listed
+    plan = _plan(client, demo_db)
+    potholes = [s for r in plan["routes"] for s in r["stops"] if s["category"] == "pothole"]
+    assert potholes
+    for s in potholes:
+        assert time(9, 0) <= datetime.fromisoformat(s["start"]).time() <= time(11, 0)
+        ends = datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])
+        assert ends == timedelta(seconds=1200)

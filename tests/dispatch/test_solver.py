@@ -250,3 +250,22 @@ def test_a_pinned_job_that_cannot_be_done_is_listed_not_fatal() -> None:
         plan = solve(problem, time_limit_s=0.5, engine=engine)
         assert [(u.job_id, u.reason) for u in plan.unassigned] == [(7, "too_large")]
         assert_hard_constraints(problem, plan)
+
+
+def test_a_late_job_after_lunch_is_not_refused_as_out_of_hours() -> None:
+    # Lunch (11:30-12:30 start, 30 min) fits before a 14:00-14:15 appointment of 75 min that
+    # ends 15:15; with the break counted after the job the shift (to 15:30) would overrun.
+    d = np.array([[0, 600], [600, 0]], dtype=np.int64)
+    crew = Vehicle(
+        id=1,
+        start=0,
+        end=0,
+        shift=TimeWindow(7 * H, 15 * H + 1800),
+        breaks=(Break(1, TimeWindow(11 * H + 1800, 12 * H + 1800), 1800),),
+    )
+    job = Job(id=7, location=1, service_s=4500, time_window=TimeWindow(14 * H, 14 * H + 900))
+    plan = solve(Problem(vehicles=(crew,), jobs=(job,), durations_s=d), time_limit_s=0.5)
+    assert plan.unassigned == ()
+    route = plan.routes[0]
+    assert route.stops[0].start_s == 14 * H
+    assert 11 * H + 1800 <= route.breaks[0].start_s <= 12 * H + 1800
