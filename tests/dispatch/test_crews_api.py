@@ -195,7 +195,12 @@ def test_skill_rules_are_replaced_as_a_whole(client: TestClient, demo_db: Databa
 def test_service_times_and_the_road_network(client: TestClient, demo_db: Database) -> None:
     admin = _headers(demo_db, "admin")
     times = client.get("/api/v1/dispatch/service-times", headers=admin).json()
-    assert {"category_code": "tree_down", "service_s": 5400} in times
+    assert {
+        "category_code": "tree_down",
+        "service_s": 5400,
+        "access_start": None,
+        "access_end": None,
+    } in times
     r = client.put(
         "/api/v1/dispatch/service-times/tree_down", json={"service_s": 7200}, headers=admin
     )
