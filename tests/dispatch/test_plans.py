@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from dispatch import rules, service
+from dispatch import plans, rules, service
+from dispatch.errors import StalePlan
 from geo311.app import create_app
 from geo311.database import Database
 from geo311.settings import RoutingSettings, Settings
@@ -293,6 +296,18 @@ def test_a_job_sent_back_to_the_queue_leaves_every_plan(
     assert tuple(reason) == ("dispatcher", "needs a bucket truck")
     again = _plan(client, demo_db)
     assert job not in _stops(again)
+    # A dispatcher gives it to a crew again: it leaves the queue and is on that crew's route.
+    r = _move(
+        client, demo_db, plan_version=again["version"], work_order_ids=[job], to_crew="forestry"
+    )
+    assert r.status_code == 200, r.text
+    assert _stops(r.json())[job][0] == "forestry"
+    with demo_db.session() as s:
+        queued = s.execute(
+            text("SELECT count(*) FROM dispatch_queue WHERE work_order_id = :w"), {"w": job}
+        ).scalar_one()
+    assert queued == 0
+    assert _facts(demo_db)[job]["status"] == "scheduled"
 
 
 def test_appointments_and_breaks_hold(client: TestClient, demo_db: Database) -> None:
@@ -348,3 +363,45 @@ def test_a_categorys_access_hours_hold_on_the_plan(client: TestClient, demo_db: 
         assert time(9, 0) <= datetime.fromisoformat(s["start"]).time() <= time(11, 0)
         ends = datetime.fromisoformat(s["end"]) - datetime.fromisoformat(s["start"])
         assert ends == timedelta(seconds=1200)
+
+
+def test_two_dispatchers_moving_at_once_get_one_winner_and_one_conflict(
+    client: TestClient, demo_db: Database
+) -> None:
+    _second_paving_crew(client, demo_db)
+    plan = _plan(client, demo_db)
+    jobs = [s["work_order_id"] for s in _route(plan, "streets")["stops"][:2]]
+    routing = RoutingSettings(replan_time_limit_s=0.5)
+    with demo_db.session() as s:
+        jid = s.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one()
+    barrier = threading.Barrier(2)
+
+    def move(job: int, name: str) -> str:
+        with demo_db.session() as session:
+            barrier.wait()
+            try:
+                plans.move_work_orders(
+                    session,
+                    jurisdiction_id=jid,
+                    day=DAY,
+                    work_order_ids=[job],
+                    to_crew="streets-2",
+                    expected_version=plan["version"],
+                    routing=routing,
+                    actor=f"dispatcher:{name}",
+                )
+                session.commit()
+                return "moved"
+            except StalePlan:
+                session.rollback()
+                return "stale"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(move, jobs, ["ana", "ben"]))
+    assert sorted(outcomes) == ["moved", "stale"]
+    after = client.get(f"/api/v1/plans/{DAY_S}", headers=_auth(demo_db)).json()
+    assert after["version"] == plan["version"] + 1
+    winner = jobs[outcomes.index("moved")]
+    loser = jobs[outcomes.index("stale")]
+    assert _stops(after)[winner][0] == "streets-2"
+    assert _stops(after)[loser][0] == "streets"
