@@ -45,6 +45,7 @@ from dispatch.models import (
     WorkOrderTerms,
 )
 from dispatch.planning import (
+    TERRITORY_PREFIX,
     CrewStart,
     DayJob,
     LeftOut,
@@ -455,19 +456,23 @@ def _store(
     plan: DayPlan,
     solved: SolvedDay,
     crew_ids: Sequence[int],
-    job_ids: Sequence[int],
+    jobs: Mapping[int, DayJob],
     locked: set[int],
     actor: str,
 ) -> None:
-    """Write the solved routes of ``crew_ids`` and the fate of ``job_ids`` onto ``plan``."""
+    """Write the solved routes of ``crew_ids`` and the fate of ``jobs`` onto ``plan``."""
     jid = plan.jurisdiction_id
+    codes = {
+        int(i): str(c)
+        for i, c in session.execute(select(Crew.id, Crew.code).where(Crew.jurisdiction_id == jid))
+    }
     kept = _frozen_stops(session, plan, crew_ids)
     _clear_crews(session, plan, crew_ids)
     session.execute(
         delete(PlanLeftOut).where(
             PlanLeftOut.jurisdiction_id == jid,
             PlanLeftOut.plan_id == plan.id,
-            PlanLeftOut.work_order_id.in_(list(job_ids)),
+            PlanLeftOut.work_order_id.in_(list(jobs)),
         )
     )
     # A job now placed on one of these crews leaves any other crew's route of the day.
@@ -526,7 +531,7 @@ def _store(
             plan_id=plan.id,
             work_order_id=u.job_id,
             reason=u.reason,
-            detail=u.detail,
+            detail=_explain(u, jobs.get(u.job_id), codes),
         )
         for u in solved.unassigned
     )
@@ -534,17 +539,53 @@ def _store(
     _schedule(session, jurisdiction_id=jid, solved=solved, actor=actor)
 
 
+def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str:
+    """Return why a job is left out in a dispatcher's words (crews and wards, not solver
+    vehicles and skills)."""
+    if job is None:
+        return left.detail
+    if left.reason == "no_skill":
+        wards = sorted(
+            s.removeprefix(TERRITORY_PREFIX) for s in job.skills if s.startswith(TERRITORY_PREFIX)
+        )
+        skills = sorted(s for s in job.skills if not s.startswith(TERRITORY_PREFIX))
+        needs = " and ".join(
+            part
+            for part in (
+                f"holds {', '.join(skills)}" if skills else "",
+                f"covers ward {wards[0]}" if wards else "",
+            )
+            if part
+        )
+        return f"no crew working that day {needs}" if needs else left.detail
+    if left.reason == "vehicle_unavailable" and job.crew_id is not None:
+        crew = codes.get(job.crew_id, str(job.crew_id))
+        return f"it is pinned to crew {crew}, which does not work that day"
+    return left.detail
+
+
 def _schedule(session: Session, *, jurisdiction_id: int, solved: SolvedDay, actor: str) -> None:
-    """Give each placed work order its crew and the status ``scheduled``."""
+    """Give each placed work order its crew and the status ``scheduled``; a scheduled one the
+    plan could no longer place goes back to ``assigned`` (its crew kept as a suggestion)."""
     crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
-    if not crew_of:
+    dropped = {u.job_id for u in solved.unassigned}
+    if not crew_of and not dropped:
         return
     orders = session.scalars(
         select(WorkOrder)
-        .where(WorkOrder.jurisdiction_id == jurisdiction_id, WorkOrder.id.in_(list(crew_of)))
+        .where(
+            WorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.id.in_(list(crew_of) + list(dropped)),
+        )
         .order_by(WorkOrder.id)
     )
     for order in orders:
+        if order.id in dropped:
+            if order.status == "scheduled":
+                work_orders_service.transition(
+                    session, incident_or_work_order=order, to="assigned", actor=actor
+                )
+            continue
         order.crew_id = crew_of[order.id]
         if order.status in ("new", "triaged"):
             work_orders_service.transition(
@@ -671,7 +712,7 @@ def make_plan(
         plan=plan,
         solved=solved,
         crew_ids=scope,
-        job_ids=[j.id for j in jobs],
+        jobs={j.id: j for j in jobs},
         locked={w.work_order_id for w in work if w.locked},
         actor=actor,
     )
@@ -890,7 +931,7 @@ def _replan(
         plan=plan,
         solved=solved,
         crew_ids=crew_ids,
-        job_ids=[j.id for j in jobs],
+        jobs={j.id: j for j in jobs},
         locked={w.work_order_id for w in work if w.locked},
         actor=actor,
     )

@@ -405,3 +405,28 @@ def test_two_dispatchers_moving_at_once_get_one_winner_and_one_conflict(
     loser = jobs[outcomes.index("stale")]
     assert _stops(after)[winner][0] == "streets-2"
     assert _stops(after)[loser][0] == "streets"
+
+
+def test_a_crew_off_for_the_day_loses_its_route_and_its_work_is_listed(
+    client: TestClient, demo_db: Database
+) -> None:
+    plan = _plan(client, demo_db)
+    water = [s["work_order_id"] for s in _route(plan, "water")["stops"]]
+    assert water
+    admin = _auth(demo_db, "admin")
+    crew = client.get("/api/v1/crews/water", headers=admin)
+    body = {**crew.json(), "workdays": [6]}  # Saturdays only from now on
+    for key in ("id", "version", "updated_at"):
+        body.pop(key)
+    r = client.put("/api/v1/crews/water", json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    again = _plan(client, demo_db)
+    assert "water" not in {r["crew"] for r in again["routes"]}
+    left = {u["work_order_id"]: u for u in again["left_out"]}
+    facts = _facts(demo_db)
+    for job in water:
+        assert left[job]["reason"] == "no_skill"
+        assert left[job]["detail"].startswith(
+            "no crew working that day holds water and covers ward"
+        )
+        assert facts[job]["status"] == "assigned"  # no longer "scheduled" for a day it is not on
