@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from dispatch import roads, service
+from dispatch import assignment, roads, service
 from dispatch.network import build_network, lines_from_osm
 from dispatch.schemas import CrewIn, SkillRuleIn
 from geo311.errors import AppError
@@ -185,3 +185,31 @@ def crews_remove(code: str, jurisdiction: JurisdictionOpt = None) -> None:
     with _session(jurisdiction) as (session, jid):
         service.delete_crew(session, jurisdiction_id=jid, code=code)
     console.print(f"Removed crew {code!r}.")
+
+
+@crews_app.command("assign")
+def crews_assign(jurisdiction: JurisdictionOpt = None) -> None:
+    """Try the assignment rules again on the dispatcher's queue and on open work with no crew
+    (e.g. imported backlog); work a dispatcher queued on purpose is left alone."""
+    settings = get_settings()
+    with _session(jurisdiction) as (session, jid), console.status("Assigning…"):
+        summary = assignment.assign_queued(
+            session,
+            jurisdiction_id=jid,
+            actor=f"{assignment.ACTOR} (geo311 crews assign)",
+            default_service_s=settings.routing.default_service_s,
+        )
+    table = Table(title=f"{summary.examined} work orders through the rules")
+    table.add_column("outcome")
+    table.add_column("work orders", justify="right")
+    for code, n in summary.assigned.items():
+        table.add_row(f"assigned to {escape(code)}", str(n))
+    for reason, n in summary.queued.items():
+        table.add_row(f"waiting: {escape(reason)}", str(n))
+    if summary.skipped:
+        table.add_row("skipped (moved meanwhile)", str(summary.skipped))
+    console.print(table)
+    console.print(
+        f"[green]Assigned[/green] {sum(summary.assigned.values())}; "
+        f"{sum(summary.queued.values())} wait in the queue (GET /api/v1/dispatch/queue)."
+    )

@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from dispatch import assignment
 from dispatch.cli import crews_app, roads_app
 from geo311 import migrate as migrations
 from geo311.app import create_app
@@ -40,6 +41,13 @@ app.add_typer(roads_app, name="roads")
 app.add_typer(crews_app, name="crews")
 
 console = Console()
+
+
+@app.callback()
+def _every_command() -> None:
+    """geo311: 311 field operations on PostGIS."""
+    # Work orders any command opens (imports, splits …) go to a crew by the rules.
+    assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
 def _load_demo(db: Database, settings: Settings) -> None:
