@@ -1,10 +1,11 @@
 """New work to a crew by the rules, or into the dispatcher's queue with the reason.
 
-``install()`` hands every work order ``work_orders.service.open_incident`` opens to
-:func:`assign_work_order` (work_orders does not import dispatch: it calls the hooks it was
-given). The facts come from the database — the snapped asset's type (else the category's),
-the ward's code, the due date in the jurisdiction's time zone, each crew's load — and the
-decision from the pure rule engine in ``dispatch.rules``.
+``install()`` hands every newly opened work order to :func:`assign_work_order`: intake and
+dedup's split call ``work_orders.service.announce_opened`` once the opening is recorded, and
+work_orders calls the hooks it was given (it does not import dispatch). The facts come from
+the database — the snapped asset's type (else the category's), the ward's code, the due date
+in the jurisdiction's time zone, each crew's load — and the decision from the pure rule
+engine in ``dispatch.rules``.
 
 A crew found: the work order gets the crew and becomes ``assigned`` (no resident notice is
 owed for that), with the rule's reasoning in a second, staff-only audit event. None: the work
@@ -62,7 +63,7 @@ _installed = _Installed()
 
 
 def install(*, default_service_s: int | None = None) -> None:
-    """Make every work order ``open_incident`` opens go through the assignment rules.
+    """Make every newly opened work order (``announce_opened``) go through the rules.
 
     Idempotent: calling it again only updates ``default_service_s`` (seconds on site for a
     category with no service time; None: the routing setting's default). The app factory and

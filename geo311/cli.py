@@ -46,7 +46,7 @@ console = Console()
 @app.callback()
 def _every_command() -> None:
     """geo311: 311 field operations on PostGIS."""
-    # Work orders any command opens (imports, splits …) go to a crew by the rules.
+    # New work orders any command opens go to a crew by the rules, as in the API.
     assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
