@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from dispatch import plans, roads, service
+from dispatch import assignment, plans, roads, service
 from dispatch.network import build_network, lines_from_osm
 from dispatch.schemas import CrewIn, SkillRuleIn
 from geo311.errors import AppError
@@ -248,4 +248,32 @@ def plan(
         f"{len(view.left_out)} left out; {view.engine}, travel times from "
         f"{view.matrix_provider} ({change.matrix_s:.1f} s), search {change.solve_s:.1f} s, "
         f"{took:.1f} s in all."
+    )
+
+
+@crews_app.command("assign")
+def crews_assign(jurisdiction: JurisdictionOpt = None) -> None:
+    """Try the assignment rules again on the dispatcher's queue and on open work with no crew
+    (e.g. imported backlog); work a dispatcher queued on purpose is left alone."""
+    settings = get_settings()
+    with _session(jurisdiction) as (session, jid), console.status("Assigning…"):
+        summary = assignment.assign_queued(
+            session,
+            jurisdiction_id=jid,
+            actor=f"{assignment.ACTOR} (geo311 crews assign)",
+            default_service_s=settings.routing.default_service_s,
+        )
+    table = Table(title=f"{summary.examined} work orders through the rules")
+    table.add_column("outcome")
+    table.add_column("work orders", justify="right")
+    for code, n in summary.assigned.items():
+        table.add_row(f"assigned to {escape(code)}", str(n))
+    for reason, n in summary.queued.items():
+        table.add_row(f"waiting: {escape(reason)}", str(n))
+    if summary.skipped:
+        table.add_row("skipped (moved meanwhile)", str(summary.skipped))
+    console.print(table)
+    console.print(
+        f"[green]Assigned[/green] {sum(summary.assigned.values())}; "
+        f"{sum(summary.queued.values())} wait in the queue (GET /api/v1/dispatch/queue)."
     )

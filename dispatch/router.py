@@ -1,17 +1,19 @@
-"""Dispatch routes: crews, skills, skill rules, service times, the road network. Thin: parse,
-call the service, commit, answer. Staff read; admins change."""
+"""Dispatch routes: crews, skills, skill rules, service times, the road network, the
+dispatcher's queue. Thin: parse, call the service, commit, answer. Staff read; admins change."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
-from dispatch import roads, service
+from dispatch import assignment, roads, service
 from dispatch.matrix import provider_for
 from dispatch.schemas import (
     CrewIn,
     CrewOut,
+    QueueAssignOut,
+    QueuedWorkOrderOut,
     RoadNetworkOut,
     ServiceTimeIn,
     ServiceTimeOut,
@@ -28,6 +30,8 @@ router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
 Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
+QueueReader = Annotated[Principal, Depends(require_roles("dispatcher", "planner"))]
+Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
 
 
 def _version(if_match: str | None) -> int | None:
@@ -204,4 +208,66 @@ def road_network(
         max_speed_kmh=network.max_speed_kmh,
         loaded_at=network.loaded_at,
         matrix_provider=provider.name,
+    )
+
+
+@router.get(
+    "/dispatch/queue",
+    response_model=list[QueuedWorkOrderOut],
+    summary="Work no crew could be given, most urgent first, with the reason",
+)
+def dispatch_queue(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: QueueReader,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[QueuedWorkOrderOut]:
+    rows = assignment.list_queue(
+        session, jurisdiction_id=jurisdiction.id, limit=limit, offset=offset
+    )
+    return [
+        QueuedWorkOrderOut(
+            work_order_id=r.work_order_id,
+            incident_id=r.incident_id,
+            status=r.status,
+            category_code=r.category_code,
+            category=r.category,
+            ward=r.ward_code,
+            location=(r.lon, r.lat),
+            due_at=r.due_at,
+            sla_state=r.sla_state,
+            reason=r.reason,
+            detail=r.detail,
+            skills=r.skills,
+            queued_by=r.actor,
+            queued_at=r.queued_at,
+        )
+        for r in rows
+    ]
+
+
+@router.post(
+    "/dispatch/queue/assign",
+    response_model=QueueAssignOut,
+    summary="Try the rules again on the queue and on open work with no crew",
+)
+def assign_queue(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    principal: Dispatcher,
+) -> QueueAssignOut:
+    summary = assignment.assign_queued(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        actor=f"{assignment.ACTOR} (run by {principal.role}:{principal.name})",
+        default_service_s=settings.routing.default_service_s,
+    )
+    session.commit()
+    return QueueAssignOut(
+        examined=summary.examined,
+        assigned=summary.assigned,
+        still_queued=summary.queued,
+        skipped=summary.skipped,
     )

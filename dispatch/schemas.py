@@ -258,3 +258,34 @@ class AppointmentOut(BaseModel):
     work_order_id: int
     start: datetime | None
     end: datetime | None
+
+
+class QueuedWorkOrderOut(BaseModel):
+    """A work order waiting in the dispatcher's queue, and why no crew has it."""
+
+    work_order_id: int
+    incident_id: int
+    status: str
+    category_code: str
+    category: str
+    ward: str | None = Field(description="The ward's code; null: the job is in no ward")
+    location: tuple[float, float] = Field(description="[lon, lat]")
+    due_at: datetime
+    sla_state: str = Field(description="on_track, at_risk or breached")
+    reason: str = Field(
+        description="no_skill, no_territory, no_ward, not_working (the rules), or dispatcher "
+        "(a dispatcher took it off every crew)"
+    )
+    detail: str = Field(description="What is missing, in words a dispatcher acts on")
+    skills: list[str] = Field(description="The skills the work needs")
+    queued_by: str
+    queued_at: datetime
+
+
+class QueueAssignOut(BaseModel):
+    """What trying the rules again on the queue and the unassigned backlog did."""
+
+    examined: int = Field(description="Work orders the rules looked at")
+    assigned: dict[str, int] = Field(description="Crew code → work orders it was given")
+    still_queued: dict[str, int] = Field(description="Reason → work orders still waiting")
+    skipped: int = Field(description="Moved by someone else during the run; left as they are")

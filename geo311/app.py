@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from dispatch import assignment
 from dispatch.plans_router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__
@@ -34,6 +35,8 @@ _DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL)."""
     settings = settings or get_settings()
+    # New work orders go to a crew by the rules (or to the dispatcher's queue).
+    assignment.install(default_service_s=settings.routing.default_service_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from dispatch import assignment
 from dispatch.cli import crews_app, plan, roads_app
 from geo311 import migrate as migrations
 from geo311.app import create_app
@@ -41,6 +42,13 @@ app.add_typer(crews_app, name="crews")
 app.command("plan")(plan)
 
 console = Console()
+
+
+@app.callback()
+def _every_command() -> None:
+    """geo311: 311 field operations on PostGIS."""
+    # New work orders any command opens go to a crew by the rules, as in the API.
+    assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
 def _load_demo(db: Database, settings: Settings) -> None:

@@ -902,6 +902,7 @@ def split(
         reason=f"split from incident {old.id}",
         data={"move": move.id, "report": report.tracking_id, "from": old.id, "why": reason},
     )
+    work_orders_service.announce_opened(session, incident=new)
     audit.record(
         session,
         jurisdiction_id=jurisdiction_id,

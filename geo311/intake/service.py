@@ -292,6 +292,7 @@ def submit_report(
             to_state=incident.status,
             data={"report": report.tracking_id, "location_source": source},
         )
+        work_orders_service.announce_opened(session, incident=incident)
     else:
         dedup_service.attach_report(
             session, placement=placement, report=report, actor=f"resident:{draft.channel}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -157,3 +157,111 @@ def test_skills_are_never_violated_on_random_jobs() -> None:
             ):
                 assert loads[other.id] / other.shift_s >= loads[chosen.id] / chosen.shift_s
     assert assigned > 150
+
+
+# --- the days a job can be done: from today to its due date ----------------------------------
+
+THURSDAY = date(2026, 6, 4)
+SUNDAY = date(2026, 6, 7)
+WEEKDAY_PAVERS = [crew(1, "paving", {"paving"}, {"1"})]
+
+
+def test_a_job_due_on_saturday_is_for_a_weekday_crew_before_it() -> None:
+    due_saturday = JobFacts("pothole", None, "1", due_on=SATURDAY, today=THURSDAY)
+    choice = choose_crew(due_saturday, WEEKDAY_PAVERS, RULES)
+    assert choice.crew_code == "paving"
+    assert choice.day == THURSDAY
+    assert "Thu 2026-06-04" in choice.detail
+    # Without today only the due date counts, and nobody works on it.
+    assert choose_crew(job("pothole", "1", on=SATURDAY), WEEKDAY_PAVERS, RULES).reason == (
+        "not_working"
+    )
+
+
+def test_a_crew_off_today_still_gets_work_due_after_its_next_shift() -> None:
+    # Reported on Saturday, due on Tuesday: Monday is the first day the crew can do it.
+    choice = choose_crew(
+        JobFacts("pothole", None, "1", due_on=date(2026, 6, 9), today=SATURDAY),
+        WEEKDAY_PAVERS,
+        RULES,
+    )
+    assert (choice.crew_code, choice.day) == ("paving", date(2026, 6, 8))
+
+
+def test_nobody_on_shift_before_it_is_due_waits_with_the_first_crew_back() -> None:
+    choice = choose_crew(
+        JobFacts("pothole", None, "1", due_on=SUNDAY, today=SATURDAY), WEEKDAY_PAVERS, RULES
+    )
+    assert choice.crew_id is None
+    assert choice.reason == "not_working"
+    assert "between Sat 2026-06-06 and Sun 2026-06-07" in choice.detail
+    assert "paving on Mon 2026-06-08" in choice.detail
+
+
+@pytest.mark.parametrize(
+    ("due_on", "past_due"),
+    [(date(2026, 6, 3), False), (SATURDAY, True)],
+    ids=["due-days-ago", "due-earlier-today"],
+)
+def test_overdue_work_goes_to_the_crews_next_working_day(due_on: date, past_due: bool) -> None:
+    late = JobFacts("pothole", None, "1", due_on=due_on, today=SATURDAY, past_due=past_due)
+    choice = choose_crew(late, WEEKDAY_PAVERS, RULES)
+    assert (choice.crew_code, choice.day) == ("paving", date(2026, 6, 8))
+    assert "overdue" in choice.detail
+
+
+def test_a_crew_with_no_working_day_in_a_week_is_not_working() -> None:
+    idle = [crew(1, "paving", {"paving"}, {"1"}, workdays=frozenset())]
+    late = JobFacts("pothole", None, "1", due_on=THURSDAY, today=SATURDAY)
+    assert choose_crew(late, idle, RULES).reason == "not_working"
+
+
+def test_load_is_weighed_against_the_shifts_before_the_due_date() -> None:
+    # Due on Wednesday, seen on Monday: the weekday crew has three shifts to do it in, the
+    # Monday-only crew one. Ten booked hours over three shifts is less full than four over one.
+    rules = [SkillRule("hydrant_leak", None, "water")]
+    weekdays = crew(1, "b-weekdays", {"water"}, {"1"})
+    mondays = crew(2, "a-mondays", {"water"}, {"1"}, workdays=frozenset({1}))
+    facts = JobFacts("hydrant_leak", None, "1", due_on=date(2026, 6, 3), today=MONDAY)
+    loads = {1: 10 * 3600.0, 2: 4 * 3600.0}
+    choice = choose_crew(facts, [mondays, weekdays], rules, load_s=loads)
+    assert choice.crew_code == "b-weekdays"
+    assert choice.candidates == ("b-weekdays", "a-mondays")
+
+
+def test_equal_load_goes_to_the_crew_that_can_start_sooner() -> None:
+    rules = [SkillRule("hydrant_leak", None, "water")]
+    tuesdays = crew(1, "a-tuesdays", {"water"}, {"1"}, workdays=frozenset({2}))
+    mondays = crew(2, "b-mondays", {"water"}, {"1"}, workdays=frozenset({1}))
+    facts = JobFacts("hydrant_leak", None, "1", due_on=date(2026, 6, 2), today=MONDAY)
+    assert choose_crew(facts, [tuesdays, mondays], rules).crew_code == "b-mondays"
+
+
+def test_random_jobs_land_on_a_day_the_crew_works_in_their_window() -> None:
+    rng = random.Random(11)
+    by_code = {c.code: c for c in CREWS}
+    assigned = 0
+    for _ in range(500):
+        today = MONDAY + timedelta(days=rng.randrange(7))
+        due_on = today + timedelta(days=rng.randrange(-3, 6))
+        facts = JobFacts(
+            rng.choice(["pothole", "streetlight_out", "graffiti"]),
+            None,
+            rng.choice(["1", "3", "5"]),
+            due_on=due_on,
+            today=today,
+            past_due=rng.random() < 0.2,
+        )
+        choice = choose_crew(facts, CREWS, RULES)
+        if choice.crew_code is None:
+            assert choice.reason is not None
+            continue
+        assigned += 1
+        chosen = by_code[choice.crew_code]
+        assert choice.day is not None
+        assert chosen.works_on(choice.day)
+        # Its first working day from today on (overdue work has no later bound).
+        assert choice.day == chosen.next_working_day(today)
+        if not facts.overdue:
+            assert choice.day <= due_on
+    assert assigned > 250

@@ -74,8 +74,8 @@ def media_files(settings: Settings) -> list[Path]:
 
 
 def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
-    """Close the incident of a report through the lifecycle, as a crew finishing it would;
-    return when it closed."""
+    """Close the incident of a report through the lifecycle, as a crew finishing it would
+    (given the job first when the assignment rules have not); return when it closed."""
     with db.session() as session:
         report = session.scalar(select(Report).where(Report.tracking_id == tracking_id))
         assert report is not None
@@ -86,9 +86,10 @@ def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
             )
         )
         assert work_order is not None
-        work_orders_service.transition(
-            session, incident_or_work_order=work_order, to="assigned", actor="dispatcher:test"
-        )
+        if work_order.status != "assigned":
+            work_orders_service.transition(
+                session, incident_or_work_order=work_order, to="assigned", actor="dispatcher:test"
+            )
         work_orders_service.transition(
             session,
             incident_or_work_order=work_order,

@@ -42,7 +42,8 @@ def test_a_second_report_of_a_pothole_joins_the_first_and_both_follow_it(
     assert first["report_count"] == 1
     second = _post(client, *offset(lon, lat, 6.0), email="second@example.org")
     assert second["report_count"] == 2
-    assert second["status"] == first["status"] == "new"
+    # The first report's incident went to a crew; the second follows it there.
+    assert second["status"] == first["status"] == "assigned"
     # Each tracking id keeps working and shows the shared incident.
     again = client.get(f"/api/v1/reports/{first['tracking_id']}").json()
     assert again["report_count"] == 2

@@ -137,7 +137,8 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
 
     assert _incident_of(demo_db, b[0]) == ia
     assert _public(client, b[0])["report_count"] == 3
-    assert _public(client, b[0])["status"] == "new"
+    # A's pothole went to the paving crew when it was reported; B's reports follow it there.
+    assert _public(client, b[0])["status"] == "assigned"
     assert _subscribers(demo_db, ia) == ["a1@example.org", "a2@example.org", "b1@example.org"]
     assert _subscribers(demo_db, ib) == []
     assert one(demo_db, "SELECT status FROM incidents WHERE id = :i", i=ib) == "cancelled"
@@ -149,7 +150,7 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
         i=ib,
     )
     assert [(c.from_state, c.to_state, c.actor) for c in cancelled] == [
-        ("new", "cancelled", "staff:dana")
+        ("assigned", "cancelled", "staff:dana")
     ]
     assert f"merged into incident {ia}" in cancelled[0].reason
     assert "one pothole, reported twice" in cancelled[0].reason
@@ -174,7 +175,7 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
     assert undo.json()["undone_by"] == "staff:dana"
     assert _incident_of(demo_db, b[0]) == ib
     assert _incident_of(demo_db, late) == late_incident
-    assert one(demo_db, "SELECT status FROM incidents WHERE id = :i", i=ib) == "new"
+    assert one(demo_db, "SELECT status FROM incidents WHERE id = :i", i=ib) == "assigned"
     assert _subscribers(demo_db, ib) == ["b1@example.org"]
     assert _subscribers(demo_db, ia) == ["a1@example.org", "a2@example.org"]
     assert _public(client, b[0])["report_count"] == 1
@@ -299,7 +300,8 @@ def test_splitting_out_the_report_that_reopened_an_incident_closes_it_again(
     assert one(demo_db, "SELECT closed_at FROM incidents WHERE id = :i", i=incident_id) == (
         closed_at
     )
-    assert _public(client, again)["status"] == "new"
+    # The split-out report's new incident goes to a crew like any new one.
+    assert _public(client, again)["status"] == "assigned"
 
     undo = client.post(
         f"/api/v1/staff/moves/{split.json()['id']}/undo",

@@ -96,7 +96,8 @@ def test_a_pinned_report_lands_in_its_ward_and_can_be_followed(
         assert resp.status_code == 201, resp.text
         body = resp.json()
         assert body["ward"]["code"] == code
-        assert body["status"] == "new"
+        # Every ward is covered by the paving crew: the pothole is with it at once.
+        assert body["status"] == "assigned"
         assert body["location"] == {
             "type": "Point",
             "coordinates": [pytest.approx(lon), pytest.approx(lat)],
@@ -326,12 +327,14 @@ def test_the_reporter_is_subscribed_and_the_opening_is_audited(
             ),
             {"t": resp.json()["tracking_id"]},
         ).scalar_one()
-        action = s.execute(
+        actions = s.execute(
             text(
-                "SELECT e.action FROM audit_events e JOIN reports r "
-                "ON e.entity = 'incident' AND e.entity_id = r.incident_id WHERE r.tracking_id = :t"
+                "SELECT e.action, e.to_state FROM audit_events e JOIN reports r "
+                "ON e.entity = 'incident' AND e.entity_id = r.incident_id WHERE r.tracking_id = :t "
+                "ORDER BY e.id"
             ),
             {"t": resp.json()["tracking_id"]},
-        ).scalar_one()
+        ).all()
     assert subscriber == "sub@example.org"
-    assert action == "opened"
+    # Opened, then given to the crew the assignment rules chose.
+    assert [tuple(a) for a in actions] == [("opened", "new"), ("transition", "assigned")]

@@ -272,8 +272,8 @@ def test_a_posted_request_goes_through_intake_and_keeps_its_requester_private(
                 "SELECT r.channel, r.attributes, w.code AS ward, q.email, q.phone, q.name, "
                 "       r.address, (SELECT count(*) FROM subscriptions sub "
                 "                   WHERE sub.incident_id = r.incident_id) AS subscribers, "
-                "       (SELECT action FROM audit_events e WHERE e.entity = 'incident' "
-                "        AND e.entity_id = r.incident_id) AS audited "
+                "       (SELECT array_agg(action ORDER BY id) FROM audit_events e "
+                "        WHERE e.entity = 'incident' AND e.entity_id = r.incident_id) AS audited "
                 "FROM reports r JOIN wards w ON w.id = r.ward_id "
                 "JOIN requesters q ON q.id = r.requester_id WHERE r.tracking_id = :t"
             ),
@@ -289,7 +289,8 @@ def test_a_posted_request_goes_through_intake_and_keeps_its_requester_private(
     )
     assert row.address == "12 Elm St"
     assert row.subscribers == 1
-    assert row.audited == "opened"
+    # Opened, then given to the paving crew by the assignment rules.
+    assert row.audited == ["opened", "transition"]
 
     request = _get(client, f"requests/{srid}", "requests")[0]
     assert children(request) == REQUEST_FIELDS
@@ -605,7 +606,7 @@ def test_extensions_show_ward_channel_photos_notes_and_duplicates(
     assert text_of(first_ext, "ward") == PHOTO_WARDS[name]
     assert text_of(first_ext, "duplicate") == "false"
     assert text_of(first_ext, "parent_service_request_id") == ""
-    assert text_of(first_ext, "status_detail") == "new"
+    assert text_of(first_ext, "status_detail") == "assigned"
     photos = first_ext.findall("photos/photo")
     assert len(photos) == 1
     assert text_of(photos[0], "title") == "Submitted"
@@ -617,7 +618,8 @@ def test_extensions_show_ward_channel_photos_notes_and_duplicates(
     ]
     notes = by_id[original].findall("notes/note")
     assert [(text_of(n, "type"), text_of(n, "description")) for n in notes] == [
-        ("opened", "Opened")
+        ("opened", "Opened"),
+        ("transition", "Assigned to a crew"),
     ]
 
     dup_ext = by_id[duplicate].find("extended_attributes")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -81,11 +82,25 @@ def test_a_report_opens_an_incident_with_a_work_order_in_its_category_queue(
     assert incident.status_code == 200
     body = incident.json()
     work_order = body["work_order"]
-    assert work_order["status"] == "new"
     assert work_order["department"] == "water"
     assert work_order["sla_state"] == "on_track"
     opened = datetime.fromisoformat(work_order["opened_at"])
     assert datetime.fromisoformat(work_order["due_at"]) - opened == timedelta(hours=24)
+    # The water crew (Monday to Friday) has it unless no weekday falls between now and the
+    # due date (reported on a Saturday, due on the Sunday): then it waits for a dispatcher.
+    chicago = ZoneInfo("America/Chicago")
+    today = opened.astimezone(chicago).date()
+    due_on = datetime.fromisoformat(work_order["due_at"]).astimezone(chicago).date()
+    days = [today + timedelta(days=k) for k in range((due_on - today).days + 1)]
+    water = next(
+        c["id"]
+        for c in client.get("/api/v1/crews", headers=tokens["dispatcher"]).json()
+        if c["code"] == "water"
+    )
+    if any(d.isoweekday() <= 5 for d in days):
+        assert (work_order["status"], work_order["crew_id"]) == ("assigned", water)
+    else:
+        assert (work_order["status"], work_order["crew_id"]) == ("new", None)
     assert datetime.fromisoformat(work_order["at_risk_at"]) - opened == timedelta(hours=18)
     assert incident.headers["ETag"] == f'"{body["version"]}"'
 

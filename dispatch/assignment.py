@@ -1,0 +1,558 @@
+"""New work to a crew by the rules, or into the dispatcher's queue with the reason.
+
+``install()`` hands every newly opened work order to :func:`assign_work_order`: intake and
+dedup's split call ``work_orders.service.announce_opened`` once the opening is recorded, and
+work_orders calls the hooks it was given (it does not import dispatch). The facts come from
+the database — the snapped asset's type (else the category's), the ward's code, the due date
+in the jurisdiction's time zone, each crew's load — and the decision from the pure rule
+engine in ``dispatch.rules``.
+
+A crew found: the work order gets the crew and becomes ``assigned`` (no resident notice is
+owed for that), with the rule's reasoning in a second, staff-only audit event. None: the work
+order waits in ``dispatch_queue`` with the reason and a sentence a dispatcher acts on, and a
+``queued`` audit event without a ``to_state`` (it is not a public status change).
+:func:`assign_queued` tries the queue again after crews, territories or rules changed, and
+picks up open work that never went through the rules (bulk-loaded backlog).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final, get_args
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from dispatch import rules, service
+from dispatch.models import CategoryServiceTime, QueuedWorkOrder
+from geo311.errors import NotFound
+from geo311.settings import RoutingSettings
+from layers.models import Asset, Jurisdiction, Ward
+from work_orders import audit, lifecycle
+from work_orders import service as work_orders_service
+from work_orders.errors import IllegalTransition, StaleVersion
+from work_orders.models import Incident, ServiceCategory, WorkOrder
+
+log = logging.getLogger(__name__)
+
+ACTOR: Final = "dispatch:rules"
+# The reasons the rules give; a row with any other reason ("dispatcher": a dispatcher took the
+# job off every crew on purpose) is never retried by the rules.
+RULE_REASONS: Final[frozenset[str]] = frozenset(get_args(rules.Reason))
+DISPATCHER_REASON: Final = "dispatcher"
+# Open work without a crew that the rules may give one.
+ASSIGNABLE: Final[tuple[str, ...]] = ("new", "triaged", "reopened")
+# Work that keeps a crew busy: open, and not waiting on a hold.
+_BUSY: Final[list[str]] = sorted(lifecycle.OPEN - {"on_hold"})
+
+
+# --- the hook ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Installed:
+    default_service_s: int | None = None
+
+
+_installed = _Installed()
+
+
+def install(*, default_service_s: int | None = None) -> None:
+    """Make every newly opened work order (``announce_opened``) go through the rules.
+
+    Idempotent: calling it again only updates ``default_service_s`` (seconds on site for a
+    category with no service time; None: the routing setting's default). The app factory and
+    the CLI call it with ``settings.routing.default_service_s``.
+    """
+    _installed.default_service_s = default_service_s
+    work_orders_service.on_work_order_opened(_assign_opened)
+
+
+def _assign_opened(
+    session: Session, incident: Incident, work_order: WorkOrder, category: ServiceCategory
+) -> None:
+    # A savepoint: should assignment fail, the resident's report is still stored, and the
+    # work order (new, no crew, not queued) is picked up by the next assign_queued.
+    try:
+        with session.begin_nested():
+            assign_work_order(
+                session,
+                work_order=work_order,
+                incident=incident,
+                category=category,
+                actor=ACTOR,
+                default_service_s=_installed.default_service_s,
+            )
+    except Exception:
+        log.exception("assigning work order %s failed; it waits for assign_queued", work_order.id)
+
+
+# --- one work order ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every decision in one run shares: the crews, the rules, the clock."""
+
+    jurisdiction_id: int
+    zone: ZoneInfo
+    now: datetime
+    today: date
+    crews: list[rules.CrewFacts]
+    rule_set: list[rules.SkillRule]
+    default_service_s: int
+
+
+def _context(
+    session: Session, jurisdiction_id: int, default_service_s: int | None, now: datetime | None
+) -> _Context:
+    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
+    if jurisdiction is None:
+        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
+    zone = ZoneInfo(jurisdiction.timezone)
+    now = now or datetime.now(UTC)
+    return _Context(
+        jurisdiction_id=jurisdiction_id,
+        zone=zone,
+        now=now,
+        today=now.astimezone(zone).date(),
+        crews=service.crew_facts(session, jurisdiction_id=jurisdiction_id),
+        rule_set=service.rule_set(session, jurisdiction_id=jurisdiction_id),
+        default_service_s=(
+            RoutingSettings().default_service_s if default_service_s is None else default_service_s
+        ),
+    )
+
+
+def assign_work_order(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    incident: Incident,
+    category: ServiceCategory,
+    actor: str,
+    default_service_s: int | None = None,
+    now: datetime | None = None,
+) -> rules.Choice:
+    """Return the rules' choice for a work order, applied: the crew given and the work order
+    ``assigned``, or the work order queued for a dispatcher with the reason.
+
+    - Facts: the snapped asset's type (else ``category.asset_type``), the ward's code, the
+      due date and today in the jurisdiction's time zone, and each crew's load
+      (:func:`crew_load_s`).
+    - ``default_service_s``: seconds on site for a category with no service time (None: the
+      routing setting's default); ``now``: the clock (default: now).
+    - A work order a dispatcher queued (reason "dispatcher") keeps its queue row unless a crew
+      is found. Raises IllegalTransition if the work order cannot become ``assigned``.
+      Flushes; the caller commits.
+    """
+    ctx = _context(session, work_order.jurisdiction_id, default_service_s, now)
+    ward_code = None
+    if incident.ward_id is not None:
+        ward = session.get(Ward, (incident.jurisdiction_id, incident.ward_id))
+        ward_code = ward.code if ward is not None else None
+    asset_type = category.asset_type
+    if incident.asset_id is not None:
+        asset = session.get(Asset, (incident.jurisdiction_id, incident.asset_id))
+        asset_type = asset.asset_type if asset is not None else asset_type
+    job = rules.JobFacts(
+        category_code=category.code,
+        asset_type=asset_type,
+        ward_code=ward_code,
+        due_on=work_order.due_at.astimezone(ctx.zone).date(),
+        today=ctx.today,
+        past_due=work_order.due_at <= ctx.now,
+    )
+    return _decide(session, ctx, work_order=work_order, job=job, actor=actor)
+
+
+def _decide(
+    session: Session, ctx: _Context, *, work_order: WorkOrder, job: rules.JobFacts, actor: str
+) -> rules.Choice:
+    last_day = max(d for d in (job.due_on, ctx.today) if d is not None)
+    load = crew_load_s(
+        session,
+        jurisdiction_id=ctx.jurisdiction_id,
+        due_before=datetime.combine(last_day + timedelta(days=1), time(), tzinfo=ctx.zone),
+        default_service_s=ctx.default_service_s,
+        exclude_work_order_id=work_order.id,
+    )
+    choice = rules.choose_crew(job, ctx.crews, ctx.rule_set, load_s=load)
+    if choice.crew_id is not None:
+        _give(session, work_order, choice, actor, load)
+    else:
+        _queue(session, work_order, choice, actor)
+    return choice
+
+
+def _give(
+    session: Session,
+    work_order: WorkOrder,
+    choice: rules.Choice,
+    actor: str,
+    load: dict[int, float],
+) -> None:
+    # The transition locks the work order first: someone who moved it meanwhile makes this an
+    # IllegalTransition, never an overwritten crew.
+    work_orders_service.transition(
+        session, incident_or_work_order=work_order, to="assigned", actor=actor
+    )
+    work_order.crew_id = choice.crew_id
+    session.execute(
+        delete(QueuedWorkOrder).where(
+            QueuedWorkOrder.jurisdiction_id == work_order.jurisdiction_id,
+            QueuedWorkOrder.work_order_id == work_order.id,
+        )
+    )
+    # Staff-only: the status change above is public, the reasoning is not.
+    audit.record(
+        session,
+        jurisdiction_id=work_order.jurisdiction_id,
+        entity="work_order",
+        entity_id=work_order.id,
+        action="crew_assigned",
+        actor=actor,
+        data={
+            "crew": choice.crew_code,
+            "crew_id": choice.crew_id,
+            "detail": choice.detail,
+            "candidates": list(choice.candidates),
+            "skills": sorted(choice.skills),
+            "day": choice.day.isoformat() if choice.day else None,
+            "load_s": round(load.get(choice.crew_id or 0, 0.0)),
+        },
+    )
+    session.flush()
+
+
+def _queue(session: Session, work_order: WorkOrder, choice: rules.Choice, actor: str) -> None:
+    assert choice.reason is not None
+    key = (
+        QueuedWorkOrder.jurisdiction_id == work_order.jurisdiction_id,
+        QueuedWorkOrder.work_order_id == work_order.id,
+    )
+    before = session.execute(
+        select(QueuedWorkOrder.reason, QueuedWorkOrder.detail).where(*key).with_for_update()
+    ).one_or_none()
+    if before is not None and before.reason == DISPATCHER_REASON:
+        return
+    skills = sorted(choice.skills)
+    # Upsert: queued_at stays when the work was first queued (how long it has waited).
+    session.execute(
+        pg_insert(QueuedWorkOrder)
+        .values(
+            jurisdiction_id=work_order.jurisdiction_id,
+            work_order_id=work_order.id,
+            reason=choice.reason,
+            detail=choice.detail,
+            skills=skills,
+            actor=actor,
+        )
+        .on_conflict_do_update(
+            index_elements=["jurisdiction_id", "work_order_id"],
+            set_={"reason": choice.reason, "detail": choice.detail, "skills": skills},
+        )
+    )
+    if before is None or (before.reason, before.detail) != (choice.reason, choice.detail):
+        # No to_state: waiting for a dispatcher is not a status residents are told about.
+        audit.record(
+            session,
+            jurisdiction_id=work_order.jurisdiction_id,
+            entity="work_order",
+            entity_id=work_order.id,
+            action="queued",
+            actor=actor,
+            data={"reason": choice.reason, "detail": choice.detail, "skills": skills},
+        )
+    session.flush()
+
+
+def crew_load_s(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    due_before: datetime,
+    default_service_s: int,
+    exclude_work_order_id: int | None = None,
+) -> dict[int, float]:
+    """Return crew id → seconds on site of the crew's open work (not on hold) due before
+    ``due_before``: the category's service time, else ``default_service_s``, per work order."""
+    service_s = func.coalesce(CategoryServiceTime.service_s, default_service_s)
+    query = (
+        select(WorkOrder.crew_id, func.sum(service_s))
+        .join(
+            Incident,
+            and_(
+                Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
+                Incident.id == WorkOrder.incident_id,
+            ),
+        )
+        .outerjoin(
+            CategoryServiceTime,
+            and_(
+                CategoryServiceTime.jurisdiction_id == Incident.jurisdiction_id,
+                CategoryServiceTime.category_code == Incident.category_code,
+            ),
+        )
+        .where(
+            WorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.crew_id.is_not(None),
+            WorkOrder.status.in_(_BUSY),
+            WorkOrder.due_at < due_before,
+        )
+        .group_by(WorkOrder.crew_id)
+    )
+    if exclude_work_order_id is not None:
+        query = query.where(WorkOrder.id != exclude_work_order_id)
+    return {crew: float(total) for crew, total in session.execute(query).all() if crew is not None}
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+
+@dataclass
+class AssignSummary:
+    """What one run of :func:`assign_queued` did."""
+
+    examined: int = 0
+    assigned: dict[str, int] = field(default_factory=dict)  # crew code → work orders given
+    queued: dict[str, int] = field(default_factory=dict)  # reason → work orders still waiting
+    skipped: int = 0  # moved by someone else while the run went on
+
+
+def assign_queued(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    actor: str,
+    default_service_s: int | None = None,
+    now: datetime | None = None,
+) -> AssignSummary:
+    """Return what trying the rules again did: on every queued work order the rules left
+    there (not those a dispatcher queued) and every open work order (new, triaged, reopened)
+    with no crew and no queue row, most urgent first, so the urgent work gets the least
+    loaded crews. Queue rows of work that is finished or has a crew are dropped. Flushes.
+    """
+    ctx = _context(session, jurisdiction_id, default_service_s, now)
+    session.execute(
+        delete(QueuedWorkOrder).where(
+            QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
+            QueuedWorkOrder.reason != DISPATCHER_REASON,
+            QueuedWorkOrder.work_order_id.in_(
+                select(WorkOrder.id).where(
+                    WorkOrder.jurisdiction_id == jurisdiction_id,
+                    or_(
+                        WorkOrder.crew_id.is_not(None),
+                        WorkOrder.status.in_(sorted(lifecycle.FINISHED)),
+                    ),
+                )
+            ),
+        )
+    )
+    summary = AssignSummary()
+    assigned: Counter[str] = Counter()
+    for facts in _waiting(session, jurisdiction_id, ctx):
+        summary.examined += 1
+        work_order = session.get(WorkOrder, (jurisdiction_id, facts.work_order_id))
+        if work_order is None:
+            continue
+        try:
+            with session.begin_nested():
+                choice = _decide(session, ctx, work_order=work_order, job=facts.job, actor=actor)
+        except (IllegalTransition, StaleVersion):
+            summary.skipped += 1
+            continue
+        if choice.crew_code is not None:
+            assigned[choice.crew_code] += 1
+    summary.assigned = dict(sorted(assigned.items()))
+    summary.queued = queue_counts(session, jurisdiction_id=jurisdiction_id)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    work_order_id: int
+    job: rules.JobFacts
+
+
+def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Waiting]:
+    queued = and_(
+        QueuedWorkOrder.jurisdiction_id == WorkOrder.jurisdiction_id,
+        QueuedWorkOrder.work_order_id == WorkOrder.id,
+    )
+    rows = session.execute(
+        select(
+            WorkOrder.id,
+            WorkOrder.due_at,
+            Incident.category_code,
+            func.coalesce(Asset.asset_type, ServiceCategory.asset_type).label("asset_type"),
+            Ward.code.label("ward_code"),
+        )
+        .join(
+            Incident,
+            and_(
+                Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
+                Incident.id == WorkOrder.incident_id,
+            ),
+        )
+        .join(
+            ServiceCategory,
+            and_(
+                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
+                ServiceCategory.code == Incident.category_code,
+            ),
+        )
+        .outerjoin(
+            Asset,
+            and_(Asset.jurisdiction_id == Incident.jurisdiction_id, Asset.id == Incident.asset_id),
+        )
+        .outerjoin(
+            Ward,
+            and_(Ward.jurisdiction_id == Incident.jurisdiction_id, Ward.id == Incident.ward_id),
+        )
+        .outerjoin(QueuedWorkOrder, queued)
+        .where(
+            WorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.crew_id.is_(None),
+            WorkOrder.status.in_(ASSIGNABLE),
+            or_(
+                QueuedWorkOrder.work_order_id.is_(None),
+                QueuedWorkOrder.reason.in_(sorted(RULE_REASONS)),
+            ),
+        )
+        .order_by(WorkOrder.due_at, WorkOrder.id)
+    ).all()
+    return [
+        _Waiting(
+            work_order_id=row.id,
+            job=rules.JobFacts(
+                category_code=row.category_code,
+                asset_type=row.asset_type,
+                ward_code=row.ward_code,
+                due_on=row.due_at.astimezone(ctx.zone).date(),
+                today=ctx.today,
+                past_due=row.due_at <= ctx.now,
+            ),
+        )
+        for row in rows
+    ]
+
+
+def queue_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
+    """Return reason → how many open work orders wait in the dispatcher's queue."""
+    rows = session.execute(
+        select(QueuedWorkOrder.reason, func.count())
+        .join(
+            WorkOrder,
+            and_(
+                WorkOrder.jurisdiction_id == QueuedWorkOrder.jurisdiction_id,
+                WorkOrder.id == QueuedWorkOrder.work_order_id,
+            ),
+        )
+        .where(
+            QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.status.in_(sorted(lifecycle.OPEN)),
+        )
+        .group_by(QueuedWorkOrder.reason)
+        .order_by(QueuedWorkOrder.reason)
+    ).all()
+    return {str(reason): int(n) for reason, n in rows}
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A work order waiting for a dispatcher, with what they need to act on it."""
+
+    work_order_id: int
+    incident_id: int
+    status: str
+    category_code: str
+    category: str
+    ward_code: str | None
+    lon: float
+    lat: float
+    due_at: datetime
+    sla_state: str
+    reason: str
+    detail: str
+    skills: list[str]
+    actor: str
+    queued_at: datetime
+
+
+def list_queue(
+    session: Session, *, jurisdiction_id: int, limit: int = 500, offset: int = 0
+) -> list[QueueRow]:
+    """Return the open work orders in the dispatcher's queue, most urgent first (earliest
+    due, so breached work leads), then longest waiting."""
+    rows = session.execute(
+        select(
+            QueuedWorkOrder,
+            WorkOrder.incident_id,
+            WorkOrder.status,
+            WorkOrder.due_at,
+            work_orders_service.sla_state().label("sla_state"),
+            Incident.category_code,
+            ServiceCategory.name.label("category"),
+            Ward.code.label("ward_code"),
+            func.ST_X(Incident.geom).label("lon"),
+            func.ST_Y(Incident.geom).label("lat"),
+        )
+        .join(
+            WorkOrder,
+            and_(
+                WorkOrder.jurisdiction_id == QueuedWorkOrder.jurisdiction_id,
+                WorkOrder.id == QueuedWorkOrder.work_order_id,
+            ),
+        )
+        .join(
+            Incident,
+            and_(
+                Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
+                Incident.id == WorkOrder.incident_id,
+            ),
+        )
+        .join(
+            ServiceCategory,
+            and_(
+                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
+                ServiceCategory.code == Incident.category_code,
+            ),
+        )
+        .outerjoin(
+            Ward,
+            and_(Ward.jurisdiction_id == Incident.jurisdiction_id, Ward.id == Incident.ward_id),
+        )
+        .where(
+            QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.status.in_(sorted(lifecycle.OPEN)),
+        )
+        .order_by(WorkOrder.due_at, QueuedWorkOrder.queued_at, WorkOrder.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [
+        QueueRow(
+            work_order_id=row.QueuedWorkOrder.work_order_id,
+            incident_id=row.incident_id,
+            status=row.status,
+            category_code=row.category_code,
+            category=row.category,
+            ward_code=row.ward_code,
+            lon=row.lon,
+            lat=row.lat,
+            due_at=row.due_at,
+            sla_state=row.sla_state,
+            reason=row.QueuedWorkOrder.reason,
+            detail=row.QueuedWorkOrder.detail,
+            skills=list(row.QueuedWorkOrder.skills),
+            actor=row.QueuedWorkOrder.actor,
+            queued_at=row.QueuedWorkOrder.queued_at,
+        )
+        for row in rows
+    ]
