@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from sqlalchemy import text
 
-from dispatch import service
+from dispatch import assignment, service
 from geo311.database import Database
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "city_day.py"
@@ -39,6 +39,7 @@ def test_the_bench_city_is_seeded_and_every_ward_has_two_crews_per_skill(
     assert city == bench.generate(lines, area, jobs=40, crews=10, seed=7)
     assert city.jobs != bench.generate(lines, area, jobs=40, crews=10, seed=8).jobs
 
+    assignment.install()  # as the bench's main does
     with db.session() as session:
         jid = bench.store_city(session, city)
     with db.session() as session:
@@ -49,7 +50,7 @@ def test_the_bench_city_is_seeded_and_every_ward_has_two_crews_per_skill(
         rows = session.execute(
             text(
                 """
-                SELECT w.status, i.ward_id, t.window_start
+                SELECT w.status, w.crew_id, i.ward_id, t.window_start
                 FROM work_orders w
                 JOIN incidents i ON i.jurisdiction_id = w.jurisdiction_id AND i.id = w.incident_id
                 LEFT JOIN work_order_terms t
@@ -60,7 +61,9 @@ def test_the_bench_city_is_seeded_and_every_ward_has_two_crews_per_skill(
             {"jid": jid},
         ).all()
     assert len(rows) == 40
-    assert {r.status for r in rows} == {"new"}
+    # Every job went to a crew by the rules, as intake would have done.
+    assert {r.status for r in rows} == {"assigned"}
+    assert all(r.crew_id is not None for r in rows)
     assert all(r.ward_id is not None for r in rows)
     appointments = sum(j.appointment is not None for j in city.jobs)
     assert sum(r.window_start is not None for r in rows) == appointments
