@@ -239,10 +239,12 @@ def work_for_day(
     day: date,
     plan_id: int,
     horizon_days: int,
+    today: date,
 ) -> list[WorkFacts]:
     """Return the open work a plan of ``day`` takes: due within the horizon, already scheduled,
-    pinned to a crew, or with an appointment that day; not queued for a dispatcher, not placed
-    on a later day's plan, and no appointment on another day."""
+    pinned to a crew, or with an appointment that day; not queued for a dispatcher, not on the
+    plan of another day that is still to come (work left undone on a past day's plan comes
+    back), and no appointment on another day. ``today`` is the jurisdiction's date now."""
     start, end = day_bounds(session, jurisdiction_id=jurisdiction_id, day=day)
     # Constant SQL; every value is a bound parameter.
     sql = (
@@ -252,7 +254,7 @@ def work_for_day(
                   JOIN day_plans p2
                     ON p2.jurisdiction_id = s2.jurisdiction_id AND p2.id = s2.plan_id
                   WHERE s2.jurisdiction_id = w.jurisdiction_id AND s2.work_order_id = w.id
-                    AND p2.day > :day)
+                    AND p2.day <> :day AND p2.day >= :today)
   AND (t.window_start IS NULL OR (t.window_end >= :start AND t.window_start < :end))
   AND (w.due_at < :horizon OR w.status = 'scheduled' OR t.pinned_crew_id IS NOT NULL
        OR t.window_start IS NOT NULL OR ps.work_order_id IS NOT NULL)
@@ -267,6 +269,7 @@ ORDER BY w.id
             "plan": plan_id,
             "statuses": list(PLANNABLE),
             "day": day,
+            "today": today,
             "start": start,
             "end": end,
             "horizon": end + timedelta(days=horizon_days),
@@ -672,6 +675,7 @@ def make_plan(
         day=day,
         plan_id=plan.id,
         horizon_days=routing.horizon_days,
+        today=now.astimezone(day_start.tzinfo).date(),
     )
     rule_set = service.rule_set(session, jurisdiction_id=jurisdiction_id)
     jobs = [

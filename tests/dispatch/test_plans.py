@@ -430,3 +430,29 @@ def test_a_crew_off_for_the_day_loses_its_route_and_its_work_is_listed(
             "no crew working that day holds water and covers ward"
         )
         assert facts[job]["status"] == "assigned"  # no longer "scheduled" for a day it is not on
+
+
+def test_work_is_on_one_upcoming_days_plan_and_undone_work_comes_back(demo_db: Database) -> None:
+    routing = RoutingSettings(time_limit_s=1.0)
+    sunday = datetime.combine(DAY - timedelta(days=1), time(12), tzinfo=CHICAGO)
+    with demo_db.session() as s:
+        jid = s.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one()
+
+    def plan(day: date, now: datetime) -> set[int]:
+        with demo_db.session() as session:
+            plans.make_plan(
+                session, jurisdiction_id=jid, day=day, routing=routing, actor="test", now=now
+            )
+        with demo_db.session() as session:
+            view = plans.plan_view(session, jurisdiction_id=jid, day=day)
+        return {s.work_order_id for r in view.routes for s in r.stops}
+
+    monday = plan(DAY, sunday)
+    tuesday = plan(DAY + timedelta(days=1), sunday)
+    assert monday
+    assert tuesday
+    assert not monday & tuesday
+    # On Wednesday, Monday's plan is history: what was left undone there may come back;
+    # Tuesday's work (still "scheduled", nothing was done) may come back as well.
+    wednesday = plan(DAY + timedelta(days=2), sunday + timedelta(days=3))
+    assert wednesday & (monday | tuesday)
