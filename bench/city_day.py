@@ -396,7 +396,11 @@ def store_city(session: Session, city: City) -> int:
         )
     for crew in city.crews:
         dispatch_service.create_crew(session, jurisdiction_id=jid, data=crew)
-    for job in city.jobs:
+    for k, job in enumerate(city.jobs):
+        if k % 200 == 0:
+            # Fresh planner statistics as the tables grow, as autovacuum keeps them in a running
+            # service; without them the crew-load query of each assignment slows to a scan.
+            session.execute(text("ANALYZE work_orders, incidents, audit_events"))
         ward = layers_service.ward_at(
             session, jurisdiction_id=jid, lon=job.lon, lat=job.lat, at=job.opened_at
         )
