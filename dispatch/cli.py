@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import assignment, plans, roads, service
 from dispatch.network import build_network, lines_from_osm
-from dispatch.schemas import CrewIn, SkillRuleIn
+from dispatch.schemas import CrewIn, ServiceTimeIn, SkillRuleIn
 from geo311.errors import AppError
 from geo311.runtime import open_database
 from geo311.settings import get_settings
@@ -118,7 +118,10 @@ class CrewFile(BaseModel):
     skills: dict[str, str] = Field(default_factory=dict, description="code → name")
     crews: list[CrewIn] = Field(default_factory=list)
     skill_rules: list[SkillRuleIn] | None = None
-    service_times_s: dict[str, int] = Field(default_factory=dict)
+    service_times_s: dict[str, int | ServiceTimeIn] = Field(
+        default_factory=dict,
+        description="category → seconds on site, or {service_s, access_start, access_end, demand}",
+    )
 
 
 @crews_app.command("load")
@@ -130,7 +133,8 @@ def crews_load(
 
     The file is an object with any of: "skills" {code: name}, "crews" [crew …] (as the API
     takes them), "skill_rules" [{category_code, asset_type, skill_code} …] (replaces all
-    rules), "service_times_s" {category: seconds}. All or nothing: one bad entry loads none.
+    rules), "service_times_s" {category: seconds, or {service_s, access_start, access_end,
+    demand}}. All or nothing: one bad entry loads none.
     """
     try:
         raw: Any = json.loads(file.read_text())
@@ -148,9 +152,17 @@ def crews_load(
                 service.create_crew(session, jurisdiction_id=jid, data=crew)
         if data.skill_rules is not None:
             service.replace_skill_rules(session, jurisdiction_id=jid, rules_in=data.skill_rules)
-        for category, seconds in data.service_times_s.items():
+        for category, given in data.service_times_s.items():
+            times = given if isinstance(given, ServiceTimeIn) else ServiceTimeIn(service_s=given)
             service.put_service_time(
-                session, jurisdiction_id=jid, category_code=category, service_s=seconds
+                session,
+                jurisdiction_id=jid,
+                category_code=category,
+                service_s=times.service_s,
+                access=(times.access_start, times.access_end)
+                if times.access_start and times.access_end
+                else None,
+                demand=times.demand,
             )
     console.print(
         f"[green]Loaded[/green] {len(data.skills)} skills, {len(data.crews)} crews"

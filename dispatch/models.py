@@ -234,6 +234,7 @@ class CategoryServiceTime(Base):
             ondelete="CASCADE",
         ),
         CheckConstraint("service_s >= 0", name="service_nonneg"),
+        CheckConstraint("demand >= 0", name="demand_nonneg"),
         CheckConstraint(
             "(access_start IS NULL) = (access_end IS NULL) AND access_end > access_start",
             name="access_whole_and_ordered",
@@ -245,6 +246,8 @@ class CategoryServiceTime(Base):
     )
     category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
     service_s: Mapped[int] = mapped_column(Integer)
+    # Units of a crew vehicle's capacity one job takes (e.g. a bulky-item pick-up: 1); 0: none.
+    demand: Mapped[int] = mapped_column(Integer, server_default="0")
     access_start: Mapped[time | None] = mapped_column(Time)
     access_end: Mapped[time | None] = mapped_column(Time)
 

@@ -52,6 +52,7 @@ class DayJob:
     priority: int = 0
     window: tuple[datetime, datetime] | None = None
     crew_id: int | None = None
+    demand: int = 0  # units of the crew vehicle's capacity the job takes
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def build_problem(
                 ),
                 skills=j.skills,
                 priority=j.priority,
+                demand=j.demand,
                 vehicle_id=j.crew_id,
             )
             for k, j in enumerate(jobs)

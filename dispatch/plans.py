@@ -89,6 +89,7 @@ class WorkFacts:
     asset_type: str | None
     due_at: datetime
     service_s: int | None
+    demand: int
     access: tuple[time, time] | None
     pinned_crew_id: int | None
     appointment: tuple[datetime, datetime] | None
@@ -185,7 +186,7 @@ _WORK_SQL = """
 SELECT w.id, w.incident_id, w.status, w.crew_id, w.due_at, i.category_code,
        ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, wd.code AS ward_code,
        COALESCE(a.asset_type, c.asset_type) AS asset_type,
-       st.service_s, st.access_start, st.access_end,
+       st.service_s, COALESCE(st.demand, 0) AS demand, st.access_start, st.access_end,
        t.pinned_crew_id, t.window_start, t.window_end,
        ps.crew_id AS stop_crew_id, COALESCE(ps.locked, false) AS locked, ps.start_at
 FROM work_orders w
@@ -221,6 +222,7 @@ def _read_work(session: Session, sql: str, params: Mapping[str, Any]) -> list[Wo
             asset_type=r.asset_type,
             due_at=r.due_at,
             service_s=r.service_s,
+            demand=int(r.demand),
             access=(r.access_start, r.access_end) if r.access_start is not None else None,
             pinned_crew_id=r.pinned_crew_id,
             appointment=(r.window_start, r.window_end) if r.window_start is not None else None,
@@ -354,6 +356,7 @@ def to_day_job(
         priority=urgency if priority is None else priority,
         window=window,
         crew_id=pinned,
+        demand=facts.demand,
     )
 
 

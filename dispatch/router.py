@@ -165,6 +165,7 @@ def list_service_times(
             service_s=t.service_s,
             access_start=t.access_start,
             access_end=t.access_end,
+            demand=t.demand,
         )
         for t in service.list_service_times(session, jurisdiction_id=jurisdiction.id)
     ]
@@ -186,6 +187,7 @@ def put_service_time(
         access=(body.access_start, body.access_end)
         if body.access_start and body.access_end
         else None,
+        demand=body.demand,
     )
     session.commit()
     return ServiceTimeOut(category_code=category_code, **body.model_dump())

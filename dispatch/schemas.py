@@ -125,6 +125,9 @@ class ServiceTimeIn(BaseModel):
     service_s: int = Field(ge=0, le=24 * 3600)
     access_start: time | None = None
     access_end: time | None = None
+    demand: int = Field(
+        default=0, ge=0, le=10_000, description="Units of a crew vehicle's capacity a job takes"
+    )
 
     @model_validator(mode="after")
     def _whole(self) -> ServiceTimeIn:
@@ -140,6 +143,7 @@ class ServiceTimeOut(BaseModel):
     service_s: int
     access_start: time | None = None
     access_end: time | None = None
+    demand: int = 0
 
 
 class RoadNetworkOut(BaseModel):

@@ -530,9 +530,11 @@ def put_service_time(
     category_code: str,
     service_s: int,
     access: tuple[time, time] | None = None,
+    demand: int = 0,
 ) -> None:
-    """Set how long a job of ``category_code`` keeps a crew on site, and the wall-clock hours
-    its work may start in (``access``; None: any time of the crew's shift)."""
+    """Set how long a job of ``category_code`` keeps a crew on site, the wall-clock hours its
+    work may start in (``access``; None: any time of the crew's shift), and the units of a
+    crew vehicle's capacity it takes (``demand``)."""
     if session.get(ServiceCategory, (jurisdiction_id, category_code)) is None:
         raise NotFound(f"No category {category_code!r}.")
     if access is not None and access[1] <= access[0]:
@@ -547,6 +549,7 @@ def put_service_time(
         )
         session.add(row)
     row.service_s = service_s
+    row.demand = demand
     row.access_start, row.access_end = access if access else (None, None)
     session.flush()
 

@@ -85,7 +85,10 @@ def test_crews_load_list_remove(cli: typer.Typer, demo_db: Database, tmp_path: P
             {
                 "skills": {"bucket_truck": "Bucket truck"},
                 "crews": [crew],
-                "service_times_s": {"streetlight_out": 2700},
+                "service_times_s": {
+                    "streetlight_out": 2700,
+                    "graffiti": {"service_s": 900, "access_start": "09:00", "access_end": "16:00"},
+                },
             }
         )
     )
@@ -109,6 +112,18 @@ def test_crews_load_list_remove(cli: typer.Typer, demo_db: Database, tmp_path: P
             )
         ).scalar_one()
     assert wards == ["4"]
+    with demo_db.session() as s:
+        times = s.execute(
+            text(
+                "SELECT category_code, service_s, access_start::text, access_end::text "
+                "FROM category_service_times "
+                "WHERE category_code IN ('streetlight_out', 'graffiti') ORDER BY 1"
+            )
+        ).all()
+    assert [tuple(t) for t in times] == [
+        ("graffiti", 900, "09:00:00", "16:00:00"),
+        ("streetlight_out", 2700, None, None),
+    ]
     code, out = run(cli, "crews", "remove", "night-lights")
     assert code == 0, out
     code, out = run(cli, "crews", "remove", "night-lights")

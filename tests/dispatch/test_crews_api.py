@@ -200,6 +200,7 @@ def test_service_times_and_the_road_network(client: TestClient, demo_db: Databas
         "service_s": 5400,
         "access_start": None,
         "access_end": None,
+        "demand": 0,
     } in times
     r = client.put(
         "/api/v1/dispatch/service-times/tree_down", json={"service_s": 7200}, headers=admin

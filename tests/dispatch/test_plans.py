@@ -355,6 +355,7 @@ def test_a_categorys_access_hours_hold_on_the_plan(client: TestClient, demo_db: 
         "service_s": 1200,
         "access_start": "09:00:00",
         "access_end": "11:00:00",
+        "demand": 0,
     } in listed
     plan = _plan(client, demo_db)
     potholes = [s for r in plan["routes"] for s in r["stops"] if s["category"] == "pothole"]
@@ -456,3 +457,25 @@ def test_work_is_on_one_upcoming_days_plan_and_undone_work_comes_back(demo_db: D
     # Tuesday's work (still "scheduled", nothing was done) may come back as well.
     wednesday = plan(DAY + timedelta(days=2), sunday + timedelta(days=3))
     assert wednesday & (monday | tuesday)
+
+
+def test_a_crews_vehicle_capacity_holds(client: TestClient, demo_db: Database) -> None:
+    admin = _auth(demo_db, "admin")
+    r = client.put(
+        "/api/v1/dispatch/service-times/illegal_dumping",
+        json={"service_s": 600, "demand": 1},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    before = _plan(client, demo_db)
+    dumping = [s for s in _route(before, "forestry")["stops"] if s["category"] == "illegal_dumping"]
+    assert len(dumping) > 2, "the demo's open dumping jobs fill more than a two-load truck"
+    crew = client.get("/api/v1/crews/forestry", headers=admin).json()
+    body = {k: v for k, v in crew.items() if k not in ("id", "version", "updated_at")}
+    r = client.put("/api/v1/crews/forestry", json={**body, "capacity": 2}, headers=admin)
+    assert r.status_code == 200, r.text
+    after = _plan(client, demo_db)
+    stops = _route(after, "forestry")["stops"]
+    assert sum(s["category"] == "illegal_dumping" for s in stops) == 2
+    left = {u["work_order_id"] for u in after["left_out"] if u["category"] == "illegal_dumping"}
+    assert left >= {s["work_order_id"] for s in dumping} - {s["work_order_id"] for s in stops}
