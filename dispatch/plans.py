@@ -827,14 +827,25 @@ def _check_eligible(
     work: Sequence[WorkFacts],
 ) -> None:
     """Raise NotEligible unless ``crew`` works on ``day``, holds every skill and covers every
-    ward the work needs."""
+    ward the work needs, and no appointment puts the work on another day."""
     view = service.get_crew(session, jurisdiction_id=jurisdiction_id, code=crew.code)
     errors: list[FieldError] = []
     if not view.active or day.isoweekday() not in view.workdays:
         errors.append(FieldError("to_crew", f"crew {crew.code} does not work on {day.isoformat()}"))
     rule_set = service.rule_set(session, jurisdiction_id=jurisdiction_id)
     held = set(view.skills)
+    day_start, day_end = day_bounds(session, jurisdiction_id=jurisdiction_id, day=day)
     for w in work:
+        if w.appointment is not None and _clip(w.appointment, day_start, day_end) is None:
+            errors.append(
+                FieldError(
+                    "work_order_ids",
+                    f"work order {w.work_order_id} has an appointment at "
+                    f"{w.appointment[0].astimezone(day_start.tzinfo).isoformat()}, not on "
+                    f"{day.isoformat()}: change the appointment first",
+                    "appointment_elsewhere",
+                )
+            )
         needs = rules.required_skills(
             rule_set, category_code=w.category_code, asset_type=w.asset_type
         )
@@ -884,6 +895,13 @@ def _route_jobs(
     return [int(i) for i in rows if int(i) not in excluding]
 
 
+def _may_take(crews: Sequence[service.CrewDay], job: DayJob) -> bool:
+    """Return whether one of ``crews`` may do ``job``: its pinned crew, or skills and ward."""
+    if job.crew_id is not None:
+        return any(c.crew_id == job.crew_id for c in crews)
+    return any(job.skills <= c.skills | {territory_skill(w) for w in c.territory} for c in crews)
+
+
 def _replan(
     session: Session,
     *,
@@ -922,6 +940,15 @@ def _replan(
         )
         for w in work
     ]
+    # Extra work these crews may not do stays as the last plan listed it: solved here, among
+    # these crews only, it would come back "no crew" although other crews could do it.
+    crews = [
+        c
+        for c in service.crews_on(session, jurisdiction_id=jid, day=plan.day)
+        if c.crew_id in set(crew_ids)
+    ]
+    kept = set(keep_crew) | set(_route_jobs(session, plan, crew_ids, set()))
+    jobs = [j for j in jobs if j.id in kept or _may_take(crews, j)]
     solved = _solve(
         session,
         jurisdiction_id=jid,

@@ -479,3 +479,50 @@ def test_a_crews_vehicle_capacity_holds(client: TestClient, demo_db: Database) -
     assert sum(s["category"] == "illegal_dumping" for s in stops) == 2
     left = {u["work_order_id"] for u in after["left_out"] if u["category"] == "illegal_dumping"}
     assert left >= {s["work_order_id"] for s in dumping} - {s["work_order_id"] for s in stops}
+
+
+def test_replanning_some_crews_leaves_other_crews_left_out_work_as_it_was(
+    client: TestClient, demo_db: Database
+) -> None:
+    plan = _plan(client, demo_db)
+    before = {u["work_order_id"]: u for u in plan["left_out"]}
+    assert any(u["category"] != "pothole" for u in before.values())
+    r = client.post(
+        f"/api/v1/plans/{DAY_S}/replan",
+        json={"plan_version": plan["version"], "crews": ["streets"]},
+        headers=_auth(demo_db),
+    )
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert after["version"] == plan["version"] + 1
+    left = {u["work_order_id"]: u for u in after["left_out"]}
+    placed = _stops(after)
+    for job, u in before.items():
+        # Work only other crews may do is listed as before, not "no crew" …
+        if job not in placed:
+            assert left[job]["reason"] == u["reason"], (u, left[job])
+    # … and routes of crews that were not re-planned are as they were.
+    for crew in ("lighting", "water", "forestry"):
+        assert _route(after, crew)["stops"] == _route(plan, crew)["stops"]
+
+
+def test_a_job_booked_for_another_day_is_not_moved_onto_this_one(
+    client: TestClient, demo_db: Database
+) -> None:
+    _second_paving_crew(client, demo_db)
+    plan = _plan(client, demo_db)
+    job = _route(plan, "streets")["stops"][0]["work_order_id"]
+    tuesday = datetime.combine(DAY + timedelta(days=1), time(9), tzinfo=CHICAGO)
+    r = client.put(
+        f"/api/v1/dispatch/work-orders/{job}/appointment",
+        json={"start": tuesday.isoformat(), "end": (tuesday + timedelta(hours=2)).isoformat()},
+        headers=_auth(demo_db),
+    )
+    assert r.status_code == 200, r.text
+    r = _move(
+        client, demo_db, plan_version=plan["version"], work_order_ids=[job], to_crew="streets-2"
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["code"] == "appointment_elsewhere"
+    # The next plan of Monday leaves it for Tuesday.
+    assert job not in _stops(_plan(client, demo_db))
