@@ -632,6 +632,38 @@ def _solve(
     )
 
 
+def _recorded(
+    session: Session,
+    *,
+    plan: DayPlan,
+    action: str,
+    actor: str,
+    solved: SolvedDay | None,
+    crews: Sequence[int] = (),
+    moved: Sequence[int] = (),
+    **data: Any,
+) -> PlanChange:
+    """Return what a change did, after writing it to the audit trail (staff-only: a plan's
+    events carry no status)."""
+    audit.record(
+        session,
+        jurisdiction_id=plan.jurisdiction_id,
+        entity="day_plan",
+        entity_id=plan.id,
+        action=action,
+        actor=actor,
+        data={"day": plan.day.isoformat(), "version": plan.version, **data},
+    )
+    return PlanChange(
+        plan=plan,
+        crews=list(crews),
+        moved=list(moved),
+        left_out=list(solved.unassigned) if solved else [],
+        matrix_s=solved.matrix_s if solved else 0.0,
+        solve_s=solved.solve_s if solved else 0.0,
+    )
+
+
 def _bump(plan: DayPlan, solved: SolvedDay | None, actor: str) -> None:
     plan.version = plan.version + 1
     plan.planned_by = actor
@@ -725,28 +757,17 @@ def make_plan(
     )
     _bump(plan, solved, actor)
     session.flush()
-    audit.record(
+    return _recorded(
         session,
-        jurisdiction_id=jurisdiction_id,
-        entity="day_plan",
-        entity_id=plan.id,
+        plan=plan,
         action="planned",
         actor=actor,
-        data={
-            "day": day.isoformat(),
-            "version": plan.version,
-            "jobs": len(jobs),
-            "placed": sum(len(r.stops) for r in solved.routes),
-            "left_out": len(solved.unassigned),
-            "engine": solved.engine,
-        },
-    )
-    return PlanChange(
-        plan=plan,
+        solved=solved,
         crews=[r.crew_id for r in solved.routes],
-        left_out=list(solved.unassigned),
-        matrix_s=solved.matrix_s,
-        solve_s=solved.solve_s,
+        jobs=len(jobs),
+        placed=sum(len(r.stops) for r in solved.routes),
+        left_out=len(solved.unassigned),
+        engine=solved.engine,
     )
 
 
@@ -1097,29 +1118,18 @@ def move_work_orders(
         provider=provider,
         time_limit_s=time_limit_s,
     )
-    audit.record(
+    return _recorded(
         session,
-        jurisdiction_id=jurisdiction_id,
-        entity="day_plan",
-        entity_id=plan.id,
+        plan=plan,
         action="moved",
         actor=actor,
-        data={
-            "day": day.isoformat(),
-            "version": plan.version,
-            "work_orders": ids,
-            "to_crew": to_crew,
-            "from_crews": sorted(old_crews),
-            "reason": reason,
-        },
-    )
-    return PlanChange(
-        plan=plan,
+        solved=solved,
         crews=affected,
         moved=ids,
-        left_out=list(solved.unassigned),
-        matrix_s=solved.matrix_s,
-        solve_s=solved.solve_s,
+        work_orders=ids,
+        to_crew=to_crew,
+        from_crews=sorted(old_crews),
+        reason=reason,
     )
 
 
@@ -1187,14 +1197,14 @@ def lock_stop(
     stop.locked = locked
     _bump(plan, None, actor)
     session.flush()
-    audit.record(
+    _recorded(
         session,
-        jurisdiction_id=jurisdiction_id,
-        entity="day_plan",
-        entity_id=plan.id,
+        plan=plan,
         action="locked" if locked else "unlocked",
         actor=actor,
-        data={"day": day.isoformat(), "version": plan.version, "work_order": work_order_id},
+        solved=None,
+        crews=[stop.crew_id],
+        work_order=work_order_id,
     )
     return plan
 
@@ -1243,23 +1253,14 @@ def replan_crews(
         provider=provider,
         time_limit_s=time_limit_s,
     )
-    # Left-out work these crews may not do stays listed as it was; _store replaced the rows of
-    # every job it was given, which is right for the jobs they could do.
-    audit.record(
+    return _recorded(
         session,
-        jurisdiction_id=jurisdiction_id,
-        entity="day_plan",
-        entity_id=plan.id,
+        plan=plan,
         action="replanned",
         actor=actor,
-        data={"day": day.isoformat(), "version": plan.version, "crews": list(crew_codes)},
-    )
-    return PlanChange(
-        plan=plan,
+        solved=solved,
         crews=crews,
-        left_out=list(solved.unassigned),
-        matrix_s=solved.matrix_s,
-        solve_s=solved.solve_s,
+        crew_codes=list(crew_codes),
     )
 
 
