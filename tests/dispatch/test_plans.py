@@ -526,3 +526,40 @@ def test_a_job_booked_for_another_day_is_not_moved_onto_this_one(
     assert r.json()["errors"][0]["code"] == "appointment_elsewhere"
     # The next plan of Monday leaves it for Tuesday.
     assert job not in _stops(_plan(client, demo_db))
+
+
+def test_who_may_plan_and_what_a_bad_request_gets(client: TestClient, demo_db: Database) -> None:
+    assert client.post(f"/api/v1/plans?date={DAY_S}").status_code == 401
+    crew = _auth(demo_db, "crew")
+    assert client.post(f"/api/v1/plans?date={DAY_S}", headers=crew).status_code == 403
+    missing = client.get(f"/api/v1/plans/{DAY_S}", headers=crew)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "no_plan"
+    bad_day = client.post("/api/v1/plans?date=June", headers=_auth(demo_db))
+    assert bad_day.status_code == 422
+    plan = _plan(client, demo_db)
+    job = _route(plan, "streets")["stops"][0]["work_order_id"]
+    r = client.post(
+        f"/api/v1/plans/{DAY_S}/moves",
+        json={"plan_version": plan["version"], "work_order_ids": [job], "to_crew": "water"},
+        headers=crew,
+    )
+    assert r.status_code == 403
+    for body in (
+        {"plan_version": plan["version"], "work_order_ids": []},
+        {"plan_version": plan["version"], "work_order_ids": [10**9], "to_crew": "water"},
+        {"plan_version": plan["version"], "work_order_ids": [job], "to_crew": "nobody"},
+    ):
+        r = _move(client, demo_db, **body)
+        assert r.status_code in (404, 422), (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    lock = client.post(
+        f"/api/v1/plans/{DAY_S}/stops/{10**9}/lock",
+        json={"plan_version": plan["version"]},
+        headers=_auth(demo_db),
+    )
+    assert lock.status_code == 409
+    assert lock.json()["code"] == "not_on_plan"
+    # Nothing above changed the plan.
+    now = client.get(f"/api/v1/plans/{DAY_S}", headers=crew).json()
+    assert now == plan
