@@ -59,6 +59,8 @@ def _load_demo(db: Database, settings: Settings) -> None:
         console.print(
             f"[green]Loaded the demo city[/green] as {settings.jurisdiction!r}: {summary}"
         )
+    elif summary.dispatch_added:
+        console.print(f"[green]Completed the demo city[/green]: {summary}")
     else:
         console.print(f"Jurisdiction {settings.jurisdiction!r} already loaded; demo not reloaded.")
 
