@@ -51,7 +51,7 @@ def _every_command() -> None:
     assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
-def _load_demo(db: Database, settings: Settings) -> None:
+def _load_demo(db: Database, settings: Settings, *, quiet: bool = False) -> None:
     from fixtures.load import load_demo
 
     summary = load_demo(db, slug=settings.jurisdiction)
@@ -61,7 +61,7 @@ def _load_demo(db: Database, settings: Settings) -> None:
         )
     elif summary.dispatch_added:
         console.print(f"[green]Completed the demo city[/green]: {summary}")
-    else:
+    elif not quiet:
         console.print(f"Jurisdiction {settings.jurisdiction!r} already loaded; demo not reloaded.")
 
 
@@ -80,10 +80,8 @@ def run(
     logging.basicConfig(level=logging.INFO)
     with open_database(settings) as db, notify_runner.embedded(settings, db) as extras:
         if demo:
-            with db.session() as session:
-                empty = layers_service.get_jurisdiction(session, settings.jurisdiction) is None
-            if empty:
-                _load_demo(db, settings)
+            # Loads into an empty database; completes a demo city an older geo311 loaded.
+            _load_demo(db, settings, quiet=True)
         base = f"http://{settings.host}:{settings.port}"
         console.print(
             "\n[bold]geo311 is up[/bold]\n"
