@@ -32,7 +32,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from dispatch import rules, service
+from dispatch import assignment, rules, service
 from dispatch.errors import JobInProgress, NoPlan, NotEligible, NotOnPlan, StalePlan, UnknownCrew
 from dispatch.matrix import MatrixProvider
 from dispatch.models import (
@@ -691,8 +691,12 @@ def make_plan(
 ) -> PlanChange:
     """Return the change after planning ``day`` for every crew working then.
 
-    Takes every open work order the day should see (:func:`work_for_day`); keeps locked
-    stops, pins and in-progress work; lists what does not fit with the reason.
+    First the assignment rules run again over the dispatcher queue's rule-made rows and any
+    open work with no crew (:func:`dispatch.assignment.assign_queued`): work that waited for a
+    crew to be on shift, or for a territory to be fixed, gets onto the plan without anyone
+    having to remember it. Then it takes every open work order the day should see
+    (:func:`work_for_day`); keeps locked stops, pins and in-progress work; lists what does
+    not fit with the reason.
     """
     now = now or datetime.now(UTC)
     plan = _lock_plan(
@@ -702,6 +706,13 @@ def make_plan(
         expected_version=expected_version,
         create=True,
         actor=actor,
+    )
+    assignment.assign_queued(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        actor=f"{assignment.ACTOR} (plan of {day.isoformat()})",
+        default_service_s=routing.default_service_s,
+        now=now,
     )
     day_start, day_end = day_bounds(session, jurisdiction_id=jurisdiction_id, day=day)
     work = work_for_day(

@@ -563,3 +563,32 @@ def test_who_may_plan_and_what_a_bad_request_gets(client: TestClient, demo_db: D
     # Nothing above changed the plan.
     now = client.get(f"/api/v1/plans/{DAY_S}", headers=crew).json()
     assert now == plan
+
+
+def test_work_that_waited_for_a_crew_on_shift_is_on_the_next_plan(
+    client: TestClient, demo_db: Database
+) -> None:
+    # Reported on a Saturday and due that evening: no crew was on shift, so it waited in the
+    # dispatcher queue (the dispatcher may call someone out). The next plan takes it up.
+    facts = _facts(demo_db)
+    job = min(
+        i for i, f in facts.items() if f["status"] == "new" and f["category_code"] == "pothole"
+    )
+    with demo_db.session() as s:
+        s.execute(
+            text(
+                "INSERT INTO dispatch_queue (jurisdiction_id, work_order_id, reason, detail, actor)"
+                " SELECT jurisdiction_id, id, 'not_working', 'nobody on shift before it is due',"
+                " 'dispatch:rules' FROM work_orders WHERE id = :w"
+            ),
+            {"w": job},
+        )
+    plan = _plan(client, demo_db)
+    listed = set(_stops(plan)) | {u["work_order_id"] for u in plan["left_out"]}
+    assert job in listed
+    with demo_db.session() as s:
+        queued = s.execute(
+            text("SELECT count(*) FROM dispatch_queue WHERE work_order_id = :w"), {"w": job}
+        ).scalar_one()
+    assert queued == 0
+    assert _facts(demo_db)[job]["crew_id"] is not None
