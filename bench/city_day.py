@@ -514,7 +514,12 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
         jid = jurisdiction_id(session)
         day_start, day_end = plans.day_bounds(session, jurisdiction_id=jid, day=DAY)
         work = plans.work_for_day(
-            session, jurisdiction_id=jid, day=DAY, plan_id=0, horizon_days=routing.horizon_days
+            session,
+            jurisdiction_id=jid,
+            day=DAY,
+            plan_id=0,
+            horizon_days=routing.horizon_days,
+            today=NOW.astimezone(day_start.tzinfo).date(),
         )
         rule_set = dispatch_service.rule_set(session, jurisdiction_id=jid)
         jobs = [

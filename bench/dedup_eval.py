@@ -255,7 +255,7 @@ def score(rows: list[Row], predicted: Callable[[Row], bool]) -> Score:
 def _placed(rows: Iterable[Row]) -> list[Row]:
     """Return the rows with a time and a position, in time order (file order on ties)."""
     ok = [r for r in rows if r.at is not None and r.lon is not None and r.lat is not None]
-    return sorted(ok, key=lambda r: (r.at, r.order))  # type: ignore[arg-type,return-value]
+    return sorted(ok, key=lambda r: (r.at or datetime.min, r.order))
 
 
 def _cell(lon: float, lat: float, size_deg: float) -> tuple[int, int]:
@@ -338,12 +338,11 @@ def baseline_best_window(
     grid_scores = []
     for radius in RADII_M:
         for window in WINDOWS_H:
-            s = score(
-                scored,
-                lambda r, radius=radius, window=window: (
-                    gaps.get(r.id, {}).get(radius, math.inf) <= window
-                ),
-            )
+
+            def within(r: Row, radius: int = radius, window: int = window) -> bool:
+                return gaps.get(r.id, {}).get(radius, math.inf) <= window
+
+            s = score(scored, within)
             grid_scores.append((radius, window, s))
     radius, window, best = max(grid_scores, key=lambda x: (x[2].f1, -x[0], -x[1]))
     return radius, window, best, grid_scores

@@ -209,7 +209,7 @@ def closure_notices(db: Database, data_dir: Path, count: int) -> tuple[Any, list
     from geo311.notify.worker import build_deliverer
     from geo311.settings import NotifySettings, Settings
 
-    settings = Settings(data_dir=data_dir, notify=NotifySettings(link_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(data_dir=data_dir, notify=NotifySettings(link_secret=SECRET))
     deliverer = build_deliverer(db, settings)
     with db.sessions() as session:
         notices = list(

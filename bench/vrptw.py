@@ -63,7 +63,8 @@ class Instance:
     @property
     def dist(self) -> np.ndarray:
         diff = self.xy[:, None, :] - self.xy[None, :, :]
-        return np.sqrt((diff**2).sum(-1))
+        dist: np.ndarray = np.sqrt((diff**2).sum(-1))
+        return dist
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def instances(quick: bool, only: list[str] | None) -> list[Instance]:
 
 
 def budget_s(inst: Instance, args: argparse.Namespace) -> float:
-    return {"solomon": args.solomon_s, "gh200": args.gh200_s, "gh400": args.gh400_s}[inst.group]
+    budgets = {"solomon": args.solomon_s, "gh200": args.gh200_s, "gh400": args.gh400_s}
+    return float(budgets[inst.group])
 
 
 # --- the four ways to solve ------------------------------------------------------------------
@@ -192,8 +194,8 @@ def run_raw_pyvrp(inst: Instance, secs: float, seed: int) -> Result:
                 tw_late=int(due[0]),
             )
         ],
-        distance_matrices=[d],
-        duration_matrices=[d],
+        distance_matrices=[d],  # type: ignore[list-item]  # the stub's ndarray[int]
+        duration_matrices=[d],  # type: ignore[list-item]
     )
     remaining = secs - (time.perf_counter() - started)
     fleet = pyvrp.minimise_fleet(data, MaxRuntime(remaining * solver.FLEET_SHARE), seed=seed)
