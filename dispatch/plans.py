@@ -571,8 +571,9 @@ def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str
 
 
 def _schedule(session: Session, *, jurisdiction_id: int, solved: SolvedDay, actor: str) -> None:
-    """Give each placed work order its crew and the status ``scheduled``; a scheduled one the
-    plan could no longer place goes back to ``assigned`` (its crew kept as a suggestion)."""
+    """Give each placed work order its crew and the status ``scheduled`` (the residents' notice
+    names the day); a scheduled one the plan could no longer place goes back to ``assigned``
+    (its crew kept as a suggestion)."""
     crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
     dropped = {u.job_id for u in solved.unassigned}
     if not crew_of and not dropped:
@@ -599,7 +600,11 @@ def _schedule(session: Session, *, jurisdiction_id: int, solved: SolvedDay, acto
             )
         if order.status != "scheduled":
             work_orders_service.transition(
-                session, incident_or_work_order=order, to="scheduled", actor=actor
+                session,
+                incident_or_work_order=order,
+                to="scheduled",
+                actor=actor,
+                notice_context={"scheduled_for": solved.day.isoformat()},
             )
     session.flush()
 

@@ -357,6 +357,7 @@ def transition(
     actor: str,
     reason: str | None = None,
     expected_version: int | None = None,
+    notice_context: Mapping[str, Any] | None = None,
 ) -> Entity:
     """Return the incident or work order after moving it (and its counterpart) to ``to``.
 
@@ -370,6 +371,8 @@ def transition(
     - ``expected_version``: the version the caller last saw; if it moved on, StaleVersion
       (409, with ``current_version``). None: no check, the move is checked against the
       current status only.
+    - ``notice_context``: more for the notices the move owes, e.g. ``{"scheduled_for":
+      "2026-06-01"}`` from the day plan that schedules the work.
 
     Typical calls from other packages: reopen a closed (or completed or cancelled) incident,
     ``to="reopened"``; cancel an incident merged into another, ``to="cancelled",
@@ -392,6 +395,7 @@ def transition(
         reason=reason,
         expected_version=expected_version,
         now=datetime.now(UTC),
+        notice_context=notice_context,
     )
 
 
@@ -582,11 +586,21 @@ def _transition(
     expected_version: int | None,
     now: datetime,
     department: str | None = None,
+    notice_context: Mapping[str, Any] | None = None,
 ) -> Entity:
     pair, moves = _prepare(
         session, entity=entity, to=to, reason=reason, expected_version=expected_version
     )
-    _apply(session, pair, moves, actor=actor, reason=reason, now=now, department=department)
+    _apply(
+        session,
+        pair,
+        moves,
+        actor=actor,
+        reason=reason,
+        now=now,
+        department=department,
+        notice_context=notice_context,
+    )
     return entity
 
 
@@ -599,6 +613,7 @@ def _apply(
     reason: str | None,
     now: datetime,
     department: str | None = None,
+    notice_context: Mapping[str, Any] | None = None,
 ) -> None:
     incident, work_order = pair.incident, pair.work_order
     closed_event: int | None = None
@@ -640,9 +655,11 @@ def _apply(
         incident.due_at = work_order.due_at
     session.flush()
     if scheduled_event is not None:
-        _owe_status_notices(session, incident, work_order, "scheduled", scheduled_event)
+        _owe_status_notices(
+            session, incident, work_order, "scheduled", scheduled_event, notice_context
+        )
     if closed_event is not None:
-        _owe_status_notices(session, incident, work_order, "closed", closed_event)
+        _owe_status_notices(session, incident, work_order, "closed", closed_event, notice_context)
 
 
 def _move_work_order(
@@ -1094,8 +1111,9 @@ def _owe_status_notices(
     work_order: WorkOrder | None,
     kind: str,
     event_id: int,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    context = _incident_context(session, incident)
+    context = {**_incident_context(session, incident), **(extra or {})}
     context["event_id"] = event_id
     if kind == "closed" and work_order is not None:
         context["resolution_code"] = work_order.resolution_code

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from html import escape
 from typing import Any, Final
+
+from babel.dates import format_date
 
 LANGUAGES: Final = ("en", "es")
 DEFAULT_LANGUAGE: Final = "en"
@@ -29,6 +32,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "A crew is scheduled to fix the problem you reported: {category} ({tracking_id}). "
             "We will tell you when it is done."
         ),
+        "scheduled.when": "The crew plans to come on {day}.",
         "closed.subject": "Fixed: {category} ({tracking_id})",
         "closed.lead": "The problem you reported has been dealt with.",
         "closed.body": "Your report {tracking_id} ({category}) is closed: {resolution}.",
@@ -45,6 +49,9 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "preferences": "Choose which messages you get",
         "sms.received": "{city}: we got your report {tracking_id} ({category}).",
         "sms.scheduled": "{city}: work on your report {tracking_id} ({category}) is scheduled.",
+        "sms.scheduled_on": (
+            "{city}: work on your report {tracking_id} ({category}) is scheduled for {day}."
+        ),
         "sms.closed": (
             "{city}: your report {tracking_id} ({category}) is closed: {resolution}. "
             "Not fixed? {url}"
@@ -91,6 +98,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Una cuadrilla está programada para reparar el problema que reportó: "
             "{category} ({tracking_id}). Le avisaremos cuando esté terminado."
         ),
+        "scheduled.when": "La cuadrilla planea venir el {day}.",
         "closed.subject": "Resuelto: {category} ({tracking_id})",
         "closed.lead": "El problema que reportó fue atendido.",
         "closed.body": "Su reporte {tracking_id} ({category}) se cerró: {resolution}.",
@@ -109,6 +117,8 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "sms.received": "{city}: recibimos su reporte {tracking_id} ({category}).",
         "sms.scheduled": "{city}: el trabajo de su reporte {tracking_id} ({category}) "
         "está programado.",
+        "sms.scheduled_on": "{city}: el trabajo de su reporte {tracking_id} ({category}) "
+        "está programado para el {day}.",
         "sms.closed": (
             "{city}: su reporte {tracking_id} ({category}) se cerró: {resolution}. "
             "¿No está resuelto? {url}"
@@ -209,8 +219,22 @@ def resolution_label(language: str, code: str | None) -> str:
     return text(language, key)
 
 
+def planned_day(language: str, context: Mapping[str, Any]) -> str | None:
+    """Return the day a plan scheduled the work for, written out in ``language`` ("Monday,
+    June 1, 2026"), or None when the notice names no day."""
+    raw = context.get("scheduled_for")
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return format_date(day, format="full", locale=language)
+
+
 def _values(language: str, context: Mapping[str, Any]) -> dict[str, object]:
     return {
+        "day": planned_day(language, context),
         "category": category_name(language, context),
         "tracking_id": context.get("tracking_id") or f"#{context.get('incident_id')}",
         "resolution": resolution_label(language, context.get("resolution_code")),
@@ -241,6 +265,9 @@ def render_email(
         "</p>",
         f"<p>{html_text(lang, f'{kind}.body', **values)}</p>",
     ]
+    if kind == "scheduled" and values["day"]:
+        lines += ["", text(lang, "scheduled.when", **values)]
+        html.append(f"<p>{html_text(lang, 'scheduled.when', **values)}</p>")
     if kind == "closed":
         if values["note"]:
             lines += ["", text(lang, "closed.note", **values)]
@@ -294,7 +321,9 @@ def _button(url: str, label_html: str, colour: str) -> str:
 def render_sms(kind: str, language: str, context: Mapping[str, Any], links: Links) -> str:
     """Return the text of an SMS notice (short; the closure carries the "not fixed" link)."""
     lang = language_of(language)
-    return text(lang, f"sms.{kind}", url=links.not_fixed_url or "", **_values(lang, context))
+    values = _values(lang, context)
+    key = "sms.scheduled_on" if kind == "scheduled" and values["day"] else f"sms.{kind}"
+    return text(lang, key, url=links.not_fixed_url or "", **values)
 
 
 def webhook_payload(

@@ -18,8 +18,14 @@ from dispatch import plans, rules, service
 from dispatch.errors import StalePlan
 from geo311.app import create_app
 from geo311.database import Database
+from geo311.notify import templates
 from geo311.settings import RoutingSettings, Settings
-from tests.support import move_work_order, staff_token
+from tests.support import (
+    move_work_order,
+    open_incident_with_reporters,
+    staff_token,
+    work_order_of,
+)
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
 DAY_S = DAY.isoformat()
@@ -592,3 +598,41 @@ def test_work_that_waited_for_a_crew_on_shift_is_on_the_next_plan(
         ).scalar_one()
     assert queued == 0
     assert _facts(demo_db)[job]["crew_id"] is not None
+
+
+def test_residents_are_told_the_day_their_work_is_planned_for(
+    client: TestClient, demo_db: Database
+) -> None:
+    incident = open_incident_with_reporters(
+        demo_db, [{"email": "ana@example.org", "language": "es"}]
+    )
+    job = work_order_of(demo_db, incident)
+    with demo_db.session() as s:  # the helper places no ward; the point is in ward 3
+        s.execute(
+            text(
+                "UPDATE incidents SET ward_id = (SELECT id FROM wards WHERE code = '3') "
+                "WHERE id = :i"
+            ),
+            {"i": incident},
+        )
+    start = datetime.combine(DAY, time(10), tzinfo=CHICAGO)
+    window = {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()}
+    r = client.put(
+        f"/api/v1/dispatch/work-orders/{job}/appointment", json=window, headers=_auth(demo_db)
+    )
+    assert r.status_code == 200, r.text
+    plan = _plan(client, demo_db)
+    assert job in _stops(plan)
+    with demo_db.session() as s:
+        notices = s.execute(
+            text(
+                "SELECT recipient, context FROM notices WHERE kind = 'scheduled' "
+                "AND incident_id = :i"
+            ),
+            {"i": incident},
+        ).all()
+    assert [n.recipient for n in notices] == ["ana@example.org"]
+    context = notices[0].context
+    assert context["scheduled_for"] == DAY_S
+    mail = templates.render_email("scheduled", "es", context, templates.Links())
+    assert "La cuadrilla planea venir el lunes, 1 de junio de 2026." in mail.text

@@ -115,6 +115,26 @@ def test_templates_follow_the_requester_language_and_escape_html() -> None:
     assert sms.endswith("¿No está resuelto? https://x/b")
 
 
+def test_a_scheduled_notice_names_the_planned_day_in_the_residents_language() -> None:
+    context = {"category_code": "pothole", "category": "Pothole", "tracking_id": "R-1"}
+    links = templates.Links()
+    en = templates.render_email(
+        "scheduled", "en", {**context, "scheduled_for": "2026-06-01"}, links
+    )
+    assert "The crew plans to come on Monday, June 1, 2026." in en.text
+    assert "Monday, June 1, 2026" in en.html
+    es = templates.render_email(
+        "scheduled", "es", {**context, "scheduled_for": "2026-06-01"}, links
+    )
+    assert "La cuadrilla planea venir el lunes, 1 de junio de 2026." in es.text
+    sms = templates.render_sms("scheduled", "es", {**context, "scheduled_for": "2026-06-01"}, links)
+    assert sms.endswith("está programado para el lunes, 1 de junio de 2026.")
+    # A scheduled notice without a plan's day (a dispatcher's move) says no day.
+    plain = templates.render_email("scheduled", "en", context, links)
+    assert "plans to come" not in plain.text
+    assert templates.render_sms("scheduled", "en", context, links).endswith("is scheduled.")
+
+
 def test_every_english_text_has_a_spanish_one() -> None:
     english = {k for k in templates.CATALOG["en"]}
     spanish = {k for k in templates.CATALOG["es"] if not k.startswith("category.")}
