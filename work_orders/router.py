@@ -7,11 +7,13 @@ public: the signed token in the link is the credential.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
@@ -131,6 +133,25 @@ def _incident_out(session: SessionDep, request: Request, incident: Incident) -> 
     )
 
 
+def _act(
+    session: Session,
+    request: Request,
+    response: Response,
+    *,
+    jurisdiction_id: int,
+    work_order_id: int,
+    change: Callable[[WorkOrder], object],
+) -> WorkOrderOut:
+    """Return the work order's view after ``change`` moved it and the move was committed."""
+    work_order = work_orders_service.get_work_order(
+        session, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
+    )
+    change(work_order)
+    session.commit()
+    _etag(response, work_order.version)
+    return _work_order_out(session, request, work_order)
+
+
 def _etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
 
@@ -242,20 +263,21 @@ def transition_work_order(
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
     _check_crew_move(principal, body.to)
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
-    work_orders_service.transition(
+    return _act(
         session,
-        incident_or_work_order=work_order,
-        to=body.to,
-        actor=_actor(principal),
-        reason=body.reason,
-        expected_version=_expected(body.expected_version, if_match),
+        request,
+        response,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        change=lambda work_order: work_orders_service.transition(
+            session,
+            incident_or_work_order=work_order,
+            to=body.to,
+            actor=_actor(principal),
+            reason=body.reason,
+            expected_version=_expected(body.expected_version, if_match),
+        ),
     )
-    session.commit()
-    _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
 
 
 @router.post(
@@ -274,19 +296,20 @@ def hold_work_order(
     principal: CrewOrDispatcher,
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
-    work_orders_service.hold(
+    return _act(
         session,
-        work_order=work_order,
-        reason=body.reason,
-        actor=_actor(principal),
-        expected_version=_expected(body.expected_version, if_match),
+        request,
+        response,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        change=lambda work_order: work_orders_service.hold(
+            session,
+            work_order=work_order,
+            reason=body.reason,
+            actor=_actor(principal),
+            expected_version=_expected(body.expected_version, if_match),
+        ),
     )
-    session.commit()
-    _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
 
 
 @router.post(
@@ -305,19 +328,20 @@ def resume_work_order(
     principal: CrewOrDispatcher,
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
-    work_orders_service.resume(
+    return _act(
         session,
-        work_order=work_order,
-        actor=_actor(principal),
-        reason=body.reason,
-        expected_version=_expected(body.expected_version, if_match),
+        request,
+        response,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        change=lambda work_order: work_orders_service.resume(
+            session,
+            work_order=work_order,
+            actor=_actor(principal),
+            reason=body.reason,
+            expected_version=_expected(body.expected_version, if_match),
+        ),
     )
-    session.commit()
-    _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
 
 
 @router.post(
@@ -336,20 +360,21 @@ def transfer_work_order(
     principal: Dispatcher,
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
-    work_orders_service.transfer(
+    return _act(
         session,
-        work_order=work_order,
-        department=body.department,
-        actor=_actor(principal),
-        reason=body.reason,
-        expected_version=_expected(body.expected_version, if_match),
+        request,
+        response,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        change=lambda work_order: work_orders_service.transfer(
+            session,
+            work_order=work_order,
+            department=body.department,
+            actor=_actor(principal),
+            reason=body.reason,
+            expected_version=_expected(body.expected_version, if_match),
+        ),
     )
-    session.commit()
-    _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
 
 
 @router.post(

@@ -98,6 +98,24 @@ def _params(request: Request) -> dict[str, str]:
     return {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
 
 
+def _read(fmt: str, request: Request, jurisdiction: Jurisdiction) -> tuple[Format, dict[str, str]]:
+    """Return the answer's format and the query parameters of a GET, once the format is known
+    and the jurisdiction_id it names (if any) is the one served."""
+    f = _format(fmt)
+    params = _params(request)
+    service.check_jurisdiction(params.get("jurisdiction_id"), served=jurisdiction.slug)
+    return f, params
+
+
+def _paging(settings: Settings) -> dict[str, int]:
+    """Return the date-span and page-size limits the list queries are parsed with."""
+    return {
+        "max_span_days": settings.open311.max_span_days,
+        "page_size_default": settings.open311.page_size_default,
+        "page_size_max": settings.open311.page_size_max,
+    }
+
+
 def _tz(jurisdiction: Jurisdiction) -> ZoneInfo:
     return ZoneInfo(jurisdiction.timezone)
 
@@ -124,8 +142,7 @@ def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Respo
 def services(
     fmt: FormatPath, request: Request, session: SessionDep, jurisdiction: JurisdictionDep
 ) -> Response:
-    f = _format(fmt)
-    service.check_jurisdiction(_params(request).get("jurisdiction_id"), served=jurisdiction.slug)
+    f, _ = _read(fmt, request, jurisdiction)
     rows = service.list_services(session, jurisdiction_id=jurisdiction.id)
     return _document(render_list("services", rows, f, _tz(jurisdiction)), f)
 
@@ -142,8 +159,7 @@ def service_definition(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
 ) -> Response:
-    f = _format(fmt)
-    service.check_jurisdiction(_params(request).get("jurisdiction_id"), served=jurisdiction.slug)
+    f, _ = _read(fmt, request, jurisdiction)
     definition = service.service_definition(
         session, jurisdiction_id=jurisdiction.id, service_code=service_code
     )
@@ -266,8 +282,7 @@ def token(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
 ) -> Response:
-    f = _format(fmt)
-    service.check_jurisdiction(_params(request).get("jurisdiction_id"), served=jurisdiction.slug)
+    f, _ = _read(fmt, request, jurisdiction)
     found = service.token_request(session, jurisdiction_id=jurisdiction.id, token=token)
     return _document(render_list("service_requests", [found], f, _tz(jurisdiction)), f)
 
@@ -284,15 +299,11 @@ def list_requests(
     jurisdiction: JurisdictionDep,
     settings: SettingsDep,
 ) -> Response:
-    f = _format(fmt)
-    params = _params(request)
-    service.check_jurisdiction(params.get("jurisdiction_id"), served=jurisdiction.slug)
+    f, params = _read(fmt, request, jurisdiction)
     query = parse_requests_query(
         params,
         now=datetime.now(UTC),
-        max_span_days=settings.open311.max_span_days,
-        page_size_default=settings.open311.page_size_default,
-        page_size_max=settings.open311.page_size_max,
+        **_paging(settings),
     )
     rows = service.list_requests(
         session, jurisdiction_id=jurisdiction.id, query=query, media_url=_media_url(request)
@@ -310,9 +321,7 @@ def get_request(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
 ) -> Response:
-    f = _format(fmt)
-    params = _params(request)
-    service.check_jurisdiction(params.get("jurisdiction_id"), served=jurisdiction.slug)
+    f, params = _read(fmt, request, jurisdiction)
     found = service.get_request(
         session,
         jurisdiction_id=jurisdiction.id,
@@ -335,15 +344,11 @@ def request_updates(
     jurisdiction: JurisdictionDep,
     settings: SettingsDep,
 ) -> Response:
-    f = _format(fmt)
-    params = _params(request)
-    service.check_jurisdiction(params.get("jurisdiction_id"), served=jurisdiction.slug)
+    f, params = _read(fmt, request, jurisdiction)
     query = parse_updates_query(
         params,
         now=datetime.now(UTC),
-        max_span_days=settings.open311.max_span_days,
-        page_size_default=settings.open311.page_size_default,
-        page_size_max=settings.open311.page_size_max,
+        **_paging(settings),
     )
     rows = service.list_updates(session, jurisdiction_id=jurisdiction.id, query=query)
     return _document(render_list("service_request_updates", rows, f, _tz(jurisdiction)), f)
