@@ -411,10 +411,13 @@ def crew_starts(
 # --- writing a solved day -----------------------------------------------------------------------
 
 
-def _frozen_stops(session: Session, plan: DayPlan, crew_ids: Iterable[int]) -> dict[int, int]:
-    """Return crew id → the last sequence number of its stops a re-plan must keep."""
+def _crew_stops(
+    session: Session, plan: DayPlan, crew_ids: Iterable[int], statuses: Sequence[str]
+) -> list[tuple[int, int, int]]:
+    """Return (work order, crew, seq) of the crews' stops whose work order is in
+    ``statuses``."""
     rows = session.execute(
-        select(PlanStop.crew_id, PlanStop.seq)
+        select(PlanStop.work_order_id, PlanStop.crew_id, PlanStop.seq)
         .join(
             WorkOrder,
             (WorkOrder.jurisdiction_id == PlanStop.jurisdiction_id)
@@ -424,12 +427,17 @@ def _frozen_stops(session: Session, plan: DayPlan, crew_ids: Iterable[int]) -> d
             PlanStop.jurisdiction_id == plan.jurisdiction_id,
             PlanStop.plan_id == plan.id,
             PlanStop.crew_id.in_(list(crew_ids)),
-            WorkOrder.status.in_(FROZEN),
+            WorkOrder.status.in_(statuses),
         )
     ).all()
+    return [(int(w), int(c), int(q)) for w, c, q in rows]
+
+
+def _frozen_stops(session: Session, plan: DayPlan, crew_ids: Iterable[int]) -> dict[int, int]:
+    """Return crew id → the last sequence number of its stops a re-plan must keep."""
     last: dict[int, int] = {}
-    for crew_id, seq in rows:
-        last[int(crew_id)] = max(last.get(int(crew_id), 0), int(seq))
+    for _, crew_id, seq in _crew_stops(session, plan, crew_ids, FROZEN):
+        last[crew_id] = max(last.get(crew_id, 0), seq)
     return last
 
 
@@ -911,27 +919,6 @@ def _check_eligible(
         )
 
 
-def _route_jobs(
-    session: Session, plan: DayPlan, crew_ids: Sequence[int], excluding: set[int]
-) -> list[int]:
-    """Return the work orders on the crews' routes that a re-plan places again."""
-    rows = session.scalars(
-        select(PlanStop.work_order_id)
-        .join(
-            WorkOrder,
-            (WorkOrder.jurisdiction_id == PlanStop.jurisdiction_id)
-            & (WorkOrder.id == PlanStop.work_order_id),
-        )
-        .where(
-            PlanStop.jurisdiction_id == plan.jurisdiction_id,
-            PlanStop.plan_id == plan.id,
-            PlanStop.crew_id.in_(list(crew_ids)),
-            WorkOrder.status.in_(PLANNABLE),
-        )
-    )
-    return [int(i) for i in rows if int(i) not in excluding]
-
-
 def _may_take(crews: Sequence[service.CrewDay], job: DayJob) -> bool:
     """Return whether one of ``crews`` may do ``job``: its pinned crew, or skills and ward."""
     if job.crew_id is not None:
@@ -957,10 +944,18 @@ def _replan(
 
     Their current open stops come back pinned to the crew in ``keep_crew`` (a move keeps
     everyone else's work where it was); ``urgent`` jobs (just moved by a dispatcher) get the
-    top priority so the crew makes room for them.
+    top priority so the crew makes room for them. Crews not working that day are left alone.
     """
     jid = plan.jurisdiction_id
-    ids = set(_route_jobs(session, plan, crew_ids, set())) | set(extra_jobs) | set(keep_crew)
+    wanted = set(crew_ids)
+    crews = [
+        c
+        for c in service.crews_on(session, jurisdiction_id=jid, day=plan.day)
+        if c.crew_id in wanted
+    ]
+    crew_ids = [c.crew_id for c in crews]
+    on_routes = {w for w, _, _ in _crew_stops(session, plan, crew_ids, PLANNABLE)}
+    ids = on_routes | set(extra_jobs) | set(keep_crew)
     work = work_by_id(session, jurisdiction_id=jid, plan_id=plan.id, work_order_ids=ids)
     day_start, day_end = day_bounds(session, jurisdiction_id=jid, day=plan.day)
     rule_set = service.rule_set(session, jurisdiction_id=jid)
@@ -979,13 +974,7 @@ def _replan(
     ]
     # Extra work these crews may not do stays as the last plan listed it: solved here, among
     # these crews only, it would come back "no crew" although other crews could do it.
-    crews = [
-        c
-        for c in service.crews_on(session, jurisdiction_id=jid, day=plan.day)
-        if c.crew_id in set(crew_ids)
-    ]
-    kept = set(keep_crew) | set(_route_jobs(session, plan, crew_ids, set()))
-    jobs = [j for j in jobs if j.id in kept or _may_take(crews, j)]
+    jobs = [j for j in jobs if j.id in on_routes or j.id in keep_crew or _may_take(crews, j)]
     solved = _solve(
         session,
         jurisdiction_id=jid,
@@ -1106,25 +1095,13 @@ def move_work_orders(
     session.flush()
     affected = sorted(old_crews | ({crew.id} if crew else set()))
     # Everyone else's work stays on the crew it is on; the moved jobs go to the new crew.
-    keep = {
-        int(s): int(c)
-        for s, c in session.execute(
-            select(PlanStop.work_order_id, PlanStop.crew_id).where(
-                PlanStop.jurisdiction_id == jurisdiction_id,
-                PlanStop.plan_id == plan.id,
-                PlanStop.crew_id.in_(affected),
-            )
-        ).all()
-    }
+    keep = {w: c for w, c, _ in _crew_stops(session, plan, affected, PLANNABLE)}
     if crew is not None:
         keep.update({i: crew.id for i in ids})
-    working = {
-        c.crew_id for c in service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
-    }
     solved = _replan(
         session,
         plan=plan,
-        crew_ids=[c for c in affected if c in working],
+        crew_ids=affected,
         keep_crew=keep,
         urgent=set(ids) if crew else set(),
         extra_jobs=ids if crew else [],
