@@ -21,10 +21,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Final, get_args
+from typing import Any, Final, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -374,26 +374,13 @@ def assign_queued(
     return summary
 
 
-@dataclass(frozen=True)
-class _Waiting:
-    work_order_id: int
-    job: rules.JobFacts
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
-def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Waiting]:
-    queued = and_(
-        QueuedWorkOrder.jurisdiction_id == WorkOrder.jurisdiction_id,
-        QueuedWorkOrder.work_order_id == WorkOrder.id,
-    )
-    rows = session.execute(
-        select(
-            WorkOrder.id,
-            WorkOrder.due_at,
-            Incident.category_code,
-            func.coalesce(Asset.asset_type, ServiceCategory.asset_type).label("asset_type"),
-            Ward.code.label("ward_code"),
-        )
-        .join(
+def _with_place(query: _Query) -> _Query:
+    """Return ``query`` (on work orders) joined to each one's incident, category and ward."""
+    return (
+        query.join(
             Incident,
             and_(
                 Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
@@ -408,12 +395,36 @@ def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Wai
             ),
         )
         .outerjoin(
-            Asset,
-            and_(Asset.jurisdiction_id == Incident.jurisdiction_id, Asset.id == Incident.asset_id),
-        )
-        .outerjoin(
             Ward,
             and_(Ward.jurisdiction_id == Incident.jurisdiction_id, Ward.id == Incident.ward_id),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    work_order_id: int
+    job: rules.JobFacts
+
+
+def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Waiting]:
+    queued = and_(
+        QueuedWorkOrder.jurisdiction_id == WorkOrder.jurisdiction_id,
+        QueuedWorkOrder.work_order_id == WorkOrder.id,
+    )
+    rows = session.execute(
+        _with_place(
+            select(
+                WorkOrder.id,
+                WorkOrder.due_at,
+                Incident.category_code,
+                func.coalesce(Asset.asset_type, ServiceCategory.asset_type).label("asset_type"),
+                Ward.code.label("ward_code"),
+            )
+        )
+        .outerjoin(
+            Asset,
+            and_(Asset.jurisdiction_id == Incident.jurisdiction_id, Asset.id == Incident.asset_id),
         )
         .outerjoin(QueuedWorkOrder, queued)
         .where(
@@ -491,42 +502,25 @@ def list_queue(
     """Return the open work orders in the dispatcher's queue, most urgent first (earliest
     due, so breached work leads), then longest waiting."""
     rows = session.execute(
-        select(
-            QueuedWorkOrder,
-            WorkOrder.incident_id,
-            WorkOrder.status,
-            WorkOrder.due_at,
-            work_orders_service.sla_state().label("sla_state"),
-            Incident.category_code,
-            ServiceCategory.name.label("category"),
-            Ward.code.label("ward_code"),
-            func.ST_X(Incident.geom).label("lon"),
-            func.ST_Y(Incident.geom).label("lat"),
-        )
-        .join(
-            WorkOrder,
-            and_(
-                WorkOrder.jurisdiction_id == QueuedWorkOrder.jurisdiction_id,
-                WorkOrder.id == QueuedWorkOrder.work_order_id,
-            ),
-        )
-        .join(
-            Incident,
-            and_(
-                Incident.jurisdiction_id == WorkOrder.jurisdiction_id,
-                Incident.id == WorkOrder.incident_id,
-            ),
-        )
-        .join(
-            ServiceCategory,
-            and_(
-                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
-                ServiceCategory.code == Incident.category_code,
-            ),
-        )
-        .outerjoin(
-            Ward,
-            and_(Ward.jurisdiction_id == Incident.jurisdiction_id, Ward.id == Incident.ward_id),
+        _with_place(
+            select(
+                QueuedWorkOrder,
+                WorkOrder.incident_id,
+                WorkOrder.status,
+                WorkOrder.due_at,
+                work_orders_service.sla_state().label("sla_state"),
+                Incident.category_code,
+                ServiceCategory.name.label("category"),
+                Ward.code.label("ward_code"),
+                func.ST_X(Incident.geom).label("lon"),
+                func.ST_Y(Incident.geom).label("lat"),
+            ).join(
+                WorkOrder,
+                and_(
+                    WorkOrder.jurisdiction_id == QueuedWorkOrder.jurisdiction_id,
+                    WorkOrder.id == QueuedWorkOrder.work_order_id,
+                ),
+            )
         )
         .where(
             QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
