@@ -201,7 +201,11 @@ def test_a_moved_job_is_on_the_new_crews_route_and_off_the_old_while_a_locked_st
     # The work order belongs to the new crew, and later plans keep it there.
     assert _facts(demo_db)[moved]["crew_id"] == _crews(demo_db)["streets-2"].id
     again = _plan(client, demo_db)
-    assert _stops(again).get(moved, ("left out",))[0] in ("streets-2", "left out")
+    # On streets-2's route, or listed for another day — never given to another crew or lost.
+    if moved in _stops(again):
+        assert _stops(again)[moved][0] == "streets-2"
+    else:
+        assert moved in {u["work_order_id"] for u in again["left_out"]}
     assert moved not in {s["work_order_id"] for s in _route(again, "streets")["stops"]}
 
 
