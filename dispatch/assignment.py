@@ -30,9 +30,8 @@ from sqlalchemy.orm import Session
 
 from dispatch import rules, service
 from dispatch.models import CategoryServiceTime, QueuedWorkOrder
-from geo311.errors import NotFound
 from geo311.settings import RoutingSettings
-from layers.models import Asset, Jurisdiction, Ward
+from layers.models import Asset, Ward
 from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service
 from work_orders.errors import IllegalTransition, StaleVersion
@@ -111,10 +110,7 @@ class _Context:
 def _context(
     session: Session, jurisdiction_id: int, default_service_s: int | None, now: datetime | None
 ) -> _Context:
-    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
-    if jurisdiction is None:
-        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
-    zone = ZoneInfo(jurisdiction.timezone)
+    zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     now = now or datetime.now(UTC)
     return _Context(
         jurisdiction_id=jurisdiction_id,

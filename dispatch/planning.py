@@ -13,7 +13,6 @@ import time as clock
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -21,9 +20,7 @@ from dispatch import roads, service
 from dispatch.matrix import MatrixProvider, Point, TravelMatrix, provider_for
 from dispatch.service import CrewDay
 from dispatch.solver import Break, Job, Plan, Problem, SolverError, TimeWindow, Vehicle, solve
-from geo311.errors import NotFound
 from geo311.settings import RoutingSettings
-from layers.models import Jurisdiction
 
 # A crew's territory reaches the solver as skills: a crew covering ward 4 holds "ward:4", and a
 # job in ward 4 needs it, so territory is as hard a constraint as a skill.
@@ -297,10 +294,8 @@ def plan_day(
     Travel times come from the road network when one is loaded, else the straight line (or
     from ``provider``). Reads only: the caller stores what it keeps.
     """
-    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
-    if jurisdiction is None:
-        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
-    epoch = datetime.combine(day, datetime.min.time(), tzinfo=ZoneInfo(jurisdiction.timezone))
+    zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
+    epoch = datetime.combine(day, datetime.min.time(), tzinfo=zone)
     crews = service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
     if crew_ids is not None:
         wanted = set(crew_ids)

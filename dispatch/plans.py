@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
@@ -57,7 +56,6 @@ from dispatch.planning import DayPlan as SolvedDay
 from dispatch.planning import plan_day as solve_day
 from geo311.errors import FieldError, NotFound, ValidationFailed
 from geo311.settings import RoutingSettings
-from layers.models import Jurisdiction
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, WorkOrder
@@ -110,16 +108,9 @@ class PlanChange:
     solve_s: float = 0.0
 
 
-def _zone(session: Session, jurisdiction_id: int) -> ZoneInfo:
-    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
-    if jurisdiction is None:
-        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
-    return ZoneInfo(jurisdiction.timezone)
-
-
 def day_bounds(session: Session, *, jurisdiction_id: int, day: date) -> tuple[datetime, datetime]:
     """Return the start and end of ``day`` in the jurisdiction's time zone."""
-    zone = _zone(session, jurisdiction_id)
+    zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     start = datetime.combine(day, time(0), tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
     return start, end
@@ -1322,7 +1313,7 @@ def plan_view(
     crew_filter = (
         _crew_by_code(session, jurisdiction_id, crew_code).id if crew_code is not None else None
     )
-    zone = _zone(session, jurisdiction_id)
+    zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     stops: dict[int, list[StopView]] = {}
     for r in session.execute(
         text(

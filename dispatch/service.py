@@ -477,15 +477,20 @@ class CrewDay:
     territory: frozenset[str] = frozenset()  # ward codes
 
 
+def jurisdiction_zone(session: Session, *, jurisdiction_id: int) -> ZoneInfo:
+    """Return the jurisdiction's time zone, in which crews' shifts and plans' days are read."""
+    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
+    if jurisdiction is None:
+        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
+    return ZoneInfo(jurisdiction.timezone)
+
+
 def crews_on(session: Session, *, jurisdiction_id: int, day: date) -> list[CrewDay]:
     """Return the active crews that work on ``day`` (its ISO weekday), by code.
 
     Wall-clock shift and break times are placed on ``day`` in the jurisdiction's time zone.
     """
-    jurisdiction = session.get(Jurisdiction, jurisdiction_id)
-    if jurisdiction is None:
-        raise NotFound(f"No jurisdiction {jurisdiction_id}.")
-    zone = ZoneInfo(jurisdiction.timezone)
+    zone = jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
 
     def at(t: time) -> datetime:
         return datetime.combine(day, t, tzinfo=zone)
