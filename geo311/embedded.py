@@ -51,6 +51,8 @@ class EmbeddedCluster:
     data_dir: Path
     bindir: Path = field(default_factory=_pg_bindir)
     started_here: bool = False
+    # A throwaway cluster (the test session's) may skip what only protects data from a crash.
+    durable: bool = True
 
     @property
     def socket_dir(self) -> Path:
@@ -127,6 +129,8 @@ class EmbeddedCluster:
                 "shared_buffers = 256MB\n"
                 "fsync = on\n"
             )
+            if not self.durable:
+                f.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
 
     def is_running(self) -> bool:
         if not self.initialised:

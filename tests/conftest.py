@@ -31,7 +31,7 @@ def pg_cluster() -> Iterator[EmbeddedCluster]:
     """A throwaway PostgreSQL cluster for the whole test session."""
     root = Path(tempfile.mkdtemp(prefix="geo311-test-"))
     root.chmod(0o755)  # the postgres user must reach it when the tests run as root
-    cluster = EmbeddedCluster(root / "pg")
+    cluster = EmbeddedCluster(root / "pg", durable=False)
     cluster.start()
     try:
         yield cluster
