@@ -17,6 +17,9 @@ STATUSES = ("open", "closed")
 _TRUE = ("true", "1", "yes")
 # A '+' in an offset that a client forgot to percent-encode arrives as a space.
 _SPACE_OFFSET = re.compile(r" (\d\d:?\d\d)$")
+# RFC 3339 lets a space stand between date and time ("2026-12-03 00:00:00-06:00", as the
+# chicagorequests client sends it); so does an unencoded '+' in a query string.
+_SPACE_SEPARATOR = re.compile(r"^(\d{4}-\d\d-\d\d) +(?=\d\d:)")
 _W3C = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$", flags=re.IGNORECASE
 )
@@ -74,8 +77,9 @@ def is_true(raw: str | None) -> bool:
 
 def parse_w3c(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
     """Return a W3C date-time with its offset (``Z`` or ``±HH:MM`` is mandatory), or None
-    after adding an error. Fractions of a second are accepted."""
-    value = _SPACE_OFFSET.sub(r"+\1", raw.strip())
+    after adding an error. Fractions of a second are accepted, and RFC 3339's space between
+    date and time."""
+    value = _SPACE_OFFSET.sub(r"+\1", _SPACE_SEPARATOR.sub(r"\1T", raw.strip()))
     parsed: datetime | None = None
     if _W3C.match(value):
         try:
