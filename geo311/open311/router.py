@@ -125,13 +125,15 @@ def _document(body: bytes, fmt: Format) -> Response:
 
 
 def _media_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/media"
+    # The configured public URL, never the Host header: a forged Host would go into links.
+    settings: Settings = request.app.state.settings
+    return settings.base_url + "/media"
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery", responses=_DOCUMENT)
 def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Response:
     f = _format(fmt)
-    endpoint = str(request.base_url).rstrip("/") + PREFIX
+    endpoint = settings.base_url + PREFIX
     document = service.discovery(endpoint_url=endpoint, settings=settings.open311)
     return _document(render_object("discovery", document, f, UTC), f)
 
