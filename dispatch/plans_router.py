@@ -23,8 +23,8 @@ from dispatch.schemas import (
     RouteOut,
     StopOut,
 )
-from geo311.auth.service import Principal
 from geo311 import fields
+from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
@@ -127,7 +127,11 @@ def make_plan(
 
 @router.get("/plans/{day}", response_model=PlanOut)
 def get_plan(
-    day: fields.Day, session: SessionDep, jurisdiction: JurisdictionDep, response: Response, _: Staff
+    day: fields.Day,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    _: Staff,
 ) -> PlanOut:
     return _answer(session, jurisdiction.id, day, response)
 
@@ -244,7 +248,10 @@ def set_appointment(
 
 @router.delete("/dispatch/work-orders/{work_order_id}/appointment", response_model=AppointmentOut)
 def clear_appointment(
-    work_order_id: fields.Id, session: SessionDep, jurisdiction: JurisdictionDep, principal: Dispatcher
+    work_order_id: fields.Id,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    principal: Dispatcher,
 ) -> AppointmentOut:
     plans.set_appointment(
         session,

@@ -8,14 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geo311.errors import AppError, FieldError, ValidationFailed
 
@@ -192,7 +191,7 @@ class _MultipartScan:
         if message["type"] == "http.request" and not self._broken and self._error is None:
             try:
                 self._parser.write(message.get("body", b""))
-            except Exception:  # noqa: BLE001 - a malformed body: the handler's parser says so
+            except Exception:
                 self._broken = True
         if self._error is not None:
             raise InputRefused(self._error)

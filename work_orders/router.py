@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Resp
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from geo311.auth.service import Principal
 from geo311 import fields
+from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import AppError, FieldError, Forbidden, PayloadTooLarge, ValidationFailed
 from geo311.intake import uploads

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends
 from geo311.auth.service import Principal
 from geo311.dedup import service
 from geo311.dedup.schemas import IncidentReportsOut, MergeIn, MoveOut, ReasonIn
-from geo311.fields import Id
 from geo311.deps import JurisdictionDep, SessionDep, require_roles
+from geo311.fields import Id
 
 router = APIRouter(prefix="/api/v1/staff", tags=["dedup"])
 

@@ -77,7 +77,10 @@ class Open311Route(APIRoute):
 
 router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
-FormatPath = Annotated[str, Path(description="Response format: xml or json")]
+FormatPath = Annotated[
+    str,
+    Path(description="Response format: xml or json", json_schema_extra={"enum": list(FORMATS)}),
+]
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A GeoReport v2 document",
@@ -131,7 +134,7 @@ def _media_url(request: Request) -> str:
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery", responses=_DOCUMENT)
-def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Response:
+def discovery(fmt: FormatPath, settings: SettingsDep) -> Response:
     f = _format(fmt)
     endpoint = settings.base_url + PREFIX
     document = service.discovery(endpoint_url=endpoint, settings=settings.open311)

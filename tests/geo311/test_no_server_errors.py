@@ -16,14 +16,16 @@ from geo311.database import Database
 from geo311.fields import BIGINT_MAX
 from geo311.settings import Settings
 from tests.geo311.open311_helpers import (
-    api_key,  # noqa: F401 - a fixture
-    client,  # noqa: F401 - a fixture
+    api_key,
+    client,
     counts,
     media_files,
-    settings,  # noqa: F401 - a fixture
+    settings,
     ward_points,
 )
 from tests.support import jpeg, staff_token
+
+__all__ = ["api_key", "client", "settings"]  # fixtures used by name below
 
 PROBLEM = "application/problem+json"
 CREW_TABLES = ("crews", "crew_skills", "crew_territories", "crew_breaks", "crew_members")
@@ -48,11 +50,13 @@ def _open311_error(response: object, status: int, mentions: str) -> None:
     assert response.status_code == status, response.text  # type: ignore[attr-defined]
     if response.headers["content-type"].startswith("application/json"):  # type: ignore[attr-defined]
         errors = response.json()  # type: ignore[attr-defined]
-        assert errors and all(e["code"] == status for e in errors)
+        assert errors
+        assert all(e["code"] == status for e in errors)
         assert any(mentions in e["description"] for e in errors), errors
     else:
         assert response.text.startswith("<?xml")  # type: ignore[attr-defined]
-        assert "<errors>" in response.text and mentions in response.text  # type: ignore[attr-defined]
+        assert "<errors>" in response.text  # type: ignore[attr-defined]
+        assert mentions in response.text  # type: ignore[attr-defined]
 
 
 def _crew_counts(db: Database) -> dict[str, int]:
@@ -97,7 +101,9 @@ def test_a_nul_character_anywhere_is_refused_naming_the_field_and_nothing_is_sto
         422,
         "description",
     )
-    _problem(client.post("/api/v1/reports", json={**form, "description": "a\x00b"}), 422, "description")
+    _problem(
+        client.post("/api/v1/reports", json={**form, "description": "a\x00b"}), 422, "description"
+    )
     crew = _crew(members=[{"name": "J.\x00Okafor"}])
     _problem(
         client.post("/api/v1/crews", json=crew, headers=_auth(demo_db, "admin")),
