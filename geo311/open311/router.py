@@ -87,7 +87,10 @@ class Open311Route(APIRoute):
 
 router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
-FormatPath = Annotated[str, Path(description="Response format: xml or json")]
+FormatPath = Annotated[
+    str,
+    Path(description="Response format: xml or json", json_schema_extra={"enum": list(FORMATS)}),
+]
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A GeoReport v2 document",
@@ -135,13 +138,15 @@ def _document(body: bytes, fmt: Format) -> Response:
 
 
 def _media_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/media"
+    # The configured public URL, never the Host header: a forged Host would go into links.
+    settings: Settings = request.app.state.settings
+    return settings.base_url + "/media"
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery", responses=_DOCUMENT)
-def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Response:
+def discovery(fmt: FormatPath, settings: SettingsDep) -> Response:
     f = _format(fmt)
-    endpoint = str(request.base_url).rstrip("/") + PREFIX
+    endpoint = settings.base_url + PREFIX
     document = service.discovery(endpoint_url=endpoint, settings=settings.open311)
     return _document(render_object("discovery", document, f, UTC), f)
 
