@@ -42,10 +42,9 @@ def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def tokens(demo_db: Database) -> dict[str, dict[str, str]]:
     """Headers per role; the crew user is on the streets crew."""
+    crews = {"crew": "streets"}
     return {
-        role: {
-            "Authorization": f"Bearer {staff_token(demo_db, role, crew='streets' if role == 'crew' else None)}"
-        }
+        role: {"Authorization": f"Bearer {staff_token(demo_db, role, crew=crews.get(role))}"}
         for role in ("dispatcher", "crew", "planner", "admin")
     }
 
