@@ -280,7 +280,7 @@ def _call(world: World, route: str, caller: str, req: Req) -> int:
         kwargs["json"] = req.json
     if req.data is not None:
         kwargs["data"] = req.data
-    return world.client.request(method, path, **kwargs).status_code
+    return int(world.client.request(method, path, **kwargs).status_code)
 
 
 def _fits(expected: str, status: int) -> bool:
