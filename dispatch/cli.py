@@ -132,7 +132,8 @@ def crews_load(
     """Create or replace crews (by code), skills, the skill rules and service times from JSON.
 
     The file is an object with any of: "skills" {code: name}, "crews" [crew …] (as the API
-    takes them), "skill_rules" [{category_code, asset_type, skill_code} …] (replaces all
+    takes them; a crew's "staff" [user name …] are the crew users who act for it, and each
+    leaves any other crew), "skill_rules" [{category_code, asset_type, skill_code} …] (replaces all
     rules), "service_times_s" {category: seconds, or {service_s, access_start, access_end,
     demand}}. All or nothing: one bad entry loads none.
     """
@@ -177,7 +178,7 @@ def crews_list(jurisdiction: JurisdictionOpt = None) -> None:
     with _session(jurisdiction) as (session, jid):
         crews = service.list_crews(session, jurisdiction_id=jid)
     table = Table()
-    for column in ("code", "name", "shift", "depot", "skills", "wards", "active"):
+    for column in ("code", "name", "shift", "depot", "skills", "wards", "staff", "active"):
         table.add_column(column)
     for c in crews:
         table.add_row(
@@ -187,6 +188,7 @@ def crews_list(jurisdiction: JurisdictionOpt = None) -> None:
             c.depot.name or f"{c.depot.lon:.5f}, {c.depot.lat:.5f}",
             ", ".join(c.skills),
             ", ".join(c.territory),
+            ", ".join(c.staff),
             "yes" if c.active else "no",
         )
     console.print(table)

@@ -83,7 +83,11 @@ class Crew(Base):
 
 
 class CrewMember(Base):
-    """A person on a crew; ``staff_user_id`` links the member's login (the crew page) if any."""
+    """A person on a crew's roster (a name and a role on the crew).
+
+    Who signs in as the crew is not kept here but on the staff user (``staff_users.crew_id``,
+    see ``geo311.auth``): one place, so a user is on exactly one crew.
+    """
 
     __tablename__ = "crew_members"
     __table_args__ = (
@@ -102,9 +106,6 @@ class CrewMember(Base):
     crew_id: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text, server_default="")
-    staff_user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="SET NULL")
-    )
 
 
 class CrewSkill(Base):

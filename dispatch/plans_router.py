@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from dispatch import plans
+from dispatch import plans, service
 from dispatch.schemas import (
     AppointmentIn,
     AppointmentOut,
@@ -24,12 +24,13 @@ from dispatch.schemas import (
     StopOut,
 )
 from geo311 import fields
-from geo311.auth.service import Principal
+from geo311.auth.service import Principal, require_crew_of
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 
 Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
+PlanReader = Annotated[Principal, Depends(require_roles("dispatcher", "planner"))]
 Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
 Day = Annotated[fields.Day, Query(alias="date", description="The day to plan, YYYY-MM-DD (local)")]
 
@@ -131,8 +132,9 @@ def get_plan(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
     response: Response,
-    _: Staff,
+    _: PlanReader,
 ) -> PlanOut:
+    """Every crew's route of the day (a crew reads its own: ``/plans/{day}/crews/{code}``)."""
     return _answer(session, jurisdiction.id, day, response)
 
 
@@ -143,9 +145,12 @@ def get_crew_route(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
     response: Response,
-    _: Staff,
+    principal: Staff,
 ) -> PlanOut:
-    """One crew's route of the day (what the crew's tablet shows)."""
+    """One crew's route of the day (what the crew's tablet shows); a crew reads only its own."""
+    if principal.role == "crew":
+        crew_id = service.crew_id_of(session, jurisdiction_id=jurisdiction.id, code=code)
+        require_crew_of(principal, crew_id, what=f"The route of crew {code!r}")
     view = plans.plan_view(session, jurisdiction_id=jurisdiction.id, day=day, crew_code=code)
     response.headers["ETag"] = f'"{view.version}"'
     return _out(view)

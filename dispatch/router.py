@@ -21,10 +21,12 @@ from dispatch.schemas import (
     SkillOut,
     SkillRuleIn,
     SkillRuleOut,
+    StaffCrewIn,
+    StaffCrewOut,
 )
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import ValidationFailed
+from geo311.errors import NotFound, PreconditionRequired, ValidationFailed
 from geo311.fields import Count
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
@@ -35,11 +37,14 @@ QueueReader = Annotated[Principal, Depends(require_roles("dispatcher", "planner"
 Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
 
 
-def _version(if_match: str | None) -> int | None:
-    """Return the crew version an If-Match header names ("3" or W/"3"), or None."""
-    if if_match is None:
-        return None
-    value = if_match.strip().removeprefix("W/").strip('"')
+def _version(if_match: str | None) -> int:
+    """Return the crew version an If-Match header names ("3" or W/"3"); 428 without one."""
+    value = (if_match or "").strip().removeprefix("W/").strip('"')
+    if not value or value == "*":
+        raise PreconditionRequired(
+            "Send the version of the crew you read: GET it and send its ETag back as "
+            'If-Match (e.g. If-Match: "3"), so that an edit made since is not overwritten.'
+        )
     # ASCII digits only ("²".isdigit() is true, int("²") fails), and no more than a bigint.
     if not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise ValidationFailed("If-Match must carry the crew's version, as its ETag does.")
@@ -119,7 +124,10 @@ def replace_crew(
     _: Admin,
     if_match: Annotated[
         str | None,
-        Header(description="The version read (the ETag): a stale one gets 409, not a lost edit"),
+        Header(
+            description="The version read (the ETag), required: a stale one gets 409, "
+            "none 428, never a lost edit"
+        ),
     ] = None,
 ) -> CrewOut:
     crew = service.replace_crew(
@@ -141,6 +149,41 @@ def delete_crew(
     service.delete_crew(session, jurisdiction_id=jurisdiction.id, code=code)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put(
+    "/staff/{name}/crew",
+    response_model=StaffCrewOut,
+    summary="Put a crew user on a crew (or on none); it then acts on that crew's work only",
+)
+def set_staff_crew(
+    name: str,
+    body: StaffCrewIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: Admin,
+) -> StaffCrewOut:
+    user = service.set_membership(
+        session, jurisdiction_id=jurisdiction.id, user_name=name, crew_code=body.crew
+    )
+    session.commit()
+    return StaffCrewOut(name=user.name, role=user.role, crew=body.crew)
+
+
+@router.get(
+    "/me/crew",
+    response_model=CrewOut,
+    summary="The caller's crew (what a crew's tablet shows); 404 when on none",
+)
+def my_crew(
+    session: SessionDep, jurisdiction: JurisdictionDep, response: Response, principal: Staff
+) -> CrewOut:
+    code = service.crew_code_of(session, jurisdiction_id=jurisdiction.id, crew_id=principal.crew_id)
+    if code is None:
+        raise NotFound(f"Staff user {principal.name!r} belongs to no crew.")
+    crew = service.get_crew(session, jurisdiction_id=jurisdiction.id, code=code)
+    response.headers["ETag"] = f'"{crew.version}"'
+    return crew
 
 
 @router.get("/dispatch/skill-rules", response_model=list[SkillRuleOut])

@@ -46,9 +46,10 @@ class BreakIn(BaseModel):
 
 
 class MemberIn(BaseModel):
+    """A person on the crew's roster; who signs in as the crew is ``CrewIn.staff``."""
+
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(default="", max_length=100)
-    staff_user_id: Id | None = None
 
 
 class CrewIn(BaseModel):
@@ -84,6 +85,13 @@ class CrewIn(BaseModel):
     territory: list[Code] = Field(default_factory=list, description="Ward codes")
     breaks: list[BreakIn] = Field(default_factory=list, max_length=4)
     members: list[MemberIn] = Field(default_factory=list)
+    staff: list[Code] | None = Field(
+        default=None,
+        max_length=200,
+        description="Crew users (staff user names) who belong to this crew and act on its "
+        "work; each belongs to one crew only, so naming one moves it here. Left out: the "
+        "membership stays as it is; []: nobody.",
+    )
     active: bool = True
 
     @model_validator(mode="after")
@@ -102,6 +110,19 @@ class CrewOut(CrewIn):
     id: int
     version: int
     updated_at: datetime
+    staff: list[str] = Field(default_factory=list)
+
+
+class StaffCrewIn(BaseModel):
+    """The crew a crew user belongs to (its code), or null for none."""
+
+    crew: Code | None
+
+
+class StaffCrewOut(BaseModel):
+    name: str
+    role: str
+    crew: str | None
 
 
 class SkillIn(BaseModel):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,8 @@ from dispatch.schemas import (
     SkillRuleIn,
     SkillRuleOut,
 )
+from geo311.auth import service as auth_service
+from geo311.auth.models import StaffUser
 from geo311.errors import FieldError, NotFound, ValidationFailed
 from layers.models import AssetType, Jurisdiction, Ward
 from work_orders.models import ServiceCategory
@@ -161,15 +163,10 @@ def _write_parts(session: Session, crew: Crew, data: CrewIn) -> None:
         for k, b in enumerate(sorted(data.breaks, key=lambda b: b.earliest_start))
     )
     session.add_all(
-        CrewMember(
-            jurisdiction_id=jid,
-            crew_id=cid,
-            name=m.name,
-            role=m.role,
-            staff_user_id=m.staff_user_id,
-        )
-        for m in data.members
+        CrewMember(jurisdiction_id=jid, crew_id=cid, name=m.name, role=m.role) for m in data.members
     )
+    if data.staff is not None:
+        _set_staff(session, crew, data.staff)
 
 
 def _set_columns(crew: Crew, data: CrewIn) -> None:
@@ -181,6 +178,101 @@ def _set_columns(crew: Crew, data: CrewIn) -> None:
     crew.workdays = sorted(set(data.workdays))
     crew.capacity = data.capacity
     crew.active = data.active
+
+
+# --- membership: which crew users act for which crew ----------------------------------------
+
+
+def _crew_users(session: Session, names: Iterable[str]) -> dict[str, StaffUser]:
+    """Return the staff users ``names``, all of them crew users; 422 naming each that is not."""
+    wanted = sorted(set(names))
+    users = auth_service.users_named(session, names=wanted)
+    errors = [
+        FieldError("staff", f"no staff user {n!r}", "unknown_staff_user")
+        for n in wanted
+        if n not in users
+    ] + [
+        FieldError(
+            "staff", f"{n!r} is a {users[n].role}; only crew users belong to a crew", "not_crew"
+        )
+        for n in wanted
+        if n in users and users[n].role != "crew"
+    ]
+    if errors:
+        raise ValidationFailed(
+            "Crew members must be existing crew users "
+            "(geo311 token create --name NAME --role crew).",
+            errors=errors,
+        )
+    return users
+
+
+def _touch(session: Session, crew_ids: Iterable[int | None], *, but: int | None = None) -> None:
+    """Bump the version of crews whose membership changed, so an edit read before fails."""
+    ids = {c for c in crew_ids if c is not None and c != but}
+    if ids:
+        session.execute(update(Crew).where(Crew.id.in_(ids)).values(version=Crew.version + 1))
+
+
+def _set_staff(session: Session, crew: Crew, names: Sequence[str]) -> None:
+    """Make ``names`` exactly the crew users of ``crew`` (moving them from any other crew)."""
+    users = _crew_users(session, names)
+    for name in auth_service.crew_members(session, crew_ids=[crew.id]).get(crew.id, []):
+        if name not in users:
+            leaving = auth_service.get_user(session, name=name)
+            if leaving is not None:
+                auth_service.set_crew(session, user=leaving, crew_id=None, jurisdiction_id=None)
+    before = [
+        auth_service.set_crew(
+            session, user=u, crew_id=crew.id, jurisdiction_id=crew.jurisdiction_id
+        )
+        for u in users.values()
+    ]
+    _touch(session, before, but=crew.id)
+
+
+def set_membership(
+    session: Session, *, jurisdiction_id: int, user_name: str, crew_code: str | None
+) -> StaffUser:
+    """Put crew user ``user_name`` on crew ``crew_code`` (None: on none); return the user.
+
+    A user is on one crew: joining one leaves the other. Both crews' versions move on.
+    """
+    crew = _crew_row(session, jurisdiction_id, crew_code) if crew_code is not None else None
+    user = auth_service.get_user(session, name=user_name)
+    if user is None:
+        raise NotFound(f"No staff user {user_name!r}.")
+    if crew is not None and user.role != "crew":
+        raise ValidationFailed(
+            f"{user_name!r} is a {user.role}; only crew users belong to a crew.",
+            errors=[FieldError("crew", "only crew users belong to a crew", "not_crew")],
+        )
+    before = auth_service.set_crew(
+        session,
+        user=user,
+        crew_id=crew.id if crew is not None else None,
+        jurisdiction_id=jurisdiction_id,
+    )
+    if before != user.crew_id:
+        _touch(session, [before, user.crew_id])
+    session.flush()
+    return user
+
+
+def crew_code_of(session: Session, *, jurisdiction_id: int, crew_id: int | None) -> str | None:
+    """Return the code of crew ``crew_id`` in the jurisdiction, or None."""
+    if crew_id is None:
+        return None
+    return session.scalar(
+        select(Crew.code).where(Crew.jurisdiction_id == jurisdiction_id, Crew.id == crew_id)
+    )
+
+
+def crew_id_of(session: Session, *, jurisdiction_id: int, code: str) -> int | None:
+    """Return the id of crew ``code`` in the jurisdiction, or None."""
+    return session.scalar(
+        select(Crew.id).where(Crew.jurisdiction_id == jurisdiction_id, Crew.code == code)
+    )
 
 
 def create_crew(session: Session, *, jurisdiction_id: int, data: CrewIn) -> CrewOut:
@@ -248,8 +340,10 @@ def replace_crew(
 
 
 def delete_crew(session: Session, *, jurisdiction_id: int, code: str) -> None:
-    """Delete a crew and everything about it."""
-    session.delete(_crew_row(session, jurisdiction_id, code))
+    """Delete a crew and everything about it; its crew users are then on no crew."""
+    crew = _crew_row(session, jurisdiction_id, code)
+    auth_service.clear_crew(session, crew_id=crew.id)
+    session.delete(crew)
     session.flush()
 
 
@@ -275,6 +369,7 @@ def _views(session: Session, jurisdiction_id: int, crews: Sequence[Crew]) -> lis
     wards: dict[int, list[str]] = {}
     breaks: dict[int, list[BreakIn]] = {}
     members: dict[int, list[MemberIn]] = {}
+    staff = auth_service.crew_members(session, crew_ids=ids)
     for s in session.scalars(
         select(CrewSkill)
         .where(CrewSkill.jurisdiction_id == jurisdiction_id, CrewSkill.crew_id.in_(ids))
@@ -304,9 +399,7 @@ def _views(session: Session, jurisdiction_id: int, crews: Sequence[Crew]) -> lis
         .where(CrewMember.jurisdiction_id == jurisdiction_id, CrewMember.crew_id.in_(ids))
         .order_by(CrewMember.id)
     ):
-        members.setdefault(m.crew_id, []).append(
-            MemberIn(name=m.name, role=m.role, staff_user_id=m.staff_user_id)
-        )
+        members.setdefault(m.crew_id, []).append(MemberIn(name=m.name, role=m.role))
     out = []
     for c in crews:
         point = to_shape(c.depot)
@@ -326,6 +419,7 @@ def _views(session: Session, jurisdiction_id: int, crews: Sequence[Crew]) -> lis
                 territory=wards.get(c.id, []),
                 breaks=breaks.get(c.id, []),
                 members=members.get(c.id, []),
+                staff=staff.get(c.id, []),
                 active=c.active,
             )
         )

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
 from dispatch import assignment
+from dispatch import service as dispatch_service
 from dispatch.cli import crews_app, plan, roads_app
 from geo311 import migrate as migrations
 from geo311.app import create_app
@@ -18,6 +20,7 @@ from geo311.auth.models import ROLES
 from geo311.database import Database
 from geo311.dedup.cli import app as import_app
 from geo311.embedded import EmbeddedCluster
+from geo311.errors import AppError
 from geo311.notify import runner as notify_runner
 from geo311.notify.cli import app as notices_app
 from geo311.open311.cli import apikey_app
@@ -159,14 +162,28 @@ def token_create(
     name: Annotated[str, typer.Option(help="Staff user name (created if new)")],
     role: Annotated[str, typer.Option(help="crew, dispatcher, planner or admin")],
     label: Annotated[str, typer.Option(help="What the token is for")] = "",
+    crew: Annotated[
+        str | None,
+        typer.Option(help="Crew code: the crew user belongs to it (and leaves any other)"),
+    ] = None,
 ) -> None:
-    """Issue a bearer token for a staff user; it is printed once and only its hash is kept."""
+    """Issue a bearer token for a staff user; it is printed once and only its hash is kept.
+
+    A crew user acts only on its crew's work: give ``--crew`` (or set it later with
+    ``PUT /api/v1/staff/NAME/crew``); without one it can read but act on nothing.
+    """
     settings = get_settings()
     if role not in ROLES:
         console.print(f"[red]--role must be one of {', '.join(ROLES)}[/red]")
         raise typer.Exit(2)
+    if crew is not None and role != "crew":
+        console.print("[red]--crew is for crew users (--role crew)[/red]")
+        raise typer.Exit(2)
     with open_database(settings) as db, db.session() as session:
         jurisdiction = layers_service.get_jurisdiction(session, settings.jurisdiction)
+        if crew is not None and jurisdiction is None:
+            console.print(f"[red]No jurisdiction {settings.jurisdiction!r}, so no crews.[/red]")
+            raise typer.Exit(1)
         token = auth_service.create_token(
             session,
             name=name,
@@ -174,6 +191,16 @@ def token_create(
             label=label,
             jurisdiction_id=jurisdiction.id if jurisdiction else None,
         )
+        if crew is not None and jurisdiction is not None:
+            try:
+                dispatch_service.set_membership(
+                    session, jurisdiction_id=jurisdiction.id, user_name=name, crew_code=crew
+                )
+            except AppError as exc:
+                # Leaving the block with an error rolls back: no token for a user who is not
+                # on the crew it was asked to be on.
+                console.print(f"[red]{escape(exc.detail)}[/red]")
+                raise typer.Exit(1) from exc
     console.print(token, soft_wrap=True)
 
 

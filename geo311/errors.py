@@ -79,3 +79,11 @@ class UnsupportedMediaType(AppError):
     status = 415
     code = "unsupported_media_type"
     title = "Not a supported image"
+
+
+class PreconditionRequired(AppError):
+    """A staff write that names no version: without one, a concurrent edit would be lost."""
+
+    status = 428
+    code = "precondition_required"
+    title = "Send the version you read"

@@ -25,6 +25,7 @@ from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import select, text
 
+from dispatch import service as dispatch_service
 from geo311.auth import service as auth_service
 from geo311.database import Database
 from geo311.intake.models import Report, Requester
@@ -256,9 +257,22 @@ def notify_settings(tmp_path: Path, smtp_port: int, **notify: Any) -> Settings:
     )
 
 
-def staff_token(db: Database, role: str, name: str | None = None) -> str:
+def staff_token(
+    db: Database, role: str, name: str | None = None, *, crew: str | None = None
+) -> str:
+    """Return a token of a new (or existing) staff user; ``crew``: the crew it belongs to."""
     with db.session() as session:
-        return auth_service.create_token(session, name=name or f"{role}-1", role=role)
+        token = auth_service.create_token(session, name=name or f"{role}-1", role=role)
+        if crew is not None:
+            jurisdiction = layers_service.get_jurisdiction(session, "demo")
+            assert jurisdiction is not None
+            dispatch_service.set_membership(
+                session,
+                jurisdiction_id=jurisdiction.id,
+                user_name=name or f"{role}-1",
+                crew_code=crew,
+            )
+        return token
 
 
 def ward_point(db: Database, code: str = "3") -> tuple[float, float]:
@@ -384,3 +398,22 @@ def body_text(mail: EmailMessage, kind: str = "plain") -> str:
     part = mail.get_body(preferencelist=(kind,))
     assert part is not None
     return str(part.get_content())
+
+
+def give_to_crew(db: Database, work_order_id: int, crew: str | None) -> None:
+    """Put a work order on crew ``crew``'s list (None: on no crew's), as assignment would."""
+    with db.session() as session:
+        session.execute(
+            text(
+                "UPDATE work_orders SET crew_id = (SELECT id FROM crews WHERE code = :crew) "
+                "WHERE id = :id"
+            ),
+            {"crew": crew, "id": work_order_id},
+        )
+
+
+def read_version(client: Any, url: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """GET ``url`` as a page would and return If-Match with the ETag it answered."""
+    seen = client.get(url, headers=dict(headers))
+    assert seen.status_code == 200, seen.text
+    return {"If-Match": seen.headers["ETag"]}

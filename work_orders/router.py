@@ -1,8 +1,9 @@
 """Work-order and incident routes: thin — parse, check the role, call the service, commit.
 
-Staff routes take the version they saw as ``expected_version`` or an ``If-Match`` header and
-answer 409 with ``current_version`` when someone else got there first. The "fixed?" pages are
-public: the signed token in the link is the credential.
+Staff writes must name the version they saw, as ``expected_version`` or an ``If-Match``
+header (428 without one), and get 409 with ``current_version`` when someone else got there
+first. A crew user acts only on its own crew's work (403 otherwise, before anything changes).
+The "fixed?" pages are public: the signed token in the link is the credential.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from geo311 import fields
-from geo311.auth.service import Principal
+from geo311.auth.service import Principal, require_crew_of
 from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import AppError, FieldError, Forbidden, PayloadTooLarge, ValidationFailed
+from geo311.errors import (
+    AppError,
+    FieldError,
+    Forbidden,
+    PayloadTooLarge,
+    PreconditionRequired,
+    ValidationFailed,
+)
 from geo311.intake import uploads
 from geo311.intake.models import Photo
 from geo311.notify import pages
@@ -54,13 +62,20 @@ def _actor(principal: Principal) -> str:
     return f"{principal.role}:{principal.name}"
 
 
-def _expected(body_version: int | None, if_match: str | None) -> int | None:
-    """Return the version the caller expects, from the body or an If-Match header."""
+def _expected(body_version: int | None, if_match: str | None) -> int:
+    """Return the version the caller expects, from the body or an If-Match header.
+
+    Required: a write without it would silently undo whatever changed since the caller read
+    (428, which says how to send it). ``*`` names no version, so it does not count.
+    """
     if body_version is not None:
         return body_version
-    if if_match is None or if_match.strip() == "*":
-        return None
-    raw = if_match.strip().removeprefix("W/").strip('"')
+    raw = (if_match or "").strip().removeprefix("W/").strip('"')
+    if not raw or raw == "*":
+        raise PreconditionRequired(
+            "Send the version you read: the work order's (or incident's) `version`, also its "
+            'ETag, as If-Match (e.g. If-Match: "3") or as expected_version in the body.'
+        )
     if not raw.isdigit():
         raise ValidationFailed(
             'If-Match must be a version ETag such as "3"',
@@ -136,18 +151,30 @@ def _incident_out(session: SessionDep, request: Request, incident: Incident) -> 
     )
 
 
+def _own_work_order(
+    session: Session, principal: Principal, *, jurisdiction_id: int, work_order_id: int
+) -> WorkOrder:
+    """Return the work order the caller acts on: 404 if none, 403 if not its crew's work."""
+    work_order = work_orders_service.get_work_order(
+        session, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
+    )
+    require_crew_of(principal, work_order.crew_id, what=f"Work order {work_order.id}")
+    return work_order
+
+
 def _act(
     session: Session,
     request: Request,
     response: Response,
+    principal: Principal,
     *,
     jurisdiction_id: int,
     work_order_id: int,
     change: Callable[[WorkOrder], object],
 ) -> WorkOrderOut:
     """Return the work order's view after ``change`` moved it and the move was committed."""
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
+    work_order = _own_work_order(
+        session, principal, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
     )
     change(work_order)
     session.commit()
@@ -270,6 +297,7 @@ def transition_work_order(
         session,
         request,
         response,
+        principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         change=lambda work_order: work_orders_service.transition(
@@ -303,6 +331,7 @@ def hold_work_order(
         session,
         request,
         response,
+        principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         change=lambda work_order: work_orders_service.hold(
@@ -335,6 +364,7 @@ def resume_work_order(
         session,
         request,
         response,
+        principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         change=lambda work_order: work_orders_service.resume(
@@ -367,6 +397,7 @@ def transfer_work_order(
         session,
         request,
         response,
+        principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         change=lambda work_order: work_orders_service.transfer(
@@ -423,6 +454,11 @@ def complete_work_order(
     expected_version: Annotated[fields.Count | None, Form()] = None,
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
+    # Who may act and on which version first: a refused caller's photo is never decoded.
+    work_order = _own_work_order(
+        session, principal, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
+    )
+    version = _expected(expected_version, if_match)
     max_bytes = settings.media.max_bytes
     data = photo.file.read(max_bytes + 1) if photo is not None else b""
     errors: list[FieldError] = []
@@ -441,9 +477,6 @@ def complete_work_order(
             f"The photo is larger than {max_bytes} bytes.", extra={"reason": "photo_too_large"}
         )
     processed = uploads.process_upload(data, settings.media)
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
     try:
         work_orders_service.complete_work_order(
             session,
@@ -454,7 +487,7 @@ def complete_work_order(
             resolution_code=code,
             media=media,
             jurisdiction_slug=jurisdiction.slug,
-            expected_version=_expected(expected_version, if_match),
+            expected_version=version,
         )
         session.commit()
     except BaseException:

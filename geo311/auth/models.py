@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     String,
     Text,
     func,
@@ -22,11 +23,18 @@ ROLES = ("crew", "dispatcher", "planner", "admin")
 
 
 class StaffUser(Base):
-    """A member of staff with one role."""
+    """A member of staff with one role; a crew user belongs to at most one crew.
+
+    ``crew_id`` is the crew a crew user works on (None: none yet, so it can read but act on
+    nothing). A plain number, not a foreign key: crews belong to the dispatch package above
+    the kernel, which writes this column and keeps it consistent when crews go (as
+    ``work_orders.crew_id`` does).
+    """
 
     __tablename__ = "staff_users"
     __table_args__ = (
         CheckConstraint("role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="role_known"),
+        Index("ix_staff_users_crew", "crew_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -35,6 +43,7 @@ class StaffUser(Base):
     jurisdiction_id: Mapped[int | None] = mapped_column(
         ForeignKey("jurisdictions.id", ondelete="CASCADE")
     )
+    crew_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

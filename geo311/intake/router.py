@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from geo311.auth.service import Principal
+from geo311.auth.service import Principal, require_crew_of
 from geo311.database import Database
 from geo311.deps import (
     DatabaseDep,
@@ -194,15 +194,27 @@ def get_report_for_staff(
     request: Request,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
-    _: Annotated[Principal, Depends(require_roles("dispatcher", "crew"))],
+    principal: Annotated[Principal, Depends(require_roles("dispatcher", "crew"))],
 ) -> ReportOut:
-    return service.report_view(
+    view = service.report_view(
         session,
         jurisdiction_id=jurisdiction.id,
         tracking_id=tracking_id,
         media_url=_media_url(request),
         staff=True,
     )
+    if principal.role == "crew" and isinstance(view, StaffReportOut):
+        # A requester's contact is for the crew doing the work, not for every crew.
+        incident = work_orders_service.get_incident(
+            session, jurisdiction_id=jurisdiction.id, incident_id=view.incident_id
+        )
+        work_order = work_orders_service.current_work_order(session, incident)
+        require_crew_of(
+            principal,
+            work_order.crew_id if work_order else None,
+            what=f"Report {tracking_id}",
+        )
+    return view
 
 
 @router.get(

@@ -101,7 +101,9 @@ def _put_crew(client: TestClient, auth: dict[str, str], code: str, **changes: An
     crew = _crews(client, auth)[code]
     body = {k: v for k, v in crew.items() if k not in ("id", "version", "updated_at")}
     body.update(changes)
-    resp = client.put(f"/api/v1/crews/{code}", json=body, headers=auth)
+    resp = client.put(
+        f"/api/v1/crews/{code}", json=body, headers={**auth, "If-Match": f'"{crew["version"]}"'}
+    )
     assert resp.status_code == 200, resp.text
 
 

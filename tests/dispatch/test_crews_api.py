@@ -78,7 +78,8 @@ def test_an_admin_creates_a_crew_and_the_rules_see_it(
     assert r.headers["Location"] == "/api/v1/crews/arbor-2"
     got = client.get("/api/v1/crews/arbor-2", headers=admin).json()
     assert got["shift_start"] == "06:30:00"
-    assert got["members"][0] == {"name": "J. Okafor", "role": "lead", "staff_user_id": None}
+    assert got["members"][0] == {"name": "J. Okafor", "role": "lead"}
+    assert got["staff"] == []  # nobody signs in as the new crew yet
     assert got["depot"]["lon"] == pytest.approx(-93.23)
     # A tree down in ward 1 on a Saturday: only the new crew works Saturdays.
     with demo_db.session() as s:

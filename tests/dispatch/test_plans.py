@@ -128,7 +128,8 @@ def test_a_day_plan_gives_every_crew_an_ordered_route_within_its_skills_and_shif
     listed = set(placed) | {u["work_order_id"] for u in plan["left_out"]}
     assert due_soon <= listed
     assert len(listed) == len(placed) + len(plan["left_out"])
-    crew_view = client.get(f"/api/v1/plans/{DAY_S}/crews/streets", headers=_auth(demo_db, "crew"))
+    streets_crew = {"Authorization": f"Bearer {staff_token(demo_db, 'crew', crew='streets')}"}
+    crew_view = client.get(f"/api/v1/plans/{DAY_S}/crews/streets", headers=streets_crew)
     assert crew_view.status_code == 200
     assert [r["crew"] for r in crew_view.json()["routes"]] == ["streets"]
 
@@ -429,7 +430,9 @@ def test_a_crew_off_for_the_day_loses_its_route_and_its_work_is_listed(
     body = {**crew.json(), "workdays": [6]}  # Saturdays only from now on
     for key in ("id", "version", "updated_at"):
         body.pop(key)
-    r = client.put("/api/v1/crews/water", json=body, headers=admin)
+    r = client.put(
+        "/api/v1/crews/water", json=body, headers={**admin, "If-Match": crew.headers["ETag"]}
+    )
     assert r.status_code == 200, r.text
     again = _plan(client, demo_db)
     assert "water" not in {r["crew"] for r in again["routes"]}
@@ -482,7 +485,11 @@ def test_a_crews_vehicle_capacity_holds(client: TestClient, demo_db: Database) -
     assert len(dumping) > 2, "the demo's open dumping jobs fill more than a two-load truck"
     crew = client.get("/api/v1/crews/forestry", headers=admin).json()
     body = {k: v for k, v in crew.items() if k not in ("id", "version", "updated_at")}
-    r = client.put("/api/v1/crews/forestry", json={**body, "capacity": 2}, headers=admin)
+    r = client.put(
+        "/api/v1/crews/forestry",
+        json={**body, "capacity": 2},
+        headers={**admin, "If-Match": f'"{crew["version"]}"'},
+    )
     assert r.status_code == 200, r.text
     after = _plan(client, demo_db)
     stops = _route(after, "forestry")["stops"]
@@ -542,7 +549,9 @@ def test_who_may_plan_and_what_a_bad_request_gets(client: TestClient, demo_db: D
     assert client.post(f"/api/v1/plans?date={DAY_S}").status_code == 401
     crew = _auth(demo_db, "crew")
     assert client.post(f"/api/v1/plans?date={DAY_S}", headers=crew).status_code == 403
-    missing = client.get(f"/api/v1/plans/{DAY_S}", headers=crew)
+    # A crew reads its own route, not every crew's day.
+    assert client.get(f"/api/v1/plans/{DAY_S}", headers=crew).status_code == 403
+    missing = client.get(f"/api/v1/plans/{DAY_S}", headers=_auth(demo_db, "planner"))
     assert missing.status_code == 404
     assert missing.json()["code"] == "no_plan"
     bad_day = client.post("/api/v1/plans?date=June", headers=_auth(demo_db))
@@ -571,7 +580,7 @@ def test_who_may_plan_and_what_a_bad_request_gets(client: TestClient, demo_db: D
     assert lock.status_code == 409
     assert lock.json()["code"] == "not_on_plan"
     # Nothing above changed the plan.
-    now = client.get(f"/api/v1/plans/{DAY_S}", headers=crew).json()
+    now = client.get(f"/api/v1/plans/{DAY_S}", headers=_auth(demo_db, "planner")).json()
     assert now == plan
 
 

@@ -36,11 +36,13 @@ from tests.support import (
     SmtpSink,
     body_text,
     free_port,
+    give_to_crew,
     jpeg,
     move_work_order,
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    read_version,
     smtp_sink,
     staff_token,
     wait_until,
@@ -68,14 +70,19 @@ def test_closing_an_incident_with_three_merged_reports_mails_each_reporter_once_
         incident_id = open_incident_with_reporters(demo_db, REPORTERS)
         work_order_id = work_order_of(demo_db, incident_id)
         move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
-        crew = staff_token(demo_db, "crew")
+        give_to_crew(demo_db, work_order_id, "streets")
+        crew = staff_token(demo_db, "crew", crew="streets")
         with BackgroundWorker(settings, demo_db):
             assert wait_until(lambda: _all_sent(demo_db, "received", 3))
             sink.clear()
             with TestClient(create_app(settings, db=demo_db)) as client:
+                auth = {"Authorization": f"Bearer {crew}"}
                 response = client.post(
                     f"/api/v1/work-orders/{work_order_id}/complete",
-                    headers={"Authorization": f"Bearer {crew}"},
+                    headers={
+                        **auth,
+                        **read_version(client, f"/api/v1/work-orders/{work_order_id}", auth),
+                    },
                     files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
                     data={"note": "Filled and rolled", "resolution_code": "repaired"},
                 )
@@ -107,9 +114,10 @@ def test_closing_an_incident_with_three_merged_reports_mails_each_reporter_once_
 
 
 def _complete(client: TestClient, token: str, work_order_id: int) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
     response = client.post(
         f"/api/v1/work-orders/{work_order_id}/complete",
-        headers={"Authorization": f"Bearer {token}"},
+        headers={**auth, **read_version(client, f"/api/v1/work-orders/{work_order_id}", auth)},
         files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
         data={"note": "Done", "resolution_code": "repaired"},
     )
@@ -128,7 +136,8 @@ def test_with_the_smtp_server_down_nothing_is_lost_and_each_notice_arrives_once_
     incident_id = open_incident_with_reporters(demo_db, REPORTERS)
     work_order_id = work_order_of(demo_db, incident_id)
     move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
-    crew = staff_token(demo_db, "crew")
+    give_to_crew(demo_db, work_order_id, "streets")
+    crew = staff_token(demo_db, "crew", crew="streets")
     with BackgroundWorker(settings, demo_db):
         with TestClient(create_app(settings, db=demo_db)) as client:
             _complete(client, crew, work_order_id)
@@ -271,11 +280,8 @@ def test_not_fixed_from_the_closure_mail_reopens_the_incident_and_requeues_the_w
         incident_id = open_incident_with_reporters(demo_db, [{"email": "dan@example.org"}])
         work_order_id = work_order_of(demo_db, incident_id)
         move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
-        with demo_db.session() as s:
-            s.execute(
-                text("UPDATE work_orders SET crew_id = 7 WHERE id = :id"), {"id": work_order_id}
-            )
-        crew = staff_token(demo_db, "crew")
+        give_to_crew(demo_db, work_order_id, "streets")
+        crew = staff_token(demo_db, "crew", crew="streets")
         dispatcher = {"Authorization": f"Bearer {staff_token(demo_db, 'dispatcher')}"}
         with (
             BackgroundWorker(settings, demo_db),
@@ -306,6 +312,7 @@ def test_not_fixed_from_the_closure_mail_reopens_the_incident_and_requeues_the_w
             assert "already back in the work queue" in again.text
             # Fixed again: the old notice's link no longer reopens anything.
             move_work_order(demo_db, work_order_id, "assigned", "in_progress")
+            give_to_crew(demo_db, work_order_id, "streets")  # reopened work had lost its crew
             _complete(client, crew, work_order_id)
             old = client.post(
                 "/api/v1/notices/answer", json={"token": token, "answer": "not_fixed"}

@@ -18,10 +18,12 @@ from geo311.app import create_app
 from geo311.database import Database
 from geo311.intake.models import Photo
 from tests.support import (
+    give_to_crew,
     jpeg,
     move_work_order,
     notify_settings,
     open_incident_with_reporters,
+    read_version,
     staff_token,
     ward_point,
     work_order_of,
@@ -39,10 +41,21 @@ def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
 
 @pytest.fixture
 def tokens(demo_db: Database) -> dict[str, dict[str, str]]:
+    """Headers per role; the crew user is on the streets crew."""
+    crews = {"crew": "streets"}
     return {
-        role: {"Authorization": f"Bearer {staff_token(demo_db, role)}"}
+        role: {"Authorization": f"Bearer {staff_token(demo_db, role, crew=crews.get(role))}"}
         for role in ("dispatcher", "crew", "planner", "admin")
     }
+
+
+def _v(client: TestClient, tokens: dict[str, dict[str, str]], work_order_id: int) -> dict[str, str]:
+    """If-Match with the version a page would have read just now."""
+    return read_version(client, f"/api/v1/work-orders/{work_order_id}", tokens["dispatcher"])
+
+
+def _as(tokens: dict[str, dict[str, str]], role: str, version: dict[str, str]) -> dict[str, str]:
+    return {**tokens[role], **version}
 
 
 def _wo(session: Session, work_order_id: int) -> WorkOrder:
@@ -75,7 +88,9 @@ def test_a_report_opens_an_incident_with_a_work_order_in_its_category_queue(
     report = client.post(
         "/api/v1/reports", data={"category": "hydrant_leak", "lat": lat, "lon": lon}
     ).json()
-    staff = client.get(f"/api/v1/staff/reports/{report['tracking_id']}", headers=tokens["crew"])
+    staff = client.get(
+        f"/api/v1/staff/reports/{report['tracking_id']}", headers=tokens["dispatcher"]
+    )
     incident = client.get(
         f"/api/v1/incidents/{staff.json()['incident_id']}", headers=tokens["dispatcher"]
     )
@@ -131,7 +146,7 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(
     response = client.post(
         f"/api/v1/work-orders/{work_order_id}/transitions",
         json={"to": "scheduled"},
-        headers=tokens["dispatcher"],
+        headers={**tokens["dispatcher"], "If-Match": before.headers["ETag"]},
     )
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
@@ -150,10 +165,11 @@ def test_unknown_status_and_missing_reason_are_422(
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
     url = f"/api/v1/work-orders/{work_order_id}/transitions"
-    bogus = client.post(url, json={"to": "fixed"}, headers=tokens["dispatcher"])
+    seen = _as(tokens, "dispatcher", _v(client, tokens, work_order_id))
+    bogus = client.post(url, json={"to": "fixed"}, headers=seen)
     assert bogus.status_code == 422
     assert bogus.json()["errors"][0]["field"] == "to"
-    no_reason = client.post(url, json={"to": "cancelled"}, headers=tokens["dispatcher"])
+    no_reason = client.post(url, json={"to": "cancelled"}, headers=seen)
     assert no_reason.status_code == 422
     assert no_reason.json()["errors"][0]["field"] == "reason"
 
@@ -235,12 +251,20 @@ def test_a_crew_moves_its_own_work_but_cannot_cancel_it(
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
     move_work_order(demo_db, work_order_id, "triaged", "assigned")
+    give_to_crew(demo_db, work_order_id, "streets")
     url = f"/api/v1/work-orders/{work_order_id}/transitions"
-    cancel = client.post(url, json={"to": "cancelled", "reason": "x"}, headers=tokens["crew"])
+    seen = _v(client, tokens, work_order_id)
+    cancel = client.post(
+        url, json={"to": "cancelled", "reason": "x"}, headers=_as(tokens, "crew", seen)
+    )
     assert cancel.status_code == 403
-    start = client.post(url, json={"to": "in_progress"}, headers=tokens["crew"])
+    start = client.post(url, json={"to": "in_progress"}, headers=_as(tokens, "crew", seen))
     assert start.status_code == 200
-    planner = client.post(url, json={"to": "on_hold", "reason": "x"}, headers=tokens["planner"])
+    planner = client.post(
+        url,
+        json={"to": "on_hold", "reason": "x"},
+        headers=_as(tokens, "planner", _v(client, tokens, work_order_id)),
+    )
     assert planner.status_code == 403
 
 
@@ -253,7 +277,7 @@ def test_moving_a_work_order_moves_its_incident_and_audits_both(
         r = client.post(
             f"/api/v1/work-orders/{work_order_id}/transitions",
             json={"to": to, "reason": f"step {to}"},
-            headers=tokens["dispatcher"],
+            headers=_as(tokens, "dispatcher", _v(client, tokens, work_order_id)),
         )
         assert r.status_code == 200
     incident = client.get(f"/api/v1/incidents/{incident_id}", headers=tokens["dispatcher"])
@@ -280,15 +304,20 @@ def test_cancel_as_merged_and_reopen_work_from_the_incident(
 ) -> None:
     incident_id = open_incident_with_reporters(demo_db, [])
     url = f"/api/v1/incidents/{incident_id}/transitions"
+    seen = read_version(client, f"/api/v1/incidents/{incident_id}", tokens["dispatcher"])
     merged = client.post(
         url,
         json={"to": "cancelled", "reason": "merged into incident 1"},
-        headers=tokens["dispatcher"],
+        headers={**tokens["dispatcher"], **seen},
     )
     assert merged.status_code == 200
     assert merged.json()["work_order"]["status"] == "cancelled"
     assert merged.json()["work_order"]["sla_state"] == "cancelled"
-    reopened = client.post(url, json={"to": "reopened"}, headers=tokens["dispatcher"])
+    reopened = client.post(
+        url,
+        json={"to": "reopened", "expected_version": merged.json()["version"]},
+        headers=tokens["dispatcher"],
+    )
     assert reopened.json()["status"] == "reopened"
     assert reopened.json()["work_order"]["status"] == "reopened"
 
@@ -354,23 +383,28 @@ def test_hold_and_resume_routes_keep_the_clock_and_return_to_where_it_was(
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
     move_work_order(demo_db, work_order_id, "triaged", "assigned", "scheduled")
+    give_to_crew(demo_db, work_order_id, "streets")
     held = client.post(
         f"/api/v1/work-orders/{work_order_id}/hold",
         json={"reason": "permit pending"},
-        headers=tokens["crew"],
+        headers=_as(tokens, "crew", _v(client, tokens, work_order_id)),
     )
     assert held.status_code == 200
     assert held.json()["status"] == "on_hold"
     assert held.json()["hold_reason"] == "permit pending"
     assert held.json()["paused_at"] is not None
     resumed = client.post(
-        f"/api/v1/work-orders/{work_order_id}/resume", json={}, headers=tokens["crew"]
+        f"/api/v1/work-orders/{work_order_id}/resume",
+        json={},
+        headers={**tokens["crew"], "If-Match": held.headers["ETag"]},
     )
     assert resumed.json()["status"] == "scheduled"
     assert resumed.json()["paused_at"] is None
     assert resumed.json()["due_at"] >= held.json()["due_at"]
     again = client.post(
-        f"/api/v1/work-orders/{work_order_id}/resume", json={}, headers=tokens["crew"]
+        f"/api/v1/work-orders/{work_order_id}/resume",
+        json={},
+        headers={**tokens["crew"], "If-Match": resumed.headers["ETag"]},
     )
     assert again.status_code == 409
 
@@ -395,7 +429,10 @@ def test_reopen_keeps_the_sla_clock_running(
     r = client.post(
         f"/api/v1/incidents/{incident.id}/transitions",
         json={"to": "reopened", "reason": "resident says no"},
-        headers=tokens["dispatcher"],
+        headers={
+            **tokens["dispatcher"],
+            **read_version(client, f"/api/v1/incidents/{incident.id}", tokens["dispatcher"]),
+        },
     )
     assert r.status_code == 200
     assert work_order_id in _sla_states(client, tokens["dispatcher"], "breached")
@@ -405,32 +442,34 @@ def test_transfer_moves_the_work_to_another_queue(
     client: TestClient, tokens: dict[str, dict[str, str]], demo_db: Database
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
+    seen = _as(tokens, "dispatcher", _v(client, tokens, work_order_id))
     no_reason = client.post(
         f"/api/v1/work-orders/{work_order_id}/transfer",
         json={"department": "state-dot", "reason": ""},
-        headers=tokens["dispatcher"],
+        headers=seen,
     )
     assert no_reason.status_code == 422
     moved = client.post(
         f"/api/v1/work-orders/{work_order_id}/transfer",
         json={"department": "state-dot", "reason": "state road"},
-        headers=tokens["dispatcher"],
+        headers=seen,
     )
     assert moved.json()["status"] == "transferred"
     queue = client.get(
         "/api/v1/work-orders", params={"department": "state-dot"}, headers=tokens["dispatcher"]
     ).json()
     assert [w["id"] for w in queue] == [work_order_id]
+    seen = {**tokens["dispatcher"], "If-Match": moved.headers["ETag"]}
     via_transition = client.post(
         f"/api/v1/work-orders/{work_order_id}/transitions",
         json={"to": "transferred", "reason": "x"},
-        headers=tokens["dispatcher"],
+        headers=seen,
     )
     assert via_transition.status_code == 422
     accepted = client.post(
         f"/api/v1/work-orders/{work_order_id}/transitions",
         json={"to": "triaged"},
-        headers=tokens["dispatcher"],
+        headers=seen,
     )
     assert accepted.json()["department"] == "state-dot"
 
@@ -452,10 +491,11 @@ def test_completion_needs_a_photo_and_a_resolution_code_and_says_so_at_once(
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
     move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
+    give_to_crew(demo_db, work_order_id, "streets")
     r = client.post(
         f"/api/v1/work-orders/{work_order_id}/complete",
         data={"note": "done", "resolution_code": "fixed it"},
-        headers=tokens["crew"],
+        headers=_as(tokens, "crew", _v(client, tokens, work_order_id)),
     )
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"photo", "resolution_code"}
@@ -466,11 +506,12 @@ def test_a_bad_after_photo_stores_nothing(
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
     move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
+    give_to_crew(demo_db, work_order_id, "streets")
     r = client.post(
         f"/api/v1/work-orders/{work_order_id}/complete",
         files={"photo": ("after.jpg", b"not an image at all", "image/jpeg")},
         data={"resolution_code": "repaired"},
-        headers=tokens["crew"],
+        headers=_as(tokens, "crew", _v(client, tokens, work_order_id)),
     )
     assert r.status_code == 415
     assert r.headers["content-type"] == "application/problem+json"
@@ -484,6 +525,7 @@ def test_completing_work_that_cannot_complete_removes_the_staged_photo(
     client: TestClient, tokens: dict[str, dict[str, str]], demo_db: Database, tmp_path: Path
 ) -> None:
     work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
+    give_to_crew(demo_db, work_order_id, "streets")
     r = client.post(
         f"/api/v1/work-orders/{work_order_id}/complete",
         files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
@@ -501,11 +543,12 @@ def test_completion_stores_a_metadata_free_after_photo_and_closes_the_incident(
     incident_id = open_incident_with_reporters(demo_db, [])
     work_order_id = work_order_of(demo_db, incident_id)
     move_work_order(demo_db, work_order_id, "triaged", "assigned", "in_progress")
+    give_to_crew(demo_db, work_order_id, "streets")
     r = client.post(
         f"/api/v1/work-orders/{work_order_id}/complete",
         files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
         data={"note": "Patched", "resolution_code": "repaired"},
-        headers=tokens["crew"],
+        headers=_as(tokens, "crew", _v(client, tokens, work_order_id)),
     )
     assert r.status_code == 200
     body = r.json()
