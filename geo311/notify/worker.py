@@ -57,7 +57,14 @@ def build_deliverer(db: Database, settings: Settings) -> Deliverer:
 def build_app(deliverer: Deliverer, *, dsn: str, concurrency: int) -> procrastinate.App:
     """Return a procrastinate app with the delivery and sweep tasks bound to ``deliverer``."""
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1, max_size=concurrency + 4)
+        connector=procrastinate.PsycopgConnector(
+            conninfo=dsn,
+            min_size=1,
+            max_size=concurrency + 4,
+            # With the database gone, a query waits this long for a connection before it
+            # fails (psycopg_pool's default, 30 s, would hold the worker's restart back).
+            timeout=5.0,
+        )
     )
     stalled_s = deliverer.notify.stalled_worker_s
 
@@ -117,6 +124,14 @@ class WorkerState:
         self.status, self.since, self.detail = "stopped", time.time(), detail
 
 
+def _reason(exc: BaseException) -> str:
+    """Return the first line of the innermost cause (procrastinate wraps psycopg's errors
+    in one that says only "Database error")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+
+
 class WorkerGaveUp(RuntimeError):
     """The worker could not get back to the database within ``notify.worker_give_up_s``."""
 
@@ -124,14 +139,11 @@ class WorkerGaveUp(RuntimeError):
 class _WorkerLost(Exception):
     """One run of the worker ended without being asked to: the database went away."""
 
-    def __init__(self, message: str, *, ran_s: float) -> None:
+    def __init__(self, message: str, *, was_running: bool) -> None:
         super().__init__(message)
-        self.ran_s = ran_s
-
-
-# A run that kept going this long was a healthy one: losing it starts a fresh back-off (and
-# a fresh give-up clock) instead of continuing the last outage's.
-HEALTHY_RUN_S = 60.0
+        # Whether the run got as far as taking jobs: losing such a run starts a new outage
+        # (a fresh back-off and give-up clock); failing to get there continues the last one.
+        self.was_running = was_running
 
 
 async def run_async(
@@ -157,19 +169,20 @@ async def run_async(
     deliverer = build_deliverer(db, settings)
     dsn = conninfo(db)
     state = state or WorkerState()
-    loop = asyncio.get_running_loop()
+    first_wait_s = min(0.5, notify.reconnect_max_wait_s)
 
     async def one_run() -> None:
-        started = loop.time()
+        was_running = False
         app = build_app(deliverer, dsn=dsn, concurrency=workers)
         try:
-            # Fail fast while the database is away: the queue's pool would wait 30 s.
+            # Fail fast while the database is away: opening the queue's pool waits 30 s.
             async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=5) as probe:
                 await probe.execute("SELECT 1")
             async with app.open_async():
                 # Pick up what a worker that crashed left behind before taking new work.
                 await sweep_now(app, deliverer, stalled_s=notify.stalled_worker_s)
                 state.running(since=time.time())
+                was_running = True
                 await app.run_worker_async(
                     queues=[outbox.QUEUE],
                     name=name,
@@ -182,13 +195,14 @@ async def run_async(
                     stalled_worker_timeout=notify.stalled_worker_s,
                 )
         except (psycopg.Error, procrastinate.exceptions.ProcrastinateException, OSError) as exc:
-            state.lost(str(exc))
-            raise _WorkerLost(f"lost the database: {exc}", ran_s=loop.time() - started) from exc
+            reason = _reason(exc)
+            state.lost(reason)
+            raise _WorkerLost(f"lost the database: {reason}", was_running=was_running) from exc
         if wait:
             # With wait=True procrastinate returns only when a side task (its LISTEN
             # connection, its heartbeat) failed, i.e. the database went away.
             state.lost("the queue worker stopped by itself")
-            raise _WorkerLost("the queue worker stopped", ran_s=loop.time() - started)
+            raise _WorkerLost("the queue worker stopped", was_running=True)
 
     def log_retry(retry_state: tenacity.RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -200,10 +214,10 @@ async def run_async(
         while True:
             retrying = tenacity.AsyncRetrying(
                 retry=tenacity.retry_if_exception(
-                    lambda e: isinstance(e, _WorkerLost) and e.ran_s < HEALTHY_RUN_S
+                    lambda e: isinstance(e, _WorkerLost) and not e.was_running
                 ),
                 wait=tenacity.wait_exponential_jitter(
-                    initial=min(0.5, notify.reconnect_max_wait_s), max=notify.reconnect_max_wait_s
+                    multiplier=first_wait_s, max=notify.reconnect_max_wait_s, jitter=first_wait_s
                 ),
                 stop=(
                     tenacity.stop_after_delay(give_up_s)
@@ -217,13 +231,15 @@ async def run_async(
                 await retrying(one_run)
                 return
             except _WorkerLost as exc:
-                if exc.ran_s < HEALTHY_RUN_S:
+                if not exc.was_running:
                     state.gave_up(str(exc))
                     raise WorkerGaveUp(
                         f"the notice worker gave up after {give_up_s:g} s without the "
                         f"database ({exc})"
                     ) from exc
+                # A new outage: its first try comes after a short pause, not at once.
                 log.warning("notice worker %s; starting again", exc)
+                await asyncio.sleep(first_wait_s)
     finally:
         deliverer.close()
 

@@ -513,7 +513,7 @@ def test_geo311_run_sends_the_demo_notices_to_its_mail_catcher_with_no_extra_ste
     )
     lon, lat = ward_point(demo_db)
     with notify_runner.embedded(settings, demo_db) as banner:
-        assert any("/dev/mail" in line for line in banner)
+        assert any("/dev/mail" in line for line in banner.lines)
         assert (settings.notify.smtp.host, settings.notify.smtp.port) == ("127.0.0.1", port)
         with TestClient(create_app(settings, db=demo_db)) as client:
             report = client.post(
