@@ -456,7 +456,8 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
         message.set_content("<img src=x onerror=alert(2)>")
         with smtplib.SMTP("127.0.0.1", port) as smtp:
             smtp.send_message(message, to_addrs=["v@example.org"])
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        # A browser on this machine (who else may read it: test_dev_mail_access.py).
+        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             listing = client.get("/dev/mail")
             assert listing.status_code == 200
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing.text
@@ -467,7 +468,7 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
             assert "&lt;img src=x onerror=alert(2)&gt;" in detail.text
             assert "<img src=x" not in detail.text
         off = notify_settings(tmp_path, port, dev_mail=DevMailSettings(enabled=False))
-        with TestClient(create_app(off, db=demo_db)) as client:
+        with TestClient(create_app(off, db=demo_db), client=("127.0.0.1", 50000)) as client:
             assert client.get("/dev/mail").status_code == 404
     finally:
         catcher.stop()
@@ -515,7 +516,7 @@ def test_geo311_run_sends_the_demo_notices_to_its_mail_catcher_with_no_extra_ste
     with notify_runner.embedded(settings, demo_db) as banner:
         assert any("/dev/mail" in line for line in banner.lines)
         assert (settings.notify.smtp.host, settings.notify.smtp.port) == ("127.0.0.1", port)
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             report = client.post(
                 "/api/v1/reports",
                 data={"category": "graffiti", "lat": lat, "lon": lon, "email": "eve@example.org"},
