@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 
 import httpx
 
+from geo311.notify import addresses
 from geo311.notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
 from geo311.settings import SmsSettings, SmtpSettings
 
@@ -97,6 +98,11 @@ class SmtpSession:
 
     def begin(self, sender: str, recipient: str) -> None:
         """Send MAIL FROM and RCPT TO (connecting first if needed); raise DeliveryError."""
+        if not addresses.sendable(recipient):
+            # smtplib would re-parse it and could send to another address inside it.
+            raise DeliveryError(
+                "permanent", f"{recipient!r} is not exactly one e-mail address; not sent"
+            )
         if self._smtp is None:
             self._smtp = self._connect()
         smtp = self._smtp
