@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from geo311.auth.contact import CONTACT_ROLES
 from geo311.auth.service import Principal
 from geo311.database import Database
 from geo311.deps import (
@@ -192,7 +193,7 @@ def get_report_for_staff(
     request: Request,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
-    _: Annotated[Principal, Depends(require_roles("dispatcher", "crew"))],
+    _: Annotated[Principal, Depends(require_roles(*CONTACT_ROLES))],
 ) -> ReportOut:
     return service.report_view(
         session,

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from geo311.auth import service as auth_service
+from geo311.auth.contact import may_see_contact_details
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import AppError, Forbidden, NotFound
@@ -203,7 +204,10 @@ class NoticeOut(BaseModel):
     id: int
     kind: str
     channel: str
-    recipient: str
+    recipient: str | None = Field(
+        description="E-mail address, phone number or webhook URL; null for e-mail and SMS "
+        "when the caller may not see contact details (planners)"
+    )
     language: str
     status: str
     attempts: int
@@ -220,20 +224,26 @@ class NoticeOut(BaseModel):
     tags=["notices"],
 )
 def incident_notices(
-    incident_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+    incident_id: int, session: SessionDep, jurisdiction: JurisdictionDep, principal: Staff
 ) -> list[NoticeOut]:
+    contact = may_see_contact_details(principal)
     return [
         NoticeOut(
             id=n.id,
             kind=n.kind,
             channel=n.channel,
-            recipient=n.recipient,
+            recipient=n.recipient if contact or n.channel == "webhook" else None,
             language=n.language,
             status=n.status,
             attempts=n.attempts,
             next_attempt_at=n.next_attempt_at,
             sent_at=n.sent_at,
-            last_error=n.last_error,
+            # A server's refusal quotes the address ("550 <ana@…>: no such mailbox").
+            last_error=(
+                n.last_error
+                if contact or n.channel == "webhook" or n.last_error is None
+                else n.last_error.replace(n.recipient, "[hidden]")
+            ),
             idempotency_key=n.idempotency_key,
         )
         for n in notify_service.notices_of_incident(
