@@ -133,6 +133,13 @@ class NotifySettings(BaseModel):
     sms: SmsSettings = Field(default_factory=SmsSettings)
     dev_mail: DevMailSettings = Field(default_factory=DevMailSettings)
     webhook_timeout_s: float = 10.0
+    webhook_allow_private: bool = Field(
+        default=False,
+        description=(
+            "Let webhooks point at loopback, link-local or private addresses (off: refused "
+            "when registered and when sent)"
+        ),
+    )
     worker_concurrency: int = Field(default=4, description="Jobs one worker runs at once")
     embedded_worker: bool = Field(
         default=True, description="`geo311 run` also runs a worker in-process"

@@ -141,7 +141,11 @@ class WebhookCreated(WebhookOut):
     tags=["notices"],
 )
 def create_webhook(
-    body: WebhookIn, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+    body: WebhookIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    _: Admin,
 ) -> WebhookCreated:
     endpoint = notify_service.create_webhook(
         session,
@@ -149,6 +153,7 @@ def create_webhook(
         url=body.url,
         kinds=body.kinds,
         description=body.description,
+        allow_private=settings.notify.webhook_allow_private,
     )
     session.commit()
     return WebhookCreated(

@@ -50,7 +50,10 @@ def build_deliverer(db: Database, settings: Settings) -> Deliverer:
         LocalMediaStore(settings.media_root),
         signer=LinkSigner.from_settings(settings),
         sms=sms_provider(settings.notify.sms),
-        webhooks=WebhookSender(timeout_s=settings.notify.webhook_timeout_s),
+        webhooks=WebhookSender(
+            timeout_s=settings.notify.webhook_timeout_s,
+            allow_private=settings.notify.webhook_allow_private,
+        ),
     )
 
 

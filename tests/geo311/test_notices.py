@@ -412,7 +412,8 @@ def test_webhooks_are_signed_verifiably_and_retried_with_the_same_key(
         return next(answers, 200), {}
 
     with RecordingServer(respond) as receiver:
-        settings = notify_settings(tmp_path, 1)
+        # The receiver listens on loopback: allowed here on purpose (test_webhook_targets.py).
+        settings = notify_settings(tmp_path, 1, webhook_allow_private=True)
         admin = {"Authorization": f"Bearer {staff_token(demo_db, 'admin')}"}
         with TestClient(create_app(settings, db=demo_db)) as client:
             created = client.post(
