@@ -63,6 +63,10 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Thank you for telling us. We reopened your report and will send a crew back."
         ),
         "page.answer.already": "Thank you: your report is already back in the work queue.",
+        "page.answer.fixed_but_reopened": (
+            "Thank you. Your report was reopened after an earlier \u201cnot fixed\u201d "
+            "answer, so it stays open: a crew will come back to check it."
+        ),
         "page.answer.outdated": (
             "This link belongs to an earlier notice: your report has changed since. "
             "The latest notice has a link that works."
@@ -132,6 +136,10 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Gracias por avisarnos. Reabrimos su reporte y enviaremos una cuadrilla de nuevo."
         ),
         "page.answer.already": "Gracias: su reporte ya está de nuevo en la cola de trabajo.",
+        "page.answer.fixed_but_reopened": (
+            "Gracias. Su reporte se reabrió tras una respuesta anterior de \u201cno está "
+            "resuelto\u201d, así que sigue abierto: una cuadrilla volverá a revisarlo."
+        ),
         "page.answer.outdated": (
             "Este enlace es de un aviso anterior: su reporte cambió desde entonces. "
             "El aviso más reciente tiene un enlace que funciona."
