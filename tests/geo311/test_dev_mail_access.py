@@ -52,7 +52,8 @@ def _get(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     with TestClient(create_app(settings, db=db), client=client) as test_client:
-        return test_client.get("/dev/mail", headers=headers or {})
+        response: httpx.Response = test_client.get("/dev/mail", headers=headers or {})
+        return response
 
 
 def test_who_may_read_the_dev_mail_catcher(caught: Settings, db: Database) -> None:
