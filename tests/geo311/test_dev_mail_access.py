@@ -125,3 +125,9 @@ def test_the_dev_mail_page_opens_from_a_browser_on_this_machine(
         f"{live_server.url}/dev/mail", headers={"X-Forwarded-For": "198.51.100.4"}, timeout=10
     )
     assert proxied.status_code == 403
+    # uvicorn takes a loopback proxy's X-Forwarded-For as the client address: a visitor who
+    # claims to be 127.0.0.1 through the proxy is still refused.
+    spoofed = httpx.get(
+        f"{live_server.url}/dev/mail", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=10
+    )
+    assert spoofed.status_code == 403
