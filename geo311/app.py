@@ -7,14 +7,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatch import assignment
 from dispatch.plans_router import router as plans_router
 from dispatch.router import router as dispatch_router
-from geo311 import __version__
+from geo311 import __version__, health
 from geo311.database import Database
 from geo311.dedup.router import router as dedup_router
 from geo311.http import (
@@ -26,6 +26,7 @@ from geo311.http import (
 from geo311.intake.router import router as intake_router
 from geo311.media import LocalMediaStore
 from geo311.notify.router import router as notify_router
+from geo311.notify.worker import BackgroundWorker
 from geo311.open311.refusal import ERRORS_RESPONSE as OPEN311_ERRORS
 from geo311.open311.refusal import refusal as open311_refusal
 from geo311.open311.router import PREFIX as OPEN311_PREFIX
@@ -39,8 +40,14 @@ from work_orders.router import router as work_orders_router
 _DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
-    """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    worker: BackgroundWorker | None = None,
+) -> FastAPI:
+    """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL).
+    ``worker``: the in-process notice worker, whose state /healthz reports."""
     settings = settings or get_settings()
     # New work orders go to a crew by the rules (or to the dispatcher's queue).
     assignment.install(default_service_s=settings.routing.default_service_s)
@@ -81,9 +88,32 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(notify_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
+    def _checks(request: Request, *, readiness: bool) -> JSONResponse:
+        engine = getattr(request.app.state, "health_engine", None)
+        if engine is None:
+            database: Database = request.app.state.db
+            engine = health.probe_engine(
+                database.engine.url, timeout_s=settings.db.health_timeout_s
+            )
+            request.app.state.health_engine = engine
+        checks = health.run_checks(
+            engine,
+            stalled_s=settings.notify.stalled_worker_s,
+            in_process=worker.state if worker is not None else None,
+            readiness=readiness,
+        )
+        status = 200 if all(c.ok for c in checks) else 503
+        return JSONResponse(
+            health.body(checks), status_code=status, headers={"Cache-Control": "no-store"}
+        )
+
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz(request: Request) -> JSONResponse:
+        return _checks(request, readiness=False)
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> JSONResponse:
+        return _checks(request, readiness=True)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

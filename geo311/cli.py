@@ -23,6 +23,7 @@ from geo311.embedded import EmbeddedCluster
 from geo311.errors import AppError
 from geo311.notify import runner as notify_runner
 from geo311.notify.cli import app as notices_app
+from geo311.notify.worker import WorkerGaveUp
 from geo311.open311.cli import apikey_app
 from geo311.runtime import database_url, open_database
 from geo311.settings import Settings, get_settings
@@ -92,11 +93,11 @@ def run(
             f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
-            + "".join(f"  {line}\n" for line in extras)
+            + "".join(f"  {line}\n" for line in extras.lines)
             + "Press Ctrl+C to stop (the embedded database stops with it).\n"
         )
         uvicorn.run(
-            create_app(settings, db=db),
+            create_app(settings, db=db, worker=extras.worker),
             host=settings.host,
             port=settings.port,
             log_level="info",
@@ -109,11 +110,19 @@ def worker(
         int | None, typer.Option(help="Jobs at once (default: GEO311_NOTIFY__WORKER_CONCURRENCY)")
     ] = None,
 ) -> None:
-    """Deliver notices (email, SMS, webhooks) from the job queue until Ctrl+C."""
+    """Deliver notices (email, SMS, webhooks) from the job queue until Ctrl+C.
+
+    Exits 0 when stopped (SIGINT, SIGTERM); 1 when the database stayed unreachable for
+    GEO311_NOTIFY__WORKER_GIVE_UP_S (or could not be opened at start), so a supervisor that
+    restarts on failure restarts it."""
     logging.basicConfig(level=logging.INFO)
     settings = get_settings()
-    with open_database(settings) as db:
-        notify_runner.run_worker(settings, db, concurrency=concurrency)
+    try:
+        with open_database(settings) as db:
+            notify_runner.run_worker(settings, db, concurrency=concurrency)
+    except WorkerGaveUp as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
 
 
 @db_app.command("migrate")

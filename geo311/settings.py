@@ -38,6 +38,9 @@ class DatabaseSettings(BaseModel):
     # does not open and close sessions; the embedded cluster allows 200.
     pool_size: int = 40
     max_overflow: int = 10
+    health_timeout_s: float = Field(
+        default=2.0, gt=0, description="/healthz and /readyz: longest wait for the database"
+    )
 
 
 class MediaSettings(BaseModel):
@@ -130,6 +133,13 @@ class NotifySettings(BaseModel):
     sms: SmsSettings = Field(default_factory=SmsSettings)
     dev_mail: DevMailSettings = Field(default_factory=DevMailSettings)
     webhook_timeout_s: float = 10.0
+    webhook_allow_private: bool = Field(
+        default=False,
+        description=(
+            "Let webhooks point at loopback, link-local or private addresses (off: refused "
+            "when registered and when sent)"
+        ),
+    )
     worker_concurrency: int = Field(default=4, description="Jobs one worker runs at once")
     embedded_worker: bool = Field(
         default=True, description="`geo311 run` also runs a worker in-process"
@@ -155,7 +165,20 @@ class NotifySettings(BaseModel):
     )
     heartbeat_interval_s: float = 10.0
     stalled_worker_s: float = Field(
-        default=30.0, description="A worker silent this long is dead; its jobs are retried"
+        default=30.0,
+        description=(
+            "A worker silent this long is dead: its jobs are retried and /healthz says unhealthy"
+        ),
+    )
+    reconnect_max_wait_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between a worker's tries to reconnect"
+    )
+    worker_give_up_s: float | None = Field(
+        default=600.0,
+        description=(
+            "`geo311 worker` exits with status 1 when the database has been unreachable this "
+            "long (unset: never). The in-process worker of `geo311 run` never gives up"
+        ),
     )
 
 

@@ -78,6 +78,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     # the app, its documents and pages
     "GET /": (PUBLIC, ANY),
     "GET /healthz": (PUBLIC, ANY),
+    "GET /readyz": (PUBLIC, ANY),
     "GET /docs": (PUBLIC, ANY),
     "GET /openapi.json": (PUBLIC, ANY),
     "GET /static/docs/{path}": (PUBLIC, Req(path={"path": "nothing.js"})),
@@ -164,10 +165,10 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "POST /api/v1/webhooks": (ADMIN, Req(json={})),
     "GET /api/v1/webhooks": (ADMIN, ANY),
     "DELETE /api/v1/webhooks/{endpoint_id}": (ADMIN, ANY),
-    # The dev mail catcher (on: no database URL in these settings) is open to anyone today;
-    # hardening item 2 makes it admin-or-loopback, and its row here changes with it.
-    "GET /dev/mail": (PUBLIC, ANY),
-    "GET /dev/mail/{key}": (NOTHING_THERE, ANY),  # no such mail
+    # The dev mail catcher (on: no database URL in these settings) opens for an admin, or a
+    # direct loopback request (the test client is not one); an Open311 key is no staff token.
+    "GET /dev/mail": ("403  403  403  403  403  403  ok   403", ANY),
+    "GET /dev/mail/{key}": ("403  403  403  403  403  403  404  403", ANY),  # no such mail
     # Open311 GeoReport v2: reading is public; creating needs an application's key
     "GET /open311/v2/discovery.{fmt}": (PUBLIC, ANY),
     "GET /open311/v2/services.{fmt}": (PUBLIC, ANY),

@@ -91,7 +91,9 @@ class AnswerIn(BaseModel):
 
 
 class AnswerOut(BaseModel):
-    outcome: Literal["thanks_fixed", "thanks_not_fixed", "already", "outdated"]
+    outcome: Literal[
+        "thanks_fixed", "thanks_not_fixed", "already", "outdated", "fixed_but_reopened"
+    ]
     incident_id: int
 
 

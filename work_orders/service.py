@@ -839,7 +839,9 @@ def complete_work_order(
 
 # --- "fixed?" answers ---------------------------------------------------------------------
 
-AnswerOutcome = Literal["thanks_fixed", "thanks_not_fixed", "already", "outdated"]
+AnswerOutcome = Literal[
+    "thanks_fixed", "thanks_not_fixed", "already", "outdated", "fixed_but_reopened"
+]
 
 
 @dataclass(frozen=True)
@@ -865,7 +867,8 @@ def answer_closure(
 
     "not fixed" reopens the incident and puts its work order back in the department's queue
     (no crew), unless the incident was reopened already or closed again since that notice
-    (then the link is outdated). "fixed" is recorded. Every answer is an audit event.
+    (then the link is outdated). "fixed" is recorded (``fixed_but_reopened`` when the
+    incident is open again: it stays open). Every answer is an audit event.
     """
     now = now or datetime.now(UTC)
     incident = get_incident(
@@ -883,7 +886,9 @@ def answer_closure(
     actor = f"requester:{link.requester_id}"
     outcome: AnswerOutcome
     if answer == "fixed":
-        outcome = "thanks_fixed"
+        # "Fixed" is recorded, not acted on: an incident reopened by an earlier "not fixed"
+        # stays open until a crew has looked, and the resident is told so.
+        outcome = "thanks_fixed" if incident.status == "closed" else "fixed_but_reopened"
     elif latest_closure != link.event_id:
         outcome = "outdated"
     elif incident.status == "closed":

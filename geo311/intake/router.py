@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from geo311.auth.service import Principal, require_crew_of
+from geo311.auth.contact import CONTACT_ROLES, may_see_contact_details
+from geo311.auth.service import Principal
 from geo311.database import Database
 from geo311.deps import (
     DatabaseDep,
@@ -23,7 +24,13 @@ from geo311.deps import (
     get_jurisdiction,
     require_roles,
 )
-from geo311.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from geo311.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from geo311.intake import service
 from geo311.intake.schemas import CategoryOut, ReportOut, StaffReportOut
 from geo311.media import LocalMediaStore
@@ -194,7 +201,7 @@ def get_report_for_staff(
     request: Request,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
-    principal: Annotated[Principal, Depends(require_roles("dispatcher", "crew"))],
+    principal: Annotated[Principal, Depends(require_roles(*CONTACT_ROLES))],
 ) -> ReportOut:
     view = service.report_view(
         session,
@@ -209,11 +216,12 @@ def get_report_for_staff(
             session, jurisdiction_id=jurisdiction.id, incident_id=view.incident_id
         )
         work_order = work_orders_service.current_work_order(session, incident)
-        require_crew_of(
-            principal,
-            work_order.crew_id if work_order else None,
-            what=f"Report {tracking_id}",
-        )
+        crew_id = work_order.crew_id if work_order else None
+        if not may_see_contact_details(principal, work_crew_id=crew_id):
+            raise Forbidden(
+                f"Report {tracking_id} is not your crew's work: its requester's contact is for "
+                "the crew doing it."
+            )
     return view
 
 

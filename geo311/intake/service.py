@@ -34,12 +34,12 @@ from geo311.intake.schemas import (
 from geo311.intake.tracking import new_tracking_id
 from geo311.intake.uploads import process_upload
 from geo311.media import MediaStore, stage_files
+from geo311.notify.addresses import NotAnAddress, normalize_email
 from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
 from layers import service as layers_service
 from work_orders import audit
 from work_orders import service as work_orders_service
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _EXTENSIONS = {
@@ -136,8 +136,11 @@ def parse_report_form(
             )
         )
     email = _clean(fields.get("email"))
-    if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
-        errors.append(FieldError("email", "email is not an e-mail address", "invalid"))
+    if email is not None:
+        try:
+            email = normalize_email(email)
+        except NotAnAddress as exc:
+            errors.append(FieldError("email", f"email is not an e-mail address: {exc}", "invalid"))
     phone = _clean(fields.get("phone"))
     if phone is not None and (not _PHONE.match(phone) or sum(c.isdigit() for c in phone) < 7):
         errors.append(FieldError("phone", "phone is not a phone number", "invalid"))

@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 
 import httpx
 
+from geo311.notify import addresses, targets
 from geo311.notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature_header
 from geo311.settings import SmsSettings, SmtpSettings
 
@@ -97,6 +98,11 @@ class SmtpSession:
 
     def begin(self, sender: str, recipient: str) -> None:
         """Send MAIL FROM and RCPT TO (connecting first if needed); raise DeliveryError."""
+        if not addresses.sendable(recipient):
+            # smtplib would re-parse it and could send to another address inside it.
+            raise DeliveryError(
+                "permanent", f"{recipient!r} is not exactly one e-mail address; not sent"
+            )
         if self._smtp is None:
             self._smtp = self._connect()
         smtp = self._smtp
@@ -258,12 +264,27 @@ class WebhookSender:
     receivers drop repeats by that key (the usual webhook contract), so retrying is safe.
     """
 
-    def __init__(self, *, timeout_s: float, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        client: httpx.Client | None = None,
+        allow_private: bool = False,
+    ) -> None:
         self._client = client or httpx.Client(timeout=timeout_s)
+        self.allow_private = allow_private
 
     def send(
         self, *, url: str, secret: str, payload: dict[str, object], idempotency_key: str
     ) -> str:
+        if not self.allow_private:
+            # Checked again here: the name may point elsewhere than when it was registered.
+            try:
+                targets.check_public(url)
+            except targets.PrivateTarget as exc:
+                raise DeliveryError("permanent", f"not sent: {exc}") from exc
+            except targets.Unresolvable as exc:
+                raise DeliveryError("transient", str(exc)) from exc
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",

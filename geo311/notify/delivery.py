@@ -20,7 +20,10 @@ Webhooks are at-least-once with a stable Idempotency-Key, as webhook receivers e
 
 Outcomes are recorded with ``synchronous_commit = off``: if the database itself crashes and
 loses one, the notice reads ``sending`` and becomes ``uncertain``, never owed again. The
-claim is committed durably, because losing it could mean sending twice.
+claim is committed durably, because losing it could mean sending twice. An outcome the
+database could not take because it went away (a restart, a fail-over) is kept in the worker
+and written when it answers again, before the sweep would call the notice ``uncertain``;
+only a worker that dies during the outage loses it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from email.utils import formatdate, parseaddr
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from geo311.database import Database
 from geo311.media import MediaStore
@@ -93,6 +97,10 @@ class Deliverer:
         self.domain = self.sender.rpartition("@")[2] or "geo311.localhost"
         self._photos: dict[str, mime.InlineImage | None] = {}
         self._photos_lock = threading.Lock()
+        # Outcomes of messages handed over while the database went away: written when it is
+        # back (before the sweep could call those notices "uncertain").
+        self._unrecorded: list[_Unrecorded] = []
+        self._unrecorded_lock = threading.Lock()
 
     def close(self) -> None:
         """Release the channels' HTTP connections."""
@@ -110,6 +118,7 @@ class Deliverer:
         due: a later job is scheduled for them). Those that fail in a retryable way get a
         follow-up job at their next attempt time.
         """
+        self.record_unrecorded()
         tally: Counter[str] = Counter()
         ids = sorted(set(notice_ids))
         with self.db.sessions() as session:
@@ -141,17 +150,55 @@ class Deliverer:
         with self.db.engine.connect() as connection:
             ledger = _Ledger(connection, jurisdiction_id, self.notify, tally)
             try:
-                if emails:
-                    self._deliver_emails(emails, ledger)
-                for notice in texts:
-                    self._deliver_sms(notice, ledger)
-                for notice, url, secret, active in hooks:
-                    self._deliver_webhook(notice, url, secret, bool(active), ledger)
-            finally:
-                ledger.flush()
-            if ledger.retried:
-                ledger.schedule_follow_up()
+                try:
+                    if emails:
+                        self._deliver_emails(emails, ledger)
+                    for notice in texts:
+                        self._deliver_sms(notice, ledger)
+                    for notice, url, secret, active in hooks:
+                        self._deliver_webhook(notice, url, secret, bool(active), ledger)
+                finally:
+                    ledger.flush()
+                if ledger.retried:
+                    ledger.schedule_follow_up()
+            except DBAPIError:
+                self._keep_unrecorded(ledger)
+                raise
         return Tally(tally)
+
+    def _keep_unrecorded(self, ledger: _Ledger) -> None:
+        if ledger.pending:
+            with self._unrecorded_lock:
+                self._unrecorded.append(
+                    _Unrecorded(ledger.jurisdiction_id, list(ledger.pending), list(ledger.retried))
+                )
+
+    def record_unrecorded(self) -> int:
+        """Return how many outcomes kept through a database outage were written now.
+
+        Each is fenced by its claim token, so writing it late is safe: a notice another
+        attempt holds now is not touched. Raises (keeping them) if the database is still away.
+        """
+        with self._unrecorded_lock:
+            pending, self._unrecorded = self._unrecorded, []
+        written = 0
+        for position, item in enumerate(pending):
+            try:
+                with self.db.engine.connect() as connection:
+                    ledger = _Ledger(connection, item.jurisdiction_id, self.notify, Counter())
+                    ledger.pending.extend(item.outcomes)
+                    ledger.retried.extend(item.retried)
+                    ledger.flush()
+                    if ledger.retried:
+                        ledger.schedule_follow_up()
+            except DBAPIError:
+                with self._unrecorded_lock:
+                    self._unrecorded[:0] = pending[position:]
+                raise
+            written += len(item.outcomes)
+        if written:
+            log.info("recorded %d notice outcome(s) kept through a database outage", written)
+        return written
 
     def _deliver_emails(self, notices: list[Notice], ledger: _Ledger) -> None:
         smtp = SmtpSession(self.notify.smtp)
@@ -365,6 +412,7 @@ class Deliverer:
         """Return what the sweep did: stale hand-overs marked uncertain (or owed again), and
         owed notices with no job for too long given a fresh job."""
         grace = self.notify.orphan_grace_s if orphan_grace_s is None else orphan_grace_s
+        self.record_unrecorded()
         resend = self.notify.resend_uncertain
         with self.db.sessions() as session, session.begin():
             stale = session.execute(
@@ -468,6 +516,15 @@ _UNCLAIMED_SET = text(
 )
 
 
+@dataclass(frozen=True)
+class _Unrecorded:
+    """Outcomes of one job that the database did not take, to write when it is back."""
+
+    jurisdiction_id: int
+    outcomes: list[tuple[Any, dict[str, Any]]]
+    retried: list[int]
+
+
 class _Ledger:
     """Records a job's claims and outcomes on one connection.
 
@@ -489,12 +546,16 @@ class _Ledger:
         self.notify = notify
         self.tally = tally
         self.retried: list[int] = []
-        self._queued: list[tuple[Any, dict[str, Any]]] = []
+        self.pending: list[tuple[Any, dict[str, Any]]] = []
 
     def _write_queued(self) -> None:
-        for statement, values in self._queued:
+        # Kept until committed (``_commit``): a transaction the database dropped is replayed.
+        for statement, values in self.pending:
             self.connection.execute(statement, values)
-        self._queued.clear()
+
+    def _commit(self) -> None:
+        self.connection.commit()
+        self.pending.clear()
 
     def claim(self, notice: Notice) -> uuid.UUID | None:
         """Return a fencing token if this attempt now holds the notice, else None."""
@@ -503,7 +564,7 @@ class _Ledger:
         attempts = self.connection.execute(
             _CLAIM, {"token": token, "jid": self.jurisdiction_id, "id": notice.id}
         ).scalar_one_or_none()
-        self.connection.commit()
+        self._commit()
         if attempts is None:
             self.tally["skipped_claimed"] += 1
             return None
@@ -511,7 +572,7 @@ class _Ledger:
         return token
 
     def sent(self, notice: Notice, token: uuid.UUID, reference: str) -> None:
-        self._queued.append(
+        self.pending.append(
             (
                 _SENT,
                 {
@@ -534,7 +595,7 @@ class _Ledger:
         if severity == "transient" and notice.attempts >= self.notify.max_attempts:
             severity = "permanent"
         status = {"transient": "retry", "permanent": "failed", "ambiguous": "uncertain"}[severity]
-        self._queued.append(
+        self.pending.append(
             (
                 _FAILED,
                 {
@@ -574,18 +635,18 @@ class _Ledger:
         self._write_queued()
         self.connection.execute(text("SET LOCAL synchronous_commit = off"))
         rows = self.connection.execute(statement, values).all()
-        self.connection.commit()
+        self._commit()
         for notice_id, outcome in rows:
             self.tally[outcome] += 1
             if outcome == "retry":
                 self.retried.append(notice_id)
 
     def flush(self) -> None:
-        if not self._queued:
+        if not self.pending:
             return
         self.connection.execute(text("SET LOCAL synchronous_commit = off"))
         self._write_queued()
-        self.connection.commit()
+        self._commit()
 
     def schedule_follow_up(self) -> None:
         """Defer one job for every notice this job moved to retry, when the last is due."""

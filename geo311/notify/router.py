@@ -10,17 +10,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from geo311.auth import service as auth_service
+from geo311.auth.contact import may_see_contact_details
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import AppError, NotFound
+from geo311.errors import AppError, Forbidden, NotFound
 from geo311.fields import Id
 from geo311.notify import mailcatcher, pages
 from geo311.notify import service as notify_service
 from geo311.notify.models import KINDS
 from geo311.notify.tokens import LinkSigner
-from geo311.settings import Settings
 
 router = APIRouter()
 
@@ -140,7 +142,11 @@ class WebhookCreated(WebhookOut):
     tags=["notices"],
 )
 def create_webhook(
-    body: WebhookIn, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+    body: WebhookIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    _: Admin,
 ) -> WebhookCreated:
     endpoint = notify_service.create_webhook(
         session,
@@ -148,6 +154,7 @@ def create_webhook(
         url=body.url,
         kinds=body.kinds,
         description=body.description,
+        allow_private=settings.notify.webhook_allow_private,
     )
     session.commit()
     return WebhookCreated(
@@ -203,7 +210,10 @@ class NoticeOut(BaseModel):
     id: int
     kind: str
     channel: str
-    recipient: str
+    recipient: str | None = Field(
+        description="E-mail address, phone number or webhook URL; null for e-mail and SMS "
+        "when the caller may not see contact details (planners)"
+    )
     language: str
     status: str
     attempts: int
@@ -220,20 +230,28 @@ class NoticeOut(BaseModel):
     tags=["notices"],
 )
 def incident_notices(
-    incident_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+    incident_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, principal: Staff
 ) -> list[NoticeOut]:
+    # The kernel does not know which crew works an incident, so a crew sees no recipients here
+    # (its own work's requesters are on the staff report view).
+    contact = may_see_contact_details(principal, work_crew_id=None)
     return [
         NoticeOut(
             id=n.id,
             kind=n.kind,
             channel=n.channel,
-            recipient=n.recipient,
+            recipient=n.recipient if contact or n.channel == "webhook" else None,
             language=n.language,
             status=n.status,
             attempts=n.attempts,
             next_attempt_at=n.next_attempt_at,
             sent_at=n.sent_at,
-            last_error=n.last_error,
+            # A server's refusal quotes the address ("550 <ana@…>: no such mailbox").
+            last_error=(
+                n.last_error
+                if contact or n.channel == "webhook" or n.last_error is None
+                else n.last_error.replace(n.recipient, "[hidden]")
+            ),
             idempotency_key=n.idempotency_key,
         )
         for n in notify_service.notices_of_incident(
@@ -245,20 +263,59 @@ def incident_notices(
 # --- the dev mail catcher -----------------------------------------------------------------
 
 
-def _dev_maildir(settings: Settings) -> Path:
-    if not settings.dev_mail_enabled:
-        raise NotFound("The dev mail catcher is off (GEO311_NOTIFY__DEV_MAIL__ENABLED).")
+_LOOPBACK = {"127.0.0.1", "::1"}
+# Headers a reverse proxy adds: a request that carries one came from elsewhere, whatever
+# address the proxy connected from.
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+_optional_bearer = HTTPBearer(auto_error=False)
+
+
+def from_this_machine(request: Request) -> bool:
+    """Return whether the request came from loopback directly, not through a proxy."""
+    client = request.client.host if request.client is not None else ""
+    if client not in _LOOPBACK:
+        return False
+    return not any(name in request.headers for name in _PROXY_HEADERS)
+
+
+def dev_maildir(
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+) -> Path:
+    """Return the dev mail catcher's Maildir if this caller may read it.
+
+    The caught mails hold residents' addresses and their signed links, so: never when a real
+    city is served (an external database, or the catcher off): 404. Otherwise an admin's
+    token, or a browser on this machine (loopback, not through a proxy).
+    """
+    if not settings.dev_mail_enabled or settings.db.url is not None:
+        raise NotFound(
+            "The dev mail catcher is off: it runs only with the embedded database "
+            "(GEO311_NOTIFY__DEV_MAIL__ENABLED)."
+        )
+    if credentials is not None:
+        principal = auth_service.authenticate(session, credentials.credentials)
+        auth_service.require_role(principal, ("admin",))
+    elif not from_this_machine(request):
+        raise Forbidden(
+            "The dev mail catcher is open from this machine only, or with an admin's token."
+        )
     return mailcatcher.maildir_path(settings)
 
 
+DevMaildir = Annotated[Path, Depends(dev_maildir)]
+
+
 @router.get("/dev/mail", response_class=HTMLResponse, include_in_schema=False)
-def dev_mail(settings: SettingsDep) -> HTMLResponse:
-    return HTMLResponse(pages.devmail_list(mailcatcher.read_mails(_dev_maildir(settings))))
+def dev_mail(maildir: DevMaildir) -> HTMLResponse:
+    return HTMLResponse(pages.devmail_list(mailcatcher.read_mails(maildir)))
 
 
 @router.get("/dev/mail/{key}", response_class=HTMLResponse, include_in_schema=False)
-def dev_mail_one(key: str, settings: SettingsDep) -> HTMLResponse:
-    mail = mailcatcher.read_mail(_dev_maildir(settings), key)
+def dev_mail_one(key: str, maildir: DevMaildir) -> HTMLResponse:
+    mail = mailcatcher.read_mail(maildir, key)
     if mail is None:
         raise NotFound("No such caught mail.")
     return HTMLResponse(pages.devmail_detail(mail))

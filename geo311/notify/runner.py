@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from geo311.database import Database
 from geo311.notify import worker as notice_worker
@@ -15,11 +16,21 @@ from geo311.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Embedded:
+    """What `geo311 run` started beside the API: banner lines, and the in-process worker
+    (for /healthz) when there is one."""
+
+    lines: list[str] = field(default_factory=list)
+    worker: notice_worker.BackgroundWorker | None = None
+
+
 @contextmanager
-def embedded(settings: Settings, db: Database) -> Iterator[list[str]]:
+def embedded(settings: Settings, db: Database) -> Iterator[Embedded]:
     """Run the dev mail catcher (when enabled) and an in-process worker (unless disabled)
-    for the life of the block; yield lines that say what runs, for the start-up banner."""
-    lines: list[str] = []
+    for the life of the block; yield what runs."""
+    extras = Embedded()
+    lines = extras.lines
     catcher: MailCatcher | None = None
     background: notice_worker.BackgroundWorker | None = None
     try:
@@ -38,9 +49,10 @@ def embedded(settings: Settings, db: Database) -> Iterator[list[str]]:
             # One line per job is useful from `geo311 worker`, noise beside the API's log.
             logging.getLogger("procrastinate").setLevel(logging.WARNING)
             background = notice_worker.BackgroundWorker(settings, db).start()
+            extras.worker = background
             smtp = settings.notify.smtp
             lines.append(f"notices           worker in-process, SMTP {smtp.host}:{smtp.port}")
-        yield lines
+        yield extras
     finally:
         if background is not None:
             background.stop()
@@ -49,6 +61,7 @@ def embedded(settings: Settings, db: Database) -> Iterator[list[str]]:
 
 
 def run_worker(settings: Settings, db: Database, *, concurrency: int | None = None) -> None:
-    """Run the notice worker in the foreground until SIGINT or SIGTERM."""
+    """Run the notice worker in the foreground until SIGINT or SIGTERM; raise
+    ``notice_worker.WorkerGaveUp`` when the database stayed away too long."""
     log.info("notice worker: SMTP %s:%s", settings.notify.smtp.host, settings.notify.smtp.port)
     notice_worker.run(settings, db, concurrency=concurrency)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from geo311.errors import FieldError, NotFound, ValidationFailed
 from geo311.intake.models import Requester
-from geo311.notify import outbox
+from geo311.notify import outbox, targets
 from geo311.notify.models import KINDS, Notice, NoticePreference, WebhookEndpoint
 
 
@@ -72,12 +72,22 @@ def create_webhook(
     url: str,
     kinds: Sequence[str] = KINDS,
     description: str = "",
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
-    """Return a new webhook endpoint with a fresh signing secret (show it once)."""
+    """Return a new webhook endpoint with a fresh signing secret (show it once).
+
+    Unless ``allow_private``, a URL whose host is or resolves to a non-public address
+    (loopback, link-local, private networks) is refused; see ``geo311.notify.targets``.
+    """
     errors: list[FieldError] = []
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         errors.append(FieldError("url", "url must be an absolute http(s) URL"))
+    elif not allow_private:
+        try:
+            targets.check_public(url.strip())
+        except (targets.PrivateTarget, targets.Unresolvable) as exc:
+            errors.append(FieldError("url", f"url is not a public address: {exc}", "private"))
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         errors.append(FieldError("kinds", f"kinds must be some of {', '.join(KINDS)}"))

@@ -1,6 +1,7 @@
 """The words of every notice, in English and Spanish, and how they are laid out. Pure.
 
-``context`` is what the notice was owed with (category, tracking id, resolution, note …);
+``context`` is what the notice was owed with (category, tracking id, resolution …; a crew's
+note is staff-only and never written to a resident);
 ``Links`` are made at send time. Every value that reaches HTML is escaped; plain text and
 SMS carry values as they are.
 """
@@ -36,7 +37,6 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "closed.subject": "Fixed: {category} ({tracking_id})",
         "closed.lead": "The problem you reported has been dealt with.",
         "closed.body": "Your report {tracking_id} ({category}) is closed: {resolution}.",
-        "closed.note": "Note from the crew: {note}",
         "closed.photo": "Photo taken after the work:",
         "closed.photo_attached": "A photo taken after the work is attached.",
         "closed.question": "Is it fixed?",
@@ -63,6 +63,10 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Thank you for telling us. We reopened your report and will send a crew back."
         ),
         "page.answer.already": "Thank you: your report is already back in the work queue.",
+        "page.answer.fixed_but_reopened": (
+            "Thank you. Your report was reopened after an earlier \u201cnot fixed\u201d "
+            "answer, so it stays open: a crew will come back to check it."
+        ),
         "page.answer.outdated": (
             "This link belongs to an earlier notice: your report has changed since. "
             "The latest notice has a link that works."
@@ -102,7 +106,6 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "closed.subject": "Resuelto: {category} ({tracking_id})",
         "closed.lead": "El problema que reportó fue atendido.",
         "closed.body": "Su reporte {tracking_id} ({category}) se cerró: {resolution}.",
-        "closed.note": "Nota de la cuadrilla: {note}",
         "closed.photo": "Foto tomada después del trabajo:",
         "closed.photo_attached": "Adjuntamos una foto tomada después del trabajo.",
         "closed.question": "¿Quedó resuelto?",
@@ -132,6 +135,10 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Gracias por avisarnos. Reabrimos su reporte y enviaremos una cuadrilla de nuevo."
         ),
         "page.answer.already": "Gracias: su reporte ya está de nuevo en la cola de trabajo.",
+        "page.answer.fixed_but_reopened": (
+            "Gracias. Su reporte se reabrió tras una respuesta anterior de \u201cno está "
+            "resuelto\u201d, así que sigue abierto: una cuadrilla volverá a revisarlo."
+        ),
         "page.answer.outdated": (
             "Este enlace es de un aviso anterior: su reporte cambió desde entonces. "
             "El aviso más reciente tiene un enlace que funciona."
@@ -238,7 +245,6 @@ def _values(language: str, context: Mapping[str, Any]) -> dict[str, object]:
         "category": category_name(language, context),
         "tracking_id": context.get("tracking_id") or f"#{context.get('incident_id')}",
         "resolution": resolution_label(language, context.get("resolution_code")),
-        "note": context.get("note"),
         "city": context.get("city") or "your city",
     }
 
@@ -269,9 +275,6 @@ def render_email(
         lines += ["", text(lang, "scheduled.when", **values)]
         html.append(f"<p>{html_text(lang, 'scheduled.when', **values)}</p>")
     if kind == "closed":
-        if values["note"]:
-            lines += ["", text(lang, "closed.note", **values)]
-            html.append(f"<p><em>{html_text(lang, 'closed.note', **values)}</em></p>")
         if photo_cid is not None:
             lines += ["", text(lang, "closed.photo_attached")]
             html.append(

@@ -32,6 +32,7 @@ from geo311.deps import (
     get_jurisdiction,
 )
 from geo311.errors import AppError
+from geo311.http import RETRY_AFTER_S, is_database_outage
 from geo311.media import LocalMediaStore
 from geo311.open311 import service
 from geo311.open311.errors import BadRequest, UnknownResource, descriptions, open311_status
@@ -63,6 +64,15 @@ def _error_response(exc: Exception, path: str) -> Response:
     elif isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code if exc.status_code in (403, 404) else 400
         texts = [str(exc.detail)]
+    elif is_database_outage(exc):
+        body = render_list(
+            "errors",
+            [ErrorOut(code=503, description="The service is briefly unavailable; try again.")],
+            fmt,
+            UTC,
+        )
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        return Response(body, status_code=503, media_type=MEDIA_TYPES[fmt], headers=headers)
     else:
         log.exception("unhandled error in the Open311 API", exc_info=exc)
         status, texts = 500, ["Something went wrong on our side."]

@@ -104,6 +104,9 @@ def test_closing_an_incident_with_three_merged_reports_mails_each_reporter_once_
         html = body_text(mail, "html")
         assert 'src="cid:after-photo"' in html
         assert "/notices/answer?t=" in body_text(mail)
+        # The crew's note is staff words: the resident reads the resolution's public wording.
+        assert "Filled and rolled" not in body_text(mail)
+        assert "Filled and rolled" not in html
         assert str(mail["List-Unsubscribe"]).startswith("<http://")
         assert str(mail["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
     languages = {str(m["To"]): str(m["Content-Language"]) for m in mails}
@@ -419,7 +422,8 @@ def test_webhooks_are_signed_verifiably_and_retried_with_the_same_key(
         return next(answers, 200), {}
 
     with RecordingServer(respond) as receiver:
-        settings = notify_settings(tmp_path, 1)
+        # The receiver listens on loopback: allowed here on purpose (test_webhook_targets.py).
+        settings = notify_settings(tmp_path, 1, webhook_allow_private=True)
         admin = {"Authorization": f"Bearer {staff_token(demo_db, 'admin')}"}
         with TestClient(create_app(settings, db=demo_db)) as client:
             created = client.post(
@@ -463,7 +467,8 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
         message.set_content("<img src=x onerror=alert(2)>")
         with smtplib.SMTP("127.0.0.1", port) as smtp:
             smtp.send_message(message, to_addrs=["v@example.org"])
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        # A browser on this machine (who else may read it: test_dev_mail_access.py).
+        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             listing = client.get("/dev/mail")
             assert listing.status_code == 200
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing.text
@@ -474,7 +479,7 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
             assert "&lt;img src=x onerror=alert(2)&gt;" in detail.text
             assert "<img src=x" not in detail.text
         off = notify_settings(tmp_path, port, dev_mail=DevMailSettings(enabled=False))
-        with TestClient(create_app(off, db=demo_db)) as client:
+        with TestClient(create_app(off, db=demo_db), client=("127.0.0.1", 50000)) as client:
             assert client.get("/dev/mail").status_code == 404
     finally:
         catcher.stop()
@@ -520,9 +525,9 @@ def test_geo311_run_sends_the_demo_notices_to_its_mail_catcher_with_no_extra_ste
     )
     lon, lat = ward_point(demo_db)
     with notify_runner.embedded(settings, demo_db) as banner:
-        assert any("/dev/mail" in line for line in banner)
+        assert any("/dev/mail" in line for line in banner.lines)
         assert (settings.notify.smtp.host, settings.notify.smtp.port) == ("127.0.0.1", port)
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             report = client.post(
                 "/api/v1/reports",
                 data={"category": "graffiti", "lat": lat, "lon": lon, "email": "eve@example.org"},
