@@ -45,7 +45,9 @@ def install_error_handlers(app: FastAPI) -> None:
             extra["errors"] = [
                 {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors
             ]
-        return problem(exc.status, exc.code, exc.title, exc.detail, **extra)
+        response = problem(exc.status, exc.code, exc.title, exc.detail, **extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,7 +23,13 @@ from geo311.deps import (
     get_jurisdiction,
     require_roles,
 )
-from geo311.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from geo311.errors import (
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from geo311.intake import service
 from geo311.intake.schemas import CategoryOut, ReportOut, StaffReportOut
 from geo311.media import LocalMediaStore
@@ -73,6 +79,8 @@ async def _read_report_request(
             raise ValidationFailed(f"The body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("The JSON body must be an object of report fields.")
+        if body.get("photo") is not None:
+            raise _photo_not_a_file()
         return {k: None if body.get(k) is None else str(body[k]) for k in _FORM_FIELDS}, None
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaType(
@@ -87,6 +95,10 @@ async def _read_report_request(
             fields[name] = value if isinstance(value, str) else None
         upload = form.get("photo")
         photo: bytes | None = None
+        if isinstance(upload, str):
+            # Text where a file belongs: a client that forgot the file part, or sent a
+            # path or URL. Dropping it would file the report without the photo they meant.
+            raise _photo_not_a_file()
         if isinstance(upload, UploadFile):
             photo = await upload.read(max_bytes + 1)
             if upload.filename == "" and not photo:
@@ -94,6 +106,15 @@ async def _read_report_request(
         return fields, photo
     finally:
         await form.close()
+
+
+def _photo_not_a_file() -> ValidationFailed:
+    message = "the photo must be sent as a file part of a multipart/form-data body"
+    return ValidationFailed(
+        "The photo was sent as text, not as a file; send it as a file part of a "
+        "multipart/form-data body (with a filename).",
+        errors=[FieldError("photo", message, "not_a_file")],
+    )
 
 
 @router.post(
