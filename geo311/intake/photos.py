@@ -48,7 +48,7 @@ _MAX_OFFSET: Final = timedelta(hours=14)
 # and YCbCr would need converting later anyway) become RGB(A) before shrinking.
 _RESIZABLE_MODES: Final = frozenset({"L", "LA", "RGB", "RGBA", "I", "F"})
 # Beside the pixels: decoder state, the encoded JPEGs, Python objects (measured, rounded up).
-_FIXED_DECODE_BYTES: Final = 16 * 1024 * 1024
+_FIXED_DECODE_BYTES: Final = 24 * 1024 * 1024
 # EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _UPRIGHT: Final[Mapping[int, Image.Transpose]] = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,

@@ -79,7 +79,7 @@ async def _read_report_request(
             raise ValidationFailed(f"The body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("The JSON body must be an object of report fields.")
-        if body.get("photo") is not None:
+        if body.get("photo") not in (None, ""):
             raise _photo_not_a_file()
         return {k: None if body.get(k) is None else str(body[k]) for k in _FORM_FIELDS}, None
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -95,9 +95,10 @@ async def _read_report_request(
             fields[name] = value if isinstance(value, str) else None
         upload = form.get("photo")
         photo: bytes | None = None
-        if isinstance(upload, str):
+        if isinstance(upload, str) and upload:
             # Text where a file belongs: a client that forgot the file part, or sent a
             # path or URL. Dropping it would file the report without the photo they meant.
+            # Empty text says "no photo", like an empty file input, and loses nothing.
             raise _photo_not_a_file()
         if isinstance(upload, UploadFile):
             photo = await upload.read(max_bytes + 1)
