@@ -22,12 +22,14 @@ Measured from /proc: the peak RSS of the burst (VmHWM), the RSS once the burst h
 (no change above 2 MB for 2 s, at most ``--settle-s``), and each upload's latency and answer.
 The table shows the median of ``--runs`` runs; the bound check takes the worst run.
 
-The baseline is main as it stands, served from its own source tree: ``git archive main`` is
-unpacked into a temporary directory and ``geo311 run`` starts there (with that directory
-first on PYTHONPATH, so its ``geo311`` is the one imported) with this environment's Python
-and libraries. Neither a setting nor an environment switch selects the old code path: the
-baseline is the old code. ``--variant`` adds or replaces variants: TREE is ``git:REF`` or a
-directory; ``:KEY=VALUE,...`` sets the server's environment (e.g. ``MALLOC_ARENA_MAX=2``).
+The baseline is main as it stands where this branch forked from it (``git merge-base main
+HEAD``; a later main may carry migrations this tree does not know), served from its own
+source tree: ``git archive`` of that commit is unpacked into a temporary directory and
+``geo311 run`` starts there (with that directory first on PYTHONPATH, so its ``geo311`` is
+the one imported) with this environment's Python and libraries. Neither a setting nor an
+environment switch selects the old code path: the baseline is the old code. ``--variant``
+replaces the variants: TREE is ``git:REF`` or a directory; ``:KEY=VALUE,...`` sets the
+server's environment (e.g. ``MALLOC_ARENA_MAX=2``).
 
 Memory: the baseline holds about 470 MB per 50 MP RGB PNG decode (600 MB with alpha), so 16
 at once need 8-10 GB; a burst whose rough need exceeds the machine's available memory is
@@ -191,7 +193,8 @@ def served(variant: Variant, url: str, data_dir: Path, log: Path) -> Iterator[tu
         deadline = time.monotonic() + 90
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"{variant.label}: server exited; see {log}")
+                tail = log.read_text(errors="replace").splitlines()[-30:]
+                raise RuntimeError(f"{variant.label}: server exited:\n" + "\n".join(tail))
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
@@ -306,6 +309,12 @@ def cluster_with_demo(root: Path) -> Iterator[tuple[str, dict[str, str]]]:
         yield url, {"category": "pothole", "lat": str(lat), "lon": str(lon)}
     finally:
         cluster.stop()
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def unpack(ref: str, into: Path) -> Path:
@@ -429,8 +438,13 @@ def main() -> int:
     root.chmod(0o755)  # as root, the cluster runs as postgres, which must reach its directory
     try:
         with ExitStack() as stack:
-            specs = args.variant or ["main=git:main", f"branch={ROOT}"]
+            # main where this branch left it: a newer main may carry migrations this tree
+            # does not know, and its other changes are not what is measured here.
+            fork = _git("merge-base", "main", "HEAD")[:10]
+            specs = args.variant or [f"main=git:{fork}", f"branch={ROOT}"]
             variants = [_variant(spec, root) for spec in specs]
+            for variant in variants:
+                print(f"{variant.label}: {variant.tree} {variant.env or ''}", flush=True)
             print(f"setting up in {root} …", flush=True)
             url, pin = stack.enter_context(cluster_with_demo(root))
             photos = {case: make_photo(case, args.side) for case in cases}
