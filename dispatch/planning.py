@@ -119,7 +119,9 @@ def sla_priority(due_at: datetime | None, *, day_start: datetime, day_end: datet
     if due_at < day_end:
         share = (due_at - day_start) / (day_end - day_start)
         return 95 - round(25 * share)
-    days_after = (due_at - day_end) / timedelta(days=1)
+    # Past a few days the halving is at its floor anyway; capping the exponent keeps a plan
+    # for a day years before the work is due from overflowing 2**days (it did: a 500).
+    days_after = min((due_at - day_end) / timedelta(days=1), 16.0)
     return max(6, min(60, round(60 / 2**days_after)))
 
 

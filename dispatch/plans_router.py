@@ -23,6 +23,7 @@ from dispatch.schemas import (
     RouteOut,
     StopOut,
 )
+from geo311 import fields
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["plans"])
 
 Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
 Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
-Day = Annotated[date, Query(alias="date", description="The day to plan, YYYY-MM-DD (local)")]
+Day = Annotated[fields.Day, Query(alias="date", description="The day to plan, YYYY-MM-DD (local)")]
 
 
 def _actor(principal: Principal) -> str:
@@ -126,14 +127,18 @@ def make_plan(
 
 @router.get("/plans/{day}", response_model=PlanOut)
 def get_plan(
-    day: date, session: SessionDep, jurisdiction: JurisdictionDep, response: Response, _: Staff
+    day: fields.Day,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    _: Staff,
 ) -> PlanOut:
     return _answer(session, jurisdiction.id, day, response)
 
 
 @router.get("/plans/{day}/crews/{code}", response_model=PlanOut)
 def get_crew_route(
-    day: date,
+    day: fields.Day,
     code: str,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -148,7 +153,7 @@ def get_crew_route(
 
 @router.post("/plans/{day}/moves", response_model=PlanOut)
 def move(
-    day: date,
+    day: fields.Day,
     body: MoveIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -175,8 +180,8 @@ def move(
 
 @router.post("/plans/{day}/stops/{work_order_id}/lock", response_model=PlanOut)
 def lock(
-    day: date,
-    work_order_id: int,
+    day: fields.Day,
+    work_order_id: fields.Id,
     body: LockIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -199,7 +204,7 @@ def lock(
 
 @router.post("/plans/{day}/replan", response_model=PlanOut)
 def replan(
-    day: date,
+    day: fields.Day,
     body: ReplanIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -223,7 +228,7 @@ def replan(
 
 @router.put("/dispatch/work-orders/{work_order_id}/appointment", response_model=AppointmentOut)
 def set_appointment(
-    work_order_id: int,
+    work_order_id: fields.Id,
     body: AppointmentIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -243,7 +248,10 @@ def set_appointment(
 
 @router.delete("/dispatch/work-orders/{work_order_id}/appointment", response_model=AppointmentOut)
 def clear_appointment(
-    work_order_id: int, session: SessionDep, jurisdiction: JurisdictionDep, principal: Dispatcher
+    work_order_id: fields.Id,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    principal: Dispatcher,
 ) -> AppointmentOut:
     plans.set_appointment(
         session,

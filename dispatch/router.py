@@ -25,6 +25,7 @@ from dispatch.schemas import (
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import ValidationFailed
+from geo311.fields import Count
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
@@ -39,7 +40,8 @@ def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and no more than a bigint.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise ValidationFailed("If-Match must carry the crew's version, as its ETag does.")
     return int(value)
 
@@ -90,9 +92,11 @@ def create_crew(
     _: Admin,
 ) -> CrewOut:
     crew = service.create_crew(session, jurisdiction_id=jurisdiction.id, data=body)
-    session.commit()
+    # Headers first: a header that cannot be sent must fail before the commit, not after it
+    # (a crew code that was not Latin-1 once answered 500 with the crew stored).
     response.headers["ETag"] = f'"{crew.version}"'
     response.headers["Location"] = f"/api/v1/crews/{crew.code}"
+    session.commit()
     return crew
 
 
@@ -125,8 +129,8 @@ def replace_crew(
         data=body,
         expected_version=_version(if_match),
     )
-    session.commit()
     response.headers["ETag"] = f'"{crew.version}"'
+    session.commit()
     return crew
 
 
@@ -223,7 +227,7 @@ def dispatch_queue(
     jurisdiction: JurisdictionDep,
     _: QueueReader,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> list[QueuedWorkOrderOut]:
     rows = assignment.list_queue(
         session, jurisdiction_id=jurisdiction.id, limit=limit, offset=offset

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from geo311.fields import Count, Id, Instant, LonLat, WallTime
+
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+CREW_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
+CrewCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=CREW_CODE_PATTERN),
+    Field(
+        description="1-40 ASCII letters, digits, '_', '.', '-' (starting with a letter or digit): "
+        "it is a path segment (/crews/{code}) and a header value (Location), so no '/', spaces, "
+        "control characters or non-ASCII letters"
+    ),
+]
 
 
 class DepotIn(BaseModel):
@@ -21,8 +34,8 @@ class DepotIn(BaseModel):
 class BreakIn(BaseModel):
     """A break of ``duration_s`` seconds that starts between two wall-clock times."""
 
-    earliest_start: time
-    latest_start: time
+    earliest_start: WallTime
+    latest_start: WallTime
     duration_s: int = Field(gt=0, le=4 * 3600)
 
     @model_validator(mode="after")
@@ -35,7 +48,7 @@ class BreakIn(BaseModel):
 class MemberIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(default="", max_length=100)
-    staff_user_id: int | None = None
+    staff_user_id: Id | None = None
 
 
 class CrewIn(BaseModel):
@@ -60,13 +73,13 @@ class CrewIn(BaseModel):
         }
     )
 
-    code: Code
+    code: CrewCode
     name: str = Field(min_length=1, max_length=200)
     depot: DepotIn
-    shift_start: time
-    shift_end: time
+    shift_start: WallTime
+    shift_end: WallTime
     workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
-    capacity: int | None = Field(default=None, ge=0)
+    capacity: int | None = Field(default=None, ge=0, le=2**31 - 1)
     skills: list[Code] = Field(default_factory=list)
     territory: list[Code] = Field(default_factory=list, description="Ward codes")
     breaks: list[BreakIn] = Field(default_factory=list, max_length=4)
@@ -123,8 +136,8 @@ class ServiceTimeIn(BaseModel):
     neither; e.g. a school street only while school is out)."""
 
     service_s: int = Field(ge=0, le=24 * 3600)
-    access_start: time | None = None
-    access_end: time | None = None
+    access_start: WallTime | None = None
+    access_end: WallTime | None = None
     demand: int = Field(
         default=0, ge=0, le=10_000, description="Units of a crew vehicle's capacity a job takes"
     )
@@ -141,8 +154,8 @@ class ServiceTimeIn(BaseModel):
 class ServiceTimeOut(BaseModel):
     category_code: str
     service_s: int
-    access_start: time | None = None
-    access_end: time | None = None
+    access_start: WallTime | None = None
+    access_end: WallTime | None = None
     demand: int = 0
 
 
@@ -164,7 +177,7 @@ class PlanIn(BaseModel):
     """Plan a day afresh; ``plan_version`` (optional) refuses to replace a plan you have not
     seen."""
 
-    plan_version: int | None = Field(default=None, ge=0)
+    plan_version: Count | None = None
 
 
 class MoveIn(BaseModel):
@@ -176,19 +189,19 @@ class MoveIn(BaseModel):
         }
     )
 
-    plan_version: int = Field(ge=0, description="The version of the plan you are looking at")
-    work_order_ids: list[int] = Field(min_length=1, max_length=500)
+    plan_version: Count = Field(description="The version of the plan you are looking at")
+    work_order_ids: list[Id] = Field(min_length=1, max_length=500)
     to_crew: Code | None = None
     reason: str | None = Field(default=None, max_length=1000)
 
 
 class LockIn(BaseModel):
-    plan_version: int = Field(ge=0)
+    plan_version: Count
     locked: bool = True
 
 
 class ReplanIn(BaseModel):
-    plan_version: int = Field(ge=0)
+    plan_version: Count
     crews: list[Code] = Field(min_length=1, max_length=200)
 
 
@@ -254,8 +267,8 @@ class AppointmentIn(BaseModel):
         }
     )
 
-    start: datetime
-    end: datetime
+    start: Instant
+    end: Instant
 
 
 class AppointmentOut(BaseModel):
@@ -273,7 +286,7 @@ class QueuedWorkOrderOut(BaseModel):
     category_code: str
     category: str
     ward: str | None = Field(description="The ward's code; null: the job is in no ward")
-    location: tuple[float, float] = Field(description="[lon, lat]")
+    location: LonLat = Field(description="[lon, lat]")
     due_at: datetime
     sla_state: str = Field(description="on_track, at_risk or breached")
     reason: str = Field(

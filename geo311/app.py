@@ -8,8 +8,7 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatch import assignment
@@ -18,10 +17,18 @@ from dispatch.router import router as dispatch_router
 from geo311 import __version__
 from geo311.database import Database
 from geo311.dedup.router import router as dedup_router
-from geo311.http import install_error_handlers
+from geo311.http import (
+    install_error_handlers,
+    install_input_guard,
+    install_openapi_problems,
+    install_security_headers,
+)
 from geo311.intake.router import router as intake_router
 from geo311.media import LocalMediaStore
 from geo311.notify.router import router as notify_router
+from geo311.open311.refusal import ERRORS_RESPONSE as OPEN311_ERRORS
+from geo311.open311.refusal import refusal as open311_refusal
+from geo311.open311.router import PREFIX as OPEN311_PREFIX
 from geo311.open311.router import router as open311_router
 from geo311.pages import router as pages_router
 from geo311.runtime import open_database
@@ -61,6 +68,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.settings = settings
     app.state.media = LocalMediaStore(settings.media_root)
     install_error_handlers(app)
+    install_input_guard(app, shapes={OPEN311_PREFIX: open311_refusal})
+    install_security_headers(app)  # outermost: refusals carry the headers too
+    install_openapi_problems(app, own_shapes={OPEN311_PREFIX: OPEN311_ERRORS})
     app.include_router(intake_router)
     app.include_router(dedup_router)
     app.include_router(dispatch_router)
@@ -70,16 +80,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(work_orders_router)
     app.include_router(notify_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="geo311 API",
-            swagger_js_url="/static/docs/swagger-ui-bundle.js",
-            swagger_css_url="/static/docs/swagger-ui.css",
-            swagger_favicon_url="/static/docs/favicon.png",
-        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The resident's report page: a plain form that works on any phone, with no external files.
 
 Every text that comes from the database is escaped; answers from the API are put on the page
-with textContent, never as HTML.
+with textContent, never as HTML. Scripts are files of their own (the Content-Security-Policy
+allows no inline script), served from here so the page needs nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -9,12 +10,63 @@ from __future__ import annotations
 from html import escape
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
 
 from geo311.deps import JurisdictionDep, SessionDep
 from work_orders import service as work_orders_service
 
 router = APIRouter()
+
+_REPORT_JS = """\
+const form = document.getElementById("report");
+const result = document.getElementById("result");
+function show(cls, lines) {
+  result.className = cls;
+  result.replaceChildren(...lines.map(t => { const p = document.createElement("p");
+    p.textContent = t; return p; }));
+  result.scrollIntoView({ behavior: "smooth", block: "center" });
+}
+document.getElementById("locate").addEventListener("click", () => {
+  if (!navigator.geolocation) return show("err", ["This browser cannot share its location."]);
+  navigator.geolocation.getCurrentPosition(
+    p => { form.lat.value = p.coords.latitude.toFixed(6);
+           form.lon.value = p.coords.longitude.toFixed(6); },
+    e => show("err", ["Location not available: " + e.message]));
+});
+form.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const data = new FormData(form);
+  for (const k of ["lat", "lon", "email", "description"]) if (!data.get(k)) data.delete(k);
+  const photo = data.get("photo"); if (photo && !photo.size) data.delete("photo");
+  const resp = await fetch("/api/v1/reports", { method: "POST", body: data });
+  const body = await resp.json();
+  if (resp.ok) {
+    show("ok", ["Thank you. Your tracking number is " + body.tracking_id + ".",
+      "Ward: " + (body.ward ? body.ward.name : "unknown") +
+      (body.location_source === "exif" ? " (placed from the photo's GPS)" : ""),
+      "Status: " + body.status]);
+    form.reset();
+  } else {
+    const lines = [body.title || "The report was not accepted.", body.detail || ""];
+    for (const e of body.errors || []) lines.push(e.field + ": " + e.message);
+    show("err", lines.filter(Boolean));
+  }
+});
+"""
+
+# Swagger UI's start-up, which FastAPI would inline into the page.
+_DOCS_JS = """\
+window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+});
+"""
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -56,42 +108,7 @@ _PAGE = """<!doctype html>
  <button type="submit" id="send">Send report</button>
 </form>
 <div id="result" role="status" aria-live="polite"></div>
-<script>
-const form = document.getElementById("report");
-const result = document.getElementById("result");
-function show(cls, lines) {{
-  result.className = cls;
-  result.replaceChildren(...lines.map(t => {{ const p = document.createElement("p");
-    p.textContent = t; return p; }}));
-  result.scrollIntoView({{ behavior: "smooth", block: "center" }});
-}}
-document.getElementById("locate").addEventListener("click", () => {{
-  if (!navigator.geolocation) return show("err", ["This browser cannot share its location."]);
-  navigator.geolocation.getCurrentPosition(
-    p => {{ form.lat.value = p.coords.latitude.toFixed(6);
-           form.lon.value = p.coords.longitude.toFixed(6); }},
-    e => show("err", ["Location not available: " + e.message]));
-}});
-form.addEventListener("submit", async (ev) => {{
-  ev.preventDefault();
-  const data = new FormData(form);
-  for (const k of ["lat", "lon", "email", "description"]) if (!data.get(k)) data.delete(k);
-  const photo = data.get("photo"); if (photo && !photo.size) data.delete("photo");
-  const resp = await fetch("/api/v1/reports", {{ method: "POST", body: data }});
-  const body = await resp.json();
-  if (resp.ok) {{
-    show("ok", ["Thank you. Your tracking number is " + body.tracking_id + ".",
-      "Ward: " + (body.ward ? body.ward.name : "unknown") +
-      (body.location_source === "exif" ? " (placed from the photo's GPS)" : ""),
-      "Status: " + body.status]);
-    form.reset();
-  }} else {{
-    const lines = [body.title || "The report was not accepted.", body.detail || ""];
-    for (const e of body.errors || []) lines.push(e.field + ": " + e.message);
-    show("err", lines.filter(Boolean));
-  }}
-}});
-</script>
+<script src="/static/report.js" defer></script>
 </body></html>
 """
 
@@ -103,3 +120,37 @@ def report_page(session: SessionDep, jurisdiction: JurisdictionDep) -> HTMLRespo
         f'<option value="{escape(c.code)}">{escape(c.name)}</option>' for c in categories
     )
     return HTMLResponse(_PAGE.format(city=escape(jurisdiction.name), options=options))
+
+
+def _script(source: str) -> Response:
+    return Response(
+        source,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get("/static/report.js", include_in_schema=False)
+def report_script() -> Response:
+    return _script(_REPORT_JS)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="geo311 API",
+        swagger_js_url="/static/docs/swagger-ui-bundle.js",
+        swagger_css_url="/static/docs/swagger-ui.css",
+        swagger_favicon_url="/static/docs/favicon.png",
+    )
+    html = bytes(page.body).decode()
+    # FastAPI inlines the start-up script; the policy allows none, so it comes from a file.
+    head, _, rest = html.partition("<script>")
+    _, _, tail = rest.partition("</script>")
+    return HTMLResponse(head + '<script src="/static/docs-init.js"></script>' + tail)
+
+
+@router.get("/static/docs-init.js", include_in_schema=False)
+def docs_script() -> Response:
+    return _script(_DOCS_JS)

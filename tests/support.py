@@ -250,6 +250,7 @@ def notify_settings(tmp_path: Path, smtp_port: int, **notify: Any) -> Settings:
     return Settings(
         data_dir=tmp_path,
         jurisdiction="demo",
+        public_base_url="http://testserver",
         media=MediaSettings(max_bytes=2_000_000, max_pixels=30_000_000),
         notify=NotifySettings(**values),
     )

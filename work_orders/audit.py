@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from work_orders.models import AuditEvent
+from work_orders.public_notes import PublicNote
 
 
 def record(
@@ -20,9 +21,18 @@ def record(
     from_state: str | None = None,
     to_state: str | None = None,
     reason: str | None = None,
+    public_note: str | PublicNote | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Return the appended audit event (flushed with the change it records)."""
+    """Return the appended audit event (flushed with the change it records).
+
+    ``reason`` is the staff's: it stays in the audit trail. ``public_note`` is the only text
+    of the event that residents and Open311 clients ever see: a chosen wording
+    (``PublicNote``, whose key is kept in ``data["public"]``) or a resident's own words."""
+    data = dict(data or {})
+    if isinstance(public_note, PublicNote):
+        data["public"] = public_note.as_data()
+        public_note = public_note.text()
     event = AuditEvent(
         jurisdiction_id=jurisdiction_id,
         entity=entity,
@@ -32,7 +42,8 @@ def record(
         from_state=from_state,
         to_state=to_state,
         reason=reason,
-        data=data or {},
+        public_note=public_note,
+        data=data,
     )
     session.add(event)
     return event

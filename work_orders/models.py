@@ -194,7 +194,12 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(Text)
     from_state: Mapped[str | None] = mapped_column(String(32))
     to_state: Mapped[str | None] = mapped_column(String(32))
+    # Staff-only: why, in the staff's own words (or a rule's code). Never published.
     reason: Mapped[str | None] = mapped_column(Text)
+    # What residents and Open311 clients are told, chosen on purpose (a resolution's public
+    # wording, a resident's own comment); an event with neither this nor a to_state is
+    # staff-only.
+    public_note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

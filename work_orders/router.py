@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Resp
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
+from geo311 import fields
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import AppError, FieldError, Forbidden, PayloadTooLarge, ValidationFailed
@@ -83,7 +84,9 @@ def _work_order_out(
     if work_order.after_photo_id is not None:
         photo = session.get(Photo, (work_order.jurisdiction_id, work_order.after_photo_id))
         if photo is not None:
-            photo_url = f"{str(request.base_url).rstrip('/')}/media/{photo.public_key}"
+            # The configured public URL, never the Host header (a forged Host went into it).
+            base_url: str = request.app.state.settings.base_url
+            photo_url = f"{base_url}/media/{photo.public_key}"
     category: str | None = None
     location: tuple[float, float] | None = None
     if sla_state is None:
@@ -178,7 +181,7 @@ def list_work_orders(
     ] = None,
     open: Annotated[bool, Query(description="Only work still to do")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[fields.Count, Query()] = 0,
 ) -> list[WorkOrderOut]:
     bad = [s for s in status if not lifecycle.as_status(s)]
     if bad:
@@ -232,7 +235,7 @@ def sla_summary(
     tags=["work orders"],
 )
 def get_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -253,7 +256,7 @@ def get_work_order(
     tags=["work orders"],
 )
 def transition_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     body: TransitionIn,
     request: Request,
     response: Response,
@@ -287,7 +290,7 @@ def transition_work_order(
     tags=["work orders"],
 )
 def hold_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     body: HoldIn,
     request: Request,
     response: Response,
@@ -319,7 +322,7 @@ def hold_work_order(
     tags=["work orders"],
 )
 def resume_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     body: ResumeIn,
     request: Request,
     response: Response,
@@ -351,7 +354,7 @@ def resume_work_order(
     tags=["work orders"],
 )
 def transfer_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     body: TransferIn,
     request: Request,
     response: Response,
@@ -406,7 +409,7 @@ def transfer_work_order(
     },
 )
 def complete_work_order(
-    work_order_id: int,
+    work_order_id: fields.Id,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -417,7 +420,7 @@ def complete_work_order(
     photo: Annotated[UploadFile | None, File()] = None,
     note: Annotated[str | None, Form()] = None,
     resolution_code: Annotated[str | None, Form()] = None,
-    expected_version: Annotated[int | None, Form()] = None,
+    expected_version: Annotated[fields.Count | None, Form()] = None,
     if_match: IfMatch = None,
 ) -> WorkOrderOut:
     max_bytes = settings.media.max_bytes
@@ -472,7 +475,7 @@ def complete_work_order(
     tags=["work orders"],
 )
 def get_incident(
-    incident_id: int,
+    incident_id: fields.Id,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -493,7 +496,7 @@ def get_incident(
     tags=["work orders"],
 )
 def transition_incident(
-    incident_id: int,
+    incident_id: fields.Id,
     body: TransitionIn,
     request: Request,
     response: Response,

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from geo311.fields import LonLat
+
 
 class TransitionIn(BaseModel):
     """A status change."""
@@ -45,7 +47,7 @@ class WorkOrderOut(BaseModel):
     department: str
     crew_id: int | None
     category: str | None = None
-    location: tuple[float, float] | None = Field(default=None, description="[lon, lat]")
+    location: LonLat | None = Field(default=None, description="[lon, lat]")
     opened_at: datetime
     due_at: datetime
     at_risk_at: datetime

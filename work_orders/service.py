@@ -42,6 +42,7 @@ from work_orders.models import (
     Subscription,
     WorkOrder,
 )
+from work_orders.public_notes import PublicNote
 
 NOTE_MAX_CHARS = 2000
 _EXTENSIONS = {
@@ -358,6 +359,7 @@ def transition(
     reason: str | None = None,
     expected_version: int | None = None,
     notice_context: Mapping[str, Any] | None = None,
+    public_note: PublicNote | str | None = None,
 ) -> Entity:
     """Return the incident or work order after moving it (and its counterpart) to ``to``.
 
@@ -367,12 +369,15 @@ def transition(
       work order, or the work order's incident) moves with it; a work order that becomes
       ``completed`` closes its incident, which owes the closure notices.
     - ``actor``: who does it, e.g. ``"dispatcher:ana"``, ``"crew:7"``, ``"dedup"``.
-    - ``reason``: why; required for on_hold, cancelled and transferred.
+    - ``reason``: why; required for on_hold, cancelled and transferred. Staff-only: it stays
+      in the audit trail and is never published.
     - ``expected_version``: the version the caller last saw; if it moved on, StaleVersion
       (409, with ``current_version``). None: no check, the move is checked against the
       current status only.
     - ``notice_context``: more for the notices the move owes, e.g. ``{"scheduled_for":
       "2026-06-01"}`` from the day plan that schedules the work.
+    - ``public_note``: what residents are told about the move (Open311 ``status_notes``),
+      chosen on purpose; without one they see the new status's label.
 
     Typical calls from other packages: reopen a closed (or completed or cancelled) incident,
     ``to="reopened"``; cancel an incident merged into another, ``to="cancelled",
@@ -396,6 +401,7 @@ def transition(
         expected_version=expected_version,
         now=datetime.now(UTC),
         notice_context=notice_context,
+        public_note=public_note,
     )
 
 
@@ -587,6 +593,7 @@ def _transition(
     now: datetime,
     department: str | None = None,
     notice_context: Mapping[str, Any] | None = None,
+    public_note: PublicNote | str | None = None,
 ) -> Entity:
     pair, moves = _prepare(
         session, entity=entity, to=to, reason=reason, expected_version=expected_version
@@ -600,6 +607,7 @@ def _transition(
         now=now,
         department=department,
         notice_context=notice_context,
+        public_note=public_note,
     )
     return entity
 
@@ -614,6 +622,7 @@ def _apply(
     now: datetime,
     department: str | None = None,
     notice_context: Mapping[str, Any] | None = None,
+    public_note: PublicNote | str | None = None,
 ) -> None:
     incident, work_order = pair.incident, pair.work_order
     closed_event: int | None = None
@@ -643,6 +652,8 @@ def _apply(
             from_state=move.current,
             to_state=move.to,
             reason=reason,
+            # Only the incident's events are public; the work order's are staff-only.
+            public_note=public_note if move.kind == "incident" else None,
             data={"version": version, **data},
         )
         if move.kind == "incident" and move.to in ("closed", "scheduled"):
@@ -813,7 +824,16 @@ def complete_work_order(
     work_order.after_photo_id = row.id
     work_order.completion_note = text_note or None
     work_order.resolution_code = code
-    _apply(session, pair, moves, actor=actor, reason=text_note or None, now=now)
+    # The crew's note is for staff; residents are told the resolution, in chosen words.
+    _apply(
+        session,
+        pair,
+        moves,
+        actor=actor,
+        reason=text_note or None,
+        now=now,
+        public_note=PublicNote("resolved", {"resolution_code": code}),
+    )
     return work_order
 
 
@@ -875,6 +895,7 @@ def answer_closure(
             reason="The resident answered 'not fixed' to the closure notice.",
             expected_version=None,
             now=now,
+            public_note=PublicNote("reopened_not_fixed"),
         )
         outcome = "thanks_not_fixed"
     else:

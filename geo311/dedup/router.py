@@ -10,6 +10,7 @@ from geo311.auth.service import Principal
 from geo311.dedup import service
 from geo311.dedup.schemas import IncidentReportsOut, MergeIn, MoveOut, ReasonIn
 from geo311.deps import JurisdictionDep, SessionDep, require_roles
+from geo311.fields import Id
 
 router = APIRouter(prefix="/api/v1/staff", tags=["dedup"])
 
@@ -26,7 +27,7 @@ def _actor(principal: Principal) -> str:
     summary="An incident's reports, with why each was matched, and its merges and splits",
 )
 def list_incident_reports(
-    incident_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
+    incident_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
 ) -> IncidentReportsOut:
     return service.incident_reports(
         session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
@@ -41,7 +42,7 @@ def list_incident_reports(
     "it is cancelled)",
 )
 def merge_incident(
-    incident_id: int,
+    incident_id: Id,
     body: MergeIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,
@@ -87,7 +88,7 @@ def split_report(
 
 @router.get("/moves/{move_id}", response_model=MoveOut, summary="A merge or split")
 def get_move(
-    move_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
+    move_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
 ) -> MoveOut:
     return service.move_out(
         session, service.get_move(session, jurisdiction_id=jurisdiction.id, move_id=move_id)
@@ -100,7 +101,7 @@ def get_move(
     summary="Undo a merge or split: reports, subscribers and statuses go back",
 )
 def undo_move(
-    move_id: int,
+    move_id: Id,
     body: ReasonIn,
     session: SessionDep,
     jurisdiction: JurisdictionDep,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geo311.fields import Id
 from geo311.intake.schemas import PointGeoJSON
 
 Reason = Field(min_length=1, max_length=1000, description="Why: kept in the audit trail")
@@ -17,7 +18,7 @@ class MergeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source_incident_id: int = Field(description="The incident to fold in (it is cancelled)")
+    source_incident_id: Id = Field(description="The incident to fold in (it is cancelled)")
     reason: str = Reason
 
 

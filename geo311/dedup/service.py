@@ -55,6 +55,7 @@ from geo311.settings import DedupSettings
 from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, ServiceCategory, WorkOrder
+from work_orders.public_notes import PublicNote
 
 # How often a report re-decides when the incident it chose changed under it (merged away,
 # closed) between the search and the row lock. Each retry sees the newer state.
@@ -401,6 +402,7 @@ def attach_report(session: Session, *, placement: Placement, report: Report, act
                 f"report {report.tracking_id} came {best.candidate.distance_m:.0f} m away, "
                 f"{best.signals['age_h']:.1f} h after the incident closed"
             ),
+            public_note=PublicNote("reopened_reported_again"),
             data=data,
         )
     audit.record(
@@ -426,13 +428,24 @@ def attach_report(session: Session, *, placement: Placement, report: Report, act
 
 
 def _reopen_incident(
-    session: Session, incident: Incident, *, actor: str, reason: str, data: dict[str, Any]
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    reason: str,
+    public_note: PublicNote,
+    data: dict[str, Any],
 ) -> None:
     """Reopen a closed incident that got a new report inside the reopen window."""
     closed_at = incident.closed_at
     from_state = incident.status
     work_orders_service.transition(
-        session, incident_or_work_order=incident, to="reopened", actor=actor, reason=reason
+        session,
+        incident_or_work_order=incident,
+        to="reopened",
+        actor=actor,
+        reason=reason,
+        public_note=public_note,
     )
     # What a split of this report needs to put the incident back as it was.
     _dedup_context(
@@ -446,13 +459,24 @@ def _reopen_incident(
 
 
 def _cancel_merged_incident(
-    session: Session, incident: Incident, *, actor: str, reason: str, data: dict[str, Any]
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    reason: str,
+    public_note: PublicNote,
+    data: dict[str, Any],
 ) -> None:
     """Cancel an incident merged into another (or emptied by an undone split), with its work
     order. One already finished keeps its status: there is no work left to cancel."""
     if incident.status not in lifecycle.FINISHED:
         work_orders_service.transition(
-            session, incident_or_work_order=incident, to="cancelled", actor=actor, reason=reason
+            session,
+            incident_or_work_order=incident,
+            to="cancelled",
+            actor=actor,
+            reason=reason,
+            public_note=public_note,
         )
     _dedup_context(session, incident, actor=actor, action="merged_away", data=data)
 
@@ -487,6 +511,7 @@ def _restore_incident_status(
     closed_at: datetime | None,
     actor: str,
     reason: str,
+    public_note: PublicNote,
     data: dict[str, Any],
 ) -> None:
     """An undo puts an incident (and its work order, which moves in step) back in the status
@@ -515,6 +540,7 @@ def _restore_incident_status(
         from_state=from_state,
         to_state=status,
         reason=reason,
+        public_note=public_note,
         data=data,
     )
 
@@ -677,6 +703,17 @@ def _report_ids(session: Session, jurisdiction_id: int, incident_id: int) -> lis
     )
 
 
+def _first_tracking_id(session: Session, jurisdiction_id: int, incident_id: int) -> str:
+    """Return the tracking id of an incident's earliest report: the request the others are
+    duplicates of (as Open311 names it)."""
+    return session.execute(
+        select(Report.tracking_id)
+        .where(Report.jurisdiction_id == jurisdiction_id, Report.incident_id == incident_id)
+        .order_by(Report.reported_at, Report.id)
+        .limit(1)
+    ).scalar_one()
+
+
 def _move_reports(session: Session, jurisdiction_id: int, ids: list[int], to: int) -> None:
     session.execute(
         text(
@@ -788,6 +825,8 @@ def merge(
     )
     session.add(move)
     session.flush()
+    # The request residents should follow now: the target's own first one.
+    parent = _first_tracking_id(session, jurisdiction_id, into.id)
     _move_reports(session, jurisdiction_id, report_ids, into.id)
     _move_subscriptions(
         session,
@@ -801,6 +840,7 @@ def merge(
         source,
         actor=actor,
         reason=f"merged into incident {into.id}: {reason}",
+        public_note=PublicNote("merged", {"parent": parent}),
         data={"move": move.id, "into": into.id, "reports": len(report_ids)},
     )
     audit.record(
@@ -900,6 +940,9 @@ def split(
         to_state=new.status,
         # The opening is a public update (Open311); the dispatcher's words stay in data.
         reason=f"split from incident {old.id}",
+        public_note=PublicNote(
+            "split_off", {"parent": _first_tracking_id(session, jurisdiction_id, old.id)}
+        ),
         data={"move": move.id, "report": report.tracking_id, "from": old.id, "why": reason},
     )
     work_orders_service.announce_opened(session, incident=new)
@@ -923,6 +966,7 @@ def split(
             else None,
             actor=actor,
             reason=f"the report that reopened it was split out: {reason}",
+            public_note=PublicNote("reclosed"),
             data={"move": move.id, "report": report.tracking_id},
         )
     return move
@@ -1020,6 +1064,7 @@ def _undo_merge(
         closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
         actor=actor,
         reason=f"merge into incident {target.id} undone: {reason}",
+        public_note=PublicNote("merge_undone"),
         data={"move": move.id},
     )
     audit.record(
@@ -1031,6 +1076,7 @@ def _undo_merge(
         actor=actor,
         to_state=target.status,
         reason=reason,
+        public_note=PublicNote("reports_separated"),
         data={"move": move.id, "from": source.id, "reports": len(move.report_ids)},
     )
 
@@ -1070,6 +1116,7 @@ def _undo_split(
             old,
             actor=actor,
             reason=f"split undone: its report is back: {reason}",
+            public_note=PublicNote("report_back"),
             data={"move": move.id},
         )
     _cancel_merged_incident(
@@ -1077,6 +1124,7 @@ def _undo_split(
         new,
         actor=actor,
         reason=f"split from incident {old.id} undone: {reason}",
+        public_note=PublicNote("merged_back", {"parent": _first_tracking_id(session, jid, old.id)}),
         data={"move": move.id, "into": old.id},
     )
     audit.record(

@@ -57,7 +57,9 @@ _FORM_SCHEMA: dict[str, Any] = {
 
 
 def _media_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/media"
+    # The configured public URL, never the Host header: a forged Host would go into links.
+    settings: Settings = request.app.state.settings
+    return settings.base_url + "/media"
 
 
 async def _read_report_request(

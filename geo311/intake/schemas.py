@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from geo311.fields import LonLat
+
 
 class PointGeoJSON(BaseModel):
     type: Literal["Point"] = "Point"
-    coordinates: tuple[float, float] = Field(description="[lon, lat] in EPSG:4326")
+    coordinates: LonLat = Field(description="[lon, lat] in EPSG:4326")
 
 
 class WardOut(BaseModel):

@@ -22,6 +22,7 @@ from geo311.errors import (
     ValidationFailed,
 )
 from geo311.intake.models import CHANNELS, Photo, Report, Requester
+from geo311.intake.photos import ProcessedPhoto
 from geo311.intake.schemas import (
     AssetOut,
     ContactOut,
@@ -299,42 +300,63 @@ def submit_report(
         )
 
     if processed is not None:
-        stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"
-        ext = _EXTENSIONS.get(processed.original_type, ".bin")
-        keys = {
-            "original": f"private/{stem}{ext}",
-            "public": f"public/{stem}.jpg",
-            "thumb": f"public/{stem}_thumb.jpg",
-        }
-        gps = processed.gps
-        session.add(
-            Photo(
-                jurisdiction_id=jurisdiction_id,
-                report_id=report.id,
-                kind="report",
-                original_key=keys["original"],
-                original_type=processed.original_type,
-                public_key=keys["public"],
-                thumb_key=keys["thumb"],
-                width=processed.width,
-                height=processed.height,
-                phash=processed.phash,
-                sha256=processed.sha256,
-                taken_at=processed.taken_at,
-                exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
-            )
-        )
-        session.flush()
-        stage_files(
+        store_report_photo(
             session,
-            media,
-            {
-                keys["original"]: processed.original,
-                keys["public"]: processed.public_jpeg,
-                keys["thumb"]: processed.thumb_jpeg,
-            },
+            report=report,
+            processed=processed,
+            media=media,
+            jurisdiction_slug=jurisdiction_slug,
+            now=now,
         )
     return report
+
+
+def store_report_photo(
+    session: Session,
+    *,
+    report: Report,
+    processed: ProcessedPhoto,
+    media: MediaStore,
+    jurisdiction_slug: str,
+    now: datetime,
+) -> Photo:
+    """Return a processed photo stored as one more photo of ``report`` (a report may carry
+    several); its files are written now and deleted again if the transaction rolls back."""
+    stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"
+    ext = _EXTENSIONS.get(processed.original_type, ".bin")
+    keys = {
+        "original": f"private/{stem}{ext}",
+        "public": f"public/{stem}.jpg",
+        "thumb": f"public/{stem}_thumb.jpg",
+    }
+    gps = processed.gps
+    photo = Photo(
+        jurisdiction_id=report.jurisdiction_id,
+        report_id=report.id,
+        kind="report",
+        original_key=keys["original"],
+        original_type=processed.original_type,
+        public_key=keys["public"],
+        thumb_key=keys["thumb"],
+        width=processed.width,
+        height=processed.height,
+        phash=processed.phash,
+        sha256=processed.sha256,
+        taken_at=processed.taken_at,
+        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
+    )
+    session.add(photo)
+    session.flush()
+    stage_files(
+        session,
+        media,
+        {
+            keys["original"]: processed.original,
+            keys["public"]: processed.public_jpeg,
+            keys["thumb"]: processed.thumb_jpeg,
+        },
+    )
+    return photo
 
 
 _VIEW_SQL = text(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from geo311.auth.service import Principal
 from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
 from geo311.errors import AppError, NotFound
+from geo311.fields import Id
 from geo311.notify import mailcatcher, pages
 from geo311.notify import service as notify_service
 from geo311.notify.models import KINDS
@@ -187,7 +188,7 @@ def list_webhooks(session: SessionDep, jurisdiction: JurisdictionDep, _: Admin) 
     tags=["notices"],
 )
 def delete_webhook(
-    endpoint_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+    endpoint_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
 ) -> None:
     notify_service.deactivate_webhook(
         session, jurisdiction_id=jurisdiction.id, endpoint_id=endpoint_id
@@ -219,7 +220,7 @@ class NoticeOut(BaseModel):
     tags=["notices"],
 )
 def incident_notices(
-    incident_id: int, session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
+    incident_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Staff
 ) -> list[NoticeOut]:
     return [
         NoticeOut(

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from geo311.errors import FieldError, ValidationFailed
+from geo311.fields import BIGINT_MAX, instant_in_range
 
 STATUSES = ("open", "closed")
 _TRUE = ("true", "1", "yes")
 # A '+' in an offset that a client forgot to percent-encode arrives as a space.
 _SPACE_OFFSET = re.compile(r" (\d\d:?\d\d)$")
+# RFC 3339 lets a space stand between date and time ("2026-12-03 00:00:00-06:00", as the
+# chicagorequests client sends it); so does an unencoded '+' in a query string.
+_SPACE_SEPARATOR = re.compile(r"^(\d{4}-\d\d-\d\d) +(?=\d\d:)")
 _W3C = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$", flags=re.IGNORECASE
 )
@@ -74,8 +78,9 @@ def is_true(raw: str | None) -> bool:
 
 def parse_w3c(raw: str, name: str, errors: list[FieldError]) -> datetime | None:
     """Return a W3C date-time with its offset (``Z`` or ``±HH:MM`` is mandatory), or None
-    after adding an error. Fractions of a second are accepted."""
-    value = _SPACE_OFFSET.sub(r"+\1", raw.strip())
+    after adding an error. Fractions of a second are accepted, and RFC 3339's space between
+    date and time."""
+    value = _SPACE_OFFSET.sub(r"+\1", _SPACE_SEPARATOR.sub(r"\1T", raw.strip()))
     parsed: datetime | None = None
     if _W3C.match(value):
         try:
@@ -111,6 +116,10 @@ def _window(
     end = parse_w3c(params[end_name], end_name, errors) if end_name in params else None
     if (start_name in params and start is None) or (end_name in params and end is None):
         return None
+    start = _in_range(start, start_name, errors)
+    end = _in_range(end, end_name, errors)
+    if (start_name in params and start is None) or (end_name in params and end is None):
+        return None
     if start is None and end is None:
         return None if now is None else Window(now - span, now)
     if start is None:
@@ -135,24 +144,46 @@ def _window(
     return Window(start, end)
 
 
+def _in_range(value: datetime | None, name: str, errors: list[FieldError]) -> datetime | None:
+    """Return ``value`` if it is a time the database and a span of days can hold, else None
+    after adding an error (``9999-12-31T23:00:00-05:00`` once overflowed into a 500)."""
+    if value is None:
+        return None
+    try:
+        return instant_in_range(value)
+    except ValueError as exc:
+        errors.append(FieldError(name, f"{name} {exc}", "out_of_range"))
+        return None
+
+
+def _number(raw: str) -> int | None:
+    # ASCII digits only: "²".isdigit() is true but int("²") fails.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
+
+
 def _paging(
     params: Mapping[str, str], *, default: int, maximum: int, errors: list[FieldError]
 ) -> Paging:
-    page, page_size = 1, default
-    if "page" in params:
-        raw = params["page"]
-        if not raw.isdigit() or int(raw) < 1:
-            errors.append(FieldError("page", f"page must be 1 or more, not {raw!r}", "invalid"))
-        else:
-            page = int(raw)
+    page_size = default
     if "page_size" in params:
         raw = params["page_size"]
-        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        size = _number(raw)
+        if size is None or not 1 <= size <= maximum:
             errors.append(
                 FieldError("page_size", f"page_size must be 1 to {maximum}, not {raw!r}", "invalid")
             )
         else:
-            page_size = int(raw)
+            page_size = size
+    page = 1
+    if "page" in params:
+        raw = params["page"]
+        # The page's offset, (page - 1) × page_size, must fit the database's bigint.
+        last = BIGINT_MAX // page_size
+        number = _number(raw)
+        if number is None or not 1 <= number <= last:
+            errors.append(FieldError("page", f"page must be 1 to {last}, not {raw!r}", "invalid"))
+        else:
+            page = number
     return Paging(page=page, page_size=page_size)
 
 

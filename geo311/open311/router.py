@@ -4,11 +4,15 @@ answer in the format the path's suffix names. Every failure leaves in the spec's
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import Message
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Request, Response
@@ -33,7 +37,7 @@ from geo311.open311 import service
 from geo311.open311.errors import BadRequest, UnknownResource, descriptions, open311_status
 from geo311.open311.formats import FORMATS, MEDIA_TYPES, Format, render_list, render_object
 from geo311.open311.query import is_true, parse_requests_query, parse_updates_query
-from geo311.open311.schemas import ErrorOut, PostedRequestOut
+from geo311.open311.schemas import ErrorOut, PostedRequestOut, PostedUpdateOut
 from geo311.settings import Settings
 from layers.models import Jurisdiction
 
@@ -41,6 +45,12 @@ PREFIX = "/open311/v2"
 log = logging.getLogger(__name__)
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]+)\](\[\])?$")
 _MAX_FORM_FIELDS = 200
+# FixMyStreet sends a report's photos as file fields photo1, photo2 …; with the spec's
+# 'media', at most this many are read (each under the media size cap).
+_MAX_PHOTOS = 4
+_PHOTO_FIELD = re.compile(r"^photo([1-9][0-9]?)$")
+# A form-urlencoded body carries no photo: text fields only.
+_FORM_MAX_BYTES = 256 * 1024
 
 
 def _error_response(exc: Exception, path: str) -> Response:
@@ -77,7 +87,10 @@ class Open311Route(APIRoute):
 
 router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
-FormatPath = Annotated[str, Path(description="Response format: xml or json")]
+FormatPath = Annotated[
+    str,
+    Path(description="Response format: xml or json", json_schema_extra={"enum": list(FORMATS)}),
+]
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A GeoReport v2 document",
@@ -125,13 +138,15 @@ def _document(body: bytes, fmt: Format) -> Response:
 
 
 def _media_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/media"
+    # The configured public URL, never the Host header: a forged Host would go into links.
+    settings: Settings = request.app.state.settings
+    return settings.base_url + "/media"
 
 
 @router.get("/discovery.{fmt}", summary="Service discovery", responses=_DOCUMENT)
-def discovery(fmt: FormatPath, request: Request, settings: SettingsDep) -> Response:
+def discovery(fmt: FormatPath, settings: SettingsDep) -> Response:
     f = _format(fmt)
-    endpoint = str(request.base_url).rstrip("/") + PREFIX
+    endpoint = settings.base_url + PREFIX
     document = service.discovery(endpoint_url=endpoint, settings=settings.open311)
     return _document(render_object("discovery", document, f, UTC), f)
 
@@ -166,53 +181,114 @@ def service_definition(
     return _document(render_object("service_definition", definition, f, _tz(jurisdiction)), f)
 
 
-async def _read_post(
-    request: Request, max_bytes: int
-) -> tuple[dict[str, str], dict[str, list[str]], bytes | None]:
-    """Return the text fields, the attribute answers and the media file of a POST."""
+@dataclass(frozen=True)
+class _Posted:
+    """What a POST carried: text fields, attribute answers, and photos in the order sent —
+    the ``media`` file first, then FixMyStreet's ``photo1``, ``photo2`` …"""
+
+    fields: dict[str, str]
+    attributes: dict[str, list[str]]
+    photos: list[bytes]
+
+
+def _declared_charset(content_type: str) -> str:
+    """Return the codec name of the body's declared charset (UTF-8 when none is declared),
+    or raise BadRequest for a charset Python does not know."""
+    header = Message()
+    header["content-type"] = content_type
+    charset = header.get_param("charset")
+    name = charset if isinstance(charset, str) and charset.strip() else "utf-8"
+    try:
+        return codecs.lookup(name.strip()).name
+    except LookupError:
+        raise BadRequest(
+            f"The body's charset {name!r} is not known; send UTF-8 or declare a known charset."
+        ) from None
+
+
+async def _urlencoded(request: Request, codec: str) -> list[tuple[str, str]]:
+    """Return the fields of a form-urlencoded body decoded with its declared charset (the
+    form parser would read every body as UTF-8), percent-escapes included."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_MAX_BYTES:
+            raise BadRequest(
+                f"A form-urlencoded body may be at most {_FORM_MAX_BYTES} bytes; send photos "
+                "as multipart/form-data."
+            )
+    try:
+        return parse_qsl(
+            bytes(body).decode(codec),
+            keep_blank_values=True,
+            encoding=codec,
+            errors="strict",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"The body is not valid {codec}: declare the charset it is written in, e.g. "
+            "Content-Type: application/x-www-form-urlencoded; charset=ISO-8859-1."
+        ) from None
+    except ValueError:
+        raise BadRequest(f"A form may carry at most {_MAX_FORM_FIELDS} fields.") from None
+
+
+async def _read_post(request: Request, max_bytes: int) -> _Posted:
+    """Return the text fields, the attribute answers and the photos of a POST."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    urlencoded = content_type.lower().startswith("application/x-www-form-urlencoded")
+    if not urlencoded and not content_type.lower().startswith("multipart/form-data"):
         raise BadRequest(
             "Send the request as application/x-www-form-urlencoded, or multipart/form-data "
-            "with the photo in a 'media' file field."
+            "with the photo in a 'media' (or 'photo1', 'photo2' …) file field."
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 65536:
-        raise BadRequest(f"The upload is {declared} bytes; media may be at most {max_bytes} bytes.")
-    form = await request.form(max_files=1, max_fields=_MAX_FORM_FIELDS)
+    if declared and declared.isdigit() and int(declared) > max_bytes * _MAX_PHOTOS + 65536:
+        raise BadRequest(
+            f"The upload is {declared} bytes; at most {_MAX_PHOTOS} photos of at most "
+            f"{max_bytes} bytes each may be sent."
+        )
+    posted = _Posted(fields={}, attributes={}, photos=[])
+    numbered: list[tuple[int, bytes]] = []
+    if urlencoded:
+        items: list[tuple[str, str | UploadFile]] = list(
+            await _urlencoded(request, _declared_charset(content_type))
+        )
+        form = None
+    else:
+        form = await request.form(max_files=_MAX_PHOTOS, max_fields=_MAX_FORM_FIELDS)
+        items = list(form.multi_items())
     try:
-        fields: dict[str, str] = {}
-        attributes: dict[str, list[str]] = {}
-        photo: bytes | None = None
-        for key, value in form.multi_items():
+        for key, value in items:
             if isinstance(value, UploadFile):
-                if key == "media":
-                    photo = await value.read(max_bytes + 1)
-                    if not photo and not value.filename:
-                        photo = None  # an empty file input
+                numbered_photo = _PHOTO_FIELD.match(key)
+                if key == "media" or numbered_photo:
+                    data = await value.read(max_bytes + 1)
+                    if data or value.filename:  # an empty file input is no photo
+                        number = int(numbered_photo.group(1)) if numbered_photo else 0
+                        numbered.append((number, data))
                 continue
             match = _ATTRIBUTE.match(key)
             if match:
-                attributes.setdefault(match.group(1), []).append(value)
+                posted.attributes.setdefault(match.group(1), []).append(value)
             else:
-                fields[key] = value
+                posted.fields[key] = value
+        posted.photos.extend(data for _, data in sorted(numbered, key=lambda p: p[0]))
         # The spec lets api_key and jurisdiction_id ride in the query string of a POST.
         for name in ("api_key", "jurisdiction_id"):
-            if not fields.get(name, "").strip() and request.query_params.get(name):
-                fields[name] = request.query_params[name]
-        return fields, attributes, photo
+            if not posted.fields.get(name, "").strip() and request.query_params.get(name):
+                posted.fields[name] = request.query_params[name]
+        return posted
     finally:
-        await form.close()
+        if form is not None:
+            await form.close()
 
 
 def _store_request(
-    db: Database,
-    settings: Settings,
-    media: LocalMediaStore,
-    fields: dict[str, str],
-    attributes: dict[str, list[str]],
-    photo: bytes | None,
+    db: Database, settings: Settings, media: LocalMediaStore, form: _Posted
 ) -> tuple[PostedRequestOut, ZoneInfo]:
+    fields = form.fields
     now = datetime.now(UTC)
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
@@ -227,8 +303,9 @@ def _store_request(
                 jurisdiction_slug=jurisdiction.slug,
                 api_key_id=key_id,
                 fields=fields,
-                attributes=attributes,
-                photo=photo,
+                attributes=form.attributes,
+                photo=form.photos[0] if form.photos else None,
+                more_photos=form.photos[1:],
                 media=media,
                 settings=settings,
                 now=now,
@@ -264,11 +341,9 @@ async def post_request(
     fmt: FormatPath, request: Request, settings: SettingsDep, media: MediaDep, db: DatabaseDep
 ) -> Response:
     f = _format(fmt)
-    fields, attributes, photo = await _read_post(request, settings.media.max_bytes)
+    form = await _read_post(request, settings.media.max_bytes)
     # Photo decoding and the database work block: keep them off the event loop.
-    posted, tz = await run_in_threadpool(
-        _store_request, db, settings, media, fields, attributes, photo
-    )
+    posted, tz = await run_in_threadpool(_store_request, db, settings, media, form)
     return _document(render_list("service_requests", [posted], f, tz), f)
 
 
@@ -350,8 +425,79 @@ def request_updates(
         now=datetime.now(UTC),
         **_paging(settings),
     )
-    rows = service.list_updates(session, jurisdiction_id=jurisdiction.id, query=query)
+    rows = service.list_updates(
+        session, jurisdiction_id=jurisdiction.id, query=query, media_url=_media_url(request)
+    )
     return _document(render_list("service_request_updates", rows, f, _tz(jurisdiction)), f)
+
+
+def _store_update(
+    db: Database, settings: Settings, media: LocalMediaStore, posted: _Posted
+) -> tuple[PostedUpdateOut, ZoneInfo]:
+    if len(posted.photos) > 1:
+        raise BadRequest("An update carries one photo; send it in 'media' or 'photo1'.")
+    with db.sessions() as session:
+        jurisdiction = get_jurisdiction(session, settings)
+        service.check_jurisdiction(posted.fields.get("jurisdiction_id"), served=jurisdiction.slug)
+        try:
+            key_id = service.authenticate(
+                session, jurisdiction_id=jurisdiction.id, key=posted.fields.get("api_key")
+            )
+            update = service.post_update(
+                session,
+                jurisdiction_id=jurisdiction.id,
+                jurisdiction_slug=jurisdiction.slug,
+                api_key_id=key_id,
+                fields=posted.fields,
+                photo=posted.photos[0] if posted.photos else None,
+                media=media,
+                settings=settings,
+                now=datetime.now(UTC),
+            )
+            session.commit()
+        except BaseException:
+            # An explicit rollback fires the hook that deletes the staged photo files.
+            session.rollback()
+            raise
+        return update, _tz(jurisdiction)
+
+
+@router.post(
+    "/servicerequestupdates.{fmt}",
+    summary="Comment on a request (api_key required; FixMyStreet's extension)",
+    description=(
+        "FixMyStreet's POST servicerequestupdates: `service_request_id`, `description` "
+        "(public), `update_id` (the client's own id: posting it again answers the first "
+        "update_id), `status` (only REOPEN changes anything: it reopens a closed request), "
+        "`updated_datetime`, and one photo as a file field `media` or `photo1`. A remote "
+        "`media_url` is not fetched and is ignored; names, email and phone are not kept."
+    ),
+    responses=_DOCUMENT,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "media": {"type": "string", "format": "binary"},
+                            "photo1": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def post_update(
+    fmt: FormatPath, request: Request, settings: SettingsDep, media: MediaDep, db: DatabaseDep
+) -> Response:
+    f = _format(fmt)
+    form = await _read_post(request, settings.media.max_bytes)
+    posted, tz = await run_in_threadpool(_store_update, db, settings, media, form)
+    return _document(render_list("service_request_updates", [posted], f, tz), f)
 
 
 @router.api_route(

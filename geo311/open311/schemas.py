@@ -67,6 +67,13 @@ class PostedRequestOut(BaseModel):
     account_id: str | None = None
 
 
+class PostedUpdateOut(BaseModel):
+    """The answer to POST servicerequestupdates: the id the update has in GET
+    servicerequestupdates for that request (so the client knows its own update again)."""
+
+    update_id: str
+
+
 class TokenOut(BaseModel):
     service_request_id: str
     token: str

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, Select, and_, delete, func, select, update
+from sqlalchemy import Row, Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from geo311.errors import AppError, FieldError, Forbidden, NotFound, ValidationFailed
 from geo311.intake import service as intake
 from geo311.intake.models import Photo, Report
+from geo311.intake.uploads import process_upload
 from geo311.media import MediaStore
 from geo311.open311.attributes import AttributeDefinition, Choice, check_attributes
 from geo311.open311.errors import (
@@ -37,7 +38,7 @@ from geo311.open311.errors import (
     UnknownService,
 )
 from geo311.open311.models import ApiKey, ServiceAttribute, Submission
-from geo311.open311.query import RequestsQuery, UpdatesQuery, present
+from geo311.open311.query import RequestsQuery, UpdatesQuery, parse_w3c, present
 from geo311.open311.schemas import (
     AttributeAnswerOut,
     AttributeOut,
@@ -49,6 +50,7 @@ from geo311.open311.schemas import (
     NoteOut,
     PhotoOut,
     PostedRequestOut,
+    PostedUpdateOut,
     RequestOut,
     ServiceDefinitionOut,
     ServiceOut,
@@ -58,8 +60,10 @@ from geo311.open311.schemas import (
 from geo311.open311.status import CLOSED_STATUSES, open311_status, update_description
 from geo311.settings import Open311Settings, Settings
 from layers.models import Ward
+from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import AuditEvent, Incident, ServiceCategory
+from work_orders.public_notes import PublicNote
 
 API_KEY_PREFIX = "o311_"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -67,6 +71,11 @@ SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = datetime(2026, 11, 22, tzinfo=UTC)
 FORMATS = ["text/xml", "application/json"]
 MEDIA_URL_MAX_CHARS = 2000
+ACCOUNT_ID_MAX_CHARS = 200
+UPDATE_MAX_CHARS = 4000
+# FixMyStreet's statuses (its extended set included) that ask for a closed request to be
+# reopened; every other status it sends is kept with the comment and changes nothing.
+REOPEN_STATUSES = frozenset({"REOPEN", "REOPENED"})
 
 # Intake names its fields for the report page; an Open311 client knows them by these names.
 _OPEN311_FIELDS = {"lon": "long", "category": "service_code", "address": "address_string"}
@@ -368,10 +377,19 @@ def submit_request(
     media: MediaStore,
     settings: Settings,
     now: datetime,
+    more_photos: Sequence[bytes] = (),
 ) -> PostedRequestOut:
     """Return the id and token of a request stored through intake, like a report from the
-    page: placed in its ward, snapped to its asset, with its photo. Flushes only."""
+    page: placed in its ward, snapped to its asset, with its photo (the first one places it
+    when no lat/long is given; ``more_photos`` are kept as the report's further photos).
+
+    ``account_id`` (the client's own id for the resident) is echoed in the answer and not
+    stored: geo311 keeps no accounts of other applications. Flushes only."""
     fields = present(fields)
+    account_id = fields.get("account_id")
+    if account_id is not None and len(account_id) > ACCOUNT_ID_MAX_CHARS:
+        message = f"account_id is longer than {ACCOUNT_ID_MAX_CHARS} characters"
+        raise BadRequest(message, errors=[FieldError("account_id", message, "too_long")])
     code = fields.get("service_code")
     if code is None:
         raise BadRequest(
@@ -419,6 +437,19 @@ def submit_request(
             media_settings=settings.media,
             now=now,
         )
+        for number, data in enumerate(more_photos, start=2):
+            try:
+                processed = process_upload(data, settings.media)
+            except AppError as exc:
+                raise _photo_error(exc, f"photo{number}") from exc
+            intake.store_report_photo(
+                session,
+                report=report,
+                processed=processed,
+                media=media,
+                jurisdiction_slug=jurisdiction_slug,
+                now=now,
+            )
     except AppError as exc:
         raise _in_open311_terms(exc) from exc
     token = str(uuid.uuid4())
@@ -435,8 +466,17 @@ def submit_request(
     session.flush()
     _touch_key(session, jurisdiction_id=jurisdiction_id, key_id=api_key_id, now=now)
     return PostedRequestOut(
-        service_request_id=report.tracking_id, token=token, service_notice=notice
+        service_request_id=report.tracking_id,
+        token=token,
+        service_notice=notice,
+        account_id=account_id,
     )
+
+
+def _photo_error(exc: AppError, field: str) -> AppError:
+    """Return a photo's error naming the upload field it came in."""
+    detail = f"{field}: {exc.detail}"
+    return BadRequest(detail, errors=[FieldError(field, detail, exc.code)], extra=exc.extra)
 
 
 def _service_notice(session: Session, category: ServiceCategory, report: Report) -> str:
@@ -581,7 +621,7 @@ def get_request(
 def _public_events(
     session: Session, jurisdiction_id: int, incident_ids: set[int]
 ) -> dict[int, list[AuditEvent]]:
-    """Return the incidents' public events (the ones that set a state), oldest first."""
+    """Return the incidents' public events, oldest first."""
     if not incident_ids:
         return {}
     events: dict[int, list[AuditEvent]] = defaultdict(list)
@@ -591,12 +631,24 @@ def _public_events(
             AuditEvent.jurisdiction_id == jurisdiction_id,
             AuditEvent.entity == "incident",
             AuditEvent.entity_id.in_(incident_ids),
-            AuditEvent.to_state.is_not(None),
+            _is_public(),
         )
         .order_by(AuditEvent.at, AuditEvent.id)
     ):
         events[event.entity_id].append(event)
     return events
+
+
+def _is_public() -> Any:
+    # A status change is public (with its chosen note, or its status's label); so is an
+    # event with a public note and no status (a resident's comment). The rest is staff-only.
+    return or_(AuditEvent.to_state.is_not(None), AuditEvent.public_note.is_not(None))
+
+
+def _status_notes(history: Sequence[AuditEvent]) -> str | None:
+    """Return the public note of the latest status change: why the status is what it is."""
+    changes = [e for e in history if e.to_state is not None]
+    return (changes[-1].public_note or None) if changes else None
 
 
 def _first_reports(
@@ -660,7 +712,7 @@ def _requests(
         request = RequestOut(
             service_request_id=row.tracking_id,
             status=open311_status(row.status),
-            status_notes=(history[-1].reason or None) if history else None,
+            status_notes=_status_notes(history),
             service_name=row.service_name,
             service_code=row.category_code,
             description=row.description or None,
@@ -709,7 +761,7 @@ def _requests(
                 notes=[
                     NoteOut(
                         at=e.at,
-                        description=update_description(e.action, e.to_state, e.reason),
+                        description=update_description(e.action, e.to_state, e.public_note),
                         type=e.action,
                     )
                     for e in history
@@ -749,15 +801,139 @@ def _answers(
 # --- servicerequestupdates ------------------------------------------------------------------
 
 
-def list_updates(session: Session, *, jurisdiction_id: int, query: UpdatesQuery) -> list[UpdateOut]:
+def post_update(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    api_key_id: int,
+    fields: Mapping[str, str],
+    photo: bytes | None,
+    media: MediaStore,
+    settings: Settings,
+    now: datetime,
+) -> PostedUpdateOut:
+    """Return the update_id of a comment an application posted on a request (FixMyStreet's
+    ``POST servicerequestupdates``): the resident-facing side speaking, so its text is a
+    public update of the request's incident, seen by every request of it, and its photo one
+    more photo of the request.
+
+    The status it sends changes nothing, except a REOPEN on a closed request, which reopens
+    it as a resident's "not fixed" does. Contact fields (names, email, phone) are not kept;
+    a remote ``media_url`` is never fetched (no network at run time) and is ignored. Posting
+    the same ``update_id`` again for the request returns the first answer. Flushes only.
+    """
+    fields = present(fields)
+    errors: list[FieldError] = []
+    tracking_id = fields.get("service_request_id", "").upper()
+    if not tracking_id:
+        errors.append(FieldError("service_request_id", "service_request_id is required", "missing"))
+    description = fields.get("description")
+    if description is not None and len(description) > UPDATE_MAX_CHARS:
+        errors.append(
+            FieldError(
+                "description", f"description is longer than {UPDATE_MAX_CHARS} characters", "long"
+            )
+        )
+    if description is None and photo is None:
+        errors.append(
+            FieldError("description", "description is required (or a photo file)", "missing")
+        )
+    sent_at = (
+        parse_w3c(fields["updated_datetime"], "updated_datetime", errors)
+        if "updated_datetime" in fields
+        else None
+    )
+    if errors:
+        raise BadRequest("; ".join(e.message for e in errors), errors=errors)
+    report = session.scalar(
+        select(Report).where(
+            Report.jurisdiction_id == jurisdiction_id, Report.tracking_id == tracking_id
+        )
+    )
+    if report is None:
+        raise UnknownRequest(f"No service request has the id {tracking_id!r}.")
+    external_id = fields.get("update_id")
+    if external_id is not None:
+        again = session.scalar(
+            select(AuditEvent.id).where(
+                AuditEvent.jurisdiction_id == jurisdiction_id,
+                AuditEvent.entity == "incident",
+                AuditEvent.action == "comment",
+                AuditEvent.data.contains(
+                    {"report": tracking_id, "api_key_id": api_key_id, "update_id": external_id}
+                ),
+            )
+        )
+        if again is not None:
+            return PostedUpdateOut(update_id=f"{again}-{tracking_id}")
+    status = (fields.get("status") or "").upper() or None
+    incident = work_orders_service.get_incident(
+        session, jurisdiction_id=jurisdiction_id, incident_id=report.incident_id
+    )
+    actor = f"open311-key:{api_key_id}"
+    if status in REOPEN_STATUSES and incident.status in ("completed", "closed"):
+        work_orders_service.transition(
+            session,
+            incident_or_work_order=incident,
+            to="reopened",
+            actor=actor,
+            reason=f"an Open311 application sent status {status} for {tracking_id}",
+            public_note=PublicNote("reopened_not_fixed"),
+        )
+    data: dict[str, Any] = {"report": tracking_id, "api_key_id": api_key_id}
+    if external_id is not None:
+        data["update_id"] = external_id
+    if status is not None:
+        data["status_sent"] = status
+    if sent_at is not None:
+        data["sent_at"] = sent_at.isoformat()
+    if photo is not None:
+        try:
+            processed = process_upload(photo, settings.media)
+        except AppError as exc:
+            raise _photo_error(exc, "media") from exc
+        stored = intake.store_report_photo(
+            session,
+            report=report,
+            processed=processed,
+            media=media,
+            jurisdiction_slug=jurisdiction_slug,
+            now=now,
+        )
+        data["photo_key"] = stored.public_key
+    event = audit.record(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        entity="incident",
+        entity_id=incident.id,
+        action="comment",
+        actor=actor,
+        # No to_state (a comment is no status change): the status it was made in.
+        from_state=incident.status,
+        public_note=description if description is not None else PublicNote("photo_added"),
+        data=data,
+    )
+    session.flush()
+    _touch_key(session, jurisdiction_id=jurisdiction_id, key_id=api_key_id, now=now)
+    return PostedUpdateOut(update_id=f"{event.id}-{tracking_id}")
+
+
+def list_updates(
+    session: Session, *, jurisdiction_id: int, query: UpdatesQuery, media_url: str
+) -> list[UpdateOut]:
     """Return one page of updates in the window, oldest first: each public event of an
-    incident, once for every request of it that had arrived by then."""
+    incident, once for every request of it that had arrived by then. ``media_url`` prefixes
+    the public key of a photo posted with an update."""
+    base = media_url.rstrip("/")
     stmt = (
         select(
             AuditEvent.id,
             AuditEvent.action,
             AuditEvent.to_state,
-            AuditEvent.reason,
+            AuditEvent.from_state,
+            AuditEvent.public_note,
+            AuditEvent.data,
             AuditEvent.at,
             Report.tracking_id,
         )
@@ -772,7 +948,7 @@ def list_updates(session: Session, *, jurisdiction_id: int, query: UpdatesQuery)
         .where(
             AuditEvent.jurisdiction_id == jurisdiction_id,
             AuditEvent.entity == "incident",
-            AuditEvent.to_state.is_not(None),
+            _is_public(),
             AuditEvent.at.between(query.window.start, query.window.end),
         )
     )
@@ -787,11 +963,12 @@ def list_updates(session: Session, *, jurisdiction_id: int, query: UpdatesQuery)
         UpdateOut(
             update_id=f"{row.id}-{row.tracking_id}",
             service_request_id=row.tracking_id,
-            status=open311_status(row.to_state),
+            # A comment changes no status: it carries the one it was made in.
+            status=open311_status(row.to_state or row.from_state),
             updated_datetime=row.at,
-            description=update_description(row.action, row.to_state, row.reason),
-            media_url=None,
-            external_status_code=row.to_state,
+            description=update_description(row.action, row.to_state, row.public_note),
+            media_url=f"{base}/{row.data['photo_key']}" if row.data.get("photo_key") else None,
+            external_status_code=row.to_state or row.from_state,
         )
         for row in session.execute(stmt)
     ]

@@ -32,11 +32,11 @@ def status_label(status: str) -> str:
     return known[1] if known else status.replace("_", " ").capitalize()
 
 
-def update_description(action: str, to_state: str | None, reason: str | None) -> str:
-    """Return the public text of an audit event: its reason when staff gave one, else words
-    for what happened."""
-    if reason and reason.strip():
-        return reason.strip()
+def update_description(action: str, to_state: str | None, public_note: str | None) -> str:
+    """Return the public text of an audit event: its public note when one was chosen, else
+    words for what happened. Never the staff's ``reason``: that stays in the audit trail."""
+    if public_note and public_note.strip():
+        return public_note.strip()
     if action == "opened":
         return "Opened"
     if to_state:

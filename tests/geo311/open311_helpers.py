@@ -14,6 +14,8 @@ from sqlalchemy import select, text
 from geo311.app import create_app
 from geo311.database import Database
 from geo311.intake.models import Report
+from geo311.intake.uploads import process_upload
+from geo311.media import LocalMediaStore
 from geo311.open311 import service as open311_service
 from geo311.settings import MediaSettings, Settings
 from layers import service as layers_service
@@ -30,6 +32,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
         jurisdiction="demo",
+        public_base_url="http://testserver",
         media=MediaSettings(max_bytes=2_000_000, max_pixels=30_000_000),
     )
 
@@ -73,9 +76,18 @@ def media_files(settings: Settings) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
-    """Close the incident of a report through the lifecycle, as a crew finishing it would
-    (given the job first when the assignment rules have not); return when it closed."""
+def close_incident(
+    db: Database,
+    tracking_id: str,
+    *,
+    note: str,
+    media_root: Path,
+    resolution_code: str = "repaired",
+) -> datetime:
+    """Close the incident of a report as a crew finishing it does — an after-photo, the
+    crew's note, a resolution code — (given the job first when the assignment rules have
+    not); return when it closed."""
+    after = process_upload((PHOTOS / "pothole_ward4.jpg").read_bytes(), MediaSettings())
     with db.session() as session:
         report = session.scalar(select(Report).where(Report.tracking_id == tracking_id))
         assert report is not None
@@ -90,12 +102,15 @@ def close_incident(db: Database, tracking_id: str, *, reason: str) -> datetime:
             work_orders_service.transition(
                 session, incident_or_work_order=work_order, to="assigned", actor="dispatcher:test"
             )
-        work_orders_service.transition(
+        work_orders_service.complete_work_order(
             session,
-            incident_or_work_order=work_order,
-            to="completed",
+            work_order=work_order,
             actor="crew:test",
-            reason=reason,
+            photo=after,
+            note=note,
+            resolution_code=resolution_code,
+            media=LocalMediaStore(media_root),
+            jurisdiction_slug="demo",
         )
         incident = session.get(Incident, (report.jurisdiction_id, report.incident_id))
         assert incident is not None

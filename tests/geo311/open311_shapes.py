@@ -217,6 +217,16 @@ XSD: dict[str, etree.XMLSchema] = {
         _list("service_request_updates", "request_update", _UPDATE)
         + _list("service_requests_updates", "request_update", _UPDATE)
     ),
+    # The answer to FixMyStreet's POST servicerequestupdates: it reads
+    # request_update[0].update_id.
+    "posted_update": _schema(
+        _list(
+            "service_request_updates",
+            "request_update",
+            _all(_el("update_id", "nonEmpty")),
+            min_items=1,
+        )
+    ),
 }
 
 
@@ -411,6 +421,12 @@ def json_schemas(*, strict: bool) -> dict[str, dict[str, Any]]:
             "items": obj({"code": {"type": "integer"}, "description": {"type": "string"}}),
         },
         "updates": {"type": "array", "items": update},
+        "posted_update": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "items": obj({"update_id": ident}),
+        },
     }
 
 

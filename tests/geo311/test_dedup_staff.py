@@ -144,7 +144,7 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
     assert one(demo_db, "SELECT status FROM incidents WHERE id = :i", i=ib) == "cancelled"
     cancelled = rows(
         demo_db,
-        "SELECT from_state, to_state, reason, actor FROM audit_events "
+        "SELECT from_state, to_state, reason, public_note, actor FROM audit_events "
         "WHERE entity = 'incident' AND entity_id = :i AND action = 'transition' "
         "AND to_state = 'cancelled'",
         i=ib,
@@ -152,8 +152,13 @@ def test_merge_moves_reports_and_subscribers_cancels_the_other_and_undo_puts_it_
     assert [(c.from_state, c.to_state, c.actor) for c in cancelled] == [
         ("assigned", "cancelled", "staff:dana")
     ]
+    # The dispatcher's reason stays in the audit trail, for staff; the public is told in
+    # chosen words that name the request to follow, never the reason or an incident number.
     assert f"merged into incident {ia}" in cancelled[0].reason
     assert "one pothole, reported twice" in cancelled[0].reason
+    assert cancelled[0].public_note == (
+        f"This problem was already reported as {a[0]}: follow that request."
+    )
     listing = client.get(f"/api/v1/staff/incidents/{ia}/reports", headers=dispatcher).json()
     assert [m["id"] for m in listing["moves"]] == [move["id"]]
 

@@ -27,6 +27,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
         jurisdiction="demo",
+        public_base_url="http://testserver",
         media=MediaSettings(max_bytes=2_000_000, max_pixels=30_000_000),
     )
 

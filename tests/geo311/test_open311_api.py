@@ -550,18 +550,23 @@ def test_dates_with_microseconds_and_an_unencoded_plus_are_accepted(client: Test
 
 
 def test_updated_after_finds_an_old_request_that_changed(
-    client: TestClient, demo_db: Database
+    client: TestClient, demo_db: Database, settings: Settings
 ) -> None:
     old = _db_ids(
         demo_db, "i.status = 'new' AND r.reported_at < :s", s=datetime(2026, 5, 20, tzinfo=UTC)
     )[0]
     since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     assert old not in _ids(_get(client, "requests", "requests", updated_after=since))
-    close_incident(demo_db, old, reason="Filled with cold patch")
-    changed = _get(client, "requests", "requests", updated_after=since)
+    close_incident(
+        demo_db, old, note="Filled with cold patch", media_root=settings.data_dir / "media"
+    )
+    resp = client.get(f"{BASE}/requests.xml", params={"updated_after": since})
+    changed = check_xml("requests", resp.content)
     assert _ids(changed) == [old]
     assert text_of(changed[0], "status") == "closed"
-    assert text_of(changed[0], "status_notes") == "Filled with cold patch"
+    # The public hears the resolution in chosen words; the crew's note stays with staff.
+    assert text_of(changed[0], "status_notes") == "Resolved: repaired."
+    assert "cold patch" not in resp.text
     updated = datetime.fromisoformat(text_of(changed[0], "updated_datetime"))
     assert updated >= datetime.fromisoformat(since)
     # Its closure is after the window that ends where the first look began.
@@ -706,23 +711,31 @@ def test_round_trip_post_with_media_follow_close_and_see_the_update(
     assert not image.getexif()
     assert any("private" in p.parts for p in media_files(settings))
 
-    closed_at = close_incident(demo_db, srid, reason="Lamp replaced")
+    closed_at = close_incident(
+        demo_db,
+        srid,
+        note="Lamp replaced, ballast was burnt",
+        resolution_code="replaced",
+        media_root=settings.data_dir / "media",
+    )
     request = fetch(f"requests/{srid}", "requests")
     assert request["status"] == "closed"
-    assert request["status_notes"] == "Lamp replaced"
+    assert request["status_notes"] == "Resolved: replaced."
     assert datetime.fromisoformat(str(request["updated_datetime"])) >= closed_at.replace(
         microsecond=0
     )
 
     updates = _get(client, "servicerequestupdates", "updates", fmt, service_request_id=srid)
     rows = [{c.tag: c.text or "" for c in u} for u in updates] if fmt == "xml" else updates
-    # Every step of the lifecycle is an update; the crew's note rides on the closing ones.
+    # Every step of the lifecycle is an update; the closing ones carry the resolution's
+    # public wording, never the crew's note.
     assert [(u["status"], u["description"], u["external_status_code"]) for u in rows] == [
         ("open", "Opened", "new"),
         ("open", "Assigned to a crew", "assigned"),
-        ("closed", "Lamp replaced", "completed"),
-        ("closed", "Lamp replaced", "closed"),
+        ("closed", "Resolved: replaced.", "completed"),
+        ("closed", "Resolved: replaced.", "closed"),
     ]
+    assert not any("ballast" in str(value) for u in rows for value in dict(u).values())
     assert all(u["service_request_id"] == srid for u in rows)
     assert len({u["update_id"] for u in rows}) == 4
     everything = _get(client, "servicerequestupdates", "updates", fmt)
@@ -730,13 +743,13 @@ def test_round_trip_post_with_media_follow_close_and_see_the_update(
 
 
 def test_updates_of_an_incident_reach_every_request_that_joined_it(
-    client: TestClient, demo_db: Database, api_key: str
+    client: TestClient, demo_db: Database, api_key: str, settings: Settings
 ) -> None:
     lat, lon = ward_points(demo_db)["2"]
     first = _posted_id(client, _pothole(api_key, lat, lon))
     second = _posted_id(client, _pothole(api_key, lat, lon))
     join_incident(demo_db, second, first)
-    close_incident(demo_db, first, reason="Patched")
+    close_incident(demo_db, first, note="Patched", media_root=settings.data_dir / "media")
     root = _get(client, "servicerequestupdates", "updates", service_request_id=f"{first},{second}")
     pairs = [(text_of(u, "service_request_id"), text_of(u, "status")) for u in root]
     assert (first, "open") in pairs

@@ -35,7 +35,15 @@ def live_url(demo_db: Database, settings: Settings) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, db=demo_db), log_level="warning", lifespan="on")
+        uvicorn.Config(
+            # Links point at this server: the public base URL is where it listens.
+            create_app(
+                settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"}),
+                db=demo_db,
+            ),
+            log_level="warning",
+            lifespan="on",
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

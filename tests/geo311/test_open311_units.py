@@ -119,6 +119,16 @@ def test_the_demo_definitions_use_every_datatype() -> None:
             "2010-01-01T02:00:00 02:00",
             datetime(2010, 1, 1, 2, tzinfo=timezone(timedelta(hours=2))),
         ),
+        # RFC 3339's space between date and time (chicagorequests sends it).
+        (
+            "2026-12-03 00:00:00-06:00",
+            datetime(2026, 12, 3, tzinfo=timezone(timedelta(hours=-6))),
+        ),
+        # ... and with an unencoded '+' in its offset as well.
+        (
+            "2026-12-03 00:00:00.25 01:00",
+            datetime(2026, 12, 3, 0, 0, 0, 250000, tzinfo=timezone(timedelta(hours=1))),
+        ),
     ],
 )
 def test_w3c_dates_are_read_with_their_offset(raw: str, expected: datetime) -> None:
@@ -131,7 +141,15 @@ def test_w3c_dates_are_read_with_their_offset(raw: str, expected: datetime) -> N
 
 
 @pytest.mark.parametrize(
-    "raw", ["2010-01-01", "2010-01-01T00:00:00", "yesterday", "2010-13-01T00:00:00Z", "1262304000"]
+    "raw",
+    [
+        "2010-01-01",
+        "2010-01-01T00:00:00",
+        "2010-01-01 00:00:00",
+        "yesterday",
+        "2010-13-01T00:00:00Z",
+        "1262304000",
+    ],
 )
 def test_dates_without_an_offset_or_not_w3c_are_refused(raw: str) -> None:
     errors: list[FieldError] = []
@@ -237,8 +255,11 @@ def test_every_incident_status_has_an_open311_status() -> None:
     assert open311_status("something_new") == "open"
 
 
-def test_an_update_says_why_when_staff_said_why() -> None:
-    assert update_description("status_changed", "closed", "Pothole filled") == "Pothole filled"
+def test_an_update_says_its_public_note_else_words_for_the_status() -> None:
+    # The third argument is the event's public note (chosen wording), never a staff reason.
+    assert update_description("status_changed", "closed", "Resolved: repaired.") == (
+        "Resolved: repaired."
+    )
     assert update_description("status_changed", "closed", None) == "Closed"
     assert update_description("opened", "new", None) == "Opened"
     assert update_description("merged", None, "") == "Merged"
