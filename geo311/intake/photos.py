@@ -169,10 +169,11 @@ def process_photo(
 
     Pixels are decoded no larger than the public copy needs where the format allows it
     (JPEG at 1/2, 1/4 or 1/8 scale; a HEIC's embedded preview when big enough), and every
-    later step works on the shrunken picture, so the decoded image is the only full-size
-    buffer. ``decode_gate``, when given, is entered with the estimated peak pixel memory
-    (bytes) just before decoding and left once no full-size buffer remains; it may wait
-    or raise to keep many uploads from decoding at once.
+    later step (orientation, flattening, colour conversion) works on the shrunken picture,
+    so the decoded image is the only full-size buffer. ``decode_gate``, when given, is
+    entered with the estimated peak pixel memory (bytes) just before decoding and left when
+    the public JPEGs are encoded; it may wait, or raise, to keep many uploads from holding
+    pixels at once.
 
     Raises PhotoTooLarge, NotAnImage, TruncatedImage or DecompressionBomb (all PhotoError),
     or whatever ``decode_gate`` raises. Malformed EXIF never raises: it only yields
