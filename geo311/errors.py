@@ -32,11 +32,14 @@ class AppError(Exception):
         *,
         errors: list[FieldError] | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
         self.extra = extra or {}
+        self.headers = headers or {}
+        """Response headers the answer must carry, e.g. Retry-After on a 503."""
 
 
 class ValidationFailed(AppError):

@@ -85,7 +85,9 @@ def app_error_response(exc: AppError) -> JSONResponse:
         extra["errors"] = [
             {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors
         ]
-    return problem(exc.status, exc.code, exc.title, exc.detail, **extra)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, **extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

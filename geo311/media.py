@@ -12,6 +12,13 @@ from sqlalchemy.orm import Session
 
 PUBLIC_PREFIX = "public/"
 PRIVATE_PREFIX = "private/"
+# Originals may carry where a resident lives: only the service's own user reads them.
+# Public copies are served to anyone, so a front web server running as another user
+# may serve them too.
+_PRIVATE_DIR_MODE = 0o700
+_PRIVATE_FILE_MODE = 0o600
+_PUBLIC_DIR_MODE = 0o755
+_PUBLIC_FILE_MODE = 0o644
 
 
 class MediaStore(Protocol):
@@ -37,16 +44,38 @@ class LocalMediaStore:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private = not key.startswith(PUBLIC_PREFIX)
+        self._make_dirs(path.parent, _PRIVATE_DIR_MODE if private else _PUBLIC_DIR_MODE)
         # Write then rename, so a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
+            # Set explicitly rather than through the umask, which the service may not own.
+            os.fchmod(fd, _PRIVATE_FILE_MODE if private else _PUBLIC_FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _make_dirs(self, directory: Path, mode: int) -> None:
+        """Create ``directory`` and its missing parents below the root with ``mode``.
+
+        The first level under the root (``private``, ``public``) gets ``mode`` even if it
+        exists, so a store made before originals were kept private is closed on next write.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        parts = directory.relative_to(self.root).parts
+        current = self.root
+        for depth, part in enumerate(parts):
+            current = current / part
+            try:
+                current.mkdir()
+            except FileExistsError:
+                if depth > 0:
+                    continue
+            # mkdir's mode is cut by the umask; chmod is not.
+            current.chmod(mode)
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()

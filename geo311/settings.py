@@ -48,10 +48,31 @@ class MediaSettings(BaseModel):
 
     root: Path | None = Field(default=None, description="Default: <data_dir>/media")
     max_bytes: int = Field(default=15_000_000, description="Largest accepted upload, bytes")
-    max_pixels: int = Field(default=50_000_000, description="Largest accepted image, pixels")
+    # Phones write 12-24 MP by default (binned from 48-200 MP sensors) and up to 8192x6144
+    # (50.3 MP, Sony IMX766) in full-resolution modes; 108/200 MP modes give JPEGs past max_bytes.
+    # 52 MP admits every phone photo the byte cap admits, with a little room.
+    max_pixels: int = Field(
+        default=52_000_000, gt=0, description="Largest accepted image, pixels (phones: <= 50.3 MP)"
+    )
     public_max_px: int = Field(default=2048, description="Long edge of the public copy, pixels")
     thumb_max_px: int = Field(default=320, description="Long edge of the thumbnail, pixels")
     jpeg_quality: int = 85
+    decode_memory_mb: int = Field(
+        default=512,
+        gt=0,
+        description=(
+            "Pixel memory all photo decodes may hold at once, MB; an upload waits for room, "
+            "one that alone needs more is refused (413)"
+        ),
+    )
+    max_concurrent_decodes: int | None = Field(
+        default=None, gt=0, description="Photo decodes at once. Default: the CPU count"
+    )
+    decode_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest wait for decode room before 503 with Retry-After, seconds",
+    )
 
 
 class IntakeSettings(BaseModel):

@@ -12,7 +12,8 @@ import io
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from numbers import Real
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, Final
 
 import imagehash
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 # Registering is idempotent, but doing it here once means any process that can call
 # process_photo can also open iPhone HEIC uploads.
@@ -43,6 +44,32 @@ _SRGB: Final = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _OFFSET_RE: Final = re.compile(r"([+-])(\d{2}):(\d{2})")
 # Real-world UTC offsets run from -12:00 to +14:00; anything beyond is a corrupt tag.
 _MAX_OFFSET: Final = timedelta(hours=14)
+# Modes Pillow resizes well as they are. Others ("P" is resized nearest-neighbour, CMYK
+# and YCbCr would need converting later anyway) become RGB(A) before shrinking.
+_RESIZABLE_MODES: Final = frozenset({"L", "LA", "RGB", "RGBA", "I", "F"})
+# Beside the pixels: decoder state, the encoded JPEGs, Python objects (measured, rounded up).
+_FIXED_DECODE_BYTES: Final = 24 * 1024 * 1024
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT: Final[Mapping[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES: Final = frozenset(
+    {
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_90,
+    }
+)
+
+DecodeGate = Callable[[int], AbstractContextManager[object]]
+"""Given the bytes a decode is estimated to hold, a context to hold them in (it may wait)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,12 @@ class ProcessedPhoto:
     naive, and then it is the camera's local wall-clock time, not UTC."""
     sha256: str
     """SHA-256 of ``original`` as 64 hex characters."""
+    decoded_size: tuple[int, int] = (0, 0)
+    """Width and height the pixels were decoded at, before orientation: smaller than the
+    original when the format can decode at reduced scale (JPEG) or carries a big enough
+    embedded preview (HEIC)."""
+    decode_cost: int = 0
+    """Estimated bytes of pixel memory the decode held at its peak (what the gate was told)."""
 
 
 class PhotoError(Exception):
@@ -125,6 +158,7 @@ def process_photo(
     public_max_px: int = 2048,
     thumb_max_px: int = 320,
     jpeg_quality: int = 85,
+    decode_gate: DecodeGate | None = None,
 ) -> ProcessedPhoto:
     """Return the validated upload with clean public JPEGs, hashes, GPS fix and capture time.
 
@@ -133,8 +167,17 @@ def process_photo(
     header. Pillow's own ceiling (twice ``PIL.Image.MAX_IMAGE_PIXELS``) still applies even
     if ``max_pixels`` is higher.
 
-    Raises PhotoTooLarge, NotAnImage, TruncatedImage or DecompressionBomb (all PhotoError).
-    Malformed EXIF never raises: it only yields ``gps=None`` / ``taken_at=None``.
+    Pixels are decoded no larger than the public copy needs where the format allows it
+    (JPEG at 1/2, 1/4 or 1/8 scale; a HEIC's embedded preview when big enough), and every
+    later step (orientation, flattening, colour conversion) works on the shrunken picture,
+    so the decoded image is the only full-size buffer. ``decode_gate``, when given, is
+    entered with the estimated peak pixel memory (bytes) just before decoding and left when
+    the public JPEGs are encoded; it may wait, or raise, to keep many uploads from holding
+    pixels at once.
+
+    Raises PhotoTooLarge, NotAnImage, TruncatedImage or DecompressionBomb (all PhotoError),
+    or whatever ``decode_gate`` raises. Malformed EXIF never raises: it only yields
+    ``gps=None`` / ``taken_at=None``.
     """
     _check_positive(max_bytes=max_bytes, max_pixels=max_pixels)
     _check_positive(public_max_px=public_max_px, thumb_max_px=thumb_max_px)
@@ -155,33 +198,45 @@ def process_photo(
         # it whole and shrinking; draft never goes below the size asked for, so the public
         # copy loses nothing. For HEIC it may pick an embedded preview that is big enough.
         image.draft(None, _fit(header_size, public_max_px))
-        _load_pixels(image)
         decoded_size = image.size
-        exif = _parse_exif(image.info)
-        icc_profile = image.info.get("icc_profile")
-        # Hostile EXIF can make Pillow's parser raise anything; an unrotated photo is
-        # better than a refused one.
-        with contextlib.suppress(Exception):
-            ImageOps.exif_transpose(image, in_place=True)
-        swapped = image.size != decoded_size
-        flat = _flatten_to_rgb(image)
+        cost = _decode_cost(image, header_size, public_max_px)
+        with decode_gate(cost) if decode_gate is not None else contextlib.nullcontext():
+            _load_pixels(image)
+            exif = _parse_exif(image.info)
+            icc_profile = image.info.get("icc_profile")
+            upright = _upright(image)
+            public = _shrink(_resizable(image), public_max_px, reducing_gap=3.0)
+            if public is image:
+                public = image.copy()
+            image.close()  # the full-size pixels go now, not when the caller's frame ends
+            if upright is not None:
+                # Hostile EXIF can make Pillow raise anything; an unrotated photo is better
+                # than a refused one. Turning the shrunken copy gives the same pixels cheaply.
+                with contextlib.suppress(Exception):
+                    public = public.transpose(upright)
+            public = _to_srgb(_flatten_to_rgb(public), icc_profile)
+            thumb = _shrink(public, thumb_max_px, reducing_gap=2.0)
+            public_jpeg = _encode_jpeg(public, jpeg_quality)
+            thumb_jpeg = _encode_jpeg(thumb, jpeg_quality)
+            # phash shrinks to 32x32 anyway; hashing the thumbnail keeps it cheap.
+            phash = str(imagehash.phash(thumb))
+            del public, thumb
 
+    swapped = upright in _SWAPS_AXES
     width, height = (header_size[1], header_size[0]) if swapped else header_size
-    public = _shrink(flat, public_max_px, reducing_gap=3.0)
-    public = _to_srgb(public, icc_profile)
-    thumb = _shrink(public, thumb_max_px, reducing_gap=2.0)
     return ProcessedPhoto(
         original=data,
         original_type=original_type,
-        public_jpeg=_encode_jpeg(public, jpeg_quality),
-        thumb_jpeg=_encode_jpeg(thumb, jpeg_quality),
+        public_jpeg=public_jpeg,
+        thumb_jpeg=thumb_jpeg,
         width=width,
         height=height,
-        # phash shrinks to 32x32 anyway; hashing the thumbnail keeps it cheap.
-        phash=str(imagehash.phash(thumb)),
+        phash=phash,
         gps=_gps_from_exif(exif),
         taken_at=_taken_at_from_exif(exif),
         sha256=hashlib.sha256(data).hexdigest(),
+        decoded_size=decoded_size,
+        decode_cost=cost,
     )
 
 
@@ -243,6 +298,75 @@ def _load_pixels(image: Image.Image) -> None:
         raise DecompressionBomb("The image claims far more pixels than any photo needs.") from exc
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise TruncatedImage("The image file is cut short or its pixel data is corrupt.") from exc
+
+
+def _decode_cost(image: ImageFile.ImageFile, header_size: tuple[int, int], max_px: int) -> int:
+    """Return an upper estimate, in bytes, of the pixel memory decoding ``image`` holds at once.
+
+    Call after ``draft``: ``image.size`` and ``image.mode`` are then what will be decoded.
+    Counted: the decoded image, a full-size RGB(A) copy when the mode must be converted
+    before resizing, the premultiplied copy Pillow makes to resize with alpha, the resize's
+    intermediate, and what the format's decoder holds beside the image (libjpeg keeps every
+    DCT coefficient of a progressive JPEG at full scale; libheif decodes to its own buffer
+    that is then copied).
+    """
+    pixels = image.size[0] * image.size[1]
+    cost = pixels * _bytes_per_pixel(image.mode)
+    alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    if image.mode not in _RESIZABLE_MODES or "transparency" in image.info:
+        cost += pixels * 4
+    target = _fit(image.size, max_px)
+    if target != image.size:
+        if alpha:
+            cost += pixels * 4
+        # Lanczos runs horizontally first: target width x source height.
+        cost += target[0] * image.size[1] * 4
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        # 2 bytes per coefficient, one per pixel per component; 3 components at full
+        # resolution is the worst case (no chroma subsampling).
+        cost += header_size[0] * header_size[1] * 2 * max(1, len(image.getbands()))
+    elif image.format == "HEIF":
+        # libheif's own decoded copy, which Pillow then copies again.
+        cost += pixels * 4
+    elif image.format == "WEBP":
+        # Pillow gets the frame from libwebp as one bytes object (libwebp's buffer, then
+        # that copy) and reads it into the image: three full-size buffers, plus libwebp's.
+        cost += pixels * 12
+    # Once the full-size buffers are gone, the public-sized copies (shrunk, flattened, sRGB)
+    # live together; the peak is whichever phase holds more.
+    public_phase = target[0] * target[1] * 4 * 3
+    return max(cost, public_phase) + _FIXED_DECODE_BYTES
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Return how many bytes Pillow stores per pixel in ``mode``."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    # Pillow keeps every multi-band 8-bit mode (RGB too) and I/F in 32 bits.
+    return 4
+
+
+def _upright(image: Image.Image) -> Image.Transpose | None:
+    """Return the transpose that shows ``image`` upright per its EXIF (or XMP) orientation."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        # See _parse_exif: bad metadata costs the orientation, never the photo.
+        return None
+    return _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """Return ``image`` itself if Pillow resizes its mode well, else an RGB(A) copy of it."""
+    if "transparency" in image.info:
+        return image.convert("RGBA")
+    if image.mode in _RESIZABLE_MODES:
+        return image
+    if image.mode in _ALPHA_MODES:
+        return image.convert("RGBA")
+    return image.convert("RGB")
 
 
 def _fit(size: tuple[int, int], max_px: int) -> tuple[int, int]:

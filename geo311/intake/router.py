@@ -25,6 +25,7 @@ from geo311.deps import (
     require_roles,
 )
 from geo311.errors import (
+    FieldError,
     Forbidden,
     NotFound,
     PayloadTooLarge,
@@ -82,6 +83,8 @@ async def _read_report_request(
             raise ValidationFailed(f"The body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("The JSON body must be an object of report fields.")
+        if body.get("photo") not in (None, ""):
+            raise _photo_not_a_file()
         return {k: None if body.get(k) is None else str(body[k]) for k in _FORM_FIELDS}, None
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise UnsupportedMediaType(
@@ -96,6 +99,11 @@ async def _read_report_request(
             fields[name] = value if isinstance(value, str) else None
         upload = form.get("photo")
         photo: bytes | None = None
+        if isinstance(upload, str) and upload:
+            # Text where a file belongs: a client that forgot the file part, or sent a
+            # path or URL. Dropping it would file the report without the photo they meant.
+            # Empty text says "no photo", like an empty file input, and loses nothing.
+            raise _photo_not_a_file()
         if isinstance(upload, UploadFile):
             photo = await upload.read(max_bytes + 1)
             if upload.filename == "" and not photo:
@@ -103,6 +111,15 @@ async def _read_report_request(
         return fields, photo
     finally:
         await form.close()
+
+
+def _photo_not_a_file() -> ValidationFailed:
+    message = "the photo must be sent as a file part of a multipart/form-data body"
+    return ValidationFailed(
+        "The photo was sent as text, not as a file; send it as a file part of a "
+        "multipart/form-data body (with a filename).",
+        errors=[FieldError("photo", message, "not_a_file")],
+    )
 
 
 @router.post(

@@ -43,6 +43,8 @@ def open311_status(exc: AppError) -> int:
         return 404
     if isinstance(exc, Forbidden | Unauthorized):
         return 403
+    if exc.status == 503:  # busy (e.g. photo decoding): try again later, not a bad request
+        return 503
     return 400
 
 

@@ -19,7 +19,10 @@ def refusal(path: str, exc: AppError) -> Response:
     status = open311_status(exc)
     errors = [ErrorOut(code=status, description=t) for t in descriptions(exc)]
     return Response(
-        render_list("errors", errors, fmt, UTC), status_code=status, media_type=MEDIA_TYPES[fmt]
+        render_list("errors", errors, fmt, UTC),
+        status_code=status,
+        media_type=MEDIA_TYPES[fmt],
+        headers=exc.headers,
     )
 
 

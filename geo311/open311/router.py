@@ -35,9 +35,10 @@ from geo311.errors import AppError
 from geo311.http import RETRY_AFTER_S, is_database_outage
 from geo311.media import LocalMediaStore
 from geo311.open311 import service
-from geo311.open311.errors import BadRequest, UnknownResource, descriptions, open311_status
+from geo311.open311.errors import BadRequest, UnknownResource
 from geo311.open311.formats import FORMATS, MEDIA_TYPES, Format, render_list, render_object
 from geo311.open311.query import is_true, parse_requests_query, parse_updates_query
+from geo311.open311.refusal import refusal
 from geo311.open311.schemas import ErrorOut, PostedRequestOut, PostedUpdateOut
 from geo311.settings import Settings
 from layers.models import Jurisdiction
@@ -57,8 +58,8 @@ _FORM_MAX_BYTES = 256 * 1024
 def _error_response(exc: Exception, path: str) -> Response:
     fmt: Format = "json" if path.endswith(".json") else "xml"
     if isinstance(exc, AppError):
-        status, texts = open311_status(exc), descriptions(exc)
-    elif isinstance(exc, RequestValidationError):
+        return refusal(path, exc)
+    if isinstance(exc, RequestValidationError):
         status = 400
         texts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()]
     elif isinstance(exc, HTTPException) and exc.status_code < 500:

@@ -322,3 +322,18 @@ def test_datetimes_carry_the_local_offset_to_the_second() -> None:
     at = datetime(2026, 6, 1, 12, 0, 0, 987654, tzinfo=UTC)
     assert w3c(at, ZoneInfo("America/Chicago")) == "2026-06-01T07:00:00-05:00"
     assert w3c(at, UTC) == "2026-06-01T12:00:00+00:00"
+
+
+def test_an_open311_client_told_to_wait_gets_503_with_retry_after_in_its_own_shape() -> None:
+    from geo311.intake.uploads import DecodeBusy
+    from geo311.open311.refusal import refusal
+
+    busy = DecodeBusy("Photos are being processed; try again.", headers={"Retry-After": "5"})
+    answer = refusal("/open311/v2/requests.json", busy)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    assert json.loads(answer.body) == [
+        {"code": 503, "description": "Photos are being processed; try again."}
+    ]
+    # A bad request stays a 400, whatever status the core error carries.
+    assert refusal("/open311/v2/requests.xml", ValidationFailed("no")).status_code == 400

@@ -8,6 +8,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import imagehash
 import pytest
@@ -156,7 +157,7 @@ def swapped_primaries_icc() -> bytes:
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-def process(data: bytes, **overrides: int) -> ProcessedPhoto:
+def process(data: bytes, **overrides: Any) -> ProcessedPhoto:
     return process_photo(data, **{**LIMITS, **overrides})
 
 
