@@ -98,8 +98,8 @@ def test_templates_follow_the_requester_language_and_escape_html() -> None:
         "category": "Pothole",
         "tracking_id": "R-1",
         "resolution_code": "temporary_fix",
-        "note": "<script>alert(1)</script>",
-        "city": "Demo City",
+        "note": "Crew: used the cold patch from truck 4",
+        "city": "Demo City <script>alert(1)</script>",
     }
     links = templates.Links(fixed_url="https://x/a?t=1&a=fixed", not_fixed_url="https://x/b")
     es = templates.render_email("closed", "es-MX", context, links, photo_cid="after-photo")
@@ -107,6 +107,9 @@ def test_templates_follow_the_requester_language_and_escape_html() -> None:
     assert "reparación provisional" in es.text
     assert "<script>" not in es.html
     assert "&lt;script&gt;" in es.html
+    # The crew's note is staff words: residents read the resolution's public wording only.
+    assert "truck 4" not in es.text
+    assert "truck 4" not in es.html
     assert "https://x/a?t=1&amp;a=fixed" in es.html
     en = templates.render_email("closed", "fr", context, links)
     assert en.subject == "Fixed: Pothole (R-1)"
