@@ -31,7 +31,7 @@ from geo311.deps import (
     SettingsDep,
     get_jurisdiction,
 )
-from geo311.errors import AppError
+from geo311.errors import AppError, FieldError
 from geo311.http import RETRY_AFTER_S, is_database_outage
 from geo311.media import LocalMediaStore
 from geo311.open311 import service
@@ -280,6 +280,12 @@ async def _read_post(request: Request, max_bytes: int) -> _Posted:
                         number = int(numbered_photo.group(1)) if numbered_photo else 0
                         numbered.append((number, data))
                 continue
+            if (key == "media" or _PHOTO_FIELD.match(key)) and value.strip():
+                # A photo sent as text (a path, a URL, base64) would be silently dropped.
+                raise BadRequest(
+                    f"{key} must be an uploaded file (multipart/form-data), not text.",
+                    errors=[FieldError(key, f"{key} must be an uploaded file", "not_a_file")],
+                )
             match = _ATTRIBUTE.match(key)
             if match:
                 posted.attributes.setdefault(match.group(1), []).append(value)

@@ -148,6 +148,21 @@ def test_a_bad_second_photo_is_refused_and_nothing_is_stored(
     assert counts(demo_db) == before
 
 
+def test_a_photo_sent_as_text_is_refused_not_dropped(
+    client: TestClient, demo_db: Database, api_key: str
+) -> None:
+    before = counts(demo_db)
+    for field in ("media", "photo1"):
+        resp = client.post(
+            f"{BASE}/requests.json",
+            data={**_pothole(api_key, demo_db), field: "/sdcard/DCIM/pothole.jpg"},
+        )
+        assert resp.status_code == 400, resp.text
+        errors = check_json("errors", resp.content)
+        assert any(field in e["description"] for e in errors)
+    assert counts(demo_db) == before
+
+
 # --- a declared charset -----------------------------------------------------------------------
 
 
