@@ -59,6 +59,7 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "Signed in as {name} ({role}).",
         "crew": "Crew: {crew}.",
         "sign_out": "Sign out",
+        "someone_else": "Sign in as someone else",
         "residents": "Residents need no account: report a problem at",
         "language": "Language",
         "crew_role": "crew",
@@ -83,6 +84,7 @@ TEXT: dict[str, dict[str, str]] = {
         "signed_in_as": "Sesión iniciada como {name} ({role}).",
         "crew": "Cuadrilla: {crew}.",
         "sign_out": "Cerrar sesión",
+        "someone_else": "Entrar con otra cuenta",
         "residents": "Los vecinos no necesitan cuenta: informe de un problema en",
         "language": "Idioma",
         "crew_role": "cuadrilla",
@@ -175,11 +177,12 @@ def _render(view: _View) -> str:
         f"{switch}</nav></header>",
         "<main>",
     ]
+    heading = t["title"]
     if view.signed_in is not None:
         p = view.signed_in.principal
         role = t.get(f"{p.role}_role", p.role)
         parts += [
-            f"<h1>{escape(t['signed_in'])}</h1>",
+            f'<section aria-labelledby="signed-in"><h1 id="signed-in">{escape(t["signed_in"])}</h1>',
             f'<p id="who">{escape(t["signed_in_as"].format(name=p.name, role=role))}',
             f" {escape(t['crew'].format(crew=view.crew))}" if view.crew else "",
             "</p>",
@@ -188,34 +191,36 @@ def _render(view: _View) -> str:
             f'value="{escape(view.signed_in.csrf_token)}">',
             f'<input type="hidden" name="lang" value="{view.lang}">',
             f'<button type="submit" id="sign-out">{escape(t["sign_out"])}</button></form>',
+            "</section>",
+            f"<h2>{escape(t['someone_else'])}</h2>",
         ]
     else:
-        described = ' aria-describedby="signin-error" aria-invalid="true"' if view.error else ""
-        parts += [f"<h1>{escape(t['title'])}</h1>"]
-        if view.error:
-            parts.append(
-                f'<div id="signin-error" class="error" role="alert">{escape(view.error)}</div>'
-            )
-        if view.notice:
-            parts.append(f'<div class="notice" role="status">{escape(view.notice)}</div>')
-        parts += [
-            '<form method="post" action="/login">',
-            f'<input type="hidden" name="{auth_web.CSRF_FIELD}" '
-            f'value="{escape(view.login_token)}">',
-            f'<input type="hidden" name="next" value="{escape(view.next_path or "")}">',
-            f'<input type="hidden" name="lang" value="{view.lang}">',
-            f'<label for="name">{escape(t["name"])}</label>',
-            f'<input id="name" name="name" type="text" autocomplete="username" '
-            f'autocapitalize="none" spellcheck="false" required maxlength="200" '
-            f'value="{escape(view.name)}"{described}{"" if view.name else " autofocus"}>',
-            f'<label for="password">{escape(t["password"])}</label>',
-            f'<input id="password" name="password" type="password" '
-            f'autocomplete="current-password" required maxlength="1024"{described}'
-            f"{' autofocus' if view.name else ''}>",
-            f'<button type="submit" id="sign-in">{escape(t["submit"])}</button>',
-            "</form>",
-            f'<p class="hint">{escape(t["residents"])} <a href="/report">/report</a>.</p>',
-        ]
+        parts.append(f"<h1>{escape(heading)}</h1>")
+    described = ' aria-describedby="signin-error" aria-invalid="true"' if view.error else ""
+    if view.error:
+        parts.append(
+            f'<div id="signin-error" class="error" role="alert">{escape(view.error)}</div>'
+        )
+    if view.notice:
+        parts.append(f'<div class="notice" role="status">{escape(view.notice)}</div>')
+    focus = "" if view.signed_in is not None else " autofocus"
+    parts += [
+        '<form method="post" action="/login" id="signin">',
+        f'<input type="hidden" name="{auth_web.CSRF_FIELD}" value="{escape(view.login_token)}">',
+        f'<input type="hidden" name="next" value="{escape(view.next_path or "")}">',
+        f'<input type="hidden" name="lang" value="{view.lang}">',
+        f'<label for="name">{escape(t["name"])}</label>',
+        f'<input id="name" name="name" type="text" autocomplete="username" '
+        f'autocapitalize="none" spellcheck="false" required maxlength="200" '
+        f'value="{escape(view.name)}"{described}{"" if view.name else focus}>',
+        f'<label for="password">{escape(t["password"])}</label>',
+        f'<input id="password" name="password" type="password" '
+        f'autocomplete="current-password" required maxlength="1024"{described}'
+        f"{focus if view.name else ''}>",
+        f'<button type="submit" id="sign-in">{escape(t["submit"])}</button>',
+        "</form>",
+        f'<p class="hint">{escape(t["residents"])} <a href="/report">/report</a>.</p>',
+    ]
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
 
