@@ -182,7 +182,8 @@ def _render(view: _View) -> str:
         p = view.signed_in.principal
         role = t.get(f"{p.role}_role", p.role)
         parts += [
-            f'<section aria-labelledby="signed-in"><h1 id="signed-in">{escape(t["signed_in"])}</h1>',
+            '<section aria-labelledby="signed-in">',
+            f'<h1 id="signed-in">{escape(t["signed_in"])}</h1>',
             f'<p id="who">{escape(t["signed_in_as"].format(name=p.name, role=role))}',
             f" {escape(t['crew'].format(crew=view.crew))}" if view.crew else "",
             "</p>",

@@ -103,12 +103,13 @@ def sign_in(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     token = login_form(client)
-    return client.post(
+    response: httpx.Response = client.post(
         "/login",
         data={"name": name, "password": password, "csrf_token": token, "next": next_path},
         headers=SAME if headers is None else headers,
         follow_redirects=False,
     )
+    return response
 
 
 def csrf(client: TestClient) -> dict[str, str]:
@@ -121,7 +122,10 @@ def csrf(client: TestClient) -> dict[str, str]:
 def with_cookie(client: TestClient, session_id: str) -> httpx.Response:
     """GET /api/v1/session from another browser that holds only this session cookie."""
     other = TestClient(client.app)
-    return other.get("/api/v1/session", headers={"Cookie": f"geo311_session={session_id}"})
+    response: httpx.Response = other.get(
+        "/api/v1/session", headers={"Cookie": f"geo311_session={session_id}"}
+    )
+    return response
 
 
 def _job(db: Database, crew: str) -> int:
@@ -156,7 +160,7 @@ def test_a_password_is_stored_as_an_argon2id_hash_and_never_in_clear(
     with demo_db.session() as s:
         stored = s.execute(
             text("SELECT password_hash FROM staff_users WHERE name = 'ada'")
-        ).scalar()
+        ).scalar_one()
         dump = s.execute(
             text(
                 "SELECT string_agg(t::text, '|') FROM (SELECT * FROM staff_users) t "
@@ -182,7 +186,7 @@ def test_a_changed_hasher_cost_rehashes_the_password_at_the_next_sign_in(
     with demo_db.session() as s:
         stored = s.execute(
             text("SELECT password_hash FROM staff_users WHERE name = 'ada'")
-        ).scalar()
+        ).scalar_one()
     assert stored.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
     with _client(demo_db, dearer) as client:
         assert sign_in(client, "ada").status_code == 303  # the new hash still signs in
@@ -197,7 +201,8 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_clear_message(
     assert wrong.status_code == nobody.status_code == 401
     message = re.compile(r'<div id="signin-error" class="error" role="alert">([^<]+)</div>')
     said = [message.search(r.text) for r in (wrong, nobody)]
-    assert said[0] is not None and said[1] is not None
+    assert said[0] is not None
+    assert said[1] is not None
     assert said[0].group(1) == said[1].group(1)
     assert "name and password do not match" in said[0].group(1)
     assert "geo311_session" not in client.cookies
@@ -207,7 +212,8 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_clear_message(
 def test_the_sign_in_page_speaks_spanish(client: TestClient, demo_db: Database) -> None:
     page = client.get("/login?lang=es")
     assert '<html lang="es">' in page.text
-    assert "Contraseña" in page.text and "Entrar" in page.text
+    assert "Contraseña" in page.text
+    assert "Entrar" in page.text
     token = login_form(client, "?lang=es")
     failed = client.post(
         "/login",
@@ -229,8 +235,11 @@ def test_a_signed_in_session_says_who_it_is_and_signs_out(
     signed = sign_in(client, "sam")
     assert signed.status_code == 303
     cookie = signed.headers["set-cookie"]
-    assert "geo311_session=" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
-    assert "SameSite=lax" in cookie and "Secure" not in cookie  # served over http here
+    assert "geo311_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "Path=/" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Secure" not in cookie
     me = client.get("/api/v1/session")
     assert me.status_code == 200
     body = me.json()
@@ -403,7 +412,8 @@ def test_writes_by_session_need_the_csrf_token_and_our_own_origin(
         data={"resolution_code": "repaired", "csrf_token": "wrong"},
         headers={**SAME, **version},
     )
-    assert as_form.status_code == 403 and as_form.json()["code"] == "csrf_failed"
+    assert as_form.status_code == 403
+    assert as_form.json()["code"] == "csrf_failed"
     assert _work_order(demo_db, job) == before
     # Our own page, with its token: the write goes through (a Referer alone will do too).
     held = client.post(url, json={"reason": "no permit"}, headers={**good, **version})
@@ -443,7 +453,8 @@ def test_signing_in_needs_the_forms_own_token_and_our_origin(
         follow_redirects=False,
     )
     assert cross.status_code == 403
-    assert cross.headers["content-type"] == PROBLEM and cross.json()["code"] == "csrf_failed"
+    assert cross.headers["content-type"] == PROBLEM
+    assert cross.json()["code"] == "csrf_failed"
     no_token = client.post("/login", data=fields, headers=SAME, follow_redirects=False)
     assert no_token.status_code == 403
     assert "out of date" in no_token.text
@@ -468,7 +479,8 @@ def test_signing_out_from_another_site_is_refused(
         (SAME, {}),
     ):
         r = client.post("/logout", data=data, headers=headers, follow_redirects=False)
-        assert r.status_code == 403 and r.json()["code"] == "csrf_failed"
+        assert r.status_code == 403
+        assert r.json()["code"] == "csrf_failed"
     assert client.get("/api/v1/session").status_code == 200
 
 
@@ -547,4 +559,5 @@ def test_repeated_failures_from_one_address_slow_down_every_name_it_tries(
         assert int(blocked.headers["retry-after"]) >= 1
     with demo_db.session() as s:
         keys = set(s.execute(text("SELECT key FROM signin_throttle")).scalars())
-    assert "addr:testclient" in keys and "name:guess-0" in keys
+    assert "addr:testclient" in keys
+    assert "name:guess-0" in keys
