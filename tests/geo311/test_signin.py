@@ -561,3 +561,30 @@ def test_repeated_failures_from_one_address_slow_down_every_name_it_tries(
         keys = set(s.execute(text("SELECT key FROM signin_throttle")).scalars())
     assert "addr:testclient" in keys
     assert "name:guess-0" in keys
+
+
+def test_a_new_password_signs_the_user_out_everywhere(
+    client: TestClient, demo_db: Database, settings: Settings
+) -> None:
+    add_user(demo_db, settings, "pat", "planner")
+    sign_in(client, "pat")
+    assert client.get("/api/v1/session").status_code == 200
+    with demo_db.session() as s:
+        ended = accounts.set_password(
+            s, name="pat", password_hash=Passwords(settings.signin).hash("a brand new password")
+        )
+    assert ended == 1
+    assert client.get("/api/v1/session").status_code == 401
+    assert sign_in(client, "pat").status_code == 401
+    assert sign_in(client, "pat", "a brand new password").status_code == 303
+
+
+def test_the_wait_doubles_after_the_free_failures_up_to_the_cap() -> None:
+    from geo311.auth.throttle import Policy, delay_s
+
+    policy = Policy(
+        window_s=900, account_free=3, address_free=20, base_delay_s=1.0, max_delay_s=300.0
+    )
+    waits = [delay_s(n, free=3, policy=policy) for n in range(1, 13)]
+    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+    assert delay_s(10_000, free=3, policy=policy) == 300
