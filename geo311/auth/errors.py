@@ -11,18 +11,3 @@ class CsrfFailed(AppError):
     status = 403
     code = "csrf_failed"
     title = "Cross-site request refused"
-
-
-class TooManyAttempts(AppError):
-    """Sign-in tried again before the wait set by earlier failures was over."""
-
-    status = 429
-    code = "too_many_attempts"
-    title = "Too many failed sign-ins"
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(
-            f"Too many failed sign-ins. Try again in {retry_after_s} seconds.",
-            extra={"retry_after_s": retry_after_s},
-        )
-        self.retry_after_s = retry_after_s
