@@ -17,6 +17,7 @@ from geo311 import migrate as migrations
 from geo311.app import create_app
 from geo311.auth import service as auth_service
 from geo311.auth.models import ROLES
+from geo311.auth.passwords import Passwords
 from geo311.database import Database
 from geo311.dedup.cli import app as import_app
 from geo311.embedded import EmbeddedCluster
@@ -27,6 +28,7 @@ from geo311.notify.worker import WorkerGaveUp
 from geo311.open311.cli import apikey_app
 from geo311.runtime import database_url, open_database
 from geo311.settings import Settings, get_settings
+from geo311.user_cli import user_app
 from layers import service as layers_service
 from layers.cli import app as layers_app
 
@@ -37,6 +39,7 @@ token_app = typer.Typer(help="Staff API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 app.add_typer(layers_app, name="layers")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(notices_app, name="notices")
@@ -69,6 +72,24 @@ def _load_demo(db: Database, settings: Settings, *, quiet: bool = False) -> None
         console.print(f"Jurisdiction {settings.jurisdiction!r} already loaded; demo not reloaded.")
 
 
+def _demo_signins(db: Database, settings: Settings) -> str:
+    """Return the banner lines of the demo accounts (one per role): demo city on the embedded
+    database only, never a real city or an external database."""
+    if settings.db.url is not None:
+        return ""
+    from fixtures.demo_users import ensure_demo_signins
+
+    usable = ensure_demo_signins(
+        db, slug=settings.jurisdiction, passwords=Passwords(settings.signin)
+    )
+    return "".join(
+        escape(f"    demo {d.role:<10}  name {d.name:<16} password {d.password}")
+        + (f"  (crew {d.crew})" if d.crew else "")
+        + "\n"
+        for d in usable
+    )
+
+
 @app.command()
 def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
@@ -83,14 +104,16 @@ def run(
         settings.port = port
     logging.basicConfig(level=logging.INFO)
     with open_database(settings) as db, notify_runner.embedded(settings, db) as extras:
+        signins = ""
         if demo:
             # Loads into an empty database; completes a demo city an older geo311 loaded.
             _load_demo(db, settings, quiet=True)
+            signins = _demo_signins(db, settings)
         base = f"http://{settings.host}:{settings.port}"
         console.print(
             "\n[bold]geo311 is up[/bold]\n"
             f"  report a problem  {base}/report\n"
-            f"  API docs          {base}/docs\n"
+            f"  staff sign-in     {base}/login\n" + signins + f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
             + "".join(f"  {line}\n" for line in extras.lines)

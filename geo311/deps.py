@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from geo311.auth import service as auth_service
+from geo311.auth import sessions as auth_sessions
+from geo311.auth import web as auth_web
 from geo311.database import Database
 from geo311.errors import NotFound, Unauthorized
 from geo311.media import LocalMediaStore
@@ -60,13 +63,38 @@ JurisdictionDep = Annotated[Jurisdiction, Depends(get_jurisdiction)]
 _bearer = HTTPBearer(auto_error=False, description="A staff token from `geo311 token create`")
 
 
+_session_cookie = APIKeyCookie(
+    name=auth_web.SESSION_COOKIE,
+    auto_error=False,
+    description="A page's sign-in (POST /login); writes also need the X-CSRF-Token header",
+)
+
+
 def get_principal(
+    request: Request,
     session: SessionDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_session_cookie)],
+    form_token: Annotated[str | None, Depends(auth_web.form_csrf_token)],
 ) -> auth_service.Principal:
-    if credentials is None:
-        raise Unauthorized("Send a staff token as 'Authorization: Bearer <token>'.")
-    return auth_service.authenticate(session, credentials.credentials)
+    """Return the caller: a bearer token's user, else the signed-in session's (whose writes
+    must pass the CSRF checks); the routes' role checks are the same for both."""
+    if credentials is not None:
+        return auth_service.authenticate(session, credentials.credentials)
+    if cookie:
+
+        def touch(session_id: str) -> None:
+            with db.session() as own:
+                auth_sessions.touch(own, session_id=session_id, now=datetime.now(UTC))
+
+        return auth_web.session_principal(
+            request, session, settings=settings, form_token=form_token, touch=touch
+        )
+    raise Unauthorized(
+        "Send a staff token as 'Authorization: Bearer <token>', or sign in at /login."
+    )
 
 
 PrincipalDep = Annotated[auth_service.Principal, Depends(get_principal)]

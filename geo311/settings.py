@@ -298,6 +298,42 @@ class RoutingSettings(BaseModel):
     )
 
 
+class SigninSettings(BaseModel):
+    """Staff sign-in for pages: passwords, sessions, and how repeated failures are slowed."""
+
+    session_idle_timeout_s: int = Field(
+        default=2 * 3600, gt=0, description="A session unused this long ends (seconds)"
+    )
+    session_max_age_s: int = Field(
+        default=12 * 3600, gt=0, description="A session ends this long after sign-in, used or not"
+    )
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure. Default: when the public base URL is https",
+    )
+    password_min_chars: int = Field(default=12, ge=8, description="Shortest password accepted")
+    # argon2id cost; the defaults are argon2-cffi's (RFC 9106's low-memory choice). Raising them
+    # rehashes each password at its user's next sign-in.
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory, KiB")
+    argon2_parallelism: int = Field(default=4, ge=1, description="argon2id lanes")
+    throttle_window_s: int = Field(
+        default=900, gt=0, description="Failed sign-ins count within this window of the last one"
+    )
+    throttle_account_free: int = Field(
+        default=5, ge=1, description="Failures of one account before each try waits"
+    )
+    throttle_address_free: int = Field(
+        default=20, ge=1, description="Failures from one client address before each try waits"
+    )
+    throttle_base_delay_s: float = Field(
+        default=1.0, gt=0, description="First wait once the free failures are used; doubles"
+    )
+    throttle_max_delay_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between tries (nobody is locked out)"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -321,6 +357,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    signin: SigninSettings = Field(default_factory=SigninSettings)
 
     @property
     def media_root(self) -> Path:
@@ -344,6 +381,13 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def session_cookie_secure(self) -> bool:
+        """Whether the sign-in cookies carry Secure (default: served over https)."""
+        if self.signin.cookie_secure is not None:
+            return self.signin.cookie_secure
+        return self.base_url.lower().startswith("https://")
 
 
 @lru_cache(maxsize=1)

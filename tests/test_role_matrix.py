@@ -92,6 +92,12 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/categories": (PUBLIC, ANY),
     "GET /api/v1/staff/reports/{tracking_id}": ("401  ok   403  403  ok   403  ok   401", ANY),
     "GET /api/v1/me": (STAFF, ANY),
+    # staff sign-in for pages: the form is public; signing in without the form's own token
+    # (and Origin) is refused for anyone; signing out with no session just clears the cookie
+    "GET /login": (PUBLIC, ANY),
+    "POST /login": ("403  403  403  403  403  403  403  403", Req(data={})),
+    "POST /logout": (PUBLIC, Req(data={})),
+    "GET /api/v1/session": (STAFF, ANY),
     # duplicates (dedup)
     "GET /api/v1/staff/incidents/{incident_id}/reports": (DISPATCHER, ANY),
     "POST /api/v1/staff/incidents/{incident_id}/merge": (DISPATCHER, Req(json={})),

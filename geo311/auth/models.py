@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     String,
     Text,
     func,
@@ -45,6 +46,10 @@ class StaffUser(Base):
     )
     crew_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # argon2id, in its own encoded form (parameters and salt included); None: no page sign-in.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    # A disabled user's sessions and tokens stop working; the row stays for the audit trail.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiToken(Base):
@@ -58,3 +63,33 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StaffSession(Base):
+    """A signed-in browser: only a hash of the cookie's id is stored, never the id itself."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (
+        Index("ix_staff_sessions_user", "user_id"),
+        Index("ix_staff_sessions_expires", "expires_at"),
+    )
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Pages send it back with every write (a form field or X-CSRF-Token header).
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+
+
+class SigninThrottle(Base):
+    """Recent failed sign-ins of one account ("name:…") or one client address ("addr:…")."""
+
+    __tablename__ = "signin_throttle"
+    __table_args__ = (Index("ix_signin_throttle_last_failure", "last_failure_at"),)
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

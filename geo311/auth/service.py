@@ -70,10 +70,14 @@ def authenticate(session: Session, token: str) -> Principal:
     row = session.execute(
         select(StaffUser.id, StaffUser.name, StaffUser.role, StaffUser.crew_id)
         .join(ApiToken, ApiToken.user_id == StaffUser.id)
-        .where(ApiToken.token_sha256 == _digest(token), ApiToken.revoked_at.is_(None))
+        .where(
+            ApiToken.token_sha256 == _digest(token),
+            ApiToken.revoked_at.is_(None),
+            StaffUser.disabled_at.is_(None),
+        )
     ).one_or_none()
     if row is None:
-        raise Unauthorized("The token is unknown or revoked.")
+        raise Unauthorized("The token is unknown or revoked, or its user is disabled.")
     return Principal(user_id=row.id, name=row.name, role=row.role, crew_id=row.crew_id)
 
 
