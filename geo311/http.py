@@ -384,8 +384,10 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    # Notice links carry signed tokens in their query string: never pass them on.
-    (b"referrer-policy", b"no-referrer"),
+    # Notice links carry signed tokens in their query string: never pass them to another site.
+    # Same-origin (not no-referrer), so that our own pages' form posts carry an Origin, which
+    # the CSRF check requires (under no-referrer Chromium sends "Origin: null").
+    (b"referrer-policy", b"same-origin"),
 )
 
 

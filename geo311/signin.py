@@ -37,9 +37,6 @@ router = APIRouter()
 
 LANGUAGES = ("en", "es")
 _LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-# Our pages' own writes must carry an Origin (or Referer); the site-wide no-referrer policy
-# would make the browser send "Origin: null" instead.
-PAGE_REFERRER_POLICY = "same-origin"
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -244,7 +241,7 @@ def _page(html: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         html,
         status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": PAGE_REFERRER_POLICY},
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -455,8 +452,8 @@ def page_user(
     """A page's dependency: the signed-in session (user, role, crew id, CSRF token), or None.
 
     A page answers None with ``login_redirect(request)``, and puts the CSRF token where its
-    script finds it (e.g. ``<meta name="csrf-token">``); pages must send
-    ``Referrer-Policy: same-origin`` (PAGE_REFERRER_POLICY) so their writes carry an Origin.
+    script finds it (e.g. ``<meta name="csrf-token">``). The site-wide ``Referrer-Policy:
+    same-origin`` makes their writes carry an Origin.
     """
     return auth_web.signed_in(request, session, settings)
 

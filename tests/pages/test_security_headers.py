@@ -56,5 +56,5 @@ def test_every_response_carries_the_headers(live_server: LiveServer) -> None:
         headers = requests.get(f"{live_server.url}{path}", timeout=10).headers
         assert headers["X-Frame-Options"] == "DENY", path
         assert headers["X-Content-Type-Options"] == "nosniff", path
-        assert headers["Referrer-Policy"] == "no-referrer", path
+        assert headers["Referrer-Policy"] == "same-origin", path
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
