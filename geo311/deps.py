@@ -70,7 +70,7 @@ _session_cookie = APIKeyCookie(
 )
 
 
-def get_principal(
+def get_optional_principal(
     request: Request,
     session: SessionDep,
     db: DatabaseDep,
@@ -78,9 +78,10 @@ def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_session_cookie)],
     form_token: Annotated[str | None, Depends(auth_web.form_csrf_token)],
-) -> auth_service.Principal:
+) -> auth_service.Principal | None:
     """Return the caller: a bearer token's user, else the signed-in session's (whose writes
-    must pass the CSRF checks); the routes' role checks are the same for both."""
+    must pass the CSRF checks), else None (no credentials at all); the routes' role checks
+    are the same for both."""
     if credentials is not None:
         return auth_service.authenticate(session, credentials.credentials)
     if cookie:
@@ -92,9 +93,19 @@ def get_principal(
         return auth_web.session_principal(
             request, session, settings=settings, form_token=form_token, touch=touch
         )
-    raise Unauthorized(
-        "Send a staff token as 'Authorization: Bearer <token>', or sign in at /login."
-    )
+    return None
+
+
+OptionalPrincipalDep = Annotated[auth_service.Principal | None, Depends(get_optional_principal)]
+
+
+def get_principal(principal: OptionalPrincipalDep) -> auth_service.Principal:
+    """Return the caller, or raise Unauthorized when there are no credentials."""
+    if principal is None:
+        raise Unauthorized(
+            "Send a staff token as 'Authorization: Bearer <token>', or sign in at /login."
+        )
+    return principal
 
 
 PrincipalDep = Annotated[auth_service.Principal, Depends(get_principal)]

@@ -10,13 +10,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from geo311.auth import service as auth_service
 from geo311.auth.contact import may_see_contact_details
 from geo311.auth.service import Principal
-from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
+from geo311.deps import (
+    JurisdictionDep,
+    OptionalPrincipalDep,
+    SessionDep,
+    SettingsDep,
+    require_roles,
+)
 from geo311.errors import AppError, Forbidden, NotFound
 from geo311.fields import Id
 from geo311.notify import mailcatcher, pages
@@ -267,7 +272,6 @@ _LOOPBACK = {"127.0.0.1", "::1"}
 # Headers a reverse proxy adds: a request that carries one came from elsewhere, whatever
 # address the proxy connected from.
 _PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-_optional_bearer = HTTPBearer(auto_error=False)
 
 
 def from_this_machine(request: Request) -> bool:
@@ -278,25 +282,19 @@ def from_this_machine(request: Request) -> bool:
     return not any(name in request.headers for name in _PROXY_HEADERS)
 
 
-def dev_maildir(
-    request: Request,
-    settings: SettingsDep,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
-) -> Path:
+def dev_maildir(request: Request, settings: SettingsDep, principal: OptionalPrincipalDep) -> Path:
     """Return the dev mail catcher's Maildir if this caller may read it.
 
     The caught mails hold residents' addresses and their signed links, so: never when a real
     city is served (an external database, or the catcher off): 404. Otherwise an admin's
-    token, or a browser on this machine (loopback, not through a proxy).
+    token or signed-in session, or a browser on this machine (loopback, not through a proxy).
     """
     if not settings.dev_mail_enabled or settings.db.url is not None:
         raise NotFound(
             "The dev mail catcher is off: it runs only with the embedded database "
             "(GEO311_NOTIFY__DEV_MAIL__ENABLED)."
         )
-    if credentials is not None:
-        principal = auth_service.authenticate(session, credentials.credentials)
+    if principal is not None:
         auth_service.require_role(principal, ("admin",))
     elif not from_this_machine(request):
         raise Forbidden(
