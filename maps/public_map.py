@@ -52,7 +52,10 @@ def build_map(
         zoom_start=13,
         tiles=None,
         control_scale=True,
-        max_zoom=tile_max_zoom,
+        # folium hands its max_zoom only to the tile layer it makes itself (none here); the
+        # marker cluster needs the map's own maxZoom, so it goes in as a Leaflet option.
+        maxZoom=tile_max_zoom,
+        zoomSnap=0.25,  # fit the city closely on any screen
     )
     tiles = None
     if tile_url:

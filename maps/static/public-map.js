@@ -52,7 +52,11 @@ function marker(incident) {
   const label = `${incident.category_name}: ${incident.fixed ? words["state.fixed"] : words["state.open"]}`;
   const m = L.marker([incident.lat, incident.lon], { icon, title: label, keyboard: true });
   m.bindPopup(() => popup(incident), { maxWidth: 280 });
-  m.on("add", () => m.getElement()?.setAttribute("aria-label", label));
+  m.on("add", () => {
+    const icon = m.getElement();
+    icon?.setAttribute("aria-label", label);
+    if (icon) icon.dataset.tracking = incident.tracking_id;
+  });
   m.incident = incident;
   return m;
 }
@@ -83,11 +87,19 @@ async function loadIncidents() {
   applyFilter();
 }
 
+// On a phone the filter starts folded, so the map is on the first screen.
+if (!window.matchMedia("(min-width: 1000px)").matches) document.getElementById("filter-box").open = false;
+
 filter.addEventListener("change", applyFilter);
 filter.addEventListener("submit", (event) => event.preventDefault());
 
 if (tiles) {
-  tiles.once("tileerror", () => { tilesStatus.textContent = words["map.tiles_failed"]; });
+  // Tiles start loading in folium's script, before this module runs: count the ones that
+  // already failed (a broken image is complete with no width), then listen for more.
+  const tilesFailed = () => { tilesStatus.textContent = words["map.tiles_failed"]; };
+  const images = tiles.getContainer()?.querySelectorAll("img") ?? [];
+  if ([...images].some((img) => img.complete && img.naturalWidth === 0)) tilesFailed();
+  tiles.on("tileerror", tilesFailed);
 }
 
 Promise.allSettled([
