@@ -107,3 +107,38 @@ def test_every_allow_listed_file_is_installed(client: TestClient) -> None:
     module = client.get("/assets/maps/public-map.js")
     assert module.status_code == 200
     assert module.headers["content-type"].startswith("text/javascript")
+
+
+def test_recently_fixed_incidents_show_as_fixed_and_old_or_cancelled_ones_not(
+    client: TestClient, demo_db: Database
+) -> None:
+    with demo_db.session() as s:
+        ids = list(
+            s.execute(text("SELECT id FROM incidents WHERE status = 'new' ORDER BY id LIMIT 3"))
+            .scalars()
+        )
+        for incident_id, status, days_ago in zip(
+            ids, ("completed", "closed", "cancelled"), (2, 60, 1), strict=True
+        ):
+            s.execute(
+                text(
+                    "UPDATE incidents SET status = :st, closed_at = now() - make_interval(days => :d) "
+                    "WHERE id = :id"
+                ),
+                {"st": status, "d": days_ago, "id": incident_id},
+            )
+        tracking: dict[int, str] = dict(
+            s.execute(
+                text(
+                    "SELECT DISTINCT ON (incident_id) incident_id, tracking_id FROM reports "
+                    "WHERE incident_id = ANY(:ids) ORDER BY incident_id, reported_at, id"
+                ),
+                {"ids": ids},
+            )
+            .tuples()
+            .all()
+        )
+    shown = {i["tracking_id"]: i for i in client.get("/api/v1/map/incidents").json()["incidents"]}
+    assert shown[tracking[ids[0]]]["fixed"] is True  # completed 2 days ago
+    assert tracking[ids[1]] not in shown  # closed 60 days ago (the window is 30)
+    assert tracking[ids[2]] not in shown  # cancelled: nothing was fixed
