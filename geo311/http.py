@@ -362,6 +362,7 @@ def install_input_guard(app: FastAPI, *, shapes: Mapping[str, Refusal] | None = 
 
 # --- headers every response carries ----------------------------------------------------------
 
+
 def content_security_policy(*, nonce: str | None = None, img_src: Sequence[str] = ()) -> str:
     """Return the Content-Security-Policy: scripts from this server only, plus inline scripts
     carrying ``nonce`` when given (never 'unsafe-inline'); ``img_src`` adds image origins

@@ -12,6 +12,7 @@ import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
 import folium
@@ -95,7 +96,7 @@ def folium_url(file: str) -> str:
     """Return the URL of one allow-listed file of the folium package."""
     if file not in FOLIUM_FILES:
         raise KeyError(f"folium/{file} is not on the allow-list (maps.assets.FOLIUM_FILES)")
-    return f"{VENDOR_PREFIX}/folium@{folium.__version__}/{file}"
+    return f"{VENDOR_PREFIX}/folium@{version('folium')}/{file}"
 
 
 def own_url(name: str) -> str:

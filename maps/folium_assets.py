@@ -37,7 +37,9 @@ LOCAL_ASSETS: Mapping[str, str | None] = {
     # folium.plugins.MarkerCluster
     "markerclusterjs": vendor_url("leaflet.markercluster", "dist/leaflet.markercluster.js"),
     "markerclustercss": vendor_url("leaflet.markercluster", "dist/MarkerCluster.css"),
-    "markerclusterdefaultcss": vendor_url("leaflet.markercluster", "dist/MarkerCluster.Default.css"),
+    "markerclusterdefaultcss": vendor_url(
+        "leaflet.markercluster", "dist/MarkerCluster.Default.css"
+    ),
     # folium.plugins.GeoMan (drawing, box selection)
     "leaflet_geoman_js": vendor_url("@geoman-io/leaflet-geoman-free", "dist/leaflet-geoman.js"),
     "leaflet_geoman_css": vendor_url("@geoman-io/leaflet-geoman-free", "dist/leaflet-geoman.css"),
@@ -93,7 +95,7 @@ class RenderedMap:
     script: str
 
 
-def render(root: Figure, *, drop_header_of: Element, nonce: str) -> RenderedMap:
+def render(root: Element, *, drop_header_of: Element, nonce: str) -> RenderedMap:
     """Render a localized folium figure into its parts; every <script> folium wrote gets
     ``nonce``, and the map's inline code comes back as one <script nonce=…> block.
 
@@ -103,6 +105,8 @@ def render(root: Figure, *, drop_header_of: Element, nonce: str) -> RenderedMap:
     the pages give folium no user text: markers, popups and labels come in as JSON and are put
     on the page with textContent.
     """
+    if not isinstance(root, Figure):
+        raise TypeError("render takes the map's figure: fmap.get_root()")
     localize(root)
     for child in root._children.values():
         child.render()

@@ -124,7 +124,7 @@ def _accepted(header: str) -> list[str]:
 def choose(*, query: str | None, cookie: str | None, accept_language: str | None) -> str:
     """Return the language code a visitor gets (see the module's docstring)."""
     for asked in (query, cookie):
-        if asked in MESSAGES:
+        if asked is not None and asked in MESSAGES:
             return asked
     if accept_language:
         found = negotiate_locale(_accepted(accept_language), list(LANGUAGES))

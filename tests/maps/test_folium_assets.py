@@ -7,6 +7,7 @@ import re
 
 import folium
 import pytest
+from branca.element import Element
 from folium.plugins import Draw, GeoMan, HeatMap, MarkerCluster
 
 from maps import folium_assets
@@ -17,7 +18,7 @@ TILES = "https://tiles.example.test/{z}/{x}/{y}.png"
 URL = re.compile(r"""(?:https?:)?//[^\s"'<>)]+""")
 
 
-def whole_map() -> tuple[folium.Map, folium.Figure]:
+def whole_map() -> tuple[folium.Map, Element]:
     """Return a map with every element and plugin the pages use."""
     fmap = folium.Map(location=[40.0, -75.0], zoom_start=13, tiles=None, maxZoom=19)
     folium.TileLayer(tiles=TILES, attr="Test tiles").add_to(fmap)
@@ -58,11 +59,14 @@ def test_every_script_folium_writes_carries_the_nonce() -> None:
     fmap, figure = whole_map()
     rendered = folium_assets.render(figure, drop_header_of=fmap, nonce="n0nce")
     tags = re.findall(r"<script[^>]*>", rendered.head + rendered.script, re.I)
-    assert tags and all('nonce="n0nce"' in t for t in tags)
+    assert tags
+    assert all('nonce="n0nce"' in t for t in tags)
     assert rendered.script.count("<script") == 1
-    assert "L.map(" in rendered.script and "L.heatLayer(" in rendered.script
+    assert "L.map(" in rendered.script
+    assert "L.heatLayer(" in rendered.script
     # folium's own viewport (user-scalable=no) and page-wide CSS stay out of the page.
-    assert "user-scalable" not in rendered.head and "html, body" not in rendered.head
+    assert "user-scalable" not in rendered.head
+    assert "html, body" not in rendered.head
 
 
 def test_localizing_leaves_folium_s_class_lists_alone() -> None:

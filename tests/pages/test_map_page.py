@@ -14,8 +14,8 @@ from sqlalchemy import text
 from geo311.database import Database
 from geo311.settings import MapsSettings, Settings
 from maps.assets import vendor_url
-from tests.support import free_port
 from tests.maps.live import Recorder, record, screenshot, serve
+from tests.support import free_port
 
 PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 800, "height": 1280}
@@ -77,7 +77,8 @@ def test_the_map_shows_markers_and_the_basemap_with_nothing_from_another_host(
         # the page fits the screen: no sideways scrolling, a map of a usable size
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         box = page.locator(".folium-map").bounding_box()
-        assert box["height"] >= 300 and box["width"] >= min(viewport["width"] - 2, 600)
+        assert box["height"] >= 300
+        assert box["width"] >= min(viewport["width"] - 2, 600)
         shot = screenshot(page, tmp_path, f"map-{name}")
         assert recorder.origins() == {app_url}, recorder.origins()
         assert not recorder.problems(), recorder.problems()
@@ -172,7 +173,9 @@ def test_with_unreachable_tiles_the_map_still_draws_and_asks_no_other_host(
             assert markers_and_clusters(page) > 0
             assert basemap_paths(page) > 20
             # the attribution is the configured text, shown as text
-            assert "Test tiles <b>x</b>" in page.locator(".leaflet-control-attribution").inner_text()
+            assert (
+                "Test tiles <b>x</b>" in page.locator(".leaflet-control-attribution").inner_text()
+            )
             shot = screenshot(page, tmp_path, "map-tiles-unreachable")
             assert recorder.origins() == {url, tile_host}, recorder.origins()
             tile_failures = [c for c in recorder.problems() if "Failed to load resource" in c]
