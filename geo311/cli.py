@@ -90,6 +90,7 @@ def run(
         console.print(
             "\n[bold]geo311 is up[/bold]\n"
             f"  report a problem  {base}/report\n"
+            f"  map of reports    {base}/map\n"
             f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"

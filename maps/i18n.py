@@ -32,6 +32,8 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "map.failed": "The reports could not be loaded. Try again later.",
         "map.tiles_failed": "The background map could not be loaded; showing the city's own "
         "map of wards and streets.",
+        "zoom.in": "Zoom in",
+        "zoom.out": "Zoom out",
         "filter.title": "Filter and legend",
         "filter.category": "Category",
         "filter.status": "Status",
@@ -68,6 +70,8 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "map.failed": "No se pudieron cargar los avisos. Inténtelo más tarde.",
         "map.tiles_failed": "No se pudo cargar el mapa de fondo; se muestra el mapa propio de "
         "la ciudad con distritos y calles.",
+        "zoom.in": "Acercar",
+        "zoom.out": "Alejar",
         "filter.title": "Filtro y leyenda",
         "filter.category": "Categoría",
         "filter.status": "Estado",

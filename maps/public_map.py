@@ -27,6 +27,8 @@ _SCRIPT_WORDS = (
     "popup.reports",
     "popup.tracking",
     "popup.no_description",
+    "zoom.in",
+    "zoom.out",
 )
 
 

@@ -13,7 +13,8 @@ function streetStyle(feature) {
 function wardLabel(feature, layer) {
   const label = document.createElement("span");
   label.textContent = feature.properties.name;
-  layer.bindTooltip(label, { permanent: true, direction: "center", className: "ward-label", interactive: false });
+  // In a pane of their own: over the basemap's lines, under the markers.
+  layer.bindTooltip(label, { permanent: true, direction: "center", className: "ward-label", interactive: false, pane: "basemapLabels" });
 }
 
 function boxOf(map) {
@@ -28,6 +29,7 @@ function boxOf(map) {
 export function drawBasemap(map, url) {
   const pane = map.createPane("basemap");
   pane.style.zIndex = "250"; // over tiles (200), under vector overlays (400) and markers
+  map.createPane("basemapLabels").style.zIndex = "300";
   let drawn = null;
   let pending = null;
 

@@ -16,6 +16,11 @@ const filter = document.getElementById("map-filter");
 const dateFormat = new Intl.DateTimeFormat(lang, { dateStyle: "medium" });
 
 map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
+// Leaflet's zoom buttons speak English: give them the page's words.
+for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
+  const button = map.getContainer().querySelector(selector);
+  if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
+}
 
 function element(tag, text, className) {
   const node = document.createElement(tag);

@@ -133,17 +133,14 @@ def test_recently_fixed_incidents_show_as_fixed_and_old_or_cancelled_ones_not(
                 ),
                 {"st": status, "d": days_ago, "id": incident_id},
             )
-        tracking: dict[int, str] = dict(
-            s.execute(
-                text(
-                    "SELECT DISTINCT ON (incident_id) incident_id, tracking_id FROM reports "
-                    "WHERE incident_id = ANY(:ids) ORDER BY incident_id, reported_at, id"
-                ),
-                {"ids": ids},
-            )
-            .tuples()
-            .all()
-        )
+        rows = s.execute(
+            text(
+                "SELECT DISTINCT ON (incident_id) incident_id, tracking_id FROM reports "
+                "WHERE incident_id = ANY(:ids) ORDER BY incident_id, reported_at, id"
+            ),
+            {"ids": ids},
+        ).all()
+        tracking: dict[int, str] = {r.incident_id: r.tracking_id for r in rows}
     shown = {i["tracking_id"]: i for i in client.get("/api/v1/map/incidents").json()["incidents"]}
     assert shown[tracking[ids[0]]]["fixed"] is True  # completed 2 days ago
     assert tracking[ids[1]] not in shown  # closed 60 days ago (the window is 30)

@@ -183,3 +183,26 @@ def test_with_unreachable_tiles_the_map_still_draws_and_asks_no_other_host(
             print(f"screenshot: {shot}")
         finally:
             context.close()
+
+
+def test_in_spanish_on_a_phone_the_folded_filter_opens_and_reads_in_spanish(
+    browser: Any, app_url: str, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=PHONE, locale="es-ES")
+    page = context.new_page()
+    recorder = record(page)
+    try:
+        page.goto(f"{app_url}/map")  # Accept-Language es-ES
+        page.wait_for_selector("#public-map[data-ready]", state="attached", timeout=20_000)
+        assert page.locator("html").get_attribute("lang") == "es"
+        assert "avisos" in page.locator("#map-status").inner_text()
+        assert not page.locator("#map-filter").is_visible()  # folded on a phone
+        page.get_by_text("Filtro y leyenda").click()
+        assert page.get_by_role("checkbox", name="Abierto").is_checked()
+        assert page.get_by_role("button", name="Acercar").count() == 1
+        shot = screenshot(page, tmp_path, "map-phone-es-filter")
+        assert not recorder.problems(), recorder.problems()
+        assert not audit(page, app_url)
+        print(f"screenshot: {shot}")
+    finally:
+        context.close()
