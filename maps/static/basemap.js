@@ -32,26 +32,35 @@ export function drawBasemap(map, url) {
   map.createPane("basemapLabels").style.zIndex = "300";
   let drawn = null;
   let pending = null;
+  let first;
+  const firstDrawing = new Promise((resolve, reject) => { first = { resolve, reject }; });
 
   async function load() {
-    pending?.abort();
-    pending = new AbortController();
-    const response = await fetch(`${url}?bbox=${boxOf(map)}`, { signal: pending.signal });
-    if (!response.ok) throw new Error(`basemap: HTTP ${response.status}`);
-    const data = await response.json();
-    const layers = L.layerGroup([
-      L.geoJSON(data.wards, { pane: "basemap", style: WARD_STYLE, interactive: false, onEachFeature: wardLabel }),
-      L.geoJSON(data.streets, { pane: "basemap", style: streetStyle, interactive: false }),
-    ]);
-    drawn?.remove();
-    drawn = layers.addTo(map);
-    map.getContainer().dataset.basemap = `${data.wards.features.length} wards, ${data.streets.features.length} streets`;
+    pending?.abort(); // a newer box replaces a fetch still under way
+    const controller = new AbortController();
+    pending = controller;
+    try {
+      const response = await fetch(`${url}?bbox=${boxOf(map)}`, { signal: controller.signal });
+      if (!response.ok) throw new Error(`basemap: HTTP ${response.status}`);
+      const data = await response.json();
+      const layers = L.layerGroup([
+        L.geoJSON(data.wards, { pane: "basemap", style: WARD_STYLE, interactive: false, onEachFeature: wardLabel }),
+        L.geoJSON(data.streets, { pane: "basemap", style: streetStyle, interactive: false }),
+      ]);
+      drawn?.remove();
+      drawn = layers.addTo(map);
+      map.getContainer().dataset.basemap = `${data.wards.features.length} wards, ${data.streets.features.length} streets`;
+      first.resolve();
+    } catch (error) {
+      if (!controller.signal.aborted) first.reject(error);
+    }
   }
 
   let timer = null;
   map.on("moveend", () => {
     clearTimeout(timer);
-    timer = setTimeout(() => load().catch(() => {}), 300);
+    timer = setTimeout(load, 300);
   });
-  return load();
+  load();
+  return firstDrawing;
 }
