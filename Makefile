@@ -9,7 +9,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help run test lint format setup system-deps python-env bench clean-data
+.PHONY: help run test lint format setup system-deps python-env map-assets bench clean-data
 
 help:
 	@echo "make run   — set up, start PostGIS, load the demo city, serve on http://127.0.0.1:$(PORT)"
@@ -31,7 +31,7 @@ format: python-env
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-setup: system-deps python-env
+setup: system-deps python-env map-assets
 
 # Debian packages, installed only when missing: PostgreSQL 15 with PostGIS and pgRouting, and
 # Chromium for the browser tests of the pages.
@@ -53,6 +53,20 @@ python-env:
 	fi
 	$(eval UV := $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv))
 	$(UV) sync --locked --quiet
+
+# The map pages' JavaScript and CSS, at the versions maps/package-lock.json pins (with their
+# integrity hashes): Node and npm from Debian when missing, then `npm ci` whenever
+# maps/node_modules is missing or older than the lockfile. geo311 serves the files itself.
+map-assets:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "Installing nodejs npm (apt)…"; \
+	  $(APT) update -qq && $(APT) install -y -qq nodejs npm; \
+	fi
+	@if [ ! -f maps/node_modules/.package-lock.json ] \
+	   || [ maps/package-lock.json -nt maps/node_modules/.package-lock.json ]; then \
+	  echo "Installing the map pages' packages (npm ci)…"; \
+	  npm ci --prefix maps --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	fi
 
 bench: setup
 	$(UV) run python bench/intake.py

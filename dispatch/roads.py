@@ -4,6 +4,7 @@ part pgRouting can route every job in, snap points to it, draw routes on it."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 from geoalchemy2.shape import to_shape
 from shapely.ops import substring
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from dispatch.errors import NoRoadNetwork
@@ -288,3 +289,42 @@ def _position(node: int, edge: int, source: int, where: dict[int, tuple[int, flo
         on_edge, fraction = where[-node]
         return fraction if on_edge == edge else 0.0
     return 0.0 if node == source else 1.0
+
+
+# --- the street network drawn on the map pages ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreetLine:
+    """A road segment's name, OSM highway class and line (a GeoJSON geometry in lon/lat)."""
+
+    name: str | None
+    highway: str
+    geometry: dict[str, Any]
+
+
+def street_lines(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    bbox: tuple[float, float, float, float],
+    tolerance_deg: float,
+    limit: int,
+) -> tuple[list[StreetLine], bool]:
+    """Return up to ``limit`` road segments of the loaded network that touch ``bbox`` (west,
+    south, east, north), longest first, lines simplified to ``tolerance_deg`` degrees (a drawing
+    tolerance); and whether more were left out. No network loaded: ([], False)."""
+    west, south, east, north = bbox
+    envelope = func.ST_MakeEnvelope(west, south, east, north, 4326)
+    rows = session.execute(
+        select(
+            RoadEdge.name,
+            RoadEdge.highway,
+            func.ST_AsGeoJSON(func.ST_Simplify(RoadEdge.geom, tolerance_deg), 6).label("geojson"),
+        )
+        .where(RoadEdge.jurisdiction_id == jurisdiction_id, RoadEdge.geom.op("&&")(envelope))
+        .order_by(RoadEdge.length_m.desc(), RoadEdge.id)
+        .limit(limit + 1)
+    ).all()
+    lines = [StreetLine(r.name, r.highway, json.loads(r.geojson)) for r in rows[:limit]]
+    return lines, len(rows) > limit

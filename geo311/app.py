@@ -35,6 +35,7 @@ from geo311.pages import router as pages_router
 from geo311.runtime import open_database
 from geo311.settings import Settings, get_settings
 from geo311.signin import router as signin_router
+from maps.router import router as maps_router
 from work_orders.router import router as work_orders_router
 
 # Swagger UI's files come from a Python package so /docs works with no network.
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(open311_router)
     app.include_router(work_orders_router)
     app.include_router(notify_router)
+    app.include_router(maps_router)  # the map pages, their JSON and their files
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     def _checks(request: Request, *, readiness: bool) -> JSONResponse:

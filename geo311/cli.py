@@ -113,7 +113,10 @@ def run(
         console.print(
             "\n[bold]geo311 is up[/bold]\n"
             f"  report a problem  {base}/report\n"
-            f"  staff sign-in     {base}/login\n" + signins + f"  API docs          {base}/docs\n"
+            f"  staff sign-in     {base}/login\n"
+            + signins
+            + f"  map of reports    {base}/map\n"
+            + f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
             + "".join(f"  {line}\n" for line in extras.lines)

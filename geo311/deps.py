@@ -119,3 +119,18 @@ def require_roles(*roles: str) -> Callable[[auth_service.Principal], auth_servic
         return principal
 
     return _check
+
+
+def get_page_user(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> auth_sessions.SignedIn | None:
+    """Return a page's signed-in session (user, role, crew, CSRF token), or None.
+
+    A staff page answers None with ``geo311.signin.login_redirect``; a public page shows a
+    sign-in link. Pages put the CSRF token where their forms and scripts find it; the
+    site-wide ``Referrer-Policy: same-origin`` makes their writes carry an Origin.
+    """
+    return auth_web.signed_in(request, session, settings)
+
+
+PageUserDep = Annotated[auth_sessions.SignedIn | None, Depends(get_page_user)]

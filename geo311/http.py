@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -363,23 +364,32 @@ def install_input_guard(app: FastAPI, *, shapes: Mapping[str, Refusal] | None = 
 
 # --- headers every response carries ----------------------------------------------------------
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        # No inline script anywhere: pages load their script from this server, so text that
-        # slipped into a page unescaped could still not run.
-        "script-src 'self'",
-        # Inline style blocks and style attributes (Swagger UI sets them) cannot run code.
-        "style-src 'self' 'unsafe-inline'",
-        # Photos previewed before upload, and the dev mail catcher's inline images.
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+def content_security_policy(*, nonce: str | None = None, img_src: Sequence[str] = ()) -> str:
+    """Return the Content-Security-Policy: scripts from this server only, plus inline scripts
+    carrying ``nonce`` when given (never 'unsafe-inline'); ``img_src`` adds image origins
+    (a map page's tile server)."""
+    scripts = "script-src 'self'" + (f" 'nonce-{nonce}'" if nonce else "")
+    return "; ".join(
+        (
+            "default-src 'self'",
+            # No inline script without this response's nonce: text that slipped into a page
+            # unescaped could still not run.
+            scripts,
+            # Inline style blocks and style attributes (Swagger UI sets them) cannot run code.
+            "style-src 'self' 'unsafe-inline'",
+            # Photos previewed before upload, and the dev mail catcher's inline images.
+            " ".join(("img-src 'self' data: blob:", *img_src)),
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
@@ -391,8 +401,32 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+def csp_nonce(request: Request) -> str:
+    """Return this response's script nonce (made on first use); the policy sent with the
+    response then allows inline scripts that carry it."""
+    nonce: str | None = getattr(request.state, "csp_nonce", None)
+    if nonce is None:
+        nonce = secrets.token_urlsafe(18)
+        request.state.csp_nonce = nonce
+    return nonce
+
+
+def allow_images_from(request: Request, origin: str) -> None:
+    """Let this response's page load images from ``origin`` too (e.g. a tile server)."""
+    request.state.csp_img_src = [*getattr(request.state, "csp_img_src", []), origin]
+
+
+def _policy_for(scope: Scope) -> bytes:
+    state = scope.get("state") or {}
+    nonce, img_src = state.get("csp_nonce"), state.get("csp_img_src", ())
+    if nonce is None and not img_src:
+        return CONTENT_SECURITY_POLICY.encode()
+    return content_security_policy(nonce=nonce, img_src=img_src).encode()
+
+
 class SecurityHeaders:
-    """ASGI middleware: every response gets SECURITY_HEADERS, unless a route set its own."""
+    """ASGI middleware: every response gets SECURITY_HEADERS, unless a route set its own; the
+    policy names the nonce and image origins a page asked for (csp_nonce, allow_images_from)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -406,7 +440,11 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in SECURITY_HEADERS if k not in present)
+                headers.extend(
+                    (k, _policy_for(scope) if k == b"content-security-policy" else v)
+                    for k, v in SECURITY_HEADERS
+                    if k not in present
+                )
                 message = {**message, "headers": headers}
             await send(message)
 

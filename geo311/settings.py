@@ -334,6 +334,31 @@ class SigninSettings(BaseModel):
     )
 
 
+class MapsSettings(BaseModel):
+    """The map pages: the tile layer under them, and how much their JSON endpoints return."""
+
+    tile_url: str = Field(
+        default="",
+        description=(
+            "Tile URL template, e.g. https://tiles.example.org/{z}/{x}/{y}.png. Empty: no tiles; "
+            "the pages draw geo311's own basemap (wards and streets) either way"
+        ),
+    )
+    tile_attribution: str = Field(
+        default="", description="Attribution shown for the tiles (HTML is escaped)"
+    )
+    tile_max_zoom: int = Field(default=19, ge=1, le=24, description="Deepest zoom of the tiles")
+    recent_fixed_days: int = Field(
+        default=30, ge=0, description="/map shows fixed reports closed within this many days"
+    )
+    max_markers: int = Field(
+        default=5000, ge=1, description="Most incidents one /api/v1/map/incidents call returns"
+    )
+    basemap_max_streets: int = Field(
+        default=20000, ge=1, description="Most street lines one /api/v1/basemap call returns"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -358,6 +383,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     signin: SigninSettings = Field(default_factory=SigninSettings)
+    maps: MapsSettings = Field(default_factory=MapsSettings)
 
     @property
     def media_root(self) -> Path:

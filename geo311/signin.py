@@ -18,7 +18,7 @@ from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from babel import Locale, negotiate_locale
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -444,21 +444,6 @@ def current_session(
         idle_expires_at=live.idle_expires_at if live is not None else None,
     )
     return JSONResponse(body.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
-
-
-def page_user(
-    request: Request, session: SessionDep, settings: SettingsDep
-) -> sessions.SignedIn | None:
-    """A page's dependency: the signed-in session (user, role, crew id, CSRF token), or None.
-
-    A page answers None with ``login_redirect(request)``, and puts the CSRF token where its
-    script finds it (e.g. ``<meta name="csrf-token">``). The site-wide ``Referrer-Policy:
-    same-origin`` makes their writes carry an Origin.
-    """
-    return auth_web.signed_in(request, session, settings)
-
-
-PageUserDep = Annotated[sessions.SignedIn | None, Depends(page_user)]
 
 
 def login_redirect(request: Request) -> RedirectResponse:

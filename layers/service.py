@@ -505,3 +505,57 @@ def _check_aware(moment: datetime, argument: str) -> None:
 def _sqlstate(exc: IntegrityError) -> str | None:
     state = getattr(exc.orig, "sqlstate", None)
     return state if isinstance(state, str) else None
+
+
+# --- the map pages' own basemap --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WardOutline:
+    """A ward's code, name and outline (a GeoJSON geometry in lon/lat), for drawing."""
+
+    code: str
+    name: str
+    geometry: dict[str, Any]
+
+
+_WARD_OUTLINES = text(
+    """
+    SELECT w.code, w.name,
+           ST_AsGeoJSON(ST_SimplifyPreserveTopology(w.geom, :tolerance), 6) AS geojson
+    FROM wards AS w
+    JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+    WHERE w.jurisdiction_id = CAST(:jid AS smallint)
+      AND m.valid_from <= :at AND (m.valid_to IS NULL OR :at < m.valid_to)
+      AND w.geom && ST_MakeEnvelope(:west, :south, :east, :north, 4326)
+    ORDER BY w.code
+    """
+)
+
+
+def ward_outlines(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    at: datetime,
+    bbox: tuple[float, float, float, float],
+    tolerance_deg: float,
+) -> list[WardOutline]:
+    """Return the wards of the map in force at ``at`` that touch ``bbox`` (west, south, east,
+    north), outlines simplified to ``tolerance_deg`` degrees (a drawing tolerance, not a
+    distance), ordered by code."""
+    _check_aware(at, "at")
+    west, south, east, north = bbox
+    rows = session.execute(
+        _WARD_OUTLINES,
+        {
+            "jid": jurisdiction_id,
+            "at": at,
+            "west": west,
+            "south": south,
+            "east": east,
+            "north": north,
+            "tolerance": tolerance_deg,
+        },
+    ).all()
+    return [WardOutline(r.code, r.name, json.loads(r.geojson)) for r in rows]

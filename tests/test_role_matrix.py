@@ -86,6 +86,12 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /static/report.js": (PUBLIC, ANY),
     "GET /report": (PUBLIC, ANY),
     "GET /media/{key:path}": (PUBLIC, Req(path={"key:path": "public/nothing.jpg"})),
+    # the map pages, their data and their files (maps)
+    "GET /map": (PUBLIC, ANY),
+    "GET /api/v1/map/incidents": (PUBLIC, ANY),
+    "GET /api/v1/basemap": (PUBLIC, ANY),
+    "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),
+    "GET /assets/maps/{name}": (PUBLIC, Req(path={"name": "nothing.js"})),
     # reports (intake)
     "POST /api/v1/reports": (PUBLIC, Req(data={})),
     "GET /api/v1/reports/{tracking_id}": (PUBLIC, ANY),

@@ -37,7 +37,7 @@ from geo311.media import MediaStore, stage_files
 from geo311.notify.addresses import NotAnAddress, normalize_email
 from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
 from layers import service as layers_service
-from work_orders import audit
+from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service
 
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
@@ -442,3 +442,80 @@ def report_view(
     return StaffReportOut(
         **common, incident_id=row.incident_id, channel=row.channel, contact=contact
     )
+
+
+# --- the public map ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicIncident:
+    """An incident as anyone may see it on the public map: no requester, no contact, no photo
+    key; the text is its first report's description (shown escaped by the page)."""
+
+    tracking_id: str
+    category_code: str
+    status: str
+    fixed: bool
+    lon: float
+    lat: float
+    description: str
+    report_count: int
+    opened_at: datetime
+    closed_at: datetime | None
+
+
+_FIXED_STATUSES = ("completed", "closed")
+
+_PUBLIC_INCIDENTS = text(
+    """
+    SELECT first.tracking_id, i.category_code, i.status, i.opened_at, i.closed_at,
+           ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, first.description, n.report_count
+    FROM incidents AS i
+    JOIN LATERAL (
+        SELECT r.tracking_id, r.description FROM reports AS r
+        WHERE r.jurisdiction_id = i.jurisdiction_id AND r.incident_id = i.id
+        ORDER BY r.reported_at, r.id LIMIT 1
+    ) AS first ON true
+    JOIN LATERAL (
+        SELECT count(*) AS report_count FROM reports AS r
+        WHERE r.jurisdiction_id = i.jurisdiction_id AND r.incident_id = i.id
+    ) AS n ON true
+    WHERE i.jurisdiction_id = CAST(:jid AS smallint)
+      AND (i.status = ANY(:open_statuses)
+           OR (i.status = ANY(:fixed_statuses) AND i.closed_at >= :fixed_since))
+    ORDER BY i.opened_at DESC, i.id DESC
+    LIMIT :limit
+    """
+)
+
+
+def public_incidents(
+    session: Session, *, jurisdiction_id: int, fixed_since: datetime, limit: int
+) -> list[PublicIncident]:
+    """Return the open incidents and those fixed (completed or closed) since ``fixed_since``,
+    newest first, at most ``limit``. Cancelled and transferred ones are left out."""
+    rows = session.execute(
+        _PUBLIC_INCIDENTS,
+        {
+            "jid": jurisdiction_id,
+            "open_statuses": sorted(lifecycle.OPEN),
+            "fixed_statuses": list(_FIXED_STATUSES),
+            "fixed_since": fixed_since,
+            "limit": limit,
+        },
+    ).all()
+    return [
+        PublicIncident(
+            tracking_id=r.tracking_id,
+            category_code=r.category_code,
+            status=r.status,
+            fixed=r.status in _FIXED_STATUSES,
+            lon=float(r.lon),
+            lat=float(r.lat),
+            description=r.description,
+            report_count=int(r.report_count),
+            opened_at=r.opened_at,
+            closed_at=r.closed_at,
+        )
+        for r in rows
+    ]

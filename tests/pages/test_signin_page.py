@@ -251,3 +251,27 @@ def _audit(page: Any, source: str, what: str) -> None:
     ]
     assert serious == [], f"{what}:\n" + "\n".join(serious)
     assert result["passes"], what  # the audit did run its rules
+
+
+def test_the_map_page_header_says_who_is_signed_in_and_signs_out(
+    page: Any, live_server: LiveServer, demo_signins: dict[str, DemoSignin], tmp_path: Path
+) -> None:
+    base = live_server.url
+    page.goto(f"{base}/map")
+    sign_in = page.get_by_role("link", name="Staff sign-in")
+    sign_in.click()
+    demo = demo_signins["dispatcher"]
+    page.get_by_label("Name").fill(demo.name)
+    page.get_by_label("Password").fill(demo.password)
+    page.get_by_role("button", name="Sign in").click()
+    # Back on the map it came from, with the name in the header.
+    page.wait_for_url(f"{base}/map*", timeout=10_000)
+    header = page.locator("header.site-header")
+    header.get_by_text(demo.name).wait_for(timeout=10_000)
+    page.get_by_text("reports shown").wait_for(timeout=15_000)
+    page.screenshot(path=str(tmp_path / "map-signed-in.png"))
+    header.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You are signed out.").wait_for(timeout=10_000)
+    assert _session(page)["status"] == 401
+    page.goto(f"{base}/map")
+    assert page.get_by_role("link", name="Staff sign-in").count() == 1

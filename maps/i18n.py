@@ -1,0 +1,146 @@
+"""The pages' words in each language, and which language a visitor gets.
+
+The choice: ``?lang=xx`` (then remembered in a cookie), else the cookie, else the browser's
+Accept-Language negotiated by Babel, else English. Language names come from Babel's CLDR data,
+each in its own language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from babel import Locale, negotiate_locale
+
+DEFAULT = "en"
+COOKIE = "geo311_lang"
+
+MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "skip": "Skip to the main content",
+        "pages": "Pages",
+        "language": "Language",
+        "signed_in_as": "Signed in as",
+        "sign_in": "Staff sign-in",
+        "sign_out": "Sign out",
+        "page.report": "Report a problem",
+        "page.map": "Map of reports",
+        "map.title": "Reports on the map",
+        "map.intro": "Open problems and those fixed in the last {days} days. No personal data "
+        "is shown.",
+        "map.label": "Map of open and recently fixed reports",
+        "map.loading": "Loading reports…",
+        "map.shown": "{shown} of {total} reports shown.",
+        "map.failed": "The reports could not be loaded. Try again later.",
+        "map.tiles_failed": "The background map could not be loaded; showing the city's own "
+        "map of wards and streets.",
+        "zoom.in": "Zoom in",
+        "zoom.out": "Zoom out",
+        "filter.title": "Filter and legend",
+        "filter.category": "Category",
+        "filter.status": "Status",
+        "state.open": "Open",
+        "state.fixed": "Fixed recently",
+        "popup.reported": "Reported",
+        "popup.reports": "Reports",
+        "popup.tracking": "Tracking number",
+        "popup.no_description": "No description.",
+        "status.new": "Received",
+        "status.triaged": "Reviewed",
+        "status.assigned": "Assigned to a crew",
+        "status.scheduled": "Scheduled",
+        "status.in_progress": "Work in progress",
+        "status.on_hold": "On hold",
+        "status.reopened": "Reopened",
+        "status.transferred": "Transferred",
+        "status.completed": "Fixed",
+        "status.closed": "Fixed",
+    },
+    "es": {
+        "skip": "Saltar al contenido principal",
+        "pages": "Páginas",
+        "language": "Idioma",
+        "signed_in_as": "Sesión iniciada como",
+        "sign_in": "Acceso del personal",
+        "sign_out": "Cerrar sesión",
+        "page.report": "Informar de un problema",
+        "page.map": "Mapa de avisos",
+        "map.title": "Avisos en el mapa",
+        "map.intro": "Problemas abiertos y los arreglados en los últimos {days} días. No se "
+        "muestran datos personales.",
+        "map.label": "Mapa de avisos abiertos y arreglados hace poco",
+        "map.loading": "Cargando avisos…",
+        "map.shown": "Se muestran {shown} de {total} avisos.",
+        "map.failed": "No se pudieron cargar los avisos. Inténtelo más tarde.",
+        "map.tiles_failed": "No se pudo cargar el mapa de fondo; se muestra el mapa propio de "
+        "la ciudad con distritos y calles.",
+        "zoom.in": "Acercar",
+        "zoom.out": "Alejar",
+        "filter.title": "Filtro y leyenda",
+        "filter.category": "Categoría",
+        "filter.status": "Estado",
+        "state.open": "Abierto",
+        "state.fixed": "Arreglado hace poco",
+        "popup.reported": "Avisado",
+        "popup.reports": "Avisos",
+        "popup.tracking": "Número de seguimiento",
+        "popup.no_description": "Sin descripción.",
+        "status.new": "Recibido",
+        "status.triaged": "Revisado",
+        "status.assigned": "Asignado a una cuadrilla",
+        "status.scheduled": "Programado",
+        "status.in_progress": "Trabajo en curso",
+        "status.on_hold": "En espera",
+        "status.reopened": "Reabierto",
+        "status.transferred": "Transferido",
+        "status.completed": "Arreglado",
+        "status.closed": "Arreglado",
+    },
+}
+LANGUAGES = tuple(MESSAGES)
+
+
+@dataclass(frozen=True)
+class Language:
+    """A language the pages speak: its code and its name in itself (from CLDR)."""
+
+    code: str
+    name: str
+
+
+def languages() -> list[Language]:
+    """Return the languages the pages offer, each named in itself ("English", "español")."""
+    return [Language(c, Locale.parse(c).get_display_name(c) or c) for c in LANGUAGES]
+
+
+def _accepted(header: str) -> list[str]:
+    """Return the tags of an Accept-Language header, most wanted first."""
+    weighted = []
+    for i, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if tag and quality > 0:
+            weighted.append((-quality, i, tag.strip().replace("-", "_")))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def choose(*, query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    """Return the language code a visitor gets (see the module's docstring)."""
+    for asked in (query, cookie):
+        if asked is not None and asked in MESSAGES:
+            return asked
+    if accept_language:
+        found = negotiate_locale(_accepted(accept_language), list(LANGUAGES))
+        if found is not None:
+            return found
+    return DEFAULT
+
+
+def messages(language: str) -> Mapping[str, str]:
+    """Return the page words in ``language`` (English for any word not translated)."""
+    return {**MESSAGES[DEFAULT], **MESSAGES.get(language, {})}

@@ -1,0 +1,146 @@
+"""The map pages and their JSON endpoints, and the files they load (maps.assets)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.exceptions import HTTPException
+
+from geo311.auth.sessions import SignedIn
+from geo311.deps import JurisdictionDep, PageUserDep, SessionDep, SettingsDep
+from geo311.http import allow_images_from, csp_nonce
+from layers import service as layers_service
+from layers.models import Jurisdiction
+from maps import i18n, public_map
+from maps import service as maps_service
+from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
+from maps.schemas import BasemapOut, MapIncidentsOut
+from maps.shell import PageContext
+from work_orders import service as work_orders_service
+
+router = APIRouter()
+
+_LANG_COOKIE_AGE_S = 365 * 24 * 3600
+
+
+def page_context(
+    request: Request, jurisdiction: Jurisdiction, *, user: SignedIn | None = None
+) -> PageContext:
+    """Return what the shell needs for this request: language, city, the signed-in user (and
+    the CSRF token of their sign-out form), path."""
+    language = i18n.choose(
+        query=request.query_params.get("lang"),
+        cookie=request.cookies.get(i18n.COOKIE),
+        accept_language=request.headers.get("accept-language"),
+    )
+    return PageContext(
+        language=language,
+        city=jurisdiction.name,
+        user_name=user.principal.name if user is not None else None,
+        csrf_token=user.csrf_token if user is not None else None,
+        path=request.url.path,
+    )
+
+
+def page_response(request: Request, html: str, context: PageContext) -> HTMLResponse:
+    """Return a page; a language picked with ?lang= is remembered in a cookie."""
+    response = HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    if request.query_params.get("lang") == context.language:
+        response.set_cookie(
+            i18n.COOKIE,
+            context.language,
+            max_age=_LANG_COOKIE_AGE_S,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            httponly=True,
+        )
+    return response
+
+
+@router.get("/map", response_class=HTMLResponse, include_in_schema=False)
+def public_map_page(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+) -> HTMLResponse:
+    context = page_context(request, jurisdiction, user=user)
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    html = public_map.render_page(
+        context,
+        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        extent=layers_service.jurisdiction_extent(
+            session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+        ),
+        tile_url=maps_settings.tile_url if origin is not None else "",
+        tile_attribution=maps_settings.tile_attribution,
+        tile_max_zoom=maps_settings.tile_max_zoom,
+        fixed_days=maps_settings.recent_fixed_days,
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+@router.get("/api/v1/map/incidents", response_model=MapIncidentsOut, tags=["maps"])
+def map_incidents(
+    session: SessionDep, jurisdiction: JurisdictionDep, settings: SettingsDep
+) -> MapIncidentsOut:
+    """The public map's markers: open incidents and those fixed lately, no personal data."""
+    return maps_service.map_incidents(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        now=datetime.now(UTC),
+        fixed_days=settings.maps.recent_fixed_days,
+        limit=settings.maps.max_markers,
+    )
+
+
+@router.get("/api/v1/basemap", response_model=BasemapOut, tags=["maps"])
+def basemap(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="west,south,east,north in degrees (default: the whole city)",
+            max_length=200,
+        ),
+    ] = None,
+) -> BasemapOut:
+    """geo311's own basemap: ward outlines (the map in force) and the street network, for
+    drawing when there are no tiles. Clipped to the city, simplified, bounded in size."""
+    return maps_service.basemap(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        bbox=maps_service.parse_bbox(bbox) if bbox is not None else None,
+        at=datetime.now(UTC),
+        max_streets=settings.maps.basemap_max_streets,
+    )
+
+
+def _file(asset: Asset | None) -> FileResponse:
+    if asset is None or not asset.path.is_file():
+        raise HTTPException(404, "Not Found")
+    return FileResponse(
+        asset.path, media_type=asset.media_type, headers={"Cache-Control": asset.cache_control}
+    )
+
+
+@router.get(VENDOR_PREFIX + "/{asset_path:path}", include_in_schema=False)
+def vendor_file(asset_path: str) -> FileResponse:
+    """A third-party file on the allow-list (maps.assets); anything else is 404."""
+    return _file(vendor_assets().get(asset_path))
+
+
+@router.get(OWN_PREFIX + "/{name}", include_in_schema=False)
+def own_file(name: str) -> FileResponse:
+    """One of our page modules or styles in maps/static; anything else is 404."""
+    return _file(own_assets().get(name))

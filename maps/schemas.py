@@ -1,0 +1,50 @@
+"""What the map pages' JSON endpoints answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class MapIncidentOut(BaseModel):
+    """One marker of the public map: no requester, no contact, no photo."""
+
+    tracking_id: str = Field(description="The first report's tracking number")
+    category: str
+    category_name: str
+    status: str
+    fixed: bool = Field(description="Completed or closed (recently: see fixed_days)")
+    lon: float
+    lat: float
+    description: str = Field(description="The first report's text, as typed: show it escaped")
+    report_count: int
+    opened_at: datetime
+    closed_at: datetime | None
+
+
+class MapIncidentsOut(BaseModel):
+    """The open incidents and those fixed in the last ``fixed_days`` days, newest first."""
+
+    incidents: list[MapIncidentOut]
+    fixed_days: int
+    truncated: bool = Field(description="More matched than the page size; the newest are shown")
+
+
+class FeatureCollection(BaseModel):
+    """A GeoJSON FeatureCollection (lon/lat, RFC 7946)."""
+
+    type: str = "FeatureCollection"
+    features: list[dict[str, Any]]
+
+
+class BasemapOut(BaseModel):
+    """geo311's own light basemap for a bounding box: ward outlines and street lines."""
+
+    bbox: tuple[float, float, float, float] = Field(
+        description="The box answered for (west, south, east, north), inside the city's extent"
+    )
+    wards: FeatureCollection
+    streets: FeatureCollection
+    streets_truncated: bool = Field(description="More streets matched; the longest are shown")
