@@ -73,10 +73,10 @@ from dispatch import roads as dispatch_roads
 from dispatch import service as dispatch_service
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
-from geo311 import migrate
-from geo311.database import Database
-from geo311.embedded import EXTENSIONS, EmbeddedCluster
-from geo311.settings import RoutingSettings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EXTENSIONS, EmbeddedCluster
+from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 from layers.service import WardFeature
 from work_orders import service as work_orders_service

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import rules, service
 from dispatch.models import CategoryServiceTime, QueuedWorkOrder
-from geo311.settings import RoutingSettings
+from geo311.kernel.settings import RoutingSettings
 from layers.models import Asset, Ward
 from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service

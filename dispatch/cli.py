@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from dispatch import assignment, plans, roads, service
 from dispatch.network import build_network, lines_from_osm
 from dispatch.schemas import CrewIn, ServiceTimeIn, SkillRuleIn
-from geo311.errors import AppError
-from geo311.runtime import open_database
-from geo311.settings import get_settings
+from geo311.kernel.errors import AppError
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import get_settings
 from layers import service as layers_service
 
 roads_app = typer.Typer(help="The road network that travel times come from.", no_args_is_help=True)

@@ -20,7 +20,7 @@ from dispatch import roads, service
 from dispatch.matrix import MatrixProvider, Point, TravelMatrix, provider_for
 from dispatch.service import CrewDay
 from dispatch.solver import Break, Job, Plan, Problem, SolverError, TimeWindow, Vehicle, solve
-from geo311.settings import RoutingSettings
+from geo311.kernel.settings import RoutingSettings
 
 # A crew's territory reaches the solver as skills: a crew covering ward 4 holds "ward:4", and a
 # job in ward 4 needs it, so territory is as hard a constraint as a skill.

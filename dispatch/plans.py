@@ -54,8 +54,8 @@ from dispatch.planning import (
 )
 from dispatch.planning import DayPlan as SolvedDay
 from dispatch.planning import plan_day as solve_day
-from geo311.errors import FieldError, NotFound, ValidationFailed
-from geo311.settings import RoutingSettings
+from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
+from geo311.kernel.settings import RoutingSettings
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, WorkOrder

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from layers.deps import JurisdictionDep
 from sqlalchemy.orm import Session
 
 from dispatch import plans, service
@@ -23,9 +24,9 @@ from dispatch.schemas import (
     RouteOut,
     StopOut,
 )
-from geo311 import fields
-from geo311.auth.service import Principal, require_crew_of
-from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal, require_crew_of
+from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 

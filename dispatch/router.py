@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from layers.deps import JurisdictionDep
 
 from dispatch import assignment, roads, service
 from dispatch.matrix import provider_for
@@ -24,10 +25,10 @@ from dispatch.schemas import (
     StaffCrewIn,
     StaffCrewOut,
 )
-from geo311.auth.service import Principal
-from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import NotFound, PreconditionRequired, ValidationFailed
-from geo311.fields import Count
+from geo311.kernel.auth.service import Principal
+from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from geo311.kernel.errors import NotFound, PreconditionRequired, ValidationFailed
+from geo311.kernel.fields import Count
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 

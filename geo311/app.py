@@ -15,25 +15,25 @@ from dispatch import assignment
 from dispatch.plans_router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
-from geo311.database import Database
-from geo311.dedup.router import router as dedup_router
-from geo311.http import (
+from geo311.api.dedup import router as dedup_router
+from geo311.api.intake import router as intake_router
+from geo311.api.open311 import PREFIX as OPEN311_PREFIX
+from geo311.api.open311 import router as open311_router
+from geo311.api.open311_refusal import ERRORS_RESPONSE as OPEN311_ERRORS
+from geo311.api.open311_refusal import refusal as open311_refusal
+from geo311.kernel.database import Database
+from geo311.kernel.http import (
     install_error_handlers,
     install_input_guard,
     install_openapi_problems,
     install_security_headers,
 )
-from geo311.intake.router import router as intake_router
-from geo311.media import LocalMediaStore
-from geo311.notify.router import router as notify_router
-from geo311.notify.worker import BackgroundWorker
-from geo311.open311.refusal import ERRORS_RESPONSE as OPEN311_ERRORS
-from geo311.open311.refusal import refusal as open311_refusal
-from geo311.open311.router import PREFIX as OPEN311_PREFIX
-from geo311.open311.router import router as open311_router
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.notify.router import router as notify_router
+from geo311.kernel.notify.worker import BackgroundWorker
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import Settings, get_settings
 from geo311.pages import router as pages_router
-from geo311.runtime import open_database
-from geo311.settings import Settings, get_settings
 from work_orders.router import router as work_orders_router
 
 # Swagger UI's files come from a Python package so /docs works with no network.

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from geo311.database import Base
+from geo311.kernel.database import Base
 from work_orders.lifecycle import STATUSES
 
 INCIDENT_STATUSES = STATUSES
@@ -71,7 +71,7 @@ class ServiceCategory(Base):
     group_code: Mapped[str] = mapped_column(String(64))
     asset_type: Mapped[str | None] = mapped_column(String(64))
     dedup_radius_m: Mapped[float] = mapped_column(Float, server_default="50")
-    # Duplicate detection per category (geo311.dedup); NULL takes the Settings.dedup default.
+    # Duplicate detection per category (geo311.resident.dedup); NULL takes the Settings.dedup default.
     dedup_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
     dedup_threshold: Mapped[float | None] = mapped_column(Float)
     dedup_open_window_h: Mapped[float | None] = mapped_column(Float)
@@ -120,7 +120,7 @@ class Incident(Base):
             name="status_known",
         ),
         # (geom, closed-or-infinity): bbox searches as before, and dedup's candidate search
-        # skips incidents closed long ago inside the index (geo311.dedup.service).
+        # skips incidents closed long ago inside the index (geo311.resident.dedup.service).
         Index(
             "ix_incidents_geom_closed",
             "geom",

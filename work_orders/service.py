@@ -16,21 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from geo311.kernel.media.models import Photo
 from geoalchemy2 import WKTElement
 from sqlalchemy import ColumnElement, and_, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo311.errors import (
-    FieldError,
-    NotFound,
-    ValidationFailed,
-)
-from geo311.intake import photos
-from geo311.intake.models import Photo
-from geo311.media import MediaStore, stage_files
-from geo311.notify import outbox
-from geo311.notify.tokens import AnswerLink
+from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
+from geo311.kernel.media import photos
+from geo311.kernel.media.store import MediaStore, stage_files
+from geo311.kernel.notify import outbox
+from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, sla
 from work_orders.errors import IllegalTransition, StaleVersion

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from dispatch import assignment, service
-from geo311.database import Database
+from geo311.kernel.database import Database
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "city_day.py"
 

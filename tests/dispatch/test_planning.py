@@ -24,8 +24,8 @@ from dispatch.planning import (
 from dispatch.rules import required_skills
 from dispatch.solver import Engine
 from fixtures.demo_city import generate
-from geo311.database import Database
-from geo311.settings import RoutingSettings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 
 CHICAGO = ZoneInfo("America/Chicago")

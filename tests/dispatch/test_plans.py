@@ -17,9 +17,9 @@ from sqlalchemy import text
 from dispatch import plans, rules, service
 from dispatch.errors import StalePlan
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify import templates
-from geo311.settings import RoutingSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.notify import templates
+from geo311.kernel.settings import RoutingSettings, Settings
 from tests.support import (
     move_work_order,
     open_incident_with_reporters,

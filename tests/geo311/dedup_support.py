@@ -10,11 +10,11 @@ from typing import Any
 from pyproj import Geod
 from sqlalchemy import text
 
-from geo311.database import Database
-from geo311.intake import service as intake_service
-from geo311.intake.models import Report
-from geo311.media import LocalMediaStore
-from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.kernel.database import Database
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.resident.intake import service as intake_service
+from geo311.resident.intake.models import Report
 
 GEOD = Geod(ellps="WGS84")
 
