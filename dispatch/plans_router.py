@@ -7,7 +7,6 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from layers.deps import JurisdictionDep
 from sqlalchemy.orm import Session
 
 from dispatch import plans, service
@@ -27,6 +26,7 @@ from dispatch.schemas import (
 from geo311.kernel import fields
 from geo311.kernel.auth.service import Principal, require_crew_of
 from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from layers.deps import JurisdictionDep
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 

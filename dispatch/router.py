@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
-from layers.deps import JurisdictionDep
 
 from dispatch import assignment, roads, service
 from dispatch.matrix import provider_for
@@ -29,6 +28,7 @@ from geo311.kernel.auth.service import Principal
 from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import NotFound, PreconditionRequired, ValidationFailed
 from geo311.kernel.fields import Count
+from layers.deps import JurisdictionDep
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 

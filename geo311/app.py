@@ -17,6 +17,7 @@ from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
 from geo311.api.dedup import router as dedup_router
 from geo311.api.intake import router as intake_router
+from geo311.api.notices import router as notices_router
 from geo311.api.open311 import PREFIX as OPEN311_PREFIX
 from geo311.api.open311 import router as open311_router
 from geo311.api.open311_refusal import ERRORS_RESPONSE as OPEN311_ERRORS
@@ -85,6 +86,7 @@ def create_app(
     app.include_router(pages_router)
     app.include_router(open311_router)
     app.include_router(work_orders_router)
+    app.include_router(notices_router)
     app.include_router(notify_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 

@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
-from geo311.kernel.media.models import Photo
-from layers.deps import JurisdictionDep
 from sqlalchemy.orm import Session
 
 from geo311.kernel import fields
@@ -30,9 +28,11 @@ from geo311.kernel.errors import (
     ValidationFailed,
 )
 from geo311.kernel.media import uploads
+from geo311.kernel.media.models import Photo
 from geo311.kernel.notify import pages
 from geo311.kernel.notify.router import SignerDep, error_page
 from geo311.kernel.notify.templates import category_name
+from layers.deps import JurisdictionDep
 from work_orders import lifecycle
 from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, Incident, WorkOrder

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from geo311.kernel.media.models import Photo
 from geoalchemy2 import WKTElement
 from sqlalchemy import ColumnElement, and_, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import photos
+from geo311.kernel.media.models import Photo
 from geo311.kernel.media.store import MediaStore, stage_files
 from geo311.kernel.notify import outbox
 from geo311.kernel.notify.tokens import AnswerLink
@@ -34,6 +34,7 @@ from work_orders.models import (
     RESOLUTION_CODES,
     BusinessCalendar,
     Incident,
+    Requester,
     ServiceCategory,
     Subscription,
     WorkOrder,
@@ -273,6 +274,14 @@ def subscribe(
         context=_incident_context(session, incident),
         requester_id=requester_id,
     )
+
+
+def requester_language(session: Session, *, jurisdiction_id: int, requester_id: int) -> str:
+    """Return the language a requester asked for, or raise NotFound."""
+    requester = session.get(Requester, (jurisdiction_id, requester_id))
+    if requester is None:
+        raise NotFound("The link names a requester this service does not know.")
+    return requester.language
 
 
 def create_missing_work_orders(session: Session, *, jurisdiction_id: int) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from layers.deps import JurisdictionDep
 
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.deps import SessionDep, require_roles
 from geo311.kernel.fields import Id
 from geo311.resident.dedup import service
 from geo311.resident.dedup.schemas import IncidentReportsOut, MergeIn, MoveOut, ReasonIn
+from layers.deps import JurisdictionDep
 
 router = APIRouter(prefix="/api/v1/staff", tags=["dedup"])
 

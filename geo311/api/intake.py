@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
-from layers.deps import JurisdictionDep, get_jurisdiction
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -35,6 +34,7 @@ from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.settings import Settings
 from geo311.resident.intake import service
 from geo311.resident.intake.schemas import CategoryOut, ReportOut, StaffReportOut
+from layers.deps import JurisdictionDep, get_jurisdiction
 from work_orders import service as work_orders_service
 
 router = APIRouter()

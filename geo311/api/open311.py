@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from layers.deps import JurisdictionDep, get_jurisdiction
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -35,6 +34,7 @@ from geo311.resident.open311.errors import BadRequest, UnknownResource
 from geo311.resident.open311.formats import FORMATS, MEDIA_TYPES, Format, render_list, render_object
 from geo311.resident.open311.query import is_true, parse_requests_query, parse_updates_query
 from geo311.resident.open311.schemas import ErrorOut, PostedRequestOut, PostedUpdateOut
+from layers.deps import JurisdictionDep, get_jurisdiction
 from layers.models import Jurisdiction
 
 PREFIX = "/open311/v2"

@@ -1,4 +1,7 @@
-"""FastAPI dependencies shared by every router: settings, session, media, the caller."""
+"""FastAPI dependencies shared by every router: settings, session, media, the caller.
+
+The jurisdiction served is a layers dependency (``layers.deps.JurisdictionDep``): the kernel
+knows no domain."""
 
 from __future__ import annotations
 
@@ -11,11 +14,9 @@ from sqlalchemy.orm import Session
 
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
-from geo311.kernel.errors import NotFound, Unauthorized
+from geo311.kernel.errors import Unauthorized
 from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.settings import Settings
-from layers import service as layers_service
-from layers.models import Jurisdiction
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -44,18 +45,6 @@ DatabaseDep = Annotated[Database, Depends(get_db)]
 SessionDep = Annotated[Session, Depends(get_session)]
 MediaDep = Annotated[LocalMediaStore, Depends(get_media)]
 
-
-def get_jurisdiction(session: SessionDep, settings: SettingsDep) -> Jurisdiction:
-    """Return the jurisdiction this service answers for."""
-    jurisdiction = layers_service.get_jurisdiction(session, settings.jurisdiction)
-    if jurisdiction is None:
-        raise NotFound(
-            f"Jurisdiction {settings.jurisdiction!r} is not loaded yet: load wards first."
-        )
-    return jurisdiction
-
-
-JurisdictionDep = Annotated[Jurisdiction, Depends(get_jurisdiction)]
 
 _bearer = HTTPBearer(auto_error=False, description="A staff token from `geo311 token create`")
 

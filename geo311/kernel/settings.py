@@ -204,7 +204,8 @@ class NotifySettings(BaseModel):
 
 
 class DedupWeights(BaseModel):
-    """How much each signal adds to (or takes from) a candidate's score; see geo311.resident.dedup."""
+    """How much each signal adds to (or takes from) a candidate's score; see
+    geo311.resident.dedup."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import typer
 from fastapi.testclient import TestClient
-from geo311.kernel.media.models import Photo
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from geo311.app import create_app
 from geo311.cli import app as geo311_cli
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
+from geo311.kernel.media.models import Photo
 from geo311.kernel.settings import get_settings
 from tests.support import (
     give_to_crew,

@@ -332,7 +332,7 @@ def test_an_open311_client_told_to_wait_gets_503_with_retry_after_in_its_own_sha
     answer = refusal("/open311/v2/requests.json", busy)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "5"
-    assert json.loads(answer.body) == [
+    assert json.loads(bytes(answer.body)) == [
         {"code": 503, "description": "Photos are being processed; try again."}
     ]
     # A bad request stays a 400, whatever status the core error carries.

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from geo311.kernel.media.models import Photo
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geo311.app import create_app
 from geo311.kernel.database import Database
+from geo311.kernel.media.models import Photo
 from tests.support import (
     give_to_crew,
     jpeg,

@@ -13,15 +13,6 @@ from sqlalchemy.orm import Session
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.notify import outbox, targets
 from geo311.kernel.notify.models import KINDS, Notice, NoticePreference, WebhookEndpoint
-from work_orders.models import Requester
-
-
-def requester_language(session: Session, *, jurisdiction_id: int, requester_id: int) -> str:
-    """Return the language a requester asked for, or raise NotFound."""
-    requester = session.get(Requester, (jurisdiction_id, requester_id))
-    if requester is None:
-        raise NotFound("The link names a requester this service does not know.")
-    return requester.language
 
 
 def muted_kinds(session: Session, *, jurisdiction_id: int, requester_id: int) -> list[str]:
@@ -33,7 +24,10 @@ def muted_kinds(session: Session, *, jurisdiction_id: int, requester_id: int) ->
 def set_muted_kinds(
     session: Session, *, jurisdiction_id: int, requester_id: int, muted: Iterable[str]
 ) -> list[str]:
-    """Return the requester's muted kinds after replacing them with ``muted``."""
+    """Return the requester's muted kinds after replacing them with ``muted``.
+
+    The caller checks that the requester exists (``work_orders.service.requester_language``):
+    requesters belong to work orders, which the kernel does not import."""
     kinds = sorted(set(muted))
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -41,7 +35,6 @@ def set_muted_kinds(
             f"unknown notice kinds: {', '.join(unknown)}; the kinds are {', '.join(KINDS)}",
             errors=[FieldError("kinds", "unknown notice kind", "unknown")],
         )
-    requester_language(session, jurisdiction_id=jurisdiction_id, requester_id=requester_id)
     session.execute(
         pg_insert(NoticePreference)
         .values(jurisdiction_id=jurisdiction_id, requester_id=requester_id, muted_kinds=kinds)

@@ -1,4 +1,7 @@
-"""Reports, the people who sent them (kept private), and their photos."""
+"""Reports: one resident's report each, attached to an incident.
+
+The people who sent them (``work_orders.models.Requester``) belong to work orders, which owe
+them notices; the photos (``geo311.kernel.media.models.Photo``) to the kernel's media."""
 
 from __future__ import annotations
 
@@ -32,22 +35,6 @@ LOCATION_SOURCES = ("pin", "exif", "address", "import")
 # new: opened its incident; matched: joined an open one; reopened: joined and reopened a closed
 # one; off: dedup is switched off for the category (it opened its own incident).
 DEDUP_DECISIONS = ("new", "matched", "reopened", "off")
-
-
-class Requester(Base):
-    """Who sent a report: contact details that never leave the staff side."""
-
-    __tablename__ = "requesters"
-
-    jurisdiction_id: Mapped[int] = mapped_column(
-        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
-    )
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    email: Mapped[str | None] = mapped_column(Text)
-    phone: Mapped[str | None] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(String(16), server_default="en")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Report(Base):
@@ -117,38 +104,3 @@ class Report(Base):
     dedup_score: Mapped[float | None] = mapped_column(Float)
     dedup_signals: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     matched_report_id: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class Photo(Base):
-    """A photo: the private original and its metadata-free public copy and thumbnail."""
-
-    __tablename__ = "photos"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["jurisdiction_id", "report_id"],
-            ["reports.jurisdiction_id", "reports.id"],
-            ondelete="CASCADE",
-        ),
-        CheckConstraint("kind IN ('report', 'after')", name="kind_known"),
-        Index("ix_photos_report", "jurisdiction_id", "report_id"),
-    )
-
-    jurisdiction_id: Mapped[int] = mapped_column(
-        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
-    )
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    report_id: Mapped[int | None] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(16), server_default="report")
-    original_key: Mapped[str] = mapped_column(Text)
-    original_type: Mapped[str] = mapped_column(String(64))
-    public_key: Mapped[str] = mapped_column(Text)
-    thumb_key: Mapped[str] = mapped_column(Text)
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    phash: Mapped[str] = mapped_column(String(32))
-    sha256: Mapped[str] = mapped_column(String(64))
-    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
-    exif_geom: Mapped[WKBElement | None] = mapped_column(
-        Geometry("POINT", srid=4326, spatial_index=False)
-    )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
