@@ -6,8 +6,8 @@ equal shares of the road), 5 skills, 10 categories mapped to them by skill rules
 site; one with access hours 13:00–15:30), 50 crews (10 per skill, depots on the roads, shift
 07:00–15:30 with a 30-min lunch starting 11:30–13:00, each covering 3 neighbouring wards so every
 ward × skill has ≥ 2 crews), and 1,000 open work orders at points along the roads (a few metres
-off the kerb), opened through ``work_orders.service.open_incident`` and assigned to a crew by the
-rules as intake does (``announce_opened``), due from a week ago to a
+off the kerb), opened and assigned to a crew by the rules as intake does
+(``geo311.flows.open_incident``), due from a week ago to a
 week ahead (so SLA priorities differ), 15 % with a two-hour appointment on the planned day
 (``dispatch.plans.set_appointment``).
 
@@ -68,11 +68,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from dispatch import assignment, planning, plans
+from dispatch import planning, plans
 from dispatch import roads as dispatch_roads
 from dispatch import service as dispatch_service
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
+from geo311.flows import open_incident
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EXTENSIONS, EmbeddedCluster
@@ -404,7 +405,8 @@ def store_city(session: Session, city: City) -> int:
         ward = layers_service.ward_at(
             session, jurisdiction_id=jid, lon=job.lon, lat=job.lat, at=job.opened_at
         )
-        incident = work_orders_service.open_incident(
+        # As intake does: the new work order goes to a crew by the rules (or the queue).
+        incident = open_incident.open_incident(
             session,
             category=categories[job.category_code],
             lon=job.lon,
@@ -413,8 +415,6 @@ def store_city(session: Session, city: City) -> int:
             asset_id=None,
             opened_at=job.opened_at,
         )
-        # As intake does: the new work order goes to a crew by the rules (or the queue).
-        work_orders_service.announce_opened(session, incident=incident)
         if job.appointment is not None:
             order = work_orders_service.current_work_order(session, incident)
             assert order is not None
@@ -857,7 +857,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="road_network,straight_line", help="comma-separated")
     parser.add_argument("--seed", type=int, default=311)
     args = parser.parse_args(argv)
-    assignment.install()  # new work orders are assigned on opening, as in the running service
     jobs = args.jobs or (200 if args.quick else 1000)
     crews = args.crews or (10 if args.quick else 50)
     runs = args.runs or (1 if args.quick else 3)

@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatch import assignment
 from dispatch.plans_router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
@@ -50,8 +49,6 @@ def create_app(
     """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL).
     ``worker``: the in-process notice worker, whose state /healthz reports."""
     settings = settings or get_settings()
-    # New work orders go to a crew by the rules (or to the dispatcher's queue).
-    assignment.install(default_service_s=settings.routing.default_service_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

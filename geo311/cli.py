@@ -10,7 +10,6 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
-from dispatch import assignment
 from dispatch import service as dispatch_service
 from dispatch.cli import crews_app, plan, roads_app
 from geo311.app import create_app
@@ -46,13 +45,6 @@ app.add_typer(crews_app, name="crews")
 app.command("plan")(plan)
 
 console = Console()
-
-
-@app.callback()
-def _every_command() -> None:
-    """geo311: 311 field operations on PostGIS."""
-    # New work orders any command opens go to a crew by the rules, as in the API.
-    assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
 def _load_demo(db: Database, settings: Settings, *, quiet: bool = False) -> None:

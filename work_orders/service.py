@@ -11,7 +11,7 @@ audit event per entity moved, and owes the residents' notices in the same transa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -146,38 +146,6 @@ def set_category_calendar(
 
 # --- opening ------------------------------------------------------------------------------
 
-OpenedHook = Callable[[Session, Incident, WorkOrder, ServiceCategory], None]
-_opened_hooks: list[OpenedHook] = []
-
-
-def on_work_order_opened(hook: OpenedHook) -> None:
-    """Have ``hook(session, incident, work_order, category)`` called for every newly opened
-    work order that ``announce_opened`` is told of, in that transaction (once however often
-    it is registered).
-
-    This is how dispatch assigns new work without work_orders knowing dispatch: the app
-    factory and the CLI register it.
-    """
-    if hook not in _opened_hooks:
-        _opened_hooks.append(hook)
-
-
-def announce_opened(session: Session, *, incident: Incident) -> None:
-    """Hand a newly opened incident's work order to every ``on_work_order_opened`` hook.
-
-    Whoever opens an incident calls this once the opening is complete — the report stored,
-    the public "opened" event written — so what the hooks do (dispatch assigns a crew: a
-    status change) follows the opening in the incident's history.
-    """
-    if not _opened_hooks:
-        return
-    work_order = current_work_order(session, incident)
-    category = session.get(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
-    if work_order is None or category is None:
-        return
-    for hook in _opened_hooks:
-        hook(session, incident, work_order, category)
-
 
 def open_incident(
     session: Session,
@@ -192,7 +160,8 @@ def open_incident(
     """Return a new incident for a problem nobody reported before, with its work order in the
     category's queue, due by the category's SLA (in its business calendar if it has one).
 
-    Call ``announce_opened`` once the opening is recorded, so dispatch assigns it a crew."""
+    Nobody is assigned here: a use case that opens an incident gives its work order to a crew
+    through dispatch afterwards (``geo311.flows``)."""
     calendar = category_calendar(
         session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
     )

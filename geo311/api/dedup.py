@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from geo311.flows import split_report as split_flow
 from geo311.kernel.auth.service import Principal
-from geo311.kernel.deps import SessionDep, require_roles
+from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 from geo311.kernel.fields import Id
 from geo311.resident.dedup import service
 from geo311.resident.dedup.schemas import IncidentReportsOut, MergeIn, MoveOut, ReasonIn
@@ -74,13 +75,15 @@ def split_report(
     session: SessionDep,
     jurisdiction: JurisdictionDep,
     principal: Dispatcher,
+    settings: SettingsDep,
 ) -> MoveOut:
-    move = service.split(
+    move = split_flow.split_report(
         session,
         jurisdiction_id=jurisdiction.id,
         tracking_id=tracking_id,
         actor=_actor(principal),
         reason=body.reason,
+        default_service_s=settings.routing.default_service_s,
     )
     out = service.move_out(session, move)
     session.commit()

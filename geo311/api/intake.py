@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from geo311.flows import submit_report as submit_flow
 from geo311.kernel.auth.contact import CONTACT_ROLES, may_see_contact_details
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.database import Database
@@ -162,7 +163,7 @@ def _store_report(
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
         try:
-            report = service.submit_report(
+            report = submit_flow.submit_report(
                 session,
                 jurisdiction_id=jurisdiction.id,
                 jurisdiction_slug=jurisdiction.slug,
@@ -172,6 +173,7 @@ def _store_report(
                 media_settings=settings.media,
                 now=datetime.now(UTC),
                 dedup_settings=settings.dedup,
+                default_service_s=settings.routing.default_service_s,
             )
             # Read the answer inside the same transaction: one connection checkout, and the
             # server keeps its prepared statements (a rollback after commit would drop them).

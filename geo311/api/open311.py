@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from geo311.api.open311_refusal import refusal
+from geo311.flows import submit_report
 from geo311.kernel.database import Database
 from geo311.kernel.deps import DatabaseDep, MediaDep, SessionDep, SettingsDep
 from geo311.kernel.errors import AppError
@@ -302,7 +303,7 @@ def _store_request(
             key_id = service.authenticate(
                 session, jurisdiction_id=jurisdiction.id, key=fields.get("api_key")
             )
-            posted = service.submit_request(
+            posted = submit_report.submit_open311_request(
                 session,
                 jurisdiction_id=jurisdiction.id,
                 jurisdiction_slug=jurisdiction.slug,

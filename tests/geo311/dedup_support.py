@@ -10,6 +10,7 @@ from typing import Any
 from pyproj import Geod
 from sqlalchemy import text
 
+from geo311.flows import submit_report
 from geo311.kernel.database import Database
 from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
@@ -71,12 +72,13 @@ def submit(
     dedup: DedupSettings | None = None,
     **fields: str,
 ) -> Report:
-    """Store a report through the intake service at ``now`` and return it (committed)."""
+    """Store a report as the API does (intake, then assignment) at ``now`` and return it
+    (committed)."""
     form: dict[str, str | None] = {"category": category, "lat": str(lat), "lon": str(lon)}
     form.update(fields)
     draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
     with db.sessions() as session:
-        report = intake_service.submit_report(
+        report = submit_report.submit_report(
             session,
             jurisdiction_id=jurisdiction_id(db),
             jurisdiction_slug="demo",

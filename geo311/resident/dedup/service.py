@@ -863,7 +863,8 @@ def split(
 
     The report's requester follows it (and stays subscribed to the old incident when they
     have another report there). A report that had reopened a closed incident, with nothing
-    reported there since, closes it again. Undo with ``undo``.
+    reported there since, closes it again. Undo with ``undo``. The new incident's work order
+    is nobody's yet: the use case gives it to a crew (``geo311.flows.split_report``).
     """
     report = session.scalars(
         select(Report).where(
@@ -945,7 +946,6 @@ def split(
         ),
         data={"move": move.id, "report": report.tracking_id, "from": old.id, "why": reason},
     )
-    work_orders_service.announce_opened(session, incident=new)
     audit.record(
         session,
         jurisdiction_id=jurisdiction_id,

@@ -35,7 +35,7 @@ from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
 from work_orders import audit
 from work_orders import service as work_orders_service
-from work_orders.models import Requester
+from work_orders.models import Incident, Requester
 
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -171,6 +171,14 @@ def parse_report_form(
     )
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A stored report, and the incident it opened (None: it joined one)."""
+
+    report: Report
+    opened: Incident | None
+
+
 def submit_report(
     session: Session,
     *,
@@ -182,9 +190,12 @@ def submit_report(
     media_settings: MediaSettings,
     now: datetime,
     dedup_settings: DedupSettings | None = None,
-) -> Report:
-    """Return the stored report: placed in its ward, snapped to its asset, with its photo.
+) -> Submitted:
+    """Return the stored report (placed in its ward, snapped to its asset, with its photo) and
+    the incident it opened, if it opened one rather than joining one.
 
+    Nobody is assigned here: intake does not know dispatch, so the use case gives an opened
+    incident's work order to a crew afterwards (``geo311.flows.submit_report``).
     Flushes only; the caller commits. On rollback, the photo files are removed again.
     """
     category = work_orders_service.get_category(
@@ -293,7 +304,6 @@ def submit_report(
             to_state=incident.status,
             data={"report": report.tracking_id, "location_source": source},
         )
-        work_orders_service.announce_opened(session, incident=incident)
     else:
         dedup_service.attach_report(
             session, placement=placement, report=report, actor=f"resident:{draft.channel}"
@@ -308,7 +318,7 @@ def submit_report(
             jurisdiction_slug=jurisdiction_slug,
             now=now,
         )
-    return report
+    return Submitted(report=report, opened=incident if placement.opened else None)
 
 
 def store_report_photo(

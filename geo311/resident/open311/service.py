@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -366,6 +366,15 @@ def _media_url(raw: str | None) -> str | None:
     return raw
 
 
+@dataclass(frozen=True)
+class Posted:
+    """The answer to an Open311 POST, and the incident the request opened (None: it joined
+    one)."""
+
+    answer: PostedRequestOut
+    opened: Incident | None
+
+
 def submit_request(
     session: Session,
     *,
@@ -379,10 +388,12 @@ def submit_request(
     settings: Settings,
     now: datetime,
     more_photos: Sequence[bytes] = (),
-) -> PostedRequestOut:
+) -> Posted:
     """Return the id and token of a request stored through intake, like a report from the
     page: placed in its ward, snapped to its asset, with its photo (the first one places it
-    when no lat/long is given; ``more_photos`` are kept as the report's further photos).
+    when no lat/long is given; ``more_photos`` are kept as the report's further photos), and
+    the incident it opened, if any (``geo311.flows.submit_report`` gives its work order to a
+    crew).
 
     ``account_id`` (the client's own id for the resident) is echoed in the answer and not
     stored: geo311 keeps no accounts of other applications. Flushes only."""
@@ -428,7 +439,7 @@ def submit_request(
             channel="open311",
             settings=settings.intake,
         )
-        report = intake.submit_report(
+        submitted = intake.submit_report(
             session,
             jurisdiction_id=jurisdiction_id,
             jurisdiction_slug=jurisdiction_slug,
@@ -438,6 +449,7 @@ def submit_request(
             media_settings=settings.media,
             now=now,
         )
+        report = submitted.report
         for number, data in enumerate(more_photos, start=2):
             try:
                 processed = process_upload(data, settings.media)
@@ -466,12 +478,13 @@ def submit_request(
     notice = _service_notice(session, category, report)
     session.flush()
     _touch_key(session, jurisdiction_id=jurisdiction_id, key_id=api_key_id, now=now)
-    return PostedRequestOut(
+    answer = PostedRequestOut(
         service_request_id=report.tracking_id,
         token=token,
         service_notice=notice,
         account_id=account_id,
     )
+    return Posted(answer=answer, opened=submitted.opened)
 
 
 def _photo_error(exc: AppError, field: str) -> AppError:
