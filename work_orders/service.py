@@ -26,6 +26,7 @@ from geo311.kernel.media import photos
 from geo311.kernel.media.models import Photo
 from geo311.kernel.media.store import MediaStore, stage_files
 from geo311.kernel.notify import outbox
+from geo311.kernel.notify import service as notify_service
 from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, sla
@@ -1149,21 +1150,22 @@ def _owe_requester_notices(
 ) -> int:
     """Owe ``kind`` to every subscribed requester with a contact who has not muted it (or to
     ``requester_id`` only): email when they gave one, else SMS. Return how many."""
+    not_muted = notify_service.not_muted_sql(
+        jurisdiction_id="s.jurisdiction_id", requester_id="s.requester_id", kind=":kind"
+    )
     rows = session.execute(
         text(
-            """
+            f"""
             SELECT s.requester_id, q.email, q.phone, q.language, r.tracking_id
             FROM subscriptions s
             JOIN requesters q ON q.jurisdiction_id = s.jurisdiction_id AND q.id = s.requester_id
             LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
-            LEFT JOIN notice_preferences p
-                   ON p.jurisdiction_id = s.jurisdiction_id AND p.requester_id = s.requester_id
             WHERE s.jurisdiction_id = :jid AND s.incident_id = :incident
               AND (q.email IS NOT NULL OR q.phone IS NOT NULL)
-              AND NOT (COALESCE(p.muted_kinds, '{}') @> ARRAY[CAST(:kind AS varchar)])
+              AND {not_muted}
               AND (CAST(:requester AS bigint) IS NULL OR s.requester_id = :requester)
             ORDER BY s.requester_id
-            """
+            """  # noqa: S608 - not_muted is built from constants
         ),
         {
             "jid": incident.jurisdiction_id,
@@ -1192,24 +1194,20 @@ def _owe_requester_notices(
 def _owe_webhooks(
     session: Session, *, incident: Incident, kind: str, key: str, context: Mapping[str, Any]
 ) -> int:
-    endpoints = session.execute(
-        text(
-            "SELECT id, url FROM webhook_endpoints WHERE jurisdiction_id = :jid AND active "
-            "AND CAST(:kind AS varchar) = ANY(kinds) ORDER BY id"
-        ),
-        {"jid": incident.jurisdiction_id, "kind": kind},
-    ).all()
+    endpoints = notify_service.webhook_targets(
+        session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+    )
     drafts = [
         outbox.NoticeDraft(
             jurisdiction_id=incident.jurisdiction_id,
-            idempotency_key=f"{key}:webhook-{endpoint.id}",
+            idempotency_key=f"{key}:webhook-{endpoint_id}",
             kind=kind,
             channel="webhook",
-            recipient=endpoint.url,
+            recipient=url,
             incident_id=incident.id,
-            webhook_endpoint_id=endpoint.id,
+            webhook_endpoint_id=endpoint_id,
             context=dict(context),
         )
-        for endpoint in endpoints
+        for endpoint_id, url in endpoints
     ]
     return len(outbox.owe(session, drafts))

@@ -15,6 +15,32 @@ from geo311.kernel.notify import outbox, targets
 from geo311.kernel.notify.models import KINDS, Notice, NoticePreference, WebhookEndpoint
 
 
+def not_muted_sql(*, jurisdiction_id: str, requester_id: str, kind: str) -> str:
+    """Return an SQL condition, true when the requester has not muted the kind of notice.
+
+    The arguments are SQL expressions of the caller's statement (columns or parameters), so
+    whoever owes notices filters mutes in the statement that finds the recipients, without
+    naming this package's table."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM notice_preferences p"  # noqa: S608 - expressions from code
+        f" WHERE p.jurisdiction_id = {jurisdiction_id} AND p.requester_id = {requester_id}"
+        f" AND p.muted_kinds @> ARRAY[CAST({kind} AS varchar)])"
+    )
+
+
+def webhook_targets(session: Session, *, jurisdiction_id: int, kind: str) -> list[tuple[int, str]]:
+    """Return the id and URL of every active endpoint of the jurisdiction that takes ``kind``,
+    by id."""
+    rows = session.execute(
+        text(
+            "SELECT id, url FROM webhook_endpoints WHERE jurisdiction_id = :jid AND active "
+            "AND CAST(:kind AS varchar) = ANY(kinds) ORDER BY id"
+        ),
+        {"jid": jurisdiction_id, "kind": kind},
+    ).all()
+    return [(row.id, row.url) for row in rows]
+
+
 def muted_kinds(session: Session, *, jurisdiction_id: int, requester_id: int) -> list[str]:
     """Return the kinds of notice the requester does not want."""
     row = session.get(NoticePreference, (jurisdiction_id, requester_id))
