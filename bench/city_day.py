@@ -18,7 +18,7 @@ run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times,
 1. **day plan** — ``dispatch.plans.make_plan`` for the day, committed: the matrix, the solve,
    and everything else (reading the work, storing routes and stops, route lines, giving each
    placed work order its crew and the status ``scheduled`` through the lifecycle, the commit).
-   Baseline: ``dispatch.planning.plan_day`` on the same jobs (matrix + solve, nothing stored);
+   Baseline: ``dispatch.planning.solve_day`` on the same jobs (matrix + solve, nothing stored);
    the ratio is what the project adds. Target: ≤ 30 s.
 2. **move** — ``dispatch.plans.move_work_orders``: 10 jobs from the crew with most stops to the
    crew of the same skill that may take most of them, re-planning just those two crews,
@@ -535,7 +535,7 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
         ]
         starts = plans.crew_starts(session, jurisdiction_id=jid, day=DAY, now=NOW, routing=routing)
         started = time.perf_counter()
-        solved = planning.plan_day(
+        solved = planning.solve_day(
             session, jurisdiction_id=jid, day=DAY, jobs=jobs, routing=routing, starts=starts
         )
         wall_s = time.perf_counter() - started
@@ -704,7 +704,7 @@ def replan_all(db: Database, routing: RoutingSettings, version: int) -> Measure:
     )
 
 
-PHASES = ("day plan", "baseline: plan_day", "move", "baseline: full re-plan")
+PHASES = ("day plan", "baseline: solve_day", "move", "baseline: full re-plan")
 
 
 def run_once(
@@ -719,10 +719,10 @@ def run_once(
     try:
         out: dict[str, Measure] = {}
         if baseline_first:
-            out["baseline: plan_day"] = raw_plan(db, routing)
+            out["baseline: solve_day"] = raw_plan(db, routing)
         out["day plan"], version = day_plan(db, routing)
         if not baseline_first:
-            out["baseline: plan_day"] = raw_plan(db, routing)
+            out["baseline: solve_day"] = raw_plan(db, routing)
         picked = pick_move(db)
         out["move"], version = move(db, routing, picked, version)
         out["baseline: full re-plan"] = replan_all(db, routing, version)
@@ -784,10 +784,10 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
         by_phase = {p: [r[p] for r in runs] for p in PHASES}
         med = {p: _median([m.wall_s for m in ms]) for p, ms in by_phase.items()}
         targets = {"day plan": DAY_TARGET_S, "move": MOVE_TARGET_S}
-        baseline_of = {"day plan": "baseline: plan_day", "move": "baseline: full re-plan"}
+        baseline_of = {"day plan": "baseline: solve_day", "move": "baseline: full re-plan"}
         labels = {
             "day plan": "day plan: make_plan (stored)",
-            "baseline: plan_day": "  baseline: plan_day (matrix+solve)",
+            "baseline: solve_day": "  baseline: solve_day (matrix+solve)",
             "move": f"move {MOVE_JOBS} jobs: move_work_orders",
             "baseline: full re-plan": "  baseline: full re-plan (make_plan)",
         }
@@ -815,7 +815,7 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
                 _median([m.matrix_s for m in ms]),
                 _median([m.solve_s for m in ms]),
             ]
-            if phase == "baseline: plan_day":
+            if phase == "baseline: solve_day":
                 cells += [None] * 5 + [_median([m.wall_s - m.matrix_s - m.solve_s for m in ms])]
             else:
                 cells += [

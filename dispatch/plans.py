@@ -47,13 +47,13 @@ from dispatch.planning import (
     TERRITORY_PREFIX,
     CrewStart,
     DayJob,
+    DaySolution,
     LeftOut,
     route_geometry,
     sla_priority,
+    solve_day,
     territory_skill,
 )
-from dispatch.planning import DayPlan as SolvedDay
-from dispatch.planning import plan_day as solve_day
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.settings import RoutingSettings
 from work_orders import audit
@@ -459,7 +459,7 @@ def _store(
     session: Session,
     *,
     plan: DayPlan,
-    solved: SolvedDay,
+    solved: DaySolution,
     crew_ids: Sequence[int],
     jobs: Mapping[int, DayJob],
     locked: set[int],
@@ -569,7 +569,7 @@ def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str
     return left.detail
 
 
-def _schedule(session: Session, *, jurisdiction_id: int, solved: SolvedDay, actor: str) -> None:
+def _schedule(session: Session, *, jurisdiction_id: int, solved: DaySolution, actor: str) -> None:
     """Give each placed work order its crew and the status ``scheduled`` (the residents' notice
     names the day); a scheduled one the plan could no longer place goes back to ``assigned``
     (its crew kept as a suggestion)."""
@@ -619,7 +619,7 @@ def _solve(
     now: datetime,
     provider: MatrixProvider | None,
     time_limit_s: float,
-) -> SolvedDay:
+) -> DaySolution:
     starts = crew_starts(
         session, jurisdiction_id=jurisdiction_id, day=day, now=now, routing=routing
     )
@@ -642,7 +642,7 @@ def _recorded(
     plan: DayPlan,
     action: str,
     actor: str,
-    solved: SolvedDay | None,
+    solved: DaySolution | None,
     crews: Sequence[int] = (),
     moved: Sequence[int] = (),
     **data: Any,
@@ -668,7 +668,7 @@ def _recorded(
     )
 
 
-def _bump(plan: DayPlan, solved: SolvedDay | None, actor: str) -> None:
+def _bump(plan: DayPlan, solved: DaySolution | None, actor: str) -> None:
     plan.version = plan.version + 1
     plan.planned_by = actor
     if solved is not None:
@@ -930,7 +930,7 @@ def _replan(
     now: datetime,
     provider: MatrixProvider | None,
     time_limit_s: float | None,
-) -> SolvedDay:
+) -> DaySolution:
     """Solve the day again for ``crew_ids`` only and store it.
 
     Their current open stops come back pinned to the crew in ``keep_crew`` (a move keeps
