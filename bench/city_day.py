@@ -9,19 +9,20 @@ ward × skill has ≥ 2 crews), and 1,000 open work orders at points along the r
 off the kerb), opened and assigned to a crew by the rules as intake does
 (``geo311.flows.open_incident``), due from a week ago to a
 week ahead (so SLA priorities differ), 15 % with a two-hour appointment on the planned day
-(``dispatch.plans.set_appointment``).
+(``dispatch.dayplans.appointments.set_appointment``).
 
 For each travel-time provider — the road network (the extract loaded with the project's own
 ``geo311 roads load`` code) and the straight line (the same city with no network loaded) — each
 run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times, in one process:
 
-1. **day plan** — ``dispatch.plans.make_plan`` for the day, committed: the matrix, the solve,
-   and everything else (reading the work, storing routes and stops, route lines, giving each
-   placed work order its crew and the status ``scheduled`` through the lifecycle, the commit).
+1. **day plan** — ``dispatch.dayplans.commands.make_plan`` for the day, committed: the matrix,
+   the solve, and everything else (reading the work, storing routes and stops, route lines,
+   giving each placed work order its crew and the status ``scheduled`` through the lifecycle,
+   the commit).
    Baseline: ``dispatch.planning.solve_day`` on the same jobs (matrix + solve, nothing stored);
    the ratio is what the project adds. Target: ≤ 30 s.
-2. **move** — ``dispatch.plans.move_work_orders``: 10 jobs from the crew with most stops to the
-   crew of the same skill that may take most of them, re-planning just those two crews,
+2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
+   stops to the crew of the same skill that may take most of them, re-planning just those two crews,
    committed. Baseline: a full-day re-plan (``make_plan`` again) right after; the ratio is what
    re-planning only the crews touched saves. Target: ≤ 2 s.
 
@@ -68,9 +69,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from dispatch import planning, plans
+from dispatch import planning
 from dispatch import roads as dispatch_roads
 from dispatch import service as dispatch_service
+from dispatch.dayplans import appointments, commands
+from dispatch.dayplans import store as plan_store
+from dispatch.dayplans import work as plan_work
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
 from geo311.flows import open_incident
@@ -418,7 +422,7 @@ def store_city(session: Session, city: City) -> int:
         if job.appointment is not None:
             order = work_orders_service.current_work_order(session, incident)
             assert order is not None
-            plans.set_appointment(
+            appointments.set_appointment(
                 session,
                 jurisdiction_id=jid,
                 work_order_id=order.id,
@@ -466,11 +470,13 @@ class Parts:
 @contextmanager
 def watched(parts: Parts) -> Iterator[None]:
     with (
-        parts.watch(plans, "work_for_day", "read"),
-        parts.watch(plans, "work_by_id", "read"),
-        parts.watch(plans, "_store", "store"),
-        parts.watch(plans, "_schedule", "lifecycle"),
-        parts.watch(plans, "route_geometry", "lines"),
+        # Each name where it is looked up: the commands call the reader and the store, the
+        # store calls the lifecycle step and the route lines.
+        parts.watch(commands, "work_for_day", "read"),
+        parts.watch(commands, "work_by_id", "read"),
+        parts.watch(commands, "store_solution", "store"),
+        parts.watch(plan_store, "_schedule", "lifecycle"),
+        parts.watch(plan_store, "route_geometry", "lines"),
     ):
         yield
 
@@ -512,8 +518,8 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
     """The baseline of the day plan: the same jobs, matrix and solve, nothing stored."""
     with db.session() as session:
         jid = jurisdiction_id(session)
-        day_start, day_end = plans.day_bounds(session, jurisdiction_id=jid, day=DAY)
-        work = plans.work_for_day(
+        day_start, day_end = plan_work.day_bounds(session, jurisdiction_id=jid, day=DAY)
+        work = plan_work.work_for_day(
             session,
             jurisdiction_id=jid,
             day=DAY,
@@ -523,7 +529,7 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
         )
         rule_set = dispatch_service.rule_set(session, jurisdiction_id=jid)
         jobs = [
-            plans.to_day_job(
+            plan_work.to_day_job(
                 w,
                 rule_set=rule_set,
                 routing=routing,
@@ -533,7 +539,9 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
             )
             for w in work
         ]
-        starts = plans.crew_starts(session, jurisdiction_id=jid, day=DAY, now=NOW, routing=routing)
+        starts = plan_work.crew_starts(
+            session, jurisdiction_id=jid, day=DAY, now=NOW, routing=routing
+        )
         started = time.perf_counter()
         solved = planning.solve_day(
             session, jurisdiction_id=jid, day=DAY, jobs=jobs, routing=routing, starts=starts
@@ -555,7 +563,7 @@ def day_plan(db: Database, routing: RoutingSettings) -> tuple[Measure, int]:
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.make_plan(
+        change = commands.make_plan(
             session, jurisdiction_id=jid, day=DAY, routing=routing, actor=ACTOR, now=NOW
         )
         version = change.plan.version
@@ -630,7 +638,7 @@ def move(db: Database, routing: RoutingSettings, picked: Move, version: int) -> 
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.move_work_orders(
+        change = commands.move_work_orders(
             session,
             jurisdiction_id=jid,
             day=DAY,
@@ -679,7 +687,7 @@ def replan_all(db: Database, routing: RoutingSettings, version: int) -> Measure:
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.make_plan(
+        change = commands.make_plan(
             session,
             jurisdiction_id=jid,
             day=DAY,

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.plans_router import router as plans_router
+from dispatch.dayplans.router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
 from geo311.api.dedup import router as dedup_router

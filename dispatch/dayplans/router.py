@@ -1,5 +1,5 @@
 """Day-plan routes: plan a day, read it (whole, or one crew's route for the tablet), move work
-between crews, lock stops, re-plan crews. Thin: parse, call dispatch.plans, commit, answer."""
+between crews, lock stops, re-plan crews. Thin: parse, call dispatch.dayplans, commit, answer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from dispatch import plans, service
+from dispatch import service
+from dispatch.dayplans import appointments, commands, views
 from dispatch.schemas import (
     AppointmentIn,
     AppointmentOut,
@@ -40,7 +41,7 @@ def _actor(principal: Principal) -> str:
     return f"{principal.role}:{principal.name}"
 
 
-def _out(view: plans.PlanView) -> PlanOut:
+def _out(view: views.PlanView) -> PlanOut:
     return PlanOut(
         day=view.day,
         version=view.version,
@@ -98,7 +99,7 @@ def _out(view: plans.PlanView) -> PlanOut:
 
 
 def _answer(session: Session, jurisdiction_id: int, day: date, response: Response) -> PlanOut:
-    view = plans.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
+    view = views.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
     response.headers["ETag"] = f'"{view.version}"'
     return _out(view)
 
@@ -115,7 +116,7 @@ def make_plan(
 ) -> PlanOut:
     """Plan the day for every crew working then: ordered stops with ETAs, route lines, and
     the work left for another day with the reason."""
-    plans.make_plan(
+    commands.make_plan(
         session,
         jurisdiction_id=jurisdiction.id,
         day=day,
@@ -152,7 +153,7 @@ def get_crew_route(
     if principal.role == "crew":
         crew_id = service.crew_id_of(session, jurisdiction_id=jurisdiction.id, code=code)
         require_crew_of(principal, crew_id, what=f"The route of crew {code!r}")
-    view = plans.plan_view(session, jurisdiction_id=jurisdiction.id, day=day, crew_code=code)
+    view = views.plan_view(session, jurisdiction_id=jurisdiction.id, day=day, crew_code=code)
     response.headers["ETag"] = f'"{view.version}"'
     return _out(view)
 
@@ -169,7 +170,7 @@ def move(
 ) -> PlanOut:
     """Move work orders to another crew (or back to the queue) and re-plan the crews it
     touched; a stale ``plan_version`` gets 409 and changes nothing."""
-    plans.move_work_orders(
+    commands.move_work_orders(
         session,
         jurisdiction_id=jurisdiction.id,
         day=day,
@@ -195,7 +196,7 @@ def lock(
     principal: Dispatcher,
 ) -> PlanOut:
     """Lock a stop in place (its crew and time stay through re-plans), or unlock it."""
-    plans.lock_stop(
+    commands.lock_stop(
         session,
         jurisdiction_id=jurisdiction.id,
         day=day,
@@ -219,7 +220,7 @@ def replan(
     principal: Dispatcher,
 ) -> PlanOut:
     """Plan these crews' day again, sharing out their open stops and the day's left-out work."""
-    plans.replan_crews(
+    commands.replan_crews(
         session,
         jurisdiction_id=jurisdiction.id,
         day=day,
@@ -241,7 +242,7 @@ def set_appointment(
     principal: Dispatcher,
 ) -> AppointmentOut:
     """Book the window the work must start in (an appointment with the resident, access)."""
-    plans.set_appointment(
+    appointments.set_appointment(
         session,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
@@ -259,7 +260,7 @@ def clear_appointment(
     jurisdiction: JurisdictionDep,
     principal: Dispatcher,
 ) -> AppointmentOut:
-    plans.set_appointment(
+    appointments.set_appointment(
         session,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
