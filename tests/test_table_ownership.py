@@ -55,14 +55,11 @@ EXCEPTIONS: dict[str, set[str]] = {
     # The importer's bulk statements (placing rows, opening and closing incidents in bulk) go
     # with the row builders shared by intake and the importer.
     "geo311.resident.dedup.importer": {"assets", "incidents", "ward_maps", "wards"},
-    # The candidate search, merge/split/undo and the staff view of an incident's reports.
-    "geo311.resident.dedup.service": {
-        "audit_events",
-        "incidents",
-        "photos",
-        "service_categories",
-        "subscriptions",
-    },
+    # The candidate search (incidents of the group near the report, their photos' hashes).
+    "geo311.resident.dedup.placing": {"incidents", "photos", "service_categories"},
+    # Merge, split and undo move reports and subscriptions between incidents and read back the
+    # statuses the audit trail kept.
+    "geo311.resident.dedup.moves": {"audit_events", "incidents", "photos", "subscriptions"},
     # The report views (public and staff) read the report with its incident, ward, asset,
     # photos and requester in one statement.
     "geo311.resident.intake.service": {"assets", "incidents", "photos", "requesters", "wards"},

@@ -123,7 +123,7 @@ class Incident(Base):
             name="status_known",
         ),
         # (geom, closed-or-infinity): bbox searches as before, and dedup's candidate search
-        # skips incidents closed long ago inside the index (geo311.resident.dedup.service).
+        # skips incidents closed long ago inside the index (geo311.resident.dedup.placing).
         Index(
             "ix_incidents_geom_closed",
             "geom",

@@ -10,7 +10,7 @@ from geo311.flows import split_report as split_flow
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 from geo311.kernel.fields import Id
-from geo311.resident.dedup import service
+from geo311.resident.dedup import moves
 from geo311.resident.dedup.schemas import IncidentReportsOut, MergeIn, MoveOut, ReasonIn
 from layers.deps import JurisdictionDep
 
@@ -31,9 +31,7 @@ def _actor(principal: Principal) -> str:
 def list_incident_reports(
     incident_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
 ) -> IncidentReportsOut:
-    return service.incident_reports(
-        session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
-    )
+    return moves.incident_reports(session, jurisdiction_id=jurisdiction.id, incident_id=incident_id)
 
 
 @router.post(
@@ -50,7 +48,7 @@ def merge_incident(
     jurisdiction: JurisdictionDep,
     principal: Dispatcher,
 ) -> MoveOut:
-    move = service.merge(
+    move = moves.merge(
         session,
         jurisdiction_id=jurisdiction.id,
         into_incident_id=incident_id,
@@ -58,7 +56,7 @@ def merge_incident(
         actor=_actor(principal),
         reason=body.reason,
     )
-    out = service.move_out(session, move)
+    out = moves.move_out(session, move)
     session.commit()
     return out
 
@@ -85,7 +83,7 @@ def split_report(
         reason=body.reason,
         default_service_s=settings.routing.default_service_s,
     )
-    out = service.move_out(session, move)
+    out = moves.move_out(session, move)
     session.commit()
     return out
 
@@ -94,8 +92,8 @@ def split_report(
 def get_move(
     move_id: Id, session: SessionDep, jurisdiction: JurisdictionDep, _: Dispatcher
 ) -> MoveOut:
-    return service.move_out(
-        session, service.get_move(session, jurisdiction_id=jurisdiction.id, move_id=move_id)
+    return moves.move_out(
+        session, moves.get_move(session, jurisdiction_id=jurisdiction.id, move_id=move_id)
     )
 
 
@@ -111,13 +109,13 @@ def undo_move(
     jurisdiction: JurisdictionDep,
     principal: Dispatcher,
 ) -> MoveOut:
-    move = service.undo(
+    move = moves.undo(
         session,
         jurisdiction_id=jurisdiction.id,
         move_id=move_id,
         actor=_actor(principal),
         reason=body.reason,
     )
-    out = service.move_out(session, move)
+    out = moves.move_out(session, move)
     session.commit()
     return out

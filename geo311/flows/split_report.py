@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from dispatch import assignment
-from geo311.resident.dedup import service as dedup_service
+from geo311.resident.dedup import moves
 from geo311.resident.dedup.models import IncidentMove
 from work_orders import service as work_orders_service
 
@@ -23,12 +23,12 @@ def split_report(
     """Return the move that took the report out of its incident into a new one.
 
     1. dedup splits the report out (a new incident and work order, the requester's
-       subscription, the audit trail; see ``dedup.service.split``);
+       subscription, the audit trail; see ``dedup.moves.split``);
     2. dispatch gives the new incident's work order to a crew by the rules.
 
     Flushes only; the caller commits.
     """
-    move = dedup_service.split(
+    move = moves.split(
         session,
         jurisdiction_id=jurisdiction_id,
         tracking_id=tracking_id,

@@ -55,6 +55,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.errors import AppError, FieldError, ValidationFailed
 from geo311.kernel.settings import DedupSettings
 from geo311.resident.dedup import grid
+from geo311.resident.dedup.placing import rule_of
 from geo311.resident.dedup.scoring import (
     UNMATCHABLE_STATUSES,
     Candidate,
@@ -66,7 +67,6 @@ from geo311.resident.dedup.scoring import (
     normalise_address,
     normalise_addresses,
 )
-from geo311.resident.dedup.service import rule_of
 from layers.models import Jurisdiction
 from work_orders.models import ServiceCategory
 

@@ -21,7 +21,7 @@ from geo311.kernel.media.store import MediaStore, stage_files
 from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.notify.addresses import NotAnAddress, normalize_email
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
-from geo311.resident.dedup import service as dedup_service
+from geo311.resident.dedup import placing
 from geo311.resident.intake.models import CHANNELS, Report
 from geo311.resident.intake.schemas import (
     AssetOut,
@@ -240,7 +240,7 @@ def submit_report(
         )
 
     # Match-or-open: a duplicate joins the incident it is about (geo311.resident.dedup).
-    placement = dedup_service.place_report(
+    placement = placing.place_report(
         session,
         category=category,
         lon=lon,
@@ -305,7 +305,7 @@ def submit_report(
             data={"report": report.tracking_id, "location_source": source},
         )
     else:
-        dedup_service.attach_report(
+        placing.attach_report(
             session, placement=placement, report=report, actor=f"resident:{draft.channel}"
         )
 
