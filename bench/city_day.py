@@ -6,22 +6,23 @@ equal shares of the road), 5 skills, 10 categories mapped to them by skill rules
 site; one with access hours 13:00–15:30), 50 crews (10 per skill, depots on the roads, shift
 07:00–15:30 with a 30-min lunch starting 11:30–13:00, each covering 3 neighbouring wards so every
 ward × skill has ≥ 2 crews), and 1,000 open work orders at points along the roads (a few metres
-off the kerb), opened through ``work_orders.service.open_incident`` and assigned to a crew by the
-rules as intake does (``announce_opened``), due from a week ago to a
+off the kerb), opened and assigned to a crew by the rules as intake does
+(``geo311.flows.open_incident``), due from a week ago to a
 week ahead (so SLA priorities differ), 15 % with a two-hour appointment on the planned day
-(``dispatch.plans.set_appointment``).
+(``dispatch.dayplans.appointments.set_appointment``).
 
 For each travel-time provider — the road network (the extract loaded with the project's own
 ``geo311 roads load`` code) and the straight line (the same city with no network loaded) — each
 run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times, in one process:
 
-1. **day plan** — ``dispatch.plans.make_plan`` for the day, committed: the matrix, the solve,
-   and everything else (reading the work, storing routes and stops, route lines, giving each
-   placed work order its crew and the status ``scheduled`` through the lifecycle, the commit).
-   Baseline: ``dispatch.planning.plan_day`` on the same jobs (matrix + solve, nothing stored);
+1. **day plan** — ``dispatch.dayplans.commands.make_plan`` for the day, committed: the matrix,
+   the solve, and everything else (reading the work, storing routes and stops, route lines,
+   giving each placed work order its crew and the status ``scheduled`` through the lifecycle,
+   the commit).
+   Baseline: ``dispatch.planning.solve_day`` on the same jobs (matrix + solve, nothing stored);
    the ratio is what the project adds. Target: ≤ 30 s.
-2. **move** — ``dispatch.plans.move_work_orders``: 10 jobs from the crew with most stops to the
-   crew of the same skill that may take most of them, re-planning just those two crews,
+2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
+   stops to the crew of the same skill that may take most of them, re-planning just those two crews,
    committed. Baseline: a full-day re-plan (``make_plan`` again) right after; the ratio is what
    re-planning only the crews touched saves. Target: ≤ 2 s.
 
@@ -68,15 +69,19 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from dispatch import assignment, planning, plans
+from dispatch import planning
 from dispatch import roads as dispatch_roads
 from dispatch import service as dispatch_service
+from dispatch.dayplans import appointments, commands
+from dispatch.dayplans import store as plan_store
+from dispatch.dayplans import work as plan_work
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
-from geo311 import migrate
-from geo311.database import Database
-from geo311.embedded import EXTENSIONS, EmbeddedCluster
-from geo311.settings import RoutingSettings
+from geo311.flows import open_incident
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EXTENSIONS, EmbeddedCluster
+from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 from layers.service import WardFeature
 from work_orders import service as work_orders_service
@@ -404,7 +409,8 @@ def store_city(session: Session, city: City) -> int:
         ward = layers_service.ward_at(
             session, jurisdiction_id=jid, lon=job.lon, lat=job.lat, at=job.opened_at
         )
-        incident = work_orders_service.open_incident(
+        # As intake does: the new work order goes to a crew by the rules (or the queue).
+        incident = open_incident.open_incident(
             session,
             category=categories[job.category_code],
             lon=job.lon,
@@ -413,12 +419,10 @@ def store_city(session: Session, city: City) -> int:
             asset_id=None,
             opened_at=job.opened_at,
         )
-        # As intake does: the new work order goes to a crew by the rules (or the queue).
-        work_orders_service.announce_opened(session, incident=incident)
         if job.appointment is not None:
             order = work_orders_service.current_work_order(session, incident)
             assert order is not None
-            plans.set_appointment(
+            appointments.set_appointment(
                 session,
                 jurisdiction_id=jid,
                 work_order_id=order.id,
@@ -466,11 +470,13 @@ class Parts:
 @contextmanager
 def watched(parts: Parts) -> Iterator[None]:
     with (
-        parts.watch(plans, "work_for_day", "read"),
-        parts.watch(plans, "work_by_id", "read"),
-        parts.watch(plans, "_store", "store"),
-        parts.watch(plans, "_schedule", "lifecycle"),
-        parts.watch(plans, "route_geometry", "lines"),
+        # Each name where it is looked up: the commands call the reader and the store, the
+        # store calls the lifecycle step and the route lines.
+        parts.watch(commands, "work_for_day", "read"),
+        parts.watch(commands, "work_by_id", "read"),
+        parts.watch(commands, "store_solution", "store"),
+        parts.watch(plan_store, "_schedule", "lifecycle"),
+        parts.watch(plan_store, "route_geometry", "lines"),
     ):
         yield
 
@@ -512,8 +518,8 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
     """The baseline of the day plan: the same jobs, matrix and solve, nothing stored."""
     with db.session() as session:
         jid = jurisdiction_id(session)
-        day_start, day_end = plans.day_bounds(session, jurisdiction_id=jid, day=DAY)
-        work = plans.work_for_day(
+        day_start, day_end = plan_work.day_bounds(session, jurisdiction_id=jid, day=DAY)
+        work = plan_work.work_for_day(
             session,
             jurisdiction_id=jid,
             day=DAY,
@@ -523,7 +529,7 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
         )
         rule_set = dispatch_service.rule_set(session, jurisdiction_id=jid)
         jobs = [
-            plans.to_day_job(
+            plan_work.to_day_job(
                 w,
                 rule_set=rule_set,
                 routing=routing,
@@ -533,9 +539,11 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
             )
             for w in work
         ]
-        starts = plans.crew_starts(session, jurisdiction_id=jid, day=DAY, now=NOW, routing=routing)
+        starts = plan_work.crew_starts(
+            session, jurisdiction_id=jid, day=DAY, now=NOW, routing=routing
+        )
         started = time.perf_counter()
-        solved = planning.plan_day(
+        solved = planning.solve_day(
             session, jurisdiction_id=jid, day=DAY, jobs=jobs, routing=routing, starts=starts
         )
         wall_s = time.perf_counter() - started
@@ -555,7 +563,7 @@ def day_plan(db: Database, routing: RoutingSettings) -> tuple[Measure, int]:
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.make_plan(
+        change = commands.make_plan(
             session, jurisdiction_id=jid, day=DAY, routing=routing, actor=ACTOR, now=NOW
         )
         version = change.plan.version
@@ -630,7 +638,7 @@ def move(db: Database, routing: RoutingSettings, picked: Move, version: int) -> 
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.move_work_orders(
+        change = commands.move_work_orders(
             session,
             jurisdiction_id=jid,
             day=DAY,
@@ -679,7 +687,7 @@ def replan_all(db: Database, routing: RoutingSettings, version: int) -> Measure:
     started = time.perf_counter()
     with watched(parts), db.session() as session:
         jid = jurisdiction_id(session)
-        change = plans.make_plan(
+        change = commands.make_plan(
             session,
             jurisdiction_id=jid,
             day=DAY,
@@ -704,7 +712,7 @@ def replan_all(db: Database, routing: RoutingSettings, version: int) -> Measure:
     )
 
 
-PHASES = ("day plan", "baseline: plan_day", "move", "baseline: full re-plan")
+PHASES = ("day plan", "baseline: solve_day", "move", "baseline: full re-plan")
 
 
 def run_once(
@@ -719,10 +727,10 @@ def run_once(
     try:
         out: dict[str, Measure] = {}
         if baseline_first:
-            out["baseline: plan_day"] = raw_plan(db, routing)
+            out["baseline: solve_day"] = raw_plan(db, routing)
         out["day plan"], version = day_plan(db, routing)
         if not baseline_first:
-            out["baseline: plan_day"] = raw_plan(db, routing)
+            out["baseline: solve_day"] = raw_plan(db, routing)
         picked = pick_move(db)
         out["move"], version = move(db, routing, picked, version)
         out["baseline: full re-plan"] = replan_all(db, routing, version)
@@ -784,10 +792,10 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
         by_phase = {p: [r[p] for r in runs] for p in PHASES}
         med = {p: _median([m.wall_s for m in ms]) for p, ms in by_phase.items()}
         targets = {"day plan": DAY_TARGET_S, "move": MOVE_TARGET_S}
-        baseline_of = {"day plan": "baseline: plan_day", "move": "baseline: full re-plan"}
+        baseline_of = {"day plan": "baseline: solve_day", "move": "baseline: full re-plan"}
         labels = {
             "day plan": "day plan: make_plan (stored)",
-            "baseline: plan_day": "  baseline: plan_day (matrix+solve)",
+            "baseline: solve_day": "  baseline: solve_day (matrix+solve)",
             "move": f"move {MOVE_JOBS} jobs: move_work_orders",
             "baseline: full re-plan": "  baseline: full re-plan (make_plan)",
         }
@@ -815,7 +823,7 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
                 _median([m.matrix_s for m in ms]),
                 _median([m.solve_s for m in ms]),
             ]
-            if phase == "baseline: plan_day":
+            if phase == "baseline: solve_day":
                 cells += [None] * 5 + [_median([m.wall_s - m.matrix_s - m.solve_s for m in ms])]
             else:
                 cells += [
@@ -857,7 +865,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="road_network,straight_line", help="comma-separated")
     parser.add_argument("--seed", type=int, default=311)
     args = parser.parse_args(argv)
-    assignment.install()  # new work orders are assigned on opening, as in the running service
     jobs = args.jobs or (200 if args.quick else 1000)
     crews = args.crews or (10 if args.quick else 50)
     runs = args.runs or (1 if args.quick else 3)

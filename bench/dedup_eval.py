@@ -5,8 +5,8 @@ For each labelled data set in ../shared/data (NYC 311 samples: ``is_duplicate`` 
 starts a throwaway PostGIS cluster, loads the city's ward maps (NYC: council districts 20c in
 force until 2023, 25b from 2023; Boston: wards), makes one service category per complaint type
 (grouped by the agency or department that handles most of that type), and runs the real
-``geo311 import reports`` machinery (``geo311.dedup.importer.import_reports``) with geo311's
-default dedup settings. A row is predicted a duplicate when geo311 joined it to an earlier
+``geo311 import reports`` machinery (``geo311.resident.dedup.importer.import_reports``) with
+geo311's default dedup settings. A row is predicted a duplicate when geo311 joined it to an earlier
 incident (matched or reopened). Compared with the city's label, over every row of the file:
 
 - **geo311** — default settings (DedupSettings(), category radius 50 m): nothing tuned on
@@ -41,13 +41,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from geo311 import migrate
-from geo311.database import Database
-from geo311.dedup import grid
-from geo311.dedup.importer import ColumnMap, ImportMapping, import_reports
-from geo311.dedup.scoring import normalise_address
-from geo311.embedded import EmbeddedCluster
-from geo311.settings import DedupSettings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.settings import DedupSettings
+from geo311.resident.dedup import grid
+from geo311.resident.dedup.importer import ColumnMap, ImportMapping, import_reports
+from geo311.resident.dedup.scoring import normalise_address
 from layers import service as layers_service
 from layers.importers import read_wards
 

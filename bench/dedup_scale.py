@@ -3,7 +3,7 @@
 Starts a throwaway PostGIS cluster in a temporary directory and builds a synthetic city the
 size of New York (28 km × 28 km, 100 wards, 12 categories in 7 groups, 30,000 streetlights).
 
-1. **Matching step** — ``geo311.dedup.service.Matcher`` (the group's rules, the advisory
+1. **Matching step** — ``geo311.resident.dedup.placing.Matcher`` (the group's rules, the advisory
    locks, the candidate query and the scoring: what dedup adds to intake; rolled back) for
    random reports (uniform over the city, a random category; streetlight reports next to a
    streetlight, so the same-asset search runs) with 10 thousand, 1 million and 5 million
@@ -46,11 +46,11 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from geo311 import migrate
-from geo311.database import Database
-from geo311.dedup import service as dedup_service
-from geo311.embedded import EmbeddedCluster
-from geo311.settings import DedupSettings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.settings import DedupSettings
+from geo311.resident.dedup import placing
 from layers import service as layers_service
 from work_orders.models import ServiceCategory
 
@@ -301,7 +301,7 @@ def measure_matching(
                     radius_m=category.snap_radius_m,
                 )
             started = time.perf_counter()
-            matcher = dedup_service.Matcher.start(
+            matcher = placing.Matcher.start(
                 session,
                 category=category,
                 lon=lon,

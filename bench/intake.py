@@ -62,13 +62,13 @@ from rich.console import Console
 from rich.table import Table
 
 from fixtures.load import load_demo
-from geo311 import migrate
-from geo311.database import Database
-from geo311.embedded import EmbeddedCluster
-from geo311.intake.photos import ProcessedPhoto, process_photo, read_gps
-from geo311.intake.tracking import new_tracking_id
-from geo311.media import LocalMediaStore
-from geo311.settings import DatabaseSettings, MediaSettings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.media.photos import ProcessedPhoto, process_photo, read_gps
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.settings import DatabaseSettings, MediaSettings
+from geo311.resident.intake.tracking import new_tracking_id
 
 REPO = Path(__file__).resolve().parents[1]
 DBNAME = "geo311_bench"
@@ -89,7 +89,7 @@ _STOP = threading.Event()
 # --- the ceiling's SQL -----------------------------------------------------------------------
 # The statements the service runs for one report, copied by hand from
 # work_orders/service.py (get_category, open_incident, subscribe), work_orders/audit.py
-# (record), layers/service.py (ward_at, nearest_asset) and geo311/intake/service.py
+# (record), layers/service.py (ward_at, nearest_asset) and geo311/resident/intake/service.py
 # (submit_report, report_view), with psycopg placeholders. Keep them in step with those
 # files: the statement log of one API report (log_min_duration_statement = 0) is the check.
 

@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures.load import load_demo  # noqa: E402
-from geo311 import migrate  # noqa: E402
-from geo311.database import Database  # noqa: E402
-from geo311.embedded import EmbeddedCluster  # noqa: E402
-from geo311.intake import uploads  # noqa: E402
-from geo311.media import LocalMediaStore  # noqa: E402
-from geo311.settings import MediaSettings  # noqa: E402
+from geo311.kernel import migrate  # noqa: E402
+from geo311.kernel.database import Database  # noqa: E402
+from geo311.kernel.embedded import EmbeddedCluster  # noqa: E402
+from geo311.kernel.media import uploads  # noqa: E402
+from geo311.kernel.media.store import LocalMediaStore  # noqa: E402
+from geo311.kernel.settings import MediaSettings  # noqa: E402
 from work_orders import service as work_orders_service  # noqa: E402
 from work_orders.models import WorkOrder  # noqa: E402
 
@@ -205,9 +205,9 @@ def close(db: Database, media: LocalMediaStore, work_order_id: int, photo: Any) 
 def closure_notices(db: Database, data_dir: Path, count: int) -> tuple[Any, list[Any]]:
     """Return a Deliverer (to render mails exactly as the worker does) and ``count`` owed
     closure notices, read once from the database."""
-    from geo311.notify.models import Notice
-    from geo311.notify.worker import build_deliverer
-    from geo311.settings import NotifySettings, Settings
+    from geo311.kernel.notify.models import Notice
+    from geo311.kernel.notify.worker import build_deliverer
+    from geo311.kernel.settings import NotifySettings, Settings
 
     settings = Settings(data_dir=data_dir, notify=NotifySettings(link_secret=SECRET))
     deliverer = build_deliverer(db, settings)

@@ -25,12 +25,12 @@ from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
 from fixtures.load import load_demo
-from geo311 import migrate
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.embedded import EmbeddedCluster
-from geo311.open311 import service as open311_service
-from geo311.settings import Settings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.settings import Settings
+from geo311.resident.open311 import service as open311_service
 
 PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """Sign-in checks: does an unknown name take as long as a wrong password?
 
-Times ``geo311.auth.passwords.Passwords`` with the default argon2id cost (the settings'
+Times ``geo311.kernel.auth.passwords.Passwords`` with the default argon2id cost (the settings'
 defaults), in one process: the right password, a wrong password for a real user, an unknown
 name (checked against the dummy hash), and a user with no password. Baseline: the wrong
 password for a real user; the ratio says how far the others are from it (about 1.0 means an
@@ -22,8 +22,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from geo311.auth.passwords import Passwords
-from geo311.settings import SigninSettings
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.settings import SigninSettings
 
 PASSWORD = "a password of some length"
 

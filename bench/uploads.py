@@ -65,9 +65,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures.load import load_demo  # noqa: E402
-from geo311 import migrate  # noqa: E402
-from geo311.database import Database  # noqa: E402
-from geo311.embedded import EmbeddedCluster  # noqa: E402
+from geo311.kernel import migrate  # noqa: E402
+from geo311.kernel.database import Database  # noqa: E402
+from geo311.kernel.embedded import EmbeddedCluster  # noqa: E402
 
 DBNAME = "geo311_bench_uploads"
 SLUG = "demo"

@@ -4,7 +4,7 @@ Reads the Solomon (100 customers) and Gehring & Homberger (200, 400) instances f
 ``../shared/data/vrptw`` and, for each, in the same process and with the same time budget:
 
 * ``geo311/pyvrp`` — ``dispatch.solver.solve`` (the project's code path: dataclasses in, a
-  checked Plan out) with the PyVRP engine and the hierarchical objective;
+  checked Solution out) with the PyVRP engine and the hierarchical objective;
 * ``raw/pyvrp``    — PyVRP called directly: ``minimise_fleet`` then ``solve`` on a ``Model``;
 * ``geo311/vroom`` — the project's path with the VROOM engine (the one that plans breaks;
   exploration level 5 up to 300 jobs, 1 above: see ``solver.VROOM_FULL_SEARCH_MAX_JOBS``);

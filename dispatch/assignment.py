@@ -1,8 +1,8 @@
 """New work to a crew by the rules, or into the dispatcher's queue with the reason.
 
-``install()`` hands every newly opened work order to :func:`assign_work_order`: intake and
-dedup's split call ``work_orders.service.announce_opened`` once the opening is recorded, and
-work_orders calls the hooks it was given (it does not import dispatch). The facts come from
+:func:`assign_opened` gives a newly opened incident's work order to :func:`assign_work_order`:
+the use cases that open incidents (a resident's report, a dispatcher's split; ``geo311.flows``)
+call it once the opening is recorded. The facts come from
 the database — the snapped asset's type (else the category's), the ward's code, the due date
 in the jurisdiction's time zone, each crew's load — and the decision from the pure rule
 engine in ``dispatch.rules``.
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import rules, service
 from dispatch.models import CategoryServiceTime, QueuedWorkOrder
-from geo311.settings import RoutingSettings
+from geo311.kernel.settings import RoutingSettings
 from layers.models import Asset, Ward
 from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service
@@ -50,33 +50,25 @@ ASSIGNABLE: Final[tuple[str, ...]] = ("new", "triaged", "reopened")
 _BUSY: Final[list[str]] = sorted(lifecycle.OPEN - {"on_hold"})
 
 
-# --- the hook ---------------------------------------------------------------------------------
+# --- a newly opened incident ------------------------------------------------------------------
 
 
-@dataclass
-class _Installed:
-    default_service_s: int | None = None
-
-
-_installed = _Installed()
-
-
-def install(*, default_service_s: int | None = None) -> None:
-    """Make every newly opened work order (``announce_opened``) go through the rules.
-
-    Idempotent: calling it again only updates ``default_service_s`` (seconds on site for a
-    category with no service time; None: the routing setting's default). The app factory and
-    the CLI call it with ``settings.routing.default_service_s``.
-    """
-    _installed.default_service_s = default_service_s
-    work_orders_service.on_work_order_opened(_assign_opened)
-
-
-def _assign_opened(
-    session: Session, incident: Incident, work_order: WorkOrder, category: ServiceCategory
+def assign_opened(
+    session: Session, *, incident: Incident, default_service_s: int | None = None
 ) -> None:
-    # A savepoint: should assignment fail, the resident's report is still stored, and the
-    # work order (new, no crew, not queued) is picked up by the next assign_queued.
+    """Give a newly opened incident's work order to a crew by the rules, or queue it for a
+    dispatcher with the reason (see :func:`assign_work_order`).
+
+    Use cases that open an incident call this once the opening is recorded (``geo311.flows``),
+    so the assignment follows the opening in the incident's history. In a savepoint: should
+    assignment fail, what was opened is still stored, and the work order (new, no crew, not
+    queued) is picked up by the next :func:`assign_queued`. ``default_service_s``: seconds on
+    site for a category with no service time (None: the routing setting's default).
+    """
+    work_order = work_orders_service.current_work_order(session, incident)
+    category = session.get(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
+    if work_order is None or category is None:
+        return
     try:
         with session.begin_nested():
             assign_work_order(
@@ -85,7 +77,7 @@ def _assign_opened(
                 incident=incident,
                 category=category,
                 actor=ACTOR,
-                default_service_s=_installed.default_service_s,
+                default_service_s=default_service_s,
             )
     except Exception:
         log.exception("assigning work order %s failed; it waits for assign_queued", work_order.id)

@@ -17,12 +17,13 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from dispatch import assignment, plans, roads, service
+from dispatch import assignment, roads, service
+from dispatch.dayplans import commands, views
 from dispatch.network import build_network, lines_from_osm
 from dispatch.schemas import CrewIn, ServiceTimeIn, SkillRuleIn
-from geo311.errors import AppError
-from geo311.runtime import open_database
-from geo311.settings import get_settings
+from geo311.kernel.errors import AppError
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import get_settings
 from layers import service as layers_service
 
 roads_app = typer.Typer(help="The road network that travel times come from.", no_args_is_help=True)
@@ -222,7 +223,7 @@ def plan(
     with _session(jurisdiction) as (session, jid):
         started = time.perf_counter()
         with console.status(f"Planning {when.isoformat()}…"):
-            change = plans.make_plan(
+            change = commands.make_plan(
                 session,
                 jurisdiction_id=jid,
                 day=when,
@@ -230,7 +231,7 @@ def plan(
                 actor="cli",
                 time_limit_s=time_limit_s,
             )
-        view = plans.plan_view(session, jurisdiction_id=jid, day=when)
+        view = views.plan_view(session, jurisdiction_id=jid, day=when)
         took = time.perf_counter() - started
     table = Table(title=f"Plan of {when.isoformat()} (version {view.version})")
     for column in ("crew", "stops", "leaves", "back", "driving", "km"):

@@ -1,8 +1,8 @@
-"""Errors of the dispatch package; each renders as problem+json through geo311.http."""
+"""Errors of the dispatch package; each renders as problem+json through geo311.kernel.http."""
 
 from __future__ import annotations
 
-from geo311.errors import AppError, Conflict, NotFound, ValidationFailed
+from geo311.kernel.errors import AppError, Conflict, NotFound, ValidationFailed
 
 
 class UnknownCrew(NotFound):

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dispatch.roads import Snap, edges_sql, get_network, require_network, snap, spot
-from geo311.settings import RoutingSettings
+from geo311.kernel.settings import RoutingSettings
 
 GEOD = Geod(ellps="WGS84")
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from geo311.database import Base
+from geo311.kernel.database import Base
 
 
 class Skill(Base):
@@ -86,7 +86,7 @@ class CrewMember(Base):
     """A person on a crew's roster (a name and a role on the crew).
 
     Who signs in as the crew is not kept here but on the staff user (``staff_users.crew_id``,
-    see ``geo311.auth``): one place, so a user is on exactly one crew.
+    see ``geo311.kernel.auth``): one place, so a user is on exactly one crew.
     """
 
     __tablename__ = "crew_members"

@@ -2,9 +2,9 @@
 
 What the work-order side hands in is a list of :class:`DayJob` (a location, time on site,
 skills, an urgency, perhaps a time window or a crew it is pinned to); what it gets back is a
-:class:`DayPlan` of aware datetimes, every left-out job listed with the reason. The daily
+:class:`DaySolution` of aware datetimes, every left-out job listed with the reason. The daily
 ``geo311 plan`` and the re-planning after a dispatcher's move both go through
-:func:`plan_day`; :func:`build_problem` and :func:`sla_priority` are pure.
+:func:`solve_day`; :func:`build_problem` and :func:`sla_priority` are pure.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from dispatch import roads, service
 from dispatch.matrix import MatrixProvider, Point, TravelMatrix, provider_for
 from dispatch.service import CrewDay
-from dispatch.solver import Break, Job, Plan, Problem, SolverError, TimeWindow, Vehicle, solve
-from geo311.settings import RoutingSettings
+from dispatch.solver import Break, Job, Problem, Solution, SolverError, TimeWindow, Vehicle, solve
+from geo311.kernel.settings import RoutingSettings
 
 # A crew's territory reaches the solver as skills: a crew covering ward 4 holds "ward:4", and a
 # job in ward 4 needs it, so territory is as hard a constraint as a skill.
@@ -96,7 +96,7 @@ class LeftOut:
 
 
 @dataclass(frozen=True)
-class DayPlan:
+class DaySolution:
     day: date
     routes: tuple[CrewRoute, ...]
     unassigned: tuple[LeftOut, ...]
@@ -213,10 +213,10 @@ def build_problem(
     )
 
 
-def to_day_plan(
+def to_day_solution(
     day: date,
     problem: Problem,
-    plan: Plan,
+    plan: Solution,
     *,
     crews: Sequence[CrewDay],
     jobs: Sequence[DayJob],
@@ -224,7 +224,7 @@ def to_day_plan(
     epoch: datetime,
     matrix_provider: str,
     matrix_s: float,
-) -> DayPlan:
+) -> DaySolution:
     """Return the solver's plan in datetimes and points."""
     zone = epoch.tzinfo
 
@@ -268,7 +268,7 @@ def to_day_plan(
                 ),
             )
         )
-    return DayPlan(
+    return DaySolution(
         day=day,
         routes=tuple(routes),
         unassigned=tuple(LeftOut(u.job_id, u.reason, u.detail) for u in plan.unassigned),
@@ -279,7 +279,7 @@ def to_day_plan(
     )
 
 
-def plan_day(
+def solve_day(
     session: Session,
     *,
     jurisdiction_id: int,
@@ -290,7 +290,7 @@ def plan_day(
     starts: Mapping[int, CrewStart] | None = None,
     provider: MatrixProvider | None = None,
     time_limit_s: float | None = None,
-) -> DayPlan:
+) -> DaySolution:
     """Return the plan of ``day`` for the crews working then (or just ``crew_ids``).
 
     Travel times come from the road network when one is loaded, else the straight line (or
@@ -316,7 +316,7 @@ def plan_day(
         seed=routing.seed,
         threads=routing.threads,
     )
-    return to_day_plan(
+    return to_day_solution(
         day,
         problem,
         plan,

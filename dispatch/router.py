@@ -24,10 +24,11 @@ from dispatch.schemas import (
     StaffCrewIn,
     StaffCrewOut,
 )
-from geo311.auth.service import Principal
-from geo311.deps import JurisdictionDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import NotFound, PreconditionRequired, ValidationFailed
-from geo311.fields import Count
+from geo311.kernel.auth.service import Principal
+from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from geo311.kernel.errors import NotFound, PreconditionRequired, ValidationFailed
+from geo311.kernel.fields import Count
+from layers.deps import JurisdictionDep
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from geo311.fields import Count, Id, Instant, LonLat, WallTime
+from geo311.kernel.fields import Count, Id, Instant, LonLat, WallTime
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 

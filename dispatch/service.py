@@ -37,9 +37,9 @@ from dispatch.schemas import (
     SkillRuleIn,
     SkillRuleOut,
 )
-from geo311.auth import service as auth_service
-from geo311.auth.models import StaffUser
-from geo311.errors import FieldError, NotFound, ValidationFailed
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.auth.models import StaffUser
+from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from layers.models import AssetType, Jurisdiction, Ward
 from work_orders.models import ServiceCategory
 

@@ -2,7 +2,7 @@
 
 Pure (no database, no clock): the caller hands in crews as :class:`Vehicle`, work as
 :class:`Job`, and a travel matrix over the locations both refer to by index; it gets back a
-:class:`Plan` with each vehicle's ordered stops and ETAs, its breaks, and every job left out
+:class:`Solution` with each vehicle's ordered stops and ETAs, its breaks, and every job left out
 with the reason.
 
 Two maintained solvers do the searching, picked by measurement (``bench/vrptw.py``):
@@ -211,7 +211,7 @@ class Unassigned:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Solution:
     """The solution: a route per used vehicle, the jobs left out, which engine, how long."""
 
     routes: tuple[Route, ...]
@@ -297,7 +297,7 @@ def _unassigned(job: Job, reason: str, detail: str) -> Unassigned:
 # --- the check every plan passes --------------------------------------------------------------
 
 
-def violations(problem: Problem, plan: Plan) -> list[str]:
+def violations(problem: Problem, plan: Solution) -> list[str]:
     """Return every hard constraint the plan breaks (empty when it is sound)."""
     found: list[str] = []
     jobs = {j.id: j for j in problem.jobs}
@@ -392,7 +392,7 @@ def solve(
     engine: Engine = "auto",
     seed: int = 0,
     threads: int = 1,
-) -> Plan:
+) -> Solution:
     """Return a checked plan for ``problem`` within about ``time_limit_s`` of wall time.
 
     The whole call keeps to the budget: the search gets what is left of it after the set-up,
@@ -417,7 +417,7 @@ def solve(
     else:
         routes, missed, stats = _solve_vroom(problem, jobs, search_s, threads)
         left_out += missed
-    plan = Plan(
+    plan = Solution(
         routes=routes,
         unassigned=tuple(left_out),
         engine=chosen,

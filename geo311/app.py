@@ -11,30 +11,30 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatch import assignment
-from dispatch.plans_router import router as plans_router
+from dispatch.dayplans.router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
-from geo311.database import Database
-from geo311.dedup.router import router as dedup_router
-from geo311.http import (
+from geo311.api.dedup import router as dedup_router
+from geo311.api.intake import router as intake_router
+from geo311.api.notices import router as notices_router
+from geo311.api.open311 import PREFIX as OPEN311_PREFIX
+from geo311.api.open311 import router as open311_router
+from geo311.api.open311_refusal import ERRORS_RESPONSE as OPEN311_ERRORS
+from geo311.api.open311_refusal import refusal as open311_refusal
+from geo311.api.signin import router as signin_router
+from geo311.kernel.database import Database
+from geo311.kernel.http import (
     install_error_handlers,
     install_input_guard,
     install_openapi_problems,
     install_security_headers,
 )
-from geo311.intake.router import router as intake_router
-from geo311.media import LocalMediaStore
-from geo311.notify.router import router as notify_router
-from geo311.notify.worker import BackgroundWorker
-from geo311.open311.refusal import ERRORS_RESPONSE as OPEN311_ERRORS
-from geo311.open311.refusal import refusal as open311_refusal
-from geo311.open311.router import PREFIX as OPEN311_PREFIX
-from geo311.open311.router import router as open311_router
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.notify.router import router as notify_router
+from geo311.kernel.notify.worker import BackgroundWorker
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import Settings, get_settings
 from geo311.pages import router as pages_router
-from geo311.runtime import open_database
-from geo311.settings import Settings, get_settings
-from geo311.signin import router as signin_router
 from maps.router import router as maps_router
 from work_orders.router import router as work_orders_router
 
@@ -51,8 +51,6 @@ def create_app(
     """Return the geo311 app. Without ``db`` it opens its own (embedded cluster if no URL).
     ``worker``: the in-process notice worker, whose state /healthz reports."""
     settings = settings or get_settings()
-    # New work orders go to a crew by the rules (or to the dispatcher's queue).
-    assignment.install(default_service_s=settings.routing.default_service_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +86,7 @@ def create_app(
     app.include_router(signin_router)
     app.include_router(open311_router)
     app.include_router(work_orders_router)
+    app.include_router(notices_router)
     app.include_router(notify_router)
     app.include_router(maps_router)  # the map pages, their JSON and their files
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")

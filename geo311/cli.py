@@ -10,24 +10,23 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
-from dispatch import assignment
 from dispatch import service as dispatch_service
 from dispatch.cli import crews_app, plan, roads_app
-from geo311 import migrate as migrations
 from geo311.app import create_app
-from geo311.auth import service as auth_service
-from geo311.auth.models import ROLES
-from geo311.auth.passwords import Passwords
-from geo311.database import Database
-from geo311.dedup.cli import app as import_app
-from geo311.embedded import EmbeddedCluster
-from geo311.errors import AppError
-from geo311.notify import runner as notify_runner
-from geo311.notify.cli import app as notices_app
-from geo311.notify.worker import WorkerGaveUp
-from geo311.open311.cli import apikey_app
-from geo311.runtime import database_url, open_database
-from geo311.settings import Settings, get_settings
+from geo311.kernel import migrate as migrations
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.auth.models import ROLES
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.errors import AppError
+from geo311.kernel.notify import runner as notify_runner
+from geo311.kernel.notify.cli import app as notices_app
+from geo311.kernel.notify.worker import WorkerGaveUp
+from geo311.kernel.runtime import database_url, open_database
+from geo311.kernel.settings import Settings, get_settings
+from geo311.resident.dedup.cli import app as import_app
+from geo311.resident.open311.cli import apikey_app
 from geo311.user_cli import user_app
 from layers import service as layers_service
 from layers.cli import app as layers_app
@@ -49,13 +48,6 @@ app.add_typer(crews_app, name="crews")
 app.command("plan")(plan)
 
 console = Console()
-
-
-@app.callback()
-def _every_command() -> None:
-    """geo311: 311 field operations on PostGIS."""
-    # New work orders any command opens go to a crew by the rules, as in the API.
-    assignment.install(default_service_s=get_settings().routing.default_service_s)
 
 
 def _load_demo(db: Database, settings: Settings, *, quiet: bool = False) -> None:

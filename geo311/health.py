@@ -18,8 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import NullPool, create_engine, text
 from sqlalchemy.engine import URL, Connection, Engine
 
-from geo311.migrate import alembic_config
-from geo311.notify.worker import WorkerState
+from geo311.kernel.migrate import alembic_config
+from geo311.kernel.notify.worker import WorkerState
 
 log = logging.getLogger(__name__)
 

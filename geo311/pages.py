@@ -13,7 +13,8 @@ from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
-from geo311.deps import JurisdictionDep, SessionDep
+from geo311.kernel.deps import SessionDep
+from layers.deps import JurisdictionDep
 from work_orders import service as work_orders_service
 
 router = APIRouter()

@@ -11,17 +11,18 @@ from typing import Any, cast
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import MetaData
 
-from geo311.database import Base
+from geo311.kernel.database import Base
 
 
 def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import dispatch.models  # noqa: F401
-    import geo311.auth.models
-    import geo311.dedup.models
-    import geo311.intake.models
-    import geo311.notify.models
-    import geo311.open311.models  # noqa: F401
+    import geo311.kernel.auth.models
+    import geo311.kernel.media.models
+    import geo311.kernel.notify.models
+    import geo311.resident.dedup.models
+    import geo311.resident.intake.models
+    import geo311.resident.open311.models  # noqa: F401
     import layers.models  # noqa: F401
     import work_orders.models  # noqa: F401
 

@@ -12,12 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from dispatch import service as dispatch_service
-from geo311.auth import accounts
-from geo311.auth.models import ROLES
-from geo311.auth.passwords import Passwords
-from geo311.errors import AppError
-from geo311.runtime import open_database
-from geo311.settings import get_settings
+from geo311.kernel.auth import accounts
+from geo311.kernel.auth.models import ROLES
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.errors import AppError
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import get_settings
 from layers import service as layers_service
 
 user_app = typer.Typer(help="Staff accounts that sign in to pages.", no_args_is_help=True)

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from geo311.runtime import open_database
-from geo311.settings import get_settings
+from geo311.kernel.runtime import open_database
+from geo311.kernel.settings import get_settings
 from layers import service
 from layers.errors import LayersError, UnknownJurisdiction
 from layers.importers import ImportReport, read_assets, read_wards

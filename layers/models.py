@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from geo311.database import Base
+from geo311.kernel.database import Base
 
 
 class Jurisdiction(Base):

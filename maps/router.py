@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.exceptions import HTTPException
 
-from geo311.auth.sessions import SignedIn
-from geo311.deps import JurisdictionDep, PageUserDep, SessionDep, SettingsDep
-from geo311.http import allow_images_from, csp_nonce
+from geo311.kernel.auth.sessions import SignedIn
+from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep
+from geo311.kernel.http import allow_images_from, csp_nonce
 from layers import service as layers_service
+from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
 from maps import i18n, public_map
 from maps import service as maps_service

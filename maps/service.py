@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from dispatch import roads as dispatch_roads
-from geo311.errors import FieldError, ValidationFailed
-from geo311.intake import service as intake_service
+from geo311.kernel.errors import FieldError, ValidationFailed
+from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
 from maps.schemas import (
     BasemapOut,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from geo311 import migrate
-from geo311.database import Database
-from geo311.embedded import EmbeddedCluster
-from geo311.settings import Settings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.settings import Settings
 
 TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"

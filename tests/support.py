@@ -26,14 +26,14 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from dispatch import service as dispatch_service
-from geo311.auth import service as auth_service
-from geo311.database import Database
-from geo311.intake.models import Report, Requester
-from geo311.intake.tracking import new_tracking_id
-from geo311.settings import MediaSettings, NotifySettings, Settings, SmtpSettings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.settings import MediaSettings, NotifySettings, Settings, SmtpSettings
+from geo311.resident.intake.models import Report
+from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
 from work_orders import service as work_orders_service
-from work_orders.models import Incident
+from work_orders.models import Incident, Requester
 
 LINK_SECRET = "test-link-secret"
 

@@ -42,9 +42,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.open311 import service as open311_service
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
+from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
 from tests.support import give_to_crew, open_incident_with_reporters, staff_token, work_order_of
 

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.auth import accounts
-from geo311.auth.passwords import Passwords
-from geo311.database import Database
-from geo311.open311 import service as open311_service
-from geo311.settings import Settings, SigninSettings
+from geo311.kernel.auth import accounts
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings, SigninSettings
+from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
 from tests import test_role_matrix as table
 from tests.support import give_to_crew, open_incident_with_reporters, work_order_of

@@ -28,9 +28,9 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from geo311.app import create_app
-from geo311.auth import service as auth_service
-from geo311.database import Database
-from geo311.settings import RoutingSettings, Settings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.settings import RoutingSettings, Settings
 
 # Examples per operation and generation mode; GEO311_FUZZ_EXAMPLES raises it for a longer run.
 EXAMPLES = int(os.environ.get("GEO311_FUZZ_EXAMPLES", "6"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geo311.errors import AppError
+from geo311.kernel.errors import AppError
 
 
 class IllegalTransition(AppError):

@@ -1,4 +1,6 @@
-"""Service categories and incidents (the real-world problems that reports are about)."""
+"""Service categories and incidents (the real-world problems that reports are about), the
+requesters who hear about them (contact details that never leave the staff side) and their
+subscriptions."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from geo311.database import Base
+from geo311.kernel.database import Base
 from work_orders.lifecycle import STATUSES
 
 INCIDENT_STATUSES = STATUSES
@@ -71,7 +73,8 @@ class ServiceCategory(Base):
     group_code: Mapped[str] = mapped_column(String(64))
     asset_type: Mapped[str | None] = mapped_column(String(64))
     dedup_radius_m: Mapped[float] = mapped_column(Float, server_default="50")
-    # Duplicate detection per category (geo311.dedup); NULL takes the Settings.dedup default.
+    # Duplicate detection per category (geo311.resident.dedup); NULL takes the Settings.dedup
+    # default.
     dedup_enabled: Mapped[bool] = mapped_column(Boolean, server_default="true")
     dedup_threshold: Mapped[float | None] = mapped_column(Float)
     dedup_open_window_h: Mapped[float | None] = mapped_column(Float)
@@ -120,7 +123,7 @@ class Incident(Base):
             name="status_known",
         ),
         # (geom, closed-or-infinity): bbox searches as before, and dedup's candidate search
-        # skips incidents closed long ago inside the index (geo311.dedup.service).
+        # skips incidents closed long ago inside the index (geo311.resident.dedup.placing).
         Index(
             "ix_incidents_geom_closed",
             "geom",
@@ -146,6 +149,22 @@ class Incident(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+
+
+class Requester(Base):
+    """Who sent a report: contact details that never leave the staff side."""
+
+    __tablename__ = "requesters"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(16), server_default="en")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Subscription(Base):

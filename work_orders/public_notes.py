@@ -9,7 +9,7 @@ code, a request's tracking id), never with a staff reason.
 The English text is stored with the event (Open311 speaks English); the key and values are
 kept in the event's data, so a view in a resident's own language can word it again with
 ``PublicNote.text(language)`` (the resolution words are the notices' own, in
-``geo311.notify.templates``).
+``geo311.kernel.notify.templates``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from geo311.notify.templates import DEFAULT_LANGUAGE, language_of, resolution_label
+from geo311.kernel.notify.templates import DEFAULT_LANGUAGE, language_of, resolution_label
 
 WORDINGS: Final[Mapping[str, Mapping[str, str]]] = {
     "en": {

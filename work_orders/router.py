@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Resp
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from geo311 import fields
-from geo311.auth.service import Principal, require_crew_of
-from geo311.deps import JurisdictionDep, MediaDep, SessionDep, SettingsDep, require_roles
-from geo311.errors import (
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal, require_crew_of
+from geo311.kernel.deps import MediaDep, SessionDep, SettingsDep, require_roles
+from geo311.kernel.errors import (
     AppError,
     FieldError,
     Forbidden,
@@ -27,11 +27,12 @@ from geo311.errors import (
     PreconditionRequired,
     ValidationFailed,
 )
-from geo311.intake import uploads
-from geo311.intake.models import Photo
-from geo311.notify import pages
-from geo311.notify.router import SignerDep, error_page
-from geo311.notify.templates import category_name
+from geo311.kernel.media import uploads
+from geo311.kernel.media.models import Photo
+from geo311.kernel.notify import pages
+from geo311.kernel.notify.router import SignerDep, error_page
+from geo311.kernel.notify.templates import category_name
+from layers.deps import JurisdictionDep
 from work_orders import lifecycle
 from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, Incident, WorkOrder

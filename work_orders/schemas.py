@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from geo311.fields import LonLat
+from geo311.kernel.fields import LonLat
 
 
 class TransitionIn(BaseModel):

@@ -11,7 +11,7 @@ audit event per entity moved, and owes the residents' notices in the same transa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,16 +21,13 @@ from sqlalchemy import ColumnElement, and_, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo311.errors import (
-    FieldError,
-    NotFound,
-    ValidationFailed,
-)
-from geo311.intake import photos
-from geo311.intake.models import Photo
-from geo311.media import MediaStore, stage_files
-from geo311.notify import outbox
-from geo311.notify.tokens import AnswerLink
+from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
+from geo311.kernel.media import photos
+from geo311.kernel.media.models import Photo
+from geo311.kernel.media.store import MediaStore, stage_files
+from geo311.kernel.notify import outbox
+from geo311.kernel.notify import service as notify_service
+from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, sla
 from work_orders.errors import IllegalTransition, StaleVersion
@@ -38,6 +35,7 @@ from work_orders.models import (
     RESOLUTION_CODES,
     BusinessCalendar,
     Incident,
+    Requester,
     ServiceCategory,
     Subscription,
     WorkOrder,
@@ -149,38 +147,6 @@ def set_category_calendar(
 
 # --- opening ------------------------------------------------------------------------------
 
-OpenedHook = Callable[[Session, Incident, WorkOrder, ServiceCategory], None]
-_opened_hooks: list[OpenedHook] = []
-
-
-def on_work_order_opened(hook: OpenedHook) -> None:
-    """Have ``hook(session, incident, work_order, category)`` called for every newly opened
-    work order that ``announce_opened`` is told of, in that transaction (once however often
-    it is registered).
-
-    This is how dispatch assigns new work without work_orders knowing dispatch: the app
-    factory and the CLI register it.
-    """
-    if hook not in _opened_hooks:
-        _opened_hooks.append(hook)
-
-
-def announce_opened(session: Session, *, incident: Incident) -> None:
-    """Hand a newly opened incident's work order to every ``on_work_order_opened`` hook.
-
-    Whoever opens an incident calls this once the opening is complete — the report stored,
-    the public "opened" event written — so what the hooks do (dispatch assigns a crew: a
-    status change) follows the opening in the incident's history.
-    """
-    if not _opened_hooks:
-        return
-    work_order = current_work_order(session, incident)
-    category = session.get(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
-    if work_order is None or category is None:
-        return
-    for hook in _opened_hooks:
-        hook(session, incident, work_order, category)
-
 
 def open_incident(
     session: Session,
@@ -195,7 +161,8 @@ def open_incident(
     """Return a new incident for a problem nobody reported before, with its work order in the
     category's queue, due by the category's SLA (in its business calendar if it has one).
 
-    Call ``announce_opened`` once the opening is recorded, so dispatch assigns it a crew."""
+    Nobody is assigned here: a use case that opens an incident gives its work order to a crew
+    through dispatch afterwards (``geo311.flows``)."""
     calendar = category_calendar(
         session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
     )
@@ -277,6 +244,14 @@ def subscribe(
         context=_incident_context(session, incident),
         requester_id=requester_id,
     )
+
+
+def requester_language(session: Session, *, jurisdiction_id: int, requester_id: int) -> str:
+    """Return the language a requester asked for, or raise NotFound."""
+    requester = session.get(Requester, (jurisdiction_id, requester_id))
+    if requester is None:
+        raise NotFound("The link names a requester this service does not know.")
+    return requester.language
 
 
 def create_missing_work_orders(session: Session, *, jurisdiction_id: int) -> int:
@@ -1175,21 +1150,22 @@ def _owe_requester_notices(
 ) -> int:
     """Owe ``kind`` to every subscribed requester with a contact who has not muted it (or to
     ``requester_id`` only): email when they gave one, else SMS. Return how many."""
+    not_muted = notify_service.not_muted_sql(
+        jurisdiction_id="s.jurisdiction_id", requester_id="s.requester_id", kind=":kind"
+    )
     rows = session.execute(
         text(
-            """
+            f"""
             SELECT s.requester_id, q.email, q.phone, q.language, r.tracking_id
             FROM subscriptions s
             JOIN requesters q ON q.jurisdiction_id = s.jurisdiction_id AND q.id = s.requester_id
             LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
-            LEFT JOIN notice_preferences p
-                   ON p.jurisdiction_id = s.jurisdiction_id AND p.requester_id = s.requester_id
             WHERE s.jurisdiction_id = :jid AND s.incident_id = :incident
               AND (q.email IS NOT NULL OR q.phone IS NOT NULL)
-              AND NOT (COALESCE(p.muted_kinds, '{}') @> ARRAY[CAST(:kind AS varchar)])
+              AND {not_muted}
               AND (CAST(:requester AS bigint) IS NULL OR s.requester_id = :requester)
             ORDER BY s.requester_id
-            """
+            """  # noqa: S608 - not_muted is built from constants
         ),
         {
             "jid": incident.jurisdiction_id,
@@ -1218,24 +1194,20 @@ def _owe_requester_notices(
 def _owe_webhooks(
     session: Session, *, incident: Incident, kind: str, key: str, context: Mapping[str, Any]
 ) -> int:
-    endpoints = session.execute(
-        text(
-            "SELECT id, url FROM webhook_endpoints WHERE jurisdiction_id = :jid AND active "
-            "AND CAST(:kind AS varchar) = ANY(kinds) ORDER BY id"
-        ),
-        {"jid": incident.jurisdiction_id, "kind": kind},
-    ).all()
+    endpoints = notify_service.webhook_targets(
+        session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+    )
     drafts = [
         outbox.NoticeDraft(
             jurisdiction_id=incident.jurisdiction_id,
-            idempotency_key=f"{key}:webhook-{endpoint.id}",
+            idempotency_key=f"{key}:webhook-{endpoint_id}",
             kind=kind,
             channel="webhook",
-            recipient=endpoint.url,
+            recipient=url,
             incident_id=incident.id,
-            webhook_endpoint_id=endpoint.id,
+            webhook_endpoint_id=endpoint_id,
             context=dict(context),
         )
-        for endpoint in endpoints
+        for endpoint_id, url in endpoints
     ]
     return len(outbox.owe(session, drafts))

@@ -22,8 +22,8 @@ from sqlalchemy import text
 from dispatch import assignment
 from dispatch import service as dispatch_service
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from tests.dispatch.test_cli import cli, run
 from tests.support import staff_token
@@ -257,7 +257,7 @@ def test_of_two_eligible_crews_the_less_loaded_one_gets_the_job(
 def test_an_open311_request_is_assigned_too(
     client: TestClient, demo_db: Database, headers: dict[str, dict[str, str]]
 ) -> None:
-    from geo311.open311 import service as open311_service
+    from geo311.resident.open311 import service as open311_service
 
     with demo_db.session() as s:
         jurisdiction = layers_service.get_jurisdiction(s, "demo")

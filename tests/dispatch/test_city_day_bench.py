@@ -12,8 +12,8 @@ from types import ModuleType
 import pytest
 from sqlalchemy import text
 
-from dispatch import assignment, service
-from geo311.database import Database
+from dispatch import service
+from geo311.kernel.database import Database
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "city_day.py"
 
@@ -39,7 +39,6 @@ def test_the_bench_city_is_seeded_and_every_ward_has_two_crews_per_skill(
     assert city == bench.generate(lines, area, jobs=40, crews=10, seed=7)
     assert city.jobs != bench.generate(lines, area, jobs=40, crews=10, seed=8).jobs
 
-    assignment.install()  # as the bench's main does
     with db.session() as session:
         jid = bench.store_city(session, city)
     with db.session() as session:

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from dispatch.cli import crews_app, plan, roads_app
-from geo311.database import Database
-from geo311.settings import get_settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import get_settings
 from tests.dispatch.test_network import write_osm
 
 

@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from dispatch import service
 from geo311.app import create_app
-from geo311.auth import service as auth_service
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 
 TABLES = ("crews", "crew_skills", "crew_territories", "crew_breaks", "crew_members")
 

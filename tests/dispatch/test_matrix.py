@@ -17,8 +17,8 @@ from dispatch.network import build_network, lines_from_osm
 from dispatch.roads import route_line, snap
 from fixtures.demo_city import generate, to_local, to_lonlat
 from fixtures.load import demo_road_lines
-from geo311.database import Database
-from geo311.settings import RoutingSettings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 
 GEOD = Geod(ellps="WGS84")

@@ -16,16 +16,16 @@ from dispatch.models import CrewBreak
 from dispatch.planning import (
     CrewStart,
     DayJob,
-    DayPlan,
-    plan_day,
+    DaySolution,
     route_geometry,
     sla_priority,
+    solve_day,
 )
 from dispatch.rules import required_skills
 from dispatch.solver import Engine
 from fixtures.demo_city import generate
-from geo311.database import Database
-from geo311.settings import RoutingSettings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -85,7 +85,7 @@ def _jobs(db: Database, n: int, seed: int, *, service_scale: float = 1.0) -> lis
     return out
 
 
-def _check(db: Database, plan: DayPlan, jobs: list[DayJob], day: date) -> None:
+def _check(db: Database, plan: DaySolution, jobs: list[DayJob], day: date) -> None:
     jid = _jid(db)
     with db.session() as s:
         crews = {c.crew_id: c for c in service.crews_on(s, jurisdiction_id=jid, day=day)}
@@ -119,7 +119,7 @@ def _check(db: Database, plan: DayPlan, jobs: list[DayJob], day: date) -> None:
 def test_a_day_on_the_demo_grid(demo_db: Database) -> None:
     jobs = _jobs(demo_db, 25, seed=1)
     with demo_db.session() as s:
-        plan = plan_day(
+        plan = solve_day(
             s,
             jurisdiction_id=_jid(demo_db),
             day=MONDAY,
@@ -150,7 +150,7 @@ def test_a_day_on_the_demo_grid(demo_db: Database) -> None:
 def test_more_work_than_hours_is_listed_for_tomorrow(demo_db: Database) -> None:
     jobs = _jobs(demo_db, 90, seed=2, service_scale=3.0)
     with demo_db.session() as s:
-        plan = plan_day(
+        plan = solve_day(
             s,
             jurisdiction_id=_jid(demo_db),
             day=MONDAY,
@@ -181,7 +181,7 @@ def test_a_crew_finishing_a_job_starts_from_there_and_pinned_work_stays(
     jobs = [replace(j, crew_id=lighting.crew_id) if j in pinned else j for j in jobs]
     start = CrewStart(lon=-93.19, lat=44.955, free_at=datetime(2026, 6, 1, 15, 0, tzinfo=UTC))
     with demo_db.session() as s:
-        plan = plan_day(
+        plan = solve_day(
             s,
             jurisdiction_id=jid,
             day=MONDAY,
@@ -209,7 +209,7 @@ def test_the_shift_holds_on_a_daylight_saving_day(demo_db: Database) -> None:
     jobs = _jobs(demo_db, 10, seed=4)
     jobs = [replace(j, window=None) for j in jobs]
     with demo_db.session() as s:
-        plan = plan_day(
+        plan = solve_day(
             s,
             jurisdiction_id=jid,
             day=spring_forward,
@@ -230,7 +230,7 @@ def test_straight_line_plan_without_breaks(demo_db: Database, engine: Engine) ->
     jobs = [replace(j, window=None) for j in jobs]
     routing = RoutingSettings(engine=engine)
     with demo_db.session() as s:
-        plan = plan_day(
+        plan = solve_day(
             s,
             jurisdiction_id=_jid(demo_db),
             day=MONDAY,

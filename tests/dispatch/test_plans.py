@@ -14,12 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from dispatch import plans, rules, service
+from dispatch import rules, service
+from dispatch.dayplans import commands, views
 from dispatch.errors import StalePlan
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify import templates
-from geo311.settings import RoutingSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.notify import templates
+from geo311.kernel.settings import RoutingSettings, Settings
 from tests.support import (
     move_work_order,
     open_incident_with_reporters,
@@ -392,7 +393,7 @@ def test_two_dispatchers_moving_at_once_get_one_winner_and_one_conflict(
         with demo_db.session() as session:
             barrier.wait()
             try:
-                plans.move_work_orders(
+                commands.move_work_orders(
                     session,
                     jurisdiction_id=jid,
                     day=DAY,
@@ -454,11 +455,11 @@ def test_work_is_on_one_upcoming_days_plan_and_undone_work_comes_back(demo_db: D
 
     def plan(day: date, now: datetime) -> set[int]:
         with demo_db.session() as session:
-            plans.make_plan(
+            commands.make_plan(
                 session, jurisdiction_id=jid, day=day, routing=routing, actor="test", now=now
             )
         with demo_db.session() as session:
-            view = plans.plan_view(session, jurisdiction_id=jid, day=day)
+            view = views.plan_view(session, jurisdiction_id=jid, day=day)
         return {s.work_order_id for r in view.routes for s in r.stops}
 
     monday = plan(DAY, sunday)

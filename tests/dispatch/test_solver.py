@@ -12,10 +12,10 @@ from dispatch.solver import (
     Break,
     Engine,
     Job,
-    Plan,
     Problem,
     Route,
     ScheduledBreak,
+    Solution,
     SolverError,
     Stop,
     TimeWindow,
@@ -81,7 +81,7 @@ def city_day(
     )
 
 
-def assert_hard_constraints(problem: Problem, plan: Plan) -> None:
+def assert_hard_constraints(problem: Problem, plan: Solution) -> None:
     """Check, independently of the solver module's own check, what a crew would notice."""
     jobs = {j.id: j for j in problem.jobs}
     vehicles = {v.id: v for v in problem.vehicles}
@@ -219,7 +219,7 @@ def test_the_check_catches_a_broken_plan() -> None:
     d = problem.durations_s
     arrive = vehicle.shift.start_s + int(d[vehicle.start, job.location])
     start = max(arrive, job.time_window.start_s if job.time_window else 0)
-    bad = Plan(
+    bad = Solution(
         routes=(
             Route(
                 vehicle_id=vehicle.id,

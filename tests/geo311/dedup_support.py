@@ -10,11 +10,12 @@ from typing import Any
 from pyproj import Geod
 from sqlalchemy import text
 
-from geo311.database import Database
-from geo311.intake import service as intake_service
-from geo311.intake.models import Report
-from geo311.media import LocalMediaStore
-from geo311.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.flows import submit_report
+from geo311.kernel.database import Database
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.resident.intake import service as intake_service
+from geo311.resident.intake.models import Report
 
 GEOD = Geod(ellps="WGS84")
 
@@ -71,12 +72,13 @@ def submit(
     dedup: DedupSettings | None = None,
     **fields: str,
 ) -> Report:
-    """Store a report through the intake service at ``now`` and return it (committed)."""
+    """Store a report as the API does (intake, then assignment) at ``now`` and return it
+    (committed)."""
     form: dict[str, str | None] = {"category": category, "lat": str(lat), "lon": str(lon)}
     form.update(fields)
     draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
     with db.sessions() as session:
-        report = intake_service.submit_report(
+        report = submit_report.submit_report(
             session,
             jurisdiction_id=jurisdiction_id(db),
             jurisdiction_slug="demo",

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.intake.models import Report
-from geo311.intake.uploads import process_upload
-from geo311.media import LocalMediaStore
-from geo311.open311 import service as open311_service
-from geo311.settings import MediaSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.media.uploads import process_upload
+from geo311.kernel.settings import MediaSettings, Settings
+from geo311.resident.intake.models import Report
+from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, WorkOrder

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi.testclient import TestClient
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify.worker import BackgroundWorker
+from geo311.kernel.database import Database
+from geo311.kernel.notify.worker import BackgroundWorker
 from tests.support import (
     body_text,
     move_work_order,

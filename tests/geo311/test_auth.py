@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.auth import service as auth_service
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_only_a_hash_of_the_token_is_stored(demo_db: Database) -> None:
 
 
 def test_unknown_role_is_refused(demo_db: Database) -> None:
-    from geo311.errors import ValidationFailed
+    from geo311.kernel.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed), demo_db.session() as s:
         auth_service.create_token(s, name="x", role="mayor")

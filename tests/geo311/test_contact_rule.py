@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
+from geo311.kernel.database import Database
 from tests.support import (
     give_to_crew,
     notify_settings,

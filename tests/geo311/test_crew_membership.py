@@ -15,11 +15,11 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from geo311.app import create_app
-from geo311.auth import service as auth_service
 from geo311.cli import app as geo311_cli
-from geo311.database import Database
-from geo311.intake.models import Photo
-from geo311.settings import get_settings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.media.models import Photo
+from geo311.kernel.settings import get_settings
 from tests.support import (
     give_to_crew,
     jpeg,

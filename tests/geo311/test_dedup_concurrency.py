@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from geo311.database import Database
-from geo311.intake.models import Report
+from geo311.kernel.database import Database
+from geo311.resident.intake.models import Report
 from tests.geo311.dedup_support import execute, offset, quiet_point, rows, submit
 
 NOW = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from geo311.cli import app as geo311_app
-from geo311.database import Database
-from geo311.settings import get_settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import get_settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows, submit
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

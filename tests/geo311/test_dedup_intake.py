@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows, submit
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 from pyproj import Geod
 
-from geo311.dedup import grid
-from geo311.dedup.scoring import (
+from geo311.kernel.settings import DedupSettings
+from geo311.resident.dedup import grid
+from geo311.resident.dedup.scoring import (
     Candidate,
     NewReport,
     Rule,
@@ -22,7 +23,6 @@ from geo311.dedup.scoring import (
     rule_for,
     score,
 )
-from geo311.settings import DedupSettings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SETTINGS = DedupSettings()

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify.mailcatcher import MailCatcher, maildir_path
-from geo311.settings import DevMailSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.notify.mailcatcher import MailCatcher, maildir_path
+from geo311.kernel.settings import DevMailSettings, Settings
 from tests.conftest import LiveServer
 from tests.support import free_port, notify_settings, staff_token
 

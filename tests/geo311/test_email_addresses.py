@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify import outbox
-from geo311.notify.addresses import sendable
-from geo311.notify.worker import BackgroundWorker
+from geo311.kernel.database import Database
+from geo311.kernel.notify import outbox
+from geo311.kernel.notify.addresses import sendable
+from geo311.kernel.notify.worker import BackgroundWorker
 from tests.geo311.open311_helpers import api_key, counts, ward_points
 from tests.support import notice_rows, notify_settings, smtp_sink, wait_until, ward_point
 

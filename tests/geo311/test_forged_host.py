@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from geo311.database import Database
+from geo311.kernel.database import Database
 from tests.geo311.open311_helpers import (
     api_key,
     client,

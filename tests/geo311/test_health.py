@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify.worker import BackgroundWorker
+from geo311.kernel.database import Database
+from geo311.kernel.notify.worker import BackgroundWorker
 from tests.support import free_port, notify_settings, wait_until
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import MediaSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import MediaSettings, Settings
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 TABLES = ("reports", "incidents", "photos", "requesters")
@@ -267,8 +267,8 @@ def test_bad_input_gets_problem_json_and_stores_nothing(
 def test_a_failed_transaction_removes_the_photo_files(
     demo_db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geo311 import media as media_module
-    from geo311.intake import service
+    from geo311.kernel.media import store as media_module
+    from geo311.resident.intake import service
 
     def _boom(*_: object, **__: object) -> None:
         raise RuntimeError("database went away")

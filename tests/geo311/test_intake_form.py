@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from geo311.errors import ValidationFailed
-from geo311.intake.service import parse_report_form
-from geo311.settings import IntakeSettings
+from geo311.kernel.errors import ValidationFailed
+from geo311.kernel.settings import IntakeSettings
+from geo311.resident.intake.service import parse_report_form
 
 SETTINGS = IntakeSettings()
 

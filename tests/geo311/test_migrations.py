@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from geo311.migrate import alembic_config
+from geo311.kernel.migrate import alembic_config
 from geo311.schema import include_object, load_all_models
 
 

@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from dispatch.cli import CrewFile
 from dispatch.planning import sla_priority
-from geo311.database import Database
-from geo311.fields import BIGINT_MAX
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.fields import BIGINT_MAX
+from geo311.kernel.settings import Settings
 from tests.geo311.open311_helpers import (
     api_key,
     client,

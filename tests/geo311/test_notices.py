@@ -21,12 +21,12 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.notify import outbox, signing
-from geo311.notify import runner as notify_runner
-from geo311.notify.mailcatcher import MailCatcher, maildir_path
-from geo311.notify.worker import BackgroundWorker
-from geo311.settings import DevMailSettings, NotifySettings, Settings, SmsSettings
+from geo311.kernel.database import Database
+from geo311.kernel.notify import outbox, signing
+from geo311.kernel.notify import runner as notify_runner
+from geo311.kernel.notify.mailcatcher import MailCatcher, maildir_path
+from geo311.kernel.notify.worker import BackgroundWorker
+from geo311.kernel.settings import DevMailSettings, NotifySettings, Settings, SmsSettings
 from tests.support import (
     LINK_SECRET,
     Caught,

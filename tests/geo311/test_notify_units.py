@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from geo311.notify import mime, signing, templates
-from geo311.notify.tokens import (
+from geo311.kernel.notify import mime, signing, templates
+from geo311.kernel.notify.tokens import (
     AnswerLink,
     BadLink,
     ExpiredLink,
@@ -20,7 +20,7 @@ from geo311.notify.tokens import (
     PreferencesLink,
     link_secret,
 )
-from geo311.settings import NotifySettings, Settings
+from geo311.kernel.settings import NotifySettings, Settings
 from tests.support import jpeg
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from fixtures.demo_attributes import ATTRIBUTES
 from fixtures.demo_city import PHOTO_WARDS
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 from tests.geo311.open311_helpers import (
     BASE,
     PHOTOS,
@@ -431,7 +431,7 @@ def test_every_mistake_is_reported_at_once(client: TestClient, api_key: str) -> 
 
 
 def test_a_revoked_key_is_refused(client: TestClient, demo_db: Database, api_key: str) -> None:
-    from geo311.open311 import service
+    from geo311.resident.open311 import service
 
     lat, lon = ward_points(demo_db)["4"]
     assert _post(client, _pothole(api_key, lat, lon)).status_code == 200

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from geo311.cli import app as cli
-from geo311.database import Database
-from geo311.settings import get_settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import get_settings
 from tests.geo311.open311_helpers import BASE, client, settings, ward_points
 from tests.geo311.open311_shapes import check_xml, text_of
 

@@ -13,9 +13,9 @@ import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.database import Database
-from geo311.intake.uploads import process_upload
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.media.uploads import process_upload
+from geo311.kernel.settings import Settings
 from tests.geo311.open311_helpers import (
     BASE,
     PHOTOS,

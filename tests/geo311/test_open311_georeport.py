@@ -17,8 +17,8 @@ from georeport import GeoReport  # type: ignore[import-untyped]
 from fixtures.demo_attributes import ATTRIBUTES
 from fixtures.demo_city import PHOTO_WARDS
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 from tests.geo311.open311_helpers import BASE, PHOTOS, api_key, settings
 from tests.geo311.open311_shapes import check_xml, text_of
 

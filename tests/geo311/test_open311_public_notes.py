@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from geo311.auth import service as auth_service
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.auth import service as auth_service
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows
 from tests.geo311.open311_helpers import BASE, client, close_incident, settings
 from work_orders import service as work_orders_service

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fixtures.demo_attributes import ATTRIBUTES
-from geo311.errors import FieldError, ValidationFailed
-from geo311.open311.attributes import AttributeDefinition, Choice, check_attributes
-from geo311.open311.formats import render_list, render_object, w3c
-from geo311.open311.query import parse_requests_query, parse_updates_query, parse_w3c
-from geo311.open311.schemas import ErrorOut, ServiceDefinitionOut, ServiceOut
-from geo311.open311.status import KNOWN_STATUSES, open311_status, update_description
+from geo311.kernel.errors import FieldError, ValidationFailed
+from geo311.resident.open311.attributes import AttributeDefinition, Choice, check_attributes
+from geo311.resident.open311.formats import render_list, render_object, w3c
+from geo311.resident.open311.query import parse_requests_query, parse_updates_query, parse_w3c
+from geo311.resident.open311.schemas import ErrorOut, ServiceDefinitionOut, ServiceOut
+from geo311.resident.open311.status import KNOWN_STATUSES, open311_status, update_description
 from tests.geo311.open311_shapes import check_json, check_xml, parse_xml, text_of
 from work_orders.models import INCIDENT_STATUSES
 
@@ -325,8 +325,8 @@ def test_datetimes_carry_the_local_offset_to_the_second() -> None:
 
 
 def test_an_open311_client_told_to_wait_gets_503_with_retry_after_in_its_own_shape() -> None:
-    from geo311.intake.uploads import DecodeBusy
-    from geo311.open311.refusal import refusal
+    from geo311.api.open311_refusal import refusal
+    from geo311.kernel.media.uploads import DecodeBusy
 
     busy = DecodeBusy("Photos are being processed; try again.", headers={"Retry-After": "5"})
     answer = refusal("/open311/v2/requests.json", busy)

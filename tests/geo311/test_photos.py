@@ -1,4 +1,4 @@
-"""Tests for geo311.intake.photos: every image is generated here with Pillow."""
+"""Tests for geo311.kernel.media.photos: every image is generated here with Pillow."""
 
 import hashlib
 import io
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms, ImageDraw, PngImagePlugin
 from PIL.TiffImagePlugin import IFDRational
 
-from geo311.intake.photos import (
+from geo311.kernel.media.photos import (
     DecompressionBomb,
     GpsFix,
     NotAnImage,

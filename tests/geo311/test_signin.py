@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.auth import accounts
-from geo311.auth.passwords import Passwords
-from geo311.database import Database
-from geo311.settings import Settings, SigninSettings
+from geo311.kernel.auth import accounts
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings, SigninSettings
 from layers import service as layers_service
 from tests.support import (
     give_to_crew,
@@ -580,7 +580,7 @@ def test_a_new_password_signs_the_user_out_everywhere(
 
 
 def test_the_wait_doubles_after_the_free_failures_up_to_the_cap() -> None:
-    from geo311.auth.throttle import Policy, delay_s
+    from geo311.kernel.auth.throttle import Policy, delay_s
 
     policy = Policy(
         window_s=900, account_free=3, address_free=20, base_delay_s=1.0, max_delay_s=300.0

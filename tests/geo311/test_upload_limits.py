@@ -21,10 +21,10 @@ from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.errors import PayloadTooLarge
-from geo311.intake import photos, uploads
-from geo311.settings import MediaSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.errors import PayloadTooLarge
+from geo311.kernel.media import photos, uploads
+from geo311.kernel.settings import MediaSettings, Settings
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 TABLES = ("reports", "incidents", "photos", "requesters")

@@ -10,11 +10,11 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from fixtures.demo_users import DEMO_SIGNINS, ensure_demo_signins
-from geo311.auth.passwords import Passwords
 from geo311.cli import _demo_signins
 from geo311.cli import app as geo311_cli
-from geo311.database import Database
-from geo311.settings import Settings, SigninSettings, get_settings
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings, SigninSettings, get_settings
 
 FAST = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 

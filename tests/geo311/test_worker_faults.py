@@ -25,12 +25,12 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from geo311 import migrate
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.embedded import EmbeddedCluster
-from geo311.notify.worker import BackgroundWorker
-from geo311.settings import Settings
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from geo311.kernel.notify.worker import BackgroundWorker
+from geo311.kernel.settings import Settings
 from tests.conftest import DEMO_NOW
 from tests.support import (
     LINK_SECRET,

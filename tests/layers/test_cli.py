@@ -16,8 +16,8 @@ from pyproj import Transformer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from geo311.database import Database
-from geo311.settings import get_settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import get_settings
 from layers import service
 from layers.cli import app as layers_app
 from layers.models import Asset, AssetType, Jurisdiction, Ward, WardMap

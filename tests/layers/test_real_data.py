@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from geo311.database import Database
+from geo311.kernel.database import Database
 from layers import service
 from layers.importers import ImportReport, read_wards
 from layers.models import Jurisdiction, Ward

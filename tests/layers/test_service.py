@@ -13,7 +13,7 @@ from pyproj import Geod
 from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
-from geo311.database import Database
+from geo311.kernel.database import Database
 from layers import service
 from layers.errors import (
     BadArgument,

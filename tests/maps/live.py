@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
 
 
 @contextmanager

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.settings import MapsSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import MapsSettings, Settings
 from maps.assets import NPM_FILES, vendor_url
 
 

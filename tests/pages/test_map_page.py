@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from geo311.database import Database
-from geo311.settings import MapsSettings, Settings
+from geo311.kernel.database import Database
+from geo311.kernel.settings import MapsSettings, Settings
 from maps.assets import vendor_url
 from tests.maps.live import Recorder, record, screenshot, serve
 from tests.support import free_port

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
-from geo311.database import Database
+from geo311.kernel.database import Database
 from tests.conftest import LiveServer
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"

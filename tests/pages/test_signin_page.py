@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import text
 
 from fixtures.demo_users import DemoSignin, ensure_demo_signins
-from geo311.auth.passwords import Passwords
-from geo311.database import Database
-from geo311.settings import SigninSettings
+from geo311.kernel.auth.passwords import Passwords
+from geo311.kernel.database import Database
+from geo311.kernel.settings import SigninSettings
 from tests.conftest import LiveServer
 from tests.support import (
     free_port,

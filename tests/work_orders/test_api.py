@@ -15,8 +15,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geo311.app import create_app
-from geo311.database import Database
-from geo311.intake.models import Photo
+from geo311.kernel.database import Database
+from geo311.kernel.media.models import Photo
 from tests.support import (
     give_to_crew,
     jpeg,

@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from geo311.notify.templates import CATALOG
+from geo311.kernel.notify.templates import CATALOG
 from work_orders.models import RESOLUTION_CODES
 from work_orders.public_notes import WORDINGS, PublicNote
 

@@ -1,0 +1,271 @@
+"""Day-plan routes: plan a day, read it (whole, or one crew's route for the tablet), move work
+between crews, lock stops, re-plan crews. Thin: parse, call dispatch.dayplans, commit, answer."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from dispatch import service
+from dispatch.dayplans import appointments, commands, views
+from dispatch.schemas import (
+    AppointmentIn,
+    AppointmentOut,
+    BreakOut,
+    LeftOutOut,
+    LockIn,
+    MoveIn,
+    PlanIn,
+    PlanOut,
+    ReplanIn,
+    RouteOut,
+    StopOut,
+)
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal, require_crew_of
+from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from layers.deps import JurisdictionDep
+
+router = APIRouter(prefix="/api/v1", tags=["plans"])
+
+Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
+PlanReader = Annotated[Principal, Depends(require_roles("dispatcher", "planner"))]
+Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
+Day = Annotated[fields.Day, Query(alias="date", description="The day to plan, YYYY-MM-DD (local)")]
+
+
+def _actor(principal: Principal) -> str:
+    return f"{principal.role}:{principal.name}"
+
+
+def _out(view: views.PlanView) -> PlanOut:
+    return PlanOut(
+        day=view.day,
+        version=view.version,
+        engine=view.engine,
+        matrix_provider=view.matrix_provider,
+        matrix_s=round(view.matrix_s, 3),
+        solve_s=round(view.solve_s, 3),
+        planned_by=view.planned_by,
+        updated_at=view.updated_at,
+        routes=[
+            RouteOut(
+                crew=r.crew_code,
+                crew_name=r.crew_name,
+                depart=r.depart,
+                back=r.back,
+                travel_s=r.travel_s,
+                distance_m=r.distance_m,
+                breaks=[BreakOut(start=a, end=b) for a, b in r.breaks],
+                line=(
+                    {"type": "LineString", "coordinates": [list(c) for c in r.line]}
+                    if r.line
+                    else None
+                ),
+                stops=[
+                    StopOut(
+                        seq=s.seq,
+                        work_order_id=s.work_order_id,
+                        incident_id=s.incident_id,
+                        category=s.category_code,
+                        status=s.status,
+                        location={"type": "Point", "coordinates": [s.lon, s.lat]},
+                        eta=s.arrival,
+                        start=s.start,
+                        end=s.end,
+                        locked=s.locked,
+                        due_at=s.due_at,
+                    )
+                    for s in r.stops
+                ],
+            )
+            for r in view.routes
+        ],
+        left_out=[
+            LeftOutOut(
+                work_order_id=u.work_order_id,
+                incident_id=u.incident_id,
+                category=u.category_code,
+                reason=u.reason,
+                detail=u.detail,
+                due_at=u.due_at,
+            )
+            for u in view.left_out
+        ],
+    )
+
+
+def _answer(session: Session, jurisdiction_id: int, day: date, response: Response) -> PlanOut:
+    view = views.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
+    response.headers["ETag"] = f'"{view.version}"'
+    return _out(view)
+
+
+@router.post("/plans", response_model=PlanOut)
+def make_plan(
+    day: Day,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    response: Response,
+    principal: Dispatcher,
+    body: PlanIn | None = None,
+) -> PlanOut:
+    """Plan the day for every crew working then: ordered stops with ETAs, route lines, and
+    the work left for another day with the reason."""
+    commands.make_plan(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day,
+        routing=settings.routing,
+        actor=_actor(principal),
+        expected_version=body.plan_version if body else None,
+    )
+    session.commit()
+    return _answer(session, jurisdiction.id, day, response)
+
+
+@router.get("/plans/{day}", response_model=PlanOut)
+def get_plan(
+    day: fields.Day,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    _: PlanReader,
+) -> PlanOut:
+    """Every crew's route of the day (a crew reads its own: ``/plans/{day}/crews/{code}``)."""
+    return _answer(session, jurisdiction.id, day, response)
+
+
+@router.get("/plans/{day}/crews/{code}", response_model=PlanOut)
+def get_crew_route(
+    day: fields.Day,
+    code: str,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    principal: Staff,
+) -> PlanOut:
+    """One crew's route of the day (what the crew's tablet shows); a crew reads only its own."""
+    if principal.role == "crew":
+        crew_id = service.crew_id_of(session, jurisdiction_id=jurisdiction.id, code=code)
+        require_crew_of(principal, crew_id, what=f"The route of crew {code!r}")
+    view = views.plan_view(session, jurisdiction_id=jurisdiction.id, day=day, crew_code=code)
+    response.headers["ETag"] = f'"{view.version}"'
+    return _out(view)
+
+
+@router.post("/plans/{day}/moves", response_model=PlanOut)
+def move(
+    day: fields.Day,
+    body: MoveIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    response: Response,
+    principal: Dispatcher,
+) -> PlanOut:
+    """Move work orders to another crew (or back to the queue) and re-plan the crews it
+    touched; a stale ``plan_version`` gets 409 and changes nothing."""
+    commands.move_work_orders(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day,
+        work_order_ids=body.work_order_ids,
+        to_crew=body.to_crew,
+        expected_version=body.plan_version,
+        routing=settings.routing,
+        actor=_actor(principal),
+        reason=body.reason,
+    )
+    session.commit()
+    return _answer(session, jurisdiction.id, day, response)
+
+
+@router.post("/plans/{day}/stops/{work_order_id}/lock", response_model=PlanOut)
+def lock(
+    day: fields.Day,
+    work_order_id: fields.Id,
+    body: LockIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    response: Response,
+    principal: Dispatcher,
+) -> PlanOut:
+    """Lock a stop in place (its crew and time stay through re-plans), or unlock it."""
+    commands.lock_stop(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day,
+        work_order_id=work_order_id,
+        locked=body.locked,
+        expected_version=body.plan_version,
+        actor=_actor(principal),
+    )
+    session.commit()
+    return _answer(session, jurisdiction.id, day, response)
+
+
+@router.post("/plans/{day}/replan", response_model=PlanOut)
+def replan(
+    day: fields.Day,
+    body: ReplanIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    response: Response,
+    principal: Dispatcher,
+) -> PlanOut:
+    """Plan these crews' day again, sharing out their open stops and the day's left-out work."""
+    commands.replan_crews(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day,
+        crew_codes=body.crews,
+        expected_version=body.plan_version,
+        routing=settings.routing,
+        actor=_actor(principal),
+    )
+    session.commit()
+    return _answer(session, jurisdiction.id, day, response)
+
+
+@router.put("/dispatch/work-orders/{work_order_id}/appointment", response_model=AppointmentOut)
+def set_appointment(
+    work_order_id: fields.Id,
+    body: AppointmentIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    principal: Dispatcher,
+) -> AppointmentOut:
+    """Book the window the work must start in (an appointment with the resident, access)."""
+    appointments.set_appointment(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        window=(body.start, body.end),
+        actor=_actor(principal),
+    )
+    session.commit()
+    return AppointmentOut(work_order_id=work_order_id, start=body.start, end=body.end)
+
+
+@router.delete("/dispatch/work-orders/{work_order_id}/appointment", response_model=AppointmentOut)
+def clear_appointment(
+    work_order_id: fields.Id,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    principal: Dispatcher,
+) -> AppointmentOut:
+    appointments.set_appointment(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        work_order_id=work_order_id,
+        window=None,
+        actor=_actor(principal),
+    )
+    session.commit()
+    return AppointmentOut(work_order_id=work_order_id, start=None, end=None)

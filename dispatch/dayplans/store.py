@@ -1,0 +1,360 @@
+"""Day plans: the stored plan row and its version, and writing a solved day into it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from geoalchemy2 import WKTElement
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from dispatch.dayplans.work import FROZEN
+from dispatch.errors import NoPlan, StalePlan, UnknownCrew
+from dispatch.models import (
+    Crew,
+    DayPlan,
+    PlanLeftOut,
+    PlanRoute,
+    PlanStop,
+)
+from dispatch.planning import (
+    TERRITORY_PREFIX,
+    DayJob,
+    DaySolution,
+    LeftOut,
+    route_geometry,
+)
+from work_orders import audit
+from work_orders import service as work_orders_service
+from work_orders.models import WorkOrder
+
+
+@dataclass
+class PlanChange:
+    """What a change did, for the answer and the audit trail."""
+
+    plan: DayPlan
+    crews: list[int] = field(default_factory=list)
+    moved: list[int] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    matrix_s: float = 0.0
+    solve_s: float = 0.0
+
+
+# --- the plan row and its version -------------------------------------------------------------
+
+
+def get_plan(session: Session, *, jurisdiction_id: int, day: date) -> DayPlan:
+    """Return the plan of ``day``; NoPlan if it was never planned."""
+    plan = session.scalar(
+        select(DayPlan).where(DayPlan.jurisdiction_id == jurisdiction_id, DayPlan.day == day)
+    )
+    if plan is None:
+        raise NoPlan(f"{day.isoformat()} has not been planned yet: POST /api/v1/plans?date=….")
+    return plan
+
+
+def lock_plan(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    day: date,
+    expected_version: int | None,
+    create: bool = False,
+    actor: str = "",
+) -> DayPlan:
+    """Return the day's plan row locked for this transaction, checking the caller's version."""
+    if create:
+        session.execute(
+            pg_insert(DayPlan)
+            .values(
+                jurisdiction_id=jurisdiction_id,
+                day=day,
+                version=0,
+                engine="",
+                matrix_provider="",
+                matrix_s=0.0,
+                solve_s=0.0,
+                planned_by=actor,
+            )
+            .on_conflict_do_nothing(index_elements=["jurisdiction_id", "day"])
+        )
+    plan = session.scalar(
+        select(DayPlan)
+        .where(DayPlan.jurisdiction_id == jurisdiction_id, DayPlan.day == day)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if plan is None:
+        raise NoPlan(f"{day.isoformat()} has not been planned yet: POST /api/v1/plans?date=….")
+    if expected_version is not None and plan.version != expected_version:
+        raise StalePlan(
+            f"The plan of {day.isoformat()} is at version {plan.version}, not "
+            f"{expected_version}: someone changed it. Load it again and redo your change.",
+            extra={"current_version": plan.version},
+        )
+    return plan
+
+
+# --- writing a solved day -----------------------------------------------------------------------
+
+
+def crew_stops(
+    session: Session, plan: DayPlan, crew_ids: Iterable[int], statuses: Sequence[str]
+) -> list[tuple[int, int, int]]:
+    """Return (work order, crew, seq) of the crews' stops whose work order is in
+    ``statuses``."""
+    rows = session.execute(
+        select(PlanStop.work_order_id, PlanStop.crew_id, PlanStop.seq)
+        .join(
+            WorkOrder,
+            (WorkOrder.jurisdiction_id == PlanStop.jurisdiction_id)
+            & (WorkOrder.id == PlanStop.work_order_id),
+        )
+        .where(
+            PlanStop.jurisdiction_id == plan.jurisdiction_id,
+            PlanStop.plan_id == plan.id,
+            PlanStop.crew_id.in_(list(crew_ids)),
+            WorkOrder.status.in_(statuses),
+        )
+    ).all()
+    return [(int(w), int(c), int(q)) for w, c, q in rows]
+
+
+def _frozen_stops(session: Session, plan: DayPlan, crew_ids: Iterable[int]) -> dict[int, int]:
+    """Return crew id → the last sequence number of its stops a re-plan must keep."""
+    last: dict[int, int] = {}
+    for _, crew_id, seq in crew_stops(session, plan, crew_ids, FROZEN):
+        last[crew_id] = max(last.get(crew_id, 0), seq)
+    return last
+
+
+def _clear_crews(session: Session, plan: DayPlan, crew_ids: Sequence[int]) -> None:
+    """Delete the crews' stops that a re-plan replaces (never the frozen ones)."""
+    if not crew_ids:
+        return
+    frozen = select(WorkOrder.id).where(
+        WorkOrder.jurisdiction_id == plan.jurisdiction_id, WorkOrder.status.in_(FROZEN)
+    )
+    session.execute(
+        delete(PlanStop).where(
+            PlanStop.jurisdiction_id == plan.jurisdiction_id,
+            PlanStop.plan_id == plan.id,
+            PlanStop.crew_id.in_(crew_ids),
+            PlanStop.work_order_id.not_in(frozen),
+        )
+    )
+
+
+def _line(coords: Sequence[tuple[float, float]]) -> WKTElement | None:
+    if len(coords) < 2:
+        return None
+    return WKTElement("LINESTRING(" + ", ".join(f"{x!r} {y!r}" for x, y in coords) + ")", 4326)
+
+
+def store_solution(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: DaySolution,
+    crew_ids: Sequence[int],
+    jobs: Mapping[int, DayJob],
+    locked: set[int],
+    actor: str,
+) -> None:
+    """Write the solved routes of ``crew_ids`` and the fate of ``jobs`` onto ``plan``."""
+    jid = plan.jurisdiction_id
+    codes = {
+        int(i): str(c)
+        for i, c in session.execute(select(Crew.id, Crew.code).where(Crew.jurisdiction_id == jid))
+    }
+    kept = _frozen_stops(session, plan, crew_ids)
+    _clear_crews(session, plan, crew_ids)
+    session.execute(
+        delete(PlanLeftOut).where(
+            PlanLeftOut.jurisdiction_id == jid,
+            PlanLeftOut.plan_id == plan.id,
+            PlanLeftOut.work_order_id.in_(list(jobs)),
+        )
+    )
+    # A job now placed on one of these crews leaves any other crew's route of the day.
+    placed = [s.job_id for r in solved.routes for s in r.stops]
+    session.execute(
+        delete(PlanStop).where(
+            PlanStop.jurisdiction_id == jid,
+            PlanStop.plan_id == plan.id,
+            PlanStop.work_order_id.in_(placed),
+        )
+    )
+    routes = {r.crew_id: r for r in solved.routes}
+    now = datetime.now(UTC)
+    for crew_id in crew_ids:
+        route = routes.get(crew_id)
+        row = session.get(PlanRoute, (jid, plan.id, crew_id))
+        if route is None:
+            if row is not None and crew_id not in kept:
+                session.delete(row)
+            continue
+        line = route_geometry(session, jurisdiction_id=jid, route=route)
+        values = {
+            "depart": route.depart,
+            "back": route.back,
+            "travel_s": route.travel_s,
+            "distance_m": route.distance_m,
+            "breaks": [[a.isoformat(), b.isoformat()] for a, b in route.breaks],
+            "geom": _line(line),
+            "planned_at": now,
+        }
+        if row is None:
+            session.add(PlanRoute(jurisdiction_id=jid, plan_id=plan.id, crew_id=crew_id, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    session.flush()
+    first = {c: kept.get(c, 0) for c in crew_ids}
+    session.add_all(
+        PlanStop(
+            jurisdiction_id=jid,
+            plan_id=plan.id,
+            work_order_id=s.job_id,
+            crew_id=r.crew_id,
+            seq=first[r.crew_id] + s.seq,
+            arrival=s.arrival,
+            start_at=s.start,
+            end_at=s.end,
+            locked=s.job_id in locked,
+        )
+        for r in solved.routes
+        for s in r.stops
+    )
+    session.add_all(
+        PlanLeftOut(
+            jurisdiction_id=jid,
+            plan_id=plan.id,
+            work_order_id=u.job_id,
+            reason=u.reason,
+            detail=_explain(u, jobs.get(u.job_id), codes),
+        )
+        for u in solved.unassigned
+    )
+    session.flush()
+    _schedule(session, jurisdiction_id=jid, solved=solved, actor=actor)
+
+
+def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str:
+    """Return why a job is left out in a dispatcher's words (crews and wards, not solver
+    vehicles and skills)."""
+    if job is None:
+        return left.detail
+    if left.reason == "no_skill":
+        wards = sorted(
+            s.removeprefix(TERRITORY_PREFIX) for s in job.skills if s.startswith(TERRITORY_PREFIX)
+        )
+        skills = sorted(s for s in job.skills if not s.startswith(TERRITORY_PREFIX))
+        needs = " and ".join(
+            part
+            for part in (
+                f"holds {', '.join(skills)}" if skills else "",
+                f"covers ward {wards[0]}" if wards else "",
+            )
+            if part
+        )
+        return f"no crew working that day {needs}" if needs else left.detail
+    if left.reason == "vehicle_unavailable" and job.crew_id is not None:
+        crew = codes.get(job.crew_id, str(job.crew_id))
+        return f"it is pinned to crew {crew}, which does not work that day"
+    return left.detail
+
+
+def _schedule(session: Session, *, jurisdiction_id: int, solved: DaySolution, actor: str) -> None:
+    """Give each placed work order its crew and the status ``scheduled`` (the residents' notice
+    names the day); a scheduled one the plan could no longer place goes back to ``assigned``
+    (its crew kept as a suggestion)."""
+    crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
+    dropped = {u.job_id for u in solved.unassigned}
+    if not crew_of and not dropped:
+        return
+    orders = session.scalars(
+        select(WorkOrder)
+        .where(
+            WorkOrder.jurisdiction_id == jurisdiction_id,
+            WorkOrder.id.in_(list(crew_of) + list(dropped)),
+        )
+        .order_by(WorkOrder.id)
+    )
+    for order in orders:
+        if order.id in dropped:
+            if order.status == "scheduled":
+                work_orders_service.transition(
+                    session, incident_or_work_order=order, to="assigned", actor=actor
+                )
+            continue
+        order.crew_id = crew_of[order.id]
+        if order.status in ("new", "triaged"):
+            work_orders_service.transition(
+                session, incident_or_work_order=order, to="assigned", actor=actor
+            )
+        if order.status != "scheduled":
+            work_orders_service.transition(
+                session,
+                incident_or_work_order=order,
+                to="scheduled",
+                actor=actor,
+                notice_context={"scheduled_for": solved.day.isoformat()},
+            )
+    session.flush()
+
+
+def recorded(
+    session: Session,
+    *,
+    plan: DayPlan,
+    action: str,
+    actor: str,
+    solved: DaySolution | None,
+    crews: Sequence[int] = (),
+    moved: Sequence[int] = (),
+    **data: Any,
+) -> PlanChange:
+    """Return what a change did, after writing it to the audit trail (staff-only: a plan's
+    events carry no status)."""
+    audit.record(
+        session,
+        jurisdiction_id=plan.jurisdiction_id,
+        entity="day_plan",
+        entity_id=plan.id,
+        action=action,
+        actor=actor,
+        data={"day": plan.day.isoformat(), "version": plan.version, **data},
+    )
+    return PlanChange(
+        plan=plan,
+        crews=list(crews),
+        moved=list(moved),
+        left_out=list(solved.unassigned) if solved else [],
+        matrix_s=solved.matrix_s if solved else 0.0,
+        solve_s=solved.solve_s if solved else 0.0,
+    )
+
+
+def bump_version(plan: DayPlan, solved: DaySolution | None, actor: str) -> None:
+    plan.version = plan.version + 1
+    plan.planned_by = actor
+    if solved is not None:
+        plan.engine = solved.engine
+        plan.matrix_provider = solved.matrix_provider
+        plan.matrix_s = solved.matrix_s
+        plan.solve_s = solved.solve_s
+
+
+def crew_by_code(session: Session, jurisdiction_id: int, code: str) -> Crew:
+    crew = session.scalar(
+        select(Crew).where(Crew.jurisdiction_id == jurisdiction_id, Crew.code == code)
+    )
+    if crew is None:
+        raise UnknownCrew(f"No crew {code!r}.")
+    return crew

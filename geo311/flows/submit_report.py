@@ -1,0 +1,103 @@
+"""A resident reports a problem (report API, report page or an Open311 app): intake stores
+it, joining or opening an incident, and dispatch assigns an incident it opened."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from dispatch import assignment
+from geo311.kernel.media.store import MediaStore
+from geo311.kernel.settings import DedupSettings, MediaSettings, Settings
+from geo311.resident.intake import service as intake_service
+from geo311.resident.intake.models import Report
+from geo311.resident.intake.service import ReportDraft
+from geo311.resident.open311 import service as open311_service
+from geo311.resident.open311.schemas import PostedRequestOut
+
+
+def submit_report(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    draft: ReportDraft,
+    photo: bytes | None,
+    media: MediaStore,
+    media_settings: MediaSettings,
+    now: datetime,
+    dedup_settings: DedupSettings | None = None,
+    default_service_s: int | None = None,
+) -> Report:
+    """Return the stored report.
+
+    1. intake places it (ward, asset), and dedup joins it to the incident it is about or
+       opens a new one (with its work order), stores it, its requester's subscription and
+       its photo (see ``intake.service.submit_report``);
+    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+
+    ``default_service_s``: seconds on site for a category with no service time (None: the
+    routing setting's default). Flushes only; the caller commits.
+    """
+    submitted = intake_service.submit_report(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        jurisdiction_slug=jurisdiction_slug,
+        draft=draft,
+        photo=photo,
+        media=media,
+        media_settings=media_settings,
+        now=now,
+        dedup_settings=dedup_settings,
+    )
+    if submitted.opened is not None:
+        assignment.assign_opened(
+            session, incident=submitted.opened, default_service_s=default_service_s
+        )
+    return submitted.report
+
+
+def submit_open311_request(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    api_key_id: int,
+    fields: Mapping[str, str],
+    attributes: Mapping[str, Sequence[str]],
+    photo: bytes | None,
+    media: MediaStore,
+    settings: Settings,
+    now: datetime,
+    more_photos: Sequence[bytes] = (),
+) -> PostedRequestOut:
+    """Return the id and token of an Open311 request.
+
+    1. Open311 checks the request in its own terms and stores it through intake (as
+       ``submit_report`` above: placed, joined or opened, stored with its photos);
+    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+
+    Flushes only; the caller commits.
+    """
+    posted = open311_service.submit_request(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        jurisdiction_slug=jurisdiction_slug,
+        api_key_id=api_key_id,
+        fields=fields,
+        attributes=attributes,
+        photo=photo,
+        more_photos=more_photos,
+        media=media,
+        settings=settings,
+        now=now,
+    )
+    if posted.opened is not None:
+        assignment.assign_opened(
+            session,
+            incident=posted.opened,
+            default_service_s=settings.routing.default_service_s,
+        )
+    return posted.answer

@@ -1,0 +1,667 @@
+"""Delivering owed notices: never twice, and nothing lost.
+
+The rule that keeps a notice from going out twice is the *claim*: right before the one step
+that can deliver it (the DATA of an SMTP transaction, the POST to the SMS provider or the
+webhook), the worker moves the notice from owed to ``sending`` with a fresh fencing token and
+commits that durably. Only a notice that is still owed can be claimed, and only the holder of
+the token may record the outcome. So:
+
+- a crash *before* the claim leaves the notice owed: it is sent later (the job is retried);
+- a crash *after* the claim leaves it ``sending``: it is never sent again by itself. After
+  ``claim_lease_s`` it is reported ``uncertain`` (maybe delivered, maybe not);
+- two jobs holding the same notice (a retried stalled job, a sweep) race for the claim and
+  only one wins; the other resets its SMTP transaction, which delivers nothing.
+
+That is at-most-once for email and SMS, with a window of one message per SMTP connection or
+HTTP request in flight at the moment of a crash, and of the wait for the server's reply to the
+final "." of DATA when a connection drops. ``notify.resend_uncertain`` turns those into
+at-least-once (the same Message-ID goes out again, which most mail systems collapse).
+Webhooks are at-least-once with a stable Idempotency-Key, as webhook receivers expect.
+
+Outcomes are recorded with ``synchronous_commit = off``: if the database itself crashes and
+loses one, the notice reads ``sending`` and becomes ``uncertain``, never owed again. The
+claim is committed durably, because losing it could mean sending twice. An outcome the
+database could not take because it went away (a restart, a fail-over) is kept in the worker
+and written when it answers again, before the sweep would call the notice ``uncertain``;
+only a worker that dies during the outage loses it.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from geo311.kernel.database import Database
+from geo311.kernel.media.store import MediaStore
+from geo311.kernel.notify import mime, outbox
+from geo311.kernel.notify.channels import DeliveryError, SmsProvider, SmtpSession, WebhookSender
+from geo311.kernel.notify.models import OWED, Notice, WebhookEndpoint
+from geo311.kernel.notify.templates import Links, render_email, render_sms, webhook_payload
+from geo311.kernel.notify.tokens import AnswerLink, LinkSigner, PreferencesLink
+from geo311.kernel.settings import NotifySettings, Settings
+
+log = logging.getLogger(__name__)
+
+_PHOTO_CID = "after-photo"
+_PHOTO_NAME = "after-photo.jpg"
+# CRLF line ends; headers up to RFC 5322's 998 characters, so that a long link in
+# List-Unsubscribe is folded at a space or not at all, never turned into an encoded word.
+_WIRE = email.policy.SMTP.clone(max_line_length=998)
+
+
+@dataclass
+class Tally:
+    """What one delivery run did, by outcome."""
+
+    counts: Counter[str]
+
+    def __getitem__(self, outcome: str) -> int:
+        return self.counts[outcome]
+
+
+class Deliverer:
+    """Sends owed notices through their channels and records every outcome."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        media: MediaStore,
+        *,
+        signer: LinkSigner,
+        sms: SmsProvider | None,
+        webhooks: WebhookSender,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.notify = settings.notify
+        self.media = media
+        self.signer = signer
+        self.sms = sms
+        self.webhooks = webhooks
+        self.base_url = settings.base_url
+        self.sender = parseaddr(self.notify.smtp.from_address)[1] or "no-reply@geo311.localhost"
+        self.domain = self.sender.rpartition("@")[2] or "geo311.localhost"
+        self._photos: dict[str, mime.InlineImage | None] = {}
+        self._photos_lock = threading.Lock()
+        # Outcomes of messages handed over while the database went away: written when it is
+        # back (before the sweep could call those notices "uncertain").
+        self._unrecorded: list[_Unrecorded] = []
+        self._unrecorded_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release the channels' HTTP connections."""
+        self.webhooks.close()
+        close = getattr(self.sms, "close", None)
+        if close is not None:
+            close()
+
+    # --- one job ----------------------------------------------------------------------------
+
+    def deliver(self, *, jurisdiction_id: int, notice_ids: Iterable[int]) -> Tally:
+        """Return the outcomes of sending the given notices that are owed and due now.
+
+        Notices sent already, held by another attempt, or not due yet are left alone (not
+        due: a later job is scheduled for them). Those that fail in a retryable way get a
+        follow-up job at their next attempt time.
+        """
+        self.record_unrecorded()
+        tally: Counter[str] = Counter()
+        ids = sorted(set(notice_ids))
+        with self.db.sessions() as session:
+            rows = session.execute(
+                select(Notice, WebhookEndpoint.url, WebhookEndpoint.secret, WebhookEndpoint.active)
+                .outerjoin(
+                    WebhookEndpoint,
+                    (WebhookEndpoint.jurisdiction_id == Notice.jurisdiction_id)
+                    & (WebhookEndpoint.id == Notice.webhook_endpoint_id),
+                )
+                .where(
+                    Notice.jurisdiction_id == jurisdiction_id,
+                    Notice.id.in_(ids),
+                    Notice.status.in_(OWED),
+                    Notice.next_attempt_at <= func.now(),
+                )
+                .order_by(Notice.id)
+            ).all()
+            session.expunge_all()
+        if not rows:
+            return Tally(tally)
+        emails = [row.Notice for row in rows if row.Notice.channel == "email"]
+        texts = [row.Notice for row in rows if row.Notice.channel == "sms"]
+        hooks = [
+            (row.Notice, row.url, row.secret, row.active)
+            for row in rows
+            if row.Notice.channel == "webhook"
+        ]
+        with self.db.engine.connect() as connection:
+            ledger = _Ledger(connection, jurisdiction_id, self.notify, tally)
+            try:
+                try:
+                    if emails:
+                        self._deliver_emails(emails, ledger)
+                    for notice in texts:
+                        self._deliver_sms(notice, ledger)
+                    for notice, url, secret, active in hooks:
+                        self._deliver_webhook(notice, url, secret, bool(active), ledger)
+                finally:
+                    ledger.flush()
+                if ledger.retried:
+                    ledger.schedule_follow_up()
+            except DBAPIError:
+                self._keep_unrecorded(ledger)
+                raise
+        return Tally(tally)
+
+    def _keep_unrecorded(self, ledger: _Ledger) -> None:
+        if ledger.pending:
+            with self._unrecorded_lock:
+                self._unrecorded.append(
+                    _Unrecorded(ledger.jurisdiction_id, list(ledger.pending), list(ledger.retried))
+                )
+
+    def record_unrecorded(self) -> int:
+        """Return how many outcomes kept through a database outage were written now.
+
+        Each is fenced by its claim token, so writing it late is safe: a notice another
+        attempt holds now is not touched. Raises (keeping them) if the database is still away.
+        """
+        with self._unrecorded_lock:
+            pending, self._unrecorded = self._unrecorded, []
+        written = 0
+        for position, item in enumerate(pending):
+            try:
+                with self.db.engine.connect() as connection:
+                    ledger = _Ledger(connection, item.jurisdiction_id, self.notify, Counter())
+                    ledger.pending.extend(item.outcomes)
+                    ledger.retried.extend(item.retried)
+                    ledger.flush()
+                    if ledger.retried:
+                        ledger.schedule_follow_up()
+            except DBAPIError:
+                with self._unrecorded_lock:
+                    self._unrecorded[:0] = pending[position:]
+                raise
+            written += len(item.outcomes)
+        if written:
+            log.info("recorded %d notice outcome(s) kept through a database outage", written)
+        return written
+
+    def _deliver_emails(self, notices: list[Notice], ledger: _Ledger) -> None:
+        smtp = SmtpSession(self.notify.smtp)
+        try:
+            for position, notice in enumerate(notices):
+                try:
+                    message = self._email_bytes(notice)
+                except Exception as exc:  # a template or photo bug must not block the rest
+                    log.exception("cannot build notice %s", notice.id)
+                    ledger.unclaimed([notice], "failed", f"cannot build the message: {exc!r}")
+                    continue
+                try:
+                    smtp.begin(self.sender, notice.recipient)
+                except DeliveryError as exc:
+                    if exc.severity == "permanent":
+                        ledger.unclaimed([notice], "failed", exc.detail)
+                    elif smtp.connected:
+                        ledger.unclaimed([notice], "retry", exc.detail)
+                    else:
+                        # The server is unreachable: every message left waits for the next try.
+                        ledger.unclaimed(notices[position:], "retry", exc.detail)
+                        return
+                    continue
+                token = ledger.claim(notice)
+                if token is None:
+                    smtp.abort()
+                    continue
+                try:
+                    reply = smtp.send_data(message)
+                except DeliveryError as exc:
+                    ledger.failed(notice, token, exc)
+                    continue
+                ledger.sent(notice, token, reply)
+        finally:
+            smtp.close()
+
+    def _deliver_sms(self, notice: Notice, ledger: _Ledger) -> None:
+        if self.sms is None:
+            ledger.unclaimed(
+                [notice], "skipped", "no SMS provider is configured (GEO311_NOTIFY__SMS__PROVIDER)"
+            )
+            return
+        body = render_sms(notice.kind, notice.language, notice.context, self._links(notice))
+        token = ledger.claim(notice)
+        if token is None:
+            return
+        try:
+            ref = self.sms.send(
+                to=notice.recipient, body=body, idempotency_key=notice.idempotency_key
+            )
+        except DeliveryError as exc:
+            ledger.failed(notice, token, exc)
+            return
+        ledger.sent(notice, token, ref)
+
+    def _deliver_webhook(
+        self,
+        notice: Notice,
+        url: str | None,
+        secret: str | None,
+        active: bool,
+        ledger: _Ledger,
+    ) -> None:
+        if url is None or secret is None or not active:
+            ledger.unclaimed([notice], "skipped", "the webhook endpoint was removed or deactivated")
+            return
+        payload = webhook_payload(
+            kind=notice.kind,
+            idempotency_key=notice.idempotency_key,
+            created_at=notice.created_at.isoformat(),
+            context=notice.context,
+            links=self._links(notice),
+        )
+        token = ledger.claim(notice)
+        if token is None:
+            return
+        try:
+            ref = self.webhooks.send(
+                url=url, secret=secret, payload=payload, idempotency_key=notice.idempotency_key
+            )
+        except DeliveryError as exc:
+            ledger.failed(notice, token, exc)
+            return
+        ledger.sent(notice, token, ref)
+
+    # --- building messages ------------------------------------------------------------------
+
+    def _links(self, notice: Notice) -> Links:
+        ctx = notice.context
+        base = self.base_url
+        preferences = None
+        if notice.requester_id is not None:
+            token = self.signer.preferences_token(
+                PreferencesLink(notice.jurisdiction_id, notice.requester_id)
+            )
+            preferences = f"{base}/notices/preferences?t={token}"
+        fixed = not_fixed = None
+        if notice.kind == "closed" and notice.requester_id is not None and ctx.get("event_id"):
+            answer = self.signer.answer_token(
+                AnswerLink(
+                    notice.jurisdiction_id,
+                    int(ctx["incident_id"]),
+                    int(ctx["event_id"]),
+                    notice.requester_id,
+                )
+            )
+            fixed = f"{base}/notices/answer?t={answer}&a=fixed"
+            not_fixed = f"{base}/notices/answer?t={answer}&a=not_fixed"
+        photo_key = ctx.get("photo_key")
+        photo_url = f"{base}/media/{photo_key}" if photo_key else None
+        return Links(
+            fixed_url=fixed,
+            not_fixed_url=not_fixed,
+            preferences_url=preferences,
+            photo_url=photo_url,
+        )
+
+    def message_id(self, notice: Notice) -> str:
+        """Return the Message-ID of a notice's email: the same on every attempt."""
+        digest = hashlib.sha256(
+            f"{notice.jurisdiction_id}:{notice.idempotency_key}".encode()
+        ).hexdigest()[:40]
+        return f"<notice.{digest}@{self.domain}>"
+
+    def _email_bytes(self, notice: Notice) -> bytes:
+        links = self._links(notice)
+        image = self._photo(notice.context.get("photo_key"))
+        content = render_email(
+            notice.kind,
+            notice.language,
+            notice.context,
+            links,
+            photo_cid=image.cid if image is not None else None,
+        )
+        headers = [
+            ("Auto-Submitted", "auto-generated"),
+            ("Content-Language", notice.language),
+            ("X-Geo311-Notice", notice.idempotency_key),
+        ]
+        if links.preferences_url:
+            one_click = links.preferences_url.replace(
+                "/notices/preferences?", "/notices/unsubscribe?"
+            )
+            headers += [
+                ("List-Unsubscribe", f"<{one_click}>"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ]
+        if notice.recipient.isascii():
+            return mime.notice_mail(
+                sender=self.notify.smtp.from_address,
+                recipient=notice.recipient,
+                subject=content.subject,
+                message_id=self.message_id(notice),
+                headers=headers,
+                text=content.text,
+                html=content.html,
+                image=image,
+            )
+        # An internationalised address: the stdlib builds it, the server needs SMTPUTF8.
+        msg = EmailMessage()
+        msg["From"] = self.notify.smtp.from_address
+        msg["To"] = notice.recipient
+        msg["Subject"] = content.subject
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = self.message_id(notice)
+        for name, value in headers:
+            if name != "Content-Language":
+                msg[name] = value
+        msg.set_content(content.text)
+        msg.add_alternative(content.html, subtype="html")
+        msg["Content-Language"] = notice.language  # after set_content, which clears Content-*
+        if image is not None:
+            html_part = next(p for p in msg.iter_parts() if p.get_content_type() == "text/html")
+            photo = self._photo_bytes(notice.context.get("photo_key"))
+            if photo is not None:
+                html_part.add_related(
+                    photo,
+                    maintype="image",
+                    subtype="jpeg",
+                    cid=f"<{image.cid}>",
+                    filename=_PHOTO_NAME,
+                    disposition="inline",
+                )
+        return msg.as_bytes(policy=_WIRE)
+
+    def _photo(self, key: Any) -> mime.InlineImage | None:
+        """Return the after-photo's mail part, encoded once per photo and kept."""
+        if not isinstance(key, str) or not key:
+            return None
+        with self._photos_lock:
+            if key in self._photos:
+                return self._photos[key]
+        data = self._photo_bytes(key)
+        image = mime.inline_image(data, cid=_PHOTO_CID, filename=_PHOTO_NAME) if data else None
+        with self._photos_lock:
+            if len(self._photos) > 64:
+                self._photos.clear()
+            self._photos[key] = image
+        return image
+
+    def _photo_bytes(self, key: Any) -> bytes | None:
+        try:
+            return self.media.get(str(key))
+        except (OSError, ValueError):
+            log.warning("after-photo %s is missing; the notice goes without it", key)
+            return None
+
+    # --- the sweep --------------------------------------------------------------------------
+
+    def sweep(self, *, orphan_grace_s: float | None = None) -> dict[str, int]:
+        """Return what the sweep did: stale hand-overs marked uncertain (or owed again), and
+        owed notices with no job for too long given a fresh job."""
+        grace = self.notify.orphan_grace_s if orphan_grace_s is None else orphan_grace_s
+        self.record_unrecorded()
+        resend = self.notify.resend_uncertain
+        with self.db.sessions() as session, session.begin():
+            stale = session.execute(
+                text(
+                    """
+                    UPDATE notices SET
+                        status = CASE WHEN :resend OR channel = 'webhook'
+                                      THEN 'retry' ELSE 'uncertain' END,
+                        next_attempt_at = now(),
+                        last_error = 'the attempt stopped after handing the message over; '
+                                     || 'it may or may not have been delivered',
+                        updated_at = now()
+                    WHERE status = 'sending'
+                      AND claimed_at < now() - make_interval(secs => :lease)
+                    RETURNING jurisdiction_id, id, status
+                    """
+                ),
+                {"resend": resend, "lease": self.notify.claim_lease_s},
+            ).all()
+            orphans = session.execute(
+                text(
+                    """
+                    UPDATE notices SET next_attempt_at = now(), updated_at = now()
+                    WHERE (jurisdiction_id, id) IN (
+                        SELECT jurisdiction_id, id FROM notices
+                        WHERE status IN ('pending', 'retry')
+                          AND next_attempt_at < now() - make_interval(secs => :grace)
+                        ORDER BY next_attempt_at LIMIT 20000
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING jurisdiction_id, id
+                    """
+                ),
+                {"grace": grace},
+            ).all()
+            again: dict[int, list[int]] = {}
+            for jurisdiction_id, notice_id, status in stale:
+                if status == "retry":
+                    again.setdefault(jurisdiction_id, []).append(notice_id)
+            for jurisdiction_id, notice_id in orphans:
+                again.setdefault(jurisdiction_id, []).append(notice_id)
+            for jurisdiction_id, ids in again.items():
+                outbox.defer(session.connection(), jurisdiction_id=jurisdiction_id, notice_ids=ids)
+        uncertain = sum(1 for *_, status in stale if status == "uncertain")
+        if uncertain:
+            log.warning("%d notice(s) are uncertain: handed over, answer lost", uncertain)
+        return {
+            "uncertain": uncertain,
+            "requeued": sum(len(v) for v in again.values()),
+        }
+
+
+_CLAIM = text(
+    """
+    UPDATE notices SET status = 'sending', claim_token = :token, claimed_at = now(),
+           attempts = attempts + 1, updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = :id AND status IN ('pending', 'retry')
+    RETURNING attempts
+    """
+)
+_SENT = text(
+    """
+    UPDATE notices SET status = 'sent', sent_at = now(), provider_ref = :ref, last_error = NULL,
+           updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
+    """
+)
+_FAILED = text(
+    """
+    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+           updated_at = now(),
+           claim_token = CASE WHEN CAST(:status AS varchar) = 'retry' THEN NULL
+                              ELSE claim_token END,
+           next_attempt_at = CASE WHEN CAST(:status AS varchar) = 'retry'
+               THEN now() + make_interval(secs =>
+               LEAST(:cap, :base * power(2, GREATEST(attempts - 1, 0))) * (0.9 + 0.2 * random()))
+               ELSE next_attempt_at END
+    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
+    """
+)
+# A try that certainly delivered nothing (never claimed): counts as an attempt.
+_UNCLAIMED_RETRY = text(
+    """
+    UPDATE notices SET
+        attempts = attempts + 1,
+        status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE 'retry' END,
+        next_attempt_at = now() + make_interval(secs =>
+            LEAST(:cap, :base * power(2, attempts)) * (0.9 + 0.2 * random())),
+        last_error = :error,
+        updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    RETURNING id, status
+    """
+)
+_UNCLAIMED_SET = text(
+    """
+    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+           updated_at = now()
+    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    RETURNING id, status
+    """
+)
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    """Outcomes of one job that the database did not take, to write when it is back."""
+
+    jurisdiction_id: int
+    outcomes: list[tuple[Any, dict[str, Any]]]
+    retried: list[int]
+
+
+class _Ledger:
+    """Records a job's claims and outcomes on one connection.
+
+    A claim is committed durably before the message can leave, together with the outcome of
+    the message before it, so each message costs one commit. Outcomes still queued when the
+    job ends are committed with ``synchronous_commit = off``: should the database crash and
+    lose one, the notice reads ``sending`` and becomes ``uncertain`` — never sent again.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        jurisdiction_id: int,
+        notify: NotifySettings,
+        tally: Counter[str],
+    ) -> None:
+        self.connection = connection
+        self.jurisdiction_id = jurisdiction_id
+        self.notify = notify
+        self.tally = tally
+        self.retried: list[int] = []
+        self.pending: list[tuple[Any, dict[str, Any]]] = []
+
+    def _write_queued(self) -> None:
+        # Kept until committed (``_commit``): a transaction the database dropped is replayed.
+        for statement, values in self.pending:
+            self.connection.execute(statement, values)
+
+    def _commit(self) -> None:
+        self.connection.commit()
+        self.pending.clear()
+
+    def claim(self, notice: Notice) -> uuid.UUID | None:
+        """Return a fencing token if this attempt now holds the notice, else None."""
+        token = uuid.uuid4()
+        self._write_queued()
+        attempts = self.connection.execute(
+            _CLAIM, {"token": token, "jid": self.jurisdiction_id, "id": notice.id}
+        ).scalar_one_or_none()
+        self._commit()
+        if attempts is None:
+            self.tally["skipped_claimed"] += 1
+            return None
+        notice.attempts = attempts
+        return token
+
+    def sent(self, notice: Notice, token: uuid.UUID, reference: str) -> None:
+        self.pending.append(
+            (
+                _SENT,
+                {
+                    "ref": reference[:500],
+                    "jid": self.jurisdiction_id,
+                    "id": notice.id,
+                    "token": token,
+                },
+            )
+        )
+        self.tally["sent"] += 1
+
+    def failed(self, notice: Notice, token: uuid.UUID, error: DeliveryError) -> None:
+        """Queue the outcome of a claimed attempt that did not (certainly) deliver."""
+        severity = error.severity
+        if severity == "ambiguous" and (
+            self.notify.resend_uncertain or notice.channel == "webhook"
+        ):
+            severity = "transient"
+        if severity == "transient" and notice.attempts >= self.notify.max_attempts:
+            severity = "permanent"
+        status = {"transient": "retry", "permanent": "failed", "ambiguous": "uncertain"}[severity]
+        self.pending.append(
+            (
+                _FAILED,
+                {
+                    "status": status,
+                    "error": error.detail[:1000],
+                    "cap": self.notify.retry_max_s,
+                    "base": self.notify.retry_base_s,
+                    "jid": self.jurisdiction_id,
+                    "id": notice.id,
+                    "token": token,
+                },
+            )
+        )
+        self.tally[status] += 1
+        if status == "retry":
+            self.retried.append(notice.id)
+        else:
+            log.warning("notice %s %s: %s", notice.id, status, error.detail)
+
+    def unclaimed(self, notices: list[Notice], status: str, detail: str) -> None:
+        """Record a try that certainly delivered nothing: retry, failed or skipped."""
+        values = {
+            "jid": self.jurisdiction_id,
+            "ids": [n.id for n in notices],
+            "error": detail[:1000],
+        }
+        if status == "retry":
+            statement = _UNCLAIMED_RETRY
+            values |= {
+                "max": self.notify.max_attempts,
+                "cap": self.notify.retry_max_s,
+                "base": self.notify.retry_base_s,
+            }
+        else:
+            statement = _UNCLAIMED_SET
+            values["status"] = status
+        self._write_queued()
+        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
+        rows = self.connection.execute(statement, values).all()
+        self._commit()
+        for notice_id, outcome in rows:
+            self.tally[outcome] += 1
+            if outcome == "retry":
+                self.retried.append(notice_id)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
+        self._write_queued()
+        self._commit()
+
+    def schedule_follow_up(self) -> None:
+        """Defer one job for every notice this job moved to retry, when the last is due."""
+        latest: datetime | None = self.connection.execute(
+            text(
+                "SELECT max(next_attempt_at) FROM notices WHERE jurisdiction_id = :jid "
+                "AND id = ANY(:ids) AND status = 'retry'"
+            ),
+            {"jid": self.jurisdiction_id, "ids": self.retried},
+        ).scalar_one()
+        if latest is not None:
+            outbox.defer(
+                self.connection,
+                jurisdiction_id=self.jurisdiction_id,
+                notice_ids=self.retried,
+                schedule_at=latest,
+            )
+        self.connection.commit()

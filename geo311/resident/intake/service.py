@@ -1,0 +1,528 @@
+"""Intake: check a resident's report, place it, store it with its photo, and show it back."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import WKTElement
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from geo311.kernel.errors import AppError, FieldError, NotFound, ValidationFailed
+from geo311.kernel.media.models import Photo
+from geo311.kernel.media.photos import ProcessedPhoto
+from geo311.kernel.media.store import MediaStore, stage_files
+from geo311.kernel.media.uploads import process_upload
+from geo311.kernel.notify.addresses import NotAnAddress, normalize_email
+from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.resident.dedup import placing
+from geo311.resident.intake.models import CHANNELS, Report
+from geo311.resident.intake.schemas import (
+    AssetOut,
+    ContactOut,
+    PointGeoJSON,
+    ReportOut,
+    StaffReportOut,
+    WardOut,
+)
+from geo311.resident.intake.tracking import new_tracking_id
+from layers import service as layers_service
+from work_orders import audit, lifecycle
+from work_orders import service as work_orders_service
+from work_orders.models import Incident, Requester
+
+_PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+}
+
+
+class OutsideJurisdiction(AppError):
+    status = 422
+    code = "outside_jurisdiction"
+    title = "The location is outside the area this service covers"
+
+
+class LocationMissing(AppError):
+    status = 422
+    code = "location_missing"
+    title = "No location: drop a pin or send a photo with GPS"
+
+
+class UnknownCategory(AppError):
+    status = 422
+    code = "unknown_category"
+    title = "Unknown service category"
+
+
+@dataclass(frozen=True)
+class ReportDraft:
+    """A report's fields, checked: everything but what needs the database or the photo."""
+
+    category: str
+    lat: float | None
+    lon: float | None
+    description: str
+    email: str | None
+    phone: str | None
+    language: str
+    channel: str
+    address: str | None = None
+    # Kept only alongside an email or phone: a name alone reaches nobody.
+    name: str | None = None
+    # Answers to the category's questions, already checked: {code: value or [values]}.
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _coordinate(raw: str | None, name: str, limit: float, errors: list[FieldError]) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        errors.append(FieldError(name, f"{name} must be a number, not {raw!r}", "not_a_number"))
+        return None
+    if not math.isfinite(value) or not -limit <= value <= limit:
+        errors.append(
+            FieldError(name, f"{name} must be between -{limit:g} and {limit:g}", "out_of_range")
+        )
+        return None
+    return value
+
+
+def parse_report_form(
+    fields: Mapping[str, str | None], *, channel: str, settings: IntakeSettings
+) -> ReportDraft:
+    """Return the checked draft of a submitted form, or raise ValidationFailed listing every
+    bad field at once."""
+    errors: list[FieldError] = []
+    category = _clean(fields.get("category"))
+    if category is None:
+        errors.append(FieldError("category", "category is required", "missing"))
+    lat = _coordinate(_clean(fields.get("lat")), "lat", 90.0, errors)
+    lon = _coordinate(_clean(fields.get("lon")), "lon", 180.0, errors)
+    if (_clean(fields.get("lat")) is None) != (_clean(fields.get("lon")) is None):
+        missing = "lon" if _clean(fields.get("lon")) is None else "lat"
+        errors.append(FieldError(missing, "lat and lon must be given together", "missing"))
+    description = (fields.get("description") or "").strip()
+    if len(description) > settings.description_max_chars:
+        errors.append(
+            FieldError(
+                "description",
+                f"description is {len(description)} characters; "
+                f"at most {settings.description_max_chars} are allowed",
+                "too_long",
+            )
+        )
+    email = _clean(fields.get("email"))
+    if email is not None:
+        try:
+            email = normalize_email(email)
+        except NotAnAddress as exc:
+            errors.append(FieldError("email", f"email is not an e-mail address: {exc}", "invalid"))
+    phone = _clean(fields.get("phone"))
+    if phone is not None and (not _PHONE.match(phone) or sum(c.isdigit() for c in phone) < 7):
+        errors.append(FieldError("phone", "phone is not a phone number", "invalid"))
+    language = _clean(fields.get("language")) or "en"
+    if len(language) > 16 or not _LANGUAGE.match(language):
+        errors.append(
+            FieldError("language", "language must be a language tag like 'en' or 'es'", "invalid")
+        )
+    address = _clean(fields.get("address"))
+    if address is not None and len(address) > 500:
+        errors.append(FieldError("address", "address is longer than 500 characters", "too_long"))
+    name = _clean(fields.get("name"))
+    if name is not None and len(name) > 200:
+        errors.append(FieldError("name", "name is longer than 200 characters", "too_long"))
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    if errors:
+        raise ValidationFailed("; ".join(e.message for e in errors), errors=errors)
+    assert category is not None
+    return ReportDraft(
+        category=category,
+        lat=lat,
+        lon=lon,
+        description=description,
+        email=email,
+        phone=phone,
+        language=language,
+        channel=channel,
+        address=address,
+        name=name,
+    )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A stored report, and the incident it opened (None: it joined one)."""
+
+    report: Report
+    opened: Incident | None
+
+
+def submit_report(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    draft: ReportDraft,
+    photo: bytes | None,
+    media: MediaStore,
+    media_settings: MediaSettings,
+    now: datetime,
+    dedup_settings: DedupSettings | None = None,
+) -> Submitted:
+    """Return the stored report (placed in its ward, snapped to its asset, with its photo) and
+    the incident it opened, if it opened one rather than joining one.
+
+    Nobody is assigned here: intake does not know dispatch, so the use case gives an opened
+    incident's work order to a crew afterwards (``geo311.flows.submit_report``).
+    Flushes only; the caller commits. On rollback, the photo files are removed again.
+    """
+    category = work_orders_service.get_category(
+        session, jurisdiction_id=jurisdiction_id, code=draft.category
+    )
+    if category is None:
+        raise UnknownCategory(
+            f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
+            errors=[FieldError("category", f"unknown category {draft.category!r}", "unknown")],
+        )
+    processed = process_upload(photo, media_settings) if photo else None
+
+    if draft.lat is not None and draft.lon is not None:
+        lat, lon, source = draft.lat, draft.lon, "pin"
+    elif processed is not None and processed.gps is not None:
+        lat, lon, source = processed.gps.lat, processed.gps.lon, "exif"
+    else:
+        detail = (
+            "The photo carries no GPS position; drop a pin (lat and lon)."
+            if processed is not None
+            else "Give lat and lon, or send a photo taken with location on."
+        )
+        raise LocationMissing(detail, errors=[FieldError("lat", "location is required", "missing")])
+
+    ward = layers_service.ward_at(
+        session, jurisdiction_id=jurisdiction_id, lon=lon, lat=lat, at=now
+    )
+    if ward is None:
+        raise OutsideJurisdiction(
+            f"The point ({lat:.6f}, {lon:.6f}) is not inside any ward of this jurisdiction.",
+            extra={"lat": lat, "lon": lon, "location_source": source},
+        )
+    asset = None
+    if category.asset_type is not None:
+        asset = layers_service.nearest_asset(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            asset_type=category.asset_type,
+            lon=lon,
+            lat=lat,
+            radius_m=category.snap_radius_m,
+        )
+
+    # Match-or-open: a duplicate joins the incident it is about (geo311.resident.dedup).
+    placement = placing.place_report(
+        session,
+        category=category,
+        lon=lon,
+        lat=lat,
+        ward_id=ward.id,
+        asset_id=asset.id if asset else None,
+        address=draft.address,
+        photo_hash=processed.phash if processed else None,
+        now=now,
+        settings=dedup_settings or DedupSettings(),
+    )
+    incident = placement.incident
+    requester_id = None
+    if draft.email or draft.phone:
+        requester = Requester(
+            jurisdiction_id=jurisdiction_id,
+            email=draft.email,
+            phone=draft.phone,
+            name=draft.name,
+            language=draft.language,
+        )
+        session.add(requester)
+        session.flush()
+        requester_id = requester.id
+    report = Report(
+        jurisdiction_id=jurisdiction_id,
+        tracking_id=new_tracking_id(),
+        incident_id=incident.id,
+        requester_id=requester_id,
+        category_code=category.code,
+        description=draft.description,
+        address=draft.address,
+        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
+        location_source=source,
+        ward_id=ward.id,
+        asset_id=asset.id if asset else None,
+        channel=draft.channel,
+        language=draft.language,
+        attributes=dict(draft.attributes),
+        reported_at=now,
+        **placement.report_fields(),
+    )
+    session.add(report)
+    session.flush()
+    if requester_id is not None:
+        work_orders_service.subscribe(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            incident_id=incident.id,
+            requester_id=requester_id,
+            report_id=report.id,
+        )
+    if placement.opened:
+        audit.record(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            entity="incident",
+            entity_id=incident.id,
+            action="opened",
+            actor=f"resident:{draft.channel}",
+            to_state=incident.status,
+            data={"report": report.tracking_id, "location_source": source},
+        )
+    else:
+        placing.attach_report(
+            session, placement=placement, report=report, actor=f"resident:{draft.channel}"
+        )
+
+    if processed is not None:
+        store_report_photo(
+            session,
+            report=report,
+            processed=processed,
+            media=media,
+            jurisdiction_slug=jurisdiction_slug,
+            now=now,
+        )
+    return Submitted(report=report, opened=incident if placement.opened else None)
+
+
+def store_report_photo(
+    session: Session,
+    *,
+    report: Report,
+    processed: ProcessedPhoto,
+    media: MediaStore,
+    jurisdiction_slug: str,
+    now: datetime,
+) -> Photo:
+    """Return a processed photo stored as one more photo of ``report`` (a report may carry
+    several); its files are written now and deleted again if the transaction rolls back."""
+    stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"
+    ext = _EXTENSIONS.get(processed.original_type, ".bin")
+    keys = {
+        "original": f"private/{stem}{ext}",
+        "public": f"public/{stem}.jpg",
+        "thumb": f"public/{stem}_thumb.jpg",
+    }
+    gps = processed.gps
+    photo = Photo(
+        jurisdiction_id=report.jurisdiction_id,
+        report_id=report.id,
+        kind="report",
+        original_key=keys["original"],
+        original_type=processed.original_type,
+        public_key=keys["public"],
+        thumb_key=keys["thumb"],
+        width=processed.width,
+        height=processed.height,
+        phash=processed.phash,
+        sha256=processed.sha256,
+        taken_at=processed.taken_at,
+        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
+    )
+    session.add(photo)
+    session.flush()
+    stage_files(
+        session,
+        media,
+        {
+            keys["original"]: processed.original,
+            keys["public"]: processed.public_jpeg,
+            keys["thumb"]: processed.thumb_jpeg,
+        },
+    )
+    return photo
+
+
+_VIEW_SQL = text(
+    """
+    SELECT r.tracking_id, i.status, r.category_code, r.description,
+           w.code AS ward_code, w.name AS ward_name,
+           a.id AS asset_id, a.asset_type, a.external_id AS asset_external_id,
+           a.name AS asset_name,
+           ST_Distance(a.geom::geography, r.geom::geography) AS asset_distance_m,
+           ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, r.location_source,
+           p.public_key, p.thumb_key, r.reported_at, i.updated_at,
+           r.incident_id, r.channel, q.email, q.phone, q.language,
+           (SELECT count(*) FROM reports AS rc
+            WHERE rc.jurisdiction_id = r.jurisdiction_id AND rc.incident_id = r.incident_id)
+               AS report_count
+    FROM reports r
+    JOIN incidents i ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id
+    LEFT JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id
+    LEFT JOIN assets a ON a.jurisdiction_id = r.jurisdiction_id AND a.id = r.asset_id
+    LEFT JOIN requesters q ON q.jurisdiction_id = r.jurisdiction_id AND q.id = r.requester_id
+    LEFT JOIN LATERAL (
+        SELECT public_key, thumb_key FROM photos ph
+        WHERE ph.jurisdiction_id = r.jurisdiction_id AND ph.report_id = r.id
+          AND ph.kind = 'report'
+        ORDER BY ph.id LIMIT 1
+    ) p ON true
+    WHERE r.jurisdiction_id = :jurisdiction_id AND r.tracking_id = :tracking_id
+    """
+)
+
+
+def report_view(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    tracking_id: str,
+    media_url: str,
+    staff: bool = False,
+) -> ReportOut:
+    """Return the public view of a report (or the staff view, with contact details).
+
+    ``media_url`` is the URL prefix that public media keys are served under.
+    """
+    row = session.execute(
+        _VIEW_SQL, {"jurisdiction_id": jurisdiction_id, "tracking_id": tracking_id.upper()}
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"No report has the tracking id {tracking_id!r}.")
+    base = media_url.rstrip("/")
+    common = {
+        "tracking_id": row.tracking_id,
+        "status": row.status,
+        "category": row.category_code,
+        "description": row.description,
+        "ward": WardOut(code=row.ward_code, name=row.ward_name) if row.ward_code else None,
+        "asset": AssetOut(
+            id=row.asset_id,
+            type=row.asset_type,
+            external_id=row.asset_external_id,
+            name=row.asset_name,
+            distance_m=round(row.asset_distance_m, 1),
+        )
+        if row.asset_id is not None
+        else None,
+        "location": PointGeoJSON(coordinates=(row.lon, row.lat)),
+        "location_source": row.location_source,
+        "photo_url": f"{base}/{row.public_key}" if row.public_key else None,
+        "thumbnail_url": f"{base}/{row.thumb_key}" if row.thumb_key else None,
+        "reported_at": row.reported_at,
+        "updated_at": row.updated_at,
+        "report_count": row.report_count,
+    }
+    if not staff:
+        return ReportOut(**common)
+    contact = (
+        ContactOut(email=row.email, phone=row.phone, language=row.language)
+        if row.email or row.phone
+        else None
+    )
+    return StaffReportOut(
+        **common, incident_id=row.incident_id, channel=row.channel, contact=contact
+    )
+
+
+# --- the public map ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicIncident:
+    """An incident as anyone may see it on the public map: no requester, no contact, no photo
+    key; the text is its first report's description (shown escaped by the page)."""
+
+    tracking_id: str
+    category_code: str
+    status: str
+    fixed: bool
+    lon: float
+    lat: float
+    description: str
+    report_count: int
+    opened_at: datetime
+    closed_at: datetime | None
+
+
+_FIXED_STATUSES = ("completed", "closed")
+
+_PUBLIC_INCIDENTS = text(
+    """
+    SELECT first.tracking_id, i.category_code, i.status, i.opened_at, i.closed_at,
+           ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, first.description, n.report_count
+    FROM incidents AS i
+    JOIN LATERAL (
+        SELECT r.tracking_id, r.description FROM reports AS r
+        WHERE r.jurisdiction_id = i.jurisdiction_id AND r.incident_id = i.id
+        ORDER BY r.reported_at, r.id LIMIT 1
+    ) AS first ON true
+    JOIN LATERAL (
+        SELECT count(*) AS report_count FROM reports AS r
+        WHERE r.jurisdiction_id = i.jurisdiction_id AND r.incident_id = i.id
+    ) AS n ON true
+    WHERE i.jurisdiction_id = CAST(:jid AS smallint)
+      AND (i.status = ANY(:open_statuses)
+           OR (i.status = ANY(:fixed_statuses) AND i.closed_at >= :fixed_since))
+    ORDER BY i.opened_at DESC, i.id DESC
+    LIMIT :limit
+    """
+)
+
+
+def public_incidents(
+    session: Session, *, jurisdiction_id: int, fixed_since: datetime, limit: int
+) -> list[PublicIncident]:
+    """Return the open incidents and those fixed (completed or closed) since ``fixed_since``,
+    newest first, at most ``limit``. Cancelled and transferred ones are left out."""
+    rows = session.execute(
+        _PUBLIC_INCIDENTS,
+        {
+            "jid": jurisdiction_id,
+            "open_statuses": sorted(lifecycle.OPEN),
+            "fixed_statuses": list(_FIXED_STATUSES),
+            "fixed_since": fixed_since,
+            "limit": limit,
+        },
+    ).all()
+    return [
+        PublicIncident(
+            tracking_id=r.tracking_id,
+            category_code=r.category_code,
+            status=r.status,
+            fixed=r.status in _FIXED_STATUSES,
+            lon=float(r.lon),
+            lat=float(r.lat),
+            description=r.description,
+            report_count=int(r.report_count),
+            opened_at=r.opened_at,
+            closed_at=r.closed_at,
+        )
+        for r in rows
+    ]
