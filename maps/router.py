@@ -14,7 +14,7 @@ from geo311.deps import JurisdictionDep, PageUserDep, SessionDep, SettingsDep
 from geo311.http import allow_images_from, csp_nonce
 from layers import service as layers_service
 from layers.models import Jurisdiction
-from maps import i18n, public_map
+from maps import i18n, public_map, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
 from maps.schemas import BasemapOut, MapIncidentsOut
@@ -83,6 +83,43 @@ def public_map_page(
         tile_attribution=maps_settings.tile_attribution,
         tile_max_zoom=maps_settings.tile_max_zoom,
         fixed_days=maps_settings.recent_fixed_days,
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+@router.get("/track/{tracking_id}", response_class=HTMLResponse, include_in_schema=False)
+def track_page(
+    tracking_id: str,
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+) -> HTMLResponse:
+    """A report's public tracking page; an unknown tracking number gets a 404 page."""
+    context = page_context(request, jurisdiction, user=user)
+    found = track.tracking(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        tracking_id=tracking_id,
+        language=context.language,
+    )
+    if found is None:
+        response = page_response(request, track.render_not_found(context, tracking_id), context)
+        response.status_code = 404
+        return response
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    html = track.render_page(
+        context,
+        found,
+        tile_url=maps_settings.tile_url if origin is not None else "",
+        tile_attribution=maps_settings.tile_attribution,
+        tile_max_zoom=maps_settings.tile_max_zoom,
+        timezone=jurisdiction.timezone,
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
