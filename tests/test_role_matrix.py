@@ -90,6 +90,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /map": (PUBLIC, ANY),
     "GET /api/v1/map/incidents": (PUBLIC, ANY),
     "GET /api/v1/basemap": (PUBLIC, ANY),
+    "GET /track/{tracking_id}": (PUBLIC, ANY),
     "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),
     "GET /assets/maps/{name}": (PUBLIC, Req(path={"name": "nothing.js"})),
     # reports (intake)
