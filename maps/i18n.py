@@ -70,6 +70,18 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "track.map_label": "Map of where the problem is",
         "track.open311.open": "open",
         "track.open311.closed": "closed",
+        "follow.title": "Updates by e-mail",
+        "follow.intro": "Get an e-mail when this report is scheduled and when it is fixed. "
+        "We first send a message to confirm the address.",
+        "follow.email": "Your e-mail address",
+        "follow.submit": "Send me updates",
+        "follow.sent": "Check your e-mail: updates start once you confirm with the link we sent.",
+        "follow.failed": "That did not work: {detail}",
+        "follow.question": "Send updates about report {tracking_id} ({category}) to {email}?",
+        "follow.confirm": "Yes, send me updates",
+        "follow.done": "Done: {email} will get updates about report {tracking_id}.",
+        "follow.already": "{email} already gets updates about report {tracking_id}.",
+        "follow.back": "Back to report {tracking_id}",
         "track.missing_title": "No such report",
         "track.missing": "No report has the tracking number {tracking_id}. Check the number in "
         "the message you got when you reported it.",
@@ -128,6 +140,19 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "track.map_label": "Mapa del lugar del problema",
         "track.open311.open": "abierto",
         "track.open311.closed": "cerrado",
+        "follow.title": "Novedades por correo",
+        "follow.intro": "Reciba un correo cuando este aviso se programe y cuando se arregle. "
+        "Primero enviamos un mensaje para confirmar la dirección.",
+        "follow.email": "Su correo electrónico",
+        "follow.submit": "Enviarme novedades",
+        "follow.sent": "Revise su correo: las novedades empiezan cuando confirme con el enlace "
+        "que enviamos.",
+        "follow.failed": "No funcionó: {detail}",
+        "follow.question": "¿Enviar novedades del aviso {tracking_id} ({category}) a {email}?",
+        "follow.confirm": "Sí, enviarme novedades",
+        "follow.done": "Listo: {email} recibirá novedades del aviso {tracking_id}.",
+        "follow.already": "{email} ya recibe novedades del aviso {tracking_id}.",
+        "follow.back": "Volver al aviso {tracking_id}",
         "track.missing_title": "No existe ese aviso",
         "track.missing": "Ningún aviso tiene el número de seguimiento {tracking_id}. Revise el "
         "número del mensaje que recibió al avisar.",

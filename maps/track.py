@@ -237,6 +237,7 @@ def render_page(
         found=found,
         status_label=words.get(f"status.{found.status}", found.status),
         words_json=json.dumps({k: words[k] for k in _SCRIPT_WORDS}),
+        follow_words_json=json.dumps({k: words[k] for k in ("follow.sent", "follow.failed")}),
         date=_date_formatter(context.language, timezone),
     )
 

@@ -28,3 +28,30 @@ drawBasemap(map, root.dataset.basemap).then(
   () => { root.dataset.ready = "yes"; },
   () => { root.dataset.ready = "partly"; },
 );
+
+// Follow by e-mail: the API only sends a confirmation mail (double opt-in); its answer and
+// any problem's detail are shown with textContent.
+const follow = document.getElementById("follow-form");
+const followStatus = document.getElementById("follow-status");
+const followWords = JSON.parse(follow.dataset.words);
+follow.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = follow.querySelector("button");
+  button.disabled = true;
+  try {
+    const response = await fetch(follow.dataset.action, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ email: follow.elements.email.value, language: follow.dataset.lang }),
+    });
+    const body = await response.json().catch(() => ({}));
+    followStatus.textContent = response.ok
+      ? followWords["follow.sent"]
+      : followWords["follow.failed"].replace("{detail}", body.detail ?? response.status);
+    follow.dataset.sent = response.ok ? "yes" : "no";
+  } catch (error) {
+    followStatus.textContent = followWords["follow.failed"].replace("{detail}", String(error));
+  } finally {
+    button.disabled = false;
+  }
+});

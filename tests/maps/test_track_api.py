@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lxml.html
 import pytest
@@ -15,9 +16,6 @@ from sqlalchemy import select, text
 from geo311.app import create_app
 from geo311.database import Database
 from geo311.settings import Settings
-from work_orders import service as work_orders_service
-from work_orders.models import Incident, WorkOrder
-from work_orders.public_notes import PublicNote
 from tests.support import (
     give_to_crew,
     jpeg,
@@ -26,6 +24,9 @@ from tests.support import (
     staff_token,
     work_order_of,
 )
+from work_orders import service as work_orders_service
+from work_orders.models import Incident, WorkOrder
+from work_orders.public_notes import PublicNote
 
 SECRET = "Ana's street, the neighbour at no. 7 complains a lot"  # a staff reason
 EVIL = "<img src=x onerror=alert(1)>"
@@ -68,8 +69,8 @@ def complete_as_crew(client: TestClient, db: Database, work_order_id: int) -> by
         data={"note": SECRET, "resolution_code": "repaired"},
     )
     assert response.status_code == 200, response.text
-    url = response.json()["after_photo_url"]
-    return client.get("/media/" + url.split("/media/", 1)[1]).content
+    url = str(response.json()["after_photo_url"])
+    return bytes(client.get("/media/" + url.split("/media/", 1)[1]).content)
 
 
 def completed_incident(client: TestClient, db: Database) -> tuple[str, bytes]:
@@ -93,7 +94,7 @@ def test_a_completed_report_shows_its_public_timeline_in_order_with_the_after_ph
     response = client.get(f"/track/{tracking_id}")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    page = lxml.html.fromstring(response.text)
+    page: Any = lxml.html.fromstring(response.text)
     titles = [
         e.text_content().strip() for e in page.xpath("//*[contains(@class, 'timeline-title')]")
     ]
@@ -126,7 +127,7 @@ def test_the_page_and_open311_agree_on_the_status(client: TestClient, demo_db: D
     work_order_id = work_order_of(demo_db, incident_id)
 
     def both() -> tuple[str, str]:
-        page = lxml.html.fromstring(client.get(f"/track/{tracking_id}").text)
+        page: Any = lxml.html.fromstring(client.get(f"/track/{tracking_id}").text)
         shown = page.xpath("//*[@id='track-status']")[0].get("data-open311-status")
         open311 = client.get(f"/open311/v2/requests/{tracking_id}.json").json()[0]["status"]
         return shown, open311
@@ -156,7 +157,7 @@ def test_a_merged_request_links_to_the_one_to_follow_and_keeps_the_reason_staff_
             public_note=PublicNote("merged", {"parent": "R-OTHER1"}),
         )
     response = client.get(f"/track/{tracking_id}?lang=es")
-    page = lxml.html.fromstring(response.text)
+    page: Any = lxml.html.fromstring(response.text)
     link = page.xpath("//p[@class='timeline-follow']/a")
     assert [a.get("href") for a in link] == ["/track/R-OTHER1"]
     assert "R-OTHER1" in link[0].text_content()
@@ -179,7 +180,7 @@ def test_a_description_with_html_reaches_the_page_escaped(
     assert response.status_code == 200
     assert EVIL not in response.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in response.text
-    page = lxml.html.fromstring(response.text)
+    page: Any = lxml.html.fromstring(response.text)
     assert page.xpath("//*[@id='track-description']")[0].text_content() == EVIL
 
 
@@ -188,7 +189,7 @@ def test_an_unknown_tracking_number_is_a_404_page_in_the_shell(client: TestClien
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert "Content-Security-Policy" in response.headers
-    page = lxml.html.fromstring(response.text)
+    page: Any = lxml.html.fromstring(response.text)
     assert page.xpath("//header[@class='site-header']")  # the shell
     assert "R-NOSUCH<b>" in page.xpath("//*[@id='missing-text']")[0].text_content()
     assert "<b>" not in response.text.split("<main", 1)[1]

@@ -92,7 +92,8 @@ def test_an_unknown_number_shows_the_404_page_in_the_shell(
     recorder = record(page)
     try:
         response = page.goto(f"{app_url}/track/R-NOSUCH1")
-        assert response is not None and response.status == 404
+        assert response is not None
+        assert response.status == 404
         assert "No report has the tracking number R-NOSUCH1" in page.locator("main").inner_text()
         screenshot(page, tmp_path, "track-missing")
         # Chromium logs the page's own 404 status; nothing else may go wrong.
