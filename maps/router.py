@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -157,6 +158,10 @@ def follow_report(
 def _follow_page(
     request: Request, context: PageContext, *, status: int = 200, **values: Any
 ) -> HTMLResponse:
+    pending = values.get("pending")
+    if isinstance(pending, follow.PendingFollow) and "lang" not in request.query_params:
+        # The language the address asked in, as its mail was (a switch link still works).
+        context = replace(context, language=pending.language)
     words = i18n.messages(context.language)
     html = shell.render("follow.html", context, title=words["follow.title"], **values)
     response = page_response(request, html, context)
