@@ -131,3 +131,44 @@ def test_the_tracking_number_in_a_map_popup_opens_its_tracking_page(
         assert not recorder.problems(), recorder.problems()
     finally:
         context.close()
+
+
+def test_the_follow_box_asks_for_a_confirmation_and_says_so(
+    browser: Any, demo_db: Database, app_url: str, tmp_path: Path
+) -> None:
+    with demo_db.session() as s:
+        tracking_id = s.execute(
+            text(
+                "SELECT r.tracking_id FROM incidents i JOIN reports r ON r.incident_id = i.id "
+                "WHERE i.status = 'new' ORDER BY r.id LIMIT 1"
+            )
+        ).scalar_one()
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    recorder = record(page)
+    try:
+        page.goto(f"{app_url}/track/{tracking_id}")
+        page.wait_for_selector("#track-map[data-ready]", state="attached", timeout=20_000)
+        page.get_by_label("Your e-mail address").fill("dee@example.org")
+        page.get_by_role("button", name="Send me updates").click()
+        page.wait_for_selector("#follow-form[data-sent]", state="attached", timeout=10_000)
+        assert page.locator("#follow-form").get_attribute("data-sent") == "yes"
+        assert "Check your e-mail" in page.locator("#follow-status").inner_text()
+        shot = screenshot(page, tmp_path, "track-follow-asked")
+        with demo_db.session() as s:
+            owed = (
+                s.execute(text("SELECT recipient FROM notices WHERE kind = 'follow'"))
+                .scalars()
+                .all()
+            )
+            subscribed = s.execute(
+                text("SELECT count(*) FROM requesters WHERE email = 'dee@example.org'")
+            ).scalar_one()
+        assert owed == ["dee@example.org"]
+        assert subscribed == 0  # not before the confirmation link
+        assert recorder.origins() == {app_url}, recorder.origins()
+        assert not recorder.problems(), recorder.problems()
+        assert not audit(page, app_url)
+        print(f"screenshot: {shot}")
+    finally:
+        context.close()
