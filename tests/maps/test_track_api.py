@@ -22,6 +22,7 @@ from tests.support import (
     open_incident_with_reporters,
     read_version,
     staff_token,
+    ward_point,
     work_order_of,
 )
 from work_orders import service as work_orders_service
@@ -193,3 +194,24 @@ def test_an_unknown_tracking_number_is_a_404_page_in_the_shell(client: TestClien
     assert page.xpath("//header[@class='site-header']")  # the shell
     assert "R-NOSUCH<b>" in page.xpath("//*[@id='missing-text']")[0].text_content()
     assert "<b>" not in response.text.split("<main", 1)[1]
+
+
+def test_a_report_sent_with_a_photo_shows_its_public_copy(
+    client: TestClient, demo_db: Database
+) -> None:
+    lon, lat = ward_point(demo_db)
+    sent = client.post(
+        "/api/v1/reports",
+        data={"category": "graffiti", "lat": str(lat), "lon": str(lon), "email": "eve@example.org"},
+        files={"photo": ("wall.jpg", jpeg(colour=(20, 20, 200)), "image/jpeg")},
+    )
+    assert sent.status_code == 201, sent.text
+    tracking_id = sent.json()["tracking_id"]
+    public = client.get(f"/api/v1/reports/{tracking_id}").json()["photo_url"]
+    response = client.get(f"/track/{tracking_id}")
+    page: Any = lxml.html.fromstring(response.text)
+    [src] = page.xpath("//img[@id='track-photo']/@src")
+    assert src == "/media/" + public.split("/media/", 1)[1]
+    assert src.startswith("/media/public/")  # the public copy, never the original
+    assert client.get(src).status_code == 200
+    assert "eve@example.org" not in response.text
