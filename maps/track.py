@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import folium
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.models import DayPlan, PlanStop
 from geo311.intake import service as intake_service
 from geo311.intake.models import Photo, Report
 from geo311.intake.schemas import ReportOut
@@ -54,6 +55,8 @@ class TimelineEntry:
     # A request to follow instead (a merge): its tracking id.
     follow: str | None = None
     after_photo_url: str | None = None
+    # The day the work is planned for (on the latest "scheduled" step), from the day plans.
+    day: date | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,27 @@ def _after_photos(session: Session, jurisdiction_id: int, incident_id: int) -> l
             )
             .order_by(Photo.created_at, Photo.id)
         )
+    )
+
+
+def _planned_day(session: Session, jurisdiction_id: int, incident_id: int) -> date | None:
+    """Return the day of the plan the incident's work is on (a work order is on one plan at
+    most); only the day is public, not the crew or the time."""
+    return session.scalar(
+        select(DayPlan.day)
+        .join(
+            PlanStop,
+            (PlanStop.jurisdiction_id == DayPlan.jurisdiction_id)
+            & (PlanStop.plan_id == DayPlan.id),
+        )
+        .join(
+            WorkOrder,
+            (WorkOrder.jurisdiction_id == PlanStop.jurisdiction_id)
+            & (WorkOrder.id == PlanStop.work_order_id),
+        )
+        .where(DayPlan.jurisdiction_id == jurisdiction_id, WorkOrder.incident_id == incident_id)
+        .order_by(DayPlan.day.desc())
+        .limit(1)
     )
 
 
@@ -152,6 +176,10 @@ def timeline(
                 after_photo_url=photo,
             )
         )
+    scheduled = [i for i, e in enumerate(entries) if e.status == "scheduled"]
+    if scheduled:
+        day = _planned_day(session, report.jurisdiction_id, report.incident_id)
+        entries[scheduled[-1]] = replace(entries[scheduled[-1]], day=day)
     return entries
 
 
@@ -239,6 +267,7 @@ def render_page(
         words_json=json.dumps({k: words[k] for k in _SCRIPT_WORDS}),
         follow_words_json=json.dumps({k: words[k] for k in ("follow.sent", "follow.failed")}),
         date=_date_formatter(context.language, timezone),
+        day=lambda d: format_date(d, "full", locale=context.language),
     )
 
 

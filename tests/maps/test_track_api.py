@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from geo311.app import create_app
 from geo311.database import Database
-from geo311.settings import Settings
+from geo311.settings import RoutingSettings, Settings
 from tests.support import (
     give_to_crew,
     jpeg,
@@ -215,3 +215,26 @@ def test_a_report_sent_with_a_photo_shows_its_public_copy(
     assert src.startswith("/media/public/")  # the public copy, never the original
     assert client.get(src).status_code == 200
     assert "eve@example.org" not in response.text
+
+
+def test_work_on_a_day_plan_shows_the_planned_day_on_its_scheduled_step(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
+    settings = Settings(data_dir=tmp_path, routing=routing)
+    with TestClient(create_app(settings, db=demo_db)) as client:
+        auth = {"Authorization": f"Bearer {staff_token(demo_db, 'dispatcher')}"}
+        planned = client.post("/api/v1/plans?date=2026-06-01", headers=auth)
+        assert planned.status_code == 200, planned.text
+        with demo_db.session() as s:
+            tracking_id = s.execute(
+                text(
+                    "SELECT r.tracking_id FROM incidents i JOIN reports r ON r.incident_id = i.id "
+                    "WHERE i.status = 'scheduled' ORDER BY r.id LIMIT 1"
+                )
+            ).scalar_one()
+        page: Any = lxml.html.fromstring(client.get(f"/track/{tracking_id}").text)
+        step = page.xpath("//li[@data-status='scheduled']")[-1]
+        assert "Planned for Monday, June 1, 2026." in step.text_content()
+        in_spanish = client.get(f"/track/{tracking_id}?lang=es").text
+        assert "Previsto para el lunes, 1 de junio de 2026." in in_spanish
