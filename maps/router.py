@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.exceptions import HTTPException
 
 from geo311.kernel.auth.sessions import SignedIn
 from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep
+from geo311.kernel.errors import AppError
 from geo311.kernel.http import allow_images_from, csp_nonce
+from geo311.kernel.notify.router import SignerDep
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import i18n, public_map
+from maps import follow, i18n, public_map, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
-from maps.schemas import BasemapOut, MapIncidentsOut
+from maps.schemas import BasemapOut, FollowIn, FollowOut, MapIncidentsOut
 from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
@@ -87,6 +90,122 @@ def public_map_page(
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
+
+
+@router.get("/track/{tracking_id}", response_class=HTMLResponse, include_in_schema=False)
+def track_page(
+    tracking_id: str,
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+) -> HTMLResponse:
+    """A report's public tracking page; an unknown tracking number gets a 404 page."""
+    context = page_context(request, jurisdiction, user=user)
+    found = track.tracking(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        tracking_id=tracking_id,
+        language=context.language,
+    )
+    if found is None:
+        response = page_response(request, track.render_not_found(context, tracking_id), context)
+        response.status_code = 404
+        return response
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    html = track.render_page(
+        context,
+        found,
+        tile_url=maps_settings.tile_url if origin is not None else "",
+        tile_attribution=maps_settings.tile_attribution,
+        tile_max_zoom=maps_settings.tile_max_zoom,
+        timezone=jurisdiction.timezone,
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+@router.post(
+    "/api/v1/reports/{tracking_id}/follow",
+    status_code=202,
+    response_model=FollowOut,
+    summary="Ask for e-mail updates about a report: a confirmation mail goes to the address",
+    tags=["reports"],
+)
+def follow_report(
+    tracking_id: str, body: FollowIn, session: SessionDep, jurisdiction: JurisdictionDep
+) -> FollowOut:
+    """Double opt-in: nothing is subscribed until the link in the confirmation mail is
+    confirmed. The answer is the same whether or not a mail was sent just now."""
+    follow.ask_to_follow(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        tracking_id=tracking_id,
+        email=body.email,
+        language=body.language,
+        today=datetime.now(UTC).date(),
+    )
+    session.commit()
+    return FollowOut(
+        detail="If the address is right, a message asking to confirm is on its way; "
+        "updates start once it is confirmed."
+    )
+
+
+def _follow_page(
+    request: Request, context: PageContext, *, status: int = 200, **values: Any
+) -> HTMLResponse:
+    pending = values.get("pending")
+    if isinstance(pending, follow.PendingFollow) and "lang" not in request.query_params:
+        # The language the address asked in, as its mail was (a switch link still works).
+        context = replace(context, language=pending.language)
+    words = i18n.messages(context.language)
+    html = shell.render("follow.html", context, title=words["follow.title"], **values)
+    response = page_response(request, html, context)
+    response.status_code = status
+    return response
+
+
+@router.get("/follow/confirm", response_class=HTMLResponse, include_in_schema=False)
+def follow_confirm_page(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    signer: SignerDep,
+    user: PageUserDep,
+    t: Annotated[str, Query(max_length=500)] = "",
+) -> HTMLResponse:
+    """The confirmation link's page: a button, because mail scanners open every link."""
+    context = page_context(request, jurisdiction, user=user)
+    try:
+        pending = follow.pending_follow(session, link=signer.read_follow(t))
+    except AppError as exc:
+        return _follow_page(request, context, status=exc.status, problem=exc.detail)
+    return _follow_page(request, context, pending=pending, token=t)
+
+
+@router.post("/follow/confirm", response_class=HTMLResponse, include_in_schema=False)
+def follow_confirm(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    signer: SignerDep,
+    user: PageUserDep,
+    t: Annotated[str, Form(max_length=500)] = "",
+) -> HTMLResponse:
+    context = page_context(request, jurisdiction, user=user)
+    try:
+        link = signer.read_follow(t)
+        outcome = follow.confirm_follow(session, link=link)
+        pending = follow.pending_follow(session, link=link)
+    except AppError as exc:
+        return _follow_page(request, context, status=exc.status, problem=exc.detail)
+    session.commit()
+    return _follow_page(request, context, pending=pending, outcome=outcome)
 
 
 @router.get("/api/v1/map/incidents", response_model=MapIncidentsOut, tags=["maps"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,3 +48,15 @@ class BasemapOut(BaseModel):
     wards: FeatureCollection
     streets: FeatureCollection
     streets_truncated: bool = Field(description="More streets matched; the longest are shown")
+
+
+class FollowIn(BaseModel):
+    """Ask for e-mail updates about a report (a confirmation mail goes to the address)."""
+
+    email: str = Field(max_length=320, description="Where the updates should go")
+    language: str = Field(default="en", max_length=16, description="en or es")
+
+
+class FollowOut(BaseModel):
+    status: Literal["confirmation_sent"] = "confirmation_sent"
+    detail: str

@@ -41,11 +41,14 @@ function popup(incident) {
     element("p", incident.description || words["popup.no_description"], "popup-description"),
   );
   const facts = element("dl");
+  const tracking = element("a", incident.tracking_id, "popup-tracking");
+  tracking.href = `/track/${encodeURIComponent(incident.tracking_id)}`;
   for (const [term, value] of [
-    [words["popup.reported"], dateFormat.format(new Date(incident.opened_at))],
-    [words["popup.reports"], String(incident.report_count)],
-    [words["popup.tracking"], incident.tracking_id],
-  ]) facts.append(element("dt", term), element("dd", value));
+    [words["popup.reported"], element("dd", dateFormat.format(new Date(incident.opened_at)))],
+    [words["popup.reports"], element("dd", String(incident.report_count))],
+    [words["popup.tracking"], element("dd")],
+  ]) facts.append(element("dt", term), value);
+  facts.lastChild.append(tracking);
   box.append(facts);
   return box;
 }

@@ -50,7 +50,7 @@ from geo311.kernel.notify import mime, outbox
 from geo311.kernel.notify.channels import DeliveryError, SmsProvider, SmtpSession, WebhookSender
 from geo311.kernel.notify.models import OWED, Notice, WebhookEndpoint
 from geo311.kernel.notify.templates import Links, render_email, render_sms, webhook_payload
-from geo311.kernel.notify.tokens import AnswerLink, LinkSigner, PreferencesLink
+from geo311.kernel.notify.tokens import AnswerLink, FollowLink, LinkSigner, PreferencesLink
 from geo311.kernel.settings import NotifySettings, Settings
 
 log = logging.getLogger(__name__)
@@ -307,6 +307,10 @@ class Deliverer:
             )
             fixed = f"{base}/notices/answer?t={answer}&a=fixed"
             not_fixed = f"{base}/notices/answer?t={answer}&a=not_fixed"
+        confirm = None
+        if notice.kind == "follow":
+            token = self.signer.follow_token(FollowLink(notice.jurisdiction_id, notice.id))
+            confirm = f"{base}/follow/confirm?t={token}"
         photo_key = ctx.get("photo_key")
         photo_url = f"{base}/media/{photo_key}" if photo_key else None
         return Links(
@@ -314,6 +318,7 @@ class Deliverer:
             not_fixed_url=not_fixed,
             preferences_url=preferences,
             photo_url=photo_url,
+            confirm_url=confirm,
         )
 
     def message_id(self, notice: Notice) -> str:

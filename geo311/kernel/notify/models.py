@@ -27,6 +27,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from geo311.kernel.database import Base
 
 KINDS = ("received", "scheduled", "closed")
+# Notices about an incident's status, which a requester may mute (KINDS), and the one-off
+# "confirm you want updates" mail to an address typed on a tracking page (never muted: it
+# goes to no requester yet).
+ALL_KINDS = (*KINDS, "follow")
 CHANNELS = ("email", "sms", "webhook")
 NOTICE_STATUSES = (
     "pending",  # owed, never tried
@@ -63,7 +67,9 @@ class Notice(Base):
             ondelete="CASCADE",
             name="fk_notices_webhook_endpoint",  # the conventional name is too long
         ),
-        CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in KINDS) + ")", name="kind_known"),
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in ALL_KINDS) + ")", name="kind_known"
+        ),
         CheckConstraint(
             "channel IN (" + ", ".join(f"'{c}'" for c in CHANNELS) + ")", name="channel_known"
         ),

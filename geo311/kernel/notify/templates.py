@@ -71,6 +71,20 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "This link belongs to an earlier notice: your report has changed since. "
             "The latest notice has a link that works."
         ),
+        "follow.subject": "Confirm: updates about {category} ({tracking_id})",
+        "follow.lead": "Do you want updates about this report?",
+        "follow.body": (
+            "Someone asked for e-mail updates about report {tracking_id} ({category}) to be "
+            "sent to this address. If that was you, confirm below; if not, ignore this "
+            "message and you will get nothing more."
+        ),
+        "follow.confirm": "Yes, send me updates",
+        "follow.footer": "You get this one message because this address was typed on the "
+        "report's page at {city}.",
+        "page.follow.title": "Updates about a report",
+        "page.follow.question": "Send updates about report {tracking_id} ({category}) to {email}?",
+        "page.follow.done": "Done: {email} will get updates about report {tracking_id}.",
+        "page.follow.already": "{email} already gets updates about report {tracking_id}.",
         "page.preferences.title": "Your messages about reports",
         "page.preferences.intro": "Choose which messages you want to get:",
         "page.preferences.save": "Save",
@@ -143,6 +157,21 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Este enlace es de un aviso anterior: su reporte cambió desde entonces. "
             "El aviso más reciente tiene un enlace que funciona."
         ),
+        "follow.subject": "Confirme: novedades de {category} ({tracking_id})",
+        "follow.lead": "¿Quiere recibir novedades de este reporte?",
+        "follow.body": (
+            "Alguien pidió que las novedades del reporte {tracking_id} ({category}) se "
+            "envíen a esta dirección. Si fue usted, confírmelo abajo; si no, ignore este "
+            "mensaje y no recibirá nada más."
+        ),
+        "follow.confirm": "Sí, enviarme novedades",
+        "follow.footer": "Recibe este único mensaje porque esta dirección se escribió en la "
+        "página del reporte de {city}.",
+        "page.follow.title": "Novedades de un reporte",
+        "page.follow.question": "¿Enviar novedades del reporte {tracking_id} ({category}) a "
+        "{email}?",
+        "page.follow.done": "Listo: {email} recibirá novedades del reporte {tracking_id}.",
+        "page.follow.already": "{email} ya recibe novedades del reporte {tracking_id}.",
         "page.preferences.title": "Sus mensajes sobre reportes",
         "page.preferences.intro": "Elija qué mensajes quiere recibir:",
         "page.preferences.save": "Guardar",
@@ -181,6 +210,7 @@ class Links:
     not_fixed_url: str | None = None
     preferences_url: str | None = None
     photo_url: str | None = None
+    confirm_url: str | None = None  # a "follow" notice's confirmation link
 
 
 @dataclass(frozen=True)
@@ -297,8 +327,16 @@ def render_email(
                 + _button(links.not_fixed_url, html_text(lang, "closed.not_fixed"), "#b3261e")
                 + f'</p><p style="color:#555">{html_text(lang, "closed.not_fixed_help")}</p>'
             )
-    lines += ["", "--", text(lang, "footer", **values)]
-    footer = html_text(lang, "footer", **values)
+    if kind == "follow" and links.confirm_url:
+        lines += ["", f"{text(lang, 'follow.confirm')}: {links.confirm_url}"]
+        html.append(
+            "<p>"
+            + _button(links.confirm_url, html_text(lang, "follow.confirm"), "#0a7d36")
+            + "</p>"
+        )
+    footer_key = "follow.footer" if kind == "follow" else "footer"
+    lines += ["", "--", text(lang, footer_key, **values)]
+    footer = html_text(lang, footer_key, **values)
     if links.preferences_url:
         lines.append(f"{text(lang, 'preferences')}: {links.preferences_url}")
         footer += f' <a href="{escape(links.preferences_url)}">{html_text(lang, "preferences")}</a>'

@@ -20,6 +20,7 @@ from geo311.kernel.settings import Settings
 
 _ANSWER_SALT = "geo311.notice.answer"
 _PREFERENCES_SALT = "geo311.notice.preferences"
+_FOLLOW_SALT = "geo311.notice.follow"
 SECRET_FILE = "notify-link-secret"  # noqa: S105 - a file name, not a secret
 
 
@@ -43,6 +44,15 @@ class AnswerLink:
     incident_id: int
     event_id: int
     requester_id: int
+
+
+@dataclass(frozen=True)
+class FollowLink:
+    """Which "confirm you want updates" notice a confirmation link answers (the address and
+    the incident are read from that notice, so the link carries no address)."""
+
+    jurisdiction_id: int
+    notice_id: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class LinkSigner:
     def __init__(self, secret: str, *, answer_ttl_s: int) -> None:
         self._answers = URLSafeTimedSerializer(secret, salt=_ANSWER_SALT)
         self._preferences = URLSafeSerializer(secret, salt=_PREFERENCES_SALT)
+        self._follows = URLSafeTimedSerializer(secret, salt=_FOLLOW_SALT)
         self.answer_ttl_s = answer_ttl_s
 
     @classmethod
@@ -119,6 +130,22 @@ class LinkSigner:
             raise BadLink("The link is damaged or was not made by this service.") from exc
         values = _ints(data, 2)
         return PreferencesLink(*values)
+
+    def follow_token(self, link: FollowLink) -> str:
+        """Return the token of a follow confirmation link (it expires like answer links)."""
+        return str(self._follows.dumps([link.jurisdiction_id, link.notice_id]))
+
+    def read_follow(self, token: str) -> FollowLink:
+        """Return the follow confirmation a token stands for; raise BadLink or ExpiredLink."""
+        try:
+            data: Any = self._follows.loads(token, max_age=self.answer_ttl_s)
+        except SignatureExpired as exc:
+            raise ExpiredLink(
+                "This confirmation link is too old; ask for updates again on the report's page."
+            ) from exc
+        except BadSignature as exc:
+            raise BadLink("The link is damaged or was not made by this service.") from exc
+        return FollowLink(*_ints(data, 2))
 
 
 def _ints(data: Any, count: int) -> list[int]:

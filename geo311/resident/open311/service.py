@@ -632,10 +632,11 @@ def get_request(
     return _requests(session, jurisdiction_id, [row], extensions=extensions, media_url=media_url)[0]
 
 
-def _public_events(
+def public_events(
     session: Session, jurisdiction_id: int, incident_ids: set[int]
 ) -> dict[int, list[AuditEvent]]:
-    """Return the incidents' public events, oldest first."""
+    """Return the incidents' public events, oldest first: what Open311 publishes (also read
+    by the tracking page, so the two tell the same story)."""
     if not incident_ids:
         return {}
     events: dict[int, list[AuditEvent]] = defaultdict(list)
@@ -703,7 +704,7 @@ def _requests(
             assert photo.report_id is not None
             photos[photo.report_id].append(photo)
     incident_ids = {row.incident_id for row in rows}
-    events = _public_events(session, jurisdiction_id, incident_ids)
+    events = public_events(session, jurisdiction_id, incident_ids)
     parents = _first_reports(session, jurisdiction_id, incident_ids) if extensions else {}
     questions: dict[tuple[str, str], ServiceAttribute] = {}
     if extensions and rows:
