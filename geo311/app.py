@@ -34,6 +34,7 @@ from geo311.open311.router import router as open311_router
 from geo311.pages import router as pages_router
 from geo311.runtime import open_database
 from geo311.settings import Settings, get_settings
+from maps.analytics.router import router as analytics_router
 from work_orders.router import router as work_orders_router
 
 # Swagger UI's files come from a Python package so /docs works with no network.
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(open311_router)
     app.include_router(work_orders_router)
     app.include_router(notify_router)
+    app.include_router(analytics_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     def _checks(request: Request, *, readiness: bool) -> JSONResponse:
