@@ -257,14 +257,14 @@ def baseline(db: Database, jid: int, period: queries.Period, codes: list[str] | 
         params = {"jid": jid, "start": period.start, "end": period.end, "codes": codes or []}
         wards = gpd.read_postgis(
             "SELECT code, geom FROM wards WHERE jurisdiction_id = %(jid)s",
-            conn.connection.driver_connection,
+            conn,
             geom_col="geom",
             params={"jid": jid},
         )
         reports = gpd.read_postgis(
             "SELECT geom, dedup_decision FROM reports WHERE jurisdiction_id = %(jid)s "
             "AND reported_at >= %(start)s AND reported_at < %(end)s" + codes_sql,
-            conn.connection.driver_connection,
+            conn,
             geom_col="geom",
             params=params,
         )
@@ -275,7 +275,7 @@ def baseline(db: Database, jid: int, period: queries.Period, codes: list[str] | 
             "WHERE i.jurisdiction_id = %(jid)s AND i.opened_at >= %(start)s "
             "AND i.opened_at < %(end)s AND i.status <> 'cancelled'"
             + codes_sql.replace("category_code", "i.category_code"),
-            conn.connection.driver_connection,
+            conn,
             geom_col="geom",
             params=params,
         )
@@ -294,7 +294,10 @@ def baseline(db: Database, jid: int, period: queries.Period, codes: list[str] | 
     inc = i.groupby("code").agg(
         incidents=("backlog", "size"),
         median_close_h=("close_h", "median"),
-        p90_close_h=("close_h", lambda s: float(np.nanquantile(s, 0.9)) if s.notna().any() else None),
+        p90_close_h=(
+            "close_h",
+            lambda s: float(np.nanquantile(s, 0.9)) if s.notna().any() else None,
+        ),
         breached=("breached", "sum"),
         decided=("decided", "sum"),
         backlog=("backlog", "sum"),
@@ -320,9 +323,13 @@ def agree(table: queries.WardTable, frame: Any) -> str:
             "sla_breach_share", "backlog",
         ):  # fmt: skip
             mine, theirs = getattr(fig, name), base[name]
-            if mine is None and (theirs is None or (isinstance(theirs, float) and math.isnan(theirs))):
+            if mine is None and (
+                theirs is None or (isinstance(theirs, float) and math.isnan(theirs))
+            ):
                 continue
-            if mine is None or not math.isclose(float(mine), float(theirs), rel_tol=1e-6, abs_tol=1e-6):
+            if mine is None or not math.isclose(
+                float(mine), float(theirs), rel_tol=1e-6, abs_tol=1e-6
+            ):
                 diffs.append(f"{row.ward.code}.{name}: {mine} vs {theirs}")
     return "yes" if not diffs else f"NO ({len(diffs)}: {diffs[:3]})"
 
@@ -334,6 +341,87 @@ def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
         result = fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
+
+
+def run_size(
+    pg: EmbeddedCluster, size: int, args: argparse.Namespace, gen: Table, table: Table, hot: Table
+) -> None:
+    """Build the city with ``size`` reports, time everything, add the rows, drop it."""
+    name = f"planner_{size}"
+    jid = make_city(pg, name)
+    seconds = grow(pg, name, jid, size)
+    db = Database.connect(pg.url(name), pool_size=2)
+    try:
+        with db.session() as session:
+            n_reports = session.scalar(text("SELECT count(*) FROM reports"))
+            n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
+        gen.add_row(f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}")
+        year = queries.resolve_period(
+            first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
+            max_days=731,
+        )  # fmt: skip
+        month = queries.resolve_period(
+            first_day=date(2025, 6, 1), last_day=date(2025, 6, 30), timezone=TZ,
+            max_days=731,
+        )  # fmt: skip
+        for label, period, category in (
+            ("year", year, None),
+            ("month", month, None),
+            ("year, pothole", year, "pothole"),
+        ):
+            with db.session() as session:
+                filters = queries.resolve_filters(
+                    session, jurisdiction_id=jid, category=category, group=None
+                )
+
+                def run(
+                    period: queries.Period = period, filters: queries.Filters = filters
+                ) -> queries.WardTable:
+                    return queries.ward_table(
+                        session,
+                        jurisdiction_id=jid,
+                        period=period,
+                        filters=filters,
+                        min_cases=10,
+                        now=NOW,
+                    )
+
+                t_sql, result = median_time(run, args.runs)
+
+            def in_python(period: queries.Period = period, category: str | None = category) -> Any:
+                return baseline(db, jid, period, [category] if category else None)
+
+            t_py, frame = median_time(in_python, args.baseline_runs)
+            table.add_row(
+                f"{n_reports:,}", label, f"{t_sql:.3f}", f"{t_py:.3f}",
+                f"{t_py / t_sql:.1f}×", agree(result, frame),
+            )  # fmt: skip
+            console.print(f"  {n_reports:,} {label}: {t_sql:.3f} s vs {t_py:.3f} s")
+        with db.session() as session:
+            filters = queries.Filters()
+            srid = hotspots.metric_srid(session, jurisdiction_id=jid)
+            parts: list[tuple[str, Callable[[], Any]]] = [
+                ("clusters (DBSCAN)", lambda: hotspots.clusters(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    radius_factor=2.0, min_reports=5, srid=srid)),
+                ("hex 250 m + Gi*", lambda: hotspots.cells(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    size_m=250, max_cells=40_000, permutations=999, seed=1,
+                    alpha=0.05, srid=srid)),
+                ("repeats", lambda: hotspots.repeats(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    radius_m=10, srid=srid)),
+            ]  # fmt: skip
+            for part, fn in parts:
+                t_part, collection = median_time(fn, args.hotspot_runs)
+                hot.add_row(
+                    f"{n_reports:,}", part, f"{t_part:.3f}",
+                    f"{len(collection['features']):,}",
+                )  # fmt: skip
+                console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
+    finally:
+        db.dispose()
+        pg.drop_database(name)
 
 
 def main() -> None:
@@ -357,80 +445,7 @@ def main() -> None:
 
     with cluster() as pg:
         for size in sizes:
-            name = f"planner_{size}"
-            jid = make_city(pg, name)
-            seconds = grow(pg, name, jid, size)
-            db = Database.connect(pg.url(name), pool_size=2)
-            try:
-                with db.session() as session:
-                    n_reports = session.scalar(text("SELECT count(*) FROM reports"))
-                    n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
-                gen.add_row(f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}")
-                year = queries.resolve_period(
-                    first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
-                    max_days=731,
-                )  # fmt: skip
-                month = queries.resolve_period(
-                    first_day=date(2025, 6, 1), last_day=date(2025, 6, 30), timezone=TZ,
-                    max_days=731,
-                )  # fmt: skip
-                for label, period, category in (
-                    ("year", year, None),
-                    ("month", month, None),
-                    ("year, pothole", year, "pothole"),
-                ):
-                    with db.session() as session:
-                        filters = queries.resolve_filters(
-                            session, jurisdiction_id=jid, category=category, group=None
-                        )
-
-                        def run(
-                            period: queries.Period = period, filters: queries.Filters = filters
-                        ) -> queries.WardTable:
-                            return queries.ward_table(
-                                session,
-                                jurisdiction_id=jid,
-                                period=period,
-                                filters=filters,
-                                min_cases=10,
-                                now=NOW,
-                            )
-
-                        t_sql, result = median_time(run, args.runs)
-                    t_py, frame = median_time(
-                        lambda p=period, c=category: baseline(db, jid, p, [c] if c else None),
-                        args.baseline_runs,
-                    )
-                    table.add_row(
-                        f"{n_reports:,}", label, f"{t_sql:.3f}", f"{t_py:.3f}",
-                        f"{t_py / t_sql:.1f}×", agree(result, frame),
-                    )  # fmt: skip
-                    console.print(f"  {n_reports:,} {label}: {t_sql:.3f} s vs {t_py:.3f} s")
-                with db.session() as session:
-                    filters = queries.Filters()
-                    srid = hotspots.metric_srid(session, jurisdiction_id=jid)
-                    parts: list[tuple[str, Callable[[], Any]]] = [
-                        ("clusters (DBSCAN)", lambda: hotspots.clusters(
-                            session, jurisdiction_id=jid, period=year, filters=filters,
-                            radius_factor=2.0, min_reports=5, srid=srid)),
-                        ("hex 250 m + Gi*", lambda: hotspots.cells(
-                            session, jurisdiction_id=jid, period=year, filters=filters,
-                            size_m=250, max_cells=40_000, permutations=999, seed=1,
-                            alpha=0.05, srid=srid)),
-                        ("repeats", lambda: hotspots.repeats(
-                            session, jurisdiction_id=jid, period=year, filters=filters,
-                            radius_m=10, srid=srid)),
-                    ]  # fmt: skip
-                    for part, fn in parts:
-                        t_part, collection = median_time(fn, args.hotspot_runs)
-                        hot.add_row(
-                            f"{n_reports:,}", part, f"{t_part:.3f}",
-                            f"{len(collection['features']):,}",
-                        )  # fmt: skip
-                        console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
-            finally:
-                db.dispose()
-                pg.drop_database(name)
+            run_size(pg, size, args, gen, table, hot)
     console.print(gen)
     console.print(table)
     console.print(hot)

@@ -8,7 +8,7 @@ already counted; no report or incident ever reaches Python.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 # Measures a ward is compared on: the city's value is beside each, and the gap is ward − city.
@@ -182,13 +182,3 @@ def merge(rows: Iterable[Mapping[str, CategoryCounts]]) -> dict[str, CategoryCou
         for code, counts in row.items():
             total.setdefault(code, CategoryCounts()).add(counts)
     return total
-
-
-def rounded(fig: Figures, digits: int = 4) -> Figures:
-    """Return the figures with floats rounded for display (the CSV and JSON)."""
-    changes = {
-        f.name: round(v, digits)
-        for f in fields(fig)
-        if isinstance(v := getattr(fig, f.name), float)
-    }
-    return replace(fig, **changes)

@@ -89,9 +89,7 @@ def resolve_period(
     if first > last:
         errors.append(FieldError("from", f"'from' ({first}) is after 'to' ({last}).", "order"))
     elif (last - first).days + 1 > max_days:
-        errors.append(
-            FieldError("to", f"The period may span at most {max_days} days.", "too_long")
-        )
+        errors.append(FieldError("to", f"The period may span at most {max_days} days.", "too_long"))
     if errors:
         raise ValidationFailed(errors[0].message, errors=errors)
     start = datetime.combine(first, time(0), tz).astimezone(UTC)
@@ -222,7 +220,8 @@ SELECT {unit} AS unit, r.category_code AS category,
        count(*) AS reports,
        count(*) FILTER (WHERE r.dedup_decision IN ('matched', 'reopened')) AS duplicates
 FROM reports r
-WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}{unit_filter}
+WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end
+      {codes}{unit_filter}
 GROUP BY 1, 2
 """
 

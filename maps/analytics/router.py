@@ -37,9 +37,7 @@ To = Annotated[
     fields.Day | None,
     Query(alias="to", description="Last local day, inclusive (default: today)"),
 ]
-Category = Annotated[
-    str | None, Query(max_length=64, description="Only this category (its code)")
-]
+Category = Annotated[str | None, Query(max_length=64, description="Only this category (its code)")]
 Group = Annotated[str | None, Query(max_length=64, description="Only this category group")]
 
 
@@ -132,9 +130,7 @@ def ward_table_file(
     return Response(
         export.render(table, geometries, fmt),
         media_type=export.MEDIA_TYPES[fmt],
-        headers={
-            "Content-Disposition": f'attachment; filename="{export.file_stem(table)}.{fmt}"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{export.file_stem(table)}.{fmt}"'},
     )
 
 

@@ -30,9 +30,7 @@ def city(db: Database) -> history.City:
 
 @pytest.fixture
 def client(db: Database, city: history.City, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path, analytics=AnalyticsSettings(min_cases=5, hex_size_m=100)
-    )
+    settings = Settings(data_dir=tmp_path, analytics=AnalyticsSettings(min_cases=5, hex_size_m=100))
     with TestClient(create_app(settings, db=db)) as c:
         c.headers["Authorization"] = f"Bearer {staff_token(db, 'planner')}"
         yield c
@@ -120,7 +118,12 @@ def test_a_period_across_a_ward_map_change(client: TestClient) -> None:
     assert (by_code["B1"]["reports"], by_code["B1"]["incidents"]) == (2, 2)  # X2 and L1
     # The empty ward: listed, zero counts, no medians, never ranked.
     b2 = by_code["B2"]
-    assert (b2["reports"], b2["incidents"], b2["median_close_h"], b2["ranked"]) == (0, 0, None, False)
+    assert (b2["reports"], b2["incidents"], b2["median_close_h"], b2["ranked"]) == (
+        0,
+        0,
+        None,
+        False,
+    )
     assert b2["rate_per_1000"] == 0.0
     assert not any(w["ranked"] for w in body["wards"])
     assert body["city"]["reports"] == 3
@@ -128,7 +131,10 @@ def test_a_period_across_a_ward_map_change(client: TestClient) -> None:
 
 def test_rate_per_asset_for_one_category(client: TestClient) -> None:
     body = get(
-        client, "/api/v1/analytics/wards", category="streetlight", **{"from": "2026-03-01", "to": "2026-03-31"}
+        client,
+        "/api/v1/analytics/wards",
+        category="streetlight",
+        **{"from": "2026-03-01", "to": "2026-03-31"},
     )
     by_code = wards(body)
     assert by_code["B1"]["assets"] == 2
@@ -186,7 +192,9 @@ def test_hotspot_cluster_and_hot_cell(client: TestClient) -> None:
     # (a neighbour of it may be: Gi* judges a cell with its neighbours).
     lone = [c for c in cells if c["properties"]["reports"] == 1]
     assert len(lone) == 10
-    apart = [c for c in lone if not any(shape(c["geometry"]).touches(shape(h["geometry"])) for h in hot)]
+    apart = [
+        c for c in lone if not any(shape(c["geometry"]).touches(shape(h["geometry"])) for h in hot)
+    ]
     assert len(apart) >= 8
     assert {c["properties"]["verdict"] for c in apart} == {"not_significant"}
     # Seeded permutations: asked again, the same p-values.
@@ -215,10 +223,13 @@ def test_exports_carry_the_same_numbers(client: TestClient) -> None:
         == 'attachment; filename="wards_2026-01-01_2026-01-31_category-pothole.csv"'
     )
     rows = {r["code"]: r for r in csv.DictReader(io.StringIO(answer.text))}
-    assert rows["A1"]["period_from"] == "2026-01-01" and rows["A1"]["category"] == "pothole"
+    assert rows["A1"]["period_from"] == "2026-01-01"
+    assert rows["A1"]["category"] == "pothole"
     assert int(rows["A1"]["incidents"]) == a1["incidents"] == 4
     assert float(rows["A1"]["median_close_h"]) == pytest.approx(a1["median_close_h"])
-    assert float(rows["A1"]["city_median_close_h"]) == pytest.approx(table["city"]["median_close_h"])
+    assert float(rows["A1"]["city_median_close_h"]) == pytest.approx(
+        table["city"]["median_close_h"]
+    )
 
     geo = client.get("/api/v1/analytics/wards.geojson", params=JAN)
     assert geo.headers["content-disposition"].endswith('wards_2026-01-01_2026-01-31.geojson"')
@@ -242,9 +253,15 @@ def test_who_may_read(client: TestClient, db: Database) -> None:
     assert anonymous.status_code == 401
     assert anonymous.headers["content-type"] == "application/problem+json"
     crew = staff_token(db, "crew", "crew-1")
-    assert client.get(url, params=JAN, headers={"Authorization": f"Bearer {crew}"}).status_code == 403
+    assert (
+        client.get(url, params=JAN, headers={"Authorization": f"Bearer {crew}"}).status_code == 403
+    )
     dispatcher = staff_token(db, "dispatcher", "disp-1")
-    for path in ("/api/v1/analytics/wards", "/api/v1/analytics/trends", "/api/v1/analytics/wards.csv"):
+    for path in (
+        "/api/v1/analytics/wards",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/wards.csv",
+    ):
         ok = client.get(path, params=JAN, headers={"Authorization": f"Bearer {dispatcher}"})
         assert ok.status_code == 200, path
 
@@ -263,7 +280,11 @@ def test_who_may_read(client: TestClient, db: Database) -> None:
 def test_bad_parameters_are_refused(
     client: TestClient, params: dict[str, str], field: str, code: str | None
 ) -> None:
-    for path in ("/api/v1/analytics/wards", "/api/v1/analytics/trends", "/api/v1/analytics/hotspots"):
+    for path in (
+        "/api/v1/analytics/wards",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/hotspots",
+    ):
         answer = client.get(path, params=params)
         assert answer.status_code == 422, (path, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
