@@ -8,7 +8,8 @@ Analytics read model (read only): ``reports``, ``incidents``, ``audit_events``,
   (``dedup_radius_m``) × ``GEO311_ANALYTICS__CLUSTER_RADIUS_FACTOR`` (default 2: two reports
   of one spot are within one radius of it, so two radii reach across a spot), and at least
   ``CLUSTER_MIN_REPORTS`` reports. Each cluster is its convex hull grown by half the distance
-  (so a cluster along a line is still an area), with its report and incident counts.
+  (so a cluster along a line is still an area), with its report and incident counts; the
+  2,000 largest are sent.
 - **Cells**: ``ST_HexagonGrid`` over the wards in force, in the city's UTM zone, each report
   counted in the cell holding it, all in PostGIS; then PySAL's Getis-Ord Gi* (``esda``) on
   those cell counts only, with binary contiguity weights built by ``libpysal`` from the
@@ -92,6 +93,7 @@ FROM clustered
 WHERE cid IS NOT NULL
 GROUP BY category_code, cid
 ORDER BY count(*) DESC, category_code, cid
+LIMIT :limit
 """
 
 
@@ -104,13 +106,15 @@ def clusters(
     radius_factor: float,
     min_reports: int,
     srid: int,
+    limit: int = 2000,
 ) -> GeoJSON:
-    """Return the period's report clusters as GeoJSON polygons, largest first."""
+    """Return the period's report clusters as GeoJSON polygons, the ``limit`` largest."""
     read_only_olap(session)
     params = _params(jurisdiction_id, period, filters) | {
         "srid": srid,
         "factor": radius_factor,
         "min_reports": min_reports,
+        "limit": limit,
     }
     rows = session.execute(text(_CLUSTERS_SQL.format(codes=_codes(filters, "r"))), params)
     return _collection(
@@ -155,12 +159,13 @@ WITH inforce AS (
     FROM wards w JOIN ward_maps m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
     WHERE w.jurisdiction_id = :jid AND m.valid_from < :end
       AND (m.valid_to IS NULL OR m.valid_to > :start)
+), area AS (
+    -- One polygon in metres: each cell is tested against it (a prepared geometry, cached).
+    SELECT ST_Transform(ST_Union(geom), :srid) AS geom FROM inforce
 ), grid AS (
     SELECT g.i, g.j, g.geom
-    FROM ST_HexagonGrid(:size, (SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, 4326),
-                                                    :srid) FROM inforce)) AS g
-    WHERE EXISTS (SELECT 1 FROM inforce f
-                  WHERE ST_Intersects(f.geom, ST_Transform(g.geom, 4326)))
+    FROM area, ST_HexagonGrid(:size, area.geom) AS g
+    WHERE ST_Intersects(area.geom, g.geom)
 ), pts AS (
     SELECT ST_X(p) AS x, ST_Y(p) AS y, floor(ST_X(p) / (1.5 * :size))::bigint AS a
     FROM (SELECT ST_Transform(r.geom, :srid) AS p FROM reports r

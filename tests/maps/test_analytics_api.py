@@ -299,3 +299,12 @@ def test_too_many_hexagons_is_refused(client: TestClient) -> None:
     assert answer.status_code == 422  # below the 50 m floor
     bad_format = client.get("/api/v1/analytics/wards.xlsx", params=JAN)
     assert bad_format.status_code == 422
+
+
+def test_a_period_before_any_ward_map(client: TestClient) -> None:
+    period = {"from": "1990-01-01", "to": "1990-12-31"}
+    table = get(client, "/api/v1/analytics/wards", **period)
+    assert (table["maps"], table["wards"], table["city"]["reports"]) == ([], [], 0)
+    hot = get(client, "/api/v1/analytics/hotspots", **period)
+    assert hot["clusters"]["features"] == hot["cells"]["features"] == []
+    assert len(get(client, "/api/v1/analytics/trends", **period)["weeks"]) == 53
