@@ -148,12 +148,7 @@ SELECT (ST_XMax(box) - ST_XMin(box) + 2 * :size) * (ST_YMax(box) - ST_YMin(box) 
 FROM area
 """
 
-# A report's cell is the hexagon whose centre is nearest (hexagons are the Voronoi cells of
-# their centres), computed arithmetically in ST_HexagonGrid's own layout: cell (i, j) is
-# centred at (1.5·s·i, √3·s·(j + ½·(i mod 2))) for edge s, origin (0, 0). Only the two
-# candidate columns around x can hold the point. (ST_HexagonGrid over each point would give
-# the cells whose *boxes* hold it, and is far slower.)
-_CELLS_SQL = """
+_GRID_SQL = """
 WITH inforce AS (
     SELECT w.geom
     FROM wards w JOIN ward_maps m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
@@ -162,36 +157,46 @@ WITH inforce AS (
 ), area AS (
     -- One polygon in metres: each cell is tested against it (a prepared geometry, cached).
     SELECT ST_Transform(ST_Union(geom), :srid) AS geom FROM inforce
-), grid AS (
-    SELECT g.i, g.j, g.geom
-    FROM area, ST_HexagonGrid(:size, area.geom) AS g
-    WHERE ST_Intersects(area.geom, g.geom)
-), pts AS (
-    SELECT ST_X(p) AS x, ST_Y(p) AS y, floor(ST_X(p) / (1.5 * :size))::bigint AS a
-    FROM (SELECT ST_Transform(r.geom, :srid) AS p FROM reports r
-          WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start
-            AND r.reported_at < :end{codes}) q
+)
+SELECT g.i, g.j, ST_AsBinary(g.geom) AS wkb,
+       ST_AsGeoJSON(ST_Transform(g.geom, 4326), 6) AS geometry
+FROM area, ST_HexagonGrid(:size, area.geom) AS g
+WHERE ST_Intersects(area.geom, g.geom)
+ORDER BY g.i, g.j
+"""
+
+# A report's cell is the hexagon whose centre is nearest (hexagons are the Voronoi cells of
+# their centres), computed arithmetically in ST_HexagonGrid's own layout: cell (i, j) is
+# centred at (1.5·s·i, √3·s·(j + ½·(i mod 2))) for edge s, origin (0, 0). Only the two
+# candidate columns around x can hold the point. (ST_HexagonGrid over each point would give
+# the cells whose *boxes* hold it, and is far slower.)
+# (The counts are joined to the grid in Python, on the few thousand aggregated cells: the
+# planner cannot know how many cells ST_HexagonGrid makes and would join them in a loop.)
+_CELL_COUNTS_SQL = """
+WITH pts AS MATERIALIZED (
+    -- Materialised: each point is projected once (inlined, every use of x and y below would
+    -- project it again).
+    SELECT x, y, floor(x / (1.5 * :size))::bigint AS a
+    FROM reports r
+    CROSS JOIN LATERAL (SELECT ST_Transform(r.geom, :srid) AS p) t
+    CROSS JOIN LATERAL (SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y) xy
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
 ), two AS (
     SELECT x, y, a,
-           round(y / :h - 0.5 * (((a % 2) + 2) % 2))::bigint AS ja,
-           round(y / :h - 0.5 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
+           round(y / :h - 0.5e0 * (((a % 2) + 2) % 2))::bigint AS ja,
+           round(y / :h - 0.5e0 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
     FROM pts
 ), cell AS (
     SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
            CASE WHEN da <= db THEN ja ELSE jb END AS j
     FROM (SELECT a, ja, jb,
                  (x - 1.5 * :size * a) ^ 2
-                     + (y - :h * (ja + 0.5 * (((a % 2) + 2) % 2))) ^ 2 AS da,
+                     + (y - :h * (ja + 0.5e0 * (((a % 2) + 2) % 2))) ^ 2 AS da,
                  (x - 1.5 * :size * (a + 1)) ^ 2
-                     + (y - :h * (jb + 0.5 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
+                     + (y - :h * (jb + 0.5e0 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
           FROM two) d
-), counts AS (
-    SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
 )
-SELECT g.i, g.j, COALESCE(c.reports, 0) AS reports, ST_AsBinary(g.geom) AS wkb,
-       ST_AsGeoJSON(ST_Transform(g.geom, 4326), 6) AS geometry
-FROM grid g LEFT JOIN counts c ON c.i = g.i AND c.j = g.j
-ORDER BY g.i, g.j
+SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
 """
 
 
@@ -275,10 +280,14 @@ def cells(
             f"{max_cells}: choose a larger size_m.",
             errors=[FieldError("size_m", "Too many cells for this city.", "too_many_cells")],
         )
-    rows = session.execute(text(_CELLS_SQL.format(codes=_codes(filters, "r"))), params).all()
+    rows = session.execute(text(_GRID_SQL), params).all()
     if not rows:
         return _collection([])
-    counts = np.array([r.reports for r in rows], dtype=float)
+    per_cell = {
+        (r.i, r.j): r.reports
+        for r in session.execute(text(_CELL_COUNTS_SQL.format(codes=_codes(filters, "r"))), params)
+    }
+    counts = np.array([per_cell.get((r.i, r.j), 0) for r in rows], dtype=float)
     if len(rows) > 1 and counts.sum() > 0:
         gi = gi_star(
             counts,
@@ -290,10 +299,10 @@ def cells(
     else:
         z, p = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     features = []
-    for r, zi, pi in zip(rows, z, p, strict=True):
+    for r, n, zi, pi in zip(rows, counts, z, p, strict=True):
         significant = bool(np.isfinite(pi) and pi < alpha)
         verdict = ("hot" if zi > 0 else "cold") if significant else "not_significant"
-        if r.reports == 0 and not significant:
+        if n == 0 and not significant:
             continue
         features.append(
             {
@@ -302,7 +311,7 @@ def cells(
                 "properties": {
                     "i": r.i,
                     "j": r.j,
-                    "reports": r.reports,
+                    "reports": int(n),
                     "gi_z": None if not np.isfinite(zi) else round(float(zi), 4),
                     "gi_p": None if not np.isfinite(pi) else round(float(pi), 4),
                     "verdict": verdict,
