@@ -39,7 +39,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import psycopg
 from rich.console import Console
 from rich.table import Table

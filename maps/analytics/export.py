@@ -74,7 +74,7 @@ def rows(table: WardTableOut) -> list[dict[str, Any]]:
 def render(table: WardTableOut, geometries: dict[int, bytes], fmt: Format) -> bytes:
     """Return the file's bytes in ``fmt``; polygons (EPSG:4326) in GeoJSON and GeoPackage."""
     import geopandas as gpd
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
     from shapely import from_wkb
 
     flat = rows(table)
