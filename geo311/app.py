@@ -35,6 +35,7 @@ from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.runtime import open_database
 from geo311.kernel.settings import Settings, get_settings
 from geo311.pages import router as pages_router
+from maps.analytics.router import router as analytics_router
 from maps.router import router as maps_router
 from work_orders.router import router as work_orders_router
 
@@ -89,6 +90,7 @@ def create_app(
     app.include_router(notices_router)
     app.include_router(notify_router)
     app.include_router(maps_router)  # the map pages, their JSON and their files
+    app.include_router(analytics_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     def _checks(request: Request, *, readiness: bool) -> JSONResponse:

@@ -24,6 +24,7 @@ def load_all_models() -> MetaData:
     import geo311.resident.intake.models
     import geo311.resident.open311.models  # noqa: F401
     import layers.models  # noqa: F401
+    import maps.analytics.models  # noqa: F401
     import work_orders.models  # noqa: F401
 
     return Base.metadata

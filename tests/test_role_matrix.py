@@ -131,6 +131,11 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "PUT /api/v1/dispatch/service-times/{category_code}": (ADMIN, Req(json={})),
     "GET /api/v1/dispatch/roads": (STAFF, ANY),
     "GET /api/v1/dispatch/queue": (DISPATCH_READ, ANY),
+    # the planner's analytics (maps.analytics): read-only, dispatchers and planners
+    "GET /api/v1/analytics/wards": (DISPATCH_READ, ANY),
+    "GET /api/v1/analytics/wards.{fmt}": (DISPATCH_READ, Req(path={"fmt": "csv"})),
+    "GET /api/v1/analytics/trends": (DISPATCH_READ, ANY),
+    "GET /api/v1/analytics/hotspots": (DISPATCH_READ, Req(query={"size_m": "1000"})),
     # (allowed, this one runs: the rules again over the queue, which moves no sample data)
     "POST /api/v1/dispatch/queue/assign": (DISPATCHER, ANY),
     # day plans

@@ -360,6 +360,33 @@ class MapsSettings(BaseModel):
     )
 
 
+class AnalyticsSettings(BaseModel):
+    """The planner's analytics (maps.analytics): comparison rules and hotspot parameters."""
+
+    min_cases: int = Field(
+        default=10, ge=1, description="A ward with fewer incidents is 'too few to compare'"
+    )
+    max_period_days: int = Field(default=731, ge=1, description="Longest period one query spans")
+    cluster_radius_factor: float = Field(
+        default=2.0, gt=0, description="Hotspot clusters: DBSCAN distance = this × dedup radius"
+    )
+    cluster_min_reports: int = Field(
+        default=5, ge=2, description="Hotspot clusters: reports within the distance to form one"
+    )
+    hex_size_m: float = Field(default=250.0, gt=0, description="Hexagon cells: edge, metres")
+    max_hex_cells: int = Field(
+        default=15_000, ge=1, description="Most hexagon cells one query may lay over the city"
+    )
+    gi_permutations: int = Field(
+        default=999, ge=99, description="Getis-Ord Gi*: permutations for the pseudo p-value"
+    )
+    gi_seed: int = Field(default=12345, description="Gi* permutation seed (same data, same p)")
+    gi_alpha: float = Field(default=0.05, gt=0, lt=1, description="Gi*: significance level")
+    repeat_radius_m: float = Field(
+        default=10.0, gt=0, description="Repeat locations: 'the same spot' within this distance"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of geo311, read from ``GEO311_*`` environment variables."""
 
@@ -385,6 +412,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     signin: SigninSettings = Field(default_factory=SigninSettings)
     maps: MapsSettings = Field(default_factory=MapsSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     @property
     def media_root(self) -> Path:

@@ -1,0 +1,457 @@
+"""The planner's analytics at a city's scale: the ward table in PostGIS beside geopandas.
+
+Starts a throwaway PostGIS cluster and builds a city of 50 square wards (10 × 5, about
+33 km × 22 km) with 15 categories, then generates a year of history set-based in SQL
+(generate_series): incidents (85 % spread evenly, 15 % around 20 hot spots), one work order
+each (90 % closed, taking 0.2–1.8 × the category's SLA), one first report each plus a
+duplicate report for a quarter of them (so reports = 1.25 × incidents), reopen events for 3 %
+and "fixed?" answers for 10 % of the closed ones.
+
+For each size (default 100 thousand and 1 million reports) it times, as the median of
+``--runs`` runs:
+
+- the ward table (``maps.analytics.queries.ward_table``) for the year, for one month, and for
+  one category over the year;
+- the baseline, in the same run: the same answer computed the way one would without the
+  database doing it — load the period's reports and incidents (with their work orders) as
+  points with geopandas (``read_postgis``), join them to the wards polygons in Python
+  (``sjoin``), and group with pandas; its figures are checked against the API's (reports,
+  incidents, duplicate share, median and p90 time to close, breach share, backlog per ward);
+- the hotspot parts (clusters, hexagon cells with Gi*, repeats) for the year at each size.
+
+    uv run python bench/planner.py [--sizes 100000,1000000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+import psycopg
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from geo311.kernel import migrate
+from geo311.kernel.database import Database
+from geo311.kernel.embedded import EmbeddedCluster
+from maps.analytics import hotspots, queries
+
+console = Console()
+
+TZ = "America/Chicago"
+YEAR_START = datetime(2025, 1, 1, 6, 0, tzinfo=UTC)  # local midnight
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+X0, Y0, DX, DY = -93.40, 44.85, 0.042, 0.040  # ward size in degrees (~3.3 km × 4.4 km)
+COLS, ROWS = 10, 5
+# code, group, SLA hours, dedup radius m
+CATEGORIES = [
+    ("pothole", "streets", 72, 25),
+    ("sidewalk", "streets", 336, 30),
+    ("sign", "streets", 168, 30),
+    ("streetlight", "lighting", 120, 40),
+    ("graffiti", "cleaning", 168, 30),
+    ("dumping", "cleaning", 96, 40),
+    ("litter", "cleaning", 72, 40),
+    ("missed_pickup", "sanitation", 48, 50),
+    ("dead_animal", "sanitation", 24, 50),
+    ("noise", "housing", 24, 50),
+    ("heat", "housing", 24, 30),
+    ("hydrant", "water", 24, 50),
+    ("water_main", "water", 12, 50),
+    ("tree_down", "trees", 12, 30),
+    ("tree_trim", "trees", 720, 30),
+]
+
+
+@contextmanager
+def cluster() -> Iterator[EmbeddedCluster]:
+    root = Path(tempfile.mkdtemp(prefix="geo311-planner-bench-"))
+    root.chmod(0o755)
+    pg = EmbeddedCluster(root / "pg", durable=False)
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def make_city(pg: EmbeddedCluster, name: str) -> int:
+    """Create database ``name``, migrated, with the 50-ward city; return the jurisdiction id."""
+    pg.ensure_database(name)
+    migrate.upgrade(pg.url(name))
+    with psycopg.connect(pg.conninfo(name)) as conn:
+        row = conn.execute(
+            "INSERT INTO jurisdictions (slug, name, timezone) "
+            "VALUES ('demo', 'Bench City', %s) RETURNING id",
+            (TZ,),
+        ).fetchone()
+        assert row is not None
+        jid = int(row[0])
+        row = conn.execute(
+            "INSERT INTO ward_maps (jurisdiction_id, name, valid_from) "
+            "VALUES (%s, 'grid', '2000-01-01') RETURNING id",
+            (jid,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            """
+            INSERT INTO wards (jurisdiction_id, ward_map_id, code, name, population, geom)
+            SELECT %(jid)s, %(map)s, (j * 10 + i + 1)::text, 'Ward ' || (j * 10 + i + 1),
+                   8000 + ((i * 7 + j * 13) %% 11) * 1500,
+                   ST_Multi(ST_MakeEnvelope(%(x0)s + i * %(dx)s, %(y0)s + j * %(dy)s,
+                                            %(x0)s + (i + 1) * %(dx)s,
+                                            %(y0)s + (j + 1) * %(dy)s, 4326))
+            FROM generate_series(0, 9) i, generate_series(0, 4) j
+            ORDER BY j, i
+            """,
+            {"jid": jid, "map": row[0], "x0": X0, "y0": Y0, "dx": DX, "dy": DY},
+        )
+        for code, group, sla, radius in CATEGORIES:
+            conn.execute(
+                "INSERT INTO service_categories (jurisdiction_id, code, name, group_code, "
+                "dedup_radius_m, sla_hours) VALUES (%s, %s, %s, %s, %s, %s)",
+                (jid, code, code.replace("_", " ").title(), group, radius, sla),
+            )
+    return jid
+
+
+_INCIDENTS = """
+WITH gen AS (
+    SELECT g, 1 + floor(random() * %(ncat)s)::int AS k, random() AS r_spot,
+           floor(random() * 20)::int AS spot, random() AS r_closed, random() AS r_dur,
+           %(start)s + random() * interval '365 days' AS t,
+           random() AS u, random() AS v,
+           (random() + random() + random() - 1.5) * 0.004 AS du,
+           (random() + random() + random() - 1.5) * 0.004 AS dv
+    FROM generate_series(1, %(n)s) AS g
+), placed AS (
+    SELECT gen.*,
+           CASE WHEN r_spot < 0.15 THEN %(x0)s + (0.05 + 0.9 * ((spot * 0.618) %% 1)) * %(w)s + du
+                ELSE %(x0)s + u * %(w)s END AS x,
+           CASE WHEN r_spot < 0.15 THEN %(y0)s + (0.05 + 0.9 * ((spot * 0.382) %% 1)) * %(h)s + dv
+                ELSE %(y0)s + v * %(h)s END AS y,
+           (CAST(%(codes)s AS text[]))[k] AS code,
+           (CAST(%(slas)s AS float8[]))[k] AS sla
+    FROM gen
+), timed AS (
+    SELECT placed.*,
+           CASE WHEN r_closed < 0.9
+                 AND t + (0.2 + 1.6 * r_dur) * sla * interval '1 hour' < %(now)s
+                THEN t + (0.2 + 1.6 * r_dur) * sla * interval '1 hour' END AS closed
+    FROM placed
+)
+INSERT INTO incidents (jurisdiction_id, category_code, status, geom, ward_id, opened_at,
+                       due_at, closed_at, updated_at)
+SELECT %(jid)s, code, CASE WHEN closed IS NULL THEN 'assigned' ELSE 'closed' END,
+       ST_SetSRID(ST_MakePoint(x, y), 4326),
+       (SELECT min(id) FROM wards) + least(4, floor((y - %(y0)s) / %(dy)s)::int) * 10
+           + least(9, floor((x - %(x0)s) / %(dx)s)::int),
+       t, t + sla * interval '1 hour', closed, coalesce(closed, t)
+FROM timed
+"""
+
+_WORK_ORDERS = """
+INSERT INTO work_orders (jurisdiction_id, incident_id, status, department, opened_at, due_at,
+                         at_risk_at, resolved_at, completed_at)
+SELECT i.jurisdiction_id, i.id, CASE WHEN i.closed_at IS NULL THEN 'assigned' ELSE 'completed' END,
+       c.group_code, i.opened_at, i.due_at, i.due_at - (i.due_at - i.opened_at) / 4,
+       i.closed_at, i.closed_at
+FROM incidents i JOIN service_categories c
+  ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+"""
+
+_REPORTS = """
+INSERT INTO reports (jurisdiction_id, tracking_id, incident_id, category_code, geom,
+                     location_source, ward_id, channel, reported_at, dedup_decision)
+SELECT jurisdiction_id, 'B' || id, id, category_code, geom, 'pin', ward_id, 'api', opened_at, 'new'
+FROM incidents
+UNION ALL
+SELECT jurisdiction_id, 'D' || id, id, category_code, ST_SetSRID(ST_MakePoint(x, y), 4326),
+       'pin',
+       -- the ward of the duplicate's own point, as intake would place it
+       (SELECT min(id) FROM wards) + least(4, floor((y - %(y0)s) / %(dy)s)::int) * 10
+           + least(9, floor((x - %(x0)s) / %(dx)s)::int),
+       'api', opened_at + random() * interval '48 hours', 'matched'
+FROM (SELECT i.*,
+             least(%(x1)s, greatest(%(x0)s, ST_X(geom) + (random() - 0.5) * 0.0001)) AS x,
+             least(%(y1)s, greatest(%(y0)s, ST_Y(geom) + (random() - 0.5) * 0.0001)) AS y
+      FROM incidents i WHERE random() < 0.25) d
+"""
+
+_AUDIT = """
+INSERT INTO audit_events (jurisdiction_id, entity, entity_id, action, actor, to_state, data, at)
+SELECT jurisdiction_id, 'incident', id, 'transition', 'bench', 'reopened', '{}'::jsonb,
+       closed_at + interval '1 day'
+FROM incidents WHERE closed_at IS NOT NULL AND random() < 0.03
+UNION ALL
+SELECT jurisdiction_id, 'incident', id, 'resident_answer', 'bench', NULL,
+       jsonb_build_object('answer', CASE WHEN random() < 0.8 THEN 'fixed' ELSE 'not_fixed' END),
+       closed_at + interval '2 hours'
+FROM incidents WHERE closed_at IS NOT NULL AND random() < 0.10
+"""
+
+
+def grow(pg: EmbeddedCluster, name: str, jid: int, reports: int) -> float:
+    """Generate a year of history with about ``reports`` reports; return the seconds taken."""
+    started = time.perf_counter()
+    with psycopg.connect(pg.conninfo(name)) as conn:
+        conn.execute("SELECT setseed(0.311)")
+        conn.execute(
+            _INCIDENTS,
+            {
+                "n": round(reports / 1.25),
+                "ncat": len(CATEGORIES),
+                "codes": [c[0] for c in CATEGORIES],
+                "slas": [float(c[2]) for c in CATEGORIES],
+                "start": YEAR_START,
+                "now": NOW,
+                "jid": jid,
+                "x0": X0,
+                "y0": Y0,
+                "dx": DX,
+                "dy": DY,
+                "w": DX * COLS,
+                "h": DY * ROWS,
+            },
+        )
+        conn.execute(_WORK_ORDERS)
+        conn.execute(
+            _REPORTS,
+            {
+                "x0": X0 + 1e-9,
+                "y0": Y0 + 1e-9,
+                "x1": X0 + COLS * DX - 1e-9,
+                "y1": Y0 + ROWS * DY - 1e-9,
+                "dx": DX,
+                "dy": DY,
+            },
+        )
+        conn.execute(_AUDIT)
+    with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+# --- the baseline: points into Python, joined to the wards there ---------------------------
+
+
+def baseline(db: Database, jid: int, period: queries.Period, codes: list[str] | None) -> Any:
+    """Return per ward code: the figures computed by geopandas from the loaded points."""
+    codes_sql = " AND category_code = ANY(%(codes)s)" if codes else ""
+    with db.engine.connect() as conn:
+        params = {"jid": jid, "start": period.start, "end": period.end, "codes": codes or []}
+        wards = gpd.read_postgis(
+            "SELECT code, geom FROM wards WHERE jurisdiction_id = %(jid)s",
+            conn,
+            geom_col="geom",
+            params={"jid": jid},
+        )
+        reports = gpd.read_postgis(
+            "SELECT geom, dedup_decision FROM reports WHERE jurisdiction_id = %(jid)s "
+            "AND reported_at >= %(start)s AND reported_at < %(end)s" + codes_sql,
+            conn,
+            geom_col="geom",
+            params=params,
+        )
+        incidents = gpd.read_postgis(
+            "SELECT i.geom, i.opened_at, i.closed_at, w.due_at, w.resolved_at, w.paused_at, "
+            "w.status AS wo_status FROM incidents i JOIN work_orders w "
+            "ON w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id "
+            "WHERE i.jurisdiction_id = %(jid)s AND i.opened_at >= %(start)s "
+            "AND i.opened_at < %(end)s AND i.status <> 'cancelled'"
+            + codes_sql.replace("category_code", "i.category_code"),
+            conn,
+            geom_col="geom",
+            params=params,
+        )
+    r = gpd.sjoin(reports, wards, predicate="within", how="inner")
+    by_ward = r.groupby("code").agg(
+        reports=("dedup_decision", "size"),
+        duplicates=("dedup_decision", lambda s: int(s.isin(["matched", "reopened"]).sum())),
+    )
+    i = gpd.sjoin(incidents, wards, predicate="within", how="inner")
+    cutoff = min(period.end, NOW)
+    i["close_h"] = (i["closed_at"] - i["opened_at"]).dt.total_seconds() / 3600
+    clock = i["paused_at"].fillna(i["resolved_at"]).fillna(pd.Timestamp(NOW))
+    i["breached"] = (i["wo_status"] != "cancelled") & (clock >= i["due_at"])
+    i["decided"] = (i["wo_status"] != "cancelled") & (i["resolved_at"].notna() | i["breached"])
+    i["backlog"] = i["closed_at"].isna() | (i["closed_at"] >= pd.Timestamp(cutoff))
+    inc = i.groupby("code").agg(
+        incidents=("backlog", "size"),
+        median_close_h=("close_h", "median"),
+        p90_close_h=(
+            "close_h",
+            lambda s: float(np.nanquantile(s, 0.9)) if s.notna().any() else None,
+        ),
+        breached=("breached", "sum"),
+        decided=("decided", "sum"),
+        backlog=("backlog", "sum"),
+    )
+    out = by_ward.join(inc, how="outer")
+    out["duplicate_share"] = out["duplicates"] / out["reports"]
+    out["sla_breach_share"] = out["breached"] / out["decided"]
+    return out
+
+
+def agree(table: queries.WardTable, frame: Any) -> str:
+    """Return 'yes' when every ward's figures match the baseline's, else what differs."""
+    diffs = []
+    for row in table.rows:
+        fig = row.compared.figures
+        if row.ward.code not in frame.index:
+            if fig.reports or fig.incidents:
+                diffs.append(f"{row.ward.code}: missing in baseline")
+            continue
+        base = frame.loc[row.ward.code]
+        for name in (
+            "reports", "incidents", "duplicate_share", "median_close_h", "p90_close_h",
+            "sla_breach_share", "backlog",
+        ):  # fmt: skip
+            mine, theirs = getattr(fig, name), base[name]
+            if mine is None and (
+                theirs is None or (isinstance(theirs, float) and math.isnan(theirs))
+            ):
+                continue
+            if mine is None or not math.isclose(
+                float(mine), float(theirs), rel_tol=1e-6, abs_tol=1e-6
+            ):
+                diffs.append(f"{row.ward.code}.{name}: {mine} vs {theirs}")
+    return "yes" if not diffs else f"NO ({len(diffs)}: {diffs[:3]})"
+
+
+def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def run_size(
+    pg: EmbeddedCluster, size: int, args: argparse.Namespace, gen: Table, table: Table, hot: Table
+) -> None:
+    """Build the city with ``size`` reports, time everything, add the rows, drop it."""
+    name = f"planner_{size}"
+    jid = make_city(pg, name)
+    seconds = grow(pg, name, jid, size)
+    db = Database.connect(pg.url(name), pool_size=2)
+    try:
+        with db.session() as session:
+            n_reports = session.scalar(text("SELECT count(*) FROM reports"))
+            n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
+        gen.add_row(f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}")
+        year = queries.resolve_period(
+            first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
+            max_days=731,
+        )  # fmt: skip
+        month = queries.resolve_period(
+            first_day=date(2025, 6, 1), last_day=date(2025, 6, 30), timezone=TZ,
+            max_days=731,
+        )  # fmt: skip
+        for label, period, category in (
+            ("year", year, None),
+            ("month", month, None),
+            ("year, pothole", year, "pothole"),
+        ):
+            with db.session() as session:
+                filters = queries.resolve_filters(
+                    session, jurisdiction_id=jid, category=category, group=None
+                )
+
+                def run(
+                    period: queries.Period = period, filters: queries.Filters = filters
+                ) -> queries.WardTable:
+                    return queries.ward_table(
+                        session,
+                        jurisdiction_id=jid,
+                        period=period,
+                        filters=filters,
+                        min_cases=10,
+                        now=NOW,
+                    )
+
+                t_sql, result = median_time(run, args.runs)
+
+            def in_python(period: queries.Period = period, category: str | None = category) -> Any:
+                return baseline(db, jid, period, [category] if category else None)
+
+            t_py, frame = median_time(in_python, args.baseline_runs)
+            table.add_row(
+                f"{n_reports:,}", label, f"{t_sql:.3f}", f"{t_py:.3f}",
+                f"{t_py / t_sql:.1f}×", agree(result, frame),
+            )  # fmt: skip
+            console.print(f"  {n_reports:,} {label}: {t_sql:.3f} s vs {t_py:.3f} s")
+        with db.session() as session:
+            filters = queries.Filters()
+            srid = hotspots.metric_srid(session, jurisdiction_id=jid)
+            parts: list[tuple[str, Callable[[], Any]]] = [
+                ("clusters (DBSCAN)", lambda: hotspots.clusters(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    radius_factor=2.0, min_reports=5, srid=srid)),
+                ("hex 250 m + Gi*", lambda: hotspots.cells(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    size_m=250, max_cells=40_000, permutations=999, seed=1,
+                    alpha=0.05, srid=srid)),
+                ("repeats", lambda: hotspots.repeats(
+                    session, jurisdiction_id=jid, period=year, filters=filters,
+                    radius_m=10, srid=srid)),
+            ]  # fmt: skip
+            for part, fn in parts:
+                t_part, collection = median_time(fn, args.hotspot_runs)
+                hot.add_row(
+                    f"{n_reports:,}", part, f"{t_part:.3f}",
+                    f"{len(collection['features']):,}",
+                )  # fmt: skip
+                console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
+    finally:
+        db.dispose()
+        pg.drop_database(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline-runs", type=int, default=3)
+    parser.add_argument("--hotspot-runs", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    table = Table(title="Planner ward table: PostGIS (maps.analytics) vs geopandas in Python")
+    for col in ("reports", "query", "PostGIS s", "geopandas s", "ratio", "agree"):
+        table.add_column(col, justify="right")
+    hot = Table(title="Hotspots (a year)")
+    for col in ("reports", "part", "median s", "features"):
+        hot.add_column(col, justify="right")
+    gen = Table(title="History generation")
+    for col in ("reports", "incidents", "seconds"):
+        gen.add_column(col, justify="right")
+
+    with cluster() as pg:
+        for size in sizes:
+            run_size(pg, size, args, gen, table, hot)
+    console.print(gen)
+    console.print(table)
+    console.print(hot)
+    load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
+    console.print(f"load: {load.strip()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The planner's analytics: ward tables, trends, hotspots and exports, counted in PostGIS."""

@@ -1,0 +1,415 @@
+"""Hotspots: clusters of reports, hexagon cells tested with Getis-Ord Gi*, repeat locations.
+
+Analytics read model (read only): ``reports``, ``incidents``, ``audit_events``,
+``service_categories`` (intake, work_orders) and ``wards``, ``ward_maps`` (layers).
+
+- **Clusters**: ``ST_ClusterDBSCAN`` over the period's reports, one run per category (a
+  window partition), with that category's distance: its duplicate radius
+  (``dedup_radius_m``) × ``GEO311_ANALYTICS__CLUSTER_RADIUS_FACTOR`` (default 2: two reports
+  of one spot are within one radius of it, so two radii reach across a spot), and at least
+  ``CLUSTER_MIN_REPORTS`` reports. Each cluster is its convex hull grown by half the distance
+  (so a cluster along a line is still an area), with its report and incident counts; the
+  2,000 largest are sent.
+- **Cells**: ``ST_HexagonGrid`` over the wards in force, in the city's UTM zone, each report
+  counted in the cell holding it, all in PostGIS; then PySAL's Getis-Ord Gi* (``esda``) on
+  those cell counts only, with binary contiguity weights built by ``libpysal`` from the
+  cells' polygons (neighbours share an edge or corner) and a seeded permutation test.
+- **Repeats**: a spot reported again after it was fixed: a new incident of the same
+  category on the same asset, or within ``REPEAT_RADIUS_M`` (DBSCAN chains), of an incident
+  closed before it (looking back a year before the period); and an incident reopened in the
+  period (by a report or a "not fixed" answer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from geo311.kernel.errors import FieldError, ValidationFailed
+from maps.analytics.queries import Filters, Period, read_only_olap
+
+GeoJSON = dict[str, Any]
+
+
+def metric_srid(session: Session, *, jurisdiction_id: int) -> int:
+    """Return the EPSG code of the UTM zone holding the middle of the city's wards."""
+    row = session.execute(
+        text(
+            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "
+            "FROM wards WHERE jurisdiction_id = :jid) s"
+        ),
+        {"jid": jurisdiction_id},
+    ).one()
+    lon, lat = (row[0] or 0.0), (row[1] or 0.0)
+    zone = min(60, int((lon + 180) // 6) + 1)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def _codes(filters: Filters, alias: str) -> str:
+    return f" AND {alias}.category_code = ANY(:codes)" if filters.codes is not None else ""
+
+
+def _params(jurisdiction_id: int, period: Period, filters: Filters) -> dict[str, Any]:
+    return {
+        "jid": jurisdiction_id,
+        "start": period.start,
+        "end": period.end,
+        "codes": list(filters.codes or ()),
+    }
+
+
+def _collection(features: list[GeoJSON]) -> GeoJSON:
+    return {"type": "FeatureCollection", "features": features}
+
+
+# --- clusters -----------------------------------------------------------------------------
+
+_CLUSTERS_SQL = """
+WITH pts AS (
+    SELECT r.category_code, r.incident_id, ST_Transform(r.geom, :srid) AS gm,
+           c.dedup_radius_m * :factor AS eps_m
+    FROM reports r
+    JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), clustered AS (
+    -- eps is the same on every row of a partition (one category), as DBSCAN needs.
+    SELECT category_code, incident_id, gm, eps_m,
+           ST_ClusterDBSCAN(gm, eps := eps_m, minpoints := :min_reports)
+               OVER (PARTITION BY category_code) AS cid
+    FROM pts
+)
+SELECT category_code AS category, cid, count(*) AS reports,
+       count(DISTINCT incident_id) AS incidents, max(eps_m) AS distance_m,
+       ST_AsGeoJSON(ST_Transform(
+           ST_Buffer(ST_ConvexHull(ST_Collect(gm)), max(eps_m) / 2, 4), 4326), 6) AS geometry
+FROM clustered
+WHERE cid IS NOT NULL
+GROUP BY category_code, cid
+ORDER BY count(*) DESC, category_code, cid
+LIMIT :limit
+"""
+
+
+def clusters(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    period: Period,
+    filters: Filters,
+    radius_factor: float,
+    min_reports: int,
+    srid: int,
+    limit: int = 2000,
+) -> GeoJSON:
+    """Return the period's report clusters as GeoJSON polygons, the ``limit`` largest."""
+    read_only_olap(session)
+    params = _params(jurisdiction_id, period, filters) | {
+        "srid": srid,
+        "factor": radius_factor,
+        "min_reports": min_reports,
+        "limit": limit,
+    }
+    rows = session.execute(text(_CLUSTERS_SQL.format(codes=_codes(filters, "r"))), params)
+    return _collection(
+        [
+            {
+                "type": "Feature",
+                "geometry": json.loads(r.geometry),
+                "properties": {
+                    "category": r.category,
+                    "reports": r.reports,
+                    "incidents": r.incidents,
+                    "distance_m": r.distance_m,
+                },
+            }
+            for r in rows
+        ]
+    )
+
+
+# --- hexagon cells and Gi* ----------------------------------------------------------------
+
+_CELL_COUNT_SQL = """
+WITH area AS (
+    SELECT ST_Transform(ST_SetSRID(ST_Extent(w.geom)::geometry, 4326), :srid) AS box
+    FROM wards w JOIN ward_maps m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+    WHERE w.jurisdiction_id = :jid AND m.valid_from < :end
+      AND (m.valid_to IS NULL OR m.valid_to > :start)
+)
+SELECT (ST_XMax(box) - ST_XMin(box) + 2 * :size) * (ST_YMax(box) - ST_YMin(box) + 2 * :size)
+       / (2.598076 * :size * :size) AS cells
+FROM area
+"""
+
+_GRID_SQL = """
+WITH inforce AS (
+    SELECT w.geom
+    FROM wards w JOIN ward_maps m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+    WHERE w.jurisdiction_id = :jid AND m.valid_from < :end
+      AND (m.valid_to IS NULL OR m.valid_to > :start)
+), area AS (
+    -- One polygon in metres: each cell is tested against it (a prepared geometry, cached).
+    SELECT ST_Transform(ST_Union(geom), :srid) AS geom FROM inforce
+)
+SELECT g.i, g.j, ST_AsBinary(g.geom) AS wkb,
+       ST_AsGeoJSON(ST_Transform(g.geom, 4326), 6) AS geometry
+FROM area, ST_HexagonGrid(:size, area.geom) AS g
+WHERE ST_Intersects(area.geom, g.geom)
+ORDER BY g.i, g.j
+"""
+
+# A report's cell is the hexagon whose centre is nearest (hexagons are the Voronoi cells of
+# their centres), computed arithmetically in ST_HexagonGrid's own layout: cell (i, j) is
+# centred at (1.5·s·i, √3·s·(j + ½·(i mod 2))) for edge s, origin (0, 0). Only the two
+# candidate columns around x can hold the point. (ST_HexagonGrid over each point would give
+# the cells whose *boxes* hold it, and is far slower.)
+# (The counts are joined to the grid in Python, on the few thousand aggregated cells: the
+# planner cannot know how many cells ST_HexagonGrid makes and would join them in a loop.)
+_CELL_COUNTS_SQL = """
+WITH pts AS MATERIALIZED (
+    -- Materialised: each point is projected once (inlined, every use of x and y below would
+    -- project it again).
+    SELECT x, y, floor(x / (1.5 * :size))::bigint AS a
+    FROM reports r
+    CROSS JOIN LATERAL (SELECT ST_Transform(r.geom, :srid) AS p) t
+    CROSS JOIN LATERAL (SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y) xy
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), two AS (
+    SELECT x, y, a,
+           round(y / :h - 0.5e0 * (((a % 2) + 2) % 2))::bigint AS ja,
+           round(y / :h - 0.5e0 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
+    FROM pts
+), cell AS (
+    SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
+           CASE WHEN da <= db THEN ja ELSE jb END AS j
+    FROM (SELECT a, ja, jb,
+                 (x - 1.5 * :size * a) ^ 2
+                     + (y - :h * (ja + 0.5e0 * (((a % 2) + 2) % 2))) ^ 2 AS da,
+                 (x - 1.5 * :size * (a + 1)) ^ 2
+                     + (y - :h * (jb + 0.5e0 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
+          FROM two) d
+)
+SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
+"""
+
+
+@dataclass(frozen=True)
+class GiResult:
+    """Getis-Ord Gi* per cell: z-score and permutation pseudo p-value (in z's direction)."""
+
+    z: np.ndarray[Any, Any]
+    p: np.ndarray[Any, Any]
+
+
+def gi_star(
+    counts: np.ndarray[Any, Any], polygons: list[Any], *, permutations: int, seed: int
+) -> GiResult:
+    """Return Gi* for aggregated cell counts, with weights from the cells' own polygons.
+
+    Binary weights (a cell and the cells touching it, the cell itself included: the "star"),
+    conditional permutations seeded so the same data gives the same p-values. The z-score is
+    esda's (normal approximation). The p-value is one-sided in the direction of z and counts
+    ties against significance: (1 + #simulated ≥ observed) / (1 + permutations) for z ≥ 0,
+    (1 + #simulated ≤ observed) / (1 + permutations) below. (esda's own ``p_sim`` folds ties
+    the other way, so a quiet cell among quiet cells, every permutation equal to it, would come
+    out "significantly cold" at p = 0.001.)
+    """
+    import esda
+    import geopandas as gpd
+    import libpysal
+
+    frame = gpd.GeoDataFrame({"n": counts}, geometry=polygons)
+    weights = libpysal.weights.Queen.from_dataframe(frame, use_index=False, silence_warnings=True)
+    weights.transform = "B"
+    gi = esda.G_Local(
+        counts.astype(float),
+        weights,
+        transform="B",
+        star=True,
+        permutations=permutations,
+        seed=seed,
+        keep_simulations=True,
+        n_jobs=1,
+    )
+    observed = np.asarray(gi.Gs, dtype=float)[:, None]
+    simulated = np.asarray(gi.rGs, dtype=float)
+    tolerance = 1e-12 * np.maximum(1.0, np.abs(observed))
+    above = (simulated >= observed - tolerance).sum(axis=1)
+    below = (simulated <= observed + tolerance).sum(axis=1)
+    z = np.asarray(gi.Zs, dtype=float)
+    p = (1 + np.where(z >= 0, above, below)) / (1 + permutations)
+    return GiResult(z=z, p=p)
+
+
+def cells(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    period: Period,
+    filters: Filters,
+    size_m: float,
+    max_cells: int,
+    permutations: int,
+    seed: int,
+    alpha: float,
+    srid: int,
+) -> GeoJSON:
+    """Return hexagon cells with their report counts and Gi* z-score, p-value and verdict.
+
+    Only cells with reports or a significant verdict are returned (the empty background is
+    tested but not sent). ``hot``: z > 0 and p < alpha; ``cold``: z < 0 and p < alpha."""
+    from shapely import from_wkb
+
+    read_only_olap(session)
+    params = _params(jurisdiction_id, period, filters) | {
+        "srid": srid,
+        "size": size_m,
+        "h": math.sqrt(3) * size_m,
+    }
+    estimate = session.scalar(text(_CELL_COUNT_SQL), params)
+    if estimate is not None and estimate > max_cells:
+        raise ValidationFailed(
+            f"Cells of {size_m:g} m would be about {int(estimate)} over this city; at most "
+            f"{max_cells}: choose a larger size_m.",
+            errors=[FieldError("size_m", "Too many cells for this city.", "too_many_cells")],
+        )
+    rows = session.execute(text(_GRID_SQL), params).all()
+    if not rows:
+        return _collection([])
+    per_cell = {
+        (r.i, r.j): r.reports
+        for r in session.execute(text(_CELL_COUNTS_SQL.format(codes=_codes(filters, "r"))), params)
+    }
+    counts = np.array([per_cell.get((r.i, r.j), 0) for r in rows], dtype=float)
+    if len(rows) > 1 and counts.sum() > 0:
+        gi = gi_star(
+            counts,
+            [from_wkb(bytes(r.wkb)) for r in rows],
+            permutations=permutations,
+            seed=seed,
+        )
+        z, p = gi.z, gi.p
+    else:
+        z, p = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    features = []
+    for r, n, zi, pi in zip(rows, counts, z, p, strict=True):
+        significant = bool(np.isfinite(pi) and pi < alpha)
+        verdict = ("hot" if zi > 0 else "cold") if significant else "not_significant"
+        if n == 0 and not significant:
+            continue
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": json.loads(r.geometry),
+                "properties": {
+                    "i": r.i,
+                    "j": r.j,
+                    "reports": int(n),
+                    "gi_z": None if not np.isfinite(zi) else round(float(zi), 4),
+                    "gi_p": None if not np.isfinite(pi) else round(float(pi), 4),
+                    "verdict": verdict,
+                },
+            }
+        )
+    return _collection(features)
+
+
+# --- repeat locations ---------------------------------------------------------------------
+
+REPEAT_LOOKBACK_DAYS = 365
+
+_REPEATS_SQL = """
+WITH recent AS (
+    SELECT i.id, i.category_code, i.asset_id, i.opened_at, i.closed_at, i.geom,
+           ST_Transform(i.geom, :srid) AS gm
+    FROM incidents i
+    WHERE i.jurisdiction_id = :jid AND i.opened_at >= :lookback AND i.opened_at < :end
+      AND i.status <> 'cancelled'{codes}
+), reopens AS (
+    SELECT entity_id AS id, count(*) AS n
+    FROM audit_events
+    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
+      AND at >= :start AND at < :end
+    GROUP BY entity_id
+), spotted AS (
+    -- A spot: the snapped asset, else a chain of incidents within the radius of each other.
+    SELECT recent.*,
+           ST_ClusterDBSCAN(gm, eps := :radius_m, minpoints := 2)
+               OVER (PARTITION BY category_code) AS cid
+    FROM recent
+), ordered AS (
+    SELECT s.*, COALESCE(o.n, 0) AS reopens,
+           COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id) AS spot,
+           -- the earliest closure among the spot's incidents opened before this one
+           min(s.closed_at) OVER (
+               PARTITION BY s.category_code,
+                            COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id)
+               ORDER BY s.opened_at, s.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
+    FROM spotted s LEFT JOIN reopens o ON o.id = s.id
+)
+SELECT category_code AS category, spot, min(asset_id) AS asset_id,
+       count(*) FILTER (WHERE opened_at >= :start) AS incidents,
+       count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+           + sum(reopens) AS reported_again,
+       max(opened_at) AS last_at,
+       ST_AsGeoJSON(ST_Centroid(ST_Collect(geom)), 6) AS geometry
+FROM ordered
+GROUP BY category_code, spot
+HAVING count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+       + sum(reopens) > 0
+ORDER BY reported_again DESC, category_code, spot
+LIMIT :limit
+"""
+
+
+def repeats(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    period: Period,
+    filters: Filters,
+    radius_m: float,
+    srid: int,
+    limit: int = 500,
+) -> GeoJSON:
+    """Return spots reported again after being fixed, as points, most repeated first.
+
+    A spot is an asset (incidents snapped to it) or a chain of incidents of one category
+    within ``radius_m`` of each other (DBSCAN, two are enough), over the period and the
+    ``REPEAT_LOOKBACK_DAYS`` before it. An incident opened in the period counts as
+    "reported again" when an earlier incident of its spot had been closed before it opened;
+    each reopening in the period counts too (a report that reopened it, or "not fixed").
+    """
+    read_only_olap(session)
+    params = _params(jurisdiction_id, period, filters) | {
+        "radius_m": radius_m,
+        "srid": srid,
+        "lookback": period.start - timedelta(days=REPEAT_LOOKBACK_DAYS),
+        "limit": limit,
+    }
+    sql = _REPEATS_SQL.format(codes=_codes(filters, "i"))
+    return _collection(
+        [
+            {
+                "type": "Feature",
+                "geometry": json.loads(r.geometry),
+                "properties": {
+                    "category": r.category,
+                    "spot": r.spot.split(":")[0],
+                    "asset_id": r.asset_id,
+                    "incidents": r.incidents,
+                    "reported_again": int(r.reported_again),
+                    "last_at": r.last_at.isoformat(),
+                },
+            }
+            for r in session.execute(text(sql), params)
+        ]
+    )

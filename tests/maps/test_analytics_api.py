@@ -1,0 +1,310 @@
+"""The planner's analytics API on a small known history (tests/maps/history.py): every figure
+below is worked out by hand from the table in that module's docstring."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from shapely.geometry import Point, shape
+
+from geo311.app import create_app
+from geo311.kernel.database import Database
+from geo311.kernel.settings import AnalyticsSettings, Settings
+from tests.maps import history
+from tests.support import staff_token
+
+JAN = {"from": "2026-01-01", "to": "2026-01-31"}
+
+
+@pytest.fixture
+def city(db: Database) -> history.City:
+    return history.build(db)
+
+
+@pytest.fixture
+def client(db: Database, city: history.City, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, analytics=AnalyticsSettings(min_cases=5, hex_size_m=100))
+    with TestClient(create_app(settings, db=db)) as c:
+        c.headers["Authorization"] = f"Bearer {staff_token(db, 'planner')}"
+        yield c
+
+
+def get(client: TestClient, path: str, **params: str) -> dict[str, Any]:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def wards(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["code"]: w for w in body["wards"]}
+
+
+def test_january_ward_table_figures(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/wards", **JAN)
+    assert [m["name"] for m in body["maps"]] == ["old"]
+    assert body["maps"][0]["whole_period"] is True
+    a1, a2 = wards(body)["A1"], wards(body)["A2"]
+    assert set(wards(body)) == {"A1", "A2"}
+
+    assert (a1["reports"], a1["incidents"]) == (6, 5)
+    assert a1["duplicate_share"] == pytest.approx(1 / 6, abs=1e-4)
+    assert a1["rate_per_1000"] == pytest.approx(3.0)
+    assert a1["median_close_h"] == pytest.approx(25.0)  # 10, 20, 30, 100
+    assert a1["p90_close_h"] == pytest.approx(79.0)  # 30 + 0.7 × (100 − 30)
+    assert a1["sla_breach_share"] == pytest.approx(0.4)  # P2 late, P4 open past due: 2 of 5
+    assert a1["on_time_share"] == pytest.approx(0.6)
+    # The city's mix: pothole 5 decided, tree 4; A1 is 2/4 on time in potholes, 1/1 in trees.
+    assert a1["on_time_score"] == pytest.approx((5 * 0.5 + 4 * 1.0) / 9, abs=1e-4)
+    assert (a1["backlog"], a1["backlog_median_age_h"]) == (1, pytest.approx(288.0))
+    assert a1["reopen_share"] == pytest.approx(0.2)
+    assert (a1["fixed_yes"], a1["fixed_no"]) == (2, 1)
+    assert a1["fixed_share"] == pytest.approx(2 / 3, abs=1e-4)
+
+    assert (a2["reports"], a2["incidents"], a2["backlog"]) == (4, 4, 0)
+    assert a2["rate_per_1000"] == pytest.approx(1.0)
+    assert a2["median_close_h"] == pytest.approx(125.0)  # 12, 50, 200, 300
+    assert a2["p90_close_h"] == pytest.approx(270.0)
+    assert a2["sla_breach_share"] == pytest.approx(0.25)
+    # Mostly slow trees, one of three late: the score weighs each category by the city's mix.
+    assert a2["on_time_score"] == pytest.approx((5 * 1.0 + 4 * 2 / 3) / 9, abs=1e-4)
+
+    city = body["city"]
+    assert (city["reports"], city["incidents"], city["population"]) == (10, 9, 6000)
+    assert city["duplicate_share"] == pytest.approx(0.1)
+    assert city["rate_per_1000"] == pytest.approx(10 / 6, abs=1e-4)
+    assert city["median_close_h"] == pytest.approx(40.0)  # 10 12 20 30 | 50 100 200 300
+    assert city["p90_close_h"] == pytest.approx(230.0)
+    assert city["sla_breach_share"] == pytest.approx(1 / 3, abs=1e-4)
+    assert city["on_time_score"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_gap_from_the_city_and_the_too_few_rule(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/wards", **JAN)
+    assert body["min_cases"] == 5
+    a1, a2 = wards(body)["A1"], wards(body)["A2"]
+    assert (a1["too_few"], a1["ranked"]) == (False, True)
+    assert a1["gap"]["median_close_h"] == pytest.approx(25.0 - 40.0)
+    assert a1["gap"]["rate_per_1000"] == pytest.approx(3.0 - 10 / 6, abs=1e-3)
+    assert a1["gap"]["sla_breach_share"] == pytest.approx(0.4 - 1 / 3, abs=1e-3)
+    assert a1["rank"]["median_close_h"] == 1
+    # Four incidents, fewer than five: its figures are shown, never compared or ranked.
+    assert (a2["too_few"], a2["ranked"]) == (True, False)
+    assert a2["median_close_h"] == pytest.approx(125.0)
+    assert set(a2["gap"].values()) == {None}
+    assert set(a2["rank"].values()) == {None}
+
+
+def test_a_period_across_a_ward_map_change(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/wards", **{"from": "2026-02-01", "to": "2026-03-31"})
+    assert [(m["name"], m["whole_period"]) for m in body["maps"]] == [
+        ("old", False),
+        ("new", False),
+    ]
+    assert body["maps"][0]["in_force_to"].startswith("2026-03-01")
+    assert any("ward-map change" in note for note in body["notes"])
+    by_code = wards(body)
+    assert set(by_code) == {"A1", "A2", "B1", "B2"}
+    # X1 was reported in February at a point B1 covers today: it stays A1's, as at its time.
+    assert (by_code["A1"]["reports"], by_code["A1"]["incidents"]) == (1, 1)
+    assert by_code["A1"]["median_close_h"] == pytest.approx(144.0)
+    assert (by_code["B1"]["reports"], by_code["B1"]["incidents"]) == (2, 2)  # X2 and L1
+    # The empty ward: listed, zero counts, no medians, never ranked.
+    b2 = by_code["B2"]
+    assert (b2["reports"], b2["incidents"], b2["median_close_h"], b2["ranked"]) == (
+        0,
+        0,
+        None,
+        False,
+    )
+    assert b2["rate_per_1000"] == 0.0
+    assert not any(w["ranked"] for w in body["wards"])
+    assert body["city"]["reports"] == 3
+
+
+def test_rate_per_asset_for_one_category(client: TestClient) -> None:
+    body = get(
+        client,
+        "/api/v1/analytics/wards",
+        category="streetlight",
+        **{"from": "2026-03-01", "to": "2026-03-31"},
+    )
+    by_code = wards(body)
+    assert by_code["B1"]["assets"] == 2
+    assert by_code["B1"]["rate_per_asset"] == pytest.approx(0.5)
+    assert (by_code["B2"]["assets"], by_code["B2"]["rate_per_asset"]) == (0, None)
+    assert body["city"]["rate_per_asset"] == pytest.approx(0.5)
+    assert get(client, "/api/v1/analytics/wards", **JAN)["city"]["rate_per_asset"] is None
+
+
+def test_group_filter(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/wards", group="trees", **JAN)
+    assert (wards(body)["A1"]["incidents"], wards(body)["A2"]["incidents"]) == (1, 3)
+    assert body["filters"] == {"category": None, "group": "trees"}
+
+
+def test_weekly_trend_of_a_ward(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/trends", ward="A1", **JAN)
+    weeks = {w["week"]: w for w in body["weeks"]}
+    assert list(weeks) == ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]
+    assert (weeks["2026-01-05"]["incidents"], weeks["2026-01-05"]["reports"]) == (4, 5)
+    assert weeks["2026-01-05"]["median_close_h"] == pytest.approx(25.0)
+    assert weeks["2026-01-12"]["incidents"] == 0
+    assert weeks["2026-01-19"]["incidents"] == 1
+    assert weeks["2026-01-19"]["backlog"] == 1
+    city = get(client, "/api/v1/analytics/trends", **JAN)
+    assert city["ward"] is None
+    assert sum(w["incidents"] for w in city["weeks"]) == 9
+    assert client.get("/api/v1/analytics/trends", params={"ward": "Z9", **JAN}).status_code == 404
+
+
+def test_hotspot_cluster_and_hot_cell(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/hotspots", **{"from": "2025-06-01", "to": "2025-06-30"})
+    clusters = body["clusters"]["features"]
+    assert len(clusters) == 1
+    # DBSCAN at 2 × 25 m, 5 points: the lattice's two inner reports are core points (4
+    # neighbours 40 m away, plus themselves); with their 6 neighbours that is 8 reports. The
+    # 4 corners are 56.6 m from any core point: noise.
+    assert clusters[0]["properties"]["reports"] == 8
+    assert clusters[0]["properties"]["distance_m"] == 50
+    assert clusters[0]["properties"]["category"] == "pothole"
+    assert shape(clusters[0]["geometry"]).contains(Point(history.HOT))
+
+    cells = body["cells"]["features"]
+    assert sum(c["properties"]["reports"] for c in cells) == 22
+    # The cells holding the hot spot's reports: all hot, 12 reports in all.
+    hot = [
+        c
+        for c in cells
+        if any(shape(c["geometry"]).intersects(Point(p)) for p in history.HOT_POINTS)
+    ]
+    assert sum(c["properties"]["reports"] for c in hot) == 12
+    assert {c["properties"]["verdict"] for c in hot} == {"hot"}
+    assert all(c["properties"]["gi_p"] < 0.05 and c["properties"]["gi_z"] > 2 for c in hot)
+    # The background: ten cells of one report each; those away from the hot spot are not hot
+    # (a neighbour of it may be: Gi* judges a cell with its neighbours).
+    lone = [c for c in cells if c["properties"]["reports"] == 1]
+    assert len(lone) == 10
+    apart = [
+        c for c in lone if not any(shape(c["geometry"]).touches(shape(h["geometry"])) for h in hot)
+    ]
+    assert len(apart) >= 8
+    assert {c["properties"]["verdict"] for c in apart} == {"not_significant"}
+    # Seeded permutations: asked again, the same p-values.
+    again = get(client, "/api/v1/analytics/hotspots", **{"from": "2025-06-01", "to": "2025-06-30"})
+    assert again["cells"] == body["cells"]
+
+
+def test_repeat_location_after_a_fix(client: TestClient, city: history.City) -> None:
+    body = get(client, "/api/v1/analytics/hotspots", **{"from": "2026-03-01", "to": "2026-03-31"})
+    repeats = body["repeats"]["features"]
+    assert len(repeats) == 1
+    props = repeats[0]["properties"]
+    assert (props["category"], props["spot"], props["reported_again"]) == ("pothole", "near", 1)
+    assert shape(repeats[0]["geometry"]).distance(Point(0.008, 0.003)) < 0.0001
+
+
+def test_exports_carry_the_same_numbers(client: TestClient) -> None:
+    table = get(client, "/api/v1/analytics/wards", category="pothole", **JAN)
+    a1 = wards(table)["A1"]
+
+    answer = client.get("/api/v1/analytics/wards.csv", params={"category": "pothole", **JAN})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert (
+        answer.headers["content-disposition"]
+        == 'attachment; filename="wards_2026-01-01_2026-01-31_category-pothole.csv"'
+    )
+    rows = {r["code"]: r for r in csv.DictReader(io.StringIO(answer.text))}
+    assert rows["A1"]["period_from"] == "2026-01-01"
+    assert rows["A1"]["category"] == "pothole"
+    assert int(rows["A1"]["incidents"]) == a1["incidents"] == 4
+    assert float(rows["A1"]["median_close_h"]) == pytest.approx(a1["median_close_h"])
+    assert float(rows["A1"]["city_median_close_h"]) == pytest.approx(
+        table["city"]["median_close_h"]
+    )
+
+    geo = client.get("/api/v1/analytics/wards.geojson", params=JAN)
+    assert geo.headers["content-disposition"].endswith('wards_2026-01-01_2026-01-31.geojson"')
+    document = json.loads(geo.content)
+    assert document["period"] == {"from": "2026-01-01", "to": "2026-01-31"}
+    west = next(f for f in document["features"] if f["properties"]["code"] == "A1")
+    assert shape(west["geometry"]).contains(Point(history.WEST))
+    assert west["properties"]["reports"] == 6
+
+    import geopandas as gpd
+
+    pkg = client.get("/api/v1/analytics/wards.gpkg", params=JAN)
+    assert pkg.content[:16] == b"SQLite format 3\x00"
+    frame = gpd.read_file(io.BytesIO(pkg.content))
+    assert dict(zip(frame["code"], frame["reports"], strict=True)) == {"A1": 6, "A2": 4}
+
+
+def test_who_may_read(client: TestClient, db: Database) -> None:
+    url = "/api/v1/analytics/wards"
+    anonymous = client.get(url, params=JAN, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    crew = staff_token(db, "crew", "crew-1")
+    assert (
+        client.get(url, params=JAN, headers={"Authorization": f"Bearer {crew}"}).status_code == 403
+    )
+    dispatcher = staff_token(db, "dispatcher", "disp-1")
+    for path in (
+        "/api/v1/analytics/wards",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/wards.csv",
+    ):
+        ok = client.get(path, params=JAN, headers={"Authorization": f"Bearer {dispatcher}"})
+        assert ok.status_code == 200, path
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "code"),
+    [
+        ({"from": "2026-02-01", "to": "2026-01-01"}, "from", "order"),
+        ({"from": "2020-01-01", "to": "2026-01-01"}, "to", "too_long"),
+        ({"category": "nope", **JAN}, "category", "unknown"),
+        ({"group": "nope", **JAN}, "group", "unknown"),
+        ({"category": "tree", "group": "streets", **JAN}, "group", "mismatch"),
+        ({"from": "2026-13-01"}, "from", None),
+    ],
+)
+def test_bad_parameters_are_refused(
+    client: TestClient, params: dict[str, str], field: str, code: str | None
+) -> None:
+    for path in (
+        "/api/v1/analytics/wards",
+        "/api/v1/analytics/trends",
+        "/api/v1/analytics/hotspots",
+    ):
+        answer = client.get(path, params=params)
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        errors = answer.json()["errors"]
+        assert any(e["field"] == field for e in errors), errors
+        if code is not None:
+            assert any(e["code"] == code for e in errors)
+
+
+def test_too_many_hexagons_is_refused(client: TestClient) -> None:
+    answer = client.get("/api/v1/analytics/hotspots", params={"size_m": "10", **JAN})
+    assert answer.status_code == 422  # below the 50 m floor
+    bad_format = client.get("/api/v1/analytics/wards.xlsx", params=JAN)
+    assert bad_format.status_code == 422
+
+
+def test_a_period_before_any_ward_map(client: TestClient) -> None:
+    period = {"from": "1990-01-01", "to": "1990-12-31"}
+    table = get(client, "/api/v1/analytics/wards", **period)
+    assert (table["maps"], table["wards"], table["city"]["reports"]) == ([], [], 0)
+    hot = get(client, "/api/v1/analytics/hotspots", **period)
+    assert hot["clusters"]["features"] == hot["cells"]["features"] == []
+    assert len(get(client, "/api/v1/analytics/trends", **period)["weeks"]) == 53
