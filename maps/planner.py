@@ -53,6 +53,7 @@ _SCRIPT_WORDS = (
     "planner.sorted_asc",
     "planner.sorted_desc",
     "planner.week",
+    "planner.hotspots",
     "zoom.in",
     "zoom.out",
     "map.tiles_failed",

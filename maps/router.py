@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
-from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -101,9 +101,7 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
 
 
-@router.get(
-    "/planner", response_class=HTMLResponse, response_model=None, include_in_schema=False
-)
+@router.get("/planner", response_class=HTMLResponse, response_model=None, include_in_schema=False)
 def planner_page(
     request: Request,
     session: SessionDep,

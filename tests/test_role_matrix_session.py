@@ -131,9 +131,7 @@ def test_a_signed_in_session_gets_the_answers_a_token_gets(
         (route, caller, answer, req)
         for route, (row, req) in table.MATRIX.items()
         if route not in NOT_BY_SESSION
-        for caller, answer in zip(
-            table.CALLERS, BY_SESSION.get(route, row).split(), strict=True
-        )
+        for caller, answer in zip(table.CALLERS, BY_SESSION.get(route, row).split(), strict=True)
     ]
     refused = [c for c in cells if c[2] in ("401", "403")]
     allowed = [c for c in cells if c[2] not in ("401", "403")]

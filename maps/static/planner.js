@@ -23,6 +23,8 @@ const COUNTS = new Set(["reports", "backlog"]);
 const SEQUENTIAL = ["#fef0d9", "#fdcc8a", "#fc8d59", "#e34a33", "#b30000"];
 const DIVERGING = ["#2166ac", "#92c5de", "#f7f7f7", "#f4a582", "#b2182b"];
 const TOO_FEW = "#c9ced6";
+// Hotspots in a hue of their own (violet), apart from both legends' reds and blues.
+const HOT_STYLE = { color: "#4c1d95", weight: 2, fillColor: "#7c3aed", fillOpacity: 0.3 };
 
 map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
 for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
@@ -135,6 +137,13 @@ function drawLegend(scale) {
   swatch.setAttribute("aria-hidden", "true");
   few.append(swatch, element("span", words["planner.too_few"]));
   legend.append(few);
+  if (form.elements.hotspots.checked) {
+    const hot = element("li");
+    const mark = element("span", undefined, "legend-swatch hotspot");
+    mark.setAttribute("aria-hidden", "true");
+    hot.append(mark, element("span", words["planner.hotspots"]));
+    legend.append(hot);
+  }
   if (form.elements.view.value === "gap" && !signed) {
     legend.append(element("li", words["planner.gap_unavailable"], "legend-note"));
   }
@@ -309,7 +318,9 @@ async function loadTrend() {
   }
   if (state.chosen !== code || measure() !== m) return; // chosen again meanwhile
   const points = data.weeks.filter((w) => w[m] !== null && w[m] !== undefined && (COUNTS.has(m) || !w.too_few));
-  chart.append(trendChart(points, m, fill(words["planner.trend_label"], { ward: ward.name, measure: words[`measure.${m}`] })));
+  if (points.length) {
+    chart.append(trendChart(points, m, fill(words["planner.trend_label"], { ward: ward.name, measure: words[`measure.${m}`] })));
+  }
   note.textContent = points.length ? "" : words["planner.trend_none"];
   trendBox.dataset.points = String(points.length);
   trendBox.dataset.ward = code;
@@ -369,7 +380,7 @@ async function loadHotspots() {
     if (!form.elements.hotspots.checked) return;
     const hot = { ...data.cells, features: data.cells.features.filter((f) => f.properties.verdict === "hot") };
     state.hot = L.layerGroup([
-      L.geoJSON(hot, { style: { color: "#7f1d1d", weight: 1, fillColor: "#dc2626", fillOpacity: 0.35 }, interactive: false }),
+      L.geoJSON(hot, { style: HOT_STYLE, interactive: false }),
       L.geoJSON(data.clusters, { style: { color: "#111827", weight: 2, dashArray: "5 4", fill: false }, interactive: false }),
     ]).addTo(map);
     root.dataset.hotspots = String(hot.features.length + data.clusters.features.length);
@@ -389,9 +400,11 @@ form.addEventListener("submit", (event) => event.preventDefault());
 form.addEventListener("change", (event) => {
   const name = event.target.name;
   if (name === "measure" || name === "view") {
+    if (!state.data) return; // drawn when the table arrives
     draw();
     if (state.chosen && name === "measure") loadTrend();
   } else if (name === "hotspots") {
+    if (state.data) drawLegend(classes(state.data.features));
     loadHotspots();
   } else if (form.checkValidity()) {
     load();

@@ -67,11 +67,17 @@ def wait_ready(page: Any, recorder: Recorder) -> None:
 
 
 def test_the_planner_reads_the_apis_figures_a_wards_trend_and_the_same_csv(
-    browser: Any, app_url: str, demo_db: Database, demo_signins: dict[str, DemoSignin], tmp_path: Path
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    demo_signins: dict[str, DemoSignin],
+    tmp_path: Path,
 ) -> None:
     with demo_db.session() as s:
         renamed = s.execute(
-            text("UPDATE wards SET name = :n WHERE id = (SELECT min(id) FROM wards) RETURNING code"),
+            text(
+                "UPDATE wards SET name = :n WHERE id = (SELECT min(id) FROM wards) RETURNING code"
+            ),
             {"n": EVIL},
         ).scalar_one()
     context, page, recorder = sign_in_to_planner(browser, app_url, demo_signins["planner"])
@@ -130,12 +136,34 @@ def test_the_planner_reads_the_apis_figures_a_wards_trend_and_the_same_csv(
         assert "lower than the city" in page.locator("#legend-classes").inner_text()
         assert row.locator("td.gap").inner_text().startswith(("+", "-", "−"))
         gap_shot = screenshot(page, tmp_path, "planner-median-gap")
+        # one category: the table is asked again with it, and so are the export links
+        code = page.locator("#category option").nth(1).get_attribute("value")
+        with page.expect_response(lambda r: "wards.geojson" in r.url and "category=" in r.url):
+            page.get_by_label("Category", exact=True).select_option(code)
+        wait_ready(page, recorder)
+        assert f"category={code}" in (page.locator("#export-csv").get_attribute("href") or "")
+        fewer = page.evaluate(
+            "async (q) => (await fetch('/api/v1/analytics/wards?' + new URLSearchParams(q)))"
+            ".json()",
+            {**period, "category": code},
+        )
+        assert (
+            page.locator("#planner-status")
+            .inner_text()
+            .startswith(
+                f"{len(fewer['wards'])} wards, {sum(w['reports'] for w in fewer['wards'])} reports"
+            )
+        )
+        # the hotspot areas, switched on
+        page.get_by_label("Hotspot areas").check()
+        page.wait_for_selector("#planner-map[data-hotspots]", state="attached", timeout=30_000)
+        hot_shot = screenshot(page, tmp_path, "planner-category-hotspots")
         page.wait_for_timeout(300)  # an onerror would have fired by now
         assert recorder.dialogs == []
         assert recorder.origins() == {app_url}, recorder.origins()
         assert not recorder.problems(), recorder.problems()
         assert not audit(page, app_url)
-        print(f"screenshots: {shot} {gap_shot}")
+        print(f"screenshots: {shot} {gap_shot} {hot_shot}")
     finally:
         context.close()
 
