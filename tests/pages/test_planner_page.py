@@ -186,6 +186,9 @@ def test_a_crew_user_gets_the_403_page(
         assert "for planners, dispatchers and admins" in page.locator("main").inner_text()
         assert page.locator("#planner-map").count() == 0
         screenshot(page, tmp_path, "planner-403")
+        page.goto(f"{app_url}/planner?lang=es")
+        assert "son para planificadores" in page.locator("main").inner_text()
+        page.goto(f"{app_url}/planner?lang=en")
         assert recorder.origins() == {app_url}, recorder.origins()
         assert not audit(page, app_url)
     finally:
