@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
 from geo311.kernel.auth.sessions import SignedIn
@@ -18,7 +20,7 @@ from geo311.kernel.notify.router import SignerDep
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import follow, i18n, public_map, shell, track
+from maps import follow, i18n, planner, public_map, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
 from maps.schemas import BasemapOut, FollowIn, FollowOut, MapIncidentsOut
@@ -87,6 +89,52 @@ def public_map_page(
         tile_attribution=maps_settings.tile_attribution,
         tile_max_zoom=maps_settings.tile_max_zoom,
         fixed_days=maps_settings.recent_fixed_days,
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    """Send the browser to sign in, and back to this page afterwards (as geo311.api.signin
+    does; maps sits below the API layer, so it builds the same redirect itself)."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
+
+
+@router.get("/planner", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+def planner_page(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+) -> HTMLResponse | RedirectResponse:
+    """The planner's ward heatmaps: planners, dispatchers and admins; anyone else signed in
+    gets a 403 page, and nobody signed in is sent to sign in."""
+    if user is None:
+        return _login_redirect(request)
+    context = page_context(request, jurisdiction, user=user)
+    if not planner.may_open(user.principal.role):
+        response = page_response(request, planner.render_forbidden(context), context)
+        response.status_code = 403
+        return response
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    # The analytics API's own default period: the 365 days up to today, local time.
+    today = datetime.now(ZoneInfo(jurisdiction.timezone)).date()
+    html = planner.render_page(
+        context,
+        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        extent=layers_service.jurisdiction_extent(
+            session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+        ),
+        first_day=today - timedelta(days=364),
+        last_day=today,
+        tile_url=maps_settings.tile_url if origin is not None else "",
+        tile_attribution=maps_settings.tile_attribution,
+        tile_max_zoom=maps_settings.tile_max_zoom,
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)

@@ -91,6 +91,10 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/map/incidents": (PUBLIC, ANY),
     "GET /api/v1/basemap": (PUBLIC, ANY),
     "GET /track/{tracking_id}": (PUBLIC, ANY),
+    # the planner's page reads the session cookie only: a bearer token is "not signed in",
+    # which is a redirect to /login (followed: the sign-in form). The session matrix
+    # (test_role_matrix_session.BY_SESSION) checks the roles: crew users get its 403 page.
+    "GET /planner": (PUBLIC, ANY),
     "GET /follow/confirm": (PUBLIC, ANY),
     "POST /follow/confirm": (PUBLIC, Req(data={})),
     "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),

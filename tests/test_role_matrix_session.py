@@ -28,6 +28,11 @@ NOT_BY_SESSION = {
     # Signing out would end the caller's session for the rows after it.
     "POST /logout",
 }
+# Pages read the session cookie only, so a token's row (sent to sign in) differs from a
+# session's (the role decides): the session's answers.
+BY_SESSION = {
+    "GET /planner": "ok   403  403  403  ok   ok   ok   ok",
+}
 STAFF = {  # caller -> (name, role, crew)
     "own": ("sam", "crew", "streets"),
     "other": ("wanda", "crew", "water"),
@@ -126,7 +131,7 @@ def test_a_signed_in_session_gets_the_answers_a_token_gets(
         (route, caller, answer, req)
         for route, (row, req) in table.MATRIX.items()
         if route not in NOT_BY_SESSION
-        for caller, answer in zip(table.CALLERS, row.split(), strict=True)
+        for caller, answer in zip(table.CALLERS, BY_SESSION.get(route, row).split(), strict=True)
     ]
     refused = [c for c in cells if c[2] in ("401", "403")]
     allowed = [c for c in cells if c[2] not in ("401", "403")]
