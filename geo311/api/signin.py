@@ -169,6 +169,8 @@ def _render(view: _View) -> str:
         f'<!doctype html>\n<html lang="{view.lang}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(t['title'])} — {escape(view.city)}</title>",
+        # The map pages' icon, so browsers do not ask for a /favicon.ico that is not there.
+        '<link rel="icon" href="/assets/maps/favicon.svg" type="image/svg+xml">',
         f"<style>{_STYLE}</style></head><body>",
         f'<header><span>{escape(view.city)}</span><nav aria-label="{escape(t["language"])}">'
         f"{switch}</nav></header>",
