@@ -60,3 +60,14 @@ class FollowIn(BaseModel):
 class FollowOut(BaseModel):
     status: Literal["confirmation_sent"] = "confirmation_sent"
     detail: str
+
+
+class WardRefOut(BaseModel):
+    code: str
+    name: str
+
+
+class WardAtOut(BaseModel):
+    """The ward a point falls in on the ward map in force now; ward is null outside the city."""
+
+    ward: WardRefOut | None
