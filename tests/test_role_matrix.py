@@ -83,11 +83,11 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /openapi.json": (PUBLIC, ANY),
     "GET /static/docs/{path}": (PUBLIC, Req(path={"path": "nothing.js"})),
     "GET /static/docs-init.js": (PUBLIC, ANY),
-    "GET /static/report.js": (PUBLIC, ANY),
-    "GET /report": (PUBLIC, ANY),
     "GET /media/{key:path}": (PUBLIC, Req(path={"key:path": "public/nothing.jpg"})),
     # the map pages, their data and their files (maps)
+    "GET /report": (PUBLIC, ANY),
     "GET /map": (PUBLIC, ANY),
+    "GET /api/v1/map/ward": (PUBLIC, Req(query={"lat": "0", "lon": "0"})),
     "GET /api/v1/map/incidents": (PUBLIC, ANY),
     "GET /api/v1/basemap": (PUBLIC, ANY),
     "GET /track/{tracking_id}": (PUBLIC, ANY),
