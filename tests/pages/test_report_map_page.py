@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 import requests
+from PIL import Image
 from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
@@ -88,14 +88,16 @@ def test_a_gps_photo_moves_the_pin_shows_the_ward_and_the_report_reaches_its_tra
     number = page.locator("#tracking-number")
     number.wait_for(timeout=15_000)
     tracking = page.locator("#report-map").get_attribute("data-tracking")
-    assert tracking and tracking in number.inner_text()
+    assert tracking
+    assert tracking in number.inner_text()
     assert page.locator("#result-ward").inner_text() == f"Ward: Ward {PHOTO_WARDS[GPS_PHOTO]}"
     description, ward, lat, lon, _ = stored(demo_db, tracking)
     assert description == "Deep hole by the bus stop"
     assert ward == PHOTO_WARDS[GPS_PHOTO]
     pinned = pin(page)
     assert pinned is not None
-    assert abs(lat - pinned[0]) < 1e-5 and abs(lon - pinned[1]) < 1e-5
+    assert abs(lat - pinned[0]) < 1e-5
+    assert abs(lon - pinned[1]) < 1e-5
     after = screenshot(page, tmp_path, "report-phone-photo-sent")
     assert not audit(page, app_url)
 
