@@ -18,10 +18,18 @@ from geo311.kernel.notify.router import SignerDep
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import follow, i18n, public_map, report_page, shell, track
+from maps import follow, i18n, nearby, public_map, report_page, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
-from maps.schemas import BasemapOut, FollowIn, FollowOut, MapIncidentsOut, WardAtOut, WardRefOut
+from maps.schemas import (
+    BasemapOut,
+    FollowIn,
+    FollowOut,
+    MapIncidentsOut,
+    NearbyOut,
+    WardAtOut,
+    WardRefOut,
+)
 from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
@@ -132,6 +140,28 @@ def ward_at_point(
         session, jurisdiction_id=jurisdiction.id, lon=lon, lat=lat, at=datetime.now(UTC)
     )
     return WardAtOut(ward=WardRefOut(code=ward.code, name=ward.name) if ward else None)
+
+
+@router.get("/api/v1/map/nearby", response_model=NearbyOut, tags=["maps"])
+def nearby_incidents(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    category: Annotated[str, Query(max_length=64)],
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+) -> NearbyOut:
+    """Open incidents a report of ``category`` at the point could be about (the rule dedup
+    uses: the category's group, radius and open window), nearest first; public fields only."""
+    return nearby.nearby_open(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        category_code=category,
+        lon=lon,
+        lat=lat,
+        dedup=settings.dedup,
+        now=datetime.now(UTC),
+    )
 
 
 @router.get("/track/{tracking_id}", response_class=HTMLResponse, include_in_schema=False)

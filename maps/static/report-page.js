@@ -66,7 +66,123 @@ function placePin(latlng, how, { pan = false } = {}) {
   root.dataset.pinFrom = how.replace("report.pin_", "");
   if (pan) map.setView(pin.getLatLng(), Math.max(map.getZoom(), 16));
   showWard(lat, lng);
+  showNearby();
 }
+
+// --- open problems of the same kind near the pin (dedup's own rule), to follow instead ---
+
+const nearbyBox = document.getElementById("nearby");
+const nearbyList = document.getElementById("nearby-list");
+const nearbyLayer = L.layerGroup().addTo(map);
+const lang = root.dataset.lang;
+const ageFormat = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+let nearbyRequest = null;
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function age(iso) {
+  const days = Math.round((new Date(iso) - Date.now()) / 86400000);
+  if (days > -1) return ageFormat.format(Math.round((new Date(iso) - Date.now()) / 3600000), "hour");
+  return ageFormat.format(days, "day");
+}
+
+function followForm(incident) {
+  const box = element("form", undefined, "nearby-follow");
+  const id = `follow-${incident.tracking_id}`;
+  const label = element("label", words["nearby.email"]);
+  label.htmlFor = id;
+  const input = element("input");
+  Object.assign(input, { id, type: "email", required: true, autocomplete: "email", value: form.email.value });
+  const send = element("button", words["nearby.send"]);
+  send.type = "submit";
+  const said = element("p", undefined, "nearby-said");
+  said.setAttribute("role", "status");
+  box.append(label, input, send, said);
+  box.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    send.disabled = true;
+    try {
+      const response = await fetch(`/api/v1/reports/${encodeURIComponent(incident.tracking_id)}/follow`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: input.value, language: form.language.value }),
+      });
+      const body = await response.json().catch(() => ({}));
+      said.textContent = response.ok ? words["follow.sent"] : fill(words["follow.failed"], { detail: body.detail || body.title || response.status });
+      if (response.ok) box.dataset.sent = "yes";
+    } catch (error) {
+      said.textContent = fill(words["follow.failed"], { detail: String(error) });
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return box;
+}
+
+function card(incident) {
+  const item = element("li", undefined, "nearby-card");
+  item.dataset.tracking = incident.tracking_id;
+  if (incident.photo_url) {
+    const img = element("img");
+    img.src = incident.photo_url;
+    img.alt = words["nearby.photo_alt"];
+    item.append(img);
+  } else {
+    item.append(element("p", words["nearby.no_photo"], "nearby-no-photo"));
+  }
+  item.append(
+    element("h3", incident.category_name),
+    element("p", `${fill(words["nearby.distance"], { metres: Math.round(incident.distance_m) })} · ${age(incident.opened_at)}`),
+    element("p", fill(words["nearby.reports"], { count: incident.report_count })),
+  );
+  const link = element("a", incident.tracking_id);
+  link.href = `/track/${encodeURIComponent(incident.tracking_id)}`;
+  const linkLine = element("p");
+  linkLine.append(link);
+  const follow = element("button", words["nearby.follow"], "nearby-follow-button");
+  follow.type = "button";
+  follow.setAttribute("aria-expanded", "false");
+  follow.addEventListener("click", () => {
+    follow.setAttribute("aria-expanded", "true");
+    follow.hidden = true;
+    const box = followForm(incident);
+    item.append(box);
+    box.querySelector("input").focus();
+  });
+  item.append(linkLine, follow);
+  return item;
+}
+
+async function showNearby() {
+  nearbyRequest?.abort();
+  if (!form.lat.value || !form.category.value) return;
+  const controller = new AbortController();
+  nearbyRequest = controller;
+  const query = new URLSearchParams({ category: form.category.value, lat: form.lat.value, lon: form.lon.value });
+  try {
+    const response = await fetch(`${root.dataset.nearbyUrl}?${query}`, { signal: controller.signal });
+    if (!response.ok) throw new Error(`nearby: HTTP ${response.status}`);
+    const body = await response.json();
+    nearbyList.replaceChildren(...body.incidents.map(card));
+    nearbyBox.hidden = body.incidents.length === 0;
+    nearbyLayer.clearLayers();
+    for (const incident of body.incidents) {
+      L.circleMarker([incident.lat, incident.lon], { radius: 9, color: "#fff", weight: 2, fillColor: "#1d4ed8", fillOpacity: 0.9 })
+        .bindTooltip(element("span", `${incident.category_name} · ${incident.tracking_id}`))
+        .addTo(nearbyLayer);
+    }
+    root.dataset.nearby = String(body.incidents.length);
+  } catch (error) {
+    if (!controller.signal.aborted) { nearbyBox.hidden = true; root.dataset.nearby = "failed"; }
+  }
+}
+
+form.category.addEventListener("change", showNearby);
 
 map.on("click", (event) => placePin(event.latlng, "report.pin_tap"));
 
