@@ -88,6 +88,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /report": (PUBLIC, ANY),
     "GET /map": (PUBLIC, ANY),
     "GET /api/v1/map/ward": (PUBLIC, Req(query={"lat": "0", "lon": "0"})),
+    "GET /api/v1/map/nearby": (PUBLIC, Req(query={"category": "pothole", "lat": "0", "lon": "0"})),
     "GET /api/v1/map/incidents": (PUBLIC, ANY),
     "GET /api/v1/basemap": (PUBLIC, ANY),
     "GET /track/{tracking_id}": (PUBLIC, ANY),
