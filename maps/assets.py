@@ -45,6 +45,8 @@ NPM_FILES: Mapping[str, tuple[str, ...]] = {
         "dist/MarkerCluster.Default.css",
     ),
     "@geoman-io/leaflet-geoman-free": ("dist/leaflet-geoman.js", "dist/leaflet-geoman.css"),
+    # The report page reads a chosen photo's GPS position in the browser (ES module build).
+    "exifr": ("dist/lite.esm.mjs",),
     # The accessibility audit the browser tests run on every page.
     "axe-core": ("axe.min.js",),
 }

@@ -20,10 +20,18 @@ from geo311.kernel.notify.router import SignerDep
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import follow, i18n, planner, public_map, shell, track
+from maps import follow, i18n, nearby, planner, public_map, report_page, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
-from maps.schemas import BasemapOut, FollowIn, FollowOut, MapIncidentsOut
+from maps.schemas import (
+    BasemapOut,
+    FollowIn,
+    FollowOut,
+    MapIncidentsOut,
+    NearbyOut,
+    WardAtOut,
+    WardRefOut,
+)
 from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
@@ -138,6 +146,70 @@ def planner_page(
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
+
+
+@router.get("/report", response_class=HTMLResponse, include_in_schema=False)
+def report(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+) -> HTMLResponse:
+    """The resident's map-first report page; it posts to POST /api/v1/reports."""
+    context = page_context(request, jurisdiction, user=user)
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    html = report_page.render_page(
+        context,
+        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        extent=layers_service.jurisdiction_extent(
+            session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+        ),
+        tile_url=maps_settings.tile_url if origin is not None else "",
+        tile_attribution=maps_settings.tile_attribution,
+        tile_max_zoom=maps_settings.tile_max_zoom,
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+@router.get("/api/v1/map/ward", response_model=WardAtOut, tags=["maps"])
+def ward_at_point(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+) -> WardAtOut:
+    """The ward a point falls in on the ward map in force now (null: outside the city)."""
+    ward = layers_service.ward_at(
+        session, jurisdiction_id=jurisdiction.id, lon=lon, lat=lat, at=datetime.now(UTC)
+    )
+    return WardAtOut(ward=WardRefOut(code=ward.code, name=ward.name) if ward else None)
+
+
+@router.get("/api/v1/map/nearby", response_model=NearbyOut, tags=["maps"])
+def nearby_incidents(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    category: Annotated[str, Query(max_length=64)],
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+) -> NearbyOut:
+    """Open incidents a report of ``category`` at the point could be about (the rule dedup
+    uses: the category's group, radius and open window), nearest first; public fields only."""
+    return nearby.nearby_open(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        category_code=category,
+        lon=lon,
+        lat=lat,
+        dedup=settings.dedup,
+        now=datetime.now(UTC),
+    )
 
 
 @router.get("/track/{tracking_id}", response_class=HTMLResponse, include_in_schema=False)

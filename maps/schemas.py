@@ -60,3 +60,36 @@ class FollowIn(BaseModel):
 class FollowOut(BaseModel):
     status: Literal["confirmation_sent"] = "confirmation_sent"
     detail: str
+
+
+class WardRefOut(BaseModel):
+    code: str
+    name: str
+
+
+class WardAtOut(BaseModel):
+    """The ward a point falls in on the ward map in force now; ward is null outside the city."""
+
+    ward: WardRefOut | None
+
+
+class NearbyIncidentOut(BaseModel):
+    """An open incident near the pin that a new report could be about: public fields only."""
+
+    tracking_id: str = Field(description="Its first report's tracking number (follow this)")
+    category: str
+    category_name: str
+    status: str
+    distance_m: float = Field(description="From the pin, in metres")
+    opened_at: datetime
+    report_count: int
+    photo_url: str | None = Field(description="The first report's public photo, if any")
+    lon: float
+    lat: float
+
+
+class NearbyOut(BaseModel):
+    """The open incidents of the category's group within its dedup radius, nearest first."""
+
+    radius_m: float
+    incidents: list[NearbyIncidentOut]

@@ -1,66 +1,68 @@
-"""The resident's report page, used as a person would, in headless Chromium."""
+"""The resident's report page (/report, maps.report_page) at its edges, in headless Chromium:
+what it says when something is missing or refused, and database text shown as text. The
+photo-and-pin journeys are in test_report_map_page.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from fixtures.demo_city import PHOTO_WARDS
 from geo311.kernel.database import Database
 from tests.conftest import LiveServer
 
-PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
-
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     try:
-        yield context.new_page()
+        page = context.new_page()
+        page.goto(f"{live_server.url}/report")
+        page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
+        yield page
     finally:
         context.close()
 
 
-def test_a_photo_report_from_the_page_gets_a_tracking_number_and_its_ward(
-    page: Any, live_server: LiveServer, demo_db: Database
-) -> None:
-    name = next(n for n in sorted(PHOTO_WARDS) if n.startswith("pothole"))
-    page.goto(f"{live_server.url}/report")
-    page.select_option("#category", "pothole")
-    page.set_input_files("#photo", str(PHOTOS / name))
-    page.fill("#description", "Deep hole by the bus stop")
-    page.click("#send")
-    result = page.locator("#result.ok")
-    result.wait_for(timeout=10_000)
-    shown = result.inner_text()
-    assert f"Ward {PHOTO_WARDS[name]}" in shown
-    assert "placed from the photo's GPS" in shown
-    tracking = shown.split("tracking number is ")[1].split(".")[0]
-    with demo_db.session() as s:
-        stored = s.execute(
-            text("SELECT description FROM reports WHERE tracking_id = :t"), {"t": tracking}
-        ).scalar_one()
-    assert stored == "Deep hole by the bus stop"
-    page.screenshot(path="/tmp/report-ok.png")
-
-
-def test_a_report_with_no_location_explains_what_is_missing(
-    page: Any, live_server: LiveServer
-) -> None:
-    page.goto(f"{live_server.url}/report")
+def test_a_report_with_no_pin_explains_what_is_missing_and_sends_nothing(page: Any) -> None:
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "/api/v1/reports" in r.url else None)
     page.select_option("#category", "graffiti")
     page.click("#send")
     result = page.locator("#result.err")
     result.wait_for(timeout=10_000)
-    assert "No location" in result.inner_text()
+    assert "Put a pin on the map" in result.inner_text()
+    assert sent == []
+
+
+def test_a_pin_outside_the_city_is_named_and_the_refusal_is_shown(
+    page: Any, demo_db: Database
+) -> None:
+    # Drop the pin well outside the city's extent (the map is fitted to it), then send.
+    page.evaluate(
+        """() => {
+            const root = document.getElementById("report-map");
+            const map = window[root.dataset.map];
+            const c = map.getBounds();
+            map.fire("click", { latlng: L.latLng(c.getSouth() - 0.5, c.getWest() - 0.5) });
+        }"""
+    )
+    page.wait_for_selector('#report-map[data-ward="outside"]', state="attached", timeout=10_000)
+    assert page.locator("#ward-status").inner_text() == "This place is outside the city."
+    with demo_db.session() as s:
+        before = s.execute(text("SELECT count(*) FROM reports")).scalar_one()
+    page.click("#send")
+    result = page.locator("#result.err")
+    result.wait_for(timeout=10_000)
+    assert "outside the area" in result.inner_text()
+    with demo_db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM reports")).scalar_one() == before
 
 
 def test_category_names_are_shown_as_text_not_html(
-    page: Any, live_server: LiveServer, demo_db: Database
+    browser: Any, live_server: LiveServer, demo_db: Database
 ) -> None:
     evil = "<img src=x onerror=\"document.title='owned'\">Broken bench"
     with demo_db.session() as s:
@@ -72,8 +74,13 @@ def test_category_names_are_shown_as_text_not_html(
             ),
             {"name": evil},
         )
-    page.goto(f"{live_server.url}/report")
-    option = page.locator("#category option[value=bench]")
-    assert option.inner_text() == evil
-    assert page.locator("#category img").count() == 0
-    assert page.title() != "owned"
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server.url}/report")
+        option = page.locator("#category optgroup[label=Parks] option[value=bench]")
+        assert option.inner_text() == evil
+        assert page.locator("#category img").count() == 0
+        assert page.title() != "owned"
+    finally:
+        context.close()

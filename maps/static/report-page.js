@@ -1,0 +1,305 @@
+// The report page's live part: the pin (a tap on the map, "use my location", or the chosen
+// photo's own GPS, read here before upload), the ward under the pin, the photo preview, and
+// the post to /api/v1/reports. Every text from the server goes on the page via textContent.
+import { drawBasemap } from "./basemap.js";
+
+const root = document.getElementById("report-map");
+const map = window[root.dataset.map];
+const tiles = root.dataset.tiles ? window[root.dataset.tiles] : null;
+const words = JSON.parse(root.dataset.words);
+const form = document.getElementById("report");
+const pinStatus = document.getElementById("pin-status");
+const wardStatus = document.getElementById("ward-status");
+const photoStatus = document.getElementById("photo-status");
+const preview = document.getElementById("photo-preview");
+const result = document.getElementById("result");
+const tilesStatus = document.getElementById("tiles-status");
+const photoHint = photoStatus.textContent;
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
+}
+
+map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
+for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
+  const button = map.getContainer().querySelector(selector);
+  if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
+}
+
+// --- the pin and the ward under it -------------------------------------------------------
+
+let pin = null;
+let wardRequest = null;
+
+async function showWard(lat, lon) {
+  wardRequest?.abort();
+  const controller = new AbortController();
+  wardRequest = controller;
+  wardStatus.textContent = "";
+  delete root.dataset.ward;
+  try {
+    const response = await fetch(`${root.dataset.wardUrl}?lat=${lat.toFixed(6)}&lon=${lon.toFixed(6)}`, { signal: controller.signal });
+    if (!response.ok) throw new Error(`ward: HTTP ${response.status}`);
+    const body = await response.json();
+    wardStatus.textContent = body.ward ? fill(words["report.ward"], { ward: body.ward.name }) : words["report.outside"];
+    wardStatus.classList.toggle("outside", !body.ward);
+    root.dataset.ward = body.ward ? body.ward.code : "outside";
+  } catch (error) {
+    if (!controller.signal.aborted) wardStatus.textContent = words["report.ward_unknown"];
+  }
+}
+
+function placePin(latlng, how, { pan = false } = {}) {
+  if (pin === null) {
+    const icon = L.divIcon({ className: "pin report-pin", iconSize: [26, 26], html: "" });
+    pin = L.marker(latlng, { icon, draggable: true, keyboard: true, title: words["report.pin_label"], alt: words["report.pin_label"] }).addTo(map);
+    pin.on("dragend", () => placePin(pin.getLatLng(), "report.pin_tap"));
+    pin.getElement()?.setAttribute("aria-label", words["report.pin_label"]);
+  } else {
+    pin.setLatLng(latlng);
+  }
+  const { lat, lng } = pin.getLatLng();
+  form.lat.value = lat.toFixed(6);
+  form.lon.value = lng.toFixed(6);
+  pinStatus.textContent = words[how];
+  root.dataset.pin = `${lat.toFixed(6)},${lng.toFixed(6)}`;
+  root.dataset.pinFrom = how.replace("report.pin_", "");
+  if (pan) map.setView(pin.getLatLng(), Math.max(map.getZoom(), 16));
+  showWard(lat, lng);
+  showNearby();
+}
+
+// --- open problems of the same kind near the pin (dedup's own rule), to follow instead ---
+
+const nearbyBox = document.getElementById("nearby");
+const nearbyList = document.getElementById("nearby-list");
+const nearbyLayer = L.layerGroup().addTo(map);
+const lang = root.dataset.lang;
+const ageFormat = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+let nearbyRequest = null;
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function age(iso) {
+  const days = Math.round((new Date(iso) - Date.now()) / 86400000);
+  if (days > -1) return ageFormat.format(Math.round((new Date(iso) - Date.now()) / 3600000), "hour");
+  return ageFormat.format(days, "day");
+}
+
+function followForm(incident) {
+  const box = element("form", undefined, "nearby-follow");
+  const id = `follow-${incident.tracking_id}`;
+  const label = element("label", words["nearby.email"]);
+  label.htmlFor = id;
+  const input = element("input");
+  Object.assign(input, { id, type: "email", required: true, autocomplete: "email", value: form.email.value });
+  const send = element("button", words["nearby.send"]);
+  send.type = "submit";
+  const said = element("p", undefined, "nearby-said");
+  said.setAttribute("role", "status");
+  box.append(label, input, send, said);
+  box.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    send.disabled = true;
+    try {
+      const response = await fetch(`/api/v1/reports/${encodeURIComponent(incident.tracking_id)}/follow`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: input.value, language: form.language.value }),
+      });
+      const body = await response.json().catch(() => ({}));
+      said.textContent = response.ok ? words["follow.sent"] : fill(words["follow.failed"], { detail: body.detail || body.title || response.status });
+      if (response.ok) box.dataset.sent = "yes";
+    } catch (error) {
+      said.textContent = fill(words["follow.failed"], { detail: String(error) });
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return box;
+}
+
+function card(incident) {
+  const item = element("li", undefined, "nearby-card");
+  item.dataset.tracking = incident.tracking_id;
+  if (incident.photo_url) {
+    const img = element("img");
+    img.src = incident.photo_url;
+    img.alt = words["nearby.photo_alt"];
+    item.append(img);
+  } else {
+    item.append(element("p", words["nearby.no_photo"], "nearby-no-photo"));
+  }
+  item.append(
+    element("h3", incident.category_name),
+    element("p", `${fill(words["nearby.distance"], { metres: Math.round(incident.distance_m) })} · ${age(incident.opened_at)}`),
+    element("p", fill(words["nearby.reports"], { count: incident.report_count })),
+  );
+  const link = element("a", incident.tracking_id);
+  link.href = `/track/${encodeURIComponent(incident.tracking_id)}`;
+  const linkLine = element("p");
+  linkLine.append(link);
+  const follow = element("button", words["nearby.follow"], "nearby-follow-button");
+  follow.type = "button";
+  follow.setAttribute("aria-expanded", "false");
+  follow.addEventListener("click", () => {
+    follow.setAttribute("aria-expanded", "true");
+    follow.hidden = true;
+    const box = followForm(incident);
+    item.append(box);
+    box.querySelector("input").focus();
+  });
+  item.append(linkLine, follow);
+  return item;
+}
+
+async function showNearby() {
+  nearbyRequest?.abort();
+  if (!form.lat.value || !form.category.value) return;
+  const controller = new AbortController();
+  nearbyRequest = controller;
+  const query = new URLSearchParams({ category: form.category.value, lat: form.lat.value, lon: form.lon.value });
+  try {
+    const response = await fetch(`${root.dataset.nearbyUrl}?${query}`, { signal: controller.signal });
+    if (!response.ok) throw new Error(`nearby: HTTP ${response.status}`);
+    const body = await response.json();
+    nearbyList.replaceChildren(...body.incidents.map(card));
+    nearbyBox.hidden = body.incidents.length === 0;
+    nearbyLayer.clearLayers();
+    for (const incident of body.incidents) {
+      L.circleMarker([incident.lat, incident.lon], { radius: 9, color: "#fff", weight: 2, fillColor: "#1d4ed8", fillOpacity: 0.9 })
+        .bindTooltip(element("span", `${incident.category_name} · ${incident.tracking_id}`))
+        .addTo(nearbyLayer);
+    }
+    root.dataset.nearby = String(body.incidents.length);
+  } catch (error) {
+    if (!controller.signal.aborted) { nearbyBox.hidden = true; root.dataset.nearby = "failed"; }
+  }
+}
+
+form.category.addEventListener("change", showNearby);
+
+map.on("click", (event) => placePin(event.latlng, "report.pin_tap"));
+
+document.getElementById("locate").addEventListener("click", () => {
+  if (!navigator.geolocation) { pinStatus.textContent = words["report.locate_failed"]; return; }
+  pinStatus.textContent = words["report.locating"];
+  navigator.geolocation.getCurrentPosition(
+    (p) => placePin(L.latLng(p.coords.latitude, p.coords.longitude), "report.pin_device", { pan: true }),
+    () => { pinStatus.textContent = words["report.locate_failed"]; },
+    { enableHighAccuracy: true, timeout: 15000 },
+  );
+});
+
+// --- the photo: preview, and its GPS position read here before upload --------------------
+
+let previewUrl = null;
+let exifr = null;
+
+async function photoPosition(file) {
+  exifr ??= await import(root.dataset.exifr);
+  const gps = exifr.gps ?? exifr.default.gps;
+  return gps(file); // {latitude, longitude}, or undefined when the photo carries none
+}
+
+form.photo.addEventListener("change", async () => {
+  const file = form.photo.files[0];
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+  preview.hidden = true;
+  photoStatus.textContent = photoHint;
+  delete root.dataset.photo;
+  if (!file) return;
+  previewUrl = URL.createObjectURL(file);
+  preview.src = previewUrl;
+  preview.hidden = false;
+  try {
+    const position = await photoPosition(file);
+    if (position && Number.isFinite(position.latitude) && Number.isFinite(position.longitude)) {
+      placePin(L.latLng(position.latitude, position.longitude), "report.pin_photo", { pan: true });
+      photoStatus.textContent = words["report.pin_photo"];
+      root.dataset.photo = "gps";
+    } else {
+      photoStatus.textContent = words["report.photo_no_gps"];
+      root.dataset.photo = "no-gps";
+    }
+  } catch (error) {
+    photoStatus.textContent = words["report.photo_unreadable"];
+    root.dataset.photo = "unreadable";
+  }
+});
+
+// --- sending ------------------------------------------------------------------------------
+
+function show(kind, nodes) {
+  result.className = `result ${kind}`;
+  result.replaceChildren(...nodes);
+  result.focus();
+  result.scrollIntoView({ block: "nearest" });
+}
+
+function line(text) {
+  const p = document.createElement("p");
+  p.textContent = text;
+  return p;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!form.lat.value) {
+    show("err", [line(words["report.need_pin"])]);
+    return;
+  }
+  const data = new FormData(form);
+  for (const key of ["email", "phone", "description"]) if (!String(data.get(key) ?? "").trim()) data.delete(key);
+  const photo = data.get("photo");
+  if (!photo || !photo.size) data.delete("photo");
+  const send = document.getElementById("send");
+  send.disabled = true;
+  result.className = "result";
+  result.replaceChildren(line(words["report.sending"]));
+  try {
+    const response = await fetch("/api/v1/reports", { method: "POST", body: data });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) {
+      const link = document.createElement("a");
+      link.href = `/track/${encodeURIComponent(body.tracking_id)}`;
+      link.id = "track-link";
+      link.textContent = fill(words["report.track_link"], { tracking_id: body.tracking_id });
+      const number = line(fill(words["report.done"], { tracking_id: body.tracking_id }));
+      number.id = "tracking-number";
+      const ward = line(body.ward ? fill(words["report.ward"], { ward: body.ward.name }) : words["report.outside"]);
+      ward.id = "result-ward";
+      const linkLine = document.createElement("p");
+      linkLine.append(link);
+      show("ok", [number, ward, linkLine]);
+      root.dataset.tracking = body.tracking_id;
+      form.hidden = true;
+    } else {
+      const lines = [body.title || words["report.failed"], body.detail || ""];
+      for (const e of body.errors || []) lines.push(`${e.field}: ${e.message}`);
+      show("err", lines.filter(Boolean).map(line));
+    }
+  } catch (error) {
+    show("err", [line(words["report.failed"])]);
+  } finally {
+    send.disabled = false;
+  }
+});
+
+if (tiles) {
+  const tilesFailed = () => { tilesStatus.textContent = words["map.tiles_failed"]; };
+  const images = tiles.getContainer()?.querySelectorAll("img") ?? [];
+  if ([...images].some((img) => img.complete && img.naturalWidth === 0)) tilesFailed();
+  tiles.on("tileerror", tilesFailed);
+}
+
+drawBasemap(map, root.dataset.basemap).then(
+  () => { root.dataset.ready = "yes"; },
+  () => { root.dataset.ready = "partly"; },
+);

@@ -1,0 +1,211 @@
+"""The map-first report page (/report) in headless Chromium on a phone, as a resident uses it:
+a photo whose GPS places the pin before upload, a pin dropped by a tap, the ward under the
+pin, the tracking number and the link to the tracking page; nothing fetched from another
+host, no CSP violation, an axe-core audit with nothing serious."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+from sqlalchemy import text
+
+from fixtures.demo_city import PHOTO_WARDS
+from geo311.kernel.database import Database
+from geo311.kernel.settings import Settings
+from tests.maps.live import Recorder, record, screenshot, serve
+from tests.pages.test_map_page import PHONE, audit
+
+PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
+GPS_PHOTO = "pothole_ward4.jpg"
+
+
+@pytest.fixture
+def app_url(demo_db: Database, tmp_path: Path) -> Iterator[str]:
+    with serve(demo_db, lambda port: Settings(data_dir=tmp_path, port=port)) as url:
+        yield url
+
+
+@pytest.fixture
+def phone(browser: Any, app_url: str) -> Iterator[tuple[Any, Recorder]]:
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    recorder = record(page)
+    page.goto(f"{app_url}/report")
+    try:
+        page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
+        yield page, recorder
+    finally:
+        context.close()
+
+
+def pin(page: Any) -> tuple[float, float] | None:
+    value = page.locator("#report-map").get_attribute("data-pin")
+    if not value:
+        return None
+    lat, lon = value.split(",")
+    return float(lat), float(lon)
+
+
+def stored(db: Database, tracking: str) -> tuple[str, str | None, float, float, str]:
+    with db.session() as s:
+        row = s.execute(
+            text(
+                "SELECT r.description, w.code, ST_Y(r.geom), ST_X(r.geom), "
+                "r.location_source FROM reports r LEFT JOIN wards w ON w.id = r.ward_id "
+                "WHERE r.tracking_id = :t"
+            ),
+            {"t": tracking},
+        ).one()
+    return row[0], row[1], row[2], row[3], row[4]
+
+
+def test_a_gps_photo_moves_the_pin_shows_the_ward_and_the_report_reaches_its_tracking_page(
+    phone: tuple[Any, Recorder], app_url: str, demo_db: Database, tmp_path: Path
+) -> None:
+    page, recorder = phone
+    assert pin(page) is None
+    assert "Tap the map" in page.locator("#pin-status").inner_text()
+    page.select_option("#category", "pothole")
+    page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
+    # The pin moves to the photo's place in the browser, before anything is uploaded.
+    page.wait_for_selector('#report-map[data-photo="gps"]', state="attached", timeout=10_000)
+    assert pin(page) is not None
+    assert "where the photo was taken" in page.locator("#pin-status").inner_text()
+    page.wait_for_selector("#report-map[data-ward]", state="attached", timeout=10_000)
+    assert page.locator("#ward-status").inner_text() == f"Ward: Ward {PHOTO_WARDS[GPS_PHOTO]}"
+    assert page.locator("#photo-preview").is_visible()
+    assert not [r for r in recorder.requests if "/api/v1/reports" in r]  # nothing sent yet
+    before = screenshot(page, tmp_path, "report-phone-photo-pin")
+    assert not audit(page, app_url)
+
+    page.fill("#description", "Deep hole by the bus stop")
+    page.click("#send")
+    number = page.locator("#tracking-number")
+    number.wait_for(timeout=15_000)
+    tracking = page.locator("#report-map").get_attribute("data-tracking")
+    assert tracking
+    assert tracking in number.inner_text()
+    assert page.locator("#result-ward").inner_text() == f"Ward: Ward {PHOTO_WARDS[GPS_PHOTO]}"
+    description, ward, lat, lon, _ = stored(demo_db, tracking)
+    assert description == "Deep hole by the bus stop"
+    assert ward == PHOTO_WARDS[GPS_PHOTO]
+    pinned = pin(page)
+    assert pinned is not None
+    assert abs(lat - pinned[0]) < 1e-5
+    assert abs(lon - pinned[1]) < 1e-5
+    after = screenshot(page, tmp_path, "report-phone-photo-sent")
+    assert not audit(page, app_url)
+
+    page.click("#track-link")
+    page.wait_for_url(f"**/track/{tracking}")
+    assert tracking in page.locator("#track-title").inner_text()
+    screenshot(page, tmp_path, "report-phone-track")
+    assert recorder.origins() == {app_url}, recorder.origins()
+    assert not recorder.problems(), recorder.problems()
+    print(f"screenshots: {before} {after}")
+
+
+def test_a_pin_dropped_by_a_tap_files_a_report_without_a_photo(
+    phone: tuple[Any, Recorder], app_url: str, demo_db: Database, tmp_path: Path
+) -> None:
+    page, recorder = phone
+    page.select_option("#category", "graffiti")
+    page.click("#send")  # no pin yet: the page says what is missing and sends nothing
+    assert "Put a pin" in page.locator("#result.err").inner_text()
+    the_map = page.locator(".folium-map")
+    box = the_map.bounding_box()
+    the_map.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    page.wait_for_selector("#report-map[data-ward]", state="attached", timeout=10_000)
+    assert "Pin placed" in page.locator("#pin-status").inner_text()
+    ward_code = page.locator("#report-map").get_attribute("data-ward")
+    page.click("#send")
+    page.locator("#tracking-number").wait_for(timeout=15_000)
+    tracking = page.locator("#report-map").get_attribute("data-tracking")
+    assert tracking
+    _, ward, lat, lon, source = stored(demo_db, tracking)
+    assert source == "pin"
+    assert ward == ward_code
+    assert (lat, lon) == pytest.approx(pin(page), abs=1e-5)
+    shot = screenshot(page, tmp_path, "report-phone-tap-sent")
+    assert recorder.origins() == {app_url}, recorder.origins()
+    assert not recorder.problems(), recorder.problems()
+    assert not audit(page, app_url)
+    print(f"screenshot: {shot}")
+
+
+def test_a_photo_without_gps_says_so_and_the_pin_stays_unset(
+    phone: tuple[Any, Recorder], tmp_path: Path
+) -> None:
+    page, recorder = phone
+    plain = tmp_path / "no-gps.jpg"
+    Image.new("RGB", (64, 48), "#888").save(plain, "JPEG")  # a photo with no EXIF at all
+    page.set_input_files("#photo", str(plain))
+    page.wait_for_selector("#report-map[data-photo]", state="attached", timeout=10_000)
+    assert page.locator("#report-map").get_attribute("data-photo") == "no-gps"
+    assert "use your location" in page.locator("#photo-status").inner_text()
+    assert pin(page) is None
+    assert not recorder.problems(), recorder.problems()
+
+
+def test_the_ward_endpoint_names_the_ward_or_none_outside_the_city(
+    app_url: str, demo_db: Database
+) -> None:
+    with demo_db.session() as s:
+        lon, lat = s.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM wards "
+                "WHERE code = '4' LIMIT 1) AS x"
+            )
+        ).one()
+    inside = requests.get(f"{app_url}/api/v1/map/ward", params={"lat": lat, "lon": lon}, timeout=10)
+    assert inside.json() == {"ward": {"code": "4", "name": "Ward 4"}}
+    far = requests.get(f"{app_url}/api/v1/map/ward?lat=60&lon=60", timeout=10)
+    assert far.json() == {"ward": None}
+    bad = requests.get(f"{app_url}/api/v1/map/ward?lat=100&lon=0", timeout=10)
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_open_problems_of_the_same_kind_near_the_pin_are_cards_to_follow(
+    phone: tuple[Any, Recorder], app_url: str, demo_db: Database, tmp_path: Path
+) -> None:
+    page, recorder = phone
+    page.select_option("#category", "pothole")
+    page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
+    page.wait_for_selector('#report-map[data-photo="gps"]', state="attached", timeout=10_000)
+    page.click("#send")  # the first resident's report, with its photo
+    page.locator("#tracking-number").wait_for(timeout=15_000)
+    first = page.locator("#report-map").get_attribute("data-tracking")
+
+    # A second resident, same place, same kind of problem: the first report is offered.
+    page.goto(f"{app_url}/report")
+    page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
+    page.select_option("#category", "pothole")
+    page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
+    page.wait_for_selector("#report-map[data-nearby]", state="attached", timeout=10_000)
+    card = page.locator(f'.nearby-card[data-tracking="{first}"]')
+    assert card.count() == 1
+    text_shown = card.inner_text()
+    assert "Pothole" in text_shown
+    assert "m from your pin" in text_shown
+    assert "Residents who reported it: 1" in text_shown
+    assert card.locator("img").get_attribute("src", timeout=5_000)
+    card.get_by_role("button", name="This is my problem — follow it").click()
+    card.get_by_label("Your e-mail address for updates").fill("neighbour@example.org")
+    card.get_by_role("button", name="Follow by e-mail").click()
+    card.locator(".nearby-said").filter(has_text="Check your e-mail").wait_for(timeout=10_000)
+    shot = screenshot(page, tmp_path, "report-phone-nearby-follow")
+    with demo_db.session() as s:
+        reports = s.execute(
+            text("SELECT count(*) FROM reports WHERE tracking_id = :t"), {"t": first}
+        ).scalar_one()
+    assert reports == 1
+    assert recorder.origins() == {app_url}, recorder.origins()
+    assert not recorder.problems(), recorder.problems()
+    assert not audit(page, app_url)
+    print(f"screenshot: {shot}")
