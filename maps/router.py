@@ -17,6 +17,7 @@ from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep
 from geo311.kernel.errors import AppError
 from geo311.kernel.http import allow_images_from, csp_nonce
 from geo311.kernel.notify.router import SignerDep
+from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
@@ -74,6 +75,20 @@ def page_response(request: Request, html: str, context: PageContext) -> HTMLResp
     return response
 
 
+def _map_options(request: Request, settings: Settings) -> dict[str, Any]:
+    """Return the tile options every map page takes (no tile URL when the setting names no
+    host), and let this response's CSP load the tiles' images."""
+    maps_settings = settings.maps
+    origin = public_map.tile_origin(maps_settings.tile_url)
+    if origin is not None:
+        allow_images_from(request, origin)
+    return {
+        "tile_url": maps_settings.tile_url if origin is not None else "",
+        "tile_attribution": maps_settings.tile_attribution,
+        "tile_max_zoom": maps_settings.tile_max_zoom,
+    }
+
+
 @router.get("/map", response_class=HTMLResponse, include_in_schema=False)
 def public_map_page(
     request: Request,
@@ -83,20 +98,14 @@ def public_map_page(
     user: PageUserDep,
 ) -> HTMLResponse:
     context = page_context(request, jurisdiction, user=user)
-    maps_settings = settings.maps
-    origin = public_map.tile_origin(maps_settings.tile_url)
-    if origin is not None:
-        allow_images_from(request, origin)
     html = public_map.render_page(
         context,
         categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),
-        tile_url=maps_settings.tile_url if origin is not None else "",
-        tile_attribution=maps_settings.tile_attribution,
-        tile_max_zoom=maps_settings.tile_max_zoom,
-        fixed_days=maps_settings.recent_fixed_days,
+        **_map_options(request, settings),
+        fixed_days=settings.maps.recent_fixed_days,
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
@@ -126,10 +135,6 @@ def planner_page(
         response = page_response(request, planner.render_forbidden(context), context)
         response.status_code = 403
         return response
-    maps_settings = settings.maps
-    origin = public_map.tile_origin(maps_settings.tile_url)
-    if origin is not None:
-        allow_images_from(request, origin)
     # The analytics API's own default period: the 365 days up to today, local time.
     today = datetime.now(ZoneInfo(jurisdiction.timezone)).date()
     html = planner.render_page(
@@ -140,9 +145,7 @@ def planner_page(
         ),
         first_day=today - timedelta(days=364),
         last_day=today,
-        tile_url=maps_settings.tile_url if origin is not None else "",
-        tile_attribution=maps_settings.tile_attribution,
-        tile_max_zoom=maps_settings.tile_max_zoom,
+        **_map_options(request, settings),
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
@@ -158,19 +161,13 @@ def report(
 ) -> HTMLResponse:
     """The resident's map-first report page; it posts to POST /api/v1/reports."""
     context = page_context(request, jurisdiction, user=user)
-    maps_settings = settings.maps
-    origin = public_map.tile_origin(maps_settings.tile_url)
-    if origin is not None:
-        allow_images_from(request, origin)
     html = report_page.render_page(
         context,
         categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),
-        tile_url=maps_settings.tile_url if origin is not None else "",
-        tile_attribution=maps_settings.tile_attribution,
-        tile_max_zoom=maps_settings.tile_max_zoom,
+        **_map_options(request, settings),
         nonce=csp_nonce(request),
     )
     return page_response(request, html, context)
@@ -233,16 +230,10 @@ def track_page(
         response = page_response(request, track.render_not_found(context, tracking_id), context)
         response.status_code = 404
         return response
-    maps_settings = settings.maps
-    origin = public_map.tile_origin(maps_settings.tile_url)
-    if origin is not None:
-        allow_images_from(request, origin)
     html = track.render_page(
         context,
         found,
-        tile_url=maps_settings.tile_url if origin is not None else "",
-        tile_attribution=maps_settings.tile_attribution,
-        tile_max_zoom=maps_settings.tile_max_zoom,
+        **_map_options(request, settings),
         timezone=jurisdiction.timezone,
         nonce=csp_nonce(request),
     )
