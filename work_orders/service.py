@@ -10,7 +10,6 @@ audit event per entity moved, and owes the residents' notices in the same transa
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import photos
+from geo311.kernel.media import service as media_service
 from geo311.kernel.media.models import Photo
-from geo311.kernel.media.store import MediaStore, stage_files
+from geo311.kernel.media.store import MediaStore
 from geo311.kernel.notify import outbox
 from geo311.kernel.notify import service as notify_service
 from geo311.kernel.notify.tokens import AnswerLink
@@ -43,13 +43,6 @@ from work_orders.models import (
 from work_orders.public_notes import PublicNote
 
 NOTE_MAX_CHARS = 2000
-_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/heic": ".heic",
-    "image/heif": ".heif",
-}
 
 
 # --- categories and calendars -------------------------------------------------------------
@@ -763,38 +756,15 @@ def complete_work_order(
         reason=None,
         expected_version=expected_version,
     )
-    stem = f"{jurisdiction_slug}/{now:%Y/%m}/after-{uuid.uuid4().hex}"
-    keys = {
-        "original": f"private/{stem}{_EXTENSIONS.get(photo.original_type, '.bin')}",
-        "public": f"public/{stem}.jpg",
-        "thumb": f"public/{stem}_thumb.jpg",
-    }
-    gps = photo.gps
-    row = Photo(
-        jurisdiction_id=work_order.jurisdiction_id,
-        report_id=None,
-        kind="after",
-        original_key=keys["original"],
-        original_type=photo.original_type,
-        public_key=keys["public"],
-        thumb_key=keys["thumb"],
-        width=photo.width,
-        height=photo.height,
-        phash=photo.phash,
-        sha256=photo.sha256,
-        taken_at=photo.taken_at,
-        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
-    )
-    session.add(row)
-    session.flush()
-    stage_files(
+    row = media_service.store_photo(
         session,
         media,
-        {
-            keys["original"]: photo.original,
-            keys["public"]: photo.public_jpeg,
-            keys["thumb"]: photo.thumb_jpeg,
-        },
+        photo,
+        jurisdiction_id=work_order.jurisdiction_id,
+        jurisdiction_slug=jurisdiction_slug,
+        kind="after",
+        report_id=None,
+        now=now,
     )
     work_order.after_photo_id = row.id
     work_order.completion_note = text_note or None

@@ -267,8 +267,8 @@ def test_bad_input_gets_problem_json_and_stores_nothing(
 def test_a_failed_transaction_removes_the_photo_files(
     demo_db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from geo311.kernel.media import service as media_service
     from geo311.kernel.media import store as media_module
-    from geo311.resident.intake import service
 
     def _boom(*_: object, **__: object) -> None:
         raise RuntimeError("database went away")
@@ -281,7 +281,7 @@ def test_a_failed_transaction_removes_the_photo_files(
         assert _files(settings.data_dir), "files should exist before the failure"
         _boom()
 
-    monkeypatch.setattr(service, "stage_files", _stage_then_fail)
+    monkeypatch.setattr(media_service, "stage_files", _stage_then_fail)
     name = sorted(PHOTO_WARDS)[0]
     before = _counts(demo_db)
     client = TestClient(create_app(settings, db=demo_db), raise_server_exceptions=False)

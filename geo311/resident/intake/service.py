@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,9 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import AppError, FieldError, NotFound, ValidationFailed
+from geo311.kernel.media import service as media_service
 from geo311.kernel.media.models import Photo
 from geo311.kernel.media.photos import ProcessedPhoto
-from geo311.kernel.media.store import MediaStore, stage_files
+from geo311.kernel.media.store import MediaStore
 from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.notify.addresses import NotAnAddress, normalize_email
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
@@ -39,13 +39,6 @@ from work_orders.models import Incident, Requester
 
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/heic": ".heic",
-    "image/heif": ".heif",
-}
 
 
 class OutsideJurisdiction(AppError):
@@ -332,41 +325,16 @@ def store_report_photo(
 ) -> Photo:
     """Return a processed photo stored as one more photo of ``report`` (a report may carry
     several); its files are written now and deleted again if the transaction rolls back."""
-    stem = f"{jurisdiction_slug}/{now:%Y/%m}/{uuid.uuid4().hex}"
-    ext = _EXTENSIONS.get(processed.original_type, ".bin")
-    keys = {
-        "original": f"private/{stem}{ext}",
-        "public": f"public/{stem}.jpg",
-        "thumb": f"public/{stem}_thumb.jpg",
-    }
-    gps = processed.gps
-    photo = Photo(
-        jurisdiction_id=report.jurisdiction_id,
-        report_id=report.id,
-        kind="report",
-        original_key=keys["original"],
-        original_type=processed.original_type,
-        public_key=keys["public"],
-        thumb_key=keys["thumb"],
-        width=processed.width,
-        height=processed.height,
-        phash=processed.phash,
-        sha256=processed.sha256,
-        taken_at=processed.taken_at,
-        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
-    )
-    session.add(photo)
-    session.flush()
-    stage_files(
+    return media_service.store_photo(
         session,
         media,
-        {
-            keys["original"]: processed.original,
-            keys["public"]: processed.public_jpeg,
-            keys["thumb"]: processed.thumb_jpeg,
-        },
+        processed,
+        jurisdiction_id=report.jurisdiction_id,
+        jurisdiction_slug=jurisdiction_slug,
+        kind="report",
+        report_id=report.id,
+        now=now,
     )
-    return photo
 
 
 _VIEW_SQL = text(
