@@ -108,6 +108,7 @@ def run(
             f"  staff sign-in     {base}/login\n"
             + signins
             + f"  map of reports    {base}/map\n"
+            + f"  planner           {base}/planner\n"
             + f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
