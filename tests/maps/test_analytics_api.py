@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from shapely.geometry import Point, shape
 from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import AnalyticsSettings, Settings
+from maps.analytics import hotspots, queries
 from tests.maps import history
 from tests.support import staff_token
 
@@ -226,6 +228,33 @@ def test_heat_weights_are_the_reports_of_the_period_and_filter(client: TestClien
     ]
     assert sum(near) == 12
     assert len(june["points"]) - len(near) == 10
+
+
+def test_heat_cells_grow_to_fit_the_cap(db: Database, city: history.City) -> None:
+    period = queries.resolve_period(
+        first_day=date(2025, 6, 1),
+        last_day=date(2025, 6, 30),
+        timezone="UTC",
+        max_days=731,
+    )
+    with db.session() as s:
+        srid = hotspots.metric_srid(s, jurisdiction_id=city.jid)
+        fine = hotspots.heat(
+            s, jurisdiction_id=city.jid, period=period, filters=queries.Filters(), srid=srid
+        )
+        capped = hotspots.heat(
+            s,
+            jurisdiction_id=city.jid,
+            period=period,
+            filters=queries.Filters(),
+            srid=srid,
+            max_cells=8,
+        )
+    assert (fine.cell_m, len(fine.cells)) == (50, 22)  # the 22 June reports, each in its own cell
+    # Past the cap the cells double until they fit; every report is still counted.
+    assert capped.cell_m > 50
+    assert len(capped.cells) <= 8
+    assert sum(n for _, _, n in capped.cells) == 22
 
 
 def test_repeat_location_after_a_fix(client: TestClient, city: history.City) -> None:
