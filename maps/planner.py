@@ -1,7 +1,8 @@
 """The planner's page (/planner): a ward choropleth of one measure, its legend, a sortable ward
-table, a ward's weekly trend, and the export links.
+table, a ward's weekly trend, the export links, and the hotspot and heat layers on demand.
 
-folium makes the empty Leaflet map (tiles when configured, fitted to the city); the page module
+folium makes the empty Leaflet map (tiles when configured, fitted to the city) and the empty
+heat layer (off the map until switched on; its Leaflet.heat script comes with it); the page module
 planner.js fills everything from the analytics API (maps.analytics) with the signed-in
 session's cookie. No data goes through folium, and the module puts text on the page with
 textContent only, so a ward's name is always shown as text.
@@ -15,6 +16,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 import folium
+from folium.plugins import HeatMap
 
 from maps import folium_assets, i18n, shell
 from maps.assets import own_url
@@ -54,6 +56,7 @@ _SCRIPT_WORDS = (
     "planner.sorted_desc",
     "planner.week",
     "planner.hotspots",
+    "planner.heat",
     "zoom.in",
     "zoom.out",
     "map.tiles_failed",
@@ -73,8 +76,8 @@ def build_map(
     tile_url: str,
     tile_attribution: str,
     tile_max_zoom: int,
-) -> tuple[folium.Map, folium.TileLayer | None]:
-    """Return an empty folium map fitted to ``extent`` (and its tile layer, if any)."""
+) -> tuple[folium.Map, HeatMap, folium.TileLayer | None]:
+    """Return an empty folium map fitted to ``extent``, its heat layer, and its tile layer."""
     west, south, east, north = extent or (-0.1, -0.1, 0.1, 0.1)
     fmap = folium.Map(
         location=[(south + north) / 2, (west + east) / 2],
@@ -94,8 +97,11 @@ def build_map(
             name="tiles",
         )
         tiles.add_to(fmap)
+    # Empty and off the map: planner.js gives it the API's weighted cells when switched on.
+    heat = HeatMap([], name="heat", show=False, radius=18, blur=15, min_opacity=0.3)
+    heat.add_to(fmap)
     fmap.fit_bounds([[south, west], [north, east]])
-    return fmap, tiles
+    return fmap, heat, tiles
 
 
 def render_page(
@@ -111,7 +117,7 @@ def render_page(
     nonce: str,
 ) -> str:
     """Return the /planner page's HTML."""
-    fmap, tiles = build_map(
+    fmap, heat, tiles = build_map(
         extent=extent,
         tile_url=tile_url,
         tile_attribution=tile_attribution,
@@ -130,6 +136,7 @@ def render_page(
         map_html=shell.Markup(rendered.body),
         map_name=fmap.get_name(),
         tiles_name=tiles.get_name() if tiles is not None else "",
+        heat_name=heat.get_name(),
         categories=categories,
         groups=groups,
         measures=[(m, words[f"measure.{m}"]) for m in MEASURES],

@@ -141,6 +141,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/analytics/wards.{fmt}": (DISPATCH_READ, Req(path={"fmt": "csv"})),
     "GET /api/v1/analytics/trends": (DISPATCH_READ, ANY),
     "GET /api/v1/analytics/hotspots": (DISPATCH_READ, Req(query={"size_m": "1000"})),
+    "GET /api/v1/analytics/heat": (DISPATCH_READ, ANY),
     # (allowed, this one runs: the rules again over the queue, which moves no sample data)
     "POST /api/v1/dispatch/queue/assign": (DISPATCHER, ANY),
     # day plans

@@ -413,3 +413,55 @@ def repeats(
             for r in session.execute(text(sql), params)
         ]
     )
+
+
+# --- heat ---------------------------------------------------------------------------------
+
+# The heat layer's finest cell, and the most cells one answer carries: past that the cells
+# double in size until they fit (a year of a big city at 50 m is far more than a browser
+# needs to draw a smooth heat surface).
+HEAT_CELL_M = 50.0
+HEAT_MAX_CELLS = 4_000
+
+_HEAT_SQL = """
+SELECT ST_Y(ST_Transform(cell, 4326)) AS lat, ST_X(ST_Transform(cell, 4326)) AS lon, n
+FROM (
+    SELECT ST_SnapToGrid(ST_Transform(r.geom, :srid), :cell_m) AS cell, count(*) AS n
+    FROM reports r
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+    GROUP BY 1
+) s
+LIMIT :limit
+"""
+
+
+@dataclass(frozen=True)
+class Heat:
+    """Report counts per square cell (its centre); ``cell_m``: the edge the cells ended up."""
+
+    cell_m: float
+    cells: list[tuple[float, float, int]]
+
+
+def heat(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    period: Period,
+    filters: Filters,
+    srid: int,
+    cell_m: float = HEAT_CELL_M,
+    max_cells: int = HEAT_MAX_CELLS,
+) -> Heat:
+    """Return the period's reports counted per square cell of the city's UTM grid.
+
+    Each report is snapped to the nearest node of a ``cell_m`` grid in metres (so the cell
+    is the square around that node), and only the nodes with their counts leave PostGIS."""
+    read_only_olap(session)
+    sql = text(_HEAT_SQL.format(codes=_codes(filters, "r")))
+    params = {**_params(jurisdiction_id, period, filters), "srid": srid, "limit": max_cells + 1}
+    while True:
+        rows = session.execute(sql, {**params, "cell_m": cell_m}).all()
+        if len(rows) <= max_cells:
+            return Heat(cell_m, [(round(r.lat, 6), round(r.lon, 6), r.n) for r in rows])
+        cell_m *= 2

@@ -21,6 +21,7 @@ from maps.analytics import export, hotspots, queries
 from maps.analytics.schemas import (
     FiltersOut,
     FollowedWard,
+    HeatOut,
     HotspotsOut,
     PeriodOut,
     TrendsOut,
@@ -238,4 +239,33 @@ def hotspot_map(
             radius_m=conf.repeat_radius_m,
             srid=srid,
         ),
+    )
+
+
+@router.get(
+    "/heat",
+    response_model=HeatOut,
+    summary="Report density: reports counted per square cell (50 m, grown to fit the cap)",
+)
+def heat_map(
+    _: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    jurisdiction: JurisdictionDep,
+    first: From = None,
+    last: To = None,
+    category: Category = None,
+    group: Group = None,
+) -> HeatOut:
+    period, filters = _scope(session, settings, jurisdiction, first, last, category, group)
+    srid = hotspots.metric_srid(session, jurisdiction_id=jurisdiction.id)
+    grid = hotspots.heat(
+        session, jurisdiction_id=jurisdiction.id, period=period, filters=filters, srid=srid
+    )
+    return HeatOut(
+        period=PeriodOut.of(period),
+        filters=FiltersOut(category=category, group=group),
+        cell_m=grid.cell_m,
+        reports=sum(n for _, _, n in grid.cells),
+        points=grid.cells,
     )

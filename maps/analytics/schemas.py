@@ -189,3 +189,13 @@ class HotspotsOut(BaseModel):
     clusters: dict[str, Any] = Field(description="GeoJSON polygons: DBSCAN clusters")
     cells: dict[str, Any] = Field(description="GeoJSON hexagons: counts and Gi* z, p, verdict")
     repeats: dict[str, Any] = Field(description="GeoJSON points: spots reported again")
+
+
+class HeatOut(BaseModel):
+    period: PeriodOut
+    filters: FiltersOut
+    cell_m: float = Field(description="Edge of the square cells, metres (grown to fit the cap)")
+    reports: int = Field(description="Reports in the period and filters (the weights' sum)")
+    points: list[tuple[float, float, int]] = Field(
+        description="[lat, lon, reports] per cell holding any, at the cell's centre"
+    )

@@ -1,12 +1,14 @@
 // The planner's page: the ward table from the analytics API (/wards.geojson, the signed-in
 // session's cookie) drawn as a choropleth with a quantile legend (or a diverging one for the
 // gap from the city), a sortable table, a ward's weekly trend as an inline SVG chart, the
-// export links with the current filters, and the hotspot areas on demand.
+// export links with the current filters, and the hotspot areas and the heat of reports
+// (folium's Leaflet.heat layer, weighted cells from /heat) on demand.
 // Every text from the data reaches the page through textContent, never as HTML.
 
 const root = document.getElementById("planner-map");
 const map = window[root.dataset.map];
 const tiles = root.dataset.tiles ? window[root.dataset.tiles] : null;
+const heat = window[root.dataset.heat];
 const words = JSON.parse(root.dataset.words);
 const api = root.dataset.api;
 const lang = root.dataset.lang;
@@ -284,6 +286,7 @@ async function load() {
   if (state.chosen) loadTrend();
   else trendBox.hidden = true;
   if (form.elements.hotspots.checked) loadHotspots();
+  if (form.elements.heat.checked) loadHeat();
   root.dataset.state = "ready";
   root.dataset.ready = "yes";
 }
@@ -389,6 +392,31 @@ async function loadHotspots() {
   }
 }
 
+let heatPending = null;
+
+async function loadHeat() {
+  heatPending?.abort();
+  if (!form.elements.heat.checked) {
+    heat.remove();
+    delete root.dataset.heatCells;
+    return;
+  }
+  const controller = new AbortController();
+  heatPending = controller;
+  try {
+    const response = await fetch(`${api}/heat?${query()}`, { signal: controller.signal });
+    if (!response.ok) throw new Error(await problem(response));
+    const data = await response.json();
+    if (!form.elements.heat.checked) return;
+    heat.setLatLngs(data.points); // [lat, lon, reports]: the weights count
+    heat.addTo(map);
+    root.dataset.heatCells = String(data.points.length);
+  } catch (error) {
+    if (error.name === "AbortError") return;
+    status.textContent = fill(words["planner.failed"], { detail: error.message });
+  }
+}
+
 for (const button of table.tHead.querySelectorAll("button[data-sort]")) {
   button.addEventListener("click", () => {
     const key = button.dataset.sort;
@@ -406,6 +434,8 @@ form.addEventListener("change", (event) => {
   } else if (name === "hotspots") {
     if (state.data) drawLegend(classes(state.data.features));
     loadHotspots();
+  } else if (name === "heat") {
+    loadHeat();
   } else if (form.checkValidity()) {
     load();
   }

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from shapely.geometry import Point, shape
 from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import AnalyticsSettings, Settings
+from maps.analytics import hotspots, queries
 from tests.maps import history
 from tests.support import staff_token
 
@@ -202,6 +204,59 @@ def test_hotspot_cluster_and_hot_cell(client: TestClient) -> None:
     assert again["cells"] == body["cells"]
 
 
+def test_heat_weights_are_the_reports_of_the_period_and_filter(client: TestClient) -> None:
+    body = get(client, "/api/v1/analytics/heat", **JAN)
+    table = get(client, "/api/v1/analytics/wards", **JAN)
+    assert body["cell_m"] == 50
+    assert sum(n for _, _, n in body["points"]) == body["reports"] == 10
+    assert body["reports"] == table["city"]["reports"]
+    # P1 and P2 share WEST, P3's two reports share a spot: two cells of 2, six of 1.
+    assert sorted(n for _, _, n in body["points"]) == [1, 1, 1, 1, 1, 1, 2, 2]
+    # Every cell lies in the city (0…0.02° × 0…0.01°).
+    assert all(0 <= lat <= 0.01 and 0 <= lon <= 0.02 for lat, lon, _ in body["points"])
+    potholes = get(client, "/api/v1/analytics/heat", category="pothole", **JAN)
+    assert sum(n for _, _, n in potholes["points"]) == 6  # P1, P2, P3 (×2), P4, P5
+    assert sorted(n for _, _, n in potholes["points"]) == [1, 1, 2, 2]
+    assert potholes["filters"] == {"category": "pothole", "group": None}
+    # June: the hot spot's 12 reports (40 m apart) near HOT, the 10 lone ones away from it.
+    june = get(client, "/api/v1/analytics/heat", **{"from": "2025-06-01", "to": "2025-06-30"})
+    assert june["reports"] == 22
+    near = [
+        n
+        for lat, lon, n in june["points"]
+        if abs(lat - history.HOT[1]) < 0.001 and abs(lon - history.HOT[0]) < 0.001
+    ]
+    assert sum(near) == 12
+    assert len(june["points"]) - len(near) == 10
+
+
+def test_heat_cells_grow_to_fit_the_cap(db: Database, city: history.City) -> None:
+    period = queries.resolve_period(
+        first_day=date(2025, 6, 1),
+        last_day=date(2025, 6, 30),
+        timezone="UTC",
+        max_days=731,
+    )
+    with db.session() as s:
+        srid = hotspots.metric_srid(s, jurisdiction_id=city.jid)
+        fine = hotspots.heat(
+            s, jurisdiction_id=city.jid, period=period, filters=queries.Filters(), srid=srid
+        )
+        capped = hotspots.heat(
+            s,
+            jurisdiction_id=city.jid,
+            period=period,
+            filters=queries.Filters(),
+            srid=srid,
+            max_cells=8,
+        )
+    assert (fine.cell_m, len(fine.cells)) == (50, 22)  # the 22 June reports, each in its own cell
+    # Past the cap the cells double until they fit; every report is still counted.
+    assert capped.cell_m > 50
+    assert len(capped.cells) <= 8
+    assert sum(n for _, _, n in capped.cells) == 22
+
+
 def test_repeat_location_after_a_fix(client: TestClient, city: history.City) -> None:
     body = get(client, "/api/v1/analytics/hotspots", **{"from": "2026-03-01", "to": "2026-03-31"})
     repeats = body["repeats"]["features"]
@@ -253,14 +308,15 @@ def test_who_may_read(client: TestClient, db: Database) -> None:
     assert anonymous.status_code == 401
     assert anonymous.headers["content-type"] == "application/problem+json"
     crew = staff_token(db, "crew", "crew-1")
-    assert (
-        client.get(url, params=JAN, headers={"Authorization": f"Bearer {crew}"}).status_code == 403
-    )
+    for url in ("/api/v1/analytics/wards", "/api/v1/analytics/heat"):
+        refused = client.get(url, params=JAN, headers={"Authorization": f"Bearer {crew}"})
+        assert refused.status_code == 403, url
     dispatcher = staff_token(db, "dispatcher", "disp-1")
     for path in (
         "/api/v1/analytics/wards",
         "/api/v1/analytics/trends",
         "/api/v1/analytics/wards.csv",
+        "/api/v1/analytics/heat",
     ):
         ok = client.get(path, params=JAN, headers={"Authorization": f"Bearer {dispatcher}"})
         assert ok.status_code == 200, path
@@ -284,6 +340,7 @@ def test_bad_parameters_are_refused(
         "/api/v1/analytics/wards",
         "/api/v1/analytics/trends",
         "/api/v1/analytics/hotspots",
+        "/api/v1/analytics/heat",
     ):
         answer = client.get(path, params=params)
         assert answer.status_code == 422, (path, answer.text)

@@ -1,6 +1,7 @@
 """The planner's page (/planner) in headless Chromium at desktop size, as the demo planner uses
 it: the measure switch shows the API's own figures in the ward table, choosing a ward draws its
-weekly trend, the CSV link downloads the same numbers, a ward's name is shown as text; nothing
+weekly trend, the CSV link downloads the same numbers, a ward's name is shown as text, the
+heat layer draws Leaflet.heat's canvas; nothing
 fetched from another host, no CSP violation, an axe-core audit with nothing serious. A crew
 user gets the 403 page; nobody signed in is sent to sign in."""
 
@@ -158,12 +159,19 @@ def test_the_planner_reads_the_apis_figures_a_wards_trend_and_the_same_csv(
         page.get_by_label("Hotspot areas").check()
         page.wait_for_selector("#planner-map[data-hotspots]", state="attached", timeout=30_000)
         hot_shot = screenshot(page, tmp_path, "planner-category-hotspots")
+        # the heat of reports, switched on: Leaflet.heat's canvas over the map
+        assert page.locator("canvas.leaflet-heatmap-layer").count() == 0
+        page.get_by_label("Heat of reports").check()
+        page.wait_for_selector("#planner-map[data-heat-cells]", state="attached", timeout=30_000)
+        assert int(page.locator("#planner-map").get_attribute("data-heat-cells") or 0) > 0
+        assert page.locator("canvas.leaflet-heatmap-layer").count() == 1
+        heat_shot = screenshot(page, tmp_path, "planner-category-heat")
         page.wait_for_timeout(300)  # an onerror would have fired by now
         assert recorder.dialogs == []
         assert recorder.origins() == {app_url}, recorder.origins()
         assert not recorder.problems(), recorder.problems()
         assert not audit(page, app_url)
-        print(f"screenshots: {shot} {gap_shot} {hot_shot}")
+        print(f"screenshots: {shot} {gap_shot} {hot_shot} {heat_shot}")
     finally:
         context.close()
 
