@@ -64,10 +64,85 @@ function placePin(latlng, how, { pan = false } = {}) {
   pinStatus.textContent = words[how];
   root.dataset.pin = `${lat.toFixed(6)},${lng.toFixed(6)}`;
   root.dataset.pinFrom = how.replace("report.pin_", "");
-  if (pan) map.setView(pin.getLatLng(), Math.max(map.getZoom(), 16));
+  // A new question frames the places in question itself. Views change without animation:
+  // Leaflet drops a view change asked for while a zoom is still animating, so a quick
+  // "use my location" right after a photo would leave the map on the old place.
+  const framed = askWhichPlace();
+  if (pan && !framed) map.setView(pin.getLatLng(), Math.max(map.getZoom(), 16), { animate: false });
   showWard(lat, lng);
   showNearby();
 }
+
+// --- the photo's place, the device's place and the pin: when they disagree, ask ---------
+
+const AGREE_METRES = 30; // about a street's width: GPS on a phone is rarely better than this
+const places = { photo: null, device: null }; // L.LatLng of each once known
+let answered = false; // the resident chose; asked again only when a new place comes in
+const placesSaid = document.getElementById("places-said");
+const placesChoices = document.getElementById("places-choices");
+const choosePhoto = document.getElementById("places-photo");
+const chooseDevice = document.getElementById("places-device");
+const placesLayer = L.layerGroup().addTo(map); // the places in question, while asking
+
+function metresBetween(a, b) {
+  // Haversine on a sphere of the Earth's mean radius: plenty for "how far apart" in words.
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad;
+  const dLon = (b.lng - a.lng) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+function distanceWords(metres) {
+  if (metres >= 1000) {
+    return new Intl.NumberFormat(lang, { style: "unit", unit: "kilometer", maximumFractionDigits: 1 }).format(metres / 1000);
+  }
+  const rounded = metres < 100 ? Math.round(metres) : Math.round(metres / 10) * 10;
+  return new Intl.NumberFormat(lang, { style: "unit", unit: "meter" }).format(rounded);
+}
+
+function askWhichPlace() {
+  const at = pin?.getLatLng();
+  const far = (a, b) => a && b && metresBetween(a, b) > AGREE_METRES;
+  const near = (a, b) => a && b && !far(a, b);
+  const { photo, device } = places;
+  const lines = [];
+  if (far(photo, device)) lines.push(fill(words["report.places_photo_device"], { distance: distanceWords(metresBetween(photo, device)) }));
+  if (far(at, photo) && !near(at, device)) lines.push(fill(words["report.places_pin_photo"], { distance: distanceWords(metresBetween(at, photo)) }));
+  if (far(at, device) && !near(at, photo)) lines.push(fill(words["report.places_pin_device"], { distance: distanceWords(metresBetween(at, device)) }));
+  placesLayer.clearLayers();
+  if (answered || lines.length === 0) {
+    placesSaid.textContent = "";
+    placesChoices.hidden = true;
+    root.dataset.places = answered ? "answered" : "agree";
+    return false;
+  }
+  placesSaid.textContent = `${lines.join(" ")} ${words["report.places_which"]}`;
+  choosePhoto.hidden = !far(at, photo);
+  chooseDevice.hidden = !far(at, device);
+  for (const [place, colour, label] of [[photo, "#b45309", "report.places_photo_mark"], [device, "#1d4ed8", "report.places_device_mark"]]) {
+    if (!far(at, place)) continue;
+    L.circleMarker(place, { radius: 8, color: colour, weight: 3, fillColor: "#fff", fillOpacity: 0.9, interactive: false })
+      .bindTooltip(element("span", words[label]), { permanent: true, direction: "top", offset: [0, -8] })
+      .addTo(placesLayer);
+  }
+  // Newly asked: show the pin and the places in question together.
+  const framed = root.dataset.places !== "ask";
+  if (framed) map.fitBounds(L.latLngBounds([at, photo, device].filter(Boolean)), { padding: [40, 40], maxZoom: 17, animate: false });
+  placesChoices.hidden = false;
+  root.dataset.places = "ask";
+  return framed;
+}
+
+function answer(place, how) {
+  answered = true;
+  if (place) placePin(place, how, { pan: true });
+  else askWhichPlace();
+}
+
+choosePhoto.addEventListener("click", () => answer(places.photo, "report.pin_photo"));
+chooseDevice.addEventListener("click", () => answer(places.device, "report.pin_device"));
+document.getElementById("places-keep").addEventListener("click", () => answer(null));
 
 // --- open problems of the same kind near the pin (dedup's own rule), to follow instead ---
 
@@ -190,7 +265,11 @@ document.getElementById("locate").addEventListener("click", () => {
   if (!navigator.geolocation) { pinStatus.textContent = words["report.locate_failed"]; return; }
   pinStatus.textContent = words["report.locating"];
   navigator.geolocation.getCurrentPosition(
-    (p) => placePin(L.latLng(p.coords.latitude, p.coords.longitude), "report.pin_device", { pan: true }),
+    (p) => {
+      places.device = L.latLng(p.coords.latitude, p.coords.longitude);
+      answered = false;
+      placePin(places.device, "report.pin_device", { pan: true });
+    },
     () => { pinStatus.textContent = words["report.locate_failed"]; },
     { enableHighAccuracy: true, timeout: 15000 },
   );
@@ -214,6 +293,8 @@ form.photo.addEventListener("change", async () => {
   preview.hidden = true;
   photoStatus.textContent = photoHint;
   delete root.dataset.photo;
+  places.photo = null;
+  askWhichPlace();
   if (!file) return;
   previewUrl = URL.createObjectURL(file);
   preview.src = previewUrl;
@@ -221,7 +302,9 @@ form.photo.addEventListener("change", async () => {
   try {
     const position = await photoPosition(file);
     if (position && Number.isFinite(position.latitude) && Number.isFinite(position.longitude)) {
-      placePin(L.latLng(position.latitude, position.longitude), "report.pin_photo", { pan: true });
+      places.photo = L.latLng(position.latitude, position.longitude);
+      answered = false;
+      placePin(places.photo, "report.pin_photo", { pan: true });
       photoStatus.textContent = words["report.pin_photo"];
       root.dataset.photo = "gps";
     } else {

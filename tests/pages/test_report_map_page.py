@@ -5,6 +5,7 @@ host, no CSP violation, an axe-core audit with nothing serious."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,91 @@ def test_open_problems_of_the_same_kind_near_the_pin_are_cards_to_follow(
     assert not recorder.problems(), recorder.problems()
     assert not audit(page, app_url)
     print(f"screenshot: {shot}")
+
+
+def test_when_the_photo_and_the_device_disagree_the_page_asks_which_place_is_right(
+    browser: Any, app_url: str, demo_db: Database, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=PHONE, permissions=["geolocation"])
+    try:
+        page = context.new_page()
+        recorder = record(page)
+        page.goto(f"{app_url}/report")
+        page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
+        page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
+        page.wait_for_selector('#report-map[data-photo="gps"]', state="attached", timeout=10_000)
+        photo_place = pin(page)
+        assert photo_place is not None
+        assert page.locator("#places-choices").is_hidden()  # one place known: nothing to ask
+
+        # The phone says it is about 400 m north of where the photo was taken.
+        device = (photo_place[0] + 0.0036, photo_place[1])
+        context.set_geolocation({"latitude": device[0], "longitude": device[1]})
+        page.locator("#locate").click()
+        page.wait_for_selector('#report-map[data-pin-from="device"]', state="attached")
+        assert pin(page) == pytest.approx(device, abs=1e-5)
+        question = page.get_by_role("status").filter(has_text="Which place is right?")
+        question.wait_for(timeout=5_000)
+        with demo_db.session() as s:
+            apart = s.execute(
+                text(
+                    "SELECT ST_Distance(ST_MakePoint(:a, :b)::geography, "
+                    "ST_MakePoint(:c, :d)::geography)"
+                ),
+                {"a": photo_place[1], "b": photo_place[0], "c": device[1], "d": device[0]},
+            ).scalar_one()
+        said = question.inner_text()
+        shown = re.search(r"taken (\d+) m from where your device", said)
+        assert shown, said
+        assert abs(int(shown.group(1)) - apart) <= 10, (said, apart)
+        choices = page.locator("#places-choices")
+        assert choices.get_by_role("button", name="Use my location").is_hidden()  # pin is there
+        assert choices.get_by_role("button", name="Keep the pin where I put it").is_visible()
+        shot = screenshot(page, tmp_path, "report-phone-which-place")
+        seen = tmp_path / "report-phone-which-place-screen.png"
+        page.screenshot(path=str(seen))  # the first screen of the phone, as the resident sees it
+        assert not audit(page, app_url)
+
+        choices.get_by_role("button", name="Use the photo's place").click()
+        page.wait_for_selector('#report-map[data-places="answered"]', state="attached")
+        assert pin(page) == pytest.approx(photo_place, abs=1e-6)
+        assert (float(page.input_value("#lat")), float(page.input_value("#lon"))) == (
+            pytest.approx(photo_place, abs=1e-6)
+        )
+        assert "where the photo was taken" in page.locator("#pin-status").inner_text()
+        assert choices.is_hidden()
+        assert page.locator("#places-said").inner_text() == ""
+        assert recorder.origins() == {app_url}, recorder.origins()
+        assert not recorder.problems(), recorder.problems()
+        print(f"screenshots: {shot} {seen}")
+    finally:
+        context.close()
+
+
+def test_use_my_location_puts_the_pin_at_the_device_and_a_close_photo_asks_nothing(
+    browser: Any, app_url: str, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=PHONE, permissions=["geolocation"])
+    try:
+        page = context.new_page()
+        recorder = record(page)
+        page.goto(f"{app_url}/report")
+        page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
+        page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
+        page.wait_for_selector('#report-map[data-photo="gps"]', state="attached", timeout=10_000)
+        photo_place = pin(page)
+        assert photo_place is not None
+        # About 10 m away: the same place within a street's width, so no question.
+        device = (photo_place[0] + 0.00009, photo_place[1])
+        context.set_geolocation({"latitude": device[0], "longitude": device[1]})
+        page.locator("#locate").click()
+        page.wait_for_selector('#report-map[data-pin-from="device"]', state="attached")
+        assert pin(page) == pytest.approx(device, abs=1e-5)
+        assert "your device's location" in page.locator("#pin-status").inner_text()
+        page.wait_for_selector("#report-map[data-ward]", state="attached", timeout=10_000)
+        assert page.locator("#ward-status").inner_text() == f"Ward: Ward {PHOTO_WARDS[GPS_PHOTO]}"
+        assert page.locator("#report-map").get_attribute("data-places") == "agree"
+        assert page.locator("#places-choices").is_hidden()
+        assert not recorder.problems(), recorder.problems()
+    finally:
+        context.close()
