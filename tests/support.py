@@ -205,7 +205,7 @@ class RecordingServer(ThreadingHTTPServer):
 class FakeTwilio:
     """Speaks the Twilio Messages API's request shape: form POST with To/From/Body to
     /2010-04-01/Accounts/{sid}/Messages.json, HTTP basic auth, 201 with a message sid.
-    ``fail_first`` requests get 503 (the provider is having a bad minute)."""
+    The first ``fail_first`` sendable messages get 503 (the provider is having a bad minute)."""
 
     SID = "AC0123456789abcdef"
     TOKEN = "secret-token"
@@ -221,12 +221,14 @@ class FakeTwilio:
             return 401, {"code": 20003, "message": "Authenticate"}
         if call.path != f"/2010-04-01/Accounts/{self.SID}/Messages.json":
             return 404, {"code": 20404, "message": "Not found"}
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return 503, {"code": 20500, "message": "Service unavailable"}
         form = {k: v[0] for k, v in parse_qs(call.body.decode()).items()}
         if not form.get("To", "").startswith("+"):
             return 400, {"code": 21211, "message": "Invalid 'To' Phone Number"}
+        # The bad minute hits the first messages the provider would have sent, whatever order
+        # the worker sends in (a refused number never reaches it).
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 503, {"code": 20500, "message": "Service unavailable"}
         self.messages.append(form)
         return 201, {"sid": f"SM{len(self.messages):032d}", "status": "queued"}
 
