@@ -41,6 +41,48 @@ def open_map(browser: Any, url: str, viewport: dict[str, int]) -> tuple[Any, Any
     return context, page, recorder
 
 
+def show_marker(page: Any, tracking: str | None = None) -> str:
+    """Zoom in until the marker of ``tracking`` (else the first one) stands alone, as a person
+    would, and return its tracking id.
+
+    markercluster's zoomToShowLayer waits for the map's zoom animation to end; on a busy
+    machine headless Chromium can drop that event and the call never returns, so after a few
+    seconds the map goes there without animation and the marker itself is waited for.
+    """
+    found: str = page.evaluate(
+        """(tracking) => new Promise((done, fail) => {
+            const root = document.getElementById("public-map");
+            const cluster = window[root.dataset.cluster];
+            const m = tracking
+                ? cluster.getLayers().find((l) => l.incident.tracking_id === tracking)
+                : cluster.getLayers()[0];
+            const map = cluster._map;
+            const started = Date.now();
+            let finished = false;
+            let forced = false;
+            const finish = () => {
+                if (!finished) { finished = true; done(m.incident.tracking_id); }
+            };
+            cluster.zoomToShowLayer(m, finish);
+            const poll = () => {
+                if (finished) return;
+                if (m._icon && cluster.getVisibleParent(m) === m) return finish();
+                if (!forced && Date.now() - started > 3000) {
+                    forced = true;
+                    map.setView(m.getLatLng(), map.getMaxZoom(), {animate: false});
+                    const parent = cluster.getVisibleParent(m);
+                    if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
+                }
+                if (Date.now() - started > 20000) return fail(new Error("marker never shown"));
+                setTimeout(poll, 200);
+            };
+            poll();
+        })""",
+        tracking,
+    )
+    return found
+
+
 def basemap_paths(page: Any) -> int:
     return int(page.locator(".leaflet-basemap-pane path").count())
 
@@ -125,15 +167,7 @@ def test_a_description_with_html_shows_as_text_in_its_popup_and_runs_nothing(
     context, page, recorder = open_map(browser, app_url, PHONE)
     try:
         # Zoom in until its marker stands alone (as a person would), then tap it.
-        page.evaluate(
-            """(tracking) => new Promise((done) => {
-                const root = document.getElementById("public-map");
-                const cluster = window[root.dataset.cluster];
-                const m = cluster.getLayers().find((l) => l.incident.tracking_id === tracking);
-                cluster.zoomToShowLayer(m, done);
-            })""",
-            tracking,
-        )
+        show_marker(page, tracking)
         page.locator(f'[data-tracking="{tracking}"]').click()
         popup = page.locator(".leaflet-popup-content .popup-description")
         popup.wait_for(timeout=10_000)

@@ -18,7 +18,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.maps.live import record, screenshot, serve
 from tests.maps.test_track_api import completed_incident
-from tests.pages.test_map_page import EVIL, PHONE, audit, open_map
+from tests.pages.test_map_page import EVIL, PHONE, audit, open_map, show_marker
 
 
 @pytest.fixture
@@ -111,14 +111,7 @@ def test_the_tracking_number_in_a_map_popup_opens_its_tracking_page(
 ) -> None:
     context, page, recorder = open_map(browser, app_url, PHONE)
     try:
-        tracking = page.evaluate(
-            """() => new Promise((done) => {
-                const root = document.getElementById("public-map");
-                const cluster = window[root.dataset.cluster];
-                const m = cluster.getLayers()[0];
-                cluster.zoomToShowLayer(m, () => done(m.incident.tracking_id));
-            })"""
-        )
+        tracking = show_marker(page)
         page.locator(f'[data-tracking="{tracking}"]').click()
         link = page.locator(".leaflet-popup-content a.popup-tracking")
         link.wait_for(timeout=10_000)
