@@ -302,32 +302,27 @@ def _store_request(
 ) -> tuple[PostedRequestOut, ZoneInfo]:
     fields = form.fields
     now = datetime.now(UTC)
-    with db.sessions() as session:
+    # Commits on success; any error rolls back, which deletes the staged photo files.
+    with db.session() as session:
         jurisdiction = get_jurisdiction(session, settings)
         service.check_jurisdiction(fields.get("jurisdiction_id"), served=jurisdiction.slug)
-        try:
-            key_id = service.authenticate(
-                session, jurisdiction_id=jurisdiction.id, key=fields.get("api_key")
-            )
-            posted = submit_report.submit_open311_request(
-                session,
-                jurisdiction_id=jurisdiction.id,
-                jurisdiction_slug=jurisdiction.slug,
-                api_key_id=key_id,
-                fields=fields,
-                attributes=form.attributes,
-                photo=form.photos[0] if form.photos else None,
-                more_photos=form.photos[1:],
-                media=media,
-                settings=settings,
-                now=now,
-            )
-            session.commit()
-        except BaseException:
-            # An explicit rollback fires the hook that deletes the staged photo files.
-            session.rollback()
-            raise
-        return posted, _tz(jurisdiction)
+        key_id = service.authenticate(
+            session, jurisdiction_id=jurisdiction.id, key=fields.get("api_key")
+        )
+        posted = submit_report.submit_open311_request(
+            session,
+            jurisdiction_id=jurisdiction.id,
+            jurisdiction_slug=jurisdiction.slug,
+            api_key_id=key_id,
+            fields=fields,
+            attributes=form.attributes,
+            photo=form.photos[0] if form.photos else None,
+            more_photos=form.photos[1:],
+            media=media,
+            settings=settings,
+            now=now,
+        )
+    return posted, _tz(jurisdiction)
 
 
 @router.post(
@@ -448,30 +443,25 @@ def _store_update(
 ) -> tuple[PostedUpdateOut, ZoneInfo]:
     if len(posted.photos) > 1:
         raise BadRequest("An update carries one photo; send it in 'media' or 'photo1'.")
-    with db.sessions() as session:
+    # Commits on success; any error rolls back, which deletes the staged photo files.
+    with db.session() as session:
         jurisdiction = get_jurisdiction(session, settings)
         service.check_jurisdiction(posted.fields.get("jurisdiction_id"), served=jurisdiction.slug)
-        try:
-            key_id = service.authenticate(
-                session, jurisdiction_id=jurisdiction.id, key=posted.fields.get("api_key")
-            )
-            update = service.post_update(
-                session,
-                jurisdiction_id=jurisdiction.id,
-                jurisdiction_slug=jurisdiction.slug,
-                api_key_id=key_id,
-                fields=posted.fields,
-                photo=posted.photos[0] if posted.photos else None,
-                media=media,
-                settings=settings,
-                now=datetime.now(UTC),
-            )
-            session.commit()
-        except BaseException:
-            # An explicit rollback fires the hook that deletes the staged photo files.
-            session.rollback()
-            raise
-        return update, _tz(jurisdiction)
+        key_id = service.authenticate(
+            session, jurisdiction_id=jurisdiction.id, key=posted.fields.get("api_key")
+        )
+        update = service.post_update(
+            session,
+            jurisdiction_id=jurisdiction.id,
+            jurisdiction_slug=jurisdiction.slug,
+            api_key_id=key_id,
+            fields=posted.fields,
+            photo=posted.photos[0] if posted.photos else None,
+            media=media,
+            settings=settings,
+            now=datetime.now(UTC),
+        )
+    return update, _tz(jurisdiction)
 
 
 @router.post(
