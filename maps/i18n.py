@@ -154,6 +154,8 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "planner.to": "To",
         "planner.hotspots": "Hotspot areas",
         "planner.heat": "Heat of reports",
+        "planner.heat_legend": "Heat of reports: from few (blue) to the most in view (red); "
+        "{reports} reports counted in cells of {cell_m} m",
         "planner.loading": "Loading the ward table…",
         "planner.failed": "The ward table could not be loaded: {detail}",
         "planner.shown": "{wards} wards, {reports} reports, {from} to {to}.",
@@ -338,6 +340,8 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "planner.to": "Hasta",
         "planner.hotspots": "Zonas calientes",
         "planner.heat": "Calor de los avisos",
+        "planner.heat_legend": "Calor de los avisos: de pocos (azul) a los más de la vista "
+        "(rojo); {reports} avisos contados en celdas de {cell_m} m",
         "planner.loading": "Cargando la tabla de distritos…",
         "planner.failed": "No se pudo cargar la tabla de distritos: {detail}",
         "planner.shown": "{wards} distritos, {reports} avisos, del {from} al {to}.",

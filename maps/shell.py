@@ -30,6 +30,10 @@ _ENV.globals["own_url"] = own_url
 
 # The pages in the header's navigation: (path, message key).
 NAVIGATION: tuple[tuple[str, str], ...] = (("/report", "page.report"), ("/map", "page.map"))
+# The staff pages, each shown only to the roles the page lets in: (path, message key, roles).
+ROLE_NAVIGATION: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("/planner", "page.planner", frozenset({"planner", "dispatcher", "admin"})),
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class PageContext:
     path: str
     # The signed-in session's CSRF token, for the header's sign-out form (None: nobody).
     csrf_token: str | None = None
+    # The signed-in user's role, for the staff pages in the navigation (None: nobody).
+    user_role: str | None = None
 
 
 def render(
@@ -63,7 +69,8 @@ def render(
         csrf_token=context.csrf_token,
         path=context.path,
         title=title,
-        navigation=[(p, words[k]) for p, k in NAVIGATION],
+        navigation=[(p, words[k]) for p, k in NAVIGATION]
+        + [(p, words[k]) for p, k, roles in ROLE_NAVIGATION if context.user_role in roles],
         languages=i18n.languages(),
         head=head,
         scripts=scripts,
