@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -48,6 +49,8 @@ class PageContext:
     csrf_token: str | None = None
     # The signed-in user's role, for the staff pages in the navigation (None: nobody).
     user_role: str | None = None
+    # Query parameters the language switch keeps besides ``lang`` (e.g. /login's ``next``).
+    language_query: tuple[tuple[str, str], ...] = ()
 
 
 def render(
@@ -72,6 +75,10 @@ def render(
         navigation=[(p, words[k]) for p, k in NAVIGATION]
         + [(p, words[k]) for p, k, roles in ROLE_NAVIGATION if context.user_role in roles],
         languages=i18n.languages(),
+        language_hrefs={
+            code: f"{context.path}?{urlencode((*context.language_query, ('lang', code)))}"
+            for code in i18n.LANGUAGES
+        },
         head=head,
         scripts=scripts,
         **values,

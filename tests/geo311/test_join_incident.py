@@ -170,13 +170,14 @@ def test_a_request_it_may_not_join_is_refused_and_nothing_is_stored(
     first = report(apart, lon, lat, "first@example.org")
     before = counts(demo_db)
     far = offset(lon, lat, 60.0)  # beyond the pothole's 25 m
-    for path, data, status, code in [
+    cases: list[tuple[str, dict[str, object], int, str | None]] = [
         (first, {"category": "pothole", "lat": far[1], "lon": far[0]}, 409, "not_joinable"),
         # graffiti is not in the streets group a pothole belongs to
         (first, {"category": "graffiti", "lat": lat, "lon": lon}, 409, "not_joinable"),
         ("RQ-NOPE-NOPE", {"category": "pothole", "lat": lat, "lon": lon}, 404, None),
         (first, {"category": "pothole", "lat": "north"}, 422, "validation_failed"),
-    ]:
+    ]
+    for path, data, status, code in cases:
         response = apart.post(
             f"/api/v1/reports/{path}/join",
             data={k: str(v) for k, v in {**data, "email": "me@example.org"}.items()},
