@@ -123,6 +123,8 @@ def test_following_a_nearby_problem_joins_it_and_its_closure_mail_leads_to_track
         page.fill("#description", "Still there this morning")
         card.get_by_role("button", name="This is my problem — follow it").click()
         card.get_by_label("Your e-mail address for updates").fill(NEIGHBOUR)
+        card_shot = screenshot(page, tmp_path, "report-phone-follow-card")
+        assert not audit(page, live.url)  # the card with its e-mail box open
         card.get_by_role("button", name="Send my report and follow it").click()
         page.locator("#result-joined").wait_for(timeout=15_000)
         assert page.locator("#result-joined").inner_text() == (
@@ -199,6 +201,6 @@ def test_following_a_nearby_problem_joins_it_and_its_closure_mail_leads_to_track
         # (the answer page is the notices' own plain page, not a map page: it has no icon
         # link, so Chromium's /favicon.ico probe 404s there; nothing else may go wrong)
         assert recorder.origins() == {live.url}, recorder.origins()
-        print(f"screenshots: {joined_shot} {track_shot} {answer_shot}")
+        print(f"screenshots: {card_shot} {joined_shot} {track_shot} {answer_shot}")
     finally:
         context.close()
