@@ -37,6 +37,16 @@ MEASURES: tuple[str, ...] = (
     "reopen_share",
 )
 
+# The heat layer's colours by share of the busiest spot in view (Leaflet.heat's own defaults,
+# written out so that the legend planner.js draws is the layer's own scale).
+HEAT_GRADIENT: dict[float, str] = {
+    0.4: "#0000ff",
+    0.6: "#00ffff",
+    0.7: "#00ff00",
+    0.8: "#ffff00",
+    1.0: "#ff0000",
+}
+
 # The words planner.js puts on the page.
 _SCRIPT_WORDS = (
     "planner.loading",
@@ -57,6 +67,7 @@ _SCRIPT_WORDS = (
     "planner.week",
     "planner.hotspots",
     "planner.heat",
+    "planner.heat_legend",
     "zoom.in",
     "zoom.out",
     "map.tiles_failed",
@@ -98,7 +109,15 @@ def build_map(
         )
         tiles.add_to(fmap)
     # Empty and off the map: planner.js gives it the API's weighted cells when switched on.
-    heat = HeatMap([], name="heat", show=False, radius=18, blur=15, min_opacity=0.3)
+    heat = HeatMap(
+        [],
+        name="heat",
+        show=False,
+        radius=18,
+        blur=15,
+        min_opacity=0.3,
+        gradient=HEAT_GRADIENT,
+    )
     heat.add_to(fmap)
     fmap.fit_bounds([[south, west], [north, east]])
     return fmap, heat, tiles
@@ -137,6 +156,7 @@ def render_page(
         map_name=fmap.get_name(),
         tiles_name=tiles.get_name() if tiles is not None else "",
         heat_name=heat.get_name(),
+        heat_gradient_json=json.dumps(HEAT_GRADIENT),
         categories=categories,
         groups=groups,
         measures=[(m, words[f"measure.{m}"]) for m in MEASURES],

@@ -57,6 +57,7 @@ def page_context(
         user_name=user.principal.name if user is not None else None,
         csrf_token=user.csrf_token if user is not None else None,
         path=request.url.path,
+        user_role=user.principal.role if user is not None else None,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -30,6 +31,10 @@ _ENV.globals["own_url"] = own_url
 
 # The pages in the header's navigation: (path, message key).
 NAVIGATION: tuple[tuple[str, str], ...] = (("/report", "page.report"), ("/map", "page.map"))
+# The staff pages, each shown only to the roles the page lets in: (path, message key, roles).
+ROLE_NAVIGATION: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("/planner", "page.planner", frozenset({"planner", "dispatcher", "admin"})),
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class PageContext:
     path: str
     # The signed-in session's CSRF token, for the header's sign-out form (None: nobody).
     csrf_token: str | None = None
+    # The signed-in user's role, for the staff pages in the navigation (None: nobody).
+    user_role: str | None = None
+    # Query parameters the language switch keeps besides ``lang`` (e.g. /login's ``next``).
+    language_query: tuple[tuple[str, str], ...] = ()
 
 
 def render(
@@ -63,8 +72,13 @@ def render(
         csrf_token=context.csrf_token,
         path=context.path,
         title=title,
-        navigation=[(p, words[k]) for p, k in NAVIGATION],
+        navigation=[(p, words[k]) for p, k in NAVIGATION]
+        + [(p, words[k]) for p, k, roles in ROLE_NAVIGATION if context.user_role in roles],
         languages=i18n.languages(),
+        language_hrefs={
+            code: f"{context.path}?{urlencode((*context.language_query, ('lang', code)))}"
+            for code in i18n.LANGUAGES
+        },
         head=head,
         scripts=scripts,
         **values,

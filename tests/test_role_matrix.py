@@ -104,6 +104,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "POST /api/v1/reports": (PUBLIC, Req(data={})),
     "GET /api/v1/reports/{tracking_id}": (PUBLIC, ANY),
     "POST /api/v1/reports/{tracking_id}/follow": (PUBLIC, Req(json={})),
+    "POST /api/v1/reports/{tracking_id}/join": (PUBLIC, Req(data={})),
     "GET /api/v1/categories": (PUBLIC, ANY),
     "GET /api/v1/staff/reports/{tracking_id}": ("401  ok   403  403  ok   403  ok   401", ANY),
     "GET /api/v1/me": (STAFF, ANY),

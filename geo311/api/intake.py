@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from geo311.flows import join_incident as join_flow
 from geo311.flows import submit_report as submit_flow
 from geo311.kernel.auth.contact import CONTACT_ROLES, may_see_contact_details
 from geo311.kernel.auth.service import Principal
@@ -159,22 +160,39 @@ def _store_report(
     draft: service.ReportDraft,
     photo: bytes | None,
     media_url: str,
+    follow_tracking_id: str | None = None,
 ) -> ReportOut:
+    """Store the report (joined to request ``follow_tracking_id``'s incident when given) and
+    return its view, in one transaction."""
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
         try:
-            report = submit_flow.submit_report(
-                session,
-                jurisdiction_id=jurisdiction.id,
-                jurisdiction_slug=jurisdiction.slug,
-                draft=draft,
-                photo=photo,
-                media=media,
-                media_settings=settings.media,
-                now=datetime.now(UTC),
-                dedup_settings=settings.dedup,
-                default_service_s=settings.routing.default_service_s,
-            )
+            if follow_tracking_id is None:
+                report = submit_flow.submit_report(
+                    session,
+                    jurisdiction_id=jurisdiction.id,
+                    jurisdiction_slug=jurisdiction.slug,
+                    draft=draft,
+                    photo=photo,
+                    media=media,
+                    media_settings=settings.media,
+                    now=datetime.now(UTC),
+                    dedup_settings=settings.dedup,
+                    default_service_s=settings.routing.default_service_s,
+                )
+            else:
+                report = join_flow.join_incident(
+                    session,
+                    jurisdiction_id=jurisdiction.id,
+                    jurisdiction_slug=jurisdiction.slug,
+                    follow_tracking_id=follow_tracking_id,
+                    draft=draft,
+                    photo=photo,
+                    media=media,
+                    media_settings=settings.media,
+                    now=datetime.now(UTC),
+                    dedup_settings=settings.dedup,
+                ).report
             # Read the answer inside the same transaction: one connection checkout, and the
             # server keeps its prepared statements (a rollback after commit would drop them).
             view = service.report_view(
@@ -189,6 +207,40 @@ def _store_report(
             session.rollback()
             raise
         return view
+
+
+@router.post(
+    "/api/v1/reports/{tracking_id}/join",
+    status_code=201,
+    response_model=ReportOut,
+    summary="Submit a report that joins request {tracking_id} (its sender follows it)",
+    description="The same body as POST /api/v1/reports. The report is stored and joins the "
+    "incident of request {tracking_id} (an open one of the category's group near the report, "
+    "by dedup's rule; otherwise 409 not_joinable and nothing is stored), through an audited, "
+    "undoable merge; an e-mail or phone given subscribes the sender to its updates.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": _FORM_SCHEMA},
+                "application/json": {"schema": _FORM_SCHEMA},
+            },
+        }
+    },
+    tags=["reports"],
+)
+async def submit_report_joining(
+    tracking_id: str,
+    request: Request,
+    settings: SettingsDep,
+    media: MediaDep,
+    db: DatabaseDep,
+) -> ReportOut:
+    fields, photo = await _read_report_request(request, settings.media.max_bytes)
+    draft = service.parse_report_form(fields, channel="api", settings=settings.intake)
+    return await run_in_threadpool(
+        _store_report, db, settings, media, draft, photo, _media_url(request), tracking_id
+    )
 
 
 @router.get(

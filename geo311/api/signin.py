@@ -13,11 +13,10 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
-from babel import Locale, negotiate_locale
+from babel import negotiate_locale
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
@@ -32,6 +31,7 @@ from geo311.kernel.deps import PrincipalDep, SessionDep, SettingsDep
 from geo311.kernel.http import app_error_response
 from geo311.kernel.settings import Settings
 from layers import service as layers_service
+from maps import shell
 
 router = APIRouter()
 
@@ -140,103 +140,39 @@ class _View:
     crew: str | None = None
 
 
-_STYLE = """
- body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #f6f7f9; }
- header { display: flex; justify-content: space-between; align-items: center; gap: 1rem;
-   padding: .6rem 1rem; background: #1b3a5c; color: #fff; }
- header a { color: #fff; }
- header nav a { margin-left: .6rem; }
- main { max-width: 26rem; margin: 2rem auto; padding: 1.5rem; background: #fff;
-   border-radius: .4rem; box-shadow: 0 1px 4px rgba(0,0,0,.15); }
- h1 { margin-top: 0; font-size: 1.5rem; }
- label { display: block; margin-top: 1rem; font-weight: 600; }
- input { font: inherit; width: 100%; box-sizing: border-box; padding: .55rem;
-   margin-top: .25rem; border: 1px solid #6b6b6b; border-radius: .3rem; }
- input:focus, button:focus, a:focus { outline: 3px solid #ffbf47; outline-offset: 1px; }
- button { font: inherit; margin-top: 1.4rem; width: 100%; padding: .6rem; border: 0;
-   border-radius: .3rem; background: #1a5fb4; color: #fff; font-weight: 600; cursor: pointer; }
- .error { background: #fdeaea; border-left: 4px solid #b3261e; padding: .6rem .8rem;
-   color: #5c0f0a; }
- .notice { background: #e6f2ea; border-left: 4px solid #1e6b3a; padding: .6rem .8rem; }
- .hint { margin-top: 1.5rem; color: #4a4a4a; font-size: .95rem; }
-"""
-
-
 def _render(view: _View) -> str:
+    """Return the sign-in page in the pages' shell (its header signs a signed-in user out)."""
     t = TEXT[view.lang]
-    switch = " ".join(_language_link(lang, view) for lang in LANGUAGES)
-    parts = [
-        f'<!doctype html>\n<html lang="{view.lang}"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(t['title'])} — {escape(view.city)}</title>",
-        # The map pages' icon, so browsers do not ask for a /favicon.ico that is not there.
-        '<link rel="icon" href="/assets/maps/favicon.svg" type="image/svg+xml">',
-        f"<style>{_STYLE}</style></head><body>",
-        f'<header><span>{escape(view.city)}</span><nav aria-label="{escape(t["language"])}">'
-        f"{switch}</nav></header>",
-        "<main>",
-    ]
-    heading = t["title"]
+    who = None
     if view.signed_in is not None:
         p = view.signed_in.principal
-        role = t.get(f"{p.role}_role", p.role)
-        parts += [
-            '<section aria-labelledby="signed-in">',
-            f'<h1 id="signed-in">{escape(t["signed_in"])}</h1>',
-            f'<p id="who">{escape(t["signed_in_as"].format(name=p.name, role=role))}',
-            f" {escape(t['crew'].format(crew=view.crew))}" if view.crew else "",
-            "</p>",
-            '<form method="post" action="/logout">',
-            f'<input type="hidden" name="{auth_web.CSRF_FIELD}" '
-            f'value="{escape(view.signed_in.csrf_token)}">',
-            f'<input type="hidden" name="lang" value="{view.lang}">',
-            f'<button type="submit" id="sign-out">{escape(t["sign_out"])}</button></form>',
-            "</section>",
-            f"<h2>{escape(t['someone_else'])}</h2>",
-        ]
-    else:
-        parts.append(f"<h1>{escape(heading)}</h1>")
-    described = ' aria-describedby="signin-error" aria-invalid="true"' if view.error else ""
-    if view.error:
-        parts.append(
-            f'<div id="signin-error" class="error" role="alert">{escape(view.error)}</div>'
-        )
-    if view.notice:
-        parts.append(f'<div class="notice" role="status">{escape(view.notice)}</div>')
-    focus = "" if view.signed_in is not None else " autofocus"
-    parts += [
-        '<form method="post" action="/login" id="signin">',
-        f'<input type="hidden" name="{auth_web.CSRF_FIELD}" value="{escape(view.login_token)}">',
-        f'<input type="hidden" name="next" value="{escape(view.next_path or "")}">',
-        f'<input type="hidden" name="lang" value="{view.lang}">',
-        f'<label for="name">{escape(t["name"])}</label>',
-        f'<input id="name" name="name" type="text" autocomplete="username" '
-        f'autocapitalize="none" spellcheck="false" required maxlength="200" '
-        f'value="{escape(view.name)}"{described}{"" if view.name else focus}>',
-        f'<label for="password">{escape(t["password"])}</label>',
-        f'<input id="password" name="password" type="password" '
-        f'autocomplete="current-password" required maxlength="1024"{described}'
-        f"{focus if view.name else ''}>",
-        f'<button type="submit" id="sign-in">{escape(t["submit"])}</button>',
-        "</form>",
-        f'<p class="hint">{escape(t["residents"])} <a href="/report">/report</a>.</p>',
-    ]
-    parts.append("</main></body></html>\n")
-    return "\n".join(parts)
-
-
-def _language_link(lang: str, view: _View) -> str:
-    label = (Locale.parse(lang).get_display_name(lang) or lang).capitalize()
-    current = ' aria-current="true"' if lang == view.lang else ""
-    href = "/login?" + urlencode(_query(lang, view.next_path))
-    return f'<a href="{escape(href)}" lang="{lang}" hreflang="{lang}"{current}>{escape(label)}</a>'
-
-
-def _query(lang: str, next_path: str | None) -> dict[str, str]:
-    query = {"lang": lang}
-    if next_path:
-        query["next"] = next_path
-    return query
+        who = t["signed_in_as"].format(name=p.name, role=t.get(f"{p.role}_role", p.role))
+        if view.crew:
+            who += " " + t["crew"].format(crew=view.crew)
+    context = shell.PageContext(
+        language=view.lang,
+        city=view.city,
+        user_name=view.signed_in.principal.name if view.signed_in else None,
+        path="/login",
+        csrf_token=view.signed_in.csrf_token if view.signed_in else None,
+        user_role=view.signed_in.principal.role if view.signed_in else None,
+        # The language switch keeps where to go after signing in.
+        language_query=(("next", view.next_path),) if view.next_path else (),
+    )
+    return shell.render(
+        "login.html",
+        context,
+        title=t["title"],
+        s=t,
+        signed_in=view.signed_in is not None,
+        who=who,
+        error=view.error,
+        notice=view.notice,
+        csrf_field=auth_web.CSRF_FIELD,
+        login_token=view.login_token,
+        next_path=view.next_path or "",
+        name=view.name,
+    )
 
 
 def _page(html: str, status: int = 200) -> HTMLResponse:

@@ -33,6 +33,8 @@ def file_stem(table: WardTableOut) -> str:
         parts.append(f"category-{table.filters.category}")
     if table.filters.group is not None:
         parts.append(f"group-{table.filters.group}")
+    if table.cell_m is not None:
+        parts.append(f"hex-{table.cell_m:g}m")
     return re.sub(r"[^A-Za-z0-9_.-]", "-", "_".join(parts))
 
 

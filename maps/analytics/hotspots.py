@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, ValidationFailed
-from maps.analytics.queries import Filters, Period, read_only_olap
+from maps.analytics.queries import Filters, HexGrid, Period, read_only_olap
 
 GeoJSON = dict[str, Any]
 
@@ -248,6 +249,64 @@ def gi_star(
     return GiResult(z=z, p=p)
 
 
+def check_cell_count(
+    session: Session, *, params: dict[str, Any], size_m: float, max_cells: int
+) -> None:
+    """Raise ValidationFailed (size_m) when hexagons of ``size_m`` would lay more than
+    ``max_cells`` cells over the city's wards in force (``params``: jid, start, end, srid,
+    size)."""
+    estimate = session.scalar(text(_CELL_COUNT_SQL), params)
+    if estimate is not None and estimate > max_cells:
+        raise ValidationFailed(
+            f"Cells of {size_m:g} m would be about {int(estimate)} over this city; at most "
+            f"{max_cells}: choose a larger size_m.",
+            errors=[FieldError("size_m", "Too many cells for this city.", "too_many_cells")],
+        )
+
+
+def hex_grid(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    period: Period,
+    size_m: float,
+    max_cells: int,
+) -> HexGrid:
+    """Return the hexagon grid of edge ``size_m`` in the city's metric SRID for the ward
+    table, or raise ValidationFailed when it would have more than ``max_cells`` cells."""
+    srid = metric_srid(session, jurisdiction_id=jurisdiction_id)
+    check_cell_count(
+        session,
+        params={"jid": jurisdiction_id, "start": period.start, "end": period.end}
+        | {"srid": srid, "size": size_m},
+        size_m=size_m,
+        max_cells=max_cells,
+    )
+    return HexGrid(srid=srid, size_m=size_m)
+
+
+def hex_geometries(session: Session, *, grid: HexGrid, codes: Sequence[str]) -> dict[str, bytes]:
+    """Return each hexagon ("i,j") as a WKB polygon in EPSG:4326, for exports."""
+    cells = [tuple(int(n) for n in code.split(",")) for code in codes]
+    rows = session.execute(
+        text(
+            """
+            SELECT c.i, c.j, ST_AsBinary(ST_Transform(
+                       ST_Hexagon(:size, c.i, c.j, ST_SetSRID(ST_MakePoint(0, 0), :srid)),
+                       4326)) AS wkb
+            FROM unnest(CAST(:i AS integer[]), CAST(:j AS integer[])) AS c(i, j)
+            """
+        ),
+        {
+            "size": grid.size_m,
+            "srid": grid.srid,
+            "i": [c[0] for c in cells],
+            "j": [c[1] for c in cells],
+        },
+    ).all()
+    return {f"{r.i},{r.j}": bytes(r.wkb) for r in rows}
+
+
 def cells(
     session: Session,
     *,
@@ -273,13 +332,7 @@ def cells(
         "size": size_m,
         "h": math.sqrt(3) * size_m,
     }
-    estimate = session.scalar(text(_CELL_COUNT_SQL), params)
-    if estimate is not None and estimate > max_cells:
-        raise ValidationFailed(
-            f"Cells of {size_m:g} m would be about {int(estimate)} over this city; at most "
-            f"{max_cells}: choose a larger size_m.",
-            errors=[FieldError("size_m", "Too many cells for this city.", "too_many_cells")],
-        )
+    check_cell_count(session, params=params, size_m=size_m, max_cells=max_cells)
     rows = session.execute(text(_GRID_SQL), params).all()
     if not rows:
         return _collection([])

@@ -30,8 +30,9 @@ Where each figure comes from (and the choices made):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -58,6 +59,14 @@ class Period:
     @property
     def days(self) -> int:
         return (self.last_day - self.first_day).days + 1
+
+
+@dataclass(frozen=True)
+class HexGrid:
+    """Hexagons of edge ``size_m`` metres in the city's metric SRID, as units of the table."""
+
+    srid: int
+    size_m: float
 
 
 @dataclass(frozen=True)
@@ -139,15 +148,36 @@ def read_only_olap(session: Session) -> None:
 # --- the counting SQL ---------------------------------------------------------------------
 
 # Unit expressions: fixed strings chosen by code, never built from input.
-Unit = Literal["ward", "week"]
+Unit = Literal["ward", "week", "hex"]
 _INCIDENT_UNIT = {
     "ward": "i.ward_id",
     "week": "date_trunc('week', i.opened_at AT TIME ZONE :tz)::date",
+    "hex": "hx.cell",
 }
 _REPORT_UNIT = {
     "ward": "r.ward_id",
     "week": "date_trunc('week', r.reported_at AT TIME ZONE :tz)::date",
+    "hex": "hx.cell",
 }
+
+# A case's hexagon ("i,j"), for unit "hex": the cell of ST_HexagonGrid(:size) in the city's
+# metric SRID (:srid) whose centre is nearest, by arithmetic in ST_HexagonGrid's own layout
+# (cell (i, j) centred at (1.5·s·i, √3·s·(j + ½·(i mod 2))); the same rule as the hotspot
+# cells, maps.analytics.hotspots). Joined only when the unit is "hex".
+_HEX_JOIN = """
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN da <= db THEN a || ',' || ja ELSE (a + 1) || ',' || jb END AS cell
+        FROM (SELECT a, ja, jb,
+                     (x - 1.5 * :size * a) ^ 2 + (y - :h * (ja + 0.5e0 * pa)) ^ 2 AS da,
+                     (x - 1.5 * :size * (a + 1)) ^ 2 + (y - :h * (jb + 0.5e0 * pb)) ^ 2 AS db
+              FROM (SELECT x, y, a, pa, pb,
+                           round(y / :h - 0.5e0 * pa)::bigint AS ja,
+                           round(y / :h - 0.5e0 * pb)::bigint AS jb
+                    FROM (SELECT x, y, a, ((a % 2) + 2) % 2 AS pa, (((a + 1) % 2) + 2) % 2 AS pb
+                          FROM (SELECT ST_X(p) AS x, ST_Y(p) AS y,
+                                       floor(ST_X(p) / (1.5 * :size))::bigint AS a
+                                FROM (SELECT ST_Transform({alias}.geom, :srid) AS p) t) u) v) w) z
+    ) hx"""
 _WARD_FILTER = " AND {alias}.ward_id = ANY(:ward_ids)"
 
 # Counts per (unit, category): a hash aggregate, no sort. Everything the measures need that
@@ -178,7 +208,7 @@ WITH reopened AS (
     -- open_incident, create_missing_work_orders): the same range on it lets a short period
     -- read a short range of work orders instead of hashing them all.
     LEFT JOIN work_orders w ON w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id
-         AND w.opened_at >= :start AND w.opened_at < :end
+         AND w.opened_at >= :start AND w.opened_at < :end{unit_join}
     LEFT JOIN reopened ro ON ro.incident_id = i.id
     LEFT JOIN answers a ON a.incident_id = i.id
     WHERE i.jurisdiction_id = :jid AND i.opened_at >= :start AND i.opened_at < :end
@@ -209,7 +239,7 @@ SELECT {unit} AS unit, GROUPING({unit}) AS level,
        percentile_cont(0.5) WITHIN GROUP (
            ORDER BY extract(epoch FROM :cutoff - i.opened_at) / 3600.0)
            FILTER (WHERE i.closed_at IS NULL OR i.closed_at >= :cutoff) AS backlog_median_age_h
-FROM incidents i
+FROM incidents i{unit_join}
 WHERE i.jurisdiction_id = :jid AND i.opened_at >= :start AND i.opened_at < :end
   AND i.status <> 'cancelled'{codes}{unit_filter}
 GROUP BY GROUPING SETS (({unit}), ())
@@ -219,7 +249,7 @@ _REPORTS_SQL = """
 SELECT {unit} AS unit, r.category_code AS category,
        count(*) AS reports,
        count(*) FILTER (WHERE r.dedup_decision IN ('matched', 'reopened')) AS duplicates
-FROM reports r
+FROM reports r{unit_join}
 WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end
       {codes}{unit_filter}
 GROUP BY 1, 2
@@ -245,7 +275,10 @@ def _count(
     unit: Unit,
     now: datetime,
     ward_ids: Sequence[int] | None = None,
+    grid: HexGrid | None = None,
 ) -> _Counted:
+    if (unit == "hex") != (grid is not None):
+        raise ValueError("the hexagon unit needs its grid, and only it does")
     params: dict[str, Any] = {
         "jid": jurisdiction_id,
         "start": period.start,
@@ -256,9 +289,12 @@ def _count(
         "codes": list(filters.codes or ()),
         "ward_ids": list(ward_ids or ()),
     }
+    if grid is not None:
+        params |= {"srid": grid.srid, "size": grid.size_m, "h": math.sqrt(3) * grid.size_m}
     out = _Counted()
     incidents_sql = _INCIDENTS_SQL.format(
         unit=_INCIDENT_UNIT[unit],
+        unit_join=_HEX_JOIN.format(alias="i") if unit == "hex" else "",
         codes=" AND i.category_code = ANY(:codes)" if filters.codes is not None else "",
         unit_filter=_WARD_FILTER.format(alias="i") if ward_ids is not None else "",
     )
@@ -269,6 +305,7 @@ def _count(
         c.reopened, c.fixed_yes, c.fixed_no = row.reopened, row.fixed_yes, row.fixed_no
     quantiles_sql = _QUANTILES_SQL.format(
         unit=_INCIDENT_UNIT[unit],
+        unit_join=_HEX_JOIN.format(alias="i") if unit == "hex" else "",
         codes=" AND i.category_code = ANY(:codes)" if filters.codes is not None else "",
         unit_filter=_WARD_FILTER.format(alias="i") if ward_ids is not None else "",
     )
@@ -281,6 +318,7 @@ def _count(
             out.quantiles[row.unit] = quantiles
     reports_sql = _REPORTS_SQL.format(
         unit=_REPORT_UNIT[unit],
+        unit_join=_HEX_JOIN.format(alias="r") if unit == "hex" else "",
         codes=" AND r.category_code = ANY(:codes)" if filters.codes is not None else "",
         unit_filter=_WARD_FILTER.format(alias="r") if ward_ids is not None else "",
     )
@@ -403,6 +441,18 @@ class WardTable:
     city_population: int | None
     unplaced_reports: int
     min_cases: int
+    # Not None: the rows are hexagons of this grid (those holding any case), not wards.
+    grid: HexGrid | None = None
+
+
+def _cells(keys: Sequence[Any], map_id: int) -> list[WardInfo]:
+    """Return hexagon cells ("i,j" keys) as table rows: numbered in (i, j) order, the key as
+    the code."""
+    ordered = sorted(keys, key=lambda k: tuple(int(n) for n in str(k).split(",")))
+    return [
+        WardInfo(id=n, code=str(k), name=f"Hexagon {k}", map_id=map_id, population=None)
+        for n, k in enumerate(ordered, start=1)
+    ]
 
 
 def ward_table(
@@ -413,41 +463,55 @@ def ward_table(
     filters: Filters,
     min_cases: int,
     now: datetime | None = None,
+    grid: HexGrid | None = None,
 ) -> WardTable:
     """Return every ward of the maps in force in the period with its measures beside the city's.
 
     The city's figures count every case, also those outside any ward (``unplaced_reports``).
     Its population is that of the latest map in force (None if any of its wards has none);
     per-asset rates need one category whose asset type is set.
+
+    With ``grid``, the rows are the grid's hexagons holding any case of the period (code
+    "i,j" as ST_HexagonGrid numbers them; empty cells are left out) instead of wards: same
+    measures, no population or assets, ranked among themselves.
     """
     now = now or datetime.now(UTC)
     read_only_olap(session)
     maps = maps_in_force(session, jurisdiction_id=jurisdiction_id, period=period)
     wards = _wards(session, jurisdiction_id=jurisdiction_id, map_ids=[m.id for m in maps])
-    counted = _count(
-        session,
-        jurisdiction_id=jurisdiction_id,
-        period=period,
-        filters=filters,
-        unit="ward",
-        now=now,
-    )
-    city_per_category = measures.merge(counted.per_unit.values())
-    assets: dict[int, int] = {}
-    city_assets: int | None = None
-    if filters.asset_type is not None:
-        assets, city_assets = _assets_per_ward(
-            session,
-            jurisdiction_id=jurisdiction_id,
-            asset_type=filters.asset_type,
-            ward_ids=[w.id for w in wards],
-        )
     latest = [w for w in wards if maps and w.map_id == maps[-1].id]
     city_population = (
         sum(w.population or 0 for w in latest)
         if latest and all(w.population for w in latest)
         else None
     )
+    counted = _count(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        period=period,
+        filters=filters,
+        unit="ward" if grid is None else "hex",
+        now=now,
+        grid=grid,
+    )
+    if grid is not None and maps:
+        # Cells are the same whatever the ward maps: one "map" for all, in force throughout.
+        whole = replace(maps[-1], in_force_from=period.start, in_force_to=period.end,
+                        whole_period=True)  # fmt: skip
+        maps = [whole]
+        wards = _cells([k for k in counted.per_unit if k is not None], whole.id)
+        counted.per_unit = {w.id: counted.per_unit[w.code] for w in wards}
+        counted.quantiles = {w.id: counted.quantiles.get(w.code, Quantiles()) for w in wards}
+    city_per_category = measures.merge(counted.per_unit.values())
+    assets: dict[int, int] = {}
+    city_assets: int | None = None
+    if filters.asset_type is not None and grid is None:
+        assets, city_assets = _assets_per_ward(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            asset_type=filters.asset_type,
+            ward_ids=[w.id for w in wards],
+        )
     city = measures.figures(
         city_per_category,
         counted.city_quantiles,
@@ -489,6 +553,7 @@ def ward_table(
         city_population=city_population,
         unplaced_reports=unplaced,
         min_cases=min_cases,
+        grid=grid,
     )
 
 

@@ -41,6 +41,14 @@ To = Annotated[
 ]
 Category = Annotated[str | None, Query(max_length=64, description="Only this category (its code)")]
 Group = Annotated[str | None, Query(max_length=64, description="Only this category group")]
+Grid = Annotated[
+    Literal["ward", "hex"],
+    Query(description="Rows per ward of the maps in force (default) or per hexagon cell"),
+]
+HexSize = Annotated[
+    float | None,
+    Query(ge=50, le=10_000, description="Hexagon edge in metres (default: the setting)"),
+]
 
 
 def _scope(
@@ -72,17 +80,28 @@ def _ward_table(
     last: fields.Day | None,
     category: str | None,
     group: str | None,
-) -> WardTableOut:
+    grid: Literal["ward", "hex"] = "ward",
+    size_m: float | None = None,
+) -> queries.WardTable:
     period, filters = _scope(session, settings, jurisdiction, first, last, category, group)
-    table = queries.ward_table(
+    hexagons = None
+    if grid == "hex":
+        hexagons = hotspots.hex_grid(
+            session,
+            jurisdiction_id=jurisdiction.id,
+            period=period,
+            size_m=size_m or settings.analytics.hex_size_m,
+            max_cells=settings.analytics.max_hex_cells,
+        )
+    return queries.ward_table(
         session,
         jurisdiction_id=jurisdiction.id,
         period=period,
         filters=filters,
         min_cases=settings.analytics.min_cases,
         now=datetime.now(UTC),
+        grid=hexagons,
     )
-    return WardTableOut.of(table)
 
 
 @router.get(
@@ -99,8 +118,11 @@ def ward_table(
     last: To = None,
     category: Category = None,
     group: Group = None,
+    grid: Grid = "ward",
+    size_m: HexSize = None,
 ) -> WardTableOut:
-    return _ward_table(session, settings, jurisdiction, first, last, category, group)
+    table = _ward_table(session, settings, jurisdiction, first, last, category, group, grid, size_m)
+    return WardTableOut.of(table)
 
 
 @router.get(
@@ -124,11 +146,20 @@ def ward_table_file(
     last: To = None,
     category: Category = None,
     group: Group = None,
+    grid: Grid = "ward",
+    size_m: HexSize = None,
 ) -> Response:
-    table = _ward_table(session, settings, jurisdiction, first, last, category, group)
-    geometries = queries.ward_geometries(
-        session, jurisdiction_id=jurisdiction.id, ward_ids=[w.id for w in table.wards]
-    )
+    found = _ward_table(session, settings, jurisdiction, first, last, category, group, grid, size_m)
+    table = WardTableOut.of(found)
+    if found.grid is None:
+        geometries = queries.ward_geometries(
+            session, jurisdiction_id=jurisdiction.id, ward_ids=[w.id for w in table.wards]
+        )
+    else:
+        by_code = hotspots.hex_geometries(
+            session, grid=found.grid, codes=[w.code for w in table.wards]
+        )
+        geometries = {w.id: by_code[w.code] for w in table.wards}
     return Response(
         export.render(table, geometries, fmt),
         media_type=export.MEDIA_TYPES[fmt],

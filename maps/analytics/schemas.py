@@ -111,8 +111,17 @@ class WardTableOut(BaseModel):
     filters: FiltersOut
     maps: list[MapOut] = Field(description="The ward maps in force during the period")
     min_cases: int
+    grid: str = Field(
+        default="ward", description="'ward': a row per ward; 'hex': a row per hexagon cell"
+    )
+    cell_m: float | None = Field(
+        default=None, description="grid=hex: the hexagons' edge in metres (else null)"
+    )
     city: CityOut
-    wards: list[WardOut]
+    wards: list[WardOut] = Field(
+        description="The rows: wards, or with grid=hex the hexagons holding any case (code "
+        "'i,j' in ST_HexagonGrid's numbering in the city's UTM zone; no population or assets)"
+    )
     notes: list[str]
 
     @classmethod
@@ -123,11 +132,19 @@ class WardTableOut(BaseModel):
                 "The period crosses a ward-map change: each map's wards count the cases of "
                 "the days it was in force (see maps), and are not ranked."
             )
+        if table.grid is not None:
+            notes.append(
+                f"Rows are hexagons with {table.grid.size_m:g} m edges holding any case of the "
+                "period (empty ones are left out), ranked among themselves; the city's "
+                "figures are the same as per ward."
+            )
         return cls(
             period=PeriodOut.of(table.period),
             filters=FiltersOut(category=table.filters.category, group=table.filters.group),
             maps=[MapOut.of(m) for m in table.maps],
             min_cases=table.min_cases,
+            grid="ward" if table.grid is None else "hex",
+            cell_m=None if table.grid is None else table.grid.size_m,
             city=CityOut(
                 **FiguresOut.values(table.city),
                 population=table.city_population,

@@ -9,6 +9,7 @@ const root = document.getElementById("planner-map");
 const map = window[root.dataset.map];
 const tiles = root.dataset.tiles ? window[root.dataset.tiles] : null;
 const heat = window[root.dataset.heat];
+const HEAT_GRADIENT = JSON.parse(root.dataset.heatGradient);
 const words = JSON.parse(root.dataset.words);
 const api = root.dataset.api;
 const lang = root.dataset.lang;
@@ -61,7 +62,7 @@ function format(measure, value, signed = false) {
   return unit === "%" ? `${number} %` : `${number} ${unit}`;
 }
 
-const state = { data: null, sort: { key: "value", dir: -1 }, chosen: null, layer: null, hot: null };
+const state = { data: null, sort: { key: "value", dir: -1 }, chosen: null, layer: null, hot: null, heat: null };
 
 function measure() { return form.elements.measure.value; }
 
@@ -145,6 +146,19 @@ function drawLegend(scale) {
     mark.setAttribute("aria-hidden", "true");
     hot.append(mark, element("span", words["planner.hotspots"]));
     legend.append(hot);
+  }
+  if (form.elements.heat.checked && state.heat) {
+    // The heat layer's own colour ramp, as a bar: Leaflet.heat scales to the busiest spot in view.
+    const warm = element("li", undefined, "legend-heat");
+    const ramp = element("span", undefined, "legend-swatch heat-ramp");
+    ramp.setAttribute("aria-hidden", "true");
+    const stops = Object.entries(HEAT_GRADIENT).map(([at, colour]) => `${colour} ${Math.round(at * 100)}%`);
+    ramp.style.background = `linear-gradient(to right, ${HEAT_GRADIENT[Object.keys(HEAT_GRADIENT)[0]]} 0%, ${stops.join(", ")})`;
+    warm.append(ramp, element("span", fill(words["planner.heat_legend"], {
+      reports: state.heat.reports.toLocaleString(lang),
+      cell_m: Math.round(state.heat.cell_m).toLocaleString(lang),
+    })));
+    legend.append(warm);
   }
   if (form.elements.view.value === "gap" && !signed) {
     legend.append(element("li", words["planner.gap_unavailable"], "legend-note"));
@@ -399,6 +413,8 @@ async function loadHeat() {
   if (!form.elements.heat.checked) {
     heat.remove();
     delete root.dataset.heatCells;
+    state.heat = null;
+    if (state.data) drawLegend(classes(state.data.features));
     return;
   }
   const controller = new AbortController();
@@ -411,6 +427,8 @@ async function loadHeat() {
     heat.setLatLngs(data.points); // [lat, lon, reports]: the weights count
     heat.addTo(map);
     root.dataset.heatCells = String(data.points.length);
+    state.heat = { reports: data.reports, cell_m: data.cell_m };
+    if (state.data) drawLegend(classes(state.data.features));
   } catch (error) {
     if (error.name === "AbortError") return;
     status.textContent = fill(words["planner.failed"], { detail: error.message });

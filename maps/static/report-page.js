@@ -166,35 +166,33 @@ function age(iso) {
   return ageFormat.format(days, "day");
 }
 
+// "Follow it": the resident's report is sent to join that request (its incident), and the
+// e-mail given here follows it. A <div>, not a <form>: it sits inside the report's own form.
 function followForm(incident) {
-  const box = element("form", undefined, "nearby-follow");
+  const box = element("div", undefined, "nearby-follow");
   const id = `follow-${incident.tracking_id}`;
   const label = element("label", words["nearby.email"]);
   label.htmlFor = id;
   const input = element("input");
   Object.assign(input, { id, type: "email", required: true, autocomplete: "email", value: form.email.value });
   const send = element("button", words["nearby.send"]);
-  send.type = "submit";
+  send.type = "button";
   const said = element("p", undefined, "nearby-said");
   said.setAttribute("role", "status");
   box.append(label, input, send, said);
-  box.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    send.disabled = true;
-    try {
-      const response = await fetch(`/api/v1/reports/${encodeURIComponent(incident.tracking_id)}/follow`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ email: input.value, language: form.language.value }),
-      });
-      const body = await response.json().catch(() => ({}));
-      said.textContent = response.ok ? words["follow.sent"] : fill(words["follow.failed"], { detail: body.detail || body.title || response.status });
-      if (response.ok) box.dataset.sent = "yes";
-    } catch (error) {
-      said.textContent = fill(words["follow.failed"], { detail: String(error) });
-    } finally {
-      send.disabled = false;
+  const go = async () => {
+    if (!input.checkValidity() || !input.value.trim()) {
+      said.textContent = fill(words["follow.failed"], { detail: input.validationMessage || words["nearby.email"] });
+      input.focus();
+      return;
     }
+    said.textContent = "";
+    form.email.value = input.value.trim();
+    await sendReport(`/api/v1/reports/${encodeURIComponent(incident.tracking_id)}/join`, incident.tracking_id);
+  };
+  send.addEventListener("click", go);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); go(); }
   });
   return box;
 }
@@ -332,8 +330,8 @@ function line(text) {
   return p;
 }
 
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
+// Sends the report to ``url`` (a new report, or one joining request ``followed``).
+async function sendReport(url, followed = null) {
   if (!form.lat.value) {
     show("err", [line(words["report.need_pin"])]);
     return;
@@ -342,12 +340,12 @@ form.addEventListener("submit", async (event) => {
   for (const key of ["email", "phone", "description"]) if (!String(data.get(key) ?? "").trim()) data.delete(key);
   const photo = data.get("photo");
   if (!photo || !photo.size) data.delete("photo");
-  const send = document.getElementById("send");
-  send.disabled = true;
+  const buttons = form.querySelectorAll("#send, .nearby-follow button");
+  for (const button of buttons) button.disabled = true;
   result.className = "result";
   result.replaceChildren(line(words["report.sending"]));
   try {
-    const response = await fetch("/api/v1/reports", { method: "POST", body: data });
+    const response = await fetch(url, { method: "POST", body: data });
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       const link = document.createElement("a");
@@ -360,7 +358,14 @@ form.addEventListener("submit", async (event) => {
       ward.id = "result-ward";
       const linkLine = document.createElement("p");
       linkLine.append(link);
-      show("ok", [number, ward, linkLine]);
+      const lines = [number, ward];
+      if (followed) {
+        const joined = line(fill(words["nearby.joined"], { followed, email: form.email.value }));
+        joined.id = "result-joined";
+        lines.push(joined);
+        root.dataset.joined = followed;
+      }
+      show("ok", [...lines, linkLine]);
       root.dataset.tracking = body.tracking_id;
       form.hidden = true;
     } else {
@@ -371,8 +376,13 @@ form.addEventListener("submit", async (event) => {
   } catch (error) {
     show("err", [line(words["report.failed"])]);
   } finally {
-    send.disabled = false;
+    for (const button of buttons) button.disabled = false;
   }
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendReport("/api/v1/reports");
 });
 
 if (tiles) {

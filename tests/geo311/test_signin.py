@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import lxml.html
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -588,3 +589,27 @@ def test_the_wait_doubles_after_the_free_failures_up_to_the_cap() -> None:
     waits = [delay_s(n, free=3, policy=policy) for n in range(1, 13)]
     assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
     assert delay_s(10_000, free=3, policy=policy) == 300
+
+
+def test_the_sign_in_page_is_in_the_pages_shell_and_its_language_switch_keeps_next(
+    client: TestClient, demo_db: Database
+) -> None:
+    page: Any = lxml.html.fromstring(client.get("/login?next=/planner&lang=es").text)
+    header = page.xpath("//header[@class='site-header']")[0]
+    assert [a.get("href") for a in header.xpath(".//nav[@class='site-nav']//a")] == [
+        "/report",
+        "/map",
+    ]
+    switch = {
+        a.get("hreflang"): a.get("href") for a in header.xpath(".//nav[@class='languages']//a")
+    }
+    assert switch == {
+        "en": "/login?next=%2Fplanner&lang=en",
+        "es": "/login?next=%2Fplanner&lang=es",
+    }
+    # no "sign in" link on the sign-in page itself; the form keeps where to go next
+    assert header.xpath(".//a[starts-with(@href, '/login')]") == list(
+        header.xpath(".//nav[@class='languages']//a")
+    )
+    assert page.xpath("//form[@id='signin']/input[@name='next']/@value") == ["/planner"]
+    assert page.xpath("//main//h1/text()") == ["Acceso del personal"]

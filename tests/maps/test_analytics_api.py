@@ -17,6 +17,7 @@ from shapely.geometry import Point, shape
 
 from geo311.app import create_app
 from geo311.kernel.database import Database
+from geo311.kernel.errors import ValidationFailed
 from geo311.kernel.settings import AnalyticsSettings, Settings
 from maps.analytics import hotspots, queries
 from tests.maps import history
@@ -365,3 +366,51 @@ def test_a_period_before_any_ward_map(client: TestClient) -> None:
     hot = get(client, "/api/v1/analytics/hotspots", **period)
     assert hot["clusters"]["features"] == hot["cells"]["features"] == []
     assert len(get(client, "/api/v1/analytics/trends", **period)["weeks"]) == 53
+
+
+def test_the_ward_table_per_hexagon(client: TestClient, db: Database, city: history.City) -> None:
+    june = {"from": "2025-06-01", "to": "2025-06-30"}
+    body = get(client, "/api/v1/analytics/wards", **june, grid="hex")
+    assert (body["grid"], body["cell_m"]) == ("hex", 100)
+    per_ward = get(client, "/api/v1/analytics/wards", **june)
+    assert body["city"] == per_ward["city"]  # the city's figures do not depend on the rows
+    rows = body["wards"]
+    assert sum(r["reports"] for r in rows) == 22
+    # the same cells, with the same counts, as the hotspot layer's ST_HexagonGrid cells
+    hot = get(client, "/api/v1/analytics/hotspots", **june)["cells"]["features"]
+    cells = {f"{c['properties']['i']},{c['properties']['j']}": c for c in hot}
+    assert {r["code"]: r["reports"] for r in rows} == {
+        k: c["properties"]["reports"] for k, c in cells.items() if c["properties"]["reports"]
+    }
+    # each lattice report counted in the cell whose polygon holds it
+    held = {
+        code
+        for code, c in cells.items()
+        for p in history.HOT_POINTS
+        if shape(c["geometry"]).intersects(Point(p))
+    }
+    assert sum(r["reports"] for r in rows if r["code"] in held) == 12
+    assert all(r["population"] is None and r["rate_per_1000"] is None for r in rows)
+    # the GeoJSON export draws the same hexagons
+    geo = client.get("/api/v1/analytics/wards.geojson", params={**june, "grid": "hex"})
+    assert geo.status_code == 200, geo.text
+    assert "hex-100m" in geo.headers["content-disposition"]
+    for feature in geo.json()["features"]:
+        code = feature["properties"]["code"]
+        assert shape(feature["geometry"]).equals_exact(shape(cells[code]["geometry"]), 1e-6)
+    # a grid finer than the cap allows over the city is refused, naming size_m
+    period = queries.resolve_period(
+        first_day=date(2025, 6, 1), last_day=date(2025, 6, 30), timezone="UTC", max_days=731
+    )
+    with db.session() as s:
+        grid = hotspots.hex_grid(
+            s, jurisdiction_id=city.jid, period=period, size_m=100, max_cells=400
+        )
+        assert grid.size_m == 100
+        with pytest.raises(ValidationFailed) as refused:
+            hotspots.hex_grid(s, jurisdiction_id=city.jid, period=period, size_m=50, max_cells=200)
+    assert refused.value.errors[0].field == "size_m"
+    for params in ({"grid": "squares"}, {"grid": "hex", "size_m": "10"}):
+        bad = client.get("/api/v1/analytics/wards", params={**june, **params})
+        assert bad.status_code == 422, bad.text
+        assert bad.headers["content-type"].startswith("application/problem+json")

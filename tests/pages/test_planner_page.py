@@ -53,6 +53,13 @@ def sign_in_to_planner(browser: Any, url: str, demo: DemoSignin) -> tuple[Any, A
     signin.get_by_label("Password").fill(demo.password)
     signin.get_by_role("button", name="Sign in").click()
     signin.wait_for_url(f"{url}/planner")
+    # the staff page is in the header's navigation, for the roles it lets in
+    assert (
+        signin.get_by_role("navigation", name="Pages")
+        .get_by_role("link", name="Ward heatmaps")
+        .get_attribute("aria-current")
+        == "page"
+    )
     signin.close()
     page = context.new_page()
     recorder = record(page)
@@ -165,6 +172,14 @@ def test_the_planner_reads_the_apis_figures_a_wards_trend_and_the_same_csv(
         page.wait_for_selector("#planner-map[data-heat-cells]", state="attached", timeout=30_000)
         assert int(page.locator("#planner-map").get_attribute("data-heat-cells") or 0) > 0
         assert page.locator("canvas.leaflet-heatmap-layer").count() == 1
+        # the legend says what the heat's colours mean, with the reports the API counted
+        heat_data = page.evaluate(
+            "async (q) => (await fetch('/api/v1/analytics/heat?' + new URLSearchParams(q))).json()",
+            {**period, "category": code},
+        )
+        heat_legend = page.locator("#legend-classes li.legend-heat")
+        assert heat_legend.inner_text().startswith("Heat of reports: from few (blue)")
+        assert f"{heat_data['reports']:,} reports counted" in heat_legend.inner_text()
         heat_shot = screenshot(page, tmp_path, "planner-category-heat")
         page.wait_for_timeout(300)  # an onerror would have fired by now
         assert recorder.dialogs == []
@@ -192,6 +207,7 @@ def test_a_crew_user_gets_the_403_page(
         assert response is not None
         assert response.status == 403
         assert "for planners, dispatchers and admins" in page.locator("main").inner_text()
+        assert page.get_by_role("link", name="Ward heatmaps").count() == 0
         assert page.locator("#planner-map").count() == 0
         screenshot(page, tmp_path, "planner-403")
         page.goto(f"{app_url}/planner?lang=es")

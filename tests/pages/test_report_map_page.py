@@ -172,46 +172,6 @@ def test_the_ward_endpoint_names_the_ward_or_none_outside_the_city(
     assert bad.headers["content-type"].startswith("application/problem+json")
 
 
-def test_open_problems_of_the_same_kind_near_the_pin_are_cards_to_follow(
-    phone: tuple[Any, Recorder], app_url: str, demo_db: Database, tmp_path: Path
-) -> None:
-    page, recorder = phone
-    page.select_option("#category", "pothole")
-    page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
-    page.wait_for_selector('#report-map[data-photo="gps"]', state="attached", timeout=10_000)
-    page.click("#send")  # the first resident's report, with its photo
-    page.locator("#tracking-number").wait_for(timeout=15_000)
-    first = page.locator("#report-map").get_attribute("data-tracking")
-
-    # A second resident, same place, same kind of problem: the first report is offered.
-    page.goto(f"{app_url}/report")
-    page.wait_for_selector("#report-map[data-ready]", state="attached", timeout=20_000)
-    page.select_option("#category", "pothole")
-    page.set_input_files("#photo", str(PHOTOS / GPS_PHOTO))
-    page.wait_for_selector("#report-map[data-nearby]", state="attached", timeout=10_000)
-    card = page.locator(f'.nearby-card[data-tracking="{first}"]')
-    assert card.count() == 1
-    text_shown = card.inner_text()
-    assert "Pothole" in text_shown
-    assert "m from your pin" in text_shown
-    assert "Residents who reported it: 1" in text_shown
-    assert card.locator("img").get_attribute("src", timeout=5_000)
-    card.get_by_role("button", name="This is my problem — follow it").click()
-    card.get_by_label("Your e-mail address for updates").fill("neighbour@example.org")
-    card.get_by_role("button", name="Follow by e-mail").click()
-    card.locator(".nearby-said").filter(has_text="Check your e-mail").wait_for(timeout=10_000)
-    shot = screenshot(page, tmp_path, "report-phone-nearby-follow")
-    with demo_db.session() as s:
-        reports = s.execute(
-            text("SELECT count(*) FROM reports WHERE tracking_id = :t"), {"t": first}
-        ).scalar_one()
-    assert reports == 1
-    assert recorder.origins() == {app_url}, recorder.origins()
-    assert not recorder.problems(), recorder.problems()
-    assert not audit(page, app_url)
-    print(f"screenshot: {shot}")
-
-
 def test_when_the_photo_and_the_device_disagree_the_page_asks_which_place_is_right(
     browser: Any, app_url: str, demo_db: Database, tmp_path: Path
 ) -> None:

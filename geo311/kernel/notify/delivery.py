@@ -40,6 +40,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -313,7 +314,16 @@ class Deliverer:
             confirm = f"{base}/follow/confirm?t={token}"
         photo_key = ctx.get("photo_key")
         photo_url = f"{base}/media/{photo_key}" if photo_key else None
+        # A resident's notice links to their report's public page (a follow-confirmation
+        # asks one thing only: the link that confirms).
+        tracking_id = ctx.get("tracking_id")
+        track = (
+            f"{base}/track/{quote(str(tracking_id), safe='')}"
+            if tracking_id and notice.kind != "follow"
+            else None
+        )
         return Links(
+            track_url=track,
             fixed_url=fixed,
             not_fixed_url=not_fixed,
             preferences_url=preferences,

@@ -45,6 +45,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
         "closed.not_fixed_help": (
             "If it is not fixed, tell us: we will reopen your report and send a crew back."
         ),
+        "track": "Follow your report",
         "footer": "You get this message because you reported this problem to {city}.",
         "preferences": "Choose which messages you get",
         "sms.received": "{city}: we got your report {tracking_id} ({category}).",
@@ -129,6 +130,7 @@ CATALOG: Final[Mapping[str, Mapping[str, str]]] = {
             "Si no está resuelto, díganoslo: reabriremos su reporte y enviaremos una "
             "cuadrilla de nuevo."
         ),
+        "track": "Siga su aviso",
         "footer": "Recibe este mensaje porque reportó este problema a {city}.",
         "preferences": "Elegir qué mensajes recibe",
         "sms.received": "{city}: recibimos su reporte {tracking_id} ({category}).",
@@ -211,6 +213,7 @@ class Links:
     preferences_url: str | None = None
     photo_url: str | None = None
     confirm_url: str | None = None  # a "follow" notice's confirmation link
+    track_url: str | None = None  # the report's public tracking page
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,9 @@ def render_email(
             + _button(links.confirm_url, html_text(lang, "follow.confirm"), "#0a7d36")
             + "</p>"
         )
+    if links.track_url:
+        lines += ["", f"{text(lang, 'track')}: {links.track_url}"]
+        html.append(f'<p><a href="{escape(links.track_url)}">{html_text(lang, "track")}</a></p>')
     footer_key = "follow.footer" if kind == "follow" else "footer"
     lines += ["", "--", text(lang, footer_key, **values)]
     footer = html_text(lang, footer_key, **values)
