@@ -1,10 +1,10 @@
 """A small generated 311 history whose duplicates follow a known rule per category.
 
-- ``tree`` (premise-bound): a duplicate is a report at the same address as an earlier one
+- ``graffiti`` (premise-bound, like tree trimming): a duplicate is a report at the same address as an earlier one
   within 3 days; neighbours' houses are 6 m apart and often report the same day;
 - ``pothole``: a duplicate is a report within 30 m of an earlier one within 14 days, whatever
   the address;
-- ``streetlight``: a city whose flags follow geo311's own hand-set rule (labelled by
+- ``missed_collection``: a city whose flags follow geo311's own hand-set rule (labelled by
   ``learning.predict`` with the current rule), so no fitted model can beat it.
 
 Positions are metres east/north of a point in the demo city, turned into lon/lat.
@@ -17,7 +17,7 @@ import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from geo311.resident.dedup import learning
+from geo311.resident.dedup import grid, learning
 from geo311.resident.dedup.learning import HistoryRow
 from geo311.resident.dedup.scoring import Rule
 
@@ -50,13 +50,13 @@ def generate(
         for k in range(rnd.choice((1, 1, 2, 3))):
             later = at + timedelta(hours=rnd.uniform(0, 24 * 7) if k else 0)
             e, n = _house(street, number)
-            out.append(("tree", later, e, n, f"{number} {STREETS[street]}"))
+            out.append(("graffiti", later, e, n, f"{number} {STREETS[street]}"))
         if rnd.random() < 0.5:
             nb = number + rnd.choice((-2, 2))
             e, n = _house(street, nb)
             out.append(
                 (
-                    "tree",
+                    "graffiti",
                     at + timedelta(hours=rnd.uniform(0, 12)),
                     e,
                     n,
@@ -79,7 +79,9 @@ def generate(
         for k in range(rnd.choice((1, 2, 3))):
             later = at + timedelta(hours=rnd.uniform(0, 24 * 60) if k else 0)
             r = rnd.uniform(0, 70) if k else 0.0
-            out.append(("streetlight", later, e0 + r, n0, f"{int((e0 + r) // 6) * 2} LAMP ST"))
+            out.append(
+                ("missed_collection", later, e0 + r, n0, f"{int((e0 + r) // 6) * 2} LAMP ST")
+            )
     return out
 
 
@@ -111,16 +113,18 @@ def history(
                 break
             if other.category != row.category:
                 continue
-            if row.category == "tree" and other.address == row.address and hours <= 72:
+            if row.category == "graffiti" and other.address == row.address and hours <= 72:
                 row.label = True
                 break
             if row.category == "pothole":
-                d = learning.grid.distance_m(row.lon, row.lat, other.lon, other.lat)
+                d = grid.distance_m(row.lon, row.lat, other.lon, other.lat)
                 if d <= 30.0:
                     row.label = True
                     break
-    lights = [i for i, r in enumerate(rows) if r.category == "streetlight"]
+    lights = [i for i, r in enumerate(rows) if r.category == "missed_collection"]
     candidates = learning.history_candidates(rows, radius_m=250.0, window_h=90 * 24.0)
-    for i in learning.predict(rows, candidates, {"streetlight": current["streetlight"]}, lights):
+    for i in learning.predict(
+        rows, candidates, {"missed_collection": current["missed_collection"]}, lights
+    ):
         rows[i].label = True
     return rows

@@ -848,3 +848,84 @@ def describe(model: PairModel) -> str:
     """Return the model in plain words (PairModel.learnt)."""
     return model.learnt()
 
+
+# --- how each rule has done ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecentRecord:
+    """How one category's rule has done since a time: what it decided, and what dispatchers
+    corrected (a split undoes a wrong join; a merge finds a missed one)."""
+
+    category_code: str
+    rule: str
+    fitted_at: datetime | None
+    fitted_f1: float | None
+    reports: int
+    joined: int
+    splits: int
+    merges: int
+
+    @property
+    def join_precision(self) -> float | None:
+        """Share of joins no dispatcher split off again (None: no join)."""
+        return None if not self.joined else max(0.0, 1.0 - self.splits / self.joined)
+
+    @property
+    def join_recall(self) -> float | None:
+        """Share of duplicates found at intake rather than merged later (None: none)."""
+        found = self.joined - self.splits
+        return None if found + self.merges <= 0 else max(0.0, found) / (found + self.merges)
+
+
+_RECENT = text(
+    """
+    WITH decided AS (
+        SELECT r.category_code, count(*) AS reports,
+               count(*) FILTER (WHERE r.dedup_decision IN ('matched', 'reopened')) AS joined
+        FROM reports AS r
+        WHERE r.jurisdiction_id = :jid AND r.reported_at >= :since
+        GROUP BY r.category_code
+    ),
+    moved AS (
+        SELECT r.category_code,
+               count(*) FILTER (WHERE m.kind = 'split') AS splits,
+               count(*) FILTER (WHERE m.kind = 'merge') AS merges
+        FROM incident_moves AS m
+        JOIN reports AS r ON r.jurisdiction_id = m.jurisdiction_id AND r.id = m.report_ids[1]
+        WHERE m.jurisdiction_id = :jid AND m.at >= :since AND m.undone_at IS NULL
+        GROUP BY r.category_code
+    )
+    SELECT c.code, d.reports, d.joined, mv.splits, mv.merges, dm.params, dm.fitted_at
+    FROM service_categories AS c
+    LEFT JOIN decided AS d ON d.category_code = c.code
+    LEFT JOIN moved AS mv ON mv.category_code = c.code
+    LEFT JOIN dedup_models AS dm
+        ON dm.jurisdiction_id = c.jurisdiction_id AND dm.category_code = c.code
+    WHERE c.jurisdiction_id = :jid AND c.active
+    ORDER BY c.code
+    """
+)
+
+
+def recent_record(session: Session, *, jurisdiction_id: int, since: datetime) -> list[RecentRecord]:
+    """Return each active category's record since ``since``."""
+    out = []
+    for row in session.execute(_RECENT, {"jid": jurisdiction_id, "since": since}).all():
+        params = row.params or {}
+        scores = params.get("scores", {})
+        out.append(
+            RecentRecord(
+                category_code=row.code,
+                rule=("fitted (pooled)" if params.get("pooled") else "fitted")
+                if row.params
+                else "hand-set",
+                fitted_at=row.fitted_at,
+                fitted_f1=scores.get("later_f1"),
+                reports=row.reports or 0,
+                joined=row.joined or 0,
+                splits=row.splits or 0,
+                merges=row.merges or 0,
+            )
+        )
+    return out

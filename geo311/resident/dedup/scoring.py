@@ -250,8 +250,8 @@ def is_live(candidate: Candidate, rule: Rule, now: datetime) -> bool:
 def score(new: NewReport, candidate: Candidate, rule: Rule, now: datetime) -> Scored:
     """Return the candidate's score for the new report, with its signals."""
     if rule.model is not None:
-        value, signals, fired = rule.model.score(new, candidate, now)
-        return Scored(candidate=candidate, score=value, signals=signals, fired=fired)
+        value, model_signals, model_fired = rule.model.score(new, candidate, now)
+        return Scored(candidate=candidate, score=value, signals=model_signals, fired=model_fired)
     w = rule.weights
     fired: dict[str, float] = {}
     distance_m = candidate.distance_m
