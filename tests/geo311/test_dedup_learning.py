@@ -38,7 +38,8 @@ def test_fit_recovers_each_category_rule_on_the_later_part(fitted: learning.FitR
     for code in ("graffiti", "pothole"):
         c = chosen[code]
         assert c.labelled_later >= 30, code
-        assert c.fitted is not None and c.fitted.f1 >= 0.9, (code, c.fitted)
+        assert c.fitted is not None
+        assert c.fitted.f1 >= 0.9, (code, c.fitted)
         # The hand-set rule misses these cities' rules by far, so the model is kept.
         assert c.current.f1 < 0.7, (code, c.current)
         assert c.stored, c.reason
@@ -135,7 +136,8 @@ def test_fit_stores_the_models_that_win_and_intake_then_decides_by_them(
         code for (code,) in rows(demo_db, "SELECT category_code FROM dedup_models ORDER BY 1")
     }
     assert stored == {"graffiti", "pothole"}, result.output
-    assert "missed_collection" in result.output and "not stored" in result.output
+    assert "missed_collection" in result.output
+    assert "not stored" in result.output
 
     # Intake: graffiti at a house, then next door the same hour, then at the first house
     # again the next day.
