@@ -1,7 +1,8 @@
 """A small generated 311 history whose duplicates follow a known rule per category.
 
 - ``graffiti`` (premise-bound, like tree trimming): a duplicate is a report at the same
-  address as an earlier one within 3 days; neighbours' houses are 6 m apart and often report the same day;
+  address as an earlier one within 3 days; neighbours' houses are 6 m apart and often
+  report the same day;
 - ``pothole``: a duplicate is a report within 30 m of an earlier one within 14 days, whatever
   the address;
 - ``missed_collection``: a city whose flags follow geo311's own hand-set rule (labelled by
