@@ -1,4 +1,13 @@
-"""How well geo311 finds duplicates, against the cities' own labels, beside two baselines.
+"""How well geo311 finds duplicates, against the cities' own labels, beside simple rules.
+
+By default, a **time split** per data set (``geo311.resident.dedup.learning.fit_history``, what
+``geo311 dedup fit`` runs): a model per complaint type is fitted on the earlier 70 % of the rows
+and every method is scored on the later 30 %: geo311's current hand-set rule (defaults, 50 m),
+the fitted models, and three simple rules whose settings are chosen on the earlier part (same
+address within N days; the best single radius and window; FixMyStreet's 250 m rule, against
+reports still open). Each row is compared with the earlier rows of its complaint type.
+
+With ``--import-run``, also the whole-file run below (the earlier table):
 
 For each labelled data set in ../shared/data (NYC 311 samples: ``is_duplicate`` from
 ``resolution_description``; Boston 311: ``is_duplicate`` from ``closure_reason``), this script
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -45,9 +55,9 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import DedupSettings
-from geo311.resident.dedup import grid
+from geo311.resident.dedup import grid, learning
 from geo311.resident.dedup.importer import ColumnMap, ImportMapping, import_reports
-from geo311.resident.dedup.scoring import normalise_address
+from geo311.resident.dedup.scoring import normalise_address, rule_for
 from layers import service as layers_service
 from layers.importers import read_wards
 
@@ -95,6 +105,7 @@ DATASETS = (
             address="incident_address",
             status="status",
             closed="closed_date",
+            description="descriptor",
         ),
         group_field="agency",
         label_field="is_duplicate",
@@ -133,6 +144,7 @@ DATASETS = (
             address="location",
             status="case_status",
             closed="closed_dt",
+            description="case_title",
         ),
         group_field="department",
         label_field="is_duplicate",
@@ -571,16 +583,130 @@ def evaluate(pg: EmbeddedCluster, data: Path, ds: DataSet, workdir: Path) -> Non
         console.print(table)
 
 
+# --- the time split: current rule, fitted models, simple rules ---------------------------------
+
+
+def history_of(path: Path, ds: DataSet) -> list[learning.HistoryRow]:
+    """Return the file's placed rows as fitting sees them: each complaint type its own
+    category and group."""
+    c = ds.columns
+    out: list[learning.HistoryRow] = []
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for rec in csv.DictReader(f):
+            at = _time(rec[c.time])
+            lon, lat = _float(rec[c.lon]), _float(rec[c.lat])
+            if at is None or lon is None or lat is None:
+                continue
+            code = slug(rec[c.category].strip())
+            out.append(
+                learning.history_row(
+                    id=rec[c.id],
+                    at=at,
+                    category=code,
+                    group=code,
+                    lon=lon,
+                    lat=lat,
+                    label=rec[ds.label_field].strip().lower() in ("true", "1", "yes"),
+                    address=rec[c.address] if c.address else None,
+                    description=rec[c.description] if c.description else None,
+                    closed_at=_time(rec[c.closed]) if c.closed else None,
+                )
+            )
+    out.sort(key=lambda r: r.at)
+    return out
+
+
+def _cells(s: learning.Score) -> list[str]:
+    return [
+        f"{s.tp + s.fp:,}",
+        f"{s.tp:,}",
+        f"{s.fp:,}",
+        f"{s.fn:,}",
+        f"{s.precision:.3f}",
+        f"{s.recall:.3f}",
+        f"{s.f1:.3f}",
+    ]
+
+
+def evaluate_split(data: Path, ds: DataSet, later_share: float) -> None:
+    """Fit on the earlier part of the data set, score every method on the later part."""
+    rows = history_of(data / ds.csv, ds)
+    codes = sorted({r.category for r in rows})
+    # The current rule: geo311's defaults, radius 50 m, for every category.
+    current = {code: rule_for(DedupSettings(), radius_m=50.0) for code in codes}
+    started = time.perf_counter()
+    result = learning.fit_history(
+        rows, current=current, options=learning.FitOptions(later_share=later_share)
+    )
+    seconds = time.perf_counter() - started
+    chosen = learning.choose(result)
+    console.rule(f"[bold]{ds.title}: time split[/bold]")
+    console.print(
+        f"{result.rows:,} placed rows ({sum(r.label for r in rows):,} labelled duplicates); "
+        f"fitted on the {result.fit_rows:,} before {result.split_at:%Y-%m-%d %H:%M}, scored on "
+        f"the {result.later_rows:,} after; fit and scoring {seconds:.1f} s; {ds.note}."
+    )
+    table = Table(title=f"{ds.title}, later part: every row")
+    for col in ("method", "settings", "flagged", "TP", "FP", "FN", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col in ("method", "settings") else "right")
+    for name, s in result.overall.items():
+        table.add_row(name, result.settings[name], *_cells(s))
+    console.print(table)
+    names = list(result.overall)
+    per = Table(title=f"{ds.title}, later part: F1 per category with ≥ 30 labelled duplicates")
+    per.add_column("category")
+    per.add_column("rows", justify="right")
+    per.add_column("labelled", justify="right")
+    for name in names:
+        per.add_column(name, justify="right")
+    for code, scores in result.per_category.items():
+        labelled = scores[names[0]].labelled
+        if labelled >= 30:
+            n_rows = next(c.rows_later for c in chosen if c.code == code)
+            per.add_row(
+                code, f"{n_rows:,}", f"{labelled:,}", *(f"{scores[n].f1:.3f}" for n in names)
+            )
+    console.print(per)
+    learnt = Table(title=f"{ds.title}: what each fitted model learnt (categories with a model)")
+    for col in ("category", "fit labels", "own/pooled", "kept", "what it weighs most"):
+        learnt.add_column(col)
+    for c in chosen:
+        if c.model is None or c.labelled_fit + c.labelled_later < 30:
+            continue
+        learnt.add_row(
+            c.code,
+            f"{c.labelled_fit:,}",
+            "pooled" if c.model.pooled else "own",
+            "yes" if c.stored else "no",
+            c.model.learnt(6),
+        )
+    console.print(learnt)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--only", choices=[d.slug for d in DATASETS])
+    parser.add_argument(
+        "--later-share", type=float, default=0.3, help="Share of rows (the latest) scored"
+    )
+    parser.add_argument(
+        "--import-run",
+        action="store_true",
+        help="Also run the whole-file import with the default rule (the earlier table)",
+    )
     parser.add_argument(
         "--keep-reports", type=Path, help="Copy geo311's per-row import report here"
     )
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"no data at {args.data}: this bench needs ../shared/data")
+    console.print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
+    for ds in DATASETS:
+        if not args.only or ds.slug == args.only:
+            evaluate_split(args.data, ds, args.later_share)
+    if not args.import_run:
+        return
     root = Path(tempfile.mkdtemp(prefix="geo311-dedup-eval-"))
     root.chmod(0o755)
     pg = EmbeddedCluster(root / "pg")

@@ -170,8 +170,82 @@ def test_fit_stores_the_models_that_win_and_intake_then_decides_by_them(
     assert best["model"] == "graffiti"
     assert "same street, another house number" in door.dedup_signals["best"]["why"]
 
+    # The importer decides by the same model: the same three reports, elsewhere, from a file.
+    lon2, lat2 = quiet_point(demo_db, clear_m=300.0)
+    door2 = offset(lon2, lat2, 6.0)
+    source2 = tmp_path / "later.csv"
+    with source2.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "time", "category", "lat", "lon", "address"])
+        out.writerow(["x1", T0.isoformat(), "graffiti", lat2, lon2, "40 Oak Avenue"])
+        at = (T0 + timedelta(minutes=40)).isoformat()
+        out.writerow(["x2", at, "graffiti", door2[1], door2[0], "42 Oak Avenue"])
+        at = (T0 + timedelta(hours=26)).isoformat()
+        out.writerow(["x3", at, "graffiti", lat2, lon2, "40 Oak Ave"])
+    lines_path = tmp_path / "import_report.csv"
+    imported = CliRunner().invoke(
+        cli,
+        ["import", "reports", str(source2), "--report", str(lines_path)],
+        env={"COLUMNS": "240"},
+    )
+    assert imported.exit_code == 0, imported.output
+    with lines_path.open(newline="") as f:
+        lines = {line["id"]: line for line in csv.DictReader(f)}
+    assert lines["x2"]["matched_id"] == ""  # next door: its own incident
+    assert lines["x3"]["matched_id"] == "x1"
+    assert "base" in lines["x3"]["signals"]
+
     report = CliRunner().invoke(cli, ["dedup", "report", "--days", "3650"], env={"COLUMNS": "240"})
     assert report.exit_code == 0, report.output
     graffiti = next(line for line in report.output.splitlines() if "graffiti" in line)
     assert "fitted" in graffiti
     assert one(demo_db, "SELECT count(*) FROM dedup_models") == 2
+
+
+def test_dispatchers_merges_and_splits_become_training_pairs_and_show_in_the_record(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    from geo311.resident.dedup import moves
+    from geo311.resident.dedup.features import FEATURES
+
+    lon, lat = quiet_point(demo_db, clear_m=400.0)
+    a = submit(demo_db, tmp_path, category="pothole", lon=lon, lat=lat, now=T0)
+    near = offset(lon, lat, 6.0)
+    b = submit(
+        demo_db, tmp_path, category="pothole", lon=near[0], lat=near[1], now=T0 + timedelta(hours=1)
+    )
+    assert b.incident_id == a.incident_id  # the hand-set rule joined it
+    far = offset(lon, lat, 200.0)
+    c = submit(
+        demo_db, tmp_path, category="pothole", lon=far[0], lat=far[1], now=T0 + timedelta(hours=2)
+    )
+    assert c.incident_id != a.incident_id
+    jid = a.jurisdiction_id
+    with demo_db.sessions() as session:
+        moves.split(
+            session, jurisdiction_id=jid, tracking_id=b.tracking_id, actor="t", reason="two holes"
+        )
+        moves.merge(
+            session,
+            jurisdiction_id=jid,
+            into_incident_id=a.incident_id,
+            from_incident_id=c.incident_id,
+            actor="t",
+            reason="one hole, misplaced pin",
+        )
+        session.commit()
+        pairs = learning.pairs_from_moves(session, jurisdiction_id=jid)
+        record = {
+            r.category_code: r
+            for r in learning.recent_record(
+                session, jurisdiction_id=jid, since=T0 - timedelta(days=1)
+            )
+        }
+    got = sorted(zip(pairs["pothole"].y, pairs["pothole"].x, strict=True), key=lambda yx: yx[0])
+    (split_label, split_x), (merge_label, merge_x) = got
+    near_10m, near_250m = FEATURES.index("near_10m"), FEATURES.index("near_250m")
+    assert (split_label, split_x[near_10m]) == (0, 1.0)  # 6 m apart, yet two problems
+    assert (merge_label, merge_x[near_10m], merge_x[near_250m]) == (1, 0.0, 1.0)
+    pothole = record["pothole"]
+    assert (pothole.joined, pothole.splits, pothole.merges) >= (1, 1, 1)
+    assert pothole.rule == "hand-set"
