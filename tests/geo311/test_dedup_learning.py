@@ -16,7 +16,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.settings import DedupSettings, get_settings
 from geo311.resident.dedup import learning
 from geo311.resident.dedup.features import pair_features
-from geo311.resident.dedup.scoring import Candidate, NewReport, rule_for
+from geo311.resident.dedup.scoring import Candidate, NewReport, Rule, rule_for
 from tests.geo311.dedup_history import T0, history
 from tests.geo311.dedup_support import offset, one, quiet_point, rows, submit
 
@@ -24,7 +24,7 @@ ORIGIN = (-73.95, 40.70)
 CODES = ("graffiti", "pothole", "missed_collection")
 
 
-def _current() -> dict[str, learning.Rule]:
+def _current() -> dict[str, Rule]:
     return {code: rule_for(DedupSettings(), radius_m=50.0) for code in CODES}
 
 
