@@ -199,7 +199,12 @@ def test_fit_stores_the_models_that_win_and_intake_then_decides_by_them(
     assert report.exit_code == 0, report.output
     graffiti = next(line for line in report.output.splitlines() if "graffiti" in line)
     assert "fitted" in graffiti
-    assert one(demo_db, "SELECT count(*) FROM dedup_models") == 2
+    forgot = CliRunner().invoke(cli, ["dedup", "forget", "graffiti"])
+    assert forgot.exit_code == 0, forgot.output
+    assert one(demo_db, "SELECT count(*) FROM dedup_models") == 1
+    twice = CliRunner().invoke(cli, ["dedup", "forget", "graffiti"])
+    assert twice.exit_code == 1
+    assert "no fitted model" in twice.output
 
 
 def test_dispatchers_merges_and_splits_become_training_pairs_and_show_in_the_record(

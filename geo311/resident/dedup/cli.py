@@ -436,3 +436,28 @@ def report(
             pct(r.join_recall),
         )
     console.print(table)
+
+
+@dedup_app.command()
+def forget(
+    category: Annotated[str, typer.Argument(help="Category code whose fitted model to drop.")],
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """Drop a category's fitted model: it goes back to the hand-set rule."""
+    from geo311.resident.dedup import learning
+
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    with open_database(settings) as db, db.session() as session:
+        found = layers_service.get_jurisdiction(session, slug)
+        if found is None:
+            console.print(f"[red]No jurisdiction {slug!r}.[/red]")
+            raise typer.Exit(1)
+        if not learning.drop_model(session, jurisdiction_id=found.id, category_code=category):
+            console.print(f"[red]{escape(category)} has no fitted model.[/red]")
+            raise typer.Exit(1)
+        session.commit()
+    console.print(f"{escape(category)}: back to the hand-set rule.")

@@ -844,11 +844,6 @@ def pairs_from_moves(session: Session, *, jurisdiction_id: int) -> dict[str, Pai
     return dict(out)
 
 
-def describe(model: PairModel) -> str:
-    """Return the model in plain words (PairModel.learnt)."""
-    return model.learnt()
-
-
 # --- how each rule has done ---------------------------------------------------------------------
 
 
