@@ -600,8 +600,9 @@ def fit_history(
     for i in fit_part:
         by_code[rows[i].category].append(i)
     labelled_fit = {code: sum(rows[i].label for i in idx) for code, idx in by_code.items()}
-    own = {code for code in current if labelled_fit.get(code, 0) >= MIN_OWN_LABELS}
-    pool = [code for code in current if code not in own]
+    present = {r.category for r in rows} & set(current)
+    own = {code for code in present if labelled_fit.get(code, 0) >= MIN_OWN_LABELS}
+    pool = sorted(present - own)
     pool_labels = sum(labelled_fit.get(code, 0) for code in pool)
 
     def fit_for(codes: Sequence[str], name: str, pooled: bool) -> PairModel:
@@ -748,7 +749,20 @@ def choose(result: FitResult, *, force: bool = False) -> list[CategoryResult]:
         elif force:
             stored, reason = True, "stored (forced)"
         elif c.labelled_later == 0:
-            stored, reason = False, "no labelled duplicate in the later part to judge by"
+            # Every method's F1 is 0 here: the better one is the one that joins fewer reports
+            # the city did not call duplicates.
+            if c.fitted.fp < c.current.fp:
+                stored, reason = (
+                    True,
+                    f"no labelled duplicate in the later part: {c.fitted.fp} false joins "
+                    f"instead of {c.current.fp}",
+                )
+            else:
+                stored, reason = (
+                    False,
+                    f"no labelled duplicate in the later part and {c.fitted.fp} false joins "
+                    f"(current {c.current.fp}): not stored",
+                )
         elif c.fitted.f1 > c.current.f1:
             stored, reason = True, f"F1 {c.fitted.f1:.3f} beats the current {c.current.f1:.3f}"
         else:
