@@ -668,19 +668,9 @@ def fit_history(
     current_pred = predict(rows, candidates, current, later_part)
     fitted_pred = predict(rows, candidates, fitted_rules, later_part)
     simple = baselines(rows, candidates, fit_part, later_part)
-    methods = [
-        Method("current rule", "the hand-set weights and each category's settings", current_pred),
-        Method("fitted", "a model per category (small ones pooled)", fitted_pred),
-        *simple,
-    ]
     later_by_code: dict[str, list[int]] = defaultdict(list)
     for i in later_part:
         later_by_code[rows[i].category].append(i)
-    overall = {m.name: score_rows(rows, later_part, m.predicted) for m in methods}
-    per_category = {
-        code: {m.name: score_rows(rows, idx, m.predicted) for m in methods}
-        for code, idx in sorted(later_by_code.items())
-    }
     results = []
     for code in sorted(current):
         model = models.get(code)
@@ -712,6 +702,26 @@ def fit_history(
                 fitted=fit,
             )
         )
+    # What a city gets: the fitted model where it is kept, the current rule elsewhere.
+    kept = {c.code for c in _decide_storing(results, force=False) if c.stored}
+    kept_pred = {i for i in fitted_pred if rows[i].category in kept} | {
+        i for i in current_pred if rows[i].category not in kept
+    }
+    methods = [
+        Method("current rule", "the hand-set weights and each category's settings", current_pred),
+        Method("fitted", "a model per category (small ones pooled), every category", fitted_pred),
+        Method(
+            "fitted where kept",
+            "the fitted model where it beat the current rule, the current rule elsewhere",
+            kept_pred,
+        ),
+        *simple,
+    ]
+    overall = {m.name: score_rows(rows, later_part, m.predicted) for m in methods}
+    per_category = {
+        code: {m.name: score_rows(rows, idx, m.predicted) for m in methods}
+        for code, idx in sorted(later_by_code.items())
+    }
     return FitResult(
         rows=n,
         fit_rows=cut,
@@ -742,8 +752,12 @@ def _with_model(rule: Rule, model: PairModel) -> Rule:
 def choose(result: FitResult, *, force: bool = False) -> list[CategoryResult]:
     """Return the categories' results marked stored or not, and why: a model is kept only
     where it beats the current rule's F1 on the later part (or when forced)."""
+    return _decide_storing(result.categories, force=force)
+
+
+def _decide_storing(categories: Iterable[CategoryResult], *, force: bool) -> list[CategoryResult]:
     out = []
-    for c in result.categories:
+    for c in categories:
         if c.model is None or c.fitted is None:
             stored, reason = False, "too few labelled duplicates to fit: current rule kept"
         elif force:
