@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -533,6 +533,9 @@ class CategoryResult:
     fitted: Score | None
     stored: bool = False
     reason: str = ""
+    # A pooled model is judged on the later part of all its pool's categories together.
+    pool_current: Score | None = None
+    pool_fitted: Score | None = None
 
 
 @dataclass
@@ -702,6 +705,15 @@ def fit_history(
                 fitted=fit,
             )
         )
+    pool_later = [i for code in pool for i in later_by_code.get(code, ())]
+    pool_current = score_rows(rows, pool_later, current_pred)
+    pool_fitted = score_rows(rows, pool_later, fitted_pred)
+    results = [
+        replace(c, pool_current=pool_current, pool_fitted=pool_fitted)
+        if c.model is not None and c.model.pooled
+        else c
+        for c in results
+    ]
     # What a city gets: the fitted model where it is kept, the current rule elsewhere.
     kept = {c.code for c in _decide_storing(results, force=False) if c.stored}
     kept_pred = {i for i in fitted_pred if rows[i].category in kept} | {
@@ -737,8 +749,6 @@ def fit_history(
 
 def _with_model(rule: Rule, model: PairModel) -> Rule:
     """Return the rule with the model deciding (scoring.rule_for does the same)."""
-    from dataclasses import replace
-
     return replace(
         rule,
         model=model,
@@ -758,45 +768,29 @@ def choose(result: FitResult, *, force: bool = False) -> list[CategoryResult]:
 def _decide_storing(categories: Iterable[CategoryResult], *, force: bool) -> list[CategoryResult]:
     out = []
     for c in categories:
-        if c.model is None or c.fitted is None:
+        current, fitted, where = c.current, c.fitted, ""
+        if c.model is not None and c.model.pooled and c.pool_fitted and c.pool_current:
+            current, fitted, where = c.pool_current, c.pool_fitted, "pool: "
+        if c.model is None or fitted is None:
             stored, reason = False, "too few labelled duplicates to fit: current rule kept"
         elif force:
             stored, reason = True, "stored (forced)"
-        elif c.labelled_later == 0:
+        elif current.labelled == 0:
             # Every method's F1 is 0 here: the better one is the one that joins fewer reports
             # the city did not call duplicates.
-            if c.fitted.fp < c.current.fp:
-                stored, reason = (
-                    True,
-                    f"no labelled duplicate in the later part: {c.fitted.fp} false joins "
-                    f"instead of {c.current.fp}",
-                )
-            else:
-                stored, reason = (
-                    False,
-                    f"no labelled duplicate in the later part and {c.fitted.fp} false joins "
-                    f"(current {c.current.fp}): not stored",
-                )
-        elif c.fitted.f1 > c.current.f1:
-            stored, reason = True, f"F1 {c.fitted.f1:.3f} beats the current {c.current.f1:.3f}"
+            stored = fitted.fp < current.fp
+            reason = (
+                f"{where}no labelled duplicate in the later part; {fitted.fp} false joins "
+                f"against {current.fp}" + ("" if stored else ": not stored")
+            )
+        elif fitted.f1 > current.f1:
+            stored, reason = True, f"{where}F1 {fitted.f1:.3f} beats the current {current.f1:.3f}"
         else:
             stored, reason = (
                 False,
-                f"F1 {c.fitted.f1:.3f} does not beat the current {c.current.f1:.3f}: not stored",
+                f"{where}F1 {fitted.f1:.3f} does not beat the current {current.f1:.3f}: not stored",
             )
-        out.append(
-            CategoryResult(
-                code=c.code,
-                model=c.model,
-                labelled_fit=c.labelled_fit,
-                labelled_later=c.labelled_later,
-                rows_later=c.rows_later,
-                current=c.current,
-                fitted=c.fitted,
-                stored=stored,
-                reason=reason,
-            )
-        )
+        out.append(replace(c, stored=stored, reason=reason))
     return out
 
 
