@@ -1,4 +1,16 @@
-"""How well geo311 finds duplicates, against the cities' own labels, beside two baselines.
+"""How well geo311 finds duplicates, against the cities' own labels, beside simple rules.
+
+By default, a **time split** per data set (``geo311.resident.dedup.learning.fit_history``, what
+``geo311 dedup fit`` runs): a model per complaint type is fitted on the earlier 70 % of the rows
+and every method is scored on the later 30 %: geo311's current hand-set rule (defaults, 50 m),
+the fitted models, and three simple rules whose settings are chosen on the earlier part (same
+address within N days; the best single radius and window; FixMyStreet's 250 m rule, against
+reports still open). Each row is compared with the earlier rows of its complaint type.
+
+With ``--import-run``, the whole file also goes through the real importer twice, with the
+hand-set rule and with the kept models stored (so intake's and the importer's path is the one
+measured), scored on the same later part, with the import's rows/s. With ``--full-import``
+too, the earlier whole-file table:
 
 For each labelled data set in ../shared/data (NYC 311 samples: ``is_duplicate`` from
 ``resolution_description``; Boston 311: ``is_duplicate`` from ``closure_reason``), this script
@@ -26,6 +38,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -45,9 +58,9 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import DedupSettings
-from geo311.resident.dedup import grid
+from geo311.resident.dedup import grid, learning
 from geo311.resident.dedup.importer import ColumnMap, ImportMapping, import_reports
-from geo311.resident.dedup.scoring import normalise_address
+from geo311.resident.dedup.scoring import normalise_address, rule_for
 from layers import service as layers_service
 from layers.importers import read_wards
 
@@ -95,6 +108,7 @@ DATASETS = (
             address="incident_address",
             status="status",
             closed="closed_date",
+            description="descriptor",
         ),
         group_field="agency",
         label_field="is_duplicate",
@@ -133,6 +147,7 @@ DATASETS = (
             address="location",
             status="case_status",
             closed="closed_dt",
+            description="case_title",
         ),
         group_field="department",
         label_field="is_duplicate",
@@ -571,16 +586,188 @@ def evaluate(pg: EmbeddedCluster, data: Path, ds: DataSet, workdir: Path) -> Non
         console.print(table)
 
 
+# --- the time split: current rule, fitted models, simple rules ---------------------------------
+
+
+def history_of(path: Path, ds: DataSet) -> list[learning.HistoryRow]:
+    """Return the file's placed rows as fitting sees them: each complaint type its own
+    category and group."""
+    c = ds.columns
+    out: list[learning.HistoryRow] = []
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        for rec in csv.DictReader(f):
+            at = _time(rec[c.time])
+            lon, lat = _float(rec[c.lon]), _float(rec[c.lat])
+            if at is None or lon is None or lat is None:
+                continue
+            code = slug(rec[c.category].strip())
+            out.append(
+                learning.history_row(
+                    id=rec[c.id],
+                    at=at,
+                    category=code,
+                    group=code,
+                    lon=lon,
+                    lat=lat,
+                    label=rec[ds.label_field].strip().lower() in ("true", "1", "yes"),
+                    address=rec[c.address] if c.address else None,
+                    description=rec[c.description] if c.description else None,
+                    closed_at=_time(rec[c.closed]) if c.closed else None,
+                )
+            )
+    out.sort(key=lambda r: r.at)
+    return out
+
+
+def _cells(s: learning.Score) -> list[str]:
+    return [
+        f"{s.tp + s.fp:,}",
+        f"{s.tp:,}",
+        f"{s.fp:,}",
+        f"{s.fn:,}",
+        f"{s.precision:.3f}",
+        f"{s.recall:.3f}",
+        f"{s.f1:.3f}",
+    ]
+
+
+def evaluate_split(
+    data: Path, ds: DataSet, later_share: float
+) -> tuple[dict[str, learning.PairModel], list[learning.HistoryRow]]:
+    """Fit on the earlier part of the data set, score every method on the later part; return
+    the models kept (those that beat the current rule) and the later part's rows."""
+    rows = history_of(data / ds.csv, ds)
+    codes = sorted({r.category for r in rows})
+    # The current rule: geo311's defaults, radius 50 m, for every category.
+    current = {code: rule_for(DedupSettings(), radius_m=50.0) for code in codes}
+    started = time.perf_counter()
+    result = learning.fit_history(
+        rows, current=current, options=learning.FitOptions(later_share=later_share)
+    )
+    seconds = time.perf_counter() - started
+    chosen = learning.choose(result)
+    console.rule(f"[bold]{ds.title}: time split[/bold]")
+    console.print(
+        f"{result.rows:,} placed rows ({sum(r.label for r in rows):,} labelled duplicates); "
+        f"fitted on the {result.fit_rows:,} before {result.split_at:%Y-%m-%d %H:%M}, scored on "
+        f"the {result.later_rows:,} after; fit and scoring {seconds:.1f} s; {ds.note}."
+    )
+    table = Table(title=f"{ds.title}, later part: every row")
+    for col in ("method", "settings", "flagged", "TP", "FP", "FN", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col in ("method", "settings") else "right")
+    for name, s in result.overall.items():
+        table.add_row(name, result.settings[name], *_cells(s))
+    console.print(table)
+    names = list(result.overall)
+    per = Table(title=f"{ds.title}, later part: F1 per category with ≥ 30 labelled duplicates")
+    per.add_column("category")
+    per.add_column("rows", justify="right")
+    per.add_column("labelled", justify="right")
+    for name in names:
+        per.add_column(name, justify="right")
+    for code, scores in result.per_category.items():
+        labelled = scores[names[0]].labelled
+        if labelled >= 30:
+            n_rows = next(c.rows_later for c in chosen if c.code == code)
+            per.add_row(
+                code, f"{n_rows:,}", f"{labelled:,}", *(f"{scores[n].f1:.3f}" for n in names)
+            )
+    console.print(per)
+    learnt = Table(title=f"{ds.title}: what each fitted model learnt (categories with a model)")
+    for col in ("category", "fit labels", "own/pooled", "kept", "what it weighs most"):
+        learnt.add_column(col)
+    for c in chosen:
+        if c.model is None or c.labelled_fit + c.labelled_later < 30:
+            continue
+        learnt.add_row(
+            c.code,
+            f"{c.labelled_fit:,}",
+            "pooled" if c.model.pooled else "own",
+            "yes" if c.stored else "no",
+            c.model.learnt(6),
+        )
+    console.print(learnt)
+    kept = {c.code: c.model for c in chosen if c.stored and c.model is not None}
+    ordered = sorted(rows, key=lambda r: r.at)
+    return kept, ordered[result.fit_rows :]
+
+
+def import_check(
+    pg: EmbeddedCluster,
+    data: Path,
+    ds: DataSet,
+    workdir: Path,
+    models: dict[str, learning.PairModel],
+    later: list[learning.HistoryRow],
+) -> None:
+    """Import the whole file through ``geo311 import reports`` twice, with the hand-set rule and
+    with the kept models stored, and score both on the later part (incident-level candidates:
+    what a city gets)."""
+    _, by_agency = read_rows(data / ds.csv, ds)
+    groups = {category: slug(category) for category in by_agency}
+    table = Table(title=f"{ds.title}: the real importer, whole file, scored on the later part")
+    for col in ("rule", "seconds", "rows/s", "flagged", "TP", "FP", "FN", "precision", "recall"):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    table.add_column("F1", justify="right")
+    labels = {r.id: r.label for r in later}
+    for name in ("current rule", "fitted (kept models)"):
+        db, codes = load_city(pg, data, ds, groups)
+        try:
+            if name.startswith("fitted"):
+                with db.session() as session:
+                    jurisdiction = layers_service.get_jurisdiction(session, ds.slug)
+                    assert jurisdiction is not None
+                    for category, code in codes.items():
+                        model = models.get(slug(category))
+                        if model is not None:
+                            learning.store_model(
+                                session,
+                                jurisdiction_id=jurisdiction.id,
+                                model=learning.PairModel.from_params(code, model.params()),
+                                actor="bench",
+                            )
+            outcomes, seconds = run_geo311(db, data, ds, codes, workdir, suffix=slug(name))
+        finally:
+            db.dispose()
+        joined = {i for i, o in outcomes.items() if o.decision in ("matched", "reopened")}
+        tp = sum(1 for i, lab in labels.items() if lab and i in joined)
+        fp = sum(1 for i, lab in labels.items() if not lab and i in joined)
+        fn = sum(1 for i, lab in labels.items() if lab and i not in joined)
+        s = learning.Score(tp, fp, fn)
+        table.add_row(name, f"{seconds:.1f}", f"{len(outcomes) / seconds:,.0f}", *_cells(s))
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--only", choices=[d.slug for d in DATASETS])
+    parser.add_argument(
+        "--later-share", type=float, default=0.3, help="Share of rows (the latest) scored"
+    )
+    parser.add_argument(
+        "--import-run",
+        action="store_true",
+        help="Also import the whole file with the current rule and with the kept models",
+    )
+    parser.add_argument(
+        "--full-import",
+        action="store_true",
+        help="With --import-run: also the earlier whole-file table (every row, two groupings)",
+    )
     parser.add_argument(
         "--keep-reports", type=Path, help="Copy geo311's per-row import report here"
     )
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"no data at {args.data}: this bench needs ../shared/data")
+    console.print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
+    kept: dict[str, tuple[dict[str, learning.PairModel], list[learning.HistoryRow]]] = {}
+    for ds in DATASETS:
+        if not args.only or ds.slug == args.only:
+            kept[ds.slug] = evaluate_split(args.data, ds, args.later_share)
+    if not args.import_run:
+        return
     root = Path(tempfile.mkdtemp(prefix="geo311-dedup-eval-"))
     root.chmod(0o755)
     pg = EmbeddedCluster(root / "pg")
@@ -589,7 +776,9 @@ def main() -> None:
         for ds in DATASETS:
             if args.only and ds.slug != args.only:
                 continue
-            evaluate(pg, args.data, ds, root)
+            import_check(pg, args.data, ds, root, *kept[ds.slug])
+            if args.full_import:
+                evaluate(pg, args.data, ds, root)
             if args.keep_reports:
                 args.keep_reports.mkdir(parents=True, exist_ok=True)
                 for found in root.glob(f"{ds.slug}_*_report.csv"):

@@ -26,6 +26,7 @@ from geo311.kernel.notify.worker import WorkerGaveUp
 from geo311.kernel.runtime import database_url, open_database
 from geo311.kernel.settings import Settings, get_settings
 from geo311.resident.dedup.cli import app as import_app
+from geo311.resident.dedup.cli import dedup_app
 from geo311.resident.open311.cli import apikey_app
 from geo311.user_cli import user_app
 from layers import service as layers_service
@@ -43,6 +44,7 @@ app.add_typer(layers_app, name="layers")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(notices_app, name="notices")
 app.add_typer(import_app, name="import")
+app.add_typer(dedup_app, name="dedup")
 app.add_typer(roads_app, name="roads")
 app.add_typer(crews_app, name="crews")
 app.command("plan")(plan)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -181,3 +181,283 @@ def _print_summary(summary: ImportSummary, report: Path | None) -> None:
     console.print(table)
     if report is not None:
         console.print(f"Report: {report}")
+
+
+# --- geo311 dedup … -----------------------------------------------------------------------------
+
+dedup_app = typer.Typer(help="Duplicate rules: fit each category's own, and see how they do.")
+
+
+@dedup_app.command()
+def fit(
+    file: Annotated[
+        Path, typer.Argument(help="CSV of past reports with the city's duplicate labels.")
+    ],
+    dup_label_col: Annotated[
+        str, typer.Option(help="Column that says a row is a duplicate (e.g. status).")
+    ],
+    dup_values: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated values of that column that mean duplicate "
+            "(e.g. 'Completed - Dup,Open - Dup'). Default: true/1/yes."
+        ),
+    ] = None,
+    mapping_file: Annotated[
+        Path | None, typer.Option("--mapping", help="JSON mapping, as for `import reports`.")
+    ] = None,
+    id_col: Annotated[str | None, typer.Option(help="Column of the row's id.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Column of the time reported.")] = None,
+    category_col: Annotated[str | None, typer.Option(help="Column of the category.")] = None,
+    lat_col: Annotated[str | None, typer.Option(help="Column of the WGS84 latitude.")] = None,
+    lon_col: Annotated[str | None, typer.Option(help="Column of the WGS84 longitude.")] = None,
+    address_col: Annotated[str | None, typer.Option(help="Column of the address text.")] = None,
+    status_col: Annotated[str | None, typer.Option(help="Column of the status.")] = None,
+    closed_col: Annotated[str | None, typer.Option(help="Column of the time closed.")] = None,
+    description_col: Annotated[str | None, typer.Option(help="Column of the description.")] = None,
+    category_map: Annotated[
+        Path | None, typer.Option(help="CSV of source value → category code, as for import.")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of times without an offset.")
+    ] = None,
+    radius_m: Annotated[
+        float, typer.Option(help="Candidates: earlier reports within this many metres.")
+    ] = 250.0,
+    window_days: Annotated[
+        float, typer.Option(help="Candidates: earlier reports at most this many days before.")
+    ] = 90.0,
+    later_share: Annotated[
+        float, typer.Option(help="Share of the rows, the latest, kept for scoring.")
+    ] = 0.3,
+    moves: Annotated[
+        bool, typer.Option(help="Also learn from dispatchers' merges (yes) and splits (no).")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Store the models even where they do not beat the current rule.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Fit and score, store nothing.")] = False,
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """Learn each category's duplicate rule from the city's labelled history; keep it where
+    it beats the current rule on the later part of the history."""
+    from geo311.resident.dedup import learning
+    from geo311.resident.dedup.history import DupLabel, read_history
+    from geo311.resident.dedup.placing import rule_of
+    from work_orders.models import ServiceCategory
+
+    if not 0.05 <= later_share <= 0.9:
+        console.print("[red]--later-share must be between 0.05 and 0.9.[/red]")
+        raise typer.Exit(2)
+    if radius_m <= 0 or window_days <= 0:
+        console.print("[red]--radius-m and --window-days must be positive.[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    try:
+        mapping = ImportMapping.load(mapping_file) if mapping_file else ImportMapping()
+        overrides = {
+            "id": id_col,
+            "time": time_col,
+            "category": category_col,
+            "lat": lat_col,
+            "lon": lon_col,
+            "address": address_col,
+            "status": status_col,
+            "closed": closed_col,
+            "description": description_col,
+        }
+        columns = mapping.columns.model_dump()
+        columns.update({k: v for k, v in overrides.items() if v is not None})
+        categories = dict(mapping.categories)
+        if category_map is not None:
+            categories.update(_read_category_map(category_map))
+        mapping = mapping.model_copy(
+            update={
+                "columns": ColumnMap.model_validate(columns),
+                "categories": categories,
+                "timezone": timezone or mapping.timezone,
+            }
+        )
+        label = DupLabel.of(dup_label_col, (dup_values or "").split(","))
+        with open_database(settings) as db, db.session() as session:
+            found = layers_service.get_jurisdiction(session, slug)
+            if found is None:
+                console.print(f"[red]No jurisdiction {slug!r}: load its wards first.[/red]")
+                raise typer.Exit(1)
+            cats = {
+                c.code: c
+                for c in session.query(ServiceCategory).filter(
+                    ServiceCategory.jurisdiction_id == found.id, ServiceCategory.active
+                )
+            }
+            stored = learning.load_models(session, jurisdiction_id=found.id)
+            current = {
+                code: rule_of(c, settings.dedup, stored.get(code))
+                for code, c in cats.items()
+                if c.dedup_enabled
+            }
+            rows, read = read_history(
+                file,
+                mapping=mapping,
+                groups={code: c.group_code for code, c in cats.items() if code in current},
+                label=label,
+                timezone=found.timezone,
+            )
+            extra = learning.pairs_from_moves(session, jurisdiction_id=found.id) if moves else {}
+            console.print(
+                f"{read.used:,} of {read.rows:,} rows used, {read.duplicates:,} labelled "
+                f"duplicates; {sum(len(p.y) for p in extra.values()):,} pairs from "
+                "dispatchers' merges and splits."
+            )
+            for reason, n in read.skipped.most_common(8):
+                console.print(f"  skipped {n:,}: {escape(reason)}")
+            result = learning.fit_history(
+                rows,
+                current=current,
+                options=learning.FitOptions(
+                    radius_m=radius_m,
+                    open_window_h=window_days * 24.0,
+                    reopen_window_h=settings.dedup.reopen_window_h,
+                    later_share=later_share,
+                ),
+                extra_pairs=extra,
+            )
+            chosen = learning.choose(result, force=force)
+            print_fit(result, chosen)
+            if not dry_run:
+                n = learning.store_chosen(
+                    session, jurisdiction_id=found.id, chosen=chosen, actor="cli:dedup fit"
+                )
+                session.commit()
+                console.print(f"{n} model(s) stored.")
+            else:
+                console.print("Dry run: nothing stored.")
+    except AppError as exc:
+        console.print(f"[red]{escape(exc.detail)}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _score_cells(s: Any) -> list[str]:
+    return [f"{s.tp + s.fp:,}", f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}"]
+
+
+def print_fit(result: Any, chosen: list[Any]) -> None:
+    """Print the fit's tables: each method overall, each category, and what was stored."""
+    split = result.split_at.isoformat(timespec="minutes") if result.split_at else "-"
+    table = Table(
+        title=f"Later part (from {split}): {result.later_rows:,} rows; "
+        f"fitted on the {result.fit_rows:,} before"
+    )
+    for col in ("method", "settings", "flagged", "precision", "recall", "F1"):
+        table.add_column(col, justify="left" if col in ("method", "settings") else "right")
+    for name, s in result.overall.items():
+        table.add_row(name, escape(result.settings[name]), *_score_cells(s))
+    console.print(table)
+    per = Table(title="F1 per category on the later part")
+    names = list(result.overall)
+    per.add_column("category")
+    per.add_column("labelled", justify="right")
+    for name in names:
+        per.add_column(name, justify="right")
+    for code, scores in result.per_category.items():
+        labelled = scores[names[0]].labelled
+        if labelled:
+            per.add_row(code, f"{labelled:,}", *(f"{scores[n].f1:.3f}" for n in names))
+    console.print(per)
+    decisions = Table(title="Models")
+    for col in ("category", "stored", "why", "what it learnt"):
+        decisions.add_column(col)
+    for c in chosen:
+        decisions.add_row(
+            c.code,
+            "yes" if c.stored else "no",
+            escape(c.reason),
+            escape(c.model.learnt()) if c.model is not None else "",
+        )
+    console.print(decisions)
+
+
+@dedup_app.command()
+def report(
+    days: Annotated[int, typer.Option(help="Look back this many days.", min=1)] = 30,
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """Show how each category's duplicate rule has done recently: joins, and the splits and
+    merges dispatchers made to correct it."""
+    from datetime import UTC, datetime, timedelta
+
+    from geo311.resident.dedup import learning
+
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    with open_database(settings) as db, db.session() as session:
+        found = layers_service.get_jurisdiction(session, slug)
+        if found is None:
+            console.print(f"[red]No jurisdiction {slug!r}.[/red]")
+            raise typer.Exit(1)
+        since = datetime.now(UTC) - timedelta(days=days)
+        records = learning.recent_record(session, jurisdiction_id=found.id, since=since)
+    table = Table(title=f"Duplicate rules, last {days} days")
+    for col in (
+        "category",
+        "rule",
+        "fitted",
+        "F1 when fitted",
+        "reports",
+        "joined",
+        "split off",
+        "merged later",
+        "joins kept",
+        "found at intake",
+    ):
+        table.add_column(col, justify="left" if col in ("category", "rule", "fitted") else "right")
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
+    for r in records:
+        table.add_row(
+            r.category_code,
+            r.rule,
+            r.fitted_at.date().isoformat() if r.fitted_at else "-",
+            "-" if r.fitted_f1 is None else f"{r.fitted_f1:.3f}",
+            f"{r.reports:,}",
+            f"{r.joined:,}",
+            f"{r.splits:,}",
+            f"{r.merges:,}",
+            pct(r.join_precision),
+            pct(r.join_recall),
+        )
+    console.print(table)
+
+
+@dedup_app.command()
+def forget(
+    category: Annotated[str, typer.Argument(help="Category code whose fitted model to drop.")],
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """Drop a category's fitted model: it goes back to the hand-set rule."""
+    from geo311.resident.dedup import learning
+
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    with open_database(settings) as db, db.session() as session:
+        found = layers_service.get_jurisdiction(session, slug)
+        if found is None:
+            console.print(f"[red]No jurisdiction {slug!r}.[/red]")
+            raise typer.Exit(1)
+        if not learning.drop_model(session, jurisdiction_id=found.id, category_code=category):
+            console.print(f"[red]{escape(category)} has no fitted model.[/red]")
+            raise typer.Exit(1)
+        session.commit()
+    console.print(f"{escape(category)}: back to the hand-set rule.")

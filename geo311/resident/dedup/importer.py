@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,13 +54,14 @@ from sqlalchemy import select
 from geo311.kernel.database import Database
 from geo311.kernel.errors import AppError, FieldError, ValidationFailed
 from geo311.kernel.settings import DedupSettings
-from geo311.resident.dedup import grid
+from geo311.resident.dedup import grid, learning
 from geo311.resident.dedup.placing import rule_of
 from geo311.resident.dedup.scoring import (
     UNMATCHABLE_STATUSES,
     Candidate,
     Decision,
     NewReport,
+    PairScorer,
     Rule,
     decide,
     fired_text,
@@ -205,6 +206,7 @@ def import_reports(
                 )
             )
         }
+        models = learning.load_models(session, jurisdiction_id=jurisdiction.id)
     for source, code in mapping.categories.items():
         if code is not None and code not in categories:
             raise ValidationFailed(
@@ -234,6 +236,7 @@ def import_reports(
                 categories=categories,
                 settings=settings,
                 summary=summary,
+                models=models,
             )
             with (
                 tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results,
@@ -497,6 +500,7 @@ class _Live:
         "asset_id",
         "category",
         "closed_at",
+        "descriptions",
         "expires",
         "group",
         "id",
@@ -536,6 +540,7 @@ class _Live:
         self.status = status
         self.reports: list[tuple[int, float, float, str | None]] = []
         self.addresses: list[str] = []
+        self.descriptions: list[str] = []  # kept only for categories with a fitted model
         self.norm: tuple[str, ...] | None = ()
         self.expires = last_t
         self.token = -1
@@ -567,11 +572,14 @@ class _Replay:
         categories: dict[str, ServiceCategory],
         settings: DedupSettings,
         summary: ImportSummary,
+        models: Mapping[str, PairScorer] | None = None,
     ) -> None:
         self.jid = jurisdiction_id
         self.summary = summary
         self.categories = categories
-        self.rules: dict[str, Rule] = {c: rule_of(cat, settings) for c, cat in categories.items()}
+        self.rules: dict[str, Rule] = {
+            c: rule_of(cat, settings, (models or {}).get(c)) for c, cat in categories.items()
+        }
         self.group_of = {c: cat.group_code for c, cat in categories.items()}
         self.sla = {c: timedelta(hours=cat.sla_hours) for c, cat in categories.items()}
         self.enabled_in_group: dict[str, frozenset[str]] = {}
@@ -720,6 +728,7 @@ class _Replay:
         asset_id: int | None,
         address: str | None,
         scale: tuple[float, float],
+        description: str | None = None,
     ) -> tuple[Decision | None, _Live | None]:
         """Return the decision and the incident to join (None: open a new one). The decision
         is None when there was no matchable candidate at all."""
@@ -742,11 +751,16 @@ class _Replay:
                 closed_at=inc.closed_at,
                 asset_id=inc.asset_id,
                 addresses=inc.normalised() if address else (),
+                descriptions=tuple(inc.descriptions) if description else (),
             )
             for inc, d in found
         ]
         new = NewReport(
-            category_code=code, at=at, asset_id=asset_id, address=normalise_address(address)
+            category_code=code,
+            at=at,
+            asset_id=asset_id,
+            address=normalise_address(address),
+            description=description if rule.model is not None else None,
         )
         decision = decide(new, candidates, rule, at)
         target = by_id.get(decision.incident_id) if decision.incident_id is not None else None
@@ -938,7 +952,10 @@ def _replay_batch(
         if heap and heap[0][0] < at:
             replay.evict(at)
         scale = replay.scale(lat)
-        decision, target = replay.decide(code, at, lon, lat, asset_id, address, scale)
+        with_model = replay.rules[code].model is not None
+        decision, target = replay.decide(
+            code, at, lon, lat, asset_id, address, scale, description if with_model else None
+        )
         report_id = next(report_ids)
         point = f"SRID=4326;POINT({lon!r} {lat!r})"
         matched_report: int | None = None
@@ -1001,6 +1018,8 @@ def _replay_batch(
         inc.reports.append((report_id, lon, lat, ext_id))
         if address:
             inc.add_address(address)
+        if description and with_model and len(inc.descriptions) < 20:
+            inc.descriptions.append(description)
         if decision is None:  # no candidate at all: the common case, kept cheap
             kind, score, signals, fired = "new", None, replay.no_candidate_json[code], ""
         else:

@@ -77,3 +77,19 @@ class IncidentMove(Base):
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     undone_by: Mapped[str | None] = mapped_column(Text)
     undo_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DedupModel(Base):
+    """A category's fitted duplicate model, stored as plain parameters (learning.PairModel):
+    the feature names, their coefficients, the intercept and the decision threshold, with the
+    candidate radius and windows it was fitted for and its scores on the later part."""
+
+    __tablename__ = "dedup_models"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    fitted_by: Mapped[str] = mapped_column(Text)

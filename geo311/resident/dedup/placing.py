@@ -11,12 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.settings import DedupSettings
-from geo311.resident.dedup import grid
+from geo311.resident.dedup import grid, learning
 from geo311.resident.dedup.scoring import (
     UNMATCHABLE_STATUSES,
     Candidate,
     Decision,
     NewReport,
+    PairScorer,
     Rule,
     decide,
     normalise_address,
@@ -38,8 +39,11 @@ _MAX_ATTEMPTS = 3
 # --- rules ---------------------------------------------------------------
 
 
-def rule_of(category: ServiceCategory, settings: DedupSettings) -> Rule:
-    """Return the dedup rule of a category: its own settings over the global defaults."""
+def rule_of(
+    category: ServiceCategory, settings: DedupSettings, model: PairScorer | None = None
+) -> Rule:
+    """Return the dedup rule of a category: its own settings over the global defaults, or
+    its fitted model (learning.load_model) when it has one."""
     return rule_for(
         settings,
         radius_m=category.dedup_radius_m,
@@ -48,6 +52,7 @@ def rule_of(category: ServiceCategory, settings: DedupSettings) -> Rule:
         open_window_h=category.dedup_open_window_h,
         reopen_window_h=category.dedup_reopen_window_h,
         weights=category.dedup_weights or None,
+        model=model,
     )
 
 
@@ -274,7 +279,10 @@ class Matcher:
     ) -> Matcher:
         """Return the matcher for a report, holding the advisory locks of its area (until
         the transaction ends) when its category dedups."""
-        rule = rule_of(category, settings)
+        model = learning.load_model(
+            session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
+        )
+        rule = rule_of(category, settings, model)
         if rule.enabled:
             _lock_area(
                 session,

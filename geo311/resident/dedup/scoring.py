@@ -17,6 +17,11 @@ The score is a sum of signal contributions (weights in ``DedupSettings.weights``
 
 A candidate scoring at least the threshold is a match; the best match wins (open before
 closed on a tie). A match with a closed incident reopens it.
+
+A category may instead have a model fitted on the city's own history (``learning.PairModel``,
+stored per category): the rule then carries it, its score is the model's log-odds that the
+pair is one problem (each feature's share is what "fired"), its threshold the model's, and its
+radius and windows the ones it was fitted for. ``decide`` is the same either way.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from geo311.kernel.settings import DedupSettings, DedupWeights
 
@@ -39,9 +44,29 @@ UNMATCHABLE_STATUSES = ("cancelled", "transferred")
 DecisionKind = Literal["new", "matched", "reopened", "off"]
 
 
+class PairScorer(Protocol):
+    """A fitted model that scores a (new report, candidate) pair: learning.PairModel."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def radius_m(self) -> float: ...
+    @property
+    def open_window_h(self) -> float: ...
+    @property
+    def reopen_window_h(self) -> float: ...
+
+    def score(
+        self, new: NewReport, candidate: Candidate, now: datetime
+    ) -> tuple[float, dict[str, Any], dict[str, float]]:
+        """Return the pair's score (log-odds), its raw signals and each feature's share."""
+        ...
+
+
 @dataclass(frozen=True)
 class Rule:
-    """The dedup settings in force for one category: global defaults and its own overrides."""
+    """The dedup settings in force for one category: global defaults and its own overrides,
+    or the model fitted on the city's history for it (``model``)."""
 
     enabled: bool
     radius_m: float
@@ -52,6 +77,7 @@ class Rule:
     photo_similar_bits: int
     photo_different_bits: int
     weights: DedupWeights
+    model: PairScorer | None = None
 
 
 def rule_for(
@@ -63,15 +89,30 @@ def rule_for(
     open_window_h: float | None = None,
     reopen_window_h: float | None = None,
     weights: Mapping[str, float] | None = None,
+    model: PairScorer | None = None,
 ) -> Rule:
     """Return the rule of a category: each None or missing override takes the global default.
 
     ``weights`` may name any subset of DedupWeights' fields; an unknown name raises
-    pydantic's ValidationError.
+    pydantic's ValidationError. With a fitted ``model`` (learning.load_model), the model
+    scores, and its threshold, radius and windows replace the category's.
     """
     merged = settings.weights
     if weights:
         merged = DedupWeights.model_validate({**settings.weights.model_dump(), **weights})
+    if model is not None:
+        return Rule(
+            enabled=settings.enabled and enabled,
+            radius_m=model.radius_m,
+            threshold=model.threshold,
+            open_window_h=model.open_window_h,
+            reopen_window_h=model.reopen_window_h,
+            age_half_life_h=settings.age_half_life_h,
+            photo_similar_bits=settings.photo_similar_bits,
+            photo_different_bits=settings.photo_different_bits,
+            weights=merged,
+            model=model,
+        )
     return Rule(
         enabled=settings.enabled and enabled,
         radius_m=float(radius_m),
@@ -98,6 +139,7 @@ class NewReport:
     asset_id: int | None = None
     address: str | None = None  # normalised (normalise_address)
     photo_hash: str | None = None  # hex pHash
+    description: str | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +162,7 @@ class Candidate:
     addresses: tuple[str, ...] = ()
     photo_hashes: tuple[str, ...] = ()
     nearest_report_id: int | None = None
+    descriptions: tuple[str, ...] = ()  # its reports' descriptions (fitted models compare them)
 
     @property
     def closed(self) -> bool:
@@ -143,6 +186,7 @@ class Scored:
             "score": round(self.score, 4),
             **self.signals,
             "fired": {k: round(v, 4) for k, v in self.fired.items()},
+            "why": fired_words(self.fired),
         }
 
 
@@ -205,6 +249,9 @@ def is_live(candidate: Candidate, rule: Rule, now: datetime) -> bool:
 
 def score(new: NewReport, candidate: Candidate, rule: Rule, now: datetime) -> Scored:
     """Return the candidate's score for the new report, with its signals."""
+    if rule.model is not None:
+        value, model_signals, model_fired = rule.model.score(new, candidate, now)
+        return Scored(candidate=candidate, score=value, signals=model_signals, fired=model_fired)
     w = rule.weights
     fired: dict[str, float] = {}
     distance_m = candidate.distance_m
@@ -294,6 +341,48 @@ def decide(new: NewReport, candidates: Iterable[Candidate], rule: Rule, now: dat
 def fired_text(fired: Mapping[str, float]) -> str:
     """Return the fired signals as ``name+0.50 name-0.25`` (for reports and logs)."""
     return " ".join(f"{k}{v:+.2f}" for k, v in fired.items())
+
+
+# What each signal (hand-set or fitted) means, for people reading a decision.
+SIGNAL_WORDS = {
+    "within_radius": "within the category's radius",
+    "closeness": "near",
+    "same_asset": "same asset",
+    "other_asset": "another asset",
+    "photo_similar": "similar photo",
+    "photo_different": "different photo",
+    "same_address": "same address",
+    "other_address": "another address",
+    "other_category": "another category of the group",
+    "age": "quiet for a while",
+    "base": "base rate",
+    "near_10m": "within 10 m",
+    "near_25m": "within 25 m",
+    "near_50m": "within 50 m",
+    "near_100m": "within 100 m",
+    "near_250m": "within 250 m",
+    "distance": "distance",
+    "same_street_other_number": "same street, another house number",
+    "other_street": "another street",
+    "quiet_1d": "last report under a day before",
+    "quiet_3d": "last report under 3 days before",
+    "quiet_7d": "last report under a week before",
+    "quiet_14d": "last report under 2 weeks before",
+    "quiet_30d": "last report under 30 days before",
+    "quiet": "time since the last report",
+    "closed": "already closed",
+    "description_alike": "description alike",
+    "description_differs": "description differs",
+}
+
+
+def fired_words(fired: Mapping[str, float]) -> str:
+    """Return the fired signals in plain words, strongest first: ``same address (+2.1),
+    another house number (−3.0)``."""
+    ordered = sorted(fired.items(), key=lambda kv: -abs(kv[1]))
+    return ", ".join(
+        f"{SIGNAL_WORDS.get(k, k.replace('_', ' '))} ({v:+.1f})" for k, v in ordered if v != 0.0
+    )
 
 
 # --- address text ----------------------------------------------------------------------------
