@@ -9,7 +9,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from dispatch import assignment
+from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
+from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.settings import DedupSettings, MediaSettings, Settings
 from geo311.resident.intake import service as intake_service
 from geo311.resident.intake.models import Report
@@ -24,7 +26,7 @@ def submit_report(
     jurisdiction_id: int,
     jurisdiction_slug: str,
     draft: ReportDraft,
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,
@@ -67,7 +69,7 @@ def submit_open311_request(
     api_key_id: int,
     fields: Mapping[str, str],
     attributes: Mapping[str, Sequence[str]],
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     settings: Settings,
     now: datetime,
@@ -101,3 +103,11 @@ def submit_open311_request(
             default_service_s=settings.routing.default_service_s,
         )
     return posted.answer
+
+
+def decode_photo(photo: bytes | None, media_settings: MediaSettings) -> ProcessedPhoto | None:
+    """Return the decoded photo (None without one), or raise the photo's 4xx error.
+
+    Call it before a database session opens: a decode may wait for the process's decode
+    memory, and it must not hold a pooled connection while it waits."""
+    return process_upload(photo, media_settings) if photo else None

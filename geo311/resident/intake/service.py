@@ -178,7 +178,7 @@ def submit_report(
     jurisdiction_id: int,
     jurisdiction_slug: str,
     draft: ReportDraft,
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,
@@ -199,7 +199,15 @@ def submit_report(
             f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
             errors=[FieldError("category", f"unknown category {draft.category!r}", "unknown")],
         )
-    processed = process_upload(photo, media_settings) if photo else None
+    # Decoded already by a caller that had it decoded before its session opened (a decode
+    # may wait for memory and must not hold a connection meanwhile).
+    processed = (
+        photo
+        if isinstance(photo, ProcessedPhoto)
+        else process_upload(photo, media_settings)
+        if photo
+        else None
+    )
 
     if draft.lat is not None and draft.lon is not None:
         lat, lon, source = draft.lat, draft.lon, "pin"
