@@ -160,6 +160,9 @@ def _store_report(
     photo: bytes | None,
     media_url: str,
 ) -> ReportOut:
+    # Decoded before the session opens: a decode may wait for the process's decode memory,
+    # and an upload waiting there must not hold a pooled connection.
+    decoded = submit_flow.decode_photo(photo, settings.media)
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
         try:
@@ -168,7 +171,7 @@ def _store_report(
                 jurisdiction_id=jurisdiction.id,
                 jurisdiction_slug=jurisdiction.slug,
                 draft=draft,
-                photo=photo,
+                photo=decoded,
                 media=media,
                 media_settings=settings.media,
                 now=datetime.now(UTC),

@@ -36,9 +36,14 @@ def submit_report(
     """Return the stored report.
 
     1. intake places it (ward, asset), and dedup joins it to the incident it is about or
-       opens a new one (with its work order), stores it, its requester's subscription and
-       its photo (see ``intake.service.submit_report``);
-    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+       opens a new one, whose work order is written already with the crew dispatch's rules
+       chose; it stores the report, its requester's subscription and its photo (see
+       ``intake.service.submit_report``);
+    2. should the rules have found no crew, dispatch queues the work order for a dispatcher
+       with the reason.
+
+    ``photo``: decode it with :func:`decode_photo` before the session opens (bytes are
+    decoded here, holding the session's connection while they wait for decode memory).
 
     ``default_service_s``: seconds on site for a category with no service time (None: the
     routing setting's default). Flushes only; the caller commits.
@@ -53,8 +58,9 @@ def submit_report(
         media_settings=media_settings,
         now=now,
         dedup_settings=dedup_settings,
+        choose=assignment.chooser(default_service_s=default_service_s),
     )
-    if submitted.opened is not None:
+    if submitted.opened is not None and submitted.opened.status == "new":
         assignment.assign_opened(
             session, incident=submitted.opened, default_service_s=default_service_s
         )
@@ -69,7 +75,7 @@ def submit_open311_request(
     api_key_id: int,
     fields: Mapping[str, str],
     attributes: Mapping[str, Sequence[str]],
-    photo: bytes | ProcessedPhoto | None,
+    photo: bytes | None,
     media: MediaStore,
     settings: Settings,
     now: datetime,
@@ -78,8 +84,9 @@ def submit_open311_request(
     """Return the id and token of an Open311 request.
 
     1. Open311 checks the request in its own terms and stores it through intake (as
-       ``submit_report`` above: placed, joined or opened, stored with its photos);
-    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+       ``submit_report`` above: placed, joined or opened with its crew, stored with its
+       photos);
+    2. should the rules have found no crew, dispatch queues the work order with the reason.
 
     Flushes only; the caller commits.
     """
@@ -95,8 +102,9 @@ def submit_open311_request(
         media=media,
         settings=settings,
         now=now,
+        choose=assignment.chooser(default_service_s=settings.routing.default_service_s),
     )
-    if posted.opened is not None:
+    if posted.opened is not None and posted.opened.status == "new":
         assignment.assign_opened(
             session,
             incident=posted.opened,
