@@ -17,7 +17,7 @@ from geoalchemy2 import WKTElement
 from sqlalchemy.orm import Session
 
 from work_orders import sla
-from work_orders.models import AuditEvent, Incident, ServiceCategory, WorkOrder
+from work_orders.models import Incident, ServiceCategory, WorkOrder
 
 OPENED_BY: Final = "system"
 
@@ -134,20 +134,20 @@ def _event(
     from_state: str | None = None,
     to_state: str | None = None,
     data: dict[str, Any],
-) -> AuditEvent:
-    # Every column given, the same for each event: the ORM then writes them in one INSERT.
-    return AuditEvent(
-        jurisdiction_id=jurisdiction_id,
-        entity=entity,
-        entity_id=entity_id,
-        action=action,
-        actor=actor,
-        from_state=from_state,
-        to_state=to_state,
-        reason=None,
-        public_note=None,
-        data=data,
-    )
+) -> dict[str, Any]:
+    # Every column given, the same keys for each event, so they go in one INSERT.
+    return {
+        "jurisdiction_id": jurisdiction_id,
+        "entity": entity,
+        "entity_id": entity_id,
+        "action": action,
+        "actor": actor,
+        "from_state": from_state,
+        "to_state": to_state,
+        "reason": None,
+        "public_note": None,
+        "data": data,
+    }
 
 
 def opening_audit(
@@ -156,11 +156,11 @@ def opening_audit(
     work_order: WorkOrder,
     crew: CrewPick | None,
     opened_by: tuple[str, dict[str, Any]] | None,
-) -> list[AuditEvent]:
-    """Return the audit events of an opening, in the order they happened: the work order
-    opened, the incident opened (when ``opened_by`` gives its actor and data, e.g.
-    ``("resident:api", {...})``; else its caller records it), and, when a crew was chosen,
-    both moved to ``assigned`` and the rules' reasoning (staff-only)."""
+) -> list[dict[str, Any]]:
+    """Return the audit rows (``AuditEvent`` columns) of an opening, in the order they
+    happened: the work order opened, the incident opened (when ``opened_by`` gives its actor
+    and data, e.g. ``("resident:api", {...})``; else its caller records it), and, when a crew
+    was chosen, both moved to ``assigned`` and the rules' reasoning (staff-only)."""
     jid = incident.jurisdiction_id
     events = [
         _event(

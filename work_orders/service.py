@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
-from sqlalchemy import ColumnElement, and_, case, func, select, text
+from sqlalchemy import ColumnElement, String, and_, case, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -28,12 +29,14 @@ from geo311.kernel.media.models import Photo
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.notify import outbox
 from geo311.kernel.notify import service as notify_service
+from geo311.kernel.notify.models import WebhookEndpoint
 from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, opening, sla
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import (
     RESOLUTION_CODES,
+    AuditEvent,
     BusinessCalendar,
     Incident,
     Requester,
@@ -150,14 +153,32 @@ class CategoryTerms:
     category: ServiceCategory
     terms: opening.Terms
     jurisdiction: Jurisdiction
+    # (id, url) of the webhook endpoints told when work is received, by id.
+    received_webhooks: tuple[tuple[int, str], ...] = ()
 
 
 def category_terms(session: Session, *, jurisdiction_id: int, code: str) -> CategoryTerms | None:
     """Return the active category ``code`` with the terms its work opens on (its SLA in its
     business calendar) and its jurisdiction, read in one statement; None if there is no such
     active category."""
+    hooks = (
+        select(
+            func.array_agg(
+                aggregate_order_by(
+                    func.json_build_array(WebhookEndpoint.id, WebhookEndpoint.url),
+                    WebhookEndpoint.id,
+                )
+            )
+        )
+        .where(
+            WebhookEndpoint.jurisdiction_id == ServiceCategory.jurisdiction_id,
+            WebhookEndpoint.active,
+            literal("received", String(16)) == func.any(WebhookEndpoint.kinds),
+        )
+        .scalar_subquery()
+    )
     row = session.execute(
-        select(ServiceCategory, BusinessCalendar, Jurisdiction)
+        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"))
         .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
         .outerjoin(
             BusinessCalendar,
@@ -170,7 +191,7 @@ def category_terms(session: Session, *, jurisdiction_id: int, code: str) -> Cate
     ).one_or_none()
     if row is None or not row[0].active:
         return None
-    category, calendar, jurisdiction = row
+    category, calendar, jurisdiction, hooks_found = row
     parsed = (
         None
         if calendar is None
@@ -178,7 +199,12 @@ def category_terms(session: Session, *, jurisdiction_id: int, code: str) -> Cate
             timezone=calendar.timezone, hours=calendar.hours, holidays=calendar.holidays
         )
     )
-    return CategoryTerms(category, opening.Terms.of(category, parsed), jurisdiction)
+    return CategoryTerms(
+        category,
+        opening.Terms.of(category, parsed),
+        jurisdiction,
+        tuple((int(h[0]), str(h[1])) for h in hooks_found or ()),
+    )
 
 
 def open_incident(
@@ -195,6 +221,7 @@ def open_incident(
     asset_type: str | None = None,
     choose: opening.CrewChooser | None = None,
     opened_by: tuple[str, dict[str, Any]] | None = None,
+    received_webhooks: Sequence[tuple[int, str]] | None = None,
 ) -> Incident:
     """Return a new incident for a problem nobody reported before, with its work order in the
     category's queue, due by the category's SLA (in its business calendar if it has one).
@@ -209,6 +236,8 @@ def open_incident(
     - ``opened_by``: (actor, data) of the incident's own "opened" event, when the caller has
       it before the incident exists (intake has the report's tracking id); else the caller
       records it.
+    - ``received_webhooks``: the endpoints told of new work, when read already
+      (``category_terms``); else read here.
     """
     if terms is None:
         calendar = category_calendar(
@@ -246,9 +275,12 @@ def open_incident(
     )
     session.add(work_order)
     session.flush()
-    session.add_all(
-        opening.opening_audit(
-            incident=incident, work_order=work_order, crew=crew, opened_by=opened_by
+    # One statement (one multi-row VALUES) for the whole opening's trail.
+    session.execute(
+        insert(AuditEvent).values(
+            opening.opening_audit(
+                incident=incident, work_order=work_order, crew=crew, opened_by=opened_by
+            )
         )
     )
     _owe_webhooks(
@@ -257,6 +289,7 @@ def open_incident(
         kind="received",
         key=f"received:incident-{incident.id}",
         context=_incident_context(session, incident),
+        endpoints=received_webhooks,
     )
     return incident
 
@@ -1263,11 +1296,18 @@ def _requester_notice(
 
 
 def _owe_webhooks(
-    session: Session, *, incident: Incident, kind: str, key: str, context: Mapping[str, Any]
+    session: Session,
+    *,
+    incident: Incident,
+    kind: str,
+    key: str,
+    context: Mapping[str, Any],
+    endpoints: Sequence[tuple[int, str]] | None = None,
 ) -> int:
-    endpoints = notify_service.webhook_targets(
-        session, jurisdiction_id=incident.jurisdiction_id, kind=kind
-    )
+    if endpoints is None:
+        endpoints = notify_service.webhook_targets(
+            session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+        )
     drafts = [
         outbox.NoticeDraft(
             jurisdiction_id=incident.jurisdiction_id,

@@ -189,6 +189,7 @@ class Opening:
     asset_type: str | None = None
     choose: CrewChooser | None = None
     opened_by: tuple[str, dict[str, Any]] | None = None
+    received_webhooks: tuple[tuple[int, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,7 @@ def _open(
         asset_type=how.asset_type,
         choose=how.choose,
         opened_by=how.opened_by,
+        received_webhooks=how.received_webhooks,
     )
     if decision.kind == "off":
         return Placement(incident=incident, decision=decision, opened=True)

@@ -268,6 +268,7 @@ def submit_report(
             asset_type=asset.asset_type if asset else None,
             choose=choose,
             opened_by=(actor, {"report": tracking_id, "location_source": source}),
+            received_webhooks=found.received_webhooks,
         ),
     )
     incident = placement.incident
