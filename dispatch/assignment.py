@@ -1,5 +1,8 @@
 """New work to a crew by the rules, or into the dispatcher's queue with the reason.
 
+:func:`chooser` is what a resident's report uses: it picks the crew before the work order is
+written (one statement: the crews' load; crews and rules come from a per-process snapshot
+whose fingerprint that statement checks), so intake writes the work order already assigned.
 :func:`assign_opened` gives a newly opened incident's work order to :func:`assign_work_order`:
 the use cases that open incidents (a resident's report, a dispatcher's split; ``geo311.flows``)
 call it once the opening is recorded. The facts come from
