@@ -135,6 +135,10 @@ def run(
                 "geo311.app:create_served_app",
                 factory=True,
                 workers=workers,
+                # A serving process imports the whole app before it answers the supervisor's
+                # first ping; on a busy machine that takes longer than uvicorn's 5 s default,
+                # and it would be killed and restarted for ever.
+                timeout_worker_healthcheck=60,
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
