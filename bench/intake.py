@@ -1220,7 +1220,7 @@ def api_server(
 
 
 def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 90.0
+    deadline = time.monotonic() + 300.0  # several serving processes import the app first
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the API server exited ({server.returncode}):\n{_tail(log_path)}")
@@ -1230,7 +1230,7 @@ def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the API server did not answer /healthz in 90 s:\n{_tail(log_path)}")
+    raise RuntimeError(f"the API server did not answer /healthz in 300 s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -137,8 +137,9 @@ def run(
                 workers=workers,
                 # A serving process imports the whole app before it answers the supervisor's
                 # first ping; on a busy machine that takes longer than uvicorn's 5 s default,
-                # and it would be killed and restarted for ever.
-                timeout_worker_healthcheck=60,
+                # and it would be killed and restarted for ever (30 s wall to import on a
+                # loaded 2-core machine was seen).
+                timeout_worker_healthcheck=300,
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
