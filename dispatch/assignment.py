@@ -125,8 +125,8 @@ def chooser(
 ) -> Callable[[Session, NewWork], CrewPick | None]:
     """Return the rules as intake takes them (``work_orders.opening.CrewChooser``): the crew
     for work about to be opened, with the reasoning for its audit event, or None (no crew
-    fits, or choosing failed: the use case then queues the work with the reason through
-    :func:`assign_opened`).
+    fits, or the pure rules failed: the use case then queues the work with the reason
+    through :func:`assign_opened`).
 
     One statement per choice once warm: the crews' load, with the fingerprint of the crew
     and rule tables that says whether the cached crews and rules are still current."""
@@ -135,11 +135,7 @@ def chooser(
     )
 
     def choose(session: Session, work: NewWork) -> CrewPick | None:
-        try:
-            return _choose_new(session, work, service_s, actor)
-        except Exception:
-            log.exception("choosing a crew for new work failed; it is assigned after opening")
-            return None
+        return _choose_new(session, work, service_s, actor)
 
     return choose
 
@@ -184,7 +180,13 @@ def _choose_new(
         today=today,
         past_due=work.due_at <= now,
     )
-    choice = rules.choose_crew(job, snapshot.crews, snapshot.rule_set, load_s=load)
+    # A read that fails has aborted the transaction (the report fails, as on any read of
+    # intake); a fault of the pure rules has not, and leaves the work to assign_opened.
+    try:
+        choice = rules.choose_crew(job, snapshot.crews, snapshot.rule_set, load_s=load)
+    except Exception:
+        log.exception("the rules failed on new work; it is assigned after opening")
+        return None
     if choice.crew_id is None:
         return None
     return CrewPick(crew_id=choice.crew_id, actor=actor, data=_reasoning(choice, load))
