@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, delete, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from dispatch import rules, service
@@ -125,8 +126,10 @@ def chooser(
 ) -> Callable[[Session, NewWork], CrewPick | None]:
     """Return the rules as intake takes them (``work_orders.opening.CrewChooser``): the crew
     for work about to be opened, with the reasoning for its audit event, or None (no crew
-    fits, or the pure rules failed: the use case then queues the work with the reason
-    through :func:`assign_opened`).
+    fits, or choosing failed other than in the database: the use case then tries again, or
+    queues the work with the reason, through :func:`assign_opened`). A database error is
+    raised: it has aborted the transaction, so the report cannot be stored (the old
+    assignment after opening ran in a savepoint, two more statements per report).
 
     One statement per choice once warm: the crews' load, with the fingerprint of the crew
     and rule tables that says whether the cached crews and rules are still current."""
@@ -135,7 +138,16 @@ def chooser(
     )
 
     def choose(session: Session, work: NewWork) -> CrewPick | None:
-        return _choose_new(session, work, service_s, actor)
+        try:
+            return _choose_new(session, work, service_s, actor)
+        except DBAPIError:
+            # The transaction is aborted: nothing of the report can be stored any more.
+            raise
+        except Exception:
+            # Anything else left the transaction whole: the report is stored, and its work
+            # waits for assign_opened (or the next assign_queued), as before.
+            log.exception("choosing a crew for new work failed; it is assigned after opening")
+            return None
 
     return choose
 
@@ -180,13 +192,7 @@ def _choose_new(
         today=today,
         past_due=work.due_at <= now,
     )
-    # A read that fails has aborted the transaction (the report fails, as on any read of
-    # intake); a fault of the pure rules has not, and leaves the work to assign_opened.
-    try:
-        choice = rules.choose_crew(job, snapshot.crews, snapshot.rule_set, load_s=load)
-    except Exception:
-        log.exception("the rules failed on new work; it is assigned after opening")
-        return None
+    choice = rules.choose_crew(job, snapshot.crews, snapshot.rule_set, load_s=load)
     if choice.crew_id is None:
         return None
     return CrewPick(crew_id=choice.crew_id, actor=actor, data=_reasoning(choice, load))
