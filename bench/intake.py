@@ -8,9 +8,16 @@ concurrency:
   random point in the city and a ``streetlight_out`` 8 m from a real streetlight, so the
   asset snap runs and finds it;
 - ``photo``: the same with a 3-megapixel JPEG whose EXIF GPS places the report (no pin);
-- the ceiling of each: the same SQL in one transaction per report over psycopg, from a pool
-  of threads, plus ``process_photo`` and the three file writes for ``photo``. The ratio
-  API/ceiling is what the HTTP, ORM and framework layers cost;
+- the ceiling of each: the statements the service must run, in one transaction per report
+  over psycopg, from a pool of threads: the category with its calendar, the ward, the asset
+  snap, the dedup area lock and candidate search, the crews' load and the rules' choice
+  (pure, over crews and rules read once, as the service caches them), the incident, its work
+  order already with the crew, the requester, the report, the subscription, the audit rows,
+  the notice owed and its queue job, the photo row, and the answer read back; plus
+  ``process_photo`` and the three file writes for ``photo``. Due times and tracking ids come
+  from the service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
+  API/ceiling is what the HTTP, ORM and framework layers cost (the ceiling always opens an
+  incident: the bench's points are spread over the city, so the API seldom joins one);
 - ``process_photo`` alone on the JPEG, one call at a time.
 
 Each level runs ``--runs`` times (API and ceiling interleaved) after a warm-up; the table
@@ -22,7 +29,10 @@ sharing the CPUs. Everything is stopped and removed at the end, on Ctrl+C and on
     uv run python bench/intake.py [--concurrency 1,8,32] [--requests 300]
         [--photo-requests 120] [--runs 3] [--photo-runs 15] [--workloads fields,photo]
         [--fields-body json|form] [--server-env GEO311_DB__POOL_SIZE=40 ...]
-        [--json out.json]
+        [--workers 1] [--json out.json]
+
+``--workers N`` serves the API with ``geo311 run --workers N`` (N processes); CPU is then
+summed over the server and its children.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -46,29 +57,41 @@ import time
 from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
 import psycopg
 from PIL import ExifTags, Image, TiffImagePlugin
+from procrastinate.jobs import Job
+from procrastinate.manager import JobManager
+from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from rich.console import Console
 from rich.table import Table
 
+from dispatch import rules
+from dispatch import service as dispatch_service
 from fixtures.load import load_demo
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.media.photos import ProcessedPhoto, process_photo, read_gps
 from geo311.kernel.media.store import LocalMediaStore
-from geo311.kernel.settings import DatabaseSettings, MediaSettings
+from geo311.kernel.notify import outbox
+from geo311.kernel.settings import DatabaseSettings, DedupSettings, MediaSettings, RoutingSettings
+from geo311.resident.dedup import grid, placing
+from geo311.resident.dedup.scoring import UNMATCHABLE_STATUSES, Rule
 from geo311.resident.intake.tracking import new_tracking_id
+from work_orders import lifecycle, opening, sla
+from work_orders import service as work_orders_service
 
 REPO = Path(__file__).resolve().parents[1]
 DBNAME = "geo311_bench"
@@ -83,6 +106,9 @@ STREETLIGHT_OFFSET_M = 8.0
 Variant = Literal["fields", "photo"]
 Conn = psycopg.Connection[tuple[Any, ...]]
 
+# Defers the notice's delivery job on the ceiling's own connection, as the outbox does.
+_DEFER = JobManager(SyncPsycopgConnector())
+
 # Set when the run is being torn down, so worker threads stop taking new reports.
 _STOP = threading.Event()
 
@@ -94,10 +120,47 @@ _STOP = threading.Event()
 # files: the statement log of one API report (log_min_duration_statement = 0) is the check.
 
 _CATEGORY_SQL = """
-    SELECT jurisdiction_id, code, name, description, group_code, asset_type,
-           dedup_radius_m, snap_radius_m, sla_hours, active
-    FROM service_categories
-    WHERE jurisdiction_id = %(jid)s AND code = %(code)s
+    SELECT c.jurisdiction_id, c.code, c.name, c.description, c.group_code, c.asset_type,
+           c.dedup_radius_m, c.snap_radius_m, c.sla_hours, c.active,
+           b.timezone, b.hours, b.holidays, j.name
+    FROM service_categories AS c
+    JOIN jurisdictions AS j ON j.id = c.jurisdiction_id
+    LEFT JOIN business_calendars AS b
+           ON b.jurisdiction_id = c.jurisdiction_id AND b.code = c.calendar_code
+    WHERE c.jurisdiction_id = %(jid)s AND c.code = %(code)s
+"""
+
+_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(%(keys)s AS bigint[])) AS k"
+
+# The service's own candidate search, in psycopg's placeholders.
+_CANDIDATES_SQL = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", str(placing._CANDIDATES))
+
+_CREW_LOAD_SQL = """
+    SELECT w.crew_id, sum(coalesce(t.service_s, %(default_service_s)s))
+    FROM work_orders AS w
+    JOIN incidents AS i ON i.jurisdiction_id = w.jurisdiction_id AND i.id = w.incident_id
+    LEFT JOIN category_service_times AS t
+           ON t.jurisdiction_id = i.jurisdiction_id AND t.category_code = i.category_code
+    WHERE w.jurisdiction_id = %(jid)s AND w.crew_id IS NOT NULL
+      AND w.status = ANY(%(busy)s) AND w.due_at < %(due_before)s
+    GROUP BY w.crew_id
+"""
+
+_INSERT_WORK_ORDER_SQL = """
+    INSERT INTO work_orders (jurisdiction_id, incident_id, status, version, department, crew_id,
+                             opened_at, due_at, at_risk_at)
+    VALUES (%(jid)s, %(incident_id)s, %(status)s, %(version)s, %(department)s, %(crew_id)s,
+            %(now)s, %(due_at)s, %(at_risk_at)s)
+    RETURNING id
+"""
+
+_INSERT_NOTICE_SQL = """
+    INSERT INTO notices (jurisdiction_id, idempotency_key, kind, channel, recipient, language,
+                         incident_id, requester_id, context)
+    VALUES (%(jid)s, %(key)s, 'received', 'email', %(email)s, 'en', %(incident_id)s,
+            %(requester_id)s, %(context)s)
+    ON CONFLICT (jurisdiction_id, idempotency_key) DO NOTHING
+    RETURNING id
 """
 
 _WARD_AT_SQL = """
@@ -127,10 +190,10 @@ _NEAREST_ASSET_SQL = """
 """
 
 _INSERT_INCIDENT_SQL = """
-    INSERT INTO incidents (jurisdiction_id, category_code, status, geom, ward_id, asset_id,
-                           opened_at, due_at)
-    VALUES (%(jid)s, %(code)s, 'new', ST_GeomFromEWKT(%(geom)s), %(ward_id)s, %(asset_id)s,
-            %(now)s, %(due_at)s)
+    INSERT INTO incidents (jurisdiction_id, category_code, status, version, geom, ward_id,
+                           asset_id, opened_at, due_at)
+    VALUES (%(jid)s, %(code)s, %(status)s, %(version)s, ST_GeomFromEWKT(%(geom)s), %(ward_id)s,
+            %(asset_id)s, %(now)s, %(due_at)s)
     RETURNING id
 """
 
@@ -156,12 +219,15 @@ _SUBSCRIBE_SQL = """
     ON CONFLICT (jurisdiction_id, incident_id, requester_id) DO NOTHING
 """
 
+# The opening's audit rows (work_orders.opening.opening_audit), in one statement.
 _INSERT_AUDIT_SQL = """
     INSERT INTO audit_events (jurisdiction_id, entity, entity_id, action, actor, from_state,
-                              to_state, reason, data)
-    VALUES (%(jid)s, 'incident', %(incident_id)s, 'opened', 'resident:api', NULL, 'new', NULL,
-            %(data)s)
-    RETURNING id, at
+                              to_state, data)
+    SELECT %(jid)s, e.entity, e.entity_id, e.action, e.actor, e.from_state, e.to_state, e.data
+    FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint, action text,
+                                             actor text, from_state text, to_state text,
+                                             data jsonb)
+    RETURNING id
 """
 
 _INSERT_PHOTO_SQL = """
@@ -323,6 +389,21 @@ def _proc_stat(pid: int) -> tuple[int, float, float] | None:
     return ppid, (utime + stime) / _CLK_TCK, (cutime + cstime) / _CLK_TCK
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """Return the CPU seconds of a process and its living children (``--workers`` serves the
+    API from child processes)."""
+    own = _proc_stat(pid)
+    if own is None:
+        return 0.0
+    total = own[1]
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and stat[0] == pid:
+                total += stat[1]
+    return total
+
+
 def _postgres_cpu_s(postmaster_pid: int) -> float:
     """Return the CPU seconds of the postmaster and all its children, living or reaped."""
     own = _proc_stat(postmaster_pid)
@@ -472,6 +553,10 @@ class City:
     """(lon, lat) inside the wards in force."""
     streetlight_points: list[tuple[float, float]]
     """(lon, lat) a few metres from a streetlight, inside a ward."""
+    rules: dict[str, Rule] = field(default_factory=dict)
+    """Each category's dedup rule."""
+    crews: Crews | None = None
+    """The crews and rules, read once (the service caches them too)."""
 
     def report(self, i: int) -> tuple[str, float, float]:
         """Return (category, lon, lat) of report ``i``: potholes and dark streetlights in turn."""
@@ -480,6 +565,44 @@ class City:
             return "pothole", lon, lat
         lon, lat = self.streetlight_points[(i // 2) % len(self.streetlight_points)]
         return "streetlight_out", lon, lat
+
+
+@dataclass(frozen=True)
+class Crews:
+    """What the assignment rules read, once per bench run."""
+
+    zone: ZoneInfo
+    crews: list[rules.CrewFacts]
+    rule_set: list[rules.SkillRule]
+    default_service_s: int
+    busy: list[str]
+
+
+def read_rules(url: str, city: City) -> City:
+    """Return the city with its categories' dedup rules and its crews and rules read."""
+    db = Database.connect(url, pool_size=1)
+    try:
+        with db.session() as session:
+            jid = city.jurisdiction_id
+            found = {
+                code: work_orders_service.category_terms(session, jurisdiction_id=jid, code=code)
+                for code in CATEGORIES
+            }
+            dedup_rules = {
+                code: placing.rule_of(f.category, DedupSettings())
+                for code, f in found.items()
+                if f is not None
+            }
+            crews = Crews(
+                zone=dispatch_service.jurisdiction_zone(session, jurisdiction_id=jid),
+                crews=dispatch_service.crew_facts(session, jurisdiction_id=jid),
+                rule_set=dispatch_service.rule_set(session, jurisdiction_id=jid),
+                default_service_s=RoutingSettings().default_service_s,
+                busy=sorted(lifecycle.OPEN - {"on_hold"}),
+            )
+    finally:
+        db.dispose()
+    return replace(city, rules=dedup_rules, crews=crews)
 
 
 def survey_city(conn: Conn, *, n: int = 400) -> City:
@@ -533,7 +656,8 @@ def ceiling_report(
     media_settings: MediaSettings,
     media: LocalMediaStore,
 ) -> tuple[Any, ...]:
-    """Store report ``i`` the way the service does, in one transaction; return its view row."""
+    """Store report ``i`` with the statements the service must run, in one transaction;
+    return its view row."""
     category_code, pin_lon, pin_lat = city.report(i)
     jid = city.jurisdiction_id
     now = datetime.now(UTC)
@@ -542,7 +666,21 @@ def ceiling_report(
         category = cur.execute(_CATEGORY_SQL, {"jid": jid, "code": category_code}).fetchone()
         if category is None or not category[9]:
             raise RuntimeError(f"unknown category {category_code!r}")
-        asset_type, snap_radius_m, sla_hours = category[5], category[7], category[8]
+        group_code, asset_type, snap_radius_m = category[4], category[5], category[7]
+        calendar = (
+            None
+            if category[10] is None
+            else sla.parse_calendar(
+                timezone=category[10], hours=category[11], holidays=category[12]
+            )
+        )
+        terms = opening.Terms(
+            jurisdiction_id=jid,
+            code=category_code,
+            group_code=group_code,
+            sla_hours=float(category[8]),
+            calendar=calendar,
+        )
         processed = _process(photo, media_settings) if photo else None
         if processed is None:
             lon, lat, source = pin_lon, pin_lat, "pin"
@@ -565,7 +703,68 @@ def ceiling_report(
                     "radius_m": snap_radius_m,
                 },
             ).fetchone()
-            asset_id = asset[0] if asset else None
+            if asset is not None:
+                asset_id, asset_type = asset[0], asset[1]
+        # Dedup: the area's locks (held to COMMIT), then the candidates near the report.
+        rule = city.rules[category_code]
+        if rule.enabled:
+            keys = grid.lock_keys(
+                jurisdiction_id=jid,
+                group_code=group_code,
+                lon=lon,
+                lat=lat,
+                radius_m=rule.radius_m,
+                cell_m=DedupSettings().lock_cell_m,
+                asset_id=asset_id,
+            )
+            cur.execute(_LOCK_SQL, {"keys": keys})
+            min_lon, min_lat, max_lon, max_lat = grid.degree_box(lon, lat, rule.radius_m)
+            cur.execute(
+                _CANDIDATES_SQL,
+                {
+                    "min_lon": min_lon,
+                    "min_lat": min_lat,
+                    "max_lon": max_lon,
+                    "max_lat": max_lat,
+                    "jid": jid,
+                    "group_code": group_code,
+                    "lon": lon,
+                    "lat": lat,
+                    "radius_m": rule.radius_m,
+                    "asset_id": asset_id,
+                    "closed_since": now - timedelta(hours=rule.reopen_window_h),
+                    "unmatchable": list(UNMATCHABLE_STATUSES),
+                },
+            ).fetchall()
+        # The crew: the crews' load, then the rules (pure) over crews and rules read once.
+        times = terms.due_times(now)
+        crews = city.crews
+        assert crews is not None, "read_rules() first"
+        today, due_on = (
+            now.astimezone(crews.zone).date(),
+            times.due_at.astimezone(crews.zone).date(),
+        )
+        load = {
+            int(crew): float(total)
+            for crew, total in cur.execute(
+                _CREW_LOAD_SQL,
+                {
+                    "jid": jid,
+                    "default_service_s": crews.default_service_s,
+                    "busy": crews.busy,
+                    "due_before": datetime.combine(
+                        max(due_on, today) + timedelta(days=1), dt_time(), tzinfo=crews.zone
+                    ),
+                },
+            )
+        }
+        choice = rules.choose_crew(
+            rules.JobFacts(category_code, asset_type, ward[1], due_on, today, times.due_at <= now),
+            crews.crews,
+            crews.rule_set,
+            load_s=load,
+        )
+        assigned = choice.crew_id is not None
         geom = f"SRID=4326;POINT({lon} {lat})"
         files: dict[str, bytes] = {}
         incident_id = _returned_id(
@@ -574,17 +773,35 @@ def ceiling_report(
             {
                 "jid": jid,
                 "code": category_code,
+                "status": "assigned" if assigned else "new",
+                "version": 2 if assigned else 1,
                 "geom": geom,
                 "ward_id": ward[0],
                 "asset_id": asset_id,
                 "now": now,
-                "due_at": now + timedelta(hours=sla_hours),
+                "due_at": times.due_at,
             },
         )
+        work_order_id = _returned_id(
+            cur,
+            _INSERT_WORK_ORDER_SQL,
+            {
+                "jid": jid,
+                "incident_id": incident_id,
+                "status": "assigned" if assigned else "new",
+                "version": 2 if assigned else 1,
+                "department": group_code,
+                "crew_id": choice.crew_id,
+                "now": now,
+                "due_at": times.due_at,
+                "at_risk_at": times.at_risk_at,
+            },
+        )
+        email = f"bench{i}@example.org"
         requester_id = _returned_id(
             cur,
             _INSERT_REQUESTER_SQL,
-            {"jid": jid, "email": f"bench{i}@example.org", "phone": None, "language": "en"},
+            {"jid": jid, "email": email, "phone": None, "language": "en"},
         )
         tracking_id = new_tracking_id()
         report_id = _returned_id(
@@ -614,9 +831,84 @@ def ceiling_report(
                 "report_id": report_id,
             },
         )
+        events: list[dict[str, Any]] = [
+            {
+                "entity": "work_order",
+                "entity_id": work_order_id,
+                "action": "opened",
+                "actor": "system",
+                "to_state": "new",
+                "data": {"incident": incident_id, "department": group_code},
+            },
+            {
+                "entity": "incident",
+                "entity_id": incident_id,
+                "action": "opened",
+                "actor": "resident:api",
+                "to_state": "new",
+                "data": {"report": tracking_id, "location_source": source},
+            },
+        ]
+        if assigned:
+            events += [
+                {
+                    "entity": kind,
+                    "entity_id": entity_id,
+                    "action": "transition",
+                    "actor": "dispatch:rules",
+                    "from_state": "new",
+                    "to_state": "assigned",
+                    "data": {"version": 2},
+                }
+                for kind, entity_id in (("work_order", work_order_id), ("incident", incident_id))
+            ]
+            events.append(
+                {
+                    "entity": "work_order",
+                    "entity_id": work_order_id,
+                    "action": "crew_assigned",
+                    "actor": "dispatch:rules",
+                    "data": {"crew": choice.crew_code, "detail": choice.detail},
+                }
+            )
+        cur.execute(_INSERT_AUDIT_SQL, {"jid": jid, "events": Jsonb(events)}).fetchall()
+        context = {
+            "incident_id": incident_id,
+            "category_code": category_code,
+            "category": category[2],
+            "city": category[13],
+            "status": "assigned" if assigned else "new",
+            "lon": round(lon, 7),
+            "lat": round(lat, 7),
+            "tracking_id": tracking_id,
+        }
+        notice_id = _returned_id(
+            cur,
+            _INSERT_NOTICE_SQL,
+            {
+                "jid": jid,
+                "key": f"received:incident-{incident_id}:subscribed:requester-{requester_id}",
+                "email": email,
+                "incident_id": incident_id,
+                "requester_id": requester_id,
+                "context": Jsonb(context),
+            },
+        )
+        _DEFER.batch_defer_jobs(
+            [
+                Job(
+                    queue=outbox.QUEUE,
+                    lock=None,
+                    queueing_lock=None,
+                    task_name=outbox.DELIVER_TASK,
+                    task_kwargs={"jurisdiction_id": jid, "notice_ids": [notice_id]},
+                )
+            ],
+            connection=conn,
+        )
         if processed is not None:
             stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
-            keys = {
+            keys_ = {
                 "original": f"private/{stem}.jpg",
                 "public": f"public/{stem}.jpg",
                 "thumb": f"public/{stem}_thumb.jpg",
@@ -627,10 +919,10 @@ def ceiling_report(
                 {
                     "jid": jid,
                     "report_id": report_id,
-                    "original_key": keys["original"],
+                    "original_key": keys_["original"],
                     "original_type": processed.original_type,
-                    "public_key": keys["public"],
-                    "thumb_key": keys["thumb"],
+                    "public_key": keys_["public"],
+                    "thumb_key": keys_["thumb"],
                     "width": processed.width,
                     "height": processed.height,
                     "phash": processed.phash,
@@ -640,20 +932,10 @@ def ceiling_report(
                 },
             )
             files = {
-                keys["original"]: processed.original,
-                keys["public"]: processed.public_jpeg,
-                keys["thumb"]: processed.thumb_jpeg,
+                keys_["original"]: processed.original,
+                keys_["public"]: processed.public_jpeg,
+                keys_["thumb"]: processed.thumb_jpeg,
             }
-        # Flushed with the photo, as the ORM's unit of work orders them.
-        _returned_id(
-            cur,
-            _INSERT_AUDIT_SQL,
-            {
-                "jid": jid,
-                "incident_id": incident_id,
-                "data": Jsonb({"report": tracking_id, "location_source": source}),
-            },
-        )
         for key, data in files.items():
             media.put(key, data)
         view = cur.execute(_VIEW_SQL, {"jid": jid, "tracking_id": tracking_id}).fetchone()
@@ -682,9 +964,8 @@ class Bench:
     postmaster_pid: int
 
     def cpu(self) -> CpuSample:
-        server = _proc_stat(self.server.pid)
         return CpuSample(
-            server_s=server[1] if server else 0.0,
+            server_s=_tree_cpu_s(self.server.pid),
             postgres_s=_postgres_cpu_s(self.postmaster_pid),
             bench_s=time.process_time(),
         )
@@ -899,7 +1180,7 @@ def run_level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
 
 @contextmanager
 def api_server(
-    url: str, data_dir: Path, log_path: Path, extra_env: dict[str, str]
+    url: str, data_dir: Path, log_path: Path, extra_env: dict[str, str], workers: int = 1
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Yield the running API server process and its base URL; stop it afterwards."""
     port = _free_port()
@@ -912,6 +1193,7 @@ def api_server(
         **extra_env,
     }
     cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
     base_url = f"http://127.0.0.1:{port}"
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -938,7 +1220,7 @@ def api_server(
 
 
 def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 90.0
+    deadline = time.monotonic() + 300.0  # several serving processes import the app first
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the API server exited ({server.returncode}):\n{_tail(log_path)}")
@@ -948,7 +1230,7 @@ def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the API server did not answer /healthz in 90 s:\n{_tail(log_path)}")
+    raise RuntimeError(f"the API server did not answer /healthz in 300 s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -1049,14 +1331,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             monitor: Conn = stack.enter_context(
                 psycopg.connect(cluster.conninfo(DBNAME), autocommit=True)
             )
-            city = survey_city(monitor)
+            city = read_rules(cluster.url(DBNAME), survey_city(monitor))
             lon, lat = city.streetlight_points[0]
             photo = make_photo(lon, lat)
             media_settings = MediaSettings()
             photo_ms = time_process_photo(photo, args.photo_runs, media_settings)
             data_dir = root / "data"
             server, base_url = stack.enter_context(
-                api_server(cluster.url(DBNAME), data_dir, root / "server.log", args.server_env)
+                api_server(
+                    cluster.url(DBNAME),
+                    data_dir,
+                    root / "server.log",
+                    args.server_env,
+                    workers=args.workers,
+                )
             )
             pid_file = cluster.data_dir / "postmaster.pid"
             bench = Bench(
@@ -1151,6 +1439,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="GEO311_NAME=value",
         help="extra setting for the API server, e.g. GEO311_DB__POOL_SIZE=40",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API server processes (geo311 run --workers N)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if min(args.requests, args.photo_requests, args.runs) < 1 or args.photo_runs < 10:
@@ -1173,7 +1467,7 @@ def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, A
         "photo": f"{PHOTO_SIZE_PX[0]}x{PHOTO_SIZE_PX[1]} JPEG, {len(photo) / 1e6:.2f} MB, EXIF GPS",
         "categories": "pothole / streetlight_out alternating "
         f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
-        "server": "geo311 run (uvicorn, 1 process); "
+        "server": f"geo311 run --workers {args.workers} (uvicorn); "
         f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow, pre-ping",
         "server_env": args.server_env,
         "ceiling": "psycopg_pool, one connection per thread, autocommit + explicit transaction",

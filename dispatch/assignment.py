@@ -1,5 +1,8 @@
 """New work to a crew by the rules, or into the dispatcher's queue with the reason.
 
+:func:`chooser` is what a resident's report uses: it picks the crew before the work order is
+written (one statement: the crews' load; crews and rules come from a per-process snapshot
+whose fingerprint that statement checks), so intake writes the work order already assigned.
 :func:`assign_opened` gives a newly opened incident's work order to :func:`assign_work_order`:
 the use cases that open incidents (a resident's report, a dispatcher's split; ``geo311.flows``)
 call it once the opening is recorded. The facts come from
@@ -18,14 +21,17 @@ picks up open work that never went through the rules (bulk-loaded backlog).
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from dispatch import rules, service
@@ -36,6 +42,7 @@ from work_orders import audit, lifecycle
 from work_orders import service as work_orders_service
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import Incident, ServiceCategory, WorkOrder
+from work_orders.opening import CrewPick, NewWork
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,148 @@ def assign_opened(
             )
     except Exception:
         log.exception("assigning work order %s failed; it waits for assign_queued", work_order.id)
+
+
+# --- new work, chosen before it is written ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The crews, rules and time zone of a jurisdiction as the rules last saw them, and the
+    fingerprint of the crew and rule tables they were read from."""
+
+    fingerprint: str
+    zone: ZoneInfo
+    crews: list[rules.CrewFacts]
+    rule_set: list[rules.SkillRule]
+
+
+# Per process, per database and jurisdiction. Each use checks the fingerprint in the statement
+# that reads the crews' load, so a crew or rule changed by any process is seen at once.
+_SNAPSHOTS: dict[tuple[str, int], _Snapshot] = {}
+_SNAPSHOTS_LOCK = threading.Lock()
+
+# Every row of the tables the rules read, hashed: any insert, update or delete changes it.
+_FINGERPRINT = """
+    (SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) FROM (
+        SELECT CAST(c AS text) AS x FROM crews AS c WHERE c.jurisdiction_id = {jid}
+        UNION ALL SELECT CAST(s AS text) FROM crew_skills AS s WHERE s.jurisdiction_id = {jid}
+        UNION ALL SELECT CAST(t AS text) FROM crew_territories AS t
+                  WHERE t.jurisdiction_id = {jid}
+        UNION ALL SELECT CAST(r AS text) FROM skill_rules AS r WHERE r.jurisdiction_id = {jid}
+    ) AS f)
+"""
+
+
+def chooser(
+    *, default_service_s: int | None = None, actor: str = ACTOR
+) -> Callable[[Session, NewWork], CrewPick | None]:
+    """Return the rules as intake takes them (``work_orders.opening.CrewChooser``): the crew
+    for work about to be opened, with the reasoning for its audit event, or None (no crew
+    fits, or choosing failed other than in the database: the use case then tries again, or
+    queues the work with the reason, through :func:`assign_opened`). A database error is
+    raised: it has aborted the transaction, so the report cannot be stored (the old
+    assignment after opening ran in a savepoint, two more statements per report).
+
+    One statement per choice once warm: the crews' load, with the fingerprint of the crew
+    and rule tables that says whether the cached crews and rules are still current."""
+    service_s = (
+        RoutingSettings().default_service_s if default_service_s is None else default_service_s
+    )
+
+    def choose(session: Session, work: NewWork) -> CrewPick | None:
+        try:
+            return _choose_new(session, work, service_s, actor)
+        except DBAPIError:
+            # The transaction is aborted: nothing of the report can be stored any more.
+            raise
+        except Exception:
+            # Anything else left the transaction whole: the report is stored, and its work
+            # waits for assign_opened (or the next assign_queued), as before.
+            log.exception("choosing a crew for new work failed; it is assigned after opening")
+            return None
+
+    return choose
+
+
+def _choose_new(
+    session: Session, work: NewWork, default_service_s: int, actor: str
+) -> CrewPick | None:
+    jid = work.jurisdiction_id
+    bind = session.get_bind()
+    key = (str(bind.engine.url), jid)
+    with _SNAPSHOTS_LOCK:
+        snapshot = _SNAPSHOTS.get(key)
+    now = datetime.now(UTC)
+    zone = (
+        snapshot.zone
+        if snapshot is not None
+        else service.jurisdiction_zone(session, jurisdiction_id=jid)
+    )
+    today = now.astimezone(zone).date()
+    due_on = work.due_at.astimezone(zone).date()
+    last_day = max(due_on, today)
+    fingerprint, load = _fingerprint_and_load(
+        session,
+        jurisdiction_id=jid,
+        due_before=datetime.combine(last_day + timedelta(days=1), time(), tzinfo=zone),
+        default_service_s=default_service_s,
+    )
+    if snapshot is None or snapshot.fingerprint != fingerprint:
+        snapshot = _Snapshot(
+            fingerprint=fingerprint,
+            zone=zone,
+            crews=service.crew_facts(session, jurisdiction_id=jid),
+            rule_set=service.rule_set(session, jurisdiction_id=jid),
+        )
+        with _SNAPSHOTS_LOCK:
+            _SNAPSHOTS[key] = snapshot
+    job = rules.JobFacts(
+        category_code=work.category_code,
+        asset_type=work.asset_type,
+        ward_code=work.ward_code,
+        due_on=due_on,
+        today=today,
+        past_due=work.due_at <= now,
+    )
+    choice = rules.choose_crew(job, snapshot.crews, snapshot.rule_set, load_s=load)
+    if choice.crew_id is None:
+        return None
+    return CrewPick(crew_id=choice.crew_id, actor=actor, data=_reasoning(choice, load))
+
+
+def _fingerprint_and_load(
+    session: Session, *, jurisdiction_id: int, due_before: datetime, default_service_s: int
+) -> tuple[str, dict[int, float]]:
+    """Return the fingerprint of the crew and rule tables and each crew's load (see
+    :func:`crew_load_s`), in one statement."""
+    load = _load_query(
+        jurisdiction_id=jurisdiction_id,
+        due_before=due_before,
+        default_service_s=default_service_s,
+        exclude_work_order_id=None,
+    ).subquery()
+    per_crew = select(
+        func.coalesce(
+            func.json_object_agg(load.c.crew_id, load.c.total), literal_column("'{}'::json")
+        )
+    ).scalar_subquery()
+    fingerprint: Any = literal_column(_FINGERPRINT.format(jid=int(jurisdiction_id)))
+    row = session.execute(select(fingerprint.label("fp"), per_crew.label("load"))).one()
+    return str(row.fp), {int(crew): float(total) for crew, total in row.load.items()}
+
+
+def _reasoning(choice: rules.Choice, load: dict[int, float]) -> dict[str, Any]:
+    """Return the staff-only audit data of a crew chosen by the rules."""
+    return {
+        "crew": choice.crew_code,
+        "crew_id": choice.crew_id,
+        "detail": choice.detail,
+        "candidates": list(choice.candidates),
+        "skills": sorted(choice.skills),
+        "day": choice.day.isoformat() if choice.day else None,
+        "load_s": round(load.get(choice.crew_id or 0, 0.0)),
+    }
 
 
 # --- one work order ---------------------------------------------------------------------------
@@ -205,15 +354,7 @@ def _give(
         entity_id=work_order.id,
         action="crew_assigned",
         actor=actor,
-        data={
-            "crew": choice.crew_code,
-            "crew_id": choice.crew_id,
-            "detail": choice.detail,
-            "candidates": list(choice.candidates),
-            "skills": sorted(choice.skills),
-            "day": choice.day.isoformat() if choice.day else None,
-            "load_s": round(load.get(choice.crew_id or 0, 0.0)),
-        },
+        data=_reasoning(choice, load),
     )
     session.flush()
 
@@ -270,9 +411,25 @@ def crew_load_s(
 ) -> dict[int, float]:
     """Return crew id → seconds on site of the crew's open work (not on hold) due before
     ``due_before``: the category's service time, else ``default_service_s``, per work order."""
+    query = _load_query(
+        jurisdiction_id=jurisdiction_id,
+        due_before=due_before,
+        default_service_s=default_service_s,
+        exclude_work_order_id=exclude_work_order_id,
+    )
+    return {crew: float(total) for crew, total in session.execute(query).all() if crew is not None}
+
+
+def _load_query(
+    *,
+    jurisdiction_id: int,
+    due_before: datetime,
+    default_service_s: int,
+    exclude_work_order_id: int | None,
+) -> Select[int | None, Any]:
     service_s = func.coalesce(CategoryServiceTime.service_s, default_service_s)
     query = (
-        select(WorkOrder.crew_id, func.sum(service_s))
+        select(WorkOrder.crew_id.label("crew_id"), func.sum(service_s).label("total"))
         .join(
             Incident,
             and_(
@@ -297,7 +454,7 @@ def crew_load_s(
     )
     if exclude_work_order_id is not None:
         query = query.where(WorkOrder.id != exclude_work_order_id)
-    return {crew: float(total) for crew, total in session.execute(query).all() if crew is not None}
+    return query
 
 
 # --- the queue --------------------------------------------------------------------------------

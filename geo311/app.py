@@ -130,3 +130,13 @@ def create_app(
         return RedirectResponse("/report")
 
     return app
+
+
+def create_served_app() -> FastAPI:
+    """Return the app of one of several serving processes (``geo311 run --workers N``):
+    settings from the environment, its own pool on the database the parent migrated."""
+    settings = get_settings()
+    if settings.db.url is None:
+        raise RuntimeError("a serving process needs GEO311_DB__URL (geo311 run sets it)")
+    db = Database.connect(settings.db.url.get_secret_value(), pool_size=settings.db.pool_size)
+    return create_app(settings, db=db)

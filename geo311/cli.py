@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -89,8 +90,19 @@ def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on", envvar="PORT")] = None,
     demo: Annotated[bool, typer.Option(help="Load the demo city into an empty database")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes serving the API, each with its own connection pool "
+            "(GEO311_DB__POOL_SIZE each); the notice worker runs once, in this process",
+        ),
+    ] = 1,
 ) -> None:
-    """Start the database (embedded unless GEO311_DB__URL is set), migrate, serve the API."""
+    """Start the database (embedded unless GEO311_DB__URL is set), migrate, serve the API.
+
+    With ``--workers N`` (N > 1) the API is served by N processes sharing the port; this
+    process keeps the database, migrations, the demo city and the notice worker."""
     settings = get_settings()
     if host is not None:
         settings.host = host
@@ -117,6 +129,24 @@ def run(
             + "".join(f"  {line}\n" for line in extras.lines)
             + "Press Ctrl+C to stop (the embedded database stops with it).\n"
         )
+        if workers > 1:
+            # Each serving process builds its own app and pool from the environment (the
+            # same settings), pointed at this process's database, already migrated.
+            os.environ["GEO311_DB__URL"] = db.engine.url.render_as_string(hide_password=False)
+            uvicorn.run(
+                "geo311.app:create_served_app",
+                factory=True,
+                workers=workers,
+                # A serving process imports the whole app before it answers the supervisor's
+                # first ping; on a busy machine that takes longer than uvicorn's 5 s default,
+                # and it would be killed and restarted for ever (30 s wall to import on a
+                # loaded 2-core machine was seen).
+                timeout_worker_healthcheck=300,
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+            )
+            return
         uvicorn.run(
             create_app(settings, db=db, worker=extras.worker),
             host=settings.host,

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import ColumnElement, and_, case, func, select, text
+from geoalchemy2.shape import to_shape
+from sqlalchemy import ColumnElement, String, and_, case, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -27,12 +29,14 @@ from geo311.kernel.media.models import Photo
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.notify import outbox
 from geo311.kernel.notify import service as notify_service
+from geo311.kernel.notify.models import WebhookEndpoint
 from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
-from work_orders import audit, lifecycle, sla
+from work_orders import audit, lifecycle, opening, sla
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import (
     RESOLUTION_CODES,
+    AuditEvent,
     BusinessCalendar,
     Incident,
     Requester,
@@ -141,6 +145,68 @@ def set_category_calendar(
 # --- opening ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CategoryTerms:
+    """A category, the terms its work opens on, and its jurisdiction (kept referenced, so
+    the notices' wording finds it in the session without reading it again)."""
+
+    category: ServiceCategory
+    terms: opening.Terms
+    jurisdiction: Jurisdiction
+    # (id, url) of the webhook endpoints told when work is received, by id.
+    received_webhooks: tuple[tuple[int, str], ...] = ()
+
+
+def category_terms(session: Session, *, jurisdiction_id: int, code: str) -> CategoryTerms | None:
+    """Return the active category ``code`` with the terms its work opens on (its SLA in its
+    business calendar) and its jurisdiction, read in one statement; None if there is no such
+    active category."""
+    hooks = (
+        select(
+            func.array_agg(
+                aggregate_order_by(
+                    func.json_build_array(WebhookEndpoint.id, WebhookEndpoint.url),
+                    WebhookEndpoint.id,
+                )
+            )
+        )
+        .where(
+            WebhookEndpoint.jurisdiction_id == ServiceCategory.jurisdiction_id,
+            WebhookEndpoint.active,
+            literal("received", String(16)) == func.any(WebhookEndpoint.kinds),
+        )
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"))
+        .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
+        .outerjoin(
+            BusinessCalendar,
+            and_(
+                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
+                BusinessCalendar.code == ServiceCategory.calendar_code,
+            ),
+        )
+        .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.code == code)
+    ).one_or_none()
+    if row is None or not row[0].active:
+        return None
+    category, calendar, jurisdiction, hooks_found = row
+    parsed = (
+        None
+        if calendar is None
+        else sla.parse_calendar(
+            timezone=calendar.timezone, hours=calendar.hours, holidays=calendar.holidays
+        )
+    )
+    return CategoryTerms(
+        category,
+        opening.Terms.of(category, parsed),
+        jurisdiction,
+        tuple((int(h[0]), str(h[1])) for h in hooks_found or ()),
+    )
+
+
 def open_incident(
     session: Session,
     *,
@@ -150,48 +216,72 @@ def open_incident(
     ward_id: int | None,
     asset_id: int | None,
     opened_at: datetime,
+    terms: opening.Terms | None = None,
+    ward_code: str | None = None,
+    asset_type: str | None = None,
+    choose: opening.CrewChooser | None = None,
+    opened_by: tuple[str, dict[str, Any]] | None = None,
+    received_webhooks: Sequence[tuple[int, str]] | None = None,
 ) -> Incident:
     """Return a new incident for a problem nobody reported before, with its work order in the
     category's queue, due by the category's SLA (in its business calendar if it has one).
 
-    Nobody is assigned here: a use case that opens an incident gives its work order to a crew
-    through dispatch afterwards (``geo311.flows``)."""
-    calendar = category_calendar(
-        session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
-    )
-    times = sla.due_times(opened_at, category.sla_hours, calendar)
-    incident = Incident(
-        jurisdiction_id=category.jurisdiction_id,
-        category_code=category.code,
-        status="new",
-        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
+    - ``terms``: the category's terms when the caller read them already (else read here).
+    - ``choose``: the assignment rules, given by a use case that knows dispatch
+      (``geo311.flows``): the work order is then written already ``assigned`` to the crew
+      they chose, with the audit trail a transition to ``assigned`` writes; without one, or
+      when it finds no crew, the work order opens ``new`` on no crew.
+      ``ward_code`` and ``asset_type`` (the snapped asset's type, else the category's) are
+      what the rules look at.
+    - ``opened_by``: (actor, data) of the incident's own "opened" event, when the caller has
+      it before the incident exists (intake has the report's tracking id); else the caller
+      records it.
+    - ``received_webhooks``: the endpoints told of new work, when read already
+      (``category_terms``); else read here.
+    """
+    if terms is None:
+        calendar = category_calendar(
+            session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
+        )
+        terms = opening.Terms.of(category, calendar)
+    times = terms.due_times(opened_at)
+    crew = None
+    if choose is not None:
+        crew = choose(
+            session,
+            opening.NewWork(
+                jurisdiction_id=category.jurisdiction_id,
+                category_code=category.code,
+                asset_type=asset_type if asset_type is not None else category.asset_type,
+                ward_code=ward_code,
+                due_at=times.due_at,
+                opened_at=opened_at,
+            ),
+        )
+    incident = opening.incident_row(
+        terms,
+        lon=lon,
+        lat=lat,
         ward_id=ward_id,
         asset_id=asset_id,
         opened_at=opened_at,
-        due_at=times.due_at,
+        times=times,
+        crew=crew,
     )
     session.add(incident)
     session.flush()
-    work_order = WorkOrder(
-        jurisdiction_id=category.jurisdiction_id,
-        incident_id=incident.id,
-        status="new",
-        department=category.group_code,
-        opened_at=opened_at,
-        due_at=times.due_at,
-        at_risk_at=times.at_risk_at,
+    work_order = opening.work_order_row(
+        terms, incident_id=incident.id, opened_at=opened_at, times=times, crew=crew
     )
     session.add(work_order)
     session.flush()
-    audit.record(
-        session,
-        jurisdiction_id=category.jurisdiction_id,
-        entity="work_order",
-        entity_id=work_order.id,
-        action="opened",
-        actor="system",
-        to_state="new",
-        data={"incident": incident.id, "department": work_order.department},
+    # One statement (one multi-row VALUES) for the whole opening's trail.
+    session.execute(
+        insert(AuditEvent).values(
+            opening.opening_audit(
+                incident=incident, work_order=work_order, crew=crew, opened_by=opened_by
+            )
+        )
     )
     _owe_webhooks(
         session,
@@ -199,6 +289,7 @@ def open_incident(
         kind="received",
         key=f"received:incident-{incident.id}",
         context=_incident_context(session, incident),
+        endpoints=received_webhooks,
     )
     return incident
 
@@ -210,9 +301,15 @@ def subscribe(
     incident_id: int,
     requester_id: int,
     report_id: int | None,
+    new_requester: Requester | None = None,
+    tracking_id: str | None = None,
 ) -> None:
     """Subscribe a requester to an incident's updates (once, however often they report it),
-    and owe them the "we received your report" notice unless they muted it."""
+    and owe them the "we received your report" notice unless they muted it.
+
+    ``new_requester``: the requester, when it was created in this transaction with the
+    report ``tracking_id``: it cannot have muted anything yet, so its contact is not read
+    back."""
     subscribed = session.execute(
         pg_insert(Subscription)
         .values(
@@ -229,13 +326,34 @@ def subscribe(
     incident = session.get(Incident, (jurisdiction_id, incident_id))
     if incident is None:
         return
-    _owe_requester_notices(
+    context = _incident_context(session, incident)
+    if new_requester is None or tracking_id is None:
+        _owe_requester_notices(
+            session,
+            incident=incident,
+            kind="received",
+            event_key="subscribed",
+            context=context,
+            requester_id=requester_id,
+        )
+        return
+    recipient = new_requester.email or new_requester.phone
+    if recipient is None:
+        return
+    outbox.owe(
         session,
-        incident=incident,
-        kind="received",
-        event_key="subscribed",
-        context=_incident_context(session, incident),
-        requester_id=requester_id,
+        [
+            _requester_notice(
+                incident,
+                kind="received",
+                event_key="subscribed",
+                requester_id=requester_id,
+                email=new_requester.email,
+                phone=new_requester.phone,
+                language=new_requester.language,
+                context={**context, "tracking_id": tracking_id},
+            )
+        ],
     )
 
 
@@ -1047,32 +1165,22 @@ def sla_summary(
 
 
 def _incident_context(session: Session, incident: Incident) -> dict[str, Any]:
-    row = session.execute(
-        select(
-            ServiceCategory.name,
-            Jurisdiction.name.label("city"),
-            func.ST_X(Incident.geom).label("lon"),
-            func.ST_Y(Incident.geom).label("lat"),
-        )
-        .select_from(Incident)
-        .join(
-            ServiceCategory,
-            and_(
-                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
-                ServiceCategory.code == Incident.category_code,
-            ),
-        )
-        .join(Jurisdiction, Jurisdiction.id == Incident.jurisdiction_id)
-        .where(Incident.jurisdiction_id == incident.jurisdiction_id, Incident.id == incident.id)
-    ).one()
+    # The category and the jurisdiction are nearly always in the session already (intake and
+    # the lifecycle read them), so this costs no round trip; the point is the incident's own.
+    category = session.get(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
+    jurisdiction = session.get(Jurisdiction, incident.jurisdiction_id)
+    if category is None or jurisdiction is None:
+        raise NotFound(f"The category or jurisdiction of incident {incident.id} is gone.")
+    geom: Any = incident.geom
+    point = to_shape(WKTElement(geom.split(";")[-1]) if isinstance(geom, str) else geom)
     return {
         "incident_id": incident.id,
         "category_code": incident.category_code,
-        "category": row.name,
-        "city": row.city,
+        "category": category.name,
+        "city": jurisdiction.name,
         "status": incident.status,
-        "lon": round(row.lon, 7),
-        "lat": round(row.lat, 7),
+        "lon": round(point.x, 7),
+        "lat": round(point.y, 7),
     }
 
 
@@ -1145,15 +1253,14 @@ def _owe_requester_notices(
         },
     ).all()
     drafts = [
-        outbox.NoticeDraft(
-            jurisdiction_id=incident.jurisdiction_id,
-            idempotency_key=f"{kind}:incident-{incident.id}:{event_key}:requester-{row.requester_id}",
+        _requester_notice(
+            incident,
             kind=kind,
-            channel="email" if row.email else "sms",
-            recipient=row.email or row.phone,
-            language=row.language,
-            incident_id=incident.id,
+            event_key=event_key,
             requester_id=row.requester_id,
+            email=row.email,
+            phone=row.phone,
+            language=row.language,
             context={**context, "tracking_id": row.tracking_id},
         )
         for row in rows
@@ -1161,12 +1268,46 @@ def _owe_requester_notices(
     return len(outbox.owe(session, drafts))
 
 
-def _owe_webhooks(
-    session: Session, *, incident: Incident, kind: str, key: str, context: Mapping[str, Any]
-) -> int:
-    endpoints = notify_service.webhook_targets(
-        session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+def _requester_notice(
+    incident: Incident,
+    *,
+    kind: str,
+    event_key: str,
+    requester_id: int,
+    email: str | None,
+    phone: str | None,
+    language: str,
+    context: Mapping[str, Any],
+) -> outbox.NoticeDraft:
+    """Return the notice a requester is owed: by email when they gave one, else by SMS."""
+    recipient = email or phone
+    assert recipient is not None
+    return outbox.NoticeDraft(
+        jurisdiction_id=incident.jurisdiction_id,
+        idempotency_key=f"{kind}:incident-{incident.id}:{event_key}:requester-{requester_id}",
+        kind=kind,
+        channel="email" if email else "sms",
+        recipient=recipient,
+        language=language,
+        incident_id=incident.id,
+        requester_id=requester_id,
+        context=dict(context),
     )
+
+
+def _owe_webhooks(
+    session: Session,
+    *,
+    incident: Incident,
+    kind: str,
+    key: str,
+    context: Mapping[str, Any],
+    endpoints: Sequence[tuple[int, str]] | None = None,
+) -> int:
+    if endpoints is None:
+        endpoints = notify_service.webhook_targets(
+            session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+        )
     drafts = [
         outbox.NoticeDraft(
             jurisdiction_id=incident.jurisdiction_id,

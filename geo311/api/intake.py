@@ -164,6 +164,9 @@ def _store_report(
 ) -> ReportOut:
     """Store the report (joined to request ``follow_tracking_id``'s incident when given) and
     return its view, in one transaction."""
+    # Decoded before the session opens: a decode may wait for the process's decode memory,
+    # and an upload waiting there must not hold a pooled connection.
+    decoded = submit_flow.decode_photo(photo, settings.media)
     with db.sessions() as session:
         jurisdiction = get_jurisdiction(session, settings)
         try:
@@ -173,7 +176,7 @@ def _store_report(
                     jurisdiction_id=jurisdiction.id,
                     jurisdiction_slug=jurisdiction.slug,
                     draft=draft,
-                    photo=photo,
+                    photo=decoded,
                     media=media,
                     media_settings=settings.media,
                     now=datetime.now(UTC),
@@ -187,7 +190,7 @@ def _store_report(
                     jurisdiction_slug=jurisdiction.slug,
                     follow_tracking_id=follow_tracking_id,
                     draft=draft,
-                    photo=photo,
+                    photo=decoded,
                     media=media,
                     media_settings=settings.media,
                     now=datetime.now(UTC),

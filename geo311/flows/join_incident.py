@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import Conflict
+from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.settings import DedupSettings, MediaSettings
 from geo311.resident.dedup import moves, placing, scoring
@@ -44,7 +45,7 @@ def join_incident(
     jurisdiction_slug: str,
     follow_tracking_id: str,
     draft: ReportDraft,
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,

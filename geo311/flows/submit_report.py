@@ -9,7 +9,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from dispatch import assignment
+from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
+from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.settings import DedupSettings, MediaSettings, Settings
 from geo311.resident.intake import service as intake_service
 from geo311.resident.intake.models import Report
@@ -24,7 +26,7 @@ def submit_report(
     jurisdiction_id: int,
     jurisdiction_slug: str,
     draft: ReportDraft,
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,
@@ -34,9 +36,14 @@ def submit_report(
     """Return the stored report.
 
     1. intake places it (ward, asset), and dedup joins it to the incident it is about or
-       opens a new one (with its work order), stores it, its requester's subscription and
-       its photo (see ``intake.service.submit_report``);
-    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+       opens a new one, whose work order is written already with the crew dispatch's rules
+       chose; it stores the report, its requester's subscription and its photo (see
+       ``intake.service.submit_report``);
+    2. should the rules have found no crew, dispatch queues the work order for a dispatcher
+       with the reason.
+
+    ``photo``: decode it with :func:`decode_photo` before the session opens (bytes are
+    decoded here, holding the session's connection while they wait for decode memory).
 
     ``default_service_s``: seconds on site for a category with no service time (None: the
     routing setting's default). Flushes only; the caller commits.
@@ -51,8 +58,9 @@ def submit_report(
         media_settings=media_settings,
         now=now,
         dedup_settings=dedup_settings,
+        choose=assignment.chooser(default_service_s=default_service_s),
     )
-    if submitted.opened is not None:
+    if submitted.opened is not None and submitted.opened.status == "new":
         assignment.assign_opened(
             session, incident=submitted.opened, default_service_s=default_service_s
         )
@@ -76,8 +84,9 @@ def submit_open311_request(
     """Return the id and token of an Open311 request.
 
     1. Open311 checks the request in its own terms and stores it through intake (as
-       ``submit_report`` above: placed, joined or opened, stored with its photos);
-    2. dispatch gives a newly opened incident's work order to a crew by the rules.
+       ``submit_report`` above: placed, joined or opened with its crew, stored with its
+       photos);
+    2. should the rules have found no crew, dispatch queues the work order with the reason.
 
     Flushes only; the caller commits.
     """
@@ -93,11 +102,20 @@ def submit_open311_request(
         media=media,
         settings=settings,
         now=now,
+        choose=assignment.chooser(default_service_s=settings.routing.default_service_s),
     )
-    if posted.opened is not None:
+    if posted.opened is not None and posted.opened.status == "new":
         assignment.assign_opened(
             session,
             incident=posted.opened,
             default_service_s=settings.routing.default_service_s,
         )
     return posted.answer
+
+
+def decode_photo(photo: bytes | None, media_settings: MediaSettings) -> ProcessedPhoto | None:
+    """Return the decoded photo (None without one), or raise the photo's 4xx error.
+
+    Call it before a database session opens: a decode may wait for the process's decode
+    memory, and it must not hold a pooled connection while it waits."""
+    return process_upload(photo, media_settings) if photo else None

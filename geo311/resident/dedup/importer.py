@@ -26,7 +26,6 @@ history before going live, or accept that overlap.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import gc
@@ -35,7 +34,6 @@ import itertools
 import json
 import math
 import queue
-import secrets
 import tempfile
 import threading
 import time
@@ -68,8 +66,11 @@ from geo311.resident.dedup.scoring import (
     normalise_address,
     normalise_addresses,
 )
+from geo311.resident.intake.tracking import new_tracking_ids
 from layers.models import Jurisdiction
+from work_orders import service as work_orders_service
 from work_orders.models import ServiceCategory
+from work_orders.opening import Terms
 
 BATCH_ROWS = 20_000
 REPORT_HEADER = ("id", "incident_id", "matched_id", "decision", "score", "signals", "skipped")
@@ -207,6 +208,13 @@ def import_reports(
             )
         }
         models = learning.load_models(session, jurisdiction_id=jurisdiction.id)
+        terms = {}
+        for cat_code in categories:
+            found = work_orders_service.category_terms(
+                session, jurisdiction_id=jurisdiction.id, code=cat_code
+            )
+            if found is not None:
+                terms[cat_code] = found.terms
     for source, code in mapping.categories.items():
         if code is not None and code not in categories:
             raise ValidationFailed(
@@ -237,6 +245,7 @@ def import_reports(
                 settings=settings,
                 summary=summary,
                 models=models,
+                terms=terms,
             )
             with (
                 tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results,
@@ -573,6 +582,7 @@ class _Replay:
         settings: DedupSettings,
         summary: ImportSummary,
         models: Mapping[str, PairScorer] | None = None,
+        terms: dict[str, Terms] | None = None,
     ) -> None:
         self.jid = jurisdiction_id
         self.summary = summary
@@ -581,7 +591,10 @@ class _Replay:
             c: rule_of(cat, settings, (models or {}).get(c)) for c, cat in categories.items()
         }
         self.group_of = {c: cat.group_code for c, cat in categories.items()}
-        self.sla = {c: timedelta(hours=cat.sla_hours) for c, cat in categories.items()}
+        # How incidents open (the SLA in the category's calendar): the rows intake builds.
+        self.terms: dict[str, Terms] = terms or {
+            c: Terms.of(cat, None) for c, cat in categories.items()
+        }
         self.enabled_in_group: dict[str, frozenset[str]] = {}
         for code, rule in self.rules.items():
             if rule.enabled:
@@ -938,11 +951,11 @@ def _replay_batch(
     # leaves a gap).
     report_ids = iter(_next_ids(ids, "reports", n))
     incident_ids = iter(_next_ids(ids, "incidents", n))
-    tracking = iter(_tracking_ids(n))
+    tracking = iter(new_tracking_ids(n))
     batch = _Batch()
     lines: list[tuple[Any, ...]] = []
     heap = replay.heap
-    sla = replay.sla
+    terms = replay.terms
     group_of = replay.group_of
     for seq, ext_id, at, code, lon, lat, address, description, closed_at, ward_id, asset_id in rows:
         if ward_id is None:
@@ -983,7 +996,8 @@ def _replay_batch(
                     ward_id,
                     asset_id,
                     at,
-                    at + sla[code],
+                    # Due by the category's SLA in its business calendar, as at intake.
+                    terms[code].due_times(at).due_at,
                     closed_at,
                     closed_at or at,
                 )
@@ -1071,22 +1085,6 @@ def _sequence_of(conn: psycopg.Connection[Any], table: str) -> str:
     assert row is not None
     name: str = row[0]
     return name
-
-
-# RFC 4648 base32 → Crockford's (the intake's alphabet: no I, L, O or U).
-_TO_CROCKFORD = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
-
-
-def _tracking_ids(n: int) -> list[str]:
-    """Return ``n`` tracking ids in the intake's format (``R-XXXX-XXXX-XX``, 50 random bits)."""
-    # Ten random bytes make sixteen base32 characters; the first ten carry 50 random bits.
-    chars = base64.b32encode(secrets.token_bytes(10 * n)).decode().translate(_TO_CROCKFORD)
-    return [
-        f"R-{chars[k : k + 4]}-{chars[k + 4 : k + 8]}-{chars[k + 8 : k + 10]}"
-        for k in range(0, 16 * n, 16)
-    ]
 
 
 def _write_batches(

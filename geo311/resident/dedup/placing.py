@@ -29,6 +29,7 @@ from geo311.resident.intake.models import Report
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, ServiceCategory
+from work_orders.opening import CrewChooser, Terms
 from work_orders.public_notes import PublicNote
 
 # How often a report re-decides when the incident it chose changed under it (merged away,
@@ -183,6 +184,20 @@ def _lock_area(session: Session, keys: list[int]) -> None:
 
 
 @dataclass(frozen=True)
+class Opening:
+    """How a report that finds no incident opens one (see ``work_orders.service.
+    open_incident``): the category's terms when read already, the ward's code and asset type
+    the assignment rules look at, the rules themselves, and the incident's "opened" event."""
+
+    terms: Terms | None = None
+    ward_code: str | None = None
+    asset_type: str | None = None
+    choose: CrewChooser | None = None
+    opened_by: tuple[str, dict[str, Any]] | None = None
+    received_webhooks: tuple[tuple[int, str], ...] | None = None
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a new report goes: the incident, whether it was opened for it, and why."""
 
@@ -214,12 +229,16 @@ def place_report(
     photo_hash: str | None,
     now: datetime,
     settings: DedupSettings,
+    opening: Opening | None = None,
 ) -> Placement:
     """Return where a new report goes: an existing incident it duplicates, or a new one.
 
-    Call ``attach_report`` once the report is stored. Takes the area's advisory locks, so the
-    caller's transaction must end soon after (the route commits).
+    ``opening``: how a new incident is opened (terms read already, the crew chooser, the
+    incident's "opened" event); None opens it the plain way. Call ``attach_report`` once the
+    report is stored. Takes the area's advisory locks, so the caller's transaction must end
+    soon after (the route commits).
     """
+    opening = opening or Opening()
     matcher = Matcher.start(
         session,
         category=category,
@@ -232,7 +251,9 @@ def place_report(
         settings=settings,
     )
     if not matcher.rule.enabled:
-        return _open(session, category, lon, lat, ward_id, asset_id, now, matcher.decide(session))
+        return _open(
+            session, category, lon, lat, ward_id, asset_id, now, matcher.decide(session), opening
+        )
     decision = matcher.decide(session)
     for _ in range(_MAX_ATTEMPTS):
         incident_id = decision.incident_id
@@ -248,7 +269,7 @@ def place_report(
             return Placement(incident=incident, decision=decision, opened=False)
         # It changed between the search and the lock (merged away, closed): decide again.
         decision = matcher.decide(session)
-    return _open(session, category, lon, lat, ward_id, asset_id, now, decision)
+    return _open(session, category, lon, lat, ward_id, asset_id, now, decision, opening)
 
 
 @dataclass(frozen=True)
@@ -343,6 +364,7 @@ def _open(
     asset_id: int | None,
     now: datetime,
     decision: Decision,
+    how: Opening,
 ) -> Placement:
     incident = work_orders_service.open_incident(
         session,
@@ -352,6 +374,12 @@ def _open(
         ward_id=ward_id,
         asset_id=asset_id,
         opened_at=now,
+        terms=how.terms,
+        ward_code=how.ward_code,
+        asset_type=how.asset_type,
+        choose=how.choose,
+        opened_by=how.opened_by,
+        received_webhooks=how.received_webhooks,
     )
     if decision.kind == "off":
         return Placement(incident=incident, decision=decision, opened=True)

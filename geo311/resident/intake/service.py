@@ -33,9 +33,10 @@ from geo311.resident.intake.schemas import (
 )
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import audit, lifecycle
+from work_orders import lifecycle
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, Requester
+from work_orders.opening import CrewChooser
 
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -178,28 +179,41 @@ def submit_report(
     jurisdiction_id: int,
     jurisdiction_slug: str,
     draft: ReportDraft,
-    photo: bytes | None,
+    photo: bytes | ProcessedPhoto | None,
     media: MediaStore,
     media_settings: MediaSettings,
     now: datetime,
     dedup_settings: DedupSettings | None = None,
+    choose: CrewChooser | None = None,
 ) -> Submitted:
     """Return the stored report (placed in its ward, snapped to its asset, with its photo) and
     the incident it opened, if it opened one rather than joining one.
 
-    Nobody is assigned here: intake does not know dispatch, so the use case gives an opened
-    incident's work order to a crew afterwards (``geo311.flows.submit_report``).
+    Intake does not know dispatch: the use case (``geo311.flows.submit_report``) gives
+    ``choose``, the assignment rules, and an incident opened here has its work order written
+    already with the crew they chose; without it (or with no crew found) the work order opens
+    on no crew. ``photo``: the bytes, or the photo decoded before the session opened.
     Flushes only; the caller commits. On rollback, the photo files are removed again.
     """
-    category = work_orders_service.get_category(
+    # One statement: the category with the calendar its SLA counts in.
+    found = work_orders_service.category_terms(
         session, jurisdiction_id=jurisdiction_id, code=draft.category
     )
-    if category is None:
+    if found is None:
         raise UnknownCategory(
             f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
             errors=[FieldError("category", f"unknown category {draft.category!r}", "unknown")],
         )
-    processed = process_upload(photo, media_settings) if photo else None
+    category, terms = found.category, found.terms
+    # Decoded already by a caller that had it decoded before its session opened (a decode
+    # may wait for memory and must not hold a connection meanwhile).
+    processed = (
+        photo
+        if isinstance(photo, ProcessedPhoto)
+        else process_upload(photo, media_settings)
+        if photo
+        else None
+    )
 
     if draft.lat is not None and draft.lon is not None:
         lat, lon, source = draft.lat, draft.lon, "pin"
@@ -232,6 +246,10 @@ def submit_report(
             radius_m=category.snap_radius_m,
         )
 
+    # The tracking id is made here, so the incident opened for the report can name it in
+    # its "opened" event without the report being read back.
+    tracking_id = new_tracking_id()
+    actor = f"resident:{draft.channel}"
     # Match-or-open: a duplicate joins the incident it is about (geo311.resident.dedup).
     placement = placing.place_report(
         session,
@@ -244,9 +262,18 @@ def submit_report(
         photo_hash=processed.phash if processed else None,
         now=now,
         settings=dedup_settings or DedupSettings(),
+        opening=placing.Opening(
+            terms=terms,
+            ward_code=ward.code,
+            asset_type=asset.asset_type if asset else None,
+            choose=choose,
+            opened_by=(actor, {"report": tracking_id, "location_source": source}),
+            received_webhooks=found.received_webhooks,
+        ),
     )
     incident = placement.incident
     requester_id = None
+    requester: Requester | None = None
     if draft.email or draft.phone:
         requester = Requester(
             jurisdiction_id=jurisdiction_id,
@@ -260,7 +287,7 @@ def submit_report(
         requester_id = requester.id
     report = Report(
         jurisdiction_id=jurisdiction_id,
-        tracking_id=new_tracking_id(),
+        tracking_id=tracking_id,
         incident_id=incident.id,
         requester_id=requester_id,
         category_code=category.code,
@@ -285,22 +312,10 @@ def submit_report(
             incident_id=incident.id,
             requester_id=requester_id,
             report_id=report.id,
+            new_requester=requester,
+            tracking_id=tracking_id,
         )
-    if placement.opened:
-        audit.record(
-            session,
-            jurisdiction_id=jurisdiction_id,
-            entity="incident",
-            entity_id=incident.id,
-            action="opened",
-            actor=f"resident:{draft.channel}",
-            to_state=incident.status,
-            data={"report": report.tracking_id, "location_source": source},
-        )
-    else:
-        placing.attach_report(
-            session, placement=placement, report=report, actor=f"resident:{draft.channel}"
-        )
+    placing.attach_report(session, placement=placement, report=report, actor=actor)
 
     if processed is not None:
         store_report_photo(

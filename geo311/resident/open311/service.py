@@ -64,6 +64,7 @@ from layers.models import Ward
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import AuditEvent, Incident, ServiceCategory
+from work_orders.opening import CrewChooser
 from work_orders.public_notes import PublicNote
 
 API_KEY_PREFIX = "o311_"
@@ -388,6 +389,7 @@ def submit_request(
     settings: Settings,
     now: datetime,
     more_photos: Sequence[bytes] = (),
+    choose: CrewChooser | None = None,
 ) -> Posted:
     """Return the id and token of a request stored through intake, like a report from the
     page: placed in its ward, snapped to its asset, with its photo (the first one places it
@@ -448,6 +450,7 @@ def submit_request(
             media=media,
             media_settings=settings.media,
             now=now,
+            choose=choose,
         )
         report = submitted.report
         for number, data in enumerate(more_photos, start=2):

@@ -1,0 +1,101 @@
+"""One way to open an incident: intake and the bulk importer build the same rows, so the same
+instant in the same category is due at the same time, counted in the category's business
+calendar."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from geo311.flows import submit_report
+from geo311.kernel.database import Database
+from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.resident.dedup import importer
+from geo311.resident.intake import service as intake_service
+from layers import service as layers_service
+from tests.geo311.dedup_support import jurisdiction_id, one, quiet_point
+from work_orders import service as work_orders_service
+
+# A Friday, an hour before the works depot closes for the weekend.
+FRIDAY_4PM = datetime(2026, 7, 3, 16, 0, tzinfo=UTC)
+WEEKDAYS_8_TO_5 = {day: [["08:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def _due_of(db: Database, external_or_tracking_id: str) -> datetime:
+    due: datetime = one(
+        db,
+        "SELECT i.due_at FROM reports r JOIN incidents i "
+        "ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id "
+        "WHERE r.external_id = :id OR r.tracking_id = :id",
+        id=external_or_tracking_id,
+    )
+    return due
+
+
+def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the_same_time(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    jid = jurisdiction_id(demo_db)
+    with demo_db.session() as session:
+        work_orders_service.put_calendar(
+            session,
+            jurisdiction_id=jid,
+            code="works",
+            name="Works depot",
+            timezone="UTC",
+            hours=WEEKDAYS_8_TO_5,
+            holidays=[],
+        )
+        work_orders_service.set_category_calendar(
+            session, jurisdiction_id=jid, category_code="pothole", calendar_code="works"
+        )
+    sla_hours = float(
+        one(demo_db, "SELECT sla_hours FROM service_categories WHERE code = 'pothole'")
+    )
+    imported_at, reported_at = quiet_point(demo_db, nth=0), quiet_point(demo_db, nth=1)
+
+    export = tmp_path / "export.csv"
+    with export.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "time", "category", "lat", "lon"])
+        out.writerow(["HIST-1", "2026-07-03 16:00:00", "pothole", imported_at[1], imported_at[0]])
+    with demo_db.session() as session:
+        jurisdiction = layers_service.get_jurisdiction(session, "demo")
+        assert jurisdiction is not None
+    importer.import_reports(
+        demo_db,
+        jurisdiction=jurisdiction,
+        path=export,
+        mapping=importer.ImportMapping.model_validate(
+            {"columns": {"closed": None}, "timezone": "UTC"}
+        ),
+        settings=DedupSettings(),
+    )
+
+    draft = intake_service.parse_report_form(
+        {"category": "pothole", "lon": str(reported_at[0]), "lat": str(reported_at[1])},
+        channel="api",
+        settings=IntakeSettings(),
+    )
+    with demo_db.sessions() as session:
+        report = submit_report.submit_report(
+            session,
+            jurisdiction_id=jid,
+            jurisdiction_slug="demo",
+            draft=draft,
+            photo=None,
+            media=LocalMediaStore(tmp_path),
+            media_settings=MediaSettings(),
+            now=FRIDAY_4PM,
+        )
+        tracking_id = report.tracking_id
+        session.commit()
+
+    imported_due, api_due = _due_of(demo_db, "HIST-1"), _due_of(demo_db, tracking_id)
+    assert imported_due == api_due
+    # Counted in the depot's open hours (the weekend does not count), not on the wall clock.
+    assert api_due > FRIDAY_4PM + timedelta(hours=sla_hours)
+    assert api_due.astimezone(UTC).weekday() < 5
+    assert 8 <= api_due.astimezone(UTC).hour <= 17
