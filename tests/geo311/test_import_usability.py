@@ -4,7 +4,7 @@ outside the ward map, columns picked up by their default names, and the ward in 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ def _run(cli: typer.Typer, *args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _write(path: Path, header: list[str], data: list[tuple[object, ...]]) -> Path:
+def _write(path: Path, header: list[str], data: Sequence[Sequence[object]]) -> Path:
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(header)
