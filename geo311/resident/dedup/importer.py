@@ -685,6 +685,11 @@ class _Replay:
         self.keep = timedelta(
             hours=max([0.0, *(max(r.open_window_h, r.reopen_window_h) for r in live_rules)])
         )
+        # How long after its last report an open incident, and after its closing a closed one,
+        # can still be matched (the longest window of any category: a row of another category
+        # of the group may have a longer one).
+        self.keep_open = timedelta(hours=max([0.0, *(r.open_window_h for r in live_rules)]))
+        self.keep_closed = timedelta(hours=max([0.0, *(r.reopen_window_h for r in live_rules)]))
         self.cell_lat = self.max_radius_m / 110_574.0
         self.cell_lon = self.cell_lat  # set per jurisdiction in start()
         self.cells: dict[tuple[str, int, int], list[_Live]] = {}
@@ -723,11 +728,17 @@ class _Replay:
 
     def reschedule(self, inc: _Live) -> None:
         """(Re)compute when the incident stops being matchable, from its last report and
-        closing."""
-        expires = inc.last_t
-        if inc.closed_at is not None and inc.closed_at > expires:
-            expires = inc.closed_at
-        inc.expires = expires + self.keep
+        closing.
+
+        An incident the source closes (now or later) is matchable until the reopen window
+        after its closing ends: most histories close most incidents within days, so the live
+        set is weeks of incidents, not the open window's months. One never closed stays until
+        the open window after its last report ends.
+        """
+        if inc.closed_at is not None:
+            inc.expires = inc.closed_at + self.keep_closed
+        else:
+            inc.expires = inc.last_t + self.keep_open
         inc.token = next(self.tokens)
         heapq.heappush(self.heap, (inc.expires, inc.token, inc))
 
