@@ -34,6 +34,7 @@ from geo311.resident.intake.schemas import (
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
 from work_orders import audit, lifecycle
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, Requester
 
@@ -191,7 +192,7 @@ def submit_report(
     incident's work order to a crew afterwards (``geo311.flows.submit_report``).
     Flushes only; the caller commits. On rollback, the photo files are removed again.
     """
-    category = work_orders_service.get_category(
+    category = category_service.get_category(
         session, jurisdiction_id=jurisdiction_id, code=draft.category
     )
     if category is None:
