@@ -10,12 +10,19 @@ Memory stays flat whatever the file's size:
    gist index on the wards) and asset (KNN within the category's snap radius), looked up as the
    batches are fetched — by a fetcher thread, while the previous batch is being decided;
 3. **dedup** — each row is replayed against the incidents live at its time, held in a grid of
-   cells about one radius wide (and dropped once no later report can match them), with the
-   same scoring as online intake (``geo311.resident.dedup.scoring``); distances are metres on the
-   ellipsoid at the row's latitude. Incidents and reports are written with COPY by a writer
-   thread on its own connection;
+   cells about one radius wide (and dropped once no later report can match them: a closed
+   incident when its reopen window ends), with the same scoring as online intake
+   (``geo311.resident.dedup.scoring``); distances are metres on the ellipsoid at the row's
+   latitude. The grid is a dict of lists: an R-tree (``rtree``) answering the same calls was
+   10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
+   Incidents and reports are written with COPY by a writer thread on its own connection;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
-   the id of the row it was matched to, the decision and the signals.
+   the id of the row it was matched to, the decision, the signals and the ward.
+
+Rows of the same time keep the file's order, or the ``tie_break`` column's. A row whose id
+came earlier in the file, or is stored already, is skipped and counted. Rows in no ward but
+within ``outside_within_m`` of one are skipped, put in the nearest ward, or kept without a
+ward, as ``outside`` says.
 
 Incidents already stored that are live when the file starts are candidates too. The import is
 one transaction: it stores everything or nothing. It writes no audit events per row and no
