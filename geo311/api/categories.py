@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from geo311.flows import categories as category_flow
-from geo311.flows.categories import CategoryBody, CategorySpec
+from geo311.flows.categories import CategoryBody, CategorySpec, Code
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.deps import SessionDep, require_roles
 from layers.deps import JurisdictionDep
@@ -31,7 +31,7 @@ def list_categories(
 
 @router.get("/{code}", response_model=CategorySpec, summary="One category, whole")
 def get_category(
-    code: str, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
+    code: Code, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
 ) -> CategorySpec:
     return category_flow.describe_category(session, jurisdiction_id=jurisdiction.id, code=code)
 
@@ -43,7 +43,7 @@ def get_category(
     responses={201: {"description": "Created"}, 200: {"description": "Updated or unchanged"}},
 )
 def put_category(
-    code: str,
+    code: Code,
     body: CategoryBody,
     response: Response,
     session: SessionDep,
