@@ -230,3 +230,28 @@ def test_the_summary_lists_every_column_and_what_it_was_used_for(
     assert "not used" in _row_of(output, "notes")
     assert one(demo_db, "SELECT status FROM incidents i JOIN reports r ON r.incident_id = i.id "
                "WHERE r.external_id = 'S1'") == "closed"  # fmt: skip
+
+
+def test_a_closed_incident_can_be_reopened_for_its_reopen_window_and_not_after(
+    cli: typer.Typer, demo_db: Database, tmp_path: Path
+) -> None:
+    a = quiet_point(demo_db, nth=6)
+    b = quiet_point(demo_db, nth=7)
+    near_a, near_b = offset(*a, 4.0), offset(*b, 4.0)
+    header = [*HEADER, "closed_at"]
+    # Both closed an hour after they were reported; the reopen window is 14 days.
+    data = [
+        ("A1", "2026-01-05T08:00:00+00:00", "pothole", a[1], a[0], "2026-01-05T09:00:00+00:00"),
+        ("B1", "2026-01-05T08:00:00+00:00", "pothole", b[1], b[0], "2026-01-05T09:00:00+00:00"),
+        ("A2", "2026-01-18T09:00:00+00:00", "pothole", near_a[1], near_a[0], ""),  # 13 days on
+        ("B2", "2026-01-20T09:00:00+00:00", "pothole", near_b[1], near_b[0], ""),  # 15 days on
+    ]
+    export = _write(tmp_path / "export.csv", header, data)
+    out = tmp_path / "out.csv"
+    code, output = _run(cli, "import", "reports", export, "--report", out)
+    assert code == 0, output
+    lines = _report(out)
+    assert lines["A2"]["decision"] == "reopened"
+    assert lines["A2"]["incident_id"] == lines["A1"]["incident_id"]
+    assert lines["B2"]["decision"] == "new"
+    assert lines["B2"]["incident_id"] != lines["B1"]["incident_id"]
