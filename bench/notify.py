@@ -45,6 +45,7 @@ from geo311.kernel.embedded import EmbeddedCluster  # noqa: E402
 from geo311.kernel.media import uploads  # noqa: E402
 from geo311.kernel.media.store import LocalMediaStore  # noqa: E402
 from geo311.kernel.settings import MediaSettings  # noqa: E402
+from work_orders import categories as category_service  # noqa: E402
 from work_orders import service as work_orders_service  # noqa: E402
 from work_orders.models import WorkOrder  # noqa: E402
 
@@ -130,7 +131,7 @@ def incident_with_subscribers(db: Database, count: int) -> int:
     (bulk-inserted: no "received" notices are owed for them)."""
     with db.session() as session:
         jid = session.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one()
-        category = work_orders_service.get_category(session, jurisdiction_id=jid, code="pothole")
+        category = category_service.get_category(session, jurisdiction_id=jid, code="pothole")
         assert category is not None
         lon, lat = session.execute(
             text(

@@ -484,6 +484,54 @@ def replace_skill_rules(
     return list_skill_rules(session, jurisdiction_id=jurisdiction_id)
 
 
+def unknown_skills(session: Session, *, jurisdiction_id: int, codes: Iterable[str]) -> list[str]:
+    """Return the codes among ``codes`` that name no skill of the jurisdiction, sorted."""
+    wanted = set(codes)
+    if not wanted:
+        return []
+    known = set(
+        session.scalars(
+            select(Skill.code).where(
+                Skill.jurisdiction_id == jurisdiction_id, Skill.code.in_(wanted)
+            )
+        )
+    )
+    return sorted(wanted - known)
+
+
+def category_skills(session: Session, *, jurisdiction_id: int, category_code: str) -> list[str]:
+    """Return the skills the rules for the category alone (no asset type) name, sorted."""
+    return sorted(
+        session.scalars(
+            select(SkillRule.skill_code).where(
+                SkillRule.jurisdiction_id == jurisdiction_id,
+                SkillRule.category_code == category_code,
+                SkillRule.asset_type.is_(None),
+            )
+        )
+    )
+
+
+def set_category_skills(
+    session: Session, *, jurisdiction_id: int, category_code: str, skills: Sequence[str]
+) -> None:
+    """Make ``skills`` the skills work of the category needs (its rules without an asset
+    type; rules that also name an asset type are left as they are)."""
+    _check_skills(session, jurisdiction_id, skills, "skills")
+    session.execute(
+        delete(SkillRule).where(
+            SkillRule.jurisdiction_id == jurisdiction_id,
+            SkillRule.category_code == category_code,
+            SkillRule.asset_type.is_(None),
+        )
+    )
+    session.add_all(
+        SkillRule(jurisdiction_id=jurisdiction_id, category_code=category_code, skill_code=s)
+        for s in sorted(set(skills))
+    )
+    session.flush()
+
+
 def rule_set(session: Session, *, jurisdiction_id: int) -> list[rules.SkillRule]:
     """Return the skill rules as the pure rule engine takes them."""
     return [
@@ -651,6 +699,13 @@ def put_service_time(
     row.demand = demand
     row.access_start, row.access_end = access if access else (None, None)
     session.flush()
+
+
+def get_service_time(
+    session: Session, *, jurisdiction_id: int, category_code: str
+) -> CategoryServiceTime | None:
+    """Return the category's time on site and access hours, or None when it has none set."""
+    return session.get(CategoryServiceTime, (jurisdiction_id, category_code))
 
 
 def list_service_times(session: Session, *, jurisdiction_id: int) -> list[CategoryServiceTime]:

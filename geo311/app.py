@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from dispatch.dayplans.router import router as plans_router
 from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
+from geo311.api.categories import router as categories_router
 from geo311.api.dedup import router as dedup_router
 from geo311.api.intake import router as intake_router
 from geo311.api.live import router as live_router
@@ -85,6 +86,7 @@ def create_app(
     install_openapi_problems(app, own_shapes={OPEN311_PREFIX: OPEN311_ERRORS})
     app.include_router(intake_router)
     app.include_router(dedup_router)
+    app.include_router(categories_router)
     app.include_router(dispatch_router)
     app.include_router(plans_router)
     app.include_router(pages_router)

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from dispatch import service as dispatch_service
 from dispatch.cli import crews_app, plan, roads_app
 from geo311.app import create_app
+from geo311.flows import categories as category_flow
 from geo311.kernel import migrate as migrations
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.auth.models import ROLES
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
-from geo311.kernel.errors import AppError
+from geo311.kernel.errors import AppError, FieldError, ValidationFailed
 from geo311.kernel.notify import runner as notify_runner
 from geo311.kernel.notify.cli import app as notices_app
 from geo311.kernel.notify.worker import WorkerGaveUp
@@ -32,6 +35,7 @@ from geo311.resident.open311.cli import apikey_app
 from geo311.user_cli import user_app
 from layers import service as layers_service
 from layers.cli import app as layers_app
+from layers.cli import jurisdictions_app
 
 app = typer.Typer(help="geo311: 311 field operations on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="The embedded PostgreSQL cluster and migrations.", no_args_is_help=True)
@@ -49,6 +53,12 @@ app.add_typer(dedup_app, name="dedup")
 app.add_typer(roads_app, name="roads")
 app.add_typer(crews_app, name="crews")
 app.command("plan")(plan)
+categories_app = typer.Typer(
+    help="Service categories, whole: work orders', dispatch's and Open311's parts.",
+    no_args_is_help=True,
+)
+app.add_typer(categories_app, name="categories")
+app.add_typer(jurisdictions_app, name="jurisdictions")
 
 console = Console()
 
@@ -275,6 +285,87 @@ def token_revoke(token: str) -> None:
         console.print("[red]No live token matches.[/red]")
         raise typer.Exit(1)
     console.print("Revoked.")
+
+
+@categories_app.command("load")
+def categories_load(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="YAML or JSON: a list of categories (or {categories: [...]}), each with code, "
+            "name, group, sla_hours and optionally description, asset_type, calendar, "
+            "snap_radius_m, active, dedup {enabled, radius_m, threshold, open_window_h, "
+            "reopen_window_h}, service {service_s, demand, access_start, access_end}, skills "
+            "[...], attributes [{code, datatype, description, order, required, choices}]."
+        ),
+    ],
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """Create or update categories from a file: all of them or, on any problem, none."""
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    try:
+        specs = category_flow.read_file(file)
+        with open_database(settings) as db, db.session() as session:
+            found = layers_service.get_jurisdiction(session, slug)
+            if found is None:
+                console.print(
+                    f"[red]No jurisdiction {slug!r}: create it with "
+                    "`geo311 jurisdictions create`.[/red]"
+                )
+                raise typer.Exit(1)
+            result = category_flow.load_categories(session, jurisdiction_id=found.id, specs=specs)
+    except ValidationFailed as exc:
+        console.print(f"[red]{escape(file.name)}: nothing stored.[/red]")
+        for error in exc.errors or [FieldError("file", exc.detail)]:
+            console.print(f"[red]  {escape(error.field)}: {escape(error.message)}[/red]")
+        raise typer.Exit(2) from exc
+    except AppError as exc:
+        console.print(f"[red]{escape(exc.detail)}[/red]")
+        raise typer.Exit(2) from exc
+    for label, codes in (
+        ("created", result.created),
+        ("updated", result.updated),
+        ("unchanged", result.unchanged),
+    ):
+        if codes:
+            console.print(f"{label} ({len(codes)}): {escape(', '.join(codes))}")
+
+
+@categories_app.command("list")
+def categories_list(
+    jurisdiction: Annotated[
+        str | None,
+        typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
+    ] = None,
+) -> None:
+    """List the categories: code, group, SLA, calendar, dedup radius, service time, skills."""
+    settings = get_settings()
+    slug = jurisdiction or settings.jurisdiction
+    with open_database(settings) as db, db.session() as session:
+        found = layers_service.get_jurisdiction(session, slug)
+        if found is None:
+            console.print(f"[red]No jurisdiction {slug!r}.[/red]")
+            raise typer.Exit(1)
+        specs = category_flow.list_category_specs(session, jurisdiction_id=found.id)
+    table = Table(title=f"Categories of {slug}")
+    for col in ("code", "name", "group", "SLA h", "calendar", "dedup m", "on site", "skills"):
+        table.add_column(col)
+    for c in specs:
+        table.add_row(
+            escape(c.code) + ("" if c.active else " (inactive)"),
+            escape(c.name),
+            escape(c.group),
+            f"{c.sla_hours:g}",
+            escape(c.calendar or "—"),
+            f"{c.dedup.radius_m:g}" if c.dedup.enabled else "off",
+            f"{c.service.service_s // 60} min" if c.service else "—",
+            escape(", ".join(c.skills or ())),
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+jurisdictions_app = typer.Typer(
+    help="Jurisdictions: the cities (or districts) geo311 serves, each with its time zone.",
+    no_args_is_help=True,
+)
+
 T = TypeVar("T")
 
 DATE_FORMATS = ["%Y-%m-%d"]
@@ -103,6 +108,8 @@ def wards(
             )
         )
 
+    created: list[str] = []
+
     def store() -> str:
         with open_database(settings) as db, db.session() as s:
             j = service.get_jurisdiction(s, slug)
@@ -110,6 +117,7 @@ def wards(
                 j = service.create_jurisdiction(
                     s, slug=slug, name=jurisdiction_name or slug, timezone=timezone
                 )
+                created.append(slug)
             tz = ZoneInfo(j.timezone)
             service.load_ward_map(
                 s,
@@ -124,6 +132,13 @@ def wards(
 
     with out.status(f"Writing {len(features)} wards …"):
         tz_name = _or_exit(store)
+    if created:
+        # Said out loud: a jurisdiction made here takes --timezone (UTC unless given), and its
+        # times (day-only dates, ward map validity) are read in that zone from now on.
+        out.print(
+            f"[yellow]Created jurisdiction {escape(slug)!r} with time zone {tz_name}[/yellow] "
+            "(`geo311 jurisdictions create` sets its name and zone before loading)."
+        )
     period = f"{valid_from:%Y-%m-%d} to {f'{valid_to:%Y-%m-%d}' if valid_to else 'open-ended'}"
     _print_report(
         out,
@@ -238,3 +253,40 @@ def _counted(codes: list[str]) -> str:
         return "0"
     shown = ", ".join(codes[:20]) + (" …" if len(codes) > 20 else "")
     return escape(f"{len(codes)} ({shown})")
+
+
+@jurisdictions_app.command("create")
+def jurisdictions_create(
+    slug: Annotated[str, typer.Argument(help="Short name used in settings and URLs, e.g. nyc.")],
+    name: Annotated[str, typer.Option(help="Full name, e.g. 'City of New York'.")],
+    timezone: Annotated[
+        str,
+        typer.Option(
+            help="IANA time zone its times are local to, e.g. America/New_York (day-only "
+            "dates, ward maps' validity, business calendars)."
+        ),
+    ],
+) -> None:
+    """Create a jurisdiction (before its wards, categories and history are loaded)."""
+    settings = get_settings()
+
+    def store() -> tuple[int, str]:
+        with open_database(settings) as db, db.session() as s:
+            j = service.create_jurisdiction(s, slug=slug, name=name, timezone=timezone)
+            return j.id, j.timezone
+
+    jid, tz_name = _or_exit(store)
+    Console().print(f"Created jurisdiction {slug!r} ({escape(name)}, {tz_name}), id {jid}.")
+
+
+@jurisdictions_app.command("list")
+def jurisdictions_list() -> None:
+    """List the jurisdictions: slug, name, time zone."""
+    with open_database(get_settings()) as db, db.session() as s:
+        rows = [(j.slug, j.name, j.timezone) for j in service.list_jurisdictions(s)]
+    table = Table(title="Jurisdictions")
+    for col in ("slug", "name", "time zone"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(escape(v) for v in row))
+    Console().print(table)

@@ -86,6 +86,11 @@ def get_jurisdiction(session: Session, slug: str) -> Jurisdiction | None:
     return session.scalars(select(Jurisdiction).where(Jurisdiction.slug == slug)).one_or_none()
 
 
+def list_jurisdictions(session: Session) -> list[Jurisdiction]:
+    """Return every jurisdiction, by slug."""
+    return list(session.scalars(select(Jurisdiction).order_by(Jurisdiction.slug)))
+
+
 def create_jurisdiction(
     session: Session, *, slug: str, name: str, timezone: str = "UTC"
 ) -> Jurisdiction:

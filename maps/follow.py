@@ -30,6 +30,7 @@ from geo311.kernel.notify.tokens import BadLink, FollowLink
 from geo311.resident.intake.models import Report
 from layers.models import Jurisdiction
 from maps import i18n
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 from work_orders.models import Requester, Subscription
 
@@ -94,7 +95,7 @@ def ask_to_follow(
     ).one_or_none()
     if found is None:
         raise NotFound(f"No report has the tracking id {tracking_id!r}.")
-    category = work_orders_service.get_category(
+    category = category_service.get_category(
         session, jurisdiction_id=jurisdiction_id, code=found.category_code
     )
     city = session.scalar(select(Jurisdiction.name).where(Jurisdiction.id == jurisdiction_id))

@@ -15,7 +15,7 @@ from geo311.resident.intake import service as intake_service
 from geo311.resident.intake.models import Report
 from maps.schemas import NearbyIncidentOut, NearbyOut
 from maps.track import MEDIA_PATH
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 
 def nearby_open(
@@ -31,7 +31,7 @@ def nearby_open(
 ) -> NearbyOut:
     """Return the open incidents a report of ``category_code`` at (lon, lat) could join,
     nearest first; none when the category is unknown or its dedup is off."""
-    category = work_orders_service.get_category(
+    category = category_service.get_category(
         session, jurisdiction_id=jurisdiction_id, code=category_code
     )
     if category is None:
@@ -71,7 +71,7 @@ def nearby_open(
             session, jurisdiction_id=jurisdiction_id, tracking_id=first, media_url=MEDIA_PATH
         )
         if candidate.category_code not in names:
-            found = work_orders_service.get_category(
+            found = category_service.get_category(
                 session, jurisdiction_id=jurisdiction_id, code=candidate.category_code
             )
             names[candidate.category_code] = found.name if found else candidate.category_code

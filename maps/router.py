@@ -34,7 +34,7 @@ from maps.schemas import (
     WardRefOut,
 )
 from maps.shell import PageContext
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 router = APIRouter()
 
@@ -101,7 +101,7 @@ def public_map_page(
     context = page_context(request, jurisdiction, user=user)
     html = public_map.render_page(
         context,
-        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        categories=category_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),
@@ -140,7 +140,7 @@ def planner_page(
     today = datetime.now(ZoneInfo(jurisdiction.timezone)).date()
     html = planner.render_page(
         context,
-        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        categories=category_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),
@@ -164,7 +164,7 @@ def report(
     context = page_context(request, jurisdiction, user=user)
     html = report_page.render_page(
         context,
-        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        categories=category_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),

@@ -18,7 +18,7 @@ from maps.schemas import (
     MapIncidentOut,
     MapIncidentsOut,
 )
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 BBox = tuple[float, float, float, float]
 
@@ -130,7 +130,7 @@ def map_incidents(
     ``fixed_days`` days, newest first, at most ``limit``."""
     names = {
         c.code: c.name
-        for c in work_orders_service.list_categories(session, jurisdiction_id=jurisdiction_id)
+        for c in category_service.list_categories(session, jurisdiction_id=jurisdiction_id)
     }
     rows = intake_service.public_incidents(
         session,

@@ -31,7 +31,7 @@ from geo311.resident.open311.status import open311_status
 from maps import folium_assets, i18n, shell
 from maps.assets import own_url
 from maps.public_map import build_map
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 from work_orders.models import AuditEvent, Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
@@ -208,7 +208,7 @@ def tracking(
         )
     )
     assert incident is not None  # a report always belongs to an incident
-    category = work_orders_service.get_category(
+    category = category_service.get_category(
         session, jurisdiction_id=jurisdiction_id, code=report.category_code
     )
     return Tracking(

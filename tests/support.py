@@ -32,6 +32,7 @@ from geo311.kernel.settings import MediaSettings, NotifySettings, Settings, Smtp
 from geo311.resident.intake.models import Report
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 from work_orders.models import Incident, Requester
 
@@ -310,7 +311,7 @@ def open_incident_with_reporters(
         jurisdiction = layers_service.get_jurisdiction(session, "demo")
         assert jurisdiction is not None
         jid = jurisdiction.id
-        cat = work_orders_service.get_category(session, jurisdiction_id=jid, code=category)
+        cat = category_service.get_category(session, jurisdiction_id=jid, code=category)
         assert cat is not None
         incident = work_orders_service.open_incident(
             session, category=cat, lon=lon, lat=lat, ward_id=None, asset_id=None, opened_at=now

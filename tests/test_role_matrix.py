@@ -185,6 +185,10 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/incidents/{incident_id}/notices": (STAFF, ANY),
     "PUT /api/v1/sla-calendars/{code}": (ADMIN, Req(json={})),
     "PUT /api/v1/categories/{code}/sla-calendar": (ADMIN, Req(json={})),
+    # whole categories (work orders, dispatch, Open311 parts): the admin's
+    "GET /api/v1/admin/categories": (ADMIN, ANY),
+    "GET /api/v1/admin/categories/{code}": (ADMIN, Req(path=NOBODY)),
+    "PUT /api/v1/admin/categories/{code}": (ADMIN, Req(json={})),
     # notices: the resident's signed links are the credential; webhooks are the admin's
     "GET /notices/answer": (PUBLIC, ANY),
     "POST /notices/answer": (PUBLIC, Req(data={})),

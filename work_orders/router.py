@@ -33,6 +33,7 @@ from geo311.kernel.notify import pages
 from geo311.kernel.notify.router import SignerDep, error_page
 from geo311.kernel.notify.templates import category_name
 from layers.deps import JurisdictionDep
+from work_orders import categories as category_service
 from work_orders import lifecycle
 from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, Incident, WorkOrder
@@ -567,7 +568,7 @@ def transition_incident(
 def put_calendar(
     code: str, body: CalendarIn, session: SessionDep, jurisdiction: JurisdictionDep, _: Admin
 ) -> None:
-    work_orders_service.put_calendar(
+    category_service.put_calendar(
         session,
         jurisdiction_id=jurisdiction.id,
         code=code,
@@ -592,7 +593,7 @@ def put_category_calendar(
     jurisdiction: JurisdictionDep,
     _: Admin,
 ) -> None:
-    work_orders_service.set_category_calendar(
+    category_service.set_category_calendar(
         session, jurisdiction_id=jurisdiction.id, category_code=code, calendar_code=body.calendar
     )
     session.commit()

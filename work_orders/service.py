@@ -33,6 +33,7 @@ from geo311.kernel.notify.models import WebhookEndpoint
 from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
 from work_orders import audit, lifecycle, opening, sla
+from work_orders.categories import category_calendar
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import (
     RESOLUTION_CODES,
@@ -47,99 +48,6 @@ from work_orders.models import (
 from work_orders.public_notes import PublicNote
 
 NOTE_MAX_CHARS = 2000
-
-
-# --- categories and calendars -------------------------------------------------------------
-
-
-def get_category(session: Session, *, jurisdiction_id: int, code: str) -> ServiceCategory | None:
-    """Return the active category ``code`` of the jurisdiction, or None."""
-    category = session.get(ServiceCategory, (jurisdiction_id, code))
-    if category is None or not category.active:
-        return None
-    return category
-
-
-def list_categories(session: Session, *, jurisdiction_id: int) -> list[ServiceCategory]:
-    """Return the jurisdiction's active categories, by group then name."""
-    return list(
-        session.scalars(
-            select(ServiceCategory)
-            .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.active)
-            .order_by(ServiceCategory.group_code, ServiceCategory.name)
-        )
-    )
-
-
-def category_calendar(
-    session: Session, *, jurisdiction_id: int, category_code: str
-) -> sla.BusinessCalendar | None:
-    """Return the business calendar a category's SLA counts in, or None (wall-clock hours)."""
-    row = session.execute(
-        select(BusinessCalendar)
-        .join(
-            ServiceCategory,
-            and_(
-                ServiceCategory.jurisdiction_id == BusinessCalendar.jurisdiction_id,
-                ServiceCategory.calendar_code == BusinessCalendar.code,
-            ),
-        )
-        .where(
-            ServiceCategory.jurisdiction_id == jurisdiction_id,
-            ServiceCategory.code == category_code,
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        return None
-    return sla.parse_calendar(timezone=row.timezone, hours=row.hours, holidays=row.holidays)
-
-
-def put_calendar(
-    session: Session,
-    *,
-    jurisdiction_id: int,
-    code: str,
-    name: str,
-    timezone: str,
-    hours: Mapping[str, Any],
-    holidays: Sequence[str],
-) -> BusinessCalendar:
-    """Return the business calendar ``code``, created or replaced; raise ValidationFailed if
-    the hours, holidays or time zone are not usable."""
-    try:
-        parsed = sla.parse_calendar(timezone=timezone, hours=hours, holidays=holidays)
-    except sla.CalendarError as exc:
-        raise ValidationFailed(str(exc), errors=[FieldError("hours", str(exc))]) from exc
-    calendar = session.get(BusinessCalendar, (jurisdiction_id, code))
-    if calendar is None:
-        calendar = BusinessCalendar(jurisdiction_id=jurisdiction_id, code=code)
-        session.add(calendar)
-    calendar.name = name
-    calendar.timezone = timezone
-    calendar.hours = {key: [list(pair) for pair in spans] for key, spans in hours.items()}
-    calendar.holidays = sorted(parsed.holidays)
-    session.flush()
-    return calendar
-
-
-def set_category_calendar(
-    session: Session, *, jurisdiction_id: int, category_code: str, calendar_code: str | None
-) -> ServiceCategory:
-    """Return the category, now counting its SLA in ``calendar_code`` (None: wall-clock).
-
-    Applies to work opened from now on; open work keeps the due time it was given.
-    """
-    category = session.get(ServiceCategory, (jurisdiction_id, category_code))
-    if category is None:
-        raise NotFound(f"There is no service category {category_code!r}.")
-    if (
-        calendar_code is not None
-        and session.get(BusinessCalendar, (jurisdiction_id, calendar_code)) is None
-    ):
-        raise NotFound(f"There is no business calendar {calendar_code!r}.")
-    category.calendar_code = calendar_code
-    session.flush()
-    return category
 
 
 # --- opening ------------------------------------------------------------------------------

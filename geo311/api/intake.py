@@ -37,6 +37,7 @@ from geo311.kernel.settings import Settings
 from geo311.resident.intake import service
 from geo311.resident.intake.schemas import CategoryOut, ReportOut, StaffReportOut
 from layers.deps import JurisdictionDep, get_jurisdiction
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 
 router = APIRouter()
@@ -314,7 +315,7 @@ def list_categories(session: SessionDep, jurisdiction: JurisdictionDep) -> list[
             sla_hours=c.sla_hours,
             description=c.description,
         )
-        for c in work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id)
+        for c in category_service.list_categories(session, jurisdiction_id=jurisdiction.id)
     ]
 
 

@@ -14,13 +14,13 @@ from geo311.kernel.errors import Conflict
 from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.settings import DedupSettings, MediaSettings
-from geo311.resident.dedup import moves, placing, scoring
+from geo311.resident.dedup import learning, moves, placing, scoring
 from geo311.resident.dedup.errors import ReportNotFound
 from geo311.resident.dedup.models import IncidentMove
 from geo311.resident.intake import service as intake_service
 from geo311.resident.intake.models import Report
 from geo311.resident.intake.service import ReportDraft
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 
 class NotJoinable(Conflict):
@@ -142,11 +142,15 @@ def _check_joinable(
     now: datetime,
 ) -> None:
     """Raise NotJoinable unless the followed incident is one the report could be about."""
-    category = work_orders_service.get_category(
+    category = category_service.get_category(
         session, jurisdiction_id=jurisdiction_id, code=report.category_code
     )
     assert category is not None  # intake checked it
-    rule = placing.rule_of(category, settings)
+    # The rule intake decides by: the category's fitted model when it has one.
+    model = learning.load_model(
+        session, jurisdiction_id=jurisdiction_id, category_code=category.code
+    )
+    rule = placing.rule_of(category, settings, model)
     lon, lat = session.execute(
         text(
             "SELECT ST_X(geom), ST_Y(geom) FROM reports "

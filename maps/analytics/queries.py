@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from maps.analytics import measures
 from maps.analytics.measures import CategoryCounts, Compared, Figures, Quantiles
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def resolve_filters(
     """Return the filters with the category codes they mean, or raise ValidationFailed."""
     if category is None and group is None:
         return Filters()
-    known = work_orders_service.list_categories(session, jurisdiction_id=jurisdiction_id)
+    known = category_service.list_categories(session, jurisdiction_id=jurisdiction_id)
     errors = []
     chosen = list(known)
     if category is not None:

@@ -27,6 +27,7 @@ from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from tests.dispatch.test_cli import cli, run
 from tests.support import staff_token
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 
 __all__ = ["cli"]  # a fixture, used by name
@@ -457,7 +458,7 @@ def test_work_due_on_a_saturday_goes_to_a_weekday_crew_not_to_the_queue(
     with demo_db.session() as s:
         jurisdiction = layers_service.get_jurisdiction(s, "demo")
         assert jurisdiction is not None
-        category = work_orders_service.get_category(
+        category = category_service.get_category(
             s, jurisdiction_id=jurisdiction.id, code="tree_down"
         )
         assert category is not None

@@ -16,7 +16,7 @@ from geo311.resident.dedup import importer
 from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
 from tests.geo311.dedup_support import jurisdiction_id, one, quiet_point
-from work_orders import service as work_orders_service
+from work_orders import categories as category_service
 
 # A Friday, an hour before the works depot closes for the weekend.
 FRIDAY_4PM = datetime(2026, 7, 3, 16, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
 ) -> None:
     jid = jurisdiction_id(demo_db)
     with demo_db.session() as session:
-        work_orders_service.put_calendar(
+        category_service.put_calendar(
             session,
             jurisdiction_id=jid,
             code="works",
@@ -48,7 +48,7 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
             hours=WEEKDAYS_8_TO_5,
             holidays=[],
         )
-        work_orders_service.set_category_calendar(
+        category_service.set_category_calendar(
             session, jurisdiction_id=jid, category_code="pothole", calendar_code="works"
         )
     sla_hours = float(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -23,7 +24,13 @@ from rich.table import Table
 from geo311.kernel.errors import AppError
 from geo311.kernel.runtime import open_database
 from geo311.kernel.settings import get_settings
-from geo311.resident.dedup.importer import ColumnMap, ImportMapping, ImportSummary, import_reports
+from geo311.resident.dedup.importer import (
+    FIELD_USES,
+    ColumnMap,
+    ImportMapping,
+    ImportSummary,
+    import_reports,
+)
 from layers import service as layers_service
 
 app = typer.Typer(help="Bulk imports.", no_args_is_help=True)
@@ -60,6 +67,25 @@ def reports(
     status_col: Annotated[str | None, typer.Option(help="Column of the status.")] = None,
     closed_col: Annotated[str | None, typer.Option(help="Column of the time closed.")] = None,
     description_col: Annotated[str | None, typer.Option(help="Column of the description.")] = None,
+    tie_break_col: Annotated[
+        str | None,
+        typer.Option(
+            help="Column that orders rows of the same time (e.g. the request number, for "
+            "day-only dates; numbers sort as numbers). Default: the file's order."
+        ),
+    ] = None,
+    outside: Annotated[
+        str | None,
+        typer.Option(
+            help="Rows just outside the ward map (within --outside-within-m of a ward): "
+            "nearest-ward (put them in it), keep (store them without a ward) or skip "
+            "(the default). Farther rows are always skipped.",
+        ),
+    ] = None,
+    outside_within_m: Annotated[
+        float | None,
+        typer.Option(help="How far outside the ward map --outside reaches, metres (default 50)."),
+    ] = None,
     category_map: Annotated[
         Path | None,
         typer.Option(
@@ -100,6 +126,7 @@ def reports(
             "status": status_col,
             "closed": closed_col,
             "description": description_col,
+            "tie_break": tie_break_col,
         }
         columns = mapping.columns.model_dump()
         columns.update({k: v for k, v in overrides.items() if v is not None})
@@ -112,8 +139,13 @@ def reports(
                 "categories": categories,
                 "timezone": timezone or mapping.timezone,
                 "time_format": time_format or mapping.time_format,
+                "outside": outside or mapping.outside,
+                "outside_within_m": mapping.outside_within_m
+                if outside_within_m is None
+                else outside_within_m,
             }
         )
+        mapping = ImportMapping.model_validate(mapping.model_dump())  # checks the overrides
         with open_database(settings) as db:
             with db.session() as session:
                 found = layers_service.get_jurisdiction(session, slug)
@@ -148,6 +180,11 @@ def reports(
     except AppError as exc:
         console.print(f"[red]{escape(exc.detail)}[/red]")
         raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            console.print(f"[red]{escape(where)}: {escape(error['msg'])}[/red]")
+        raise typer.Exit(2) from exc
     _print_summary(summary, report)
 
 
@@ -175,10 +212,23 @@ def _print_summary(summary: ImportSummary, report: Path | None) -> None:
     table.add_row("reopened a closed incident", f"{summary.reopened:,}")
     if summary.off:
         table.add_row("dedup off for the category", f"{summary.off:,}")
+    if summary.nearest_ward:
+        table.add_row("outside the ward map: put in the nearest ward", f"{summary.nearest_ward:,}")
+    if summary.kept_outside:
+        table.add_row("outside the ward map: kept without a ward", f"{summary.kept_outside:,}")
     for reason, n in summary.skipped.most_common():
         table.add_row(f"skipped: {escape(reason)}", f"{n:,}")
     table.add_row("time", f"{summary.elapsed_s:.1f} s ({summary.rows_per_s:,.0f} rows/s)")
     console.print(table)
+    columns = Table(title="Columns read")
+    columns.add_column("column")
+    columns.add_column("used as")
+    for field_name, column, by_default in summary.columns:
+        note = " [yellow](found by its default name)[/yellow]" if by_default else ""
+        columns.add_row(escape(column), escape(FIELD_USES[field_name]) + note)
+    for column in summary.unused_columns:
+        columns.add_row(escape(column), "[dim]not used[/dim]")
+    console.print(columns)
     if report is not None:
         console.print(f"Report: {report}")
 

@@ -10,12 +10,19 @@ Memory stays flat whatever the file's size:
    gist index on the wards) and asset (KNN within the category's snap radius), looked up as the
    batches are fetched — by a fetcher thread, while the previous batch is being decided;
 3. **dedup** — each row is replayed against the incidents live at its time, held in a grid of
-   cells about one radius wide (and dropped once no later report can match them), with the
-   same scoring as online intake (``geo311.resident.dedup.scoring``); distances are metres on the
-   ellipsoid at the row's latitude. Incidents and reports are written with COPY by a writer
-   thread on its own connection;
+   cells about one radius wide (and dropped once no later report can match them: a closed
+   incident when its reopen window ends), with the same scoring as online intake
+   (``geo311.resident.dedup.scoring``); distances are metres on the ellipsoid at the row's
+   latitude. The grid is a dict of lists: an R-tree (``rtree``) answering the same calls was
+   10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
+   Incidents and reports are written with COPY by a writer thread on its own connection;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
-   the id of the row it was matched to, the decision and the signals.
+   the id of the row it was matched to, the decision, the signals and the ward.
+
+Rows of the same time keep the file's order, or the ``tie_break`` column's. A row whose id
+came earlier in the file, or is stored already, is skipped and counted. Rows in no ward but
+within ``outside_within_m`` of one are skipped, put in the nearest ward, or kept without a
+ward, as ``outside`` says.
 
 Incidents already stored that are live when the file starts are candidates too. The import is
 one transaction: it stores everything or nothing. It writes no audit events per row and no
@@ -42,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -73,7 +80,16 @@ from work_orders.models import ServiceCategory
 from work_orders.opening import Terms
 
 BATCH_ROWS = 20_000
-REPORT_HEADER = ("id", "incident_id", "matched_id", "decision", "score", "signals", "skipped")
+REPORT_HEADER = (
+    "id",
+    "incident_id",
+    "matched_id",
+    "decision",
+    "score",
+    "signals",
+    "skipped",
+    "ward",
+)
 _CLOSED = "closed"
 
 
@@ -100,6 +116,28 @@ class ColumnMap(BaseModel):
     status: str | None = "status"
     closed: str | None = Field(default="closed_at", description="When the report was closed")
     description: str | None = None
+    tie_break: str | None = Field(
+        default=None,
+        description="Orders rows of the same time (e.g. day-only dates) by this column "
+        "(e.g. the request number: numerically when it is a number), not by the file's order",
+    )
+
+
+# What each mapped field is used for, in the summary's words.
+FIELD_USES = {
+    "id": "the row's id (reports' external id; a repeated id is skipped)",
+    "time": "the time reported",
+    "category": "the category",
+    "lat": "the latitude",
+    "lon": "the longitude",
+    "address": "the address (normalised, a dedup signal)",
+    "status": "the status (closed statuses close the report)",
+    "closed": "the time closed",
+    "description": "the description",
+    "tie_break": "the order of rows of the same time",
+}
+
+OutsideRule = Literal["nearest-ward", "keep", "skip"]
 
 
 class ImportMapping(BaseModel):
@@ -123,6 +161,13 @@ class ImportMapping(BaseModel):
         default_factory=lambda: ["closed", "resolved", "completed", "done", "fixed"],
         description="Status values (any case) that mean closed even without a closed time",
     )
+    outside: OutsideRule = Field(
+        default="skip",
+        description="Rows outside every ward of the ward map in force, but within "
+        "outside_within_m of one: put them in the nearest ward, keep them without a ward, or "
+        "skip them. Farther rows are always skipped.",
+    )
+    outside_within_m: float = Field(default=50.0, ge=0, le=10_000)
 
     @classmethod
     def load(cls, path: Path) -> ImportMapping:
@@ -155,6 +200,12 @@ class ImportSummary:
     reopened: int = 0
     off: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    # (field, column, found by its default name) for every column the import read.
+    columns: list[tuple[str, str, bool]] = field(default_factory=list)
+    unused_columns: list[str] = field(default_factory=list)
+    # Rows outside the ward map but near it: put in the nearest ward, or kept without one.
+    nearest_ward: int = 0
+    kept_outside: int = 0
     elapsed_s: float = 0.0
     phases_s: dict[str, float] = field(default_factory=dict)
 
@@ -232,6 +283,17 @@ def import_reports(
             reader.execute(_STAGING_DDL)
             t = time.perf_counter()
             _stage(reader, path, mapping, categories, tz, summary, progress)
+            # A row whose id is already stored was imported before (a re-run, an overlapping
+            # export): storing it again would join it to its own first copy.
+            reader.execute(
+                """
+                UPDATE import_rows AS s SET skip = %(why)s
+                FROM reports AS r
+                WHERE s.skip IS NULL AND r.jurisdiction_id = CAST(%(jid)s AS smallint)
+                  AND r.external_id = s.ext_id
+                """,
+                {"why": STORED_ID, "jid": jurisdiction.id},
+            )
             for reason, n in reader.execute(
                 "SELECT skip, count(*) FROM import_rows WHERE skip IS NOT NULL GROUP BY skip"
             ).fetchall():
@@ -246,6 +308,8 @@ def import_reports(
                 summary=summary,
                 models=models,
                 terms=terms,
+                outside_rule=mapping.outside,
+                outside_within_m=mapping.outside_within_m,
             )
             with (
                 tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results,
@@ -255,7 +319,14 @@ def import_reports(
                 summary.phases_s["dedup"] = time.perf_counter() - t
                 if report_path is not None:
                     t = time.perf_counter()
-                    _write_report(reader, results, report_path, summary.rows, progress)
+                    _write_report(
+                        reader,
+                        results,
+                        report_path,
+                        summary.rows,
+                        progress,
+                        jurisdiction_id=jurisdiction.id,
+                    )
                     summary.phases_s["report"] = time.perf_counter() - t
     finally:
         for conn in (reader, writer, ids):
@@ -302,7 +373,9 @@ CREATE TEMP TABLE import_rows (
     closed_at timestamptz,
     skip text,
     asset_type text,
-    snap_m float8
+    snap_m float8,
+    tie_num float8,
+    tie text
 ) ON COMMIT DROP;
 CREATE TEMP TABLE import_results (
     seq bigint,
@@ -311,7 +384,8 @@ CREATE TEMP TABLE import_results (
     decision text,
     score float8,
     signals text,
-    skip text
+    skip text,
+    ward_id integer
 ) ON COMMIT DROP;
 """
 
@@ -359,7 +433,7 @@ def _stage(
         handle,
         conn.cursor().copy(
             "COPY import_rows (seq, ext_id, t, category, lon, lat, address, description, "
-            "closed_at, skip, asset_type, snap_m) FROM STDIN"
+            "closed_at, skip, asset_type, snap_m, tie_num, tie) FROM STDIN"
         ) as copy,
     ):
         counted = _ByteCounter(handle)
@@ -367,7 +441,7 @@ def _stage(
         header = next(rows, None)
         if header is None:
             raise ImportFailed(f"{path} is empty: it has no header row")
-        pos = _positions(header, mapping.columns, path)
+        pos = _positions(header, mapping.columns, path, summary)
         i_id, i_time, i_cat, i_lat, i_lon = (
             pos["id"],
             pos["time"],
@@ -375,19 +449,29 @@ def _stage(
             pos["lat"],
             pos["lon"],
         )
-        i_addr, i_status, i_closed, i_desc = (
+        i_addr, i_status, i_closed, i_desc, i_tie = (
             pos.get("address"),
             pos.get("status"),
             pos.get("closed"),
             pos.get("description"),
+            pos.get("tie_break"),
         )
         width = max(pos.values()) + 1
         seq = 0
+        # Ids of the rows kept so far: a row whose id came before is the same row again
+        # (exports that repeat rows, files concatenated with overlap), not a new report.
+        seen: set[str] = set()
         for row in rows:
             seq += 1
             if len(row) < width:
                 copy.write_row(
-                    (seq, row[i_id] if len(row) > i_id else None, *([None] * 7), "short row")
+                    (
+                        seq,
+                        row[i_id] if len(row) > i_id else None,
+                        *([None] * 7),
+                        "short row",
+                        *([None] * 4),
+                    )
                 )
                 continue
             ext_id = row[i_id]
@@ -426,6 +510,12 @@ def _stage(
             address = (row[i_addr].strip() or None) if i_addr is not None else None
             description = row[i_desc].strip()[:4000] if i_desc is not None else None
             snap = snaps.get(code) if code is not None else None
+            if skip is None and ext_id:
+                if ext_id in seen:
+                    skip = REPEATED_ID
+                else:
+                    seen.add(ext_id)
+            tie = row[i_tie].strip() if i_tie is not None else None
             copy.write_row(
                 (
                     seq,
@@ -439,6 +529,8 @@ def _stage(
                     closed_at,
                     skip,
                     *(snap or (None, None)),
+                    _float(tie) if tie else None,
+                    tie or None,
                 )
             )
             if seq % 50_000 == 0:
@@ -448,9 +540,15 @@ def _stage(
 
 
 _REQUIRED = ("id", "time", "category", "lat", "lon")
+REPEATED_ID = "repeated id (an earlier row of the file has it)"
+STORED_ID = "id already stored (imported before)"
 
 
-def _positions(header: Sequence[str], columns: ColumnMap, path: Path) -> dict[str, int]:
+def _positions(
+    header: Sequence[str], columns: ColumnMap, path: Path, summary: ImportSummary
+) -> dict[str, int]:
+    """Return the position of each mapped field's column; note in ``summary`` which columns
+    are read for what (and which were picked up by their default name)."""
     names = [h.strip() for h in header]
     found: dict[str, int] = {}
     missing: list[FieldError] = []
@@ -459,6 +557,8 @@ def _positions(header: Sequence[str], columns: ColumnMap, path: Path) -> dict[st
             continue
         if column in names:
             found[field_name] = names.index(column)
+            default = column == ColumnMap.model_fields[field_name].default
+            summary.columns.append((field_name, column, default))
         elif field_name in _REQUIRED or column != ColumnMap.model_fields[field_name].default:
             # A required column, or an optional one named explicitly: it must be there.
             missing.append(
@@ -469,6 +569,8 @@ def _positions(header: Sequence[str], columns: ColumnMap, path: Path) -> dict[st
             f"{path}: " + "; ".join(e.message for e in missing) + f"; its columns are {names}",
             errors=missing,
         )
+    used = set(found.values())
+    summary.unused_columns = [n for k, n in enumerate(names) if k not in used]
     return found
 
 
@@ -583,8 +685,12 @@ class _Replay:
         summary: ImportSummary,
         models: Mapping[str, PairScorer] | None = None,
         terms: dict[str, Terms] | None = None,
+        outside_rule: OutsideRule = "skip",
+        outside_within_m: float = 0.0,
     ) -> None:
         self.jid = jurisdiction_id
+        self.outside_rule = outside_rule
+        self.outside_within_m = outside_within_m
         self.summary = summary
         self.categories = categories
         self.rules: dict[str, Rule] = {
@@ -607,6 +713,11 @@ class _Replay:
         self.keep = timedelta(
             hours=max([0.0, *(max(r.open_window_h, r.reopen_window_h) for r in live_rules)])
         )
+        # How long after its last report an open incident, and after its closing a closed one,
+        # can still be matched (the longest window of any category: a row of another category
+        # of the group may have a longer one).
+        self.keep_open = timedelta(hours=max([0.0, *(r.open_window_h for r in live_rules)]))
+        self.keep_closed = timedelta(hours=max([0.0, *(r.reopen_window_h for r in live_rules)]))
         self.cell_lat = self.max_radius_m / 110_574.0
         self.cell_lon = self.cell_lat  # set per jurisdiction in start()
         self.cells: dict[tuple[str, int, int], list[_Live]] = {}
@@ -645,11 +756,17 @@ class _Replay:
 
     def reschedule(self, inc: _Live) -> None:
         """(Re)compute when the incident stops being matchable, from its last report and
-        closing."""
-        expires = inc.last_t
-        if inc.closed_at is not None and inc.closed_at > expires:
-            expires = inc.closed_at
-        inc.expires = expires + self.keep
+        closing.
+
+        An incident the source closes (now or later) is matchable until the reopen window
+        after its closing ends: most histories close most incidents within days, so the live
+        set is weeks of incidents, not the open window's months. One never closed stays until
+        the open window after its last report ends.
+        """
+        if inc.closed_at is not None:
+            inc.expires = inc.closed_at + self.keep_closed
+        else:
+            inc.expires = inc.last_t + self.keep_open
         inc.token = next(self.tokens)
         heapq.heappush(self.heap, (inc.expires, inc.token, inc))
 
@@ -784,7 +901,26 @@ class _Replay:
 # boundary the code that sorts first, as online intake) and their asset (KNN within the
 # category's snap radius). The ordered subquery is a fence: the sort runs first, then the
 # look-ups run row by row as the batches are fetched, while the last batch is being decided.
+# Rows of the same time keep the tie-break column's order (numbers as numbers), then the file's.
+# A row in no ward gets the nearest ward within %(within)s metres when the import keeps or
+# places such rows (``near``; the geometry box only narrows the search to the wards nearby).
 _REPLAY_SQL = """
+SELECT q.*,
+       CASE WHEN q.ward_id IS NULL AND %(near)s THEN
+           (SELECT w.id
+            FROM wards AS w
+            JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+            WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
+              AND m.valid_from <= q.t AND (m.valid_to IS NULL OR q.t < m.valid_to)
+              AND w.geom && ST_Expand(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326),
+                                      %(within)s / (110000.0 * greatest(cos(radians(q.lat)), 0.01)))
+              AND ST_DWithin(w.geom::geography,
+                             ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326)::geography, %(within)s)
+            ORDER BY ST_Distance(w.geom::geography,
+                                 ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326)::geography), w.code
+            LIMIT 1)
+       END AS near_ward_id
+FROM (
 SELECT o.seq, o.ext_id, o.t, o.category, o.lon, o.lat, o.address, o.description, o.closed_at,
        (SELECT w.id
         FROM wards AS w
@@ -805,10 +941,12 @@ FROM (
     SELECT r.*, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt
     FROM import_rows AS r
     WHERE r.skip IS NULL
-    ORDER BY r.t, r.seq
+    ORDER BY r.t, r.tie_num, r.tie, r.seq
     OFFSET 0
 ) AS o
-ORDER BY o.t, o.seq
+ORDER BY o.t, o.tie_num, o.tie, o.seq
+OFFSET 0
+) AS q
 """
 
 _OUTSIDE = "outside the jurisdiction"
@@ -838,7 +976,18 @@ def _dedup(
     stop = threading.Event()
     failure: list[BaseException] = []
     fetcher = threading.Thread(
-        target=_fetch_batches, args=(reader, replay.jid, rows_in, stop), daemon=True
+        target=_fetch_batches,
+        args=(
+            reader,
+            {
+                "jid": replay.jid,
+                "near": replay.outside_rule != "skip",
+                "within": replay.outside_within_m,
+            },
+            rows_in,
+            stop,
+        ),
+        daemon=True,
     )
     writer_thread = threading.Thread(
         target=_write_batches, args=(writer, batches_out, failure), daemon=True
@@ -878,14 +1027,14 @@ def _dedup(
 
 def _fetch_batches(
     conn: psycopg.Connection[Any],
-    jurisdiction_id: int,
+    params: dict[str, Any],
     rows_in: queue.Queue[list[tuple[Any, ...]] | BaseException | None],
     stop: threading.Event,
 ) -> None:
     """Stream the rows in time order, a batch at a time, until done or told to stop."""
     try:
         with conn.cursor(name="import_replay", binary=True) as cursor:
-            cursor.execute(_REPLAY_SQL, {"jid": jurisdiction_id})
+            cursor.execute(_REPLAY_SQL, params)
             while not stop.is_set():
                 rows = cursor.fetchmany(BATCH_ROWS)
                 if not rows:
@@ -957,11 +1106,33 @@ def _replay_batch(
     heap = replay.heap
     terms = replay.terms
     group_of = replay.group_of
-    for seq, ext_id, at, code, lon, lat, address, description, closed_at, ward_id, asset_id in rows:
+    outside_rule = replay.outside_rule
+    for row in rows:
+        (
+            seq,
+            ext_id,
+            at,
+            code,
+            lon,
+            lat,
+            address,
+            description,
+            closed_at,
+            ward_id,
+            asset_id,
+            near,
+        ) = row
         if ward_id is None:
-            replay.outside += 1
-            lines.append((seq, None, None, None, None, None, _OUTSIDE))
-            continue
+            near_ward_id = near
+            if near_ward_id is None:
+                replay.outside += 1
+                lines.append((seq, None, None, None, None, None, _OUTSIDE, None))
+                continue
+            if outside_rule == "nearest-ward":
+                ward_id = near_ward_id
+                summary.nearest_ward += 1
+            else:
+                summary.kept_outside += 1
         if heap and heap[0][0] < at:
             replay.evict(at)
         scale = replay.scale(lat)
@@ -1064,7 +1235,7 @@ def _replay_batch(
                 "import",
             )
         )
-        lines.append((seq, inc.id, matched_ext, kind, score, fired, None))
+        lines.append((seq, inc.id, matched_ext, kind, score, fired, None, ward_id))
     return batch, lines
 
 
@@ -1142,7 +1313,13 @@ def _apply_changes(writer: psycopg.Connection[Any], replay: _Replay) -> None:
 
 
 def _write_report(
-    reader: psycopg.Connection[Any], results: IO[str], path: Path, total: int, progress: Progress
+    reader: psycopg.Connection[Any],
+    results: IO[str],
+    path: Path,
+    total: int,
+    progress: Progress,
+    *,
+    jurisdiction_id: int,
 ) -> None:
     """Write one line per input row, in input order (sorted and streamed by the database)."""
     results.seek(0)
@@ -1160,10 +1337,14 @@ def _write_report(
         cursor.execute(
             """
             SELECT s.ext_id, r.incident_id, r.matched_id, r.decision, r.score, r.signals,
-                   coalesce(s.skip, r.skip)
-            FROM import_rows AS s LEFT JOIN import_results AS r USING (seq)
+                   coalesce(s.skip, r.skip), w.code
+            FROM import_rows AS s
+            LEFT JOIN import_results AS r USING (seq)
+            LEFT JOIN wards AS w ON w.jurisdiction_id = CAST(%(jid)s AS smallint)
+                                AND w.id = r.ward_id
             ORDER BY s.seq
-            """
+            """,
+            {"jid": jurisdiction_id},
         )
         for row in cursor:
             out.writerow(["" if v is None else v for v in row])

@@ -62,6 +62,7 @@ from geo311.resident.open311.schemas import (
 from geo311.resident.open311.status import CLOSED_STATUSES, open311_status, update_description
 from layers.models import Ward
 from work_orders import audit
+from work_orders import categories as category_service
 from work_orders import service as work_orders_service
 from work_orders.models import AuditEvent, Incident, ServiceCategory
 from work_orders.opening import CrewChooser
@@ -219,7 +220,7 @@ def list_services(session: Session, *, jurisdiction_id: int) -> list[ServiceOut]
             keywords=", ".join(k for k in (c.group_code, c.asset_type) if k),
             group=c.group_code,
         )
-        for c in work_orders_service.list_categories(session, jurisdiction_id=jurisdiction_id)
+        for c in category_service.list_categories(session, jurisdiction_id=jurisdiction_id)
     ]
 
 
@@ -260,9 +261,7 @@ def set_attributes(
 ) -> None:
     """Replace the questions of a category with ``definitions``."""
     if (
-        work_orders_service.get_category(
-            session, jurisdiction_id=jurisdiction_id, code=category_code
-        )
+        category_service.get_category(session, jurisdiction_id=jurisdiction_id, code=category_code)
         is None
     ):
         raise UnknownService(f"There is no active category {category_code!r}.")
@@ -291,7 +290,7 @@ def set_attributes(
 
 
 def _category(session: Session, jurisdiction_id: int, code: str) -> ServiceCategory:
-    category = work_orders_service.get_category(session, jurisdiction_id=jurisdiction_id, code=code)
+    category = category_service.get_category(session, jurisdiction_id=jurisdiction_id, code=code)
     if category is None:
         raise UnknownService(
             f"service_code {code!r} was not found; GET services.xml lists the services.",
