@@ -30,6 +30,10 @@ _ENV.globals["own_url"] = own_url
 
 # The pages in the header's navigation: (path, message key).
 NAVIGATION: tuple[tuple[str, str], ...] = (("/report", "page.report"), ("/map", "page.map"))
+# Shown to signed-in staff whose role has the page (the crew's day: crews, dispatchers, admins).
+STAFF_NAVIGATION: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("/crew", "page.crew", frozenset({"crew", "dispatcher", "admin"})),
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class PageContext:
     path: str
     # The signed-in session's CSRF token, for the header's sign-out form (None: nobody).
     csrf_token: str | None = None
+    # The signed-in user's role (None: nobody), for the staff pages in the navigation.
+    user_role: str | None = None
 
 
 def render(
@@ -63,7 +69,8 @@ def render(
         csrf_token=context.csrf_token,
         path=context.path,
         title=title,
-        navigation=[(p, words[k]) for p, k in NAVIGATION],
+        navigation=[(p, words[k]) for p, k in NAVIGATION]
+        + [(p, words[k]) for p, k, roles in STAFF_NAVIGATION if context.user_role in roles],
         languages=i18n.languages(),
         head=head,
         scripts=scripts,
