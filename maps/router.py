@@ -24,6 +24,7 @@ from layers.models import Jurisdiction
 from maps import crew, follow, i18n, nearby, planner, public_map, report_page, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
+from maps.crew import router as crew_routes
 from maps.schemas import (
     BasemapOut,
     FollowIn,
@@ -37,7 +38,7 @@ from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
 router = APIRouter()
-router.include_router(crew.router)
+router.include_router(crew_routes.router)
 
 _LANG_COOKIE_AGE_S = 365 * 24 * 3600
 

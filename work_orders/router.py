@@ -27,6 +27,7 @@ from geo311.kernel.errors import (
     PreconditionRequired,
     ValidationFailed,
 )
+from geo311.kernel.http import idempotent_replay
 from geo311.kernel.media import uploads
 from geo311.kernel.media.models import Photo
 from geo311.kernel.notify import pages
@@ -187,7 +188,7 @@ def _act(
     if key is not None:
         answer = _claim(session, request, principal, jurisdiction_id=jurisdiction_id, key=key)
         if answer is not None:
-            return idempotency.replay(answer)
+            return idempotent_replay(answer.status_code, answer.body)
     work_order = _own_work_order(
         session, principal, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
     )
@@ -517,7 +518,7 @@ def complete_work_order(
         # never decoded nor stored twice.
         answer = _claim(session, request, principal, jurisdiction_id=jurisdiction.id, key=key)
         if answer is not None:
-            return idempotency.replay(answer)
+            return idempotent_replay(answer.status_code, answer.body)
     # Who may act and on which version first: a refused caller's photo is never decoded.
     work_order = _own_work_order(
         session, principal, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id

@@ -31,6 +31,7 @@ from geo311.kernel import fields, idempotency
 from geo311.kernel.auth.service import Principal, require_crew_of
 from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import FieldError, PreconditionRequired, ValidationFailed
+from geo311.kernel.http import idempotent_replay
 from layers.deps import JurisdictionDep
 from work_orders import service as work_orders_service
 
@@ -323,7 +324,7 @@ def cant_do(
             request=f"{request.method} {request.url.path}",
         )
         if answer is not None:
-            return idempotency.replay(answer)
+            return idempotent_replay(answer.status_code, answer.body)
     work_order = work_orders_service.get_work_order(
         session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
     )

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from fastapi.responses import JSONResponse
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Text, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -118,12 +117,3 @@ def keep(
     row.status_code = status_code
     row.body = body
     session.flush()
-
-
-def replay(answer: Answer) -> JSONResponse:
-    """Return the stored answer as a response, marked as a replay (its version as the ETag)."""
-    headers = {"Idempotent-Replayed": "true"}
-    version = answer.body.get("version")
-    if isinstance(version, int):
-        headers["ETag"] = f'"{version}"'
-    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

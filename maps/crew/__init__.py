@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime, time
-from typing import Annotated
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import folium
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse
 from geoalchemy2.shape import to_shape
 from pydantic import BaseModel
 from sqlalchemy import and_, select
@@ -39,29 +36,20 @@ from dispatch import service as dispatch_service
 from dispatch.dayplans import commands as plan_commands
 from dispatch.dayplans import views as plan_views
 from dispatch.models import CategoryServiceTime, Crew, WorkOrderTerms
-from geo311.kernel import fields, idempotency
 from geo311.kernel.auth.service import Principal, require_crew_of
-from geo311.kernel.deps import MediaDep, SessionDep, SettingsDep, require_roles
-from geo311.kernel.errors import NotFound, PayloadTooLarge
-from geo311.kernel.media import service as media_service
-from geo311.kernel.media import uploads
+from geo311.kernel.errors import NotFound
 from geo311.kernel.media.models import Photo
 from geo311.resident.intake.models import Report
-from layers.deps import JurisdictionDep
 from layers.models import Asset, Ward
 from maps import folium_assets, i18n, shell
-from maps.assets import STATIC_DIR, own_url
+from maps.assets import own_url
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, AuditEvent, Incident, ServiceCategory, WorkOrder
 
-router = APIRouter()
-
 # Who may open the page: crews (their own crew's day); dispatchers and admins (any crew's,
 # ?crew=CODE) to see what a crew sees.
 ROLES = ("crew", "dispatcher", "admin")
-CrewReader = Annotated[Principal, Depends(require_roles("crew", "dispatcher"))]
-KeptReader = Annotated[Principal, Depends(require_roles("dispatcher", "crew"))]
 KEPT_ACTION = "crew_kept"
 MAX_NOTE_CHARS = 2000
 
@@ -124,7 +112,7 @@ class KeptOut(BaseModel):
     at: datetime
 
 
-def _crew_of_request(
+def crew_of_request(
     session: Session, principal: Principal, *, jurisdiction_id: int, code: str | None
 ) -> Crew:
     """Return the crew whose day is asked for: a crew user's own (another's is 403)."""
@@ -420,17 +408,9 @@ def today_in(zone_name: str) -> date:
     return datetime.now(ZoneInfo(zone_name)).date()
 
 
-def _etag(body: bytes) -> str:
+def etag_of(body: bytes) -> str:
+    """Return a strong ETag of a response body."""
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
-def service_worker() -> FileResponse:
-    """Return the crew page's service worker, allowed to control /crew."""
-    return FileResponse(
-        STATIC_DIR / "crew-sw.js",
-        media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/crew"},
-    )
 
 
 def keep_leftover(
@@ -474,15 +454,14 @@ def list_kept(session: Session, *, jurisdiction_id: int, limit: int = 100) -> li
         .limit(limit)
     ).all()
     photo_ids = [int(e.data["photo_id"]) for e in events if e.data.get("photo_id") is not None]
-    keys = dict(
-        session.execute(
+    keys = {
+        int(photo_id): str(key)
+        for photo_id, key in session.execute(
             select(Photo.id, Photo.public_key).where(
                 Photo.jurisdiction_id == jurisdiction_id, Photo.id.in_(photo_ids)
             )
         )
-        .tuples()
-        .all()
-    )
+    }
     return [
         KeptOut(
             work_order_id=e.entity_id,
@@ -500,136 +479,3 @@ def list_kept(session: Session, *, jurisdiction_id: int, limit: int = 100) -> li
         )
         for e in events
     ]
-
-
-# --- routes ------------------------------------------------------------------------------------
-
-
-@router.post(
-    "/api/v1/crew/kept",
-    response_model=KeptOut,
-    status_code=201,
-    tags=["crew"],
-    summary="Keep a crew's photo and note about a job it could no longer act on",
-)
-def post_kept(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    media: MediaDep,
-    jurisdiction: JurisdictionDep,
-    principal: KeptReader,
-    work_order_id: Annotated[int, Form(ge=1, le=2**63 - 1)],
-    action: Annotated[str, Form(pattern=r"^(start|complete|cant_do|hold)$")],
-    note: Annotated[str, Form(max_length=MAX_NOTE_CHARS)] = "",
-    refusal: Annotated[str, Form(max_length=MAX_NOTE_CHARS)] = "",
-    photo: Annotated[UploadFile | None, File()] = None,
-    key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-) -> Response:
-    """A queued action the API refused (the job went to another crew meanwhile, or changed):
-    its photo and note are kept on the work order for the dispatcher (``GET`` this path)."""
-    if key is not None:
-        answer = idempotency.claim(
-            session,
-            jurisdiction_id=jurisdiction.id,
-            user_id=principal.user_id,
-            key=key,
-            request=f"{request.method} {request.url.path}",
-        )
-        if answer is not None:
-            return idempotency.replay(answer)
-    work_order = work_orders_service.get_work_order(
-        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
-    )
-    photo_id = None
-    data = photo.file.read(settings.media.max_bytes + 1) if photo is not None else b""
-    if len(data) > settings.media.max_bytes:
-        raise PayloadTooLarge(f"The photo is larger than {settings.media.max_bytes} bytes.")
-    try:
-        if data:
-            processed = uploads.process_upload(data, settings.media)
-            photo_id = media_service.store_photo(
-                session,
-                media,
-                processed,
-                jurisdiction_id=jurisdiction.id,
-                jurisdiction_slug=jurisdiction.slug,
-                kind="after",
-                report_id=None,
-                now=datetime.now(UTC),
-            ).id
-        crew_code = dispatch_service.crew_code_of(
-            session, jurisdiction_id=jurisdiction.id, crew_id=principal.crew_id
-        )
-        keep_leftover(
-            session,
-            work_order=work_order,
-            action=action,
-            note=note.strip(),
-            refusal=refusal.strip(),
-            photo_id=photo_id,
-            crew_code=crew_code,
-            actor=f"{principal.role}:{principal.name}",
-        )
-        kept = list_kept(session, jurisdiction_id=jurisdiction.id, limit=1)[0]
-        if key is not None:
-            idempotency.keep(
-                session,
-                jurisdiction_id=jurisdiction.id,
-                user_id=principal.user_id,
-                key=key,
-                status_code=201,
-                body=kept.model_dump(mode="json"),
-            )
-        session.commit()
-    except BaseException:
-        session.rollback()  # deletes the staged photo files
-        raise
-    return Response(kept.model_dump_json(), status_code=201, media_type="application/json")
-
-
-@router.get(
-    "/api/v1/crew/kept",
-    response_model=list[KeptOut],
-    tags=["crew"],
-    summary="What crews' tablets kept when an action was refused: photos and notes, newest first",
-)
-def get_kept(
-    session: SessionDep,
-    jurisdiction: JurisdictionDep,
-    _: KeptReader,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[KeptOut]:
-    return list_kept(session, jurisdiction_id=jurisdiction.id, limit=limit)
-
-
-@router.get("/crew-sw.js", include_in_schema=False)
-def crew_service_worker() -> FileResponse:
-    return service_worker()
-
-
-# After /api/v1/crew/kept: a day is matched last.
-@router.get(
-    "/api/v1/crew/{day}",
-    response_model=CrewDayOut,
-    tags=["crew"],
-    summary="A crew's day as its tablet shows it: the route and every stop's details",
-)
-def get_crew_day(
-    day: fields.Day,
-    request: Request,
-    session: SessionDep,
-    jurisdiction: JurisdictionDep,
-    principal: CrewReader,
-    crew: Annotated[str | None, Query(max_length=64, description="Default: your own")] = None,
-) -> Response:
-    """The crew's route of ``day`` (its own crew for a crew user: another crew's is 403) with
-    each stop's details; an ETag, so a page asking again with If-None-Match gets a 304."""
-    row = _crew_of_request(session, principal, jurisdiction_id=jurisdiction.id, code=crew)
-    out = crew_day(session, jurisdiction_id=jurisdiction.id, crew=row, day=day)
-    body = out.model_dump_json().encode()
-    tag = _etag(body)
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == tag:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
