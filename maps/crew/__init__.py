@@ -42,7 +42,7 @@ from geo311.kernel.media.models import Photo
 from geo311.resident.intake.models import Report
 from layers.models import Asset, Ward
 from maps import folium_assets, i18n, shell
-from maps.assets import own_url
+from maps.assets import own_assets, own_url
 from work_orders import audit
 from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, AuditEvent, Incident, ServiceCategory, WorkOrder
@@ -394,6 +394,8 @@ def render_page(
         resolutions=[(c, words[f"resolution.{c}"]) for c in RESOLUTION_CODES],
         reasons=[(c, words[f"cant_do.{c}"]) for c in plan_commands.CANT_DO_REASONS],
         words_json=json.dumps({k: words[k] for k in _SCRIPT_KEYS}),
+        # The live channel's module, when this server has it (else the page polls).
+        live_url=own_url("live.js") if "live.js" in own_assets() else "",
     )
 
 

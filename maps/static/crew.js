@@ -403,7 +403,7 @@ function select(workOrderId, from) {
   const li = root.querySelector(`li.stop[data-work-order="${workOrderId}"]`);
   if (from === "map" && li) { li.scrollIntoView({ block: "nearest" }); li.focus({ preventScroll: true }); }
   const marker = state.markers.get(workOrderId);
-  if (from === "list" && marker) { map.panTo(marker.getLatLng()); marker.openPopup(); }
+  if (from === "list" && marker) { map.closePopup(); map.panTo(marker.getLatLng()); marker.openPopup(); }
   root.dataset.selected = String(workOrderId);
 }
 
@@ -513,8 +513,9 @@ function openHold(stop) {
 // --- staying current ---------------------------------------------------------------------------
 
 async function listenLive() {
+  if (!root.dataset.liveModule) return false;
   try {
-    const live = await import("./live.js");
+    const live = await import(root.dataset.liveModule);
     const concerns = (data) => {
       const mine = state.data ? state.data.crew_id : null;
       return data.crew_id === mine || data.previous_crew_id === mine
