@@ -695,6 +695,7 @@ def cant_do(
         )
     detail = queue_detail(reason, note)
     jurisdiction_id = work_order.jurisdiction_id
+    crew_id = work_order.crew_id
     work_orders_service.transition(
         session,
         incident_or_work_order=work_order,
@@ -749,6 +750,7 @@ def cant_do(
             action="cant_do",
             actor=actor,
             solved=None,
+            crews=[crew_id] if crew_id is not None else [],
             work_order=work_order.id,
             reason=reason,
             detail=detail,

@@ -553,4 +553,4 @@ flush();
 const live = await listenLive();
 // The poll stays as the fallback (and as a safety net under the live channel, slower).
 setInterval(() => { if (navigator.onLine) load(); }, live ? POLL_MS * 5 : POLL_MS);
-root.dataset.live ??= "poll";
+if (!live) root.dataset.live = "poll";

@@ -346,7 +346,9 @@ def test_cant_do_sends_the_job_to_the_dispatchers_queue_with_the_reason(
         item = page.locator(f'#stops li.stop[data-work-order="{stop["work_order_id"]}"]')
         item.get_by_role("button", name="Can't do").click()
         dialog = page.locator("#cant-dialog")
-        keep_shot(screenshot(page, tmp_path, "crew-cant-do-dialog"))
+        dialog_shot = tmp_path / "crew-cant-do-dialog.png"
+        page.screenshot(path=str(dialog_shot))  # the viewport: the dialog is over the page
+        keep_shot(dialog_shot)
         dialog.get_by_label("Reason").select_option("no_access")
         dialog.get_by_label("More details").fill("Gate locked, nobody home")
         dialog.get_by_role("button", name="Send").click()
@@ -388,6 +390,8 @@ def test_a_job_the_dispatcher_moves_onto_the_crew_appears_without_a_reload(
     context, page, recorder = open_crew_page(browser, served.url, crew_user)
     try:
         assert job not in todo(page)
+        # pushed: the page listens to the live channel (its poll is then only a slow safety net)
+        page.wait_for_selector("#crew-page[data-live=sse]", state="attached")
         page.evaluate("window.__sameDocument = true")
         with api(served.url, dispatcher) as client:
             version = client.get(f"/api/v1/plans/{DAY.isoformat()}").json()["version"]
@@ -396,7 +400,7 @@ def test_a_job_the_dispatcher_moves_onto_the_crew_appears_without_a_reload(
                 json={"plan_version": version, "work_order_ids": [job], "to_crew": "streets"},
             )
             assert r.status_code == 200, r.text
-        page.locator(f'#stops li.stop[data-work-order="{job}"]').wait_for(timeout=15_000)
+        page.locator(f'#stops li.stop[data-work-order="{job}"]').wait_for(timeout=10_000)
         assert page.evaluate("window.__sameDocument") is True  # no reload
         change = page.locator("#crew-change").inner_text()
         assert "1 stop(s) added" in change, change
