@@ -30,7 +30,7 @@ from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
 from layers import service as layers_service
 from tests.maps.live import Recorder, record, screenshot, serve
-from tests.pages.test_map_page import EVIL, TABLET, audit
+from tests.pages.test_map_page import EVIL, PHONE, TABLET, audit
 from tests.support import (
     SmtpSink,
     jpeg,
@@ -238,6 +238,14 @@ def test_the_crew_sees_its_stops_in_plan_order_with_etas_and_the_route_line(
         wait_ready(page, recorder)
         assert page.locator("#stops li.stop").first.get_by_role("button", name="Terminar").count()
         keep_shot(screenshot(page, tmp_path, "crew-route-es"))
+        # and on a phone: the same page, one column, nothing wider than the screen
+        page.set_viewport_size(PHONE)
+        page.reload()
+        wait_ready(page, recorder)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone = tmp_path / "crew-route-phone.png"
+        page.screenshot(path=str(phone))
+        keep_shot(phone)
     finally:
         context.close()
 
@@ -471,12 +479,13 @@ def test_two_completions_taken_offline_land_once_each_in_order(
                 ),
                 {"a": first, "b": second},
             ).scalar_one()
-            notes = dict(
-                s.execute(
+            notes: dict[int, str] = {
+                int(i): str(n)
+                for i, n in s.execute(
                     text("SELECT id, completion_note FROM work_orders WHERE id IN (:a, :b)"),
                     {"a": first, "b": second},
-                ).all()
-            )
+                )
+            }
         assert [(r.entity_id, r.n) for r in rows] == [(first, 1), (second, 1)]  # once, in order
         assert photos == 2
         assert notes == {first: "first", second: "second"}
