@@ -24,6 +24,7 @@ const POLL_MS = 4000;
 const statusLine = document.getElementById("crew-status");
 const netLine = document.getElementById("crew-net");
 const changeLine = document.getElementById("crew-change");
+const refusedLine = document.getElementById("crew-refused");
 const log = document.getElementById("crew-log");
 const list = document.getElementById("stops");
 const doneList = document.getElementById("done");
@@ -184,6 +185,7 @@ async function flush() {
         const body = await response.json().catch(() => ({}));
         if (action.kind === "kept") {
           note(words["crew.kept"]);
+          if (!refusedLine.hidden) refusedLine.textContent += ` ${words["crew.kept"]}`;
         } else {
           note(fill(words["crew.sent"], { action: actionName(action.kind), seq: action.stop_seq }));
           // The next queued action on this job names the version this one made.
@@ -205,7 +207,9 @@ async function flush() {
         continue;
       }
       note(fill(words["crew.refused"], { action: actionName(action.kind), seq: action.stop_seq, message }));
-      statusLine.textContent = fill(words["crew.refused"], { action: actionName(action.kind), seq: action.stop_seq, message });
+      // Said where it stays until the next refusal: the API's own words.
+      refusedLine.textContent = fill(words["crew.refused"], { action: actionName(action.kind), seq: action.stop_seq, message });
+      refusedLine.hidden = false;
       const keep = action.photo || (action.fields.note || "").trim() || action.kind === "cant_do";
       await dropAction(action.key);
       if (keep) {
@@ -286,6 +290,16 @@ function drawMap() {
     marker.on("click", () => select(stop.work_order_id, "map"));
     marker.addTo(group);
     state.markers.set(stop.work_order_id, marker);
+  }
+  // Each break where the crew will be when it starts: at the last stop before it (or the depot).
+  for (const [start, end] of data.breaks) {
+    const before = data.stops.filter((s) => s.end <= start).pop();
+    const at = before ? [before.lat, before.lon] : [dy, dx];
+    const label = element("span", `${words["crew.break"]} ${clock(start)}–${clock(end)}`, "break-badge");
+    L.marker(at, {
+      icon: L.divIcon({ html: label, className: "break-icon", iconSize: null, iconAnchor: [-24, 12] }),
+      interactive: false, keyboard: false,
+    }).addTo(group);
   }
   state.layers = group.addTo(map);
   const bounds = group.getBounds();

@@ -199,6 +199,9 @@ def test_the_crew_sees_its_stops_in_plan_order_with_etas_and_the_route_line(
         assert points == len(route["line"]["coordinates"])
         assert page.locator(".stop-icon").count() == len(stops)
         assert page.locator("path.depot-marker").count() == 1
+        # the breaks, on the map where the crew will be and in the list between the stops
+        assert page.locator(".break-icon").count() == len(route["breaks"])
+        assert page.locator("#stops li.break").count() == len(route["breaks"])
         shot = screenshot(page, tmp_path, "crew-route-tablet")
         keep_shot(shot)
         # tapping a stop on the map selects it in the list, and the list selects on the map
@@ -563,5 +566,65 @@ def test_a_residents_markup_is_shown_as_text_in_the_list_and_the_popup(
         page.wait_for_timeout(300)
         assert recorder.dialogs == []
         keep_shot(screenshot(page, tmp_path, "crew-markup-as-text"))
+    finally:
+        context.close()
+
+
+def test_a_completion_queued_offline_for_a_job_moved_away_meanwhile_is_said_and_kept(
+    browser: Any,
+    served: Served,
+    demo_db: Database,
+    crew_user: DemoSignin,
+    planned: None,
+    tmp_path: Path,
+) -> None:
+    job = sorted(route_of(served.url, demo_db)["stops"], key=lambda s: s["seq"])[0]
+    context, page, _ = open_crew_page(browser, served.url, crew_user)
+    dispatcher = staff_token(demo_db, "dispatcher", "dispatcher-test")
+    try:
+        context.set_offline(True)
+        complete_in_page(
+            page,
+            job["work_order_id"],
+            photo_file(tmp_path, "late.jpg", (90, 90, 20)),
+            "Cold patch done",
+        )
+        page.wait_for_selector("#crew-page[data-queued='1']", state="attached")
+        # Meanwhile the dispatcher takes the job off this crew.
+        with api(served.url, dispatcher) as client:
+            version = client.get(f"/api/v1/plans/{DAY.isoformat()}").json()["version"]
+            r = client.post(
+                f"/api/v1/plans/{DAY.isoformat()}/moves",
+                json={
+                    "plan_version": version,
+                    "work_order_ids": [job["work_order_id"]],
+                    "to_crew": None,
+                },
+            )
+            assert r.status_code == 200, r.text
+        context.set_offline(False)
+        page.wait_for_selector("#crew-page[data-queued='0']", state="attached", timeout=30_000)
+        said = page.locator("#crew-log")
+        said.get_by_text("Your photo and note were kept").wait_for()
+        refusal = said.get_by_text("Not done — Complete at stop 1").inner_text()
+        assert "is not your crew's work" in refusal, refusal
+        # said plainly, where it stays: what was refused, why, and that nothing was lost
+        banner = page.locator("#crew-refused")
+        banner.get_by_text("were kept").wait_for()
+        assert "Not done — Complete at stop 1" in banner.inner_text()
+        assert "is not your crew's work" in banner.inner_text()
+        keep_shot(screenshot(page, tmp_path, "crew-refused-and-kept"))
+        assert status_of(demo_db, job["work_order_id"])[0] == "triaged"
+        with api(served.url, dispatcher) as client:
+            kept = client.get("/api/v1/crew/kept").json()
+            mine = [k for k in kept if k["work_order_id"] == job["work_order_id"]]
+            assert len(mine) == 1, kept
+            assert mine[0]["action"] == "complete"
+            assert mine[0]["note"].startswith("Cold patch done")
+            assert "not your crew's work" in mine[0]["refusal"]
+            assert mine[0]["crew"] == "streets"
+            photo = client.get(mine[0]["photo_url"])
+            assert photo.status_code == 200
+            assert photo.headers["content-type"] == "image/jpeg"
     finally:
         context.close()
