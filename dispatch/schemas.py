@@ -327,3 +327,29 @@ class QueueAssignOut(BaseModel):
     assigned: dict[str, int] = Field(description="Crew code → work orders it was given")
     still_queued: dict[str, int] = Field(description="Reason → work orders still waiting")
     skipped: int = Field(description="Moved by someone else during the run; left as they are")
+
+
+class CantDoIn(BaseModel):
+    """A crew cannot do a job: why (a code), in its own words too, and the version it saw."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"reason": "no_access", "note": "Gate locked", "expected_version": 4}
+        }
+    )
+
+    reason: str = Field(max_length=64, description="no_access, needs_equipment, …")
+    note: str | None = Field(default=None, max_length=2000)
+    expected_version: Count | None = Field(
+        default=None, description="The work order's version you saw (or send If-Match)"
+    )
+
+
+class CantDoOut(BaseModel):
+    """The job back in the dispatcher's queue."""
+
+    work_order_id: int
+    status: str
+    version: int
+    queue_reason: str
+    detail: str

@@ -18,6 +18,7 @@ def load_all_models() -> MetaData:
     """Return the metadata with every package's models imported."""
     import dispatch.models  # noqa: F401
     import geo311.kernel.auth.models
+    import geo311.kernel.idempotency
     import geo311.kernel.media.models
     import geo311.kernel.notify.models
     import geo311.resident.dedup.models

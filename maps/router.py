@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -21,9 +21,10 @@ from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import follow, i18n, nearby, planner, public_map, report_page, shell, track
+from maps import crew, follow, i18n, nearby, planner, public_map, report_page, shell, track
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
+from maps.crew import router as crew_routes
 from maps.schemas import (
     BasemapOut,
     FollowIn,
@@ -37,6 +38,7 @@ from maps.shell import PageContext
 from work_orders import categories as category_service
 
 router = APIRouter()
+router.include_router(crew_routes.router)
 
 _LANG_COOKIE_AGE_S = 365 * 24 * 3600
 
@@ -146,6 +148,42 @@ def planner_page(
         ),
         first_day=today - timedelta(days=364),
         last_day=today,
+        **_map_options(request, settings),
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+@router.get("/crew", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+def crew_page(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+    day: Annotated[str | None, Query(alias="date", max_length=10)] = None,
+    crew_code: Annotated[str | None, Query(alias="crew", max_length=64)] = None,
+) -> HTMLResponse | RedirectResponse:
+    """The crew's day on a tablet: crews (their own), dispatchers and admins (?crew=CODE);
+    anyone else signed in gets a 403 page, and nobody signed in is sent to sign in."""
+    if user is None:
+        return _login_redirect(request)
+    context = page_context(request, jurisdiction, user=user)
+    if not crew.may_open(user.principal.role):
+        response = page_response(request, crew.render_forbidden(context), context)
+        response.status_code = 403
+        return response
+    try:
+        shown = date.fromisoformat(day) if day else crew.today_in(jurisdiction.timezone)
+    except ValueError:
+        shown = crew.today_in(jurisdiction.timezone)
+    html = crew.render_page(
+        context,
+        day=shown,
+        crew=crew_code if user.principal.role != "crew" else None,
+        extent=layers_service.jurisdiction_extent(
+            session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+        ),
         **_map_options(request, settings),
         nonce=csp_nonce(request),
     )

@@ -34,6 +34,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (("/report", "page.report"), ("/map", 
 # The staff pages, each shown only to the roles the page lets in: (path, message key, roles).
 ROLE_NAVIGATION: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("/planner", "page.planner", frozenset({"planner", "dispatcher", "admin"})),
+    ("/crew", "page.crew", frozenset({"crew", "dispatcher", "admin"})),
 )
 
 

@@ -96,6 +96,14 @@ MATRIX: dict[str, tuple[str, Req]] = {
     # which is a redirect to /login (followed: the sign-in form). The session matrix
     # (test_role_matrix_session.BY_SESSION) checks the roles: crew users get its 403 page.
     "GET /planner": (PUBLIC, ANY),
+    # the crew's page: the same (a bearer token is sent to sign in; the session matrix checks
+    # the roles), its service worker, and its JSON: a crew reads its own crew's day, anyone
+    # in no crew has none (404), planners are not let in
+    "GET /crew": (PUBLIC, ANY),
+    "GET /crew-sw.js": (PUBLIC, ANY),
+    "GET /api/v1/crew/{day}": ("401  ok   ok   404  404  403  404  401", ANY),
+    "GET /api/v1/crew/kept": ("401  ok   ok   ok   ok   403  ok   401", ANY),
+    "POST /api/v1/crew/kept": ("401  ok   ok   ok   ok   403  ok   401", Req(data={})),
     "GET /follow/confirm": (PUBLIC, ANY),
     "POST /follow/confirm": (PUBLIC, Req(data={})),
     "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),
@@ -168,6 +176,10 @@ MATRIX: dict[str, tuple[str, Req]] = {
         Req(json={"to": "in_progress"}),
     ),
     "POST /api/v1/work-orders/{work_order_id}/hold": (CREW_ACTS, Req(json={"reason": "x"})),
+    "POST /api/v1/work-orders/{work_order_id}/cant-do": (
+        CREW_ACTS,
+        Req(json={"reason": "no_access"}),
+    ),
     "POST /api/v1/work-orders/{work_order_id}/resume": (CREW_ACTS, Req(json={})),
     "POST /api/v1/work-orders/{work_order_id}/complete": (
         CREW_ACTS,

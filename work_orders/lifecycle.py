@@ -46,10 +46,14 @@ TRANSITIONS: Final[Mapping[Status, frozenset[Status]]] = {
     "assigned": frozenset(
         {"triaged", "scheduled", "in_progress", "completed", "on_hold", "transferred", "cancelled"}
     ),
+    # "triaged" from the crew's own statuses: a crew's "can't do" puts the job back in the
+    # dispatcher's queue (dispatch.dayplans.commands.cant_do), in one public step.
     "scheduled": frozenset(
-        {"assigned", "in_progress", "completed", "on_hold", "transferred", "cancelled"}
+        {"triaged", "assigned", "in_progress", "completed", "on_hold", "transferred", "cancelled"}
     ),
-    "in_progress": frozenset({"scheduled", "completed", "on_hold", "transferred", "cancelled"}),
+    "in_progress": frozenset(
+        {"triaged", "scheduled", "completed", "on_hold", "transferred", "cancelled"}
+    ),
     # Leaving a hold resumes the work; `resume_target` picks the status it was held from.
     "on_hold": frozenset(
         {"new", "triaged", "assigned", "scheduled", "in_progress", "transferred", "cancelled"}

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
-from geo311.kernel import fields
+from geo311.kernel import fields, idempotency
 from geo311.kernel.auth.service import Principal, require_crew_of
 from geo311.kernel.deps import MediaDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import (
@@ -27,6 +27,7 @@ from geo311.kernel.errors import (
     PreconditionRequired,
     ValidationFailed,
 )
+from geo311.kernel.http import idempotent_replay
 from geo311.kernel.media import uploads
 from geo311.kernel.media.models import Photo
 from geo311.kernel.notify import pages
@@ -58,6 +59,14 @@ CrewOrDispatcher = Annotated[Principal, Depends(require_roles("dispatcher", "cre
 Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 IfMatch = Annotated[str | None, Header(description='The version you last saw, as an ETag: "3"')]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        description="A key of the caller's own (e.g. a UUID): sent again, the request gets the "
+        "first answer back and changes nothing again",
+    ),
+]
 
 
 def _actor(principal: Principal) -> str:
@@ -173,15 +182,57 @@ def _act(
     jurisdiction_id: int,
     work_order_id: int,
     change: Callable[[WorkOrder], object],
-) -> WorkOrderOut:
-    """Return the work order's view after ``change`` moved it and the move was committed."""
+    key: str | None = None,
+) -> WorkOrderOut | JSONResponse:
+    """Return the work order's view after ``change`` moved it and the move was committed (or,
+    for an ``Idempotency-Key`` seen before, the answer its first request got)."""
+    if key is not None:
+        answer = _claim(session, request, principal, jurisdiction_id=jurisdiction_id, key=key)
+        if answer is not None:
+            return idempotent_replay(answer.status_code, answer.body)
     work_order = _own_work_order(
         session, principal, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
     )
     change(work_order)
+    return _commit(session, request, response, principal, work_order=work_order, key=key)
+
+
+def _claim(
+    session: Session, request: Request, principal: Principal, *, jurisdiction_id: int, key: str
+) -> idempotency.Answer | None:
+    return idempotency.claim(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        user_id=principal.user_id,
+        key=key,
+        request=f"{request.method} {request.url.path}",
+    )
+
+
+def _commit(
+    session: Session,
+    request: Request,
+    response: Response,
+    principal: Principal,
+    *,
+    work_order: WorkOrder,
+    key: str | None,
+) -> WorkOrderOut:
+    """Return the moved work order's view, its answer kept under ``key``, all committed."""
+    session.flush()
+    out = _work_order_out(session, request, work_order)
+    if key is not None:
+        idempotency.keep(
+            session,
+            jurisdiction_id=work_order.jurisdiction_id,
+            user_id=principal.user_id,
+            key=key,
+            status_code=200,
+            body=out.model_dump(mode="json"),
+        )
     session.commit()
     _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
+    return out
 
 
 def _etag(response: Response, version: int) -> None:
@@ -293,7 +344,8 @@ def transition_work_order(
     jurisdiction: JurisdictionDep,
     principal: CrewOrDispatcher,
     if_match: IfMatch = None,
-) -> WorkOrderOut:
+    key: IdempotencyKey = None,
+) -> WorkOrderOut | JSONResponse:
     _check_crew_move(principal, body.to)
     return _act(
         session,
@@ -302,6 +354,7 @@ def transition_work_order(
         principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
+        key=key,
         change=lambda work_order: work_orders_service.transition(
             session,
             incident_or_work_order=work_order,
@@ -328,7 +381,8 @@ def hold_work_order(
     jurisdiction: JurisdictionDep,
     principal: CrewOrDispatcher,
     if_match: IfMatch = None,
-) -> WorkOrderOut:
+    key: IdempotencyKey = None,
+) -> WorkOrderOut | JSONResponse:
     return _act(
         session,
         request,
@@ -336,6 +390,7 @@ def hold_work_order(
         principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
+        key=key,
         change=lambda work_order: work_orders_service.hold(
             session,
             work_order=work_order,
@@ -361,7 +416,8 @@ def resume_work_order(
     jurisdiction: JurisdictionDep,
     principal: CrewOrDispatcher,
     if_match: IfMatch = None,
-) -> WorkOrderOut:
+    key: IdempotencyKey = None,
+) -> WorkOrderOut | JSONResponse:
     return _act(
         session,
         request,
@@ -369,6 +425,7 @@ def resume_work_order(
         principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
+        key=key,
         change=lambda work_order: work_orders_service.resume(
             session,
             work_order=work_order,
@@ -394,7 +451,7 @@ def transfer_work_order(
     jurisdiction: JurisdictionDep,
     principal: Dispatcher,
     if_match: IfMatch = None,
-) -> WorkOrderOut:
+) -> WorkOrderOut | JSONResponse:
     return _act(
         session,
         request,
@@ -455,7 +512,14 @@ def complete_work_order(
     resolution_code: Annotated[str | None, Form()] = None,
     expected_version: Annotated[fields.Count | None, Form()] = None,
     if_match: IfMatch = None,
-) -> WorkOrderOut:
+    key: IdempotencyKey = None,
+) -> WorkOrderOut | JSONResponse:
+    if key is not None:
+        # A completion sent again (a tablet back online) gets the first answer: its photo is
+        # never decoded nor stored twice.
+        answer = _claim(session, request, principal, jurisdiction_id=jurisdiction.id, key=key)
+        if answer is not None:
+            return idempotent_replay(answer.status_code, answer.body)
     # Who may act and on which version first: a refused caller's photo is never decoded.
     work_order = _own_work_order(
         session, principal, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
@@ -491,13 +555,11 @@ def complete_work_order(
             jurisdiction_slug=jurisdiction.slug,
             expected_version=version,
         )
-        session.commit()
+        return _commit(session, request, response, principal, work_order=work_order, key=key)
     except BaseException:
         # An explicit rollback fires the hook that deletes the staged photo files.
         session.rollback()
         raise
-    _etag(response, work_order.version)
-    return _work_order_out(session, request, work_order)
 
 
 # --- incidents ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from typing import Final
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -643,3 +644,116 @@ def replan_crews(
         crews=crews,
         crew_codes=list(crew_codes),
     )
+
+
+# --- what a crew does -----------------------------------------------------------------------
+
+# The dispatcher's queue reason of a job its crew could not do (never retried by the rules:
+# a dispatcher reads the crew's reason and decides).
+CANT_DO: Final = "crew_cant_do"
+# Why a crew cannot do a job: code → the words the dispatcher's queue shows.
+CANT_DO_REASONS: Final[Mapping[str, str]] = {
+    "no_access": "no access to the site",
+    "needs_equipment": "needs equipment the crew does not have",
+    "needs_other_crew": "needs another crew's skills",
+    "unsafe": "unsafe to work",
+    "not_found": "problem not found at the location",
+    "no_time": "no time left today",
+    "other": "other",
+}
+
+
+def queue_detail(reason: str, note: str | None) -> str:
+    """Return the sentence the dispatcher's queue shows for a crew's "can't do"."""
+    words = (note or "").strip()
+    label = CANT_DO_REASONS.get(reason, reason)
+    return f"{label}: {words}" if words else label
+
+
+def cant_do(
+    session: Session,
+    *,
+    work_order: WorkOrder,
+    reason: str,
+    note: str | None,
+    actor: str,
+    expected_version: int,
+) -> WorkOrder:
+    """Return the work order its crew cannot do, back in the dispatcher's queue with the
+    crew's reason: status ``triaged``, off the crew, off every day plan it was on (each plan's
+    version bumped, so the pages showing it read it again), its pin to the crew dropped.
+
+    ``reason``: a key of :data:`CANT_DO_REASONS`; ``note``: the crew's own words. Raises
+    ValidationFailed (422) for an unknown reason, IllegalTransition (409) for work that is
+    finished, StaleVersion (409) when the work order moved on from ``expected_version``.
+    Flushes; the caller commits.
+    """
+    if reason not in CANT_DO_REASONS:
+        raise ValidationFailed(
+            f"Unknown reason {reason!r}; the reasons are: {', '.join(CANT_DO_REASONS)}.",
+            errors=[FieldError("reason", "unknown reason", "unknown")],
+        )
+    detail = queue_detail(reason, note)
+    jurisdiction_id = work_order.jurisdiction_id
+    crew_id = work_order.crew_id
+    work_orders_service.transition(
+        session,
+        incident_or_work_order=work_order,
+        to="triaged",
+        actor=actor,
+        reason=f"can't do: {detail}",
+        expected_version=expected_version,
+    )
+    session.execute(
+        pg_insert(QueuedWorkOrder)
+        .values(
+            jurisdiction_id=jurisdiction_id,
+            work_order_id=work_order.id,
+            reason=CANT_DO,
+            detail=detail,
+            skills=[],
+            actor=actor,
+        )
+        .on_conflict_do_update(
+            index_elements=["jurisdiction_id", "work_order_id"],
+            set_={"reason": CANT_DO, "detail": detail, "actor": actor},
+        )
+    )
+    work_order.crew_id = None
+    session.execute(
+        delete(WorkOrderTerms).where(
+            WorkOrderTerms.jurisdiction_id == jurisdiction_id,
+            WorkOrderTerms.work_order_id == work_order.id,
+            WorkOrderTerms.window_start.is_(None),
+        )
+    )
+    terms = session.get(WorkOrderTerms, (jurisdiction_id, work_order.id))
+    if terms is not None:
+        terms.pinned_crew_id = None
+    plan_ids = session.scalars(
+        delete(PlanStop)
+        .where(
+            PlanStop.jurisdiction_id == jurisdiction_id,
+            PlanStop.work_order_id == work_order.id,
+        )
+        .returning(PlanStop.plan_id)
+    ).all()
+    for plan_id in sorted(set(plan_ids)):
+        plan = session.get(DayPlan, (jurisdiction_id, plan_id), with_for_update=True)
+        if plan is None:
+            continue
+        bump_version(plan, None, actor)
+        session.flush()
+        recorded(
+            session,
+            plan=plan,
+            action="cant_do",
+            actor=actor,
+            solved=None,
+            crews=[crew_id] if crew_id is not None else [],
+            work_order=work_order.id,
+            reason=reason,
+            detail=detail,
+        )
+    session.flush()
+    return work_order

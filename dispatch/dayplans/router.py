@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from dispatch import service
@@ -15,6 +16,8 @@ from dispatch.schemas import (
     AppointmentIn,
     AppointmentOut,
     BreakOut,
+    CantDoIn,
+    CantDoOut,
     LeftOutOut,
     LockIn,
     MoveIn,
@@ -24,16 +27,20 @@ from dispatch.schemas import (
     RouteOut,
     StopOut,
 )
-from geo311.kernel import fields
+from geo311.kernel import fields, idempotency
 from geo311.kernel.auth.service import Principal, require_crew_of
 from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from geo311.kernel.errors import FieldError, PreconditionRequired, ValidationFailed
+from geo311.kernel.http import idempotent_replay
 from layers.deps import JurisdictionDep
+from work_orders import service as work_orders_service
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 
 Staff = Annotated[Principal, Depends(require_roles("dispatcher", "planner", "crew"))]
 PlanReader = Annotated[Principal, Depends(require_roles("dispatcher", "planner"))]
 Dispatcher = Annotated[Principal, Depends(require_roles("dispatcher"))]
+CrewOrDispatcher = Annotated[Principal, Depends(require_roles("dispatcher", "crew"))]
 Day = Annotated[fields.Day, Query(alias="date", description="The day to plan, YYYY-MM-DD (local)")]
 
 
@@ -269,3 +276,83 @@ def clear_appointment(
     )
     session.commit()
     return AppointmentOut(work_order_id=work_order_id, start=None, end=None)
+
+
+def _work_order_version(body_version: int | None, if_match: str | None) -> int:
+    """Return the work order's version the caller saw: the body's, else If-Match's (428)."""
+    if body_version is not None:
+        return body_version
+    raw = (if_match or "").strip().removeprefix("W/").strip('"')
+    if not raw or raw == "*":
+        raise PreconditionRequired(
+            "Send the work order's version you read, as expected_version or If-Match."
+        )
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ValidationFailed(
+            'If-Match must be a version ETag such as "3"',
+            errors=[FieldError("If-Match", "not a version", "invalid")],
+        )
+    return int(raw)
+
+
+@router.post(
+    "/work-orders/{work_order_id}/cant-do",
+    response_model=CantDoOut,
+    tags=["work orders"],
+    summary="A crew cannot do a job: back to the dispatcher's queue with the reason",
+)
+def cant_do(
+    work_order_id: fields.Id,
+    body: CantDoIn,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    principal: CrewOrDispatcher,
+    if_match: Annotated[str | None, Header()] = None,
+    key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+) -> CantDoOut | JSONResponse:
+    """The job leaves the crew and every day plan and waits in the dispatcher's queue
+    (``GET /api/v1/dispatch/queue``) with the crew's reason; a crew acts on its own work only.
+    Sent again with the same ``Idempotency-Key``: the first answer, nothing done again."""
+    if key is not None:
+        answer = idempotency.claim(
+            session,
+            jurisdiction_id=jurisdiction.id,
+            user_id=principal.user_id,
+            key=key,
+            request=f"{request.method} {request.url.path}",
+        )
+        if answer is not None:
+            return idempotent_replay(answer.status_code, answer.body)
+    work_order = work_orders_service.get_work_order(
+        session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
+    )
+    require_crew_of(principal, work_order.crew_id, what=f"Work order {work_order.id}")
+    commands.cant_do(
+        session,
+        work_order=work_order,
+        reason=body.reason,
+        note=body.note,
+        actor=_actor(principal),
+        expected_version=_work_order_version(body.expected_version, if_match),
+    )
+    out = CantDoOut(
+        work_order_id=work_order.id,
+        status=work_order.status,
+        version=work_order.version,
+        queue_reason=commands.CANT_DO,
+        detail=commands.queue_detail(body.reason, body.note),
+    )
+    if key is not None:
+        idempotency.keep(
+            session,
+            jurisdiction_id=jurisdiction.id,
+            user_id=principal.user_id,
+            key=key,
+            status_code=200,
+            body=out.model_dump(mode="json"),
+        )
+    session.commit()
+    response.headers["ETag"] = f'"{out.version}"'
+    return out

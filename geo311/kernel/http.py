@@ -528,3 +528,13 @@ def install_openapi_problems(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def idempotent_replay(status_code: int, body: dict[str, Any]) -> JSONResponse:
+    """Return the stored answer of a write sent again with its Idempotency-Key
+    (geo311.kernel.idempotency), marked as a replay, its ``version`` as the ETag."""
+    headers = {"Idempotent-Replayed": "true"}
+    version = body.get("version")
+    if isinstance(version, int):
+        headers["ETag"] = f'"{version}"'
+    return JSONResponse(body, status_code=status_code, headers=headers)
