@@ -26,9 +26,11 @@ from tests.support import jpeg
 # it was written), 14 to join one. The issue's target is 8 for both; what is left is one
 # INSERT per table (incident, work order, requester, report, subscription, photo, audit),
 # the notice and its queue job, and the reads: category, ward, the area lock, the search,
-# and the crews' load (open) or the chosen incident's row lock (join).
+# and the crews' load (open) or the chosen incident's row lock (join), plus the one
+# pg_notify that tells open staff pages of the change at COMMIT (geo311.kernel.live). Dedup's
+# fitted model is read with the category, in the same statement.
 MAX_TO_OPEN = 14
-MAX_TO_JOIN = 12
+MAX_TO_JOIN = 13
 
 
 @contextmanager

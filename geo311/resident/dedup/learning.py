@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import ScalarSelect, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -149,6 +149,25 @@ def load_model(session: Session, *, jurisdiction_id: int, category_code: str) ->
             DedupModel.category_code == category_code,
         )
     )
+    return None if params is None else PairModel.from_params(category_code, params)
+
+
+def model_column(*, jurisdiction_id: int, category_code: str) -> ScalarSelect[Any]:
+    """Return the stored model's parameters as a scalar subquery, for a caller that reads the
+    category anyway (intake: no extra round trip). Turn the value into a model with
+    ``model_of``."""
+    return (
+        select(DedupModel.params)
+        .where(
+            DedupModel.jurisdiction_id == jurisdiction_id,
+            DedupModel.category_code == category_code,
+        )
+        .scalar_subquery()
+    )
+
+
+def model_of(category_code: str, params: Mapping[str, Any] | None) -> PairModel | None:
+    """Return the model stored as ``params`` (None: the category has none)."""
     return None if params is None else PairModel.from_params(category_code, params)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -230,13 +230,15 @@ def place_report(
     now: datetime,
     settings: DedupSettings,
     opening: Opening | None = None,
+    model: learning.PairModel | Literal["load"] | None = "load",
 ) -> Placement:
     """Return where a new report goes: an existing incident it duplicates, or a new one.
 
     ``opening``: how a new incident is opened (terms read already, the crew chooser, the
-    incident's "opened" event); None opens it the plain way. Call ``attach_report`` once the
-    report is stored. Takes the area's advisory locks, so the caller's transaction must end
-    soon after (the route commits).
+    incident's "opened" event); None opens it the plain way. ``model``: the category's fitted
+    model when the caller read it with the category (``learning.model_column``), or "load".
+    Call ``attach_report`` once the report is stored. Takes the area's advisory locks, so the
+    caller's transaction must end soon after (the route commits).
     """
     opening = opening or Opening()
     matcher = Matcher.start(
@@ -249,6 +251,7 @@ def place_report(
         photo_hash=photo_hash,
         now=now,
         settings=settings,
+        model=model,
     )
     if not matcher.rule.enabled:
         return _open(
@@ -297,12 +300,14 @@ class Matcher:
         photo_hash: str | None,
         now: datetime,
         settings: DedupSettings,
+        model: learning.PairModel | Literal["load"] | None = "load",
     ) -> Matcher:
         """Return the matcher for a report, holding the advisory locks of its area (until
         the transaction ends) when its category dedups."""
-        model = learning.load_model(
-            session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
-        )
+        if model == "load":
+            model = learning.load_model(
+                session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
+            )
         rule = rule_of(category, settings, model)
         if rule.enabled:
             _lock_area(

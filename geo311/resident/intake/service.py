@@ -21,7 +21,7 @@ from geo311.kernel.media.store import MediaStore
 from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.notify.addresses import NotAnAddress, normalize_email
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
-from geo311.resident.dedup import placing
+from geo311.resident.dedup import learning, placing
 from geo311.resident.intake.models import CHANNELS, Report
 from geo311.resident.intake.schemas import (
     AssetOut,
@@ -195,9 +195,13 @@ def submit_report(
     on no crew. ``photo``: the bytes, or the photo decoded before the session opened.
     Flushes only; the caller commits. On rollback, the photo files are removed again.
     """
-    # One statement: the category with the calendar its SLA counts in.
+    # One statement: the category with the calendar its SLA counts in, and dedup's fitted
+    # model for it.
     found = work_orders_service.category_terms(
-        session, jurisdiction_id=jurisdiction_id, code=draft.category
+        session,
+        jurisdiction_id=jurisdiction_id,
+        code=draft.category,
+        also=[learning.model_column(jurisdiction_id=jurisdiction_id, category_code=draft.category)],
     )
     if found is None:
         raise UnknownCategory(
@@ -262,6 +266,7 @@ def submit_report(
         photo_hash=processed.phash if processed else None,
         now=now,
         settings=dedup_settings or DedupSettings(),
+        model=learning.model_of(category.code, found.also[0]),
         opening=placing.Opening(
             terms=terms,
             ward_code=ward.code,
