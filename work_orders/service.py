@@ -759,7 +759,13 @@ def transition_many(
         for to in steps(work_order):
             _refuse_transfer(to)
             _check_request(to, reason)
-            moves = _plan(pair, work_order, to)
+            try:
+                moves = _plan(pair, work_order, to)
+            except IllegalTransition as exc:
+                raise IllegalTransition(
+                    f"Work order {work_order_id}: {exc.detail}",
+                    extra={"work_order_id": work_order_id, **exc.extra},
+                ) from exc
             calendar = None
             if _resumes(pair, moves):
                 code = pair.incident.category_code
