@@ -19,6 +19,7 @@ from geoalchemy2 import WKTElement
 from sqlalchemy import ColumnElement, and_, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified, instance_state
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import photos
@@ -754,8 +755,10 @@ def transition_many(
         work_order = pair.work_order
         assert work_order is not None
         moved.append(work_order)
-        if crews is not None and work_order_id in crews:
-            work_order.crew_id = crews[work_order_id]
+        crew_id = crews.get(work_order_id, work_order.crew_id) if crews else work_order.crew_id
+        if crew_id != work_order.crew_id:
+            work_order.crew_id = crew_id
+            work_order.updated_at = now
         for to in steps(work_order):
             _refuse_transfer(to)
             _check_request(to, reason)
@@ -784,9 +787,27 @@ def transition_many(
                 calendar=calendar,
                 public_note=public_note,
             )
+    _write_alike(moved)
+    _write_alike([pairs[w.id].incident for w in moved])
     session.flush()
     _owe_status_notices(session, owed, notice_context)
     return moved
+
+
+def _write_alike(rows: Sequence[Entity]) -> None:
+    """Mark the same columns changed on every changed row of one table, so the flush sends
+    them as one batch of a single UPDATE (it starts a new statement wherever the next row's
+    changed columns differ: with a crew given here and there, one per few rows)."""
+    changed: list[Entity] = []
+    keys: set[str] = set()
+    for row in rows:
+        mine = {a.key for a in instance_state(row).attrs if a.history.has_changes()}
+        if mine:
+            changed.append(row)
+            keys |= mine
+    for row in changed:
+        for key in keys:
+            flag_modified(row, key)
 
 
 def _move_work_order(

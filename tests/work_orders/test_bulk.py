@@ -4,7 +4,6 @@ statements however many work orders move."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,7 +56,7 @@ def _open(db: Database, n: int, tag: str) -> list[int]:
 
 
 @pytest.fixture
-def webhook(demo_db: Database) -> Iterator[None]:
+def webhook(demo_db: Database) -> None:
     with demo_db.session() as session:
         notify_service.create_webhook(
             session,
@@ -67,17 +66,18 @@ def webhook(demo_db: Database) -> Iterator[None]:
             description="bulk test",
             allow_private=True,
         )
-    yield
 
 
-def _schedule_many(db: Database, work_order_ids: list[int], *, crew: int | None = None) -> None:
+def _schedule_many(
+    db: Database, work_order_ids: list[int], *, crews: dict[int, int] | None = None
+) -> None:
     with db.session() as session:
         work_orders_service.transition_many(
             session,
             jurisdiction_id=_jid(db),
             work_order_ids=work_order_ids,
             steps=lambda w: ("assigned", "scheduled") if w.status == "new" else ("scheduled",),
-            crews={w: crew for w in work_order_ids} if crew is not None else None,
+            crews=crews,
             actor=ACTOR,
             notice_context=DAY,
         )
@@ -249,22 +249,33 @@ def test_a_bulk_move_costs_the_same_statements_for_2_or_12_work_orders(
 ) -> None:
     few = _open(demo_db, 2, "few")
     many = _open(demo_db, 12, "many")
+    with demo_db.session() as session:
+        crew = int(session.execute(text("SELECT min(id) FROM crews")).scalar_one())
     counts = []
     for batch in (few, many):
         statements: list[str] = []
 
-        def count(*args: Any) -> None:
-            statements.append(" ".join(str(args[2]).split()[:3]))
+        def count(*args: Any, into: list[str] = statements) -> None:
+            into.append(" ".join(str(args[2]).split()[:3]))
 
+        # Every other one gets a crew: rows that differ in what changes still go in one batch.
+        crews = {w: crew for w in batch[::2]}
         event.listen(demo_db.engine, "before_cursor_execute", count)
         try:
-            _schedule_many(demo_db, batch)
+            _schedule_many(demo_db, batch, crews=crews)
         finally:
             event.remove(demo_db.engine, "before_cursor_execute", count)
         counts.append(len(statements))
         assert [_what_it_left(demo_db, w)["work order"][:2] for w in batch] == [
             ("scheduled", 3)
         ] * len(batch)
+        with demo_db.session() as session:
+            given = dict(
+                session.execute(
+                    select(WorkOrder.id, WorkOrder.crew_id).where(WorkOrder.id.in_(batch))
+                ).all()
+            )
+        assert given == {w: crews.get(w) for w in batch}
     # The jurisdiction, the lock, one INSERT of the audit events, one UPDATE each (sent as one
     # batch) of the incidents and the work orders, the notices' contexts, recipients and
     # webhooks, and the outbox: the same for 12 work orders as for 2.
