@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event, select, text
 
+from geo311.kernel import live
 from geo311.kernel.database import Database
 from geo311.kernel.errors import NotFound
 from geo311.kernel.notify import service as notify_service
@@ -278,6 +280,22 @@ def test_a_bulk_move_costs_the_same_statements_for_2_or_12_work_orders(
         assert given == {w: crews.get(w) for w in batch}
     # The jurisdiction, the lock, one INSERT of the audit events, one UPDATE each (sent as one
     # batch) of the incidents and the work orders, the notices' contexts, recipients and
-    # webhooks, and the outbox: the same for 12 work orders as for 2.
+    # webhooks, the outbox, and the live events' pg_notify at COMMIT: the same for 12 work
+    # orders as for 2.
     assert counts[0] == counts[1], statements
     assert counts[1] <= 10, statements
+
+
+def test_open_pages_hear_of_every_work_order_a_bulk_move_moves(demo_db: Database) -> None:
+    batch = _open(demo_db, 3, "live")
+    conninfo = demo_db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {live.CHANNEL}")
+        _schedule_many(demo_db, batch)
+        events: list[live.LiveEvent] = []
+        for note in listener.notifies(timeout=5, stop_after=1):
+            events.extend(live.parse(note.payload))
+    heard = [(e.data["id"], e.data["status"]) for e in events if e.kind == "work_order"]
+    assert heard == [(w, s) for w in sorted(batch) for s in ("assigned", "scheduled")]
+    incidents = {e.data["id"] for e in events if e.kind == "incident"}
+    assert len(incidents) == 3
