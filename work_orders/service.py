@@ -6,6 +6,8 @@ The one way to change a status is ``transition`` (``hold``, ``resume``, ``transf
 work order (always in that order, so two transitions cannot deadlock), refuses illegal moves
 and stale versions, moves both in step, bumps their versions, keeps the SLA clock, writes one
 audit event per entity moved, and owes the residents' notices in the same transaction.
+``transition_many`` does the same for many work orders at once (a day plan's), with the same
+rules and in a handful of statements however many move.
 """
 
 from __future__ import annotations
