@@ -315,6 +315,7 @@ def solve_day(
         engine=routing.engine,
         seed=routing.seed,
         threads=routing.threads,
+        no_improvement=routing.no_improvement,
     )
     return to_day_solution(
         day,

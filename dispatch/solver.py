@@ -392,11 +392,15 @@ def solve(
     engine: Engine = "auto",
     seed: int = 0,
     threads: int = 1,
+    no_improvement: int | None = None,
 ) -> Solution:
     """Return a checked plan for ``problem`` within about ``time_limit_s`` of wall time.
 
     The whole call keeps to the budget: the search gets what is left of it after the set-up,
-    less a reserve for reading and checking the answer.
+    less a reserve for reading and checking the answer. ``no_improvement``: PyVRP stops
+    earlier, after that many iterations in a row found nothing better (a small day is solved
+    long before its budget, and the same seed then gives the same plan however busy the
+    machine); VROOM stops by itself once its search is done.
 
     Raises SolverError when the problem is malformed or a solver breaks a hard constraint.
     """
@@ -412,7 +416,7 @@ def solve(
         routes: tuple[Route, ...] = ()
         stats: dict[str, Any] = {}
     elif chosen == "pyvrp":
-        routes, missed, stats = _solve_pyvrp(problem, jobs, search_s, seed)
+        routes, missed, stats = _solve_pyvrp(problem, jobs, search_s, seed, no_improvement)
         left_out += missed
     else:
         routes, missed, stats = _solve_vroom(problem, jobs, search_s, threads)
@@ -479,11 +483,15 @@ def _prize_unit(problem: Problem, jobs: Sequence[Job]) -> int:
 
 
 def _solve_pyvrp(
-    problem: Problem, jobs: Sequence[Job], time_limit_s: float, seed: int
+    problem: Problem,
+    jobs: Sequence[Job],
+    time_limit_s: float,
+    seed: int,
+    no_improvement: int | None = None,
 ) -> tuple[tuple[Route, ...], list[Unassigned], dict[str, Any]]:
     import pyvrp
     from pyvrp.exceptions import PenaltyBoundWarning
-    from pyvrp.stop import MaxRuntime
+    from pyvrp.stop import MaxRuntime, MultipleCriteria, NoImprovement, StoppingCriterion
 
     started = time.perf_counter()
     vehicles = problem.vehicles
@@ -593,12 +601,15 @@ def _solve_pyvrp(
         data, initial = _minimise_fleet(data, remaining * FLEET_SHARE, seed)
         stats["fleet"] = data.vehicle_type(0).num_available
     remaining = max(time_limit_s - (time.perf_counter() - started), 0.01)
+    stop: StoppingCriterion = MaxRuntime(remaining)
+    if no_improvement is not None:
+        stop = MultipleCriteria([stop, NoImprovement(no_improvement)])
     with warnings.catch_warnings():
         # PyVRP warns when its penalties hit their bound on a tight fleet; the plan is checked.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
         result = pyvrp.solve(
             data,
-            stop=MaxRuntime(remaining),
+            stop=stop,
             seed=seed,
             display=False,
             collect_stats=False,

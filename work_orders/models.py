@@ -206,7 +206,9 @@ class AuditEvent(Base):
     jurisdiction_id: Mapped[int] = mapped_column(
         ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
     )
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # autoincrement=True names the identity column of the composite key, so a flush of many
+    # events (a day plan's) is one INSERT … RETURNING, not one statement per event.
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True, autoincrement=True)
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[int] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(64))

@@ -6,11 +6,13 @@ The one way to change a status is ``transition`` (``hold``, ``resume``, ``transf
 work order (always in that order, so two transitions cannot deadlock), refuses illegal moves
 and stale versions, moves both in step, bumps their versions, keeps the SLA clock, writes one
 audit event per entity moved, and owes the residents' notices in the same transaction.
+``transition_many`` does the same for many work orders at once (a day plan's), with the same
+rules and in a handful of statements however many move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,6 +23,7 @@ from sqlalchemy import ColumnElement, String, and_, case, func, insert, literal,
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified, instance_state
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import photos
@@ -265,7 +268,8 @@ def subscribe(
         session,
         [
             _requester_notice(
-                incident,
+                jurisdiction_id=incident.jurisdiction_id,
+                incident_id=incident.id,
                 kind="received",
                 event_key="subscribed",
                 requester_id=requester_id,
@@ -394,11 +398,7 @@ def transition(
     ValidationFailed (422: unknown status, missing reason, or "transferred", which needs
     ``transfer()``). Flushes; the caller commits.
     """
-    if to == "transferred":
-        raise ValidationFailed(
-            "Transferring needs the receiving department: use transfer().",
-            errors=[FieldError("to", "use the transfer operation", "needs_department")],
-        )
+    _refuse_transfer(to)
     return _transition(
         session,
         entity=incident_or_work_order,
@@ -410,6 +410,14 @@ def transition(
         notice_context=notice_context,
         public_note=public_note,
     )
+
+
+def _refuse_transfer(to: str) -> None:
+    if to == "transferred":
+        raise ValidationFailed(
+            "Transferring needs the receiving department: use transfer().",
+            errors=[FieldError("to", "use the transfer operation", "needs_department")],
+        )
 
 
 def hold(
@@ -566,14 +574,9 @@ def _plan(pair: _Pair, entity: Entity, to: str) -> list[lifecycle.Move]:
         ) from exc
 
 
-def _prepare(
-    session: Session,
-    *,
-    entity: Entity,
-    to: str,
-    reason: str | None,
-    expected_version: int | None,
-) -> tuple[_Pair, list[lifecycle.Move]]:
+def _check_request(to: str, reason: str | None) -> None:
+    """Raise ValidationFailed unless ``to`` is a status and a reason is given where one is
+    needed."""
     if lifecycle.as_status(to) is None:
         raise ValidationFailed(
             f"{to!r} is not a status; the statuses are: {', '.join(lifecycle.STATUSES)}.",
@@ -584,6 +587,17 @@ def _prepare(
             f"Moving to {to!r} needs a reason.",
             errors=[FieldError("reason", f"a reason is required for {to!r}", "missing")],
         )
+
+
+def _prepare(
+    session: Session,
+    *,
+    entity: Entity,
+    to: str,
+    reason: str | None,
+    expected_version: int | None,
+) -> tuple[_Pair, list[lifecycle.Move]]:
+    _check_request(to, reason)
     pair = _lock_pair(session, entity)
     _check_version(entity, expected_version)
     return pair, _plan(pair, entity, to)
@@ -631,16 +645,66 @@ def _apply(
     notice_context: Mapping[str, Any] | None = None,
     public_note: PublicNote | str | None = None,
 ) -> None:
-    incident, work_order = pair.incident, pair.work_order
-    closed_event: int | None = None
-    scheduled_event: int | None = None
+    incident = pair.incident
     calendar: sla.BusinessCalendar | None = None
-    if work_order is not None and any(
-        m.kind == "work_order" and m.current == "on_hold" for m in moves
-    ):
+    if _resumes(pair, moves):
         calendar = category_calendar(
             session, jurisdiction_id=incident.jurisdiction_id, category_code=incident.category_code
         )
+    owed = _move_pair(
+        session,
+        pair,
+        moves,
+        actor=actor,
+        reason=reason,
+        now=now,
+        calendar=calendar,
+        department=department,
+        public_note=public_note,
+    )
+    session.flush()
+    _owe_status_notices(session, owed, notice_context)
+
+
+@dataclass(frozen=True)
+class _Owed:
+    """An incident event that owes the residents a notice (written, its id known once
+    flushed)."""
+
+    incident: Incident
+    work_order: WorkOrder | None
+    kind: str
+    status: str
+    event: AuditEvent
+
+
+# Incident statuses the residents are told about as they happen.
+_NOTICE_KINDS = ("scheduled", "closed")
+
+
+def _resumes(pair: _Pair, moves: Sequence[lifecycle.Move]) -> bool:
+    """Return whether the moves take the work order off hold (its due time then moves)."""
+    return pair.work_order is not None and any(
+        m.kind == "work_order" and m.current == "on_hold" for m in moves
+    )
+
+
+def _move_pair(
+    session: Session,
+    pair: _Pair,
+    moves: Sequence[lifecycle.Move],
+    *,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    calendar: sla.BusinessCalendar | None,
+    department: str | None = None,
+    public_note: PublicNote | str | None = None,
+) -> list[_Owed]:
+    """Return the notices the moves owe, after making them on the locked pair and adding one
+    audit event per entity moved (nothing is flushed: the caller flushes once for all)."""
+    incident, work_order = pair.incident, pair.work_order
+    owed: list[_Owed] = []
     for move in moves:
         if move.kind == "work_order":
             assert work_order is not None
@@ -663,21 +727,128 @@ def _apply(
             public_note=public_note if move.kind == "incident" else None,
             data={"version": version, **data},
         )
-        if move.kind == "incident" and move.to in ("closed", "scheduled"):
-            session.flush()
-            if move.to == "closed":
-                closed_event = event_row.id
-            else:
-                scheduled_event = event_row.id
+        if move.kind == "incident" and move.to in _NOTICE_KINDS:
+            owed.append(_Owed(incident, work_order, move.to, incident.status, event_row))
     if work_order is not None:
         incident.due_at = work_order.due_at
-    session.flush()
-    if scheduled_event is not None:
-        _owe_status_notices(
-            session, incident, work_order, "scheduled", scheduled_event, notice_context
+    return owed
+
+
+def transition_many(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    work_order_ids: Collection[int],
+    steps: Callable[[WorkOrder], Sequence[str]],
+    actor: str,
+    crews: Mapping[int, int] | None = None,
+    reason: str | None = None,
+    notice_context: Mapping[str, Any] | None = None,
+    public_note: PublicNote | str | None = None,
+    now: datetime | None = None,
+) -> list[WorkOrder]:
+    """Return the work orders (by id) after moving each one, with its incident, through the
+    statuses ``steps`` names for it: what one ``transition`` per step would do (the same
+    rules, versions, SLA clocks, audit events and owed notices), in a handful of statements
+    however many work orders there are.
+
+    - ``work_order_ids``: work orders of the jurisdiction; NotFound names any that is not.
+      They and their incidents are locked in one statement, incident first and in incident
+      order, so two bulk moves, or a bulk move and a single transition, cannot deadlock.
+    - ``steps``: called once per work order, locked and current, with the crew of ``crews``
+      already given; returns the statuses to move it through, in order (none: it stays).
+    - ``crews``: work order id → the crew it now has (a day plan placing it), given before it
+      moves, whether or not it moves.
+    - ``actor``, ``reason``, ``notice_context``, ``public_note``: as for ``transition``, for
+      every move. ``"transferred"`` is refused, as there.
+
+    Raises what ``transition`` raises (IllegalTransition names the work order that cannot
+    move); the caller's transaction is then to be rolled back. Flushes; the caller commits.
+    """
+    now = now or datetime.now(UTC)
+    ids = sorted(set(work_order_ids))
+    if not ids:
+        return []
+    session.flush()  # the lock reloads the rows: the caller's unflushed changes go first
+    rows = session.execute(
+        select(Incident, WorkOrder)
+        .join(
+            WorkOrder,
+            and_(
+                WorkOrder.jurisdiction_id == Incident.jurisdiction_id,
+                WorkOrder.incident_id == Incident.id,
+            ),
         )
-    if closed_event is not None:
-        _owe_status_notices(session, incident, work_order, "closed", closed_event, notice_context)
+        .where(WorkOrder.jurisdiction_id == jurisdiction_id, WorkOrder.id.in_(ids))
+        .order_by(Incident.id, WorkOrder.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    pairs = {row.WorkOrder.id: _Pair(row.Incident, row.WorkOrder) for row in rows}
+    missing = [i for i in ids if i not in pairs]
+    if missing:
+        raise NotFound(f"There is no work order {', '.join(map(str, missing))}.")
+    calendars: dict[str, sla.BusinessCalendar | None] = {}
+    owed: list[_Owed] = []
+    moved: list[WorkOrder] = []
+    for work_order_id in ids:
+        pair = pairs[work_order_id]
+        work_order = pair.work_order
+        assert work_order is not None
+        moved.append(work_order)
+        crew_id = crews.get(work_order_id, work_order.crew_id) if crews else work_order.crew_id
+        if crew_id != work_order.crew_id:
+            work_order.crew_id = crew_id
+            work_order.updated_at = now
+        for to in steps(work_order):
+            _refuse_transfer(to)
+            _check_request(to, reason)
+            try:
+                moves = _plan(pair, work_order, to)
+            except IllegalTransition as exc:
+                raise IllegalTransition(
+                    f"Work order {work_order_id}: {exc.detail}",
+                    extra={"work_order_id": work_order_id, **exc.extra},
+                ) from exc
+            calendar = None
+            if _resumes(pair, moves):
+                code = pair.incident.category_code
+                if code not in calendars:
+                    calendars[code] = category_calendar(
+                        session, jurisdiction_id=jurisdiction_id, category_code=code
+                    )
+                calendar = calendars[code]
+            owed += _move_pair(
+                session,
+                pair,
+                moves,
+                actor=actor,
+                reason=reason,
+                now=now,
+                calendar=calendar,
+                public_note=public_note,
+            )
+    _write_alike(moved)
+    _write_alike([pairs[w.id].incident for w in moved])
+    session.flush()
+    _owe_status_notices(session, owed, notice_context)
+    return moved
+
+
+def _write_alike(rows: Sequence[Entity]) -> None:
+    """Mark the same columns changed on every changed row of one table, so the flush sends
+    them as one batch of a single UPDATE (it starts a new statement wherever the next row's
+    changed columns differ: with a crew given here and there, one per few rows)."""
+    changed: list[Entity] = []
+    keys: set[str] = set()
+    for row in rows:
+        mine = {a.key for a in instance_state(row).attrs if a.history.has_changes()}
+        if mine:
+            changed.append(row)
+            keys |= mine
+    for row in changed:
+        for key in keys:
+            flag_modified(row, key)
 
 
 def _move_work_order(
@@ -1085,6 +1256,13 @@ def sla_summary(
 # --- notices ------------------------------------------------------------------------------
 
 
+def _incident_contexts(
+    session: Session, incidents: Sequence[Incident]
+) -> dict[int, dict[str, Any]]:
+    """Return incident id → what every notice about it says."""
+    return {incident.id: _incident_context(session, incident) for incident in incidents}
+
+
 def _incident_context(session: Session, incident: Incident) -> dict[str, Any]:
     # The category and the jurisdiction are nearly always in the session already (intake and
     # the lifecycle read them), so this costs no round trip; the point is the incident's own.
@@ -1106,36 +1284,58 @@ def _incident_context(session: Session, incident: Incident) -> dict[str, Any]:
 
 
 def _owe_status_notices(
-    session: Session,
-    incident: Incident,
-    work_order: WorkOrder | None,
-    kind: str,
-    event_id: int,
-    extra: Mapping[str, Any] | None = None,
+    session: Session, owed: Sequence[_Owed], extra: Mapping[str, Any] | None = None
 ) -> None:
-    context = {**_incident_context(session, incident), **(extra or {})}
-    context["event_id"] = event_id
-    if kind == "closed" and work_order is not None:
-        context["resolution_code"] = work_order.resolution_code
-        context["note"] = work_order.completion_note
-        if work_order.after_photo_id is not None:
-            keys = session.execute(
-                select(Photo.public_key, Photo.thumb_key).where(
-                    Photo.jurisdiction_id == work_order.jurisdiction_id,
-                    Photo.id == work_order.after_photo_id,
+    """Owe the residents and webhooks the notices of the events, in one go however many."""
+    if not owed:
+        return
+    jurisdiction_id = owed[0].incident.jurisdiction_id
+    contexts = _incident_contexts(session, [o.incident for o in owed])
+    photo_ids = sorted(
+        {
+            o.work_order.after_photo_id
+            for o in owed
+            if o.kind == "closed" and o.work_order and o.work_order.after_photo_id is not None
+        }
+    )
+    photo_keys: dict[int, str] = {}
+    if photo_ids:
+        photo_keys = {
+            int(photo_id): str(key)
+            for photo_id, key in session.execute(
+                select(Photo.id, Photo.public_key).where(
+                    Photo.jurisdiction_id == jurisdiction_id, Photo.id.in_(photo_ids)
                 )
-            ).one()
-            context["photo_key"] = keys.public_key
-    _owe_requester_notices(
-        session, incident=incident, kind=kind, event_key=f"event-{event_id}", context=context
-    )
-    _owe_webhooks(
-        session,
-        incident=incident,
-        kind=kind,
-        key=f"{kind}:incident-{incident.id}:event-{event_id}",
-        context=context,
-    )
+            )
+        }
+    by_kind: dict[str, list[tuple[_Owed, dict[str, Any]]]] = {}
+    for o in owed:
+        context = {**contexts[o.incident.id], "status": o.status, **(extra or {})}
+        context["event_id"] = o.event.id
+        if o.kind == "closed" and o.work_order is not None:
+            context["resolution_code"] = o.work_order.resolution_code
+            context["note"] = o.work_order.completion_note
+            if o.work_order.after_photo_id is not None:
+                context["photo_key"] = photo_keys[o.work_order.after_photo_id]
+        by_kind.setdefault(o.kind, []).append((o, context))
+    drafts: list[outbox.NoticeDraft] = []
+    for kind, items in by_kind.items():
+        drafts += _requester_drafts(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            kind=kind,
+            items=[(o.incident.id, f"event-{o.event.id}", c) for o, c in items],
+        )
+        drafts += _webhook_drafts(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            kind=kind,
+            items=[
+                (o.incident.id, f"{kind}:incident-{o.incident.id}:event-{o.event.id}", c)
+                for o, c in items
+            ],
+        )
+    outbox.owe(session, drafts)
 
 
 def _owe_requester_notices(
@@ -1149,33 +1349,64 @@ def _owe_requester_notices(
 ) -> int:
     """Owe ``kind`` to every subscribed requester with a contact who has not muted it (or to
     ``requester_id`` only): email when they gave one, else SMS. Return how many."""
+    drafts = _requester_drafts(
+        session,
+        jurisdiction_id=incident.jurisdiction_id,
+        kind=kind,
+        items=[(incident.id, event_key, context)],
+        requester_id=requester_id,
+    )
+    return len(outbox.owe(session, drafts))
+
+
+# (incident id, the event's part of the idempotency key, what the notice says)
+_NoticeItem = tuple[int, str, Mapping[str, Any]]
+
+
+def _requester_drafts(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    kind: str,
+    items: Sequence[_NoticeItem],
+    requester_id: int | None = None,
+) -> list[outbox.NoticeDraft]:
+    """Return the notices ``kind`` owes the subscribed requesters of each item's incident who
+    have a contact and have not muted it (or ``requester_id`` only): email when they gave
+    one, else SMS. One statement for all the items."""
+    if not items:
+        return []
     not_muted = notify_service.not_muted_sql(
         jurisdiction_id="s.jurisdiction_id", requester_id="s.requester_id", kind=":kind"
     )
     rows = session.execute(
         text(
             f"""
-            SELECT s.requester_id, q.email, q.phone, q.language, r.tracking_id
+            SELECT s.incident_id, s.requester_id, q.email, q.phone, q.language, r.tracking_id
             FROM subscriptions s
             JOIN requesters q ON q.jurisdiction_id = s.jurisdiction_id AND q.id = s.requester_id
             LEFT JOIN reports r ON r.jurisdiction_id = s.jurisdiction_id AND r.id = s.report_id
-            WHERE s.jurisdiction_id = :jid AND s.incident_id = :incident
+            WHERE s.jurisdiction_id = :jid AND s.incident_id = ANY(CAST(:incidents AS bigint[]))
               AND (q.email IS NOT NULL OR q.phone IS NOT NULL)
               AND {not_muted}
               AND (CAST(:requester AS bigint) IS NULL OR s.requester_id = :requester)
-            ORDER BY s.requester_id
+            ORDER BY s.incident_id, s.requester_id
             """  # noqa: S608 - not_muted is built from constants
         ),
         {
-            "jid": incident.jurisdiction_id,
-            "incident": incident.id,
+            "jid": jurisdiction_id,
+            "incidents": sorted({incident_id for incident_id, _, _ in items}),
             "kind": kind,
             "requester": requester_id,
         },
     ).all()
-    drafts = [
+    subscribed: dict[int, list[Any]] = {}
+    for row in rows:
+        subscribed.setdefault(int(row.incident_id), []).append(row)
+    return [
         _requester_notice(
-            incident,
+            jurisdiction_id=jurisdiction_id,
+            incident_id=incident_id,
             kind=kind,
             event_key=event_key,
             requester_id=row.requester_id,
@@ -1184,14 +1415,15 @@ def _owe_requester_notices(
             language=row.language,
             context={**context, "tracking_id": row.tracking_id},
         )
-        for row in rows
+        for incident_id, event_key, context in items
+        for row in subscribed.get(incident_id, [])
     ]
-    return len(outbox.owe(session, drafts))
 
 
 def _requester_notice(
-    incident: Incident,
     *,
+    jurisdiction_id: int,
+    incident_id: int,
     kind: str,
     event_key: str,
     requester_id: int,
@@ -1204,13 +1436,13 @@ def _requester_notice(
     recipient = email or phone
     assert recipient is not None
     return outbox.NoticeDraft(
-        jurisdiction_id=incident.jurisdiction_id,
-        idempotency_key=f"{kind}:incident-{incident.id}:{event_key}:requester-{requester_id}",
+        jurisdiction_id=jurisdiction_id,
+        idempotency_key=f"{kind}:incident-{incident_id}:{event_key}:requester-{requester_id}",
         kind=kind,
         channel="email" if email else "sms",
         recipient=recipient,
         language=language,
-        incident_id=incident.id,
+        incident_id=incident_id,
         requester_id=requester_id,
         context=dict(context),
     )
@@ -1225,21 +1457,43 @@ def _owe_webhooks(
     context: Mapping[str, Any],
     endpoints: Sequence[tuple[int, str]] | None = None,
 ) -> int:
+    drafts = _webhook_drafts(
+        session,
+        jurisdiction_id=incident.jurisdiction_id,
+        kind=kind,
+        items=[(incident.id, key, context)],
+        endpoints=endpoints,
+    )
+    return len(outbox.owe(session, drafts))
+
+
+def _webhook_drafts(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    kind: str,
+    items: Sequence[_NoticeItem],
+    endpoints: Sequence[tuple[int, str]] | None = None,
+) -> list[outbox.NoticeDraft]:
+    """Return the notices ``kind`` owes each active webhook endpoint that takes it, per item
+    (the item's key names the event); ``endpoints``: (id, url) read already."""
+    if not items:
+        return []
     if endpoints is None:
         endpoints = notify_service.webhook_targets(
-            session, jurisdiction_id=incident.jurisdiction_id, kind=kind
+            session, jurisdiction_id=jurisdiction_id, kind=kind
         )
-    drafts = [
+    return [
         outbox.NoticeDraft(
-            jurisdiction_id=incident.jurisdiction_id,
+            jurisdiction_id=jurisdiction_id,
             idempotency_key=f"{key}:webhook-{endpoint_id}",
             kind=kind,
             channel="webhook",
             recipient=url,
-            incident_id=incident.id,
+            incident_id=incident_id,
             webhook_endpoint_id=endpoint_id,
             context=dict(context),
         )
+        for incident_id, key, context in items
         for endpoint_id, url in endpoints
     ]
-    return len(outbox.owe(session, drafts))

@@ -273,40 +273,30 @@ def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str
 def _schedule(session: Session, *, jurisdiction_id: int, solved: DaySolution, actor: str) -> None:
     """Give each placed work order its crew and the status ``scheduled`` (the residents' notice
     names the day); a scheduled one the plan could no longer place goes back to ``assigned``
-    (its crew kept as a suggestion)."""
+    (its crew kept as a suggestion). One set-based step for the whole day, with the
+    lifecycle's own rules (``work_orders.service.transition_many``)."""
     crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
     dropped = {u.job_id for u in solved.unassigned}
     if not crew_of and not dropped:
         return
-    orders = session.scalars(
-        select(WorkOrder)
-        .where(
-            WorkOrder.jurisdiction_id == jurisdiction_id,
-            WorkOrder.id.in_(list(crew_of) + list(dropped)),
-        )
-        .order_by(WorkOrder.id)
-    )
-    for order in orders:
-        if order.id in dropped:
-            if order.status == "scheduled":
-                work_orders_service.transition(
-                    session, incident_or_work_order=order, to="assigned", actor=actor
-                )
-            continue
-        order.crew_id = crew_of[order.id]
+
+    def steps(order: WorkOrder) -> tuple[str, ...]:
+        # Decided on the locked row: its status now, not as the plan read it.
+        if order.id not in crew_of:
+            return ("assigned",) if order.status == "scheduled" else ()
         if order.status in ("new", "triaged"):
-            work_orders_service.transition(
-                session, incident_or_work_order=order, to="assigned", actor=actor
-            )
-        if order.status != "scheduled":
-            work_orders_service.transition(
-                session,
-                incident_or_work_order=order,
-                to="scheduled",
-                actor=actor,
-                notice_context={"scheduled_for": solved.day.isoformat()},
-            )
-    session.flush()
+            return ("assigned", "scheduled")
+        return () if order.status == "scheduled" else ("scheduled",)
+
+    work_orders_service.transition_many(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        work_order_ids=set(crew_of) | dropped,
+        steps=steps,
+        crews=crew_of,
+        actor=actor,
+        notice_context={"scheduled_for": solved.day.isoformat()},
+    )
 
 
 def recorded(

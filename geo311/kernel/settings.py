@@ -281,6 +281,12 @@ class RoutingSettings(BaseModel):
     time_limit_s: float = Field(default=10.0, gt=0, description="Search time per daily plan")
     threads: int = Field(default=2, ge=1, description="Threads the solver may use (VROOM)")
     seed: int = 0
+    no_improvement: int | None = Field(
+        default=None,
+        ge=1,
+        description="PyVRP: stop a plan's search after this many iterations in a row find "
+        "nothing better (none: search for the whole time limit)",
+    )
     default_service_s: int = Field(
         default=1800, ge=0, description="Time on site for a category with no service time set"
     )
