@@ -19,11 +19,23 @@ from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
-from sqlalchemy import ColumnElement, String, and_, case, func, insert, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified, instance_state
+from sqlalchemy.orm.util import identity_key
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import photos
@@ -1259,8 +1271,66 @@ def sla_summary(
 def _incident_contexts(
     session: Session, incidents: Sequence[Incident]
 ) -> dict[int, dict[str, Any]]:
-    """Return incident id → what every notice about it says."""
-    return {incident.id: _incident_context(session, incident) for incident in incidents}
+    """Return incident id → what every notice about it says: from the session when it holds
+    the incident's point, category and jurisdiction (intake's new incident: no round trip),
+    else one statement for all the rest (a day plan's many)."""
+    out: dict[int, dict[str, Any]] = {}
+    missing: list[Incident] = []
+    for incident in incidents:
+        if _context_in_session(session, incident):
+            out[incident.id] = _incident_context(session, incident)
+        else:
+            missing.append(incident)
+    if not missing:
+        return out
+    rows = session.execute(
+        select(
+            Incident.id,
+            ServiceCategory.name,
+            Jurisdiction.name.label("city"),
+            func.ST_X(Incident.geom).label("lon"),
+            func.ST_Y(Incident.geom).label("lat"),
+        )
+        .select_from(Incident)
+        .join(
+            ServiceCategory,
+            and_(
+                ServiceCategory.jurisdiction_id == Incident.jurisdiction_id,
+                ServiceCategory.code == Incident.category_code,
+            ),
+        )
+        .join(Jurisdiction, Jurisdiction.id == Incident.jurisdiction_id)
+        .where(
+            Incident.jurisdiction_id == missing[0].jurisdiction_id,
+            Incident.id.in_(sorted({i.id for i in missing})),
+        )
+    ).all()
+    by_id = {row.id: row for row in rows}
+    for incident in missing:
+        row = by_id[incident.id]
+        out[incident.id] = {
+            "incident_id": incident.id,
+            "category_code": incident.category_code,
+            "category": row.name,
+            "city": row.city,
+            "status": incident.status,
+            "lon": round(row.lon, 7),
+            "lat": round(row.lat, 7),
+        }
+    return out
+
+
+def _context_in_session(session: Session, incident: Incident) -> bool:
+    # The identity map holds objects weakly: only those something still refers to are there.
+    held = session.identity_map
+    return (
+        "geom" not in inspect(incident).unloaded
+        and held.get(
+            identity_key(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
+        )
+        is not None
+        and held.get(identity_key(Jurisdiction, incident.jurisdiction_id)) is not None
+    )
 
 
 def _incident_context(session: Session, incident: Incident) -> dict[str, Any]:
