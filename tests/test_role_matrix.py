@@ -149,6 +149,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/plans/{day}": (DISPATCH_READ, ANY),
     "GET /api/v1/plans/{day}/crews/{code}": ("401  ok   403  403  ok   ok   ok   401", ANY),
     "POST /api/v1/plans/{day}/moves": (DISPATCHER, Req(json={})),
+    "POST /api/v1/plans/{day}/moves/preview": (DISPATCHER, Req(json={})),
     "POST /api/v1/plans/{day}/stops/{work_order_id}/lock": (DISPATCHER, Req(json={})),
     "POST /api/v1/plans/{day}/replan": (DISPATCHER, Req(json={})),
     "PUT /api/v1/dispatch/work-orders/{work_order_id}/appointment": (DISPATCHER, Req(json={})),
