@@ -21,7 +21,17 @@ from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import follow, i18n, nearby, planner, public_map, report_page, shell, track
+from maps import (
+    dispatch_page,
+    follow,
+    i18n,
+    nearby,
+    planner,
+    public_map,
+    report_page,
+    shell,
+    track,
+)
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
 from maps.schemas import (
@@ -37,6 +47,7 @@ from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
 router = APIRouter()
+router.include_router(dispatch_page.router)
 
 _LANG_COOKIE_AGE_S = 365 * 24 * 3600
 

@@ -96,6 +96,8 @@ MATRIX: dict[str, tuple[str, Req]] = {
     # which is a redirect to /login (followed: the sign-in form). The session matrix
     # (test_role_matrix_session.BY_SESSION) checks the roles: crew users get its 403 page.
     "GET /planner": (PUBLIC, ANY),
+    "GET /dispatch": (PUBLIC, ANY),  # as /planner: the session matrix checks the roles
+    "GET /api/v1/dispatch/board": (DISPATCHER, ANY),
     "GET /follow/confirm": (PUBLIC, ANY),
     "POST /follow/confirm": (PUBLIC, Req(data={})),
     "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),

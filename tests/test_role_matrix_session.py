@@ -32,6 +32,7 @@ NOT_BY_SESSION = {
 # session's (the role decides): the session's answers.
 BY_SESSION = {
     "GET /planner": "ok   403  403  403  ok   ok   ok   ok",
+    "GET /dispatch": "ok   403  403  403  ok   403  ok   ok",
 }
 STAFF = {  # caller -> (name, role, crew)
     "own": ("sam", "crew", "streets"),

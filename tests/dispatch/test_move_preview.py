@@ -87,7 +87,8 @@ def test_a_preview_shows_the_new_routes_and_etas_and_stores_nothing_then_the_mov
     assert set(moved) <= set(_ids(after_new))
     assert not set(moved) & set(_ids(_route(preview["after"], "streets")))
     assert all(s["eta"] for s in after_new["stops"])
-    assert _route(preview["before"], "streets")["stops"] == _route(plan["routes"], "streets")["stops"]
+    was = _route(plan["routes"], "streets")["stops"]
+    assert _route(preview["before"], "streets")["stops"] == was
     # Nothing was stored: no audit line, no pin, the same version, the same plan.
     assert _stored(demo_db) == before_stored
     now = client.get(f"/api/v1/plans/{DAY_S}", headers=_auth(demo_db)).json()

@@ -1,0 +1,395 @@
+"""The dispatcher's page (/dispatch): all the open work on a map, coloured by crew, the day's
+routes with numbered stops, the queue, a side panel per crew; select jobs with the mouse and
+give them to a crew after a what-if preview.
+
+The page loads in one request, ``GET /api/v1/dispatch/board``: the open work (with the first
+report's text and address, its ward, its crew, its queue reason and its SLA state, and its
+predicted arrival when a route has it), the crews with their colours, load and free time, and
+the day's plan. Everything the page then does goes through the existing JSON API (moves and
+their preview, locks, appointments, holds, merges and splits), with the session's CSRF token.
+Text from residents reaches the page through textContent only.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from folium.plugins import MarkerCluster
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from dispatch import service as dispatch_service
+from dispatch.dayplans import views as plan_views
+from dispatch.errors import NoPlan
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal
+from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
+from geo311.kernel.http import csp_nonce
+from layers import service as layers_service
+from layers.deps import JurisdictionDep
+from maps import folium_assets, i18n, public_map, shell
+from maps.assets import own_url
+from work_orders import service as work_orders_service
+
+router = APIRouter()
+
+# Who may open the page and read its board: dispatchers (admins are always let in).
+ROLES = ("dispatcher",)
+
+# Crew colours, told apart by people with the common colour-vision deficiencies (Okabe-Ito,
+# then Tol's muted set); past the list they repeat, and the legend names every crew.
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#882255",
+    "#117733",
+    "#332288",
+    "#AA4499",
+    "#44AA99",
+    "#999933",
+)
+
+_OPEN = ("new", "triaged", "assigned", "scheduled", "in_progress", "on_hold", "reopened")
+
+# The words dispatch.js puts on the page.
+_SCRIPT_WORDS = (
+    "dispatch.loading",
+    "dispatch.shown",
+    "dispatch.failed",
+    "dispatch.no_plan",
+    "dispatch.selected",
+    "dispatch.none_selected",
+    "dispatch.preview_title",
+    "dispatch.preview_running",
+    "dispatch.caused",
+    "dispatch.avoided",
+    "dispatch.no_breach",
+    "dispatch.left_out",
+    "dispatch.moved",
+    "dispatch.conflict",
+    "dispatch.refused",
+    "dispatch.queue_crew",
+    "dispatch.stops",
+    "dispatch.load",
+    "dispatch.free",
+    "dispatch.eta",
+    "dispatch.due",
+    "dispatch.reason",
+    "dispatch.lock",
+    "dispatch.unlock",
+    "dispatch.hold",
+    "dispatch.resume",
+    "dispatch.hold_reason",
+    "dispatch.appointment",
+    "dispatch.appointment_set",
+    "dispatch.appointment_clear",
+    "dispatch.reports",
+    "dispatch.merge",
+    "dispatch.merge_into",
+    "dispatch.split",
+    "dispatch.undo",
+    "dispatch.done",
+    "dispatch.live",
+    "dispatch.updated",
+    "dispatch.before",
+    "dispatch.after",
+    "sla.breached",
+    "sla.at_risk",
+    "sla.late",
+    "sla.on_track",
+    "zoom.in",
+    "zoom.out",
+    "map.tiles_failed",
+)
+
+
+def may_open(role: str) -> bool:
+    """Return whether a signed-in user with ``role`` may open the dispatcher's page."""
+    return role in ROLES or role == "admin"
+
+
+# --- the board: what the page loads ------------------------------------------------------------
+
+
+class BoardJob(BaseModel):
+    id: int
+    incident_id: int
+    tracking_id: str | None = Field(description="The first report's tracking number")
+    category: str
+    category_name: str
+    status: str
+    crew: str | None = Field(description="The crew's code; null: no crew (the queue)")
+    ward: str | None
+    lon: float
+    lat: float
+    due_at: datetime
+    sla: str = Field(description="breached, at_risk or on_track (by the clock, now)")
+    late: bool = Field(description="The planned arrival falls after the due time")
+    eta: datetime | None = Field(description="Planned arrival, when on a route of the day")
+    seq: int | None
+    locked: bool
+    appointment: tuple[datetime, datetime] | None
+    queued: str | None = Field(description="Why it waits in the queue (no crew)")
+    queued_detail: str | None
+    left_out: str | None = Field(description="Why the day's plan left it out")
+    description: str
+    address: str | None
+    reports: int
+    version: int = Field(description="The work order's version (for status changes)")
+
+
+class BoardCrew(BaseModel):
+    code: str
+    name: str
+    colour: str
+    working: bool = Field(description="On shift on the day")
+    shift_s: int
+    busy_s: int = Field(description="From leaving the depot to coming back, on the plan")
+    free_s: int
+    service_s: int = Field(description="Time on site, summed over the route's stops")
+
+
+class BoardRoute(BaseModel):
+    crew: str
+    line: list[tuple[float, float]] | None
+    depart: datetime
+    back: datetime
+    stops: list[int] = Field(description="Work order ids in visiting order")
+
+
+class Board(BaseModel):
+    day: date
+    version: int | None = Field(description="The day plan's version; null: not planned")
+    generated_at: datetime
+    crews: list[BoardCrew]
+    routes: list[BoardRoute]
+    jobs: list[BoardJob]
+    wards: list[tuple[str, str]] = Field(description="[code, name] of the wards in force")
+
+
+_JOBS_SQL = """
+SELECT w.id, w.incident_id, w.status, w.due_at, w.version,
+       CASE WHEN coalesce(w.paused_at, now()) >= w.due_at THEN 'breached'
+            WHEN coalesce(w.paused_at, now()) >= w.at_risk_at THEN 'at_risk'
+            ELSE 'on_track' END AS sla,
+       i.category_code, c.name AS category_name, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat,
+       cr.code AS crew, wd.code AS ward,
+       q.reason AS queued, q.detail AS queued_detail,
+       t.window_start, t.window_end,
+       r.tracking_id, coalesce(r.description, '') AS description, r.address,
+       (SELECT count(*) FROM reports rr
+         WHERE rr.jurisdiction_id = i.jurisdiction_id AND rr.incident_id = i.id) AS reports
+FROM work_orders w
+JOIN incidents i ON i.jurisdiction_id = w.jurisdiction_id AND i.id = w.incident_id
+JOIN service_categories c ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+LEFT JOIN crews cr ON cr.jurisdiction_id = w.jurisdiction_id AND cr.id = w.crew_id
+LEFT JOIN wards wd ON wd.jurisdiction_id = i.jurisdiction_id AND wd.id = i.ward_id
+LEFT JOIN dispatch_queue q ON q.jurisdiction_id = w.jurisdiction_id AND q.work_order_id = w.id
+LEFT JOIN work_order_terms t
+  ON t.jurisdiction_id = w.jurisdiction_id AND t.work_order_id = w.id
+LEFT JOIN LATERAL (
+    SELECT tracking_id, description, address FROM reports x
+    WHERE x.jurisdiction_id = i.jurisdiction_id AND x.incident_id = i.id
+    ORDER BY x.reported_at, x.id LIMIT 1
+) r ON true
+WHERE w.jurisdiction_id = :jid AND w.status = ANY(:open)
+ORDER BY w.due_at, w.id
+"""
+
+
+def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
+    """Return everything the dispatcher's page shows for ``day``: open work, crews, routes."""
+    try:
+        plan: plan_views.PlanView | None = plan_views.plan_view(
+            session, jurisdiction_id=jurisdiction_id, day=day
+        )
+    except NoPlan:
+        plan = None
+    stops = {s.work_order_id: s for r in (plan.routes if plan else []) for s in r.stops}
+    left = {u.work_order_id: u for u in (plan.left_out if plan else [])}
+    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
+    jobs = []
+    for row in session.execute(text(_JOBS_SQL), {"jid": jurisdiction_id, "open": list(_OPEN)}):
+        stop = stops.get(int(row.id))
+        window = (
+            (row.window_start.astimezone(zone), row.window_end.astimezone(zone))
+            if row.window_start is not None and row.window_end is not None
+            else None
+        )
+        jobs.append(
+            BoardJob(
+                id=row.id,
+                incident_id=row.incident_id,
+                tracking_id=row.tracking_id,
+                category=row.category_code,
+                category_name=row.category_name,
+                status=row.status,
+                crew=row.crew,
+                ward=row.ward,
+                lon=row.lon,
+                lat=row.lat,
+                due_at=row.due_at.astimezone(zone),
+                sla=row.sla,
+                late=stop is not None and stop.arrival > row.due_at,
+                eta=stop.arrival if stop else None,
+                seq=stop.seq if stop else None,
+                locked=stop.locked if stop else False,
+                appointment=window,
+                queued=row.queued,
+                queued_detail=row.queued_detail,
+                left_out=left[row.id].detail if row.id in left else None,
+                description=row.description,
+                address=row.address,
+                reports=row.reports,
+                version=row.version,
+            )
+        )
+    working = {
+        c.code: c
+        for c in dispatch_service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    }
+    routes = {r.crew_code: r for r in (plan.routes if plan else [])}
+    crews = []
+    for index, crew in enumerate(
+        dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
+    ):
+        on = working.get(crew.code)
+        shift_s = int((on.shift_end - on.shift_start).total_seconds()) if on else 0
+        route = routes.get(crew.code)
+        busy_s = int((route.back - route.depart).total_seconds()) if route else 0
+        crews.append(
+            BoardCrew(
+                code=crew.code,
+                name=crew.name,
+                colour=PALETTE[index % len(PALETTE)],
+                working=on is not None,
+                shift_s=shift_s,
+                busy_s=busy_s,
+                free_s=max(0, shift_s - busy_s),
+                service_s=sum(
+                    int((s.end - s.start).total_seconds()) for s in (route.stops if route else [])
+                ),
+            )
+        )
+    now = datetime.now(UTC)
+    extent = layers_service.jurisdiction_extent(session, jurisdiction_id=jurisdiction_id, at=now)
+    wards = (
+        layers_service.ward_outlines(
+            session, jurisdiction_id=jurisdiction_id, at=now, bbox=extent, tolerance_deg=0.01
+        )
+        if extent is not None
+        else []
+    )
+    return Board(
+        day=day,
+        version=plan.version if plan else None,
+        generated_at=datetime.now(UTC),
+        crews=crews,
+        routes=[
+            BoardRoute(
+                crew=r.crew_code,
+                line=r.line,
+                depart=r.depart,
+                back=r.back,
+                stops=[s.work_order_id for s in r.stops],
+            )
+            for r in (plan.routes if plan else [])
+        ],
+        jobs=jobs,
+        wards=sorted((w.code, w.name) for w in wards),
+    )
+
+
+Dispatcher = Annotated[Principal, Depends(require_roles(*ROLES))]
+
+
+@router.get("/api/v1/dispatch/board", response_model=Board, tags=["plans"])
+def dispatch_board(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: Dispatcher,
+    day: Annotated[fields.Day | None, Query(alias="date", description="YYYY-MM-DD (local)")] = None,
+) -> Board:
+    """The dispatcher's page in one answer: every open work order (crew, status, SLA state,
+    planned arrival, queue reason, the first report's text), the crews with colour, load and
+    free time, and the day's routes. ``date`` defaults to today in the city's time zone."""
+    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction.id)
+    return board(session, jurisdiction_id=jurisdiction.id, day=day or datetime.now(zone).date())
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+@router.get("/dispatch", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+def dispatch_page(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+    day: Annotated[fields.Day | None, Query(alias="date")] = None,
+) -> HTMLResponse | RedirectResponse:
+    """The dispatcher's map: dispatchers and admins; anyone else signed in gets a 403 page,
+    and nobody signed in is sent to sign in."""
+    # Imported here: maps.router includes this module's router.
+    from maps.router import _login_redirect, _map_options, page_context, page_response
+
+    if user is None:
+        return _login_redirect(request)
+    context = page_context(request, jurisdiction, user=user)
+    words = i18n.messages(context.language)
+    if not may_open(user.principal.role):
+        html = shell.render(
+            "dispatch_forbidden.html", context, title=words["dispatch.forbidden_title"]
+        )
+        response = page_response(request, html, context)
+        response.status_code = 403
+        return response
+    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction.id)
+    the_day = day or datetime.now(zone).date()
+    extent = layers_service.jurisdiction_extent(
+        session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+    )
+    fmap, _, tiles = public_map.build_map(extent=extent, **_map_options(request, settings))
+    # Its own cluster: crowds merge only where markers touch, and not at street zoom, so the
+    # crew colours stay readable; chunked loading keeps a city's backlog smooth.
+    cluster = MarkerCluster(
+        name="work",
+        options={
+            "showCoverageOnHover": False,
+            "maxClusterRadius": 28,
+            "disableClusteringAtZoom": 16,
+            "chunkedLoading": True,
+        },
+    )
+    cluster.add_to(fmap)
+    rendered = folium_assets.render(fmap.get_root(), drop_header_of=fmap, nonce=csp_nonce(request))
+    module = f'<script type="module" src="{own_url("dispatch.js")}"></script>'
+    html = shell.render(
+        "dispatch.html",
+        context,
+        title=words["page.dispatch"],
+        head=shell.Markup(
+            rendered.head + f'\n<link rel="stylesheet" href="{own_url("dispatch.css")}">'
+        ),
+        scripts=shell.Markup(rendered.script + "\n" + module),
+        map_html=shell.Markup(rendered.body),
+        map_name=fmap.get_name(),
+        cluster_name=cluster.get_name(),
+        tiles_name=tiles.get_name() if tiles is not None else "",
+        day=the_day.isoformat(),
+        timezone=str(zone),
+        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        statuses=_OPEN,
+        words_json=json.dumps({k: words[k] for k in _SCRIPT_WORDS}),
+    )
+    return page_response(request, html, context)

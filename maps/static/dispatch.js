@@ -1,0 +1,672 @@
+// The dispatcher's map: the day's open work from /api/v1/dispatch/board, markers in crew
+// colours (status by shape, SLA risk by a badge, the stop's number inside), route lines, the
+// crews' and the queue's lists, filters over map and lists together; select jobs (click,
+// shift-click, box, lasso), preview a move (/plans/{day}/moves/preview), commit it; popup
+// actions through the existing API; live updates. Every text from the server reaches the
+// page through textContent, never as HTML.
+import { drawBasemap } from "./basemap.js";
+
+const root = document.getElementById("dispatch-map");
+const map = window[root.dataset.map];
+const cluster = window[root.dataset.cluster];
+const words = JSON.parse(root.dataset.words);
+const lang = root.dataset.lang;
+const zone = root.dataset.timezone;
+const csrf = root.dataset.csrf;
+const $ = (id) => document.getElementById(id);
+const status = $("dispatch-status");
+const form = $("dispatch-filter");
+const dayInput = $("day");
+const toCrew = $("to-crew");
+const dialog = $("preview");
+const time = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
+
+const state = {
+  board: null,
+  day: dayInput.value,
+  selected: new Set(),
+  markers: new Map(),
+  tool: null, // "box" | "lasso" | null
+  preview: null, // {body, answer}
+};
+const routeLayer = L.layerGroup().addTo(map);
+const previewLayer = L.layerGroup().addTo(map);
+// Window hooks for the browser tests and the bench: the board as drawn, and when.
+window.dispatchPage = { state, drawnAt: 0, loads: 0 };
+
+map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
+for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
+  const button = map.getContainer().querySelector(selector);
+  if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
+}
+drawBasemap(map, "/api/v1/basemap").catch(() => {});
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
+}
+
+function hm(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.round((seconds % 3600) / 60);
+  return `${h} h ${String(m).padStart(2, "0")}`;
+}
+
+function say(text, problem = false) {
+  status.textContent = text;
+  status.classList.toggle("problem", problem);
+}
+
+async function api(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: body === undefined ? { "X-CSRF-Token": csrf } : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function problemText(data) {
+  if (!data) return "?";
+  const details = (data.errors || []).map((e) => e.message).filter(Boolean);
+  return [data.detail || data.title || "", ...details].filter(Boolean).join(" — ");
+}
+
+// --- what the board says -----------------------------------------------------------------------
+
+const crewColour = (code) => state.board?.crews.find((c) => c.code === code)?.colour ?? "#6b7280";
+const jobById = (id) => state.board?.jobs.find((j) => j.id === id);
+
+function risk(job) {
+  if (job.sla === "breached") return "breached";
+  if (job.late) return "late";
+  if (job.sla === "at_risk") return "at_risk";
+  return null;
+}
+
+function filters() {
+  const data = new FormData(form);
+  return {
+    ward: data.get("ward"), category: data.get("category"), crew: data.get("crew"),
+    status: data.get("status"), sla: data.get("sla"),
+    search: String(data.get("search") || "").trim().toLowerCase(),
+  };
+}
+
+function visible(job, f) {
+  if (f.ward && job.ward !== f.ward) return false;
+  if (f.category && job.category !== f.category) return false;
+  if (f.crew === "-" ? job.crew !== null : f.crew && job.crew !== f.crew) return false;
+  if (f.status && job.status !== f.status) return false;
+  if (f.sla && risk(job) !== f.sla && !(f.sla === "at_risk" && job.sla === "at_risk")) return false;
+  if (f.search) {
+    const hay = `${job.tracking_id || ""} ${job.address || ""} ${job.id}`.toLowerCase();
+    if (!hay.includes(f.search)) return false;
+  }
+  return true;
+}
+
+function label(job) {
+  const parts = [`#${job.id}`, job.category_name];
+  if (job.address) parts.push(job.address);
+  return parts.join(" · ");
+}
+
+// --- drawing ----------------------------------------------------------------------------------
+
+function icon(job) {
+  const classes = ["job-pin", `s-${job.status}`];
+  if (!job.crew) classes.push("queued");
+  if (state.selected.has(job.id)) classes.push("selected");
+  const html = document.createElement("div");
+  html.className = classes.join(" ");
+  html.style.setProperty("--crew", job.crew ? crewColour(job.crew) : "#6b7280");
+  html.style.width = html.style.height = "18px";
+  html.textContent = job.seq ?? "";
+  const r = risk(job);
+  if (r) html.append(element("span", undefined, `risk ${r}`));
+  return L.divIcon({ className: "job-icon", html, iconSize: [22, 22], iconAnchor: [11, 11] });
+}
+
+function marker(job) {
+  const m = L.marker([job.lat, job.lon], {
+    icon: icon(job), keyboard: true, title: label(job), alt: label(job),
+  });
+  m.jobId = job.id;
+  m.on("click", (event) => {
+    select(job.id, event.originalEvent?.shiftKey);
+  });
+  m.bindPopup(() => popup(jobById(job.id) ?? job), { maxWidth: 320, minWidth: 240 });
+  return m;
+}
+
+function drawRoutes(shown) {
+  routeLayer.clearLayers();
+  const f = filters();
+  for (const route of state.board.routes) {
+    if (!route.line) continue;
+    if (f.crew && f.crew !== route.crew) continue;
+    if (!route.stops.some((id) => shown.has(id))) continue;
+    L.polyline(route.line.map(([x, y]) => [y, x]), {
+      color: crewColour(route.crew), weight: 4, opacity: 0.8, interactive: false,
+      className: `route route-${route.crew}`,
+    }).addTo(routeLayer);
+  }
+}
+
+function drawLists(shown) {
+  const crews = $("crew-list");
+  crews.replaceChildren();
+  const byCrew = new Map();
+  for (const job of state.board.jobs) {
+    if (!shown.has(job.id) || !job.crew) continue;
+    if (!byCrew.has(job.crew)) byCrew.set(job.crew, []);
+    byCrew.get(job.crew).push(job);
+  }
+  for (const crew of state.board.crews) {
+    const item = element("li");
+    item.dataset.crew = crew.code;
+    const head = element("div", undefined, "crew-head");
+    const swatch = element("span", undefined, "crew-swatch");
+    swatch.style.background = crew.colour;
+    head.append(swatch, element("span", `${crew.name} (${crew.code})`));
+    const jobs = (byCrew.get(crew.code) || []).sort((a, b) => (a.seq ?? 1e9) - (b.seq ?? 1e9));
+    const stops = jobs.filter((j) => j.seq !== null).length;
+    item.append(head, element("p",
+      `${stops} ${words["dispatch.stops"]} · ${words["dispatch.load"]} ${hm(crew.busy_s)} · ${words["dispatch.free"]} ${hm(crew.free_s)}`,
+      "crew-facts"));
+    const list = element("ol");
+    for (const job of jobs) list.append(jobLine(job));
+    item.append(list);
+    if (crew.working) {
+      const replan = element("button", words["dispatch.replan_crew"]);
+      replan.type = "button";
+      replan.addEventListener("click", () => replanCrews([crew.code]));
+      item.append(replan);
+    }
+    crews.append(item);
+  }
+  const queue = $("queue-list");
+  queue.replaceChildren();
+  for (const job of state.board.jobs) {
+    if (!shown.has(job.id) || job.crew) continue;
+    const line = jobLine(job);
+    line.append(element("span", job.queued_detail || job.queued || "", "why"));
+    queue.append(line);
+  }
+}
+
+function jobLine(job) {
+  // A list item holding a toggle button: selection is its pressed state.
+  const item = element("li", undefined, "job");
+  item.dataset.job = job.id;
+  const line = element("button", undefined, "job-line");
+  line.type = "button";
+  line.dataset.job = job.id;
+  line.setAttribute("aria-pressed", String(state.selected.has(job.id)));
+  if (state.selected.has(job.id)) line.classList.add("selected");
+  if (job.eta) line.append(element("span", `${time.format(new Date(job.eta))} `, "eta"));
+  line.append(element("span", label(job)));
+  if (job.description) line.title = job.description;
+  const r = risk(job);
+  if (r) line.append(element("span", words[`sla.${r}`], `badge ${r}`));
+  line.addEventListener("click", (event) => select(job.id, event.shiftKey));
+  line.addEventListener("dblclick", () => openPopup(job.id));
+  item.append(line);
+  if (job.left_out) item.append(element("span", job.left_out, "why"));
+  return item;
+}
+
+function draw() {
+  if (!state.board) return;
+  const f = filters();
+  const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
+  cluster.clearLayers();
+  state.markers.clear();
+  const markers = [];
+  for (const job of state.board.jobs) {
+    if (!shown.has(job.id)) continue;
+    const m = marker(job);
+    state.markers.set(job.id, m);
+    markers.push(m);
+  }
+  cluster.addLayers(markers);
+  drawRoutes(shown);
+  drawLists(shown);
+  drawSelection();
+  const version = state.board.version ?? "—";
+  say(state.board.version === null ? words["dispatch.no_plan"]
+    : fill(words["dispatch.shown"], { shown: shown.size, total: state.board.jobs.length, version }));
+  root.dataset.version = String(state.board.version ?? "");
+  root.dataset.state = "ready";
+  window.dispatchPage.drawnAt = performance.now();
+}
+
+function drawSelection() {
+  const count = state.selected.size;
+  $("selection-count").textContent = count ? fill(words["dispatch.selected"], { count }) : words["dispatch.none_selected"];
+  for (const [id, m] of state.markers) {
+    const job = jobById(id);
+    if (job) m.setIcon(icon(job));
+  }
+  for (const line of document.querySelectorAll("button.job-line")) {
+    const on = state.selected.has(Number(line.dataset.job));
+    line.classList.toggle("selected", on);
+    line.setAttribute("aria-pressed", String(on));
+  }
+}
+
+function fillSelects() {
+  const ward = $("f-ward");
+  if (ward.options.length === 1) {
+    for (const [code, name] of state.board.wards) ward.append(new Option(`${name} (${code})`, code));
+  }
+  const crew = $("f-crew");
+  const chosen = crew.value;
+  while (crew.options.length > 2) crew.remove(2);
+  const target = toCrew.value;
+  toCrew.replaceChildren();
+  for (const c of state.board.crews) {
+    crew.append(new Option(c.name, c.code));
+    if (c.working) toCrew.append(new Option(`${c.name} (${c.code})`, c.code));
+  }
+  crew.value = chosen;
+  if (target) toCrew.value = target;
+}
+
+let loading = null;
+async function load() {
+  // One load at a time; a change during it asks for one more afterwards.
+  if (loading) { loading.again = true; return loading.promise; }
+  loading = { again: false };
+  loading.promise = (async () => {
+    try {
+      const response = await fetch(`/api/v1/dispatch/board?date=${encodeURIComponent(state.day)}`, { credentials: "same-origin" });
+      const data = await response.json();
+      if (!response.ok) { say(fill(words["dispatch.failed"], { detail: problemText(data) }), true); return; }
+      state.board = data;
+      const ids = new Set(data.jobs.map((j) => j.id));
+      for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
+      fillSelects();
+      draw();
+      window.dispatchPage.loads += 1;
+    } catch (error) {
+      say(fill(words["dispatch.failed"], { detail: String(error) }), true);
+    }
+  })();
+  await loading.promise;
+  const again = loading.again;
+  loading = null;
+  if (again) await load();
+}
+
+// --- selecting --------------------------------------------------------------------------------
+
+function select(id, add) {
+  if (add) {
+    if (state.selected.has(id)) state.selected.delete(id); else state.selected.add(id);
+  } else {
+    state.selected = new Set([id]);
+  }
+  drawSelection();
+}
+
+function selectWhere(test) {
+  const f = filters();
+  for (const job of state.board.jobs) {
+    if (visible(job, f) && test(L.latLng(job.lat, job.lon))) state.selected.add(job.id);
+  }
+  drawSelection();
+}
+
+function inside(point, ring) {
+  let hit = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const a = ring[i], b = ring[j];
+    if ((a.lat > point.lat) !== (b.lat > point.lat)
+      && point.lng < ((b.lng - a.lng) * (point.lat - a.lat)) / (b.lat - a.lat) + a.lng) hit = !hit;
+  }
+  return hit;
+}
+
+function setTool(tool) {
+  state.tool = state.tool === tool ? null : tool;
+  $("tool-box").setAttribute("aria-pressed", String(state.tool === "box"));
+  $("tool-lasso").setAttribute("aria-pressed", String(state.tool === "lasso"));
+  if (state.tool) map.dragging.disable(); else map.dragging.enable();
+  map.getContainer().style.cursor = state.tool ? "crosshair" : "";
+}
+
+let drawing = null;
+map.on("mousedown", (event) => {
+  if (!state.tool) return;
+  const start = event.latlng;
+  const shape = state.tool === "box"
+    ? L.rectangle(L.latLngBounds(start, start), { className: "select-shape", weight: 2, dashArray: "5 4", fillOpacity: 0.1 })
+    : L.polygon([start], { className: "select-shape", weight: 2, dashArray: "5 4", fillOpacity: 0.1 });
+  shape.addTo(map);
+  drawing = { start, shape, points: [start] };
+});
+map.on("mousemove", (event) => {
+  if (!drawing) return;
+  if (state.tool === "box") drawing.shape.setBounds(L.latLngBounds(drawing.start, event.latlng));
+  else { drawing.points.push(event.latlng); drawing.shape.setLatLngs(drawing.points); }
+});
+map.on("mouseup", () => {
+  if (!drawing) return;
+  const { shape, points } = drawing;
+  drawing = null;
+  if (state.tool === "box") { const bounds = shape.getBounds(); selectWhere((p) => bounds.contains(p)); }
+  else if (points.length > 2) selectWhere((p) => inside(p, points));
+  shape.remove();
+  setTool(state.tool);
+});
+
+// --- moving -----------------------------------------------------------------------------------
+
+function moveBody(crew) {
+  return { plan_version: state.board.version, work_order_ids: [...state.selected], to_crew: crew };
+}
+
+function previewRoute(route, moved, tag) {
+  const box = element("div", undefined, "preview-crew");
+  box.dataset.crew = route.crew;
+  box.dataset.when = tag;
+  box.append(element("h3", `${route.crew_name} (${route.crew}) — ${words[`dispatch.${tag}`]}`));
+  const list = element("ol");
+  for (const stop of route.stops) {
+    const job = jobById(stop.work_order_id);
+    const late = new Date(stop.eta) > new Date(stop.due_at);
+    const item = element("li", `${time.format(new Date(stop.eta))} #${stop.work_order_id} ${job ? job.category_name : stop.category}`);
+    item.dataset.job = stop.work_order_id;
+    if (moved.has(stop.work_order_id)) item.classList.add("moved");
+    if (late) item.append(element("span", words["sla.late"], "badge late"));
+    list.append(item);
+  }
+  box.append(list);
+  return box;
+}
+
+function lateness(title, items, id) {
+  const box = element("section");
+  box.id = id;
+  box.append(element("h3", title));
+  const list = element("ul");
+  for (const x of items) {
+    const eta = x.eta_after ?? x.eta_before;
+    list.append(element("li", `#${x.work_order_id} ${words["dispatch.due"]} ${time.format(new Date(x.due_at))}`
+      + (x.eta_after ? ` · ${words["dispatch.eta"]} ${time.format(new Date(x.eta_after))}` : eta ? "" : "")));
+  }
+  box.append(list);
+  return box;
+}
+
+async function preview(crew) {
+  if (!state.selected.size || !state.board?.version) { say(words["dispatch.none_selected"], true); return; }
+  const body = moveBody(crew);
+  const moved = new Set(body.work_order_ids);
+  $("preview-body").replaceChildren();
+  $("preview-status").textContent = words["dispatch.preview_running"];
+  $("preview-status").classList.remove("problem");
+  $("commit").disabled = true;
+  if (!dialog.open) dialog.showModal();
+  const answer = await api("POST", `/api/v1/plans/${state.day}/moves/preview`, body);
+  if (!answer.ok) { await refused(answer, body); return; }
+  state.preview = { body, answer: answer.data };
+  const out = $("preview-body");
+  for (const route of answer.data.after) out.append(previewRoute(route, moved, "after"));
+  const breaches = [...answer.data.breaches_caused, ...answer.data.breaches_avoided];
+  if (!breaches.length) out.append(element("p", words["dispatch.no_breach"], "no-breach"));
+  if (answer.data.breaches_caused.length) out.append(lateness(words["dispatch.caused"], answer.data.breaches_caused, "caused"));
+  if (answer.data.breaches_avoided.length) out.append(lateness(words["dispatch.avoided"], answer.data.breaches_avoided, "avoided"));
+  if (answer.data.left_out.length) {
+    const left = element("section");
+    left.id = "left-out";
+    left.append(element("h3", words["dispatch.left_out"]));
+    const list = element("ul");
+    for (const u of answer.data.left_out) list.append(element("li", `#${u.work_order_id}: ${u.detail}`));
+    left.append(list);
+    out.append(left);
+  }
+  previewLayer.clearLayers();
+  for (const route of answer.data.after) {
+    if (!route.line) continue;
+    L.polyline(route.line.coordinates.map(([x, y]) => [y, x]), {
+      color: crewColour(route.crew), weight: 5, dashArray: "8 6", opacity: 0.9, interactive: false,
+    }).addTo(previewLayer);
+  }
+  $("preview-status").textContent = "";
+  $("commit").disabled = false;
+  $("commit").focus();
+}
+
+async function refused(answer, body) {
+  const statusLine = $("preview-status");
+  statusLine.classList.add("problem");
+  if (answer.status === 409 && answer.data?.code === "stale_plan") {
+    statusLine.textContent = fill(words["dispatch.conflict"], { version: answer.data.current_version, seen: body.plan_version });
+    say(statusLine.textContent, true);
+    await load();
+  } else {
+    statusLine.textContent = fill(words["dispatch.refused"], { detail: problemText(answer.data) });
+  }
+  $("commit").disabled = true;
+}
+
+async function commit() {
+  if (!state.preview) return;
+  const { body } = state.preview;
+  $("commit").disabled = true;
+  window.dispatchPage.committedAt = performance.now();
+  const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
+  if (!answer.ok) { await refused(answer, body); return; }
+  closePreview();
+  await load();
+  say(fill(words["dispatch.moved"], { version: answer.data.version }));
+}
+
+function closePreview() {
+  state.preview = null;
+  previewLayer.clearLayers();
+  if (dialog.open) dialog.close();
+}
+
+async function replanCrews(crews) {
+  const answer = await api("POST", `/api/v1/plans/${state.day}/replan`, { plan_version: state.board.version, crews });
+  if (!answer.ok) {
+    if (answer.status === 409) await load();
+    say(answer.status === 409 ? fill(words["dispatch.conflict"], { version: answer.data?.current_version, seen: state.board.version }) : fill(words["dispatch.refused"], { detail: problemText(answer.data) }), true);
+    return;
+  }
+  await load();
+}
+
+// --- a job's popup ----------------------------------------------------------------------------
+
+function openPopup(id) {
+  const m = state.markers.get(id);
+  if (!m) return;
+  // markercluster's callback waits for the zoom animation's end, which a busy browser can
+  // drop: after a moment go there without animation.
+  let done = false;
+  const open = () => { if (!done) { done = true; m.openPopup(); } };
+  cluster.zoomToShowLayer(m, open);
+  setTimeout(() => {
+    if (done) return;
+    map.setView(m.getLatLng(), map.getMaxZoom(), { animate: false });
+    const parent = cluster.getVisibleParent(m);
+    if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
+    setTimeout(open, 300);
+  }, 2500);
+}
+window.dispatchPage.openPopup = openPopup;
+
+function button(text, onClick) {
+  const b = element("button", text);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+async function act(promise, box) {
+  const answer = await promise;
+  const line = box.querySelector(".popup-status") ?? box.appendChild(element("p", "", "popup-status"));
+  line.setAttribute("role", "status");
+  line.textContent = answer.ok ? words["dispatch.done"] : fill(words["dispatch.refused"], { detail: problemText(answer.data) });
+  if (answer.ok || answer.status === 409) await load();
+  return answer;
+}
+
+function popup(job) {
+  const box = element("div", undefined, "dispatch-popup");
+  box.append(element("h2", `#${job.id} · ${job.category_name}`));
+  box.append(element("p", `${job.status}${job.crew ? ` · ${job.crew}` : ""}${job.ward ? ` · ${words["dispatch.ward"] ?? ""} ${job.ward}` : ""}`));
+  if (job.tracking_id) box.append(element("p", job.tracking_id, "tracking"));
+  if (job.address) box.append(element("p", job.address, "address"));
+  box.append(element("p", job.description, "description"));
+  const facts = [`${words["dispatch.due"]} ${time.format(new Date(job.due_at))}`];
+  if (job.eta) facts.push(`${words["dispatch.eta"]} ${time.format(new Date(job.eta))}`);
+  const r = risk(job);
+  if (r) facts.push(words[`sla.${r}`]);
+  box.append(element("p", facts.join(" · ")));
+  if (job.queued_detail) box.append(element("p", job.queued_detail, "why"));
+  if (job.left_out) box.append(element("p", job.left_out, "why"));
+  const actions = element("div", undefined, "actions");
+  if (job.seq !== null) {
+    actions.append(button(job.locked ? words["dispatch.unlock"] : words["dispatch.lock"], () =>
+      act(api("POST", `/api/v1/plans/${state.day}/stops/${job.id}/lock`, { plan_version: state.board.version, locked: !job.locked }), box)));
+  }
+  if (job.status === "on_hold") {
+    actions.append(button(words["dispatch.resume"], () =>
+      act(api("POST", `/api/v1/work-orders/${job.id}/resume`, { expected_version: job.version }), box)));
+  } else {
+    const reason = element("input");
+    reason.setAttribute("aria-label", words["dispatch.hold_reason"]);
+    reason.placeholder = words["dispatch.hold_reason"];
+    actions.append(reason, button(words["dispatch.hold"], () =>
+      act(api("POST", `/api/v1/work-orders/${job.id}/hold`, { reason: reason.value || words["dispatch.hold"], expected_version: job.version }), box)));
+  }
+  box.append(actions);
+  // Appointment: a window the work must start in (local time of the browser).
+  const appt = element("div", undefined, "actions");
+  const from = element("input"); from.type = "datetime-local"; from.setAttribute("aria-label", `${words["dispatch.appointment"]} 1`);
+  const to = element("input"); to.type = "datetime-local"; to.setAttribute("aria-label", `${words["dispatch.appointment"]} 2`);
+  if (job.appointment) {
+    appt.append(element("p", `${words["dispatch.appointment"]}: ${time.format(new Date(job.appointment[0]))}–${time.format(new Date(job.appointment[1]))}`));
+  }
+  appt.append(from, to,
+    button(words["dispatch.appointment_set"], () => act(api("PUT", `/api/v1/dispatch/work-orders/${job.id}/appointment`,
+      { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() }), box)),
+    button(words["dispatch.appointment_clear"], () => act(api("DELETE", `/api/v1/dispatch/work-orders/${job.id}/appointment`), box)));
+  box.append(appt);
+  // Duplicates: the incident's reports (why each matched), merge another in, split, undo.
+  const dup = element("div", undefined, "actions");
+  const other = element("input");
+  other.inputMode = "numeric";
+  other.setAttribute("aria-label", words["dispatch.merge_into"]);
+  other.placeholder = words["dispatch.merge_into"];
+  const reports = element("div", undefined, "reports");
+  dup.append(
+    button(words["dispatch.reports"], () => showReports(job, reports, box)),
+    other,
+    button(words["dispatch.merge"], async () => {
+      const answer = await act(api("POST", `/api/v1/staff/incidents/${job.incident_id}/merge`,
+        { source_incident_id: Number(other.value), reason: "merged on the dispatcher's map" }), box);
+      if (answer.ok) undoButton(answer.data, box);
+    }),
+  );
+  box.append(dup, reports);
+  return box;
+}
+
+function undoButton(move, box) {
+  box.append(button(`${words["dispatch.undo"]} (${move.kind} ${move.id})`, async () => {
+    await act(api("POST", `/api/v1/staff/moves/${move.id}/undo`, { reason: "undone on the dispatcher's map" }), box);
+  }));
+}
+
+async function showReports(job, out, box) {
+  const answer = await api("GET", `/api/v1/staff/incidents/${job.incident_id}/reports`);
+  out.replaceChildren();
+  if (!answer.ok) { out.append(element("p", fill(words["dispatch.refused"], { detail: problemText(answer.data) }))); return; }
+  const list = element("ul");
+  for (const report of answer.data.reports) {
+    const why = report.dedup ? `${report.dedup.decision}${report.dedup.score !== null ? ` ${report.dedup.score.toFixed(2)}` : ""}` : "";
+    const item = element("li", `${report.tracking_id} · ${Math.round(report.distance_m)} m · ${why}`);
+    if (answer.data.reports.length > 1) {
+      item.append(button(words["dispatch.split"], async () => {
+        const done = await act(api("POST", `/api/v1/staff/reports/${encodeURIComponent(report.tracking_id)}/split`, { reason: "split on the dispatcher's map" }), box);
+        if (done.ok) undoButton(done.data, box);
+      }));
+    }
+    list.append(item);
+  }
+  out.append(list);
+  for (const move of answer.data.moves) if (!move.undone_at) undoButton(move, box);
+}
+
+// --- controls, keys, live ---------------------------------------------------------------------
+
+form.addEventListener("input", (event) => {
+  if (event.target === dayInput) return;
+  draw();
+});
+form.addEventListener("submit", (event) => event.preventDefault());
+dayInput.addEventListener("change", () => { state.day = dayInput.value; state.selected.clear(); load(); });
+$("tool-box").addEventListener("click", () => setTool("box"));
+$("tool-lasso").addEventListener("click", () => setTool("lasso"));
+$("clear-selection").addEventListener("click", () => { state.selected.clear(); drawSelection(); });
+$("give").addEventListener("click", () => preview(toCrew.value));
+$("to-queue").addEventListener("click", () => preview(null));
+$("commit").addEventListener("click", commit);
+$("cancel").addEventListener("click", closePreview);
+dialog.addEventListener("close", () => { state.preview = null; previewLayer.clearLayers(); });
+$("plan-day").addEventListener("click", async () => {
+  const answer = await api("POST", `/api/v1/plans?date=${state.day}`, state.board?.version ? { plan_version: state.board.version } : undefined);
+  if (!answer.ok) say(fill(words["dispatch.refused"], { detail: problemText(answer.data) }), true);
+  await load();
+});
+$("replan-day").addEventListener("click", () => replanCrews(state.board.crews.filter((c) => c.working).map((c) => c.code)));
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest?.("input, select, textarea");
+  if (event.key === "Escape" && !dialog.open) {
+    if (state.tool) setTool(state.tool); else { state.selected.clear(); drawSelection(); }
+    return;
+  }
+  if (typing || dialog.open || event.ctrlKey || event.metaKey || event.altKey) return;
+  const keys = { "/": () => $("search").focus(), b: () => setTool("box"), l: () => setTool("lasso"),
+    g: () => preview(toCrew.value), q: () => preview(null) };
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+});
+
+// Live: every change another dispatcher, a crew or a new report makes reloads the board (the
+// events carry ids only). Until the push channel is there, the board is asked again now and then.
+let reloadTimer = null;
+function soon(what) {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(async () => {
+    await load();
+    if (what) $("live-status").textContent = fill(words["dispatch.updated"], { what });
+  }, 250);
+}
+import("./live.js").then(({ listen }) => {
+  listen({
+    open: () => soon(null),
+    work_order: (d) => soon(`#${d.id}`),
+    plan: () => soon(words["dispatch.crew"]),
+    incident: (d) => soon(`${d.id}`),
+  });
+  $("live-status").textContent = words["dispatch.live"];
+}).catch(() => { setInterval(load, 4000); });
+
+load();
