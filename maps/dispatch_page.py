@@ -33,7 +33,7 @@ from geo311.kernel.http import csp_nonce
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from maps import folium_assets, i18n, public_map, shell
-from maps.assets import own_url
+from maps.assets import own_assets, own_url
 from work_orders import service as work_orders_service
 
 router = APIRouter()
@@ -101,6 +101,8 @@ _SCRIPT_WORDS = (
     "dispatch.live",
     "dispatch.updated",
     "dispatch.before",
+    "dispatch.replan_crew",
+    "dispatch.ward",
     "dispatch.after",
     "sla.breached",
     "sla.at_risk",
@@ -387,6 +389,8 @@ def dispatch_page(
         cluster_name=cluster.get_name(),
         tiles_name=tiles.get_name() if tiles is not None else "",
         day=the_day.isoformat(),
+        # The shared push channel's module (maps/static/live.js); without it the page polls.
+        live_url=own_url("live.js") if "live.js" in own_assets() else "",
         timezone=str(zone),
         categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
         statuses=_OPEN,

@@ -123,13 +123,26 @@ function label(job) {
 
 // --- drawing ----------------------------------------------------------------------------------
 
+// The stop number's colour on a crew's colour: white or near-black, whichever reads better
+// (WCAG relative luminance).
+function ink(hex) {
+  const channel = (i) => {
+    const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const l = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+  return (1.05 / (l + 0.05)) >= ((l + 0.05) / 0.0625) ? "#fff" : "#111827";
+}
+
 function icon(job) {
   const classes = ["job-pin", `s-${job.status}`];
   if (!job.crew) classes.push("queued");
   if (state.selected.has(job.id)) classes.push("selected");
   const html = document.createElement("div");
   html.className = classes.join(" ");
-  html.style.setProperty("--crew", job.crew ? crewColour(job.crew) : "#6b7280");
+  const colour = job.crew ? crewColour(job.crew) : "#4b5563";
+  html.style.setProperty("--crew", colour);
+  if (job.crew && job.status !== "on_hold") html.style.color = ink(colour);
   html.style.width = html.style.height = "18px";
   html.textContent = job.seq ?? "";
   const r = risk(job);
@@ -659,7 +672,8 @@ function soon(what) {
     if (what) $("live-status").textContent = fill(words["dispatch.updated"], { what });
   }, 250);
 }
-import("./live.js").then(({ listen }) => {
+const live = root.dataset.live ? import(root.dataset.live) : Promise.reject(new Error("no push channel"));
+live.then(({ listen }) => {
   listen({
     open: () => soon(null),
     work_order: (d) => soon(`#${d.id}`),

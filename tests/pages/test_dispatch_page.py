@@ -184,7 +184,8 @@ def test_the_routes_and_the_queue_are_on_the_map_in_crew_colours(
             "(id) => window.dispatchPage.state.markers.has(id)", queued_id
         )
         shot(page, tmp_path, "dispatch-day")
-        assert audit(page, app_url) == []
+        problems = audit(page, app_url)
+        assert problems == [], "\n".join(problems)
         assert recorder.problems() == []
         assert recorder.dialogs == []
     finally:
