@@ -241,6 +241,7 @@ function jobLine(job) {
 
 function draw() {
   if (!state.board) return;
+  const open = [...state.markers].find(([, m]) => m.isPopupOpen())?.[0];
   const f = filters();
   const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
   cluster.clearLayers();
@@ -259,6 +260,11 @@ function draw() {
   const version = state.board.version ?? "—";
   say(state.board.version === null ? words["dispatch.no_plan"]
     : fill(words["dispatch.shown"], { shown: shown.size, total: state.board.jobs.length, version }));
+  // A popup open before the redraw stays open on its (redrawn) job.
+  if (open !== undefined && state.markers.has(open)) {
+    const m = state.markers.get(open);
+    if (cluster.getVisibleParent(m) === m) m.openPopup();
+  }
   root.dataset.version = String(state.board.version ?? "");
   root.dataset.state = "ready";
   window.dispatchPage.drawnAt = performance.now();
@@ -306,6 +312,11 @@ async function load() {
       const response = await fetch(`/api/v1/dispatch/board?date=${encodeURIComponent(state.day)}`, { credentials: "same-origin" });
       const data = await response.json();
       if (!response.ok) { say(fill(words["dispatch.failed"], { detail: problemText(data) }), true); return; }
+      // Nothing changed (a poll, or an event about something this day does not show): leave
+      // the map as it is, with any open popup and what was typed in it.
+      const same = JSON.stringify({ ...data, generated_at: null });
+      if (same === state.same) return;
+      state.same = same;
       state.board = data;
       const ids = new Set(data.jobs.map((j) => j.id));
       for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
@@ -530,12 +541,21 @@ function button(text, onClick) {
   return b;
 }
 
-async function act(promise, box) {
+// What the last popup action said, shown again in that job's popup once the board has been
+// reloaded (a reload redraws the markers, and with them the open popup).
+state.notice = null;
+
+async function act(promise, job, move = false) {
   const answer = await promise;
-  const line = box.querySelector(".popup-status") ?? box.appendChild(element("p", "", "popup-status"));
-  line.setAttribute("role", "status");
-  line.textContent = answer.ok ? words["dispatch.done"] : fill(words["dispatch.refused"], { detail: problemText(answer.data) });
+  state.notice = {
+    job: job.id,
+    text: answer.ok ? words["dispatch.done"] : fill(words["dispatch.refused"], { detail: problemText(answer.data) }),
+    move: move && answer.ok ? answer.data : state.notice?.job === job.id ? state.notice.move : null,
+  };
   if (answer.ok || answer.status === 409) await load();
+  const shown = state.markers.has(job.id) ? job.id : null;
+  if (shown !== null) openPopup(shown);
+  else say(state.notice.text, !answer.ok);
   return answer;
 }
 
@@ -556,17 +576,17 @@ function popup(job) {
   const actions = element("div", undefined, "actions");
   if (job.seq !== null) {
     actions.append(button(job.locked ? words["dispatch.unlock"] : words["dispatch.lock"], () =>
-      act(api("POST", `/api/v1/plans/${state.day}/stops/${job.id}/lock`, { plan_version: state.board.version, locked: !job.locked }), box)));
+      act(api("POST", `/api/v1/plans/${state.day}/stops/${job.id}/lock`, { plan_version: state.board.version, locked: !job.locked }), job)));
   }
   if (job.status === "on_hold") {
     actions.append(button(words["dispatch.resume"], () =>
-      act(api("POST", `/api/v1/work-orders/${job.id}/resume`, { expected_version: job.version }), box)));
+      act(api("POST", `/api/v1/work-orders/${job.id}/resume`, { expected_version: job.version }), job)));
   } else {
     const reason = element("input");
     reason.setAttribute("aria-label", words["dispatch.hold_reason"]);
     reason.placeholder = words["dispatch.hold_reason"];
     actions.append(reason, button(words["dispatch.hold"], () =>
-      act(api("POST", `/api/v1/work-orders/${job.id}/hold`, { reason: reason.value || words["dispatch.hold"], expected_version: job.version }), box)));
+      act(api("POST", `/api/v1/work-orders/${job.id}/hold`, { reason: reason.value || words["dispatch.hold"], expected_version: job.version }), job)));
   }
   box.append(actions);
   // Appointment: a window the work must start in (local time of the browser).
@@ -578,8 +598,8 @@ function popup(job) {
   }
   appt.append(from, to,
     button(words["dispatch.appointment_set"], () => act(api("PUT", `/api/v1/dispatch/work-orders/${job.id}/appointment`,
-      { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() }), box)),
-    button(words["dispatch.appointment_clear"], () => act(api("DELETE", `/api/v1/dispatch/work-orders/${job.id}/appointment`), box)));
+      { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() }), job)),
+    button(words["dispatch.appointment_clear"], () => act(api("DELETE", `/api/v1/dispatch/work-orders/${job.id}/appointment`), job)));
   box.append(appt);
   // Duplicates: the incident's reports (why each matched), merge another in, split, undo.
   const dup = element("div", undefined, "actions");
@@ -589,25 +609,28 @@ function popup(job) {
   other.placeholder = words["dispatch.merge_into"];
   const reports = element("div", undefined, "reports");
   dup.append(
-    button(words["dispatch.reports"], () => showReports(job, reports, box)),
+    button(words["dispatch.reports"], () => showReports(job, reports)),
     other,
-    button(words["dispatch.merge"], async () => {
-      const answer = await act(api("POST", `/api/v1/staff/incidents/${job.incident_id}/merge`,
-        { source_incident_id: Number(other.value), reason: "merged on the dispatcher's map" }), box);
-      if (answer.ok) undoButton(answer.data, box);
-    }),
+    button(words["dispatch.merge"], () => act(api("POST", `/api/v1/staff/incidents/${job.incident_id}/merge`,
+      { source_incident_id: Number(other.value), reason: "merged on the dispatcher's map" }), job, true)),
   );
   box.append(dup, reports);
+  if (state.notice?.job === job.id) {
+    const line = element("p", state.notice.text, "popup-status");
+    line.setAttribute("role", "status");
+    box.append(line);
+    const move = state.notice.move;
+    if (move && !move.undone_at) box.append(undoButton(move, job));
+  }
   return box;
 }
 
-function undoButton(move, box) {
-  box.append(button(`${words["dispatch.undo"]} (${move.kind} ${move.id})`, async () => {
-    await act(api("POST", `/api/v1/staff/moves/${move.id}/undo`, { reason: "undone on the dispatcher's map" }), box);
-  }));
+function undoButton(move, job) {
+  return button(`${words["dispatch.undo"]} (${move.kind} ${move.id})`, () =>
+    act(api("POST", `/api/v1/staff/moves/${move.id}/undo`, { reason: "undone on the dispatcher's map" }), job, true));
 }
 
-async function showReports(job, out, box) {
+async function showReports(job, out) {
   const answer = await api("GET", `/api/v1/staff/incidents/${job.incident_id}/reports`);
   out.replaceChildren();
   if (!answer.ok) { out.append(element("p", fill(words["dispatch.refused"], { detail: problemText(answer.data) }))); return; }
@@ -617,14 +640,13 @@ async function showReports(job, out, box) {
     const item = element("li", `${report.tracking_id} · ${Math.round(report.distance_m)} m · ${why}`);
     if (answer.data.reports.length > 1) {
       item.append(button(words["dispatch.split"], async () => {
-        const done = await act(api("POST", `/api/v1/staff/reports/${encodeURIComponent(report.tracking_id)}/split`, { reason: "split on the dispatcher's map" }), box);
-        if (done.ok) undoButton(done.data, box);
+        await act(api("POST", `/api/v1/staff/reports/${encodeURIComponent(report.tracking_id)}/split`, { reason: "split on the dispatcher's map" }), job, true);
       }));
     }
     list.append(item);
   }
   out.append(list);
-  for (const move of answer.data.moves) if (!move.undone_at) undoButton(move, box);
+  for (const move of answer.data.moves) if (!move.undone_at) out.append(undoButton(move, job));
 }
 
 // --- controls, keys, live ---------------------------------------------------------------------
