@@ -447,7 +447,7 @@ async function preview(crew) {
   if (!answer.ok) { await refused(answer, body); return; }
   state.preview = { body, answer: answer.data };
   const out = $("preview-body");
-  for (const route of answer.data.after) out.append(previewRoute(route, moved, "after"));
+  // What matters first: breaches caused or avoided, and what no longer fits; then the routes.
   const breaches = [...answer.data.breaches_caused, ...answer.data.breaches_avoided];
   if (!breaches.length) out.append(element("p", words["dispatch.no_breach"], "no-breach"));
   if (answer.data.breaches_caused.length) out.append(lateness(words["dispatch.caused"], answer.data.breaches_caused, "caused"));
@@ -461,6 +461,9 @@ async function preview(crew) {
     left.append(list);
     out.append(left);
   }
+  const routes = element("div", undefined, "preview-routes");
+  for (const route of answer.data.after) routes.append(previewRoute(route, moved, "after"));
+  out.append(routes);
   previewLayer.clearLayers();
   for (const route of answer.data.after) {
     if (!route.line) continue;
