@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import city_day  # bench/ is not a package: its sibling, found by path
 
-from dispatch.roads import lines_from_osm
+from dispatch.network import lines_from_osm
 from geo311.app import create_app
 from geo311.kernel import migrate
 from geo311.kernel.auth import accounts
@@ -63,7 +63,7 @@ from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
 console = Console()
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-DESKTOP = {"width": 1440, "height": 900}
+DESKTOP: Any = {"width": 1440, "height": 900}
 NAME, PASSWORD = "bench-dispatcher", "bench dispatcher password"
 MOVE_TARGET_S = 2.0
 

@@ -364,7 +364,7 @@ def dispatch_page(
     fmap, _, tiles = public_map.build_map(extent=extent, **_map_options(request, settings))
     # Its own cluster: crowds merge only where markers touch, and not at street zoom, so the
     # crew colours stay readable; chunked loading keeps a city's backlog smooth.
-    cluster = MarkerCluster(
+    cluster = MarkerCluster(  # type: ignore[no-untyped-call]
         name="work",
         options={
             "showCoverageOnHover": False,

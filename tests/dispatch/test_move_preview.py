@@ -125,7 +125,10 @@ def test_breaches_caused_and_avoided_are_judged_from_the_predicted_arrival() -> 
     """Judged from arrival: a job due at 14:00 reached at 15:10 is late; one sent off the day
     while due today is late; one now reached before its due time is a breach avoided."""
     day_end = datetime(2026, 6, 2, tzinfo=CHICAGO)
-    at = lambda h, m=0: datetime(2026, 6, 1, h, m, tzinfo=CHICAGO)  # noqa: E731
+
+    def at(h: int, m: int = 0) -> datetime:
+        return datetime(2026, 6, 1, h, m, tzinfo=CHICAGO)
+
     due = {1: at(14), 2: at(16), 3: at(12), 4: day_end + timedelta(days=3), 5: at(11)}
     before = {1: at(13), 2: at(15), 3: None, 4: at(9), 5: at(10)}
     after = {1: at(15, 10), 2: None, 3: at(11), 4: None, 5: at(10, 30)}
