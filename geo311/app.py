@@ -16,6 +16,7 @@ from dispatch.router import router as dispatch_router
 from geo311 import __version__, health
 from geo311.api.dedup import router as dedup_router
 from geo311.api.intake import router as intake_router
+from geo311.api.live import router as live_router
 from geo311.api.notices import router as notices_router
 from geo311.api.open311 import PREFIX as OPEN311_PREFIX
 from geo311.api.open311 import router as open311_router
@@ -61,6 +62,9 @@ def create_app(
             else:
                 app.state.db = db
             yield
+            hub = getattr(app.state, "live_hub", None)
+            if hub is not None:
+                await hub.close()
 
     app = FastAPI(
         title="geo311",
@@ -91,6 +95,7 @@ def create_app(
     app.include_router(notify_router)
     app.include_router(maps_router)  # the map pages, their JSON and their files
     app.include_router(analytics_router)
+    app.include_router(live_router)
     app.mount("/static/docs", StaticFiles(directory=_DOCS_STATIC), name="docs-static")
 
     def _checks(request: Request, *, readiness: bool) -> JSONResponse:

@@ -120,6 +120,8 @@ def run(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            # Pages' live streams stay open: Ctrl+C ends them after this grace.
+            timeout_graceful_shutdown=3,
         )
 
 

@@ -132,7 +132,12 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
     settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, db=demo_db), host="127.0.0.1", port=port, log_level="warning"
+            create_app(settings, db=demo_db),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            # Open live streams (/api/v1/live) never end by themselves.
+            timeout_graceful_shutdown=2,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -115,6 +115,8 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "POST /login": ("403  403  403  403  403  403  403  403", Req(data={})),
     "POST /logout": (PUBLIC, Req(data={})),
     "GET /api/v1/session": (STAFF, ANY),
+    # live changes (a stream: max_s=0 ends it at once, so the test client gets an answer)
+    "GET /api/v1/live": (STAFF, Req(query={"max_s": "0"})),
     # duplicates (dedup)
     "GET /api/v1/staff/incidents/{incident_id}/reports": (DISPATCHER, ANY),
     "POST /api/v1/staff/incidents/{incident_id}/merge": (DISPATCHER, Req(json={})),

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from geo311.kernel import live
 from work_orders.models import AuditEvent
 from work_orders.public_notes import PublicNote
 
@@ -46,4 +47,33 @@ def record(
         data=data,
     )
     session.add(event)
+    _announce(session, jurisdiction_id, entity, entity_id, action, to_state, data)
     return event
+
+
+# What an open page needs to decide whether to reload: ids and states, never the text.
+_LIVE_KEYS = ("day", "version", "crew_id", "crews")
+_LIVE_KIND = {"day_plan": "plan"}
+
+
+def _announce(
+    session: Session,
+    jurisdiction_id: int,
+    entity: str,
+    entity_id: int,
+    action: str,
+    to_state: str | None,
+    data: dict[str, Any],
+) -> None:
+    """Tell open pages of this change (sent at COMMIT; nothing if it rolls back)."""
+    kind = _LIVE_KIND.get(entity, entity)
+    extra = {("crew_ids" if k == "crews" else k): data[k] for k in _LIVE_KEYS if k in data}
+    live.announce(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        kind=kind,
+        id=entity_id,
+        action=action,
+        status=to_state,
+        **extra,
+    )

@@ -329,7 +329,8 @@ def recorded(
         entity_id=plan.id,
         action=action,
         actor=actor,
-        data={"day": plan.day.isoformat(), "version": plan.version, **data},
+        # crews: which crews' routes changed (empty: none), so their tablets know to reload.
+        data={"day": plan.day.isoformat(), "version": plan.version, "crews": list(crews), **data},
     )
     return PlanChange(
         plan=plan,

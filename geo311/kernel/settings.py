@@ -358,6 +358,18 @@ class MapsSettings(BaseModel):
     basemap_max_streets: int = Field(
         default=20000, ge=1, description="Most street lines one /api/v1/basemap call returns"
     )
+    live_ping_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="/api/v1/live sends a keep-alive comment after this many quiet seconds",
+    )
+    live_max_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="/api/v1/live ends a stream after this long; the browser reconnects",
+    )
 
 
 class AnalyticsSettings(BaseModel):

@@ -32,6 +32,8 @@ def serve(db: Database, make_settings: Callable[[int], Settings]) -> Iterator[st
             host="127.0.0.1",
             port=port,
             log_level="warning",
+            # Open live streams (/api/v1/live) never end by themselves.
+            timeout_graceful_shutdown=2,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
