@@ -721,9 +721,11 @@ def preview_move(
     """Return what :func:`move_work_orders` would do, without storing any of it.
 
     The move runs for real inside a savepoint (the same checks, the same solver, so the
-    preview cannot disagree with the commit that follows it) and the savepoint is rolled back;
-    PostgreSQL drops a rolled-back savepoint's notifications too, so nobody hears of it. The
-    same errors as the move: StalePlan, JobInProgress, NotEligible, ValidationFailed.
+    preview cannot disagree with the commit that follows it) and the savepoint is rolled back.
+    The caller rolls its transaction back rather than committing it: that also drops the live
+    events the move queued (geo311.kernel.live sends them only at COMMIT), so no open page
+    hears of a move that never happened. The same errors as the move: StalePlan,
+    JobInProgress, NotEligible, ValidationFailed.
     """
     before = views.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
     savepoint = session.begin_nested()

@@ -3,18 +3,21 @@ cause or avoid are judged from the predicted arrival."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from dispatch.dayplans.commands import judge_breaches
 from geo311.app import create_app
+from geo311.kernel import live
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
 from tests.support import staff_token
@@ -58,6 +61,19 @@ def _ids(route: dict[str, Any]) -> list[int]:
     return [s["work_order_id"] for s in route["stops"]]
 
 
+@contextmanager
+def _listening(db: Database) -> Iterator[Callable[[float], list[str]]]:
+    """LISTEN on the live channel; yield a function returning what was heard within s."""
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"LISTEN {live.CHANNEL}")
+
+        def heard(timeout_s: float) -> list[str]:
+            return [n.payload for n in conn.notifies(timeout=timeout_s, stop_after=50)]
+
+        yield heard
+
+
 def _stored(db: Database) -> tuple[int, int, int]:
     with db.session() as s:
         return (
@@ -76,8 +92,11 @@ def test_a_preview_shows_the_new_routes_and_etas_and_stores_nothing_then_the_mov
     before_stored = _stored(demo_db)
     body = {"plan_version": plan["version"], "work_order_ids": moved, "to_crew": "streets-2"}
 
-    r = client.post(f"/api/v1/plans/{DAY_S}/moves/preview", json=body, headers=_auth(demo_db))
-    assert r.status_code == 200, r.text
+    with _listening(demo_db) as heard:
+        r = client.post(f"/api/v1/plans/{DAY_S}/moves/preview", json=body, headers=_auth(demo_db))
+        assert r.status_code == 200, r.text
+        # No open page is told of a move that never happened.
+        assert heard(1.0) == []
     preview = r.json()
     assert preview["version"] == plan["version"]
     # Only the crews the move touches, before and after; the moved jobs change routes.
@@ -94,9 +113,12 @@ def test_a_preview_shows_the_new_routes_and_etas_and_stores_nothing_then_the_mov
     now = client.get(f"/api/v1/plans/{DAY_S}", headers=_auth(demo_db)).json()
     assert now["routes"] == plan["routes"]
 
-    # The commit that follows, with the same version, lands where the preview said.
-    r = client.post(f"/api/v1/plans/{DAY_S}/moves", json=body, headers=_auth(demo_db))
-    assert r.status_code == 200, r.text
+    # The commit that follows, with the same version, lands where the preview said (and is
+    # announced: the listener above would have heard a preview's events).
+    with _listening(demo_db) as heard:
+        r = client.post(f"/api/v1/plans/{DAY_S}/moves", json=body, headers=_auth(demo_db))
+        assert r.status_code == 200, r.text
+        assert any('"plan"' in n for n in heard(5.0))
     committed = _route(r.json()["routes"], "streets-2")
     assert set(moved) <= set(_ids(committed))
     assert r.json()["version"] == plan["version"] + 1
