@@ -497,8 +497,46 @@ async function commit() {
   const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
   if (!answer.ok) { await refused(answer, body); return; }
   closePreview();
-  await load();
+  // The move's answer is the whole new plan: draw it at once, then read the board again in
+  // the background for what the plan does not carry (queue reasons, SLA clocks).
+  applyPlan(answer.data, body);
+  draw();
   say(fill(words["dispatch.moved"], { version: answer.data.version }));
+  state.same = null;
+  load();
+}
+
+function applyPlan(plan, body) {
+  const board = state.board;
+  const placed = new Map();
+  for (const route of plan.routes) {
+    for (const stop of route.stops) placed.set(stop.work_order_id, { crew: route.crew, stop });
+  }
+  const left = new Map(plan.left_out.map((u) => [u.work_order_id, u.detail]));
+  const moved = new Set(body.work_order_ids);
+  for (const job of board.jobs) {
+    const at = placed.get(job.id);
+    if (at) {
+      Object.assign(job, { crew: at.crew, seq: at.stop.seq, eta: at.stop.eta, locked: at.stop.locked,
+        late: new Date(at.stop.eta) > new Date(job.due_at), queued: null, queued_detail: null, left_out: null });
+    } else {
+      Object.assign(job, { seq: null, eta: null, late: false, left_out: left.get(job.id) ?? null });
+      if (moved.has(job.id)) {
+        job.crew = body.to_crew;
+        if (body.to_crew === null) { job.queued = "dispatcher"; job.queued_detail = body.reason ?? null; }
+      }
+    }
+  }
+  board.routes = plan.routes.map((r) => ({
+    crew: r.crew, line: r.line ? r.line.coordinates : null, depart: r.depart, back: r.back,
+    stops: r.stops.map((s) => s.work_order_id),
+  }));
+  const busy = new Map(plan.routes.map((r) => [r.crew, (new Date(r.back) - new Date(r.depart)) / 1000]));
+  for (const crew of board.crews) {
+    crew.busy_s = busy.get(crew.code) ?? 0;
+    crew.free_s = Math.max(0, crew.shift_s - crew.busy_s);
+  }
+  board.version = plan.version;
 }
 
 function closePreview() {
