@@ -20,16 +20,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from folium.plugins import MarkerCluster
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from dispatch import assignment
 from dispatch import service as dispatch_service
+from dispatch.dayplans import appointments
 from dispatch.dayplans import views as plan_views
 from dispatch.errors import NoPlan
 from geo311.kernel import fields
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.http import csp_nonce
+from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from maps import folium_assets, i18n, public_map, shell
@@ -178,38 +180,17 @@ class Board(BaseModel):
     wards: list[tuple[str, str]] = Field(description="[code, name] of the wards in force")
 
 
-_JOBS_SQL = """
-SELECT w.id, w.incident_id, w.status, w.due_at, w.version,
-       CASE WHEN coalesce(w.paused_at, now()) >= w.due_at THEN 'breached'
-            WHEN coalesce(w.paused_at, now()) >= w.at_risk_at THEN 'at_risk'
-            ELSE 'on_track' END AS sla,
-       i.category_code, c.name AS category_name, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat,
-       cr.code AS crew, wd.code AS ward,
-       q.reason AS queued, q.detail AS queued_detail,
-       t.window_start, t.window_end,
-       r.tracking_id, coalesce(r.description, '') AS description, r.address,
-       (SELECT count(*) FROM reports rr
-         WHERE rr.jurisdiction_id = i.jurisdiction_id AND rr.incident_id = i.id) AS reports
-FROM work_orders w
-JOIN incidents i ON i.jurisdiction_id = w.jurisdiction_id AND i.id = w.incident_id
-JOIN service_categories c ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
-LEFT JOIN crews cr ON cr.jurisdiction_id = w.jurisdiction_id AND cr.id = w.crew_id
-LEFT JOIN wards wd ON wd.jurisdiction_id = i.jurisdiction_id AND wd.id = i.ward_id
-LEFT JOIN dispatch_queue q ON q.jurisdiction_id = w.jurisdiction_id AND q.work_order_id = w.id
-LEFT JOIN work_order_terms t
-  ON t.jurisdiction_id = w.jurisdiction_id AND t.work_order_id = w.id
-LEFT JOIN LATERAL (
-    SELECT tracking_id, description, address FROM reports x
-    WHERE x.jurisdiction_id = i.jurisdiction_id AND x.incident_id = i.id
-    ORDER BY x.reported_at, x.id LIMIT 1
-) r ON true
-WHERE w.jurisdiction_id = :jid AND w.status = ANY(:open)
-ORDER BY w.due_at, w.id
-"""
+# Work orders open for field work: transferred ones are another agency's now.
+_NOT_FIELD_WORK = frozenset({"transferred"})
+_ALL = 1_000_000
 
 
 def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
-    """Return everything the dispatcher's page shows for ``day``: open work, crews, routes."""
+    """Return everything the dispatcher's page shows for ``day``: open work, crews, routes.
+
+    Read through the owning packages' query functions: work orders and their SLA state
+    (work_orders), wards (layers), crews, the queue, appointments and the plan (dispatch), the
+    first report of each incident (intake)."""
     try:
         plan: plan_views.PlanView | None = plan_views.plan_view(
             session, jurisdiction_id=jurisdiction_id, day=day
@@ -219,40 +200,65 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
     stops = {s.work_order_id: s for r in (plan.routes if plan else []) for s in r.stops}
     left = {u.work_order_id: u for u in (plan.left_out if plan else [])}
     zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
-    jobs = []
-    for row in session.execute(text(_JOBS_SQL), {"jid": jurisdiction_id, "open": list(_OPEN)}):
-        stop = stops.get(int(row.id))
-        window = (
-            (row.window_start.astimezone(zone), row.window_end.astimezone(zone))
-            if row.window_start is not None and row.window_end is not None
-            else None
+    rows = [
+        r
+        for r in work_orders_service.list_work_orders(
+            session, jurisdiction_id=jurisdiction_id, open_only=True, limit=_ALL
         )
+        if r.work_order.status not in _NOT_FIELD_WORK
+    ]
+    names = {
+        c.code: c.name
+        for c in work_orders_service.list_categories(session, jurisdiction_id=jurisdiction_id)
+    }
+    wards = layers_service.ward_codes(session, jurisdiction_id=jurisdiction_id)
+    all_crews = dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
+    crew_codes = {c.id: c.code for c in all_crews}
+    queued = {
+        q.work_order_id: q
+        for q in assignment.list_queue(session, jurisdiction_id=jurisdiction_id, limit=_ALL)
+    }
+    windows = appointments.appointment_windows(session, jurisdiction_id=jurisdiction_id)
+    reports = intake_service.first_reports(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        incident_ids=sorted({r.work_order.incident_id for r in rows}),
+    )
+    jobs = []
+    for row in rows:
+        order = row.work_order
+        stop = stops.get(order.id)
+        window = windows.get(order.id)
+        first = reports.get(order.incident_id)
+        queue = queued.get(order.id)
         jobs.append(
             BoardJob(
-                id=row.id,
-                incident_id=row.incident_id,
-                tracking_id=row.tracking_id,
+                id=order.id,
+                incident_id=order.incident_id,
+                tracking_id=first.tracking_id if first else None,
                 category=row.category_code,
-                category_name=row.category_name,
-                status=row.status,
-                crew=row.crew,
-                ward=row.ward,
+                category_name=names.get(row.category_code, row.category_code),
+                status=order.status,
+                crew=crew_codes.get(order.crew_id) if order.crew_id is not None else None,
+                ward=wards.get(row.ward_id) if row.ward_id is not None else None,
                 lon=row.lon,
                 lat=row.lat,
-                due_at=row.due_at.astimezone(zone),
-                sla=row.sla,
-                late=stop is not None and stop.arrival > row.due_at,
+                due_at=order.due_at.astimezone(zone),
+                sla=row.sla_state,
+                late=stop is not None and stop.arrival > order.due_at,
                 eta=stop.arrival if stop else None,
                 seq=stop.seq if stop else None,
                 locked=stop.locked if stop else False,
-                appointment=window,
-                queued=row.queued,
-                queued_detail=row.queued_detail,
-                left_out=left[row.id].detail if row.id in left else None,
-                description=row.description,
-                address=row.address,
-                reports=row.reports,
-                version=row.version,
+                appointment=(window[0].astimezone(zone), window[1].astimezone(zone))
+                if window
+                else None,
+                queued=queue.reason if queue else None,
+                queued_detail=queue.detail if queue else None,
+                left_out=left[order.id].detail if order.id in left else None,
+                description=first.description if first else "",
+                address=first.address if first else None,
+                reports=first.report_count if first else 0,
+                version=order.version,
             )
         )
     working = {
@@ -261,9 +267,7 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
     }
     routes = {r.crew_code: r for r in (plan.routes if plan else [])}
     crews = []
-    for index, crew in enumerate(
-        dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
-    ):
+    for index, crew in enumerate(all_crews):
         on = working.get(crew.code)
         shift_s = int((on.shift_end - on.shift_start).total_seconds()) if on else 0
         route = routes.get(crew.code)
@@ -284,7 +288,7 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
         )
     now = datetime.now(UTC)
     extent = layers_service.jurisdiction_extent(session, jurisdiction_id=jurisdiction_id, at=now)
-    wards = (
+    in_force = (
         layers_service.ward_outlines(
             session, jurisdiction_id=jurisdiction_id, at=now, bbox=extent, tolerance_deg=0.01
         )
@@ -307,7 +311,7 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
             for r in (plan.routes if plan else [])
         ],
         jobs=jobs,
-        wards=sorted((w.code, w.name) for w in wards),
+        wards=sorted((w.code, w.name) for w in in_force),
     )
 
 
