@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
 from folium.plugins import MarkerCluster
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -27,18 +24,11 @@ from dispatch import service as dispatch_service
 from dispatch.dayplans import appointments
 from dispatch.dayplans import views as plan_views
 from dispatch.errors import NoPlan
-from geo311.kernel import fields
-from geo311.kernel.auth.service import Principal
-from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
-from geo311.kernel.http import csp_nonce
 from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
-from layers.deps import JurisdictionDep
 from maps import folium_assets, i18n, public_map, shell
 from maps.assets import own_assets, own_url
 from work_orders import service as work_orders_service
-
-router = APIRouter()
 
 # Who may open the page and read its board: dispatchers (admins are always let in).
 ROLES = ("dispatcher",)
@@ -315,57 +305,32 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
     )
 
 
-Dispatcher = Annotated[Principal, Depends(require_roles(*ROLES))]
-
-
-@router.get("/api/v1/dispatch/board", response_model=Board, tags=["plans"])
-def dispatch_board(
-    session: SessionDep,
-    jurisdiction: JurisdictionDep,
-    _: Dispatcher,
-    day: Annotated[fields.Day | None, Query(alias="date", description="YYYY-MM-DD (local)")] = None,
-) -> Board:
-    """The dispatcher's page in one answer: every open work order (crew, status, SLA state,
-    planned arrival, queue reason, the first report's text), the crews with colour, load and
-    free time, and the day's routes. ``date`` defaults to today in the city's time zone."""
-    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction.id)
-    return board(session, jurisdiction_id=jurisdiction.id, day=day or datetime.now(zone).date())
-
-
 # --- the page ------------------------------------------------------------------------------
 
 
-@router.get("/dispatch", response_class=HTMLResponse, response_model=None, include_in_schema=False)
-def dispatch_page(
-    request: Request,
-    session: SessionDep,
-    jurisdiction: JurisdictionDep,
-    settings: SettingsDep,
-    user: PageUserDep,
-    day: Annotated[fields.Day | None, Query(alias="date")] = None,
-) -> HTMLResponse | RedirectResponse:
-    """The dispatcher's map: dispatchers and admins; anyone else signed in gets a 403 page,
-    and nobody signed in is sent to sign in."""
-    # Imported here: maps.router includes this module's router.
-    from maps.router import _login_redirect, _map_options, page_context, page_response
-
-    if user is None:
-        return _login_redirect(request)
-    context = page_context(request, jurisdiction, user=user)
+def render_page(
+    context: shell.PageContext,
+    *,
+    session: Session,
+    jurisdiction_id: int,
+    day: date,
+    tile_url: str,
+    tile_attribution: str,
+    tile_max_zoom: int,
+    nonce: str,
+) -> str:
+    """Return the /dispatch page's HTML for ``day`` (its data comes from the board API)."""
     words = i18n.messages(context.language)
-    if not may_open(user.principal.role):
-        html = shell.render(
-            "dispatch_forbidden.html", context, title=words["dispatch.forbidden_title"]
-        )
-        response = page_response(request, html, context)
-        response.status_code = 403
-        return response
-    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction.id)
-    the_day = day or datetime.now(zone).date()
+    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     extent = layers_service.jurisdiction_extent(
-        session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
+        session, jurisdiction_id=jurisdiction_id, at=datetime.now(UTC)
     )
-    fmap, _, tiles = public_map.build_map(extent=extent, **_map_options(request, settings))
+    fmap, _, tiles = public_map.build_map(
+        extent=extent,
+        tile_url=tile_url,
+        tile_attribution=tile_attribution,
+        tile_max_zoom=tile_max_zoom,
+    )
     # Its own cluster: crowds merge only where markers touch, and not at street zoom, so the
     # crew colours stay readable; chunked loading keeps a city's backlog smooth.
     cluster = MarkerCluster(  # type: ignore[no-untyped-call]
@@ -378,9 +343,9 @@ def dispatch_page(
         },
     )
     cluster.add_to(fmap)
-    rendered = folium_assets.render(fmap.get_root(), drop_header_of=fmap, nonce=csp_nonce(request))
+    rendered = folium_assets.render(fmap.get_root(), drop_header_of=fmap, nonce=nonce)
     module = f'<script type="module" src="{own_url("dispatch.js")}"></script>'
-    html = shell.render(
+    return shell.render(
         "dispatch.html",
         context,
         title=words["page.dispatch"],
@@ -392,12 +357,23 @@ def dispatch_page(
         map_name=fmap.get_name(),
         cluster_name=cluster.get_name(),
         tiles_name=tiles.get_name() if tiles is not None else "",
-        day=the_day.isoformat(),
+        day=day.isoformat(),
         # The shared push channel's module (maps/static/live.js); without it the page polls.
         live_url=own_url("live.js") if "live.js" in own_assets() else "",
         timezone=str(zone),
-        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction.id),
+        categories=work_orders_service.list_categories(session, jurisdiction_id=jurisdiction_id),
         statuses=_OPEN,
         words_json=json.dumps({k: words[k] for k in _SCRIPT_WORDS}),
     )
-    return page_response(request, html, context)
+
+
+def render_forbidden(context: shell.PageContext) -> str:
+    """Return the page for a signed-in user whose role may not see the dispatcher's page."""
+    words = i18n.messages(context.language)
+    return shell.render("dispatch_forbidden.html", context, title=words["dispatch.forbidden_title"])
+
+
+def today(session: Session, *, jurisdiction_id: int) -> date:
+    """Return today's date in the jurisdiction's time zone (the page's default day)."""
+    zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
+    return datetime.now(zone).date()

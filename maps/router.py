@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal
 from geo311.kernel.auth.sessions import SignedIn
-from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep
+from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import AppError
 from geo311.kernel.http import allow_images_from, csp_nonce
 from geo311.kernel.notify.router import SignerDep
@@ -47,7 +49,6 @@ from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
 router = APIRouter()
-router.include_router(dispatch_page.router)
 
 _LANG_COOKIE_AGE_S = 365 * 24 * 3600
 
@@ -156,6 +157,57 @@ def planner_page(
         ),
         first_day=today - timedelta(days=364),
         last_day=today,
+        **_map_options(request, settings),
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+DispatchReader = Annotated[Principal, Depends(require_roles(*dispatch_page.ROLES))]
+
+
+@router.get("/api/v1/dispatch/board", response_model=dispatch_page.Board, tags=["plans"])
+def dispatch_board(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: DispatchReader,
+    day: Annotated[
+        fields.Day | None, Query(alias="date", description="YYYY-MM-DD (local; default today)")
+    ] = None,
+) -> dispatch_page.Board:
+    """The dispatcher's page in one answer: every open work order (crew, status, SLA state,
+    planned arrival, queue reason, the first report's text), the crews with colour, load and
+    free time, and the day's routes."""
+    return dispatch_page.board(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day or dispatch_page.today(session, jurisdiction_id=jurisdiction.id),
+    )
+
+
+@router.get("/dispatch", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+def dispatch_page_route(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+    day: Annotated[fields.Day | None, Query(alias="date")] = None,
+) -> HTMLResponse | RedirectResponse:
+    """The dispatcher's map: dispatchers and admins; anyone else signed in gets a 403 page,
+    and nobody signed in is sent to sign in."""
+    if user is None:
+        return _login_redirect(request)
+    context = page_context(request, jurisdiction, user=user)
+    if not dispatch_page.may_open(user.principal.role):
+        response = page_response(request, dispatch_page.render_forbidden(context), context)
+        response.status_code = 403
+        return response
+    html = dispatch_page.render_page(
+        context,
+        session=session,
+        jurisdiction_id=jurisdiction.id,
+        day=day or dispatch_page.today(session, jurisdiction_id=jurisdiction.id),
         **_map_options(request, settings),
         nonce=csp_nonce(request),
     )
