@@ -83,8 +83,15 @@ function problemText(data) {
 
 // --- what the board says -----------------------------------------------------------------------
 
-const crewColour = (code) => state.board?.crews.find((c) => c.code === code)?.colour ?? "#6b7280";
-const jobById = (id) => state.board?.jobs.find((j) => j.id === id);
+// Look-ups by id, rebuilt with each board (a city's backlog is thousands of jobs).
+state.byId = new Map();
+state.colours = new Map();
+const crewColour = (code) => state.colours.get(code) ?? "#6b7280";
+const jobById = (id) => state.byId.get(id);
+function index() {
+  state.byId = new Map(state.board.jobs.map((j) => [j.id, j]));
+  state.colours = new Map(state.board.crews.map((c) => [c.code, c.colour]));
+}
 
 function risk(job) {
   if (job.sla === "breached") return "breached";
@@ -256,6 +263,8 @@ function draw() {
   cluster.addLayers(markers);
   drawRoutes(shown);
   drawLists(shown);
+  // Markers and rows were drawn with the selection as it is: only the count is left.
+  state.shownSelected = new Set(state.selected);
   drawSelection();
   const version = state.board.version ?? "—";
   say(state.board.version === null ? words["dispatch.no_plan"]
@@ -270,18 +279,24 @@ function draw() {
   window.dispatchPage.drawnAt = performance.now();
 }
 
+state.shownSelected = new Set();
 function drawSelection() {
   const count = state.selected.size;
   $("selection-count").textContent = count ? fill(words["dispatch.selected"], { count }) : words["dispatch.none_selected"];
-  for (const [id, m] of state.markers) {
+  // Redraw only the jobs whose selection changed since the last time.
+  const changed = [...state.selected].filter((id) => !state.shownSelected.has(id))
+    .concat([...state.shownSelected].filter((id) => !state.selected.has(id)));
+  for (const id of changed) {
     const job = jobById(id);
-    if (job) m.setIcon(icon(job));
+    const m = state.markers.get(id);
+    if (job && m) m.setIcon(icon(job));
+    const on = state.selected.has(id);
+    for (const line of document.querySelectorAll(`button.job-line[data-job="${id}"]`)) {
+      line.classList.toggle("selected", on);
+      line.setAttribute("aria-pressed", String(on));
+    }
   }
-  for (const line of document.querySelectorAll("button.job-line")) {
-    const on = state.selected.has(Number(line.dataset.job));
-    line.classList.toggle("selected", on);
-    line.setAttribute("aria-pressed", String(on));
-  }
+  state.shownSelected = new Set(state.selected);
 }
 
 function fillSelects() {
@@ -318,6 +333,7 @@ async function load() {
       if (same === state.same) return;
       state.same = same;
       state.board = data;
+      index();
       const ids = new Set(data.jobs.map((j) => j.id));
       for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
       fillSelects();
@@ -501,6 +517,7 @@ async function commit() {
   // the background for what the plan does not carry (queue reasons, SLA clocks).
   applyPlan(answer.data, body);
   draw();
+  window.dispatchPage.movedDrawnAt = performance.now();
   say(fill(words["dispatch.moved"], { version: answer.data.version }));
   state.same = null;
   load();
