@@ -229,8 +229,10 @@ def _lonely_pair(board: dict[str, Any], ids: list[int]) -> tuple[int, int]:
     return best[1]
 
 
-def draw_box_around(page: Any, board: dict[str, Any], ids: tuple[int, int]) -> None:
-    """Fit the map to the two jobs, switch on the box tool and drag a box around them."""
+def draw_box_around(
+    page: Any, board: dict[str, Any], ids: tuple[int, int], *, lasso: bool = False
+) -> None:
+    """Fit the map to the two jobs, switch on the box (or lasso) tool and drag around them."""
     jobs = [j for j in board["jobs"] if j["id"] in ids]
     corners = page.evaluate(
         """(pts) => {
@@ -246,11 +248,18 @@ def draw_box_around(page: Any, board: dict[str, Any], ids: tuple[int, int]) -> N
         [[j["lat"], j["lon"]] for j in jobs],
     )
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    page.get_by_role("button", name="Select an area (box)").click()
-    page.mouse.move(min(xs) - 10, min(ys) - 10)
+    x0, y0, x1, y1 = min(xs) - 10, min(ys) - 10, max(xs) + 10, max(ys) + 10
+    page.get_by_role(
+        "button", name="Select an area (lasso)" if lasso else "Select an area (box)"
+    ).click()
+    page.mouse.move(x0, y0)
     page.mouse.down()
-    page.mouse.move((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, steps=4)
-    page.mouse.move(max(xs) + 10, max(ys) + 10, steps=4)
+    if lasso:  # a hand-drawn ring around both: over, down, back and up
+        for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):
+            page.mouse.move(x, y, steps=6)
+    else:
+        page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)
+        page.mouse.move(x1, y1, steps=4)
     page.mouse.up()
 
 
@@ -508,5 +517,30 @@ def test_a_residents_markup_is_shown_as_text_in_popups_and_lists(
         assert page.locator("img[src=x]").count() == 0
         assert recorder.dialogs == []
         assert recorder.problems() == []
+    finally:
+        context.close()
+
+
+def test_a_lasso_around_two_jobs_selects_those_two(
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    dispatcher: DemoSignin,
+    planned: dict[str, Any],
+) -> None:
+    board = _board(app_url, demo_db)
+    pair = _lonely_pair(board, _route_ids(planned, "streets"))
+    context, page, _ = open_dispatch(browser, app_url, dispatcher)
+    try:
+        draw_box_around(page, board, pair, lasso=True)
+        assert page.locator("#selection-count").inner_text() == "2 selected"
+        assert sorted(page.evaluate("[...window.dispatchPage.state.selected]")) == sorted(pair)
+        pressed = page.locator('#crew-list button.job-line[aria-pressed="true"]')
+        assert sorted(
+            int(x) for x in pressed.evaluate_all("(l) => l.map((b) => b.dataset.job)")
+        ) == sorted(pair)
+        # Escape clears it, as the keys line says.
+        page.keyboard.press("Escape")
+        assert page.locator("#selection-count").inner_text().startswith("Nothing selected")
     finally:
         context.close()
