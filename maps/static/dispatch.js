@@ -183,46 +183,80 @@ function drawRoutes(shown) {
   }
 }
 
+function crewItem(crew, jobs) {
+  const item = element("li");
+  item.dataset.crew = crew.code;
+  const head = element("div", undefined, "crew-head");
+  const swatch = element("span", undefined, "crew-swatch");
+  swatch.style.background = crew.colour;
+  head.append(swatch, element("span", `${crew.name} (${crew.code})`));
+  jobs.sort((a, b) => (a.seq ?? 1e9) - (b.seq ?? 1e9));
+  const stops = jobs.filter((j) => j.seq !== null).length;
+  item.append(head, element("p",
+    `${stops} ${words["dispatch.stops"]} · ${words["dispatch.load"]} ${hm(crew.busy_s)} · ${words["dispatch.free"]} ${hm(crew.free_s)}`,
+    "crew-facts"));
+  const list = element("ol");
+  for (const job of jobs) list.append(jobLine(job));
+  item.append(list);
+  if (crew.working) {
+    const replan = element("button", words["dispatch.replan_crew"]);
+    replan.type = "button";
+    replan.addEventListener("click", () => replanCrews([crew.code]));
+    item.append(replan);
+  }
+  return item;
+}
+
+function queueItems(shown) {
+  const items = [];
+  for (const job of state.board.jobs) {
+    if (!shown(job) || job.crew) continue;
+    const line = jobLine(job);
+    line.append(element("span", job.queued_detail || job.queued || "", "why"));
+    items.push(line);
+  }
+  return items;
+}
+
 function drawLists(shown) {
-  const crews = $("crew-list");
-  crews.replaceChildren();
   const byCrew = new Map();
   for (const job of state.board.jobs) {
     if (!shown.has(job.id) || !job.crew) continue;
     if (!byCrew.has(job.crew)) byCrew.set(job.crew, []);
     byCrew.get(job.crew).push(job);
   }
-  for (const crew of state.board.crews) {
-    const item = element("li");
-    item.dataset.crew = crew.code;
-    const head = element("div", undefined, "crew-head");
-    const swatch = element("span", undefined, "crew-swatch");
-    swatch.style.background = crew.colour;
-    head.append(swatch, element("span", `${crew.name} (${crew.code})`));
-    const jobs = (byCrew.get(crew.code) || []).sort((a, b) => (a.seq ?? 1e9) - (b.seq ?? 1e9));
-    const stops = jobs.filter((j) => j.seq !== null).length;
-    item.append(head, element("p",
-      `${stops} ${words["dispatch.stops"]} · ${words["dispatch.load"]} ${hm(crew.busy_s)} · ${words["dispatch.free"]} ${hm(crew.free_s)}`,
-      "crew-facts"));
-    const list = element("ol");
-    for (const job of jobs) list.append(jobLine(job));
-    item.append(list);
-    if (crew.working) {
-      const replan = element("button", words["dispatch.replan_crew"]);
-      replan.type = "button";
-      replan.addEventListener("click", () => replanCrews([crew.code]));
-      item.append(replan);
-    }
-    crews.append(item);
+  $("crew-list").replaceChildren(...state.board.crews.map((c) => crewItem(c, byCrew.get(c.code) || [])));
+  $("queue-list").replaceChildren(...queueItems((j) => shown.has(j.id)));
+}
+
+// After a move: redraw only what it changed — the jobs' markers, the crews' lists, the queue
+// if it gained or lost work, and the route lines (a city's backlog is thousands of markers).
+function redrawChanged(changed, crews, queueChanged) {
+  const f = filters();
+  const isShown = (job) => visible(job, f);
+  const adds = [];
+  for (const id of changed) {
+    const job = jobById(id);
+    const m = state.markers.get(id);
+    if (!job) continue;
+    if (isShown(job)) {
+      if (m) m.setIcon(icon(job));
+      else { const fresh = marker(job); state.markers.set(id, fresh); adds.push(fresh); }
+    } else if (m) { cluster.removeLayer(m); state.markers.delete(id); }
   }
-  const queue = $("queue-list");
-  queue.replaceChildren();
-  for (const job of state.board.jobs) {
-    if (!shown.has(job.id) || job.crew) continue;
-    const line = jobLine(job);
-    line.append(element("span", job.queued_detail || job.queued || "", "why"));
-    queue.append(line);
+  if (adds.length) cluster.addLayers(adds);
+  for (const code of crews) {
+    const crew = state.board.crews.find((c) => c.code === code);
+    const old = document.querySelector(`#crew-list > li[data-crew="${CSS.escape(code)}"]`);
+    if (!crew || !old) continue;
+    old.replaceWith(crewItem(crew, state.board.jobs.filter((j) => j.crew === code && isShown(j))));
   }
+  if (queueChanged) $("queue-list").replaceChildren(...queueItems(isShown));
+  drawRoutes(new Set([...state.markers.keys()]));
+  state.shownSelected = new Set(state.selected);
+  drawSelection();
+  root.dataset.version = String(state.board.version ?? "");
+  window.dispatchPage.drawnAt = performance.now();
 }
 
 function jobLine(job) {
@@ -515,8 +549,8 @@ async function commit() {
   closePreview();
   // The move's answer is the whole new plan: draw it at once, then read the board again in
   // the background for what the plan does not carry (queue reasons, SLA clocks).
-  applyPlan(answer.data, body);
-  draw();
+  const { changed, crews, queueChanged } = applyPlan(answer.data, body);
+  redrawChanged(changed, crews, queueChanged);
   window.dispatchPage.movedDrawnAt = performance.now();
   say(fill(words["dispatch.moved"], { version: answer.data.version }));
   state.same = null;
@@ -531,7 +565,12 @@ function applyPlan(plan, body) {
   }
   const left = new Map(plan.left_out.map((u) => [u.work_order_id, u.detail]));
   const moved = new Set(body.work_order_ids);
+  const changed = [];
+  const crews = new Set();
+  let queueChanged = false;
   for (const job of board.jobs) {
+    const was = [job.crew, job.seq, job.eta, job.left_out, job.queued].join("|");
+    const crewBefore = job.crew;
     const at = placed.get(job.id);
     if (at) {
       Object.assign(job, { crew: at.crew, seq: at.stop.seq, eta: at.stop.eta, locked: at.stop.locked,
@@ -542,6 +581,12 @@ function applyPlan(plan, body) {
         job.crew = body.to_crew;
         if (body.to_crew === null) { job.queued = "dispatcher"; job.queued_detail = body.reason ?? null; }
       }
+    }
+    if ([job.crew, job.seq, job.eta, job.left_out, job.queued].join("|") !== was) {
+      changed.push(job.id);
+      if (crewBefore) crews.add(crewBefore);
+      if (job.crew) crews.add(job.crew);
+      if (!crewBefore || !job.crew) queueChanged = true;
     }
   }
   board.routes = plan.routes.map((r) => ({
@@ -554,6 +599,7 @@ function applyPlan(plan, body) {
     crew.free_s = Math.max(0, crew.shift_s - crew.busy_s);
   }
   board.version = plan.version;
+  return { changed, crews, queueChanged };
 }
 
 function closePreview() {
