@@ -353,3 +353,26 @@ class CantDoOut(BaseModel):
     version: int
     queue_reason: str
     detail: str
+
+
+class LatenessOut(BaseModel):
+    """A job whose predicted arrival crosses its due time because of the move."""
+
+    work_order_id: int
+    due_at: datetime
+    eta_before: datetime | None = Field(description="null: on no route of the day before")
+    eta_after: datetime | None = Field(description="null: on no route of the day after")
+
+
+class MovePreviewOut(BaseModel):
+    """What a move would do, solved but not stored: the affected crews' routes before and
+    after, what it would push off the day, and the SLA breaches it would cause or avoid
+    (judged from the predicted arrival)."""
+
+    day: date
+    version: int = Field(description="The plan's version, unchanged: commit the move with it")
+    before: list[RouteOut]
+    after: list[RouteOut]
+    left_out: list[LeftOutOut] = Field(description="Work the move would push off the day")
+    breaches_caused: list[LatenessOut]
+    breaches_avoided: list[LatenessOut]

@@ -564,3 +564,12 @@ def ward_outlines(
         },
     ).all()
     return [WardOutline(r.code, r.name, json.loads(r.geojson)) for r in rows]
+
+
+def ward_codes(session: Session, *, jurisdiction_id: int) -> dict[int, str]:
+    """Return {ward id: ward code} for every ward of every ward map of the jurisdiction (a
+    record keeps the ward id of the map it was placed on)."""
+    rows = session.execute(
+        text("SELECT id, code FROM wards WHERE jurisdiction_id = :jid"), {"jid": jurisdiction_id}
+    )
+    return {int(r.id): str(r.code) for r in rows}

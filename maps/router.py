@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
+from geo311.kernel import fields
+from geo311.kernel.auth.service import Principal
 from geo311.kernel.auth.sessions import SignedIn
-from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep
+from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import AppError
 from geo311.kernel.http import allow_images_from, csp_nonce
 from geo311.kernel.notify.router import SignerDep
@@ -21,7 +23,18 @@ from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
-from maps import crew, follow, i18n, nearby, planner, public_map, report_page, shell, track
+from maps import (
+    crew,
+    dispatch_page,
+    follow,
+    i18n,
+    nearby,
+    planner,
+    public_map,
+    report_page,
+    shell,
+    track,
+)
 from maps import service as maps_service
 from maps.assets import OWN_PREFIX, VENDOR_PREFIX, Asset, own_assets, vendor_assets
 from maps.crew import router as crew_routes
@@ -184,6 +197,57 @@ def crew_page(
         extent=layers_service.jurisdiction_extent(
             session, jurisdiction_id=jurisdiction.id, at=datetime.now(UTC)
         ),
+        **_map_options(request, settings),
+        nonce=csp_nonce(request),
+    )
+    return page_response(request, html, context)
+
+
+DispatchReader = Annotated[Principal, Depends(require_roles(*dispatch_page.ROLES))]
+
+
+@router.get("/api/v1/dispatch/board", response_model=dispatch_page.Board, tags=["plans"])
+def dispatch_board(
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    _: DispatchReader,
+    day: Annotated[
+        fields.Day | None, Query(alias="date", description="YYYY-MM-DD (local; default today)")
+    ] = None,
+) -> dispatch_page.Board:
+    """The dispatcher's page in one answer: every open work order (crew, status, SLA state,
+    planned arrival, queue reason, the first report's text), the crews with colour, load and
+    free time, and the day's routes."""
+    return dispatch_page.board(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day or dispatch_page.today(session, jurisdiction_id=jurisdiction.id),
+    )
+
+
+@router.get("/dispatch", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+def dispatch_page_route(
+    request: Request,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    user: PageUserDep,
+    day: Annotated[fields.Day | None, Query(alias="date")] = None,
+) -> HTMLResponse | RedirectResponse:
+    """The dispatcher's map: dispatchers and admins; anyone else signed in gets a 403 page,
+    and nobody signed in is sent to sign in."""
+    if user is None:
+        return _login_redirect(request)
+    context = page_context(request, jurisdiction, user=user)
+    if not dispatch_page.may_open(user.principal.role):
+        response = page_response(request, dispatch_page.render_forbidden(context), context)
+        response.status_code = 403
+        return response
+    html = dispatch_page.render_page(
+        context,
+        session=session,
+        jurisdiction_id=jurisdiction.id,
+        day=day or dispatch_page.today(session, jurisdiction_id=jurisdiction.id),
         **_map_options(request, settings),
         nonce=csp_nonce(request),
     )

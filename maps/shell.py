@@ -35,6 +35,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (("/report", "page.report"), ("/map", 
 ROLE_NAVIGATION: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("/planner", "page.planner", frozenset({"planner", "dispatcher", "admin"})),
     ("/crew", "page.crew", frozenset({"crew", "dispatcher", "admin"})),
+    ("/dispatch", "page.dispatch", frozenset({"dispatcher", "admin"})),
 )
 
 

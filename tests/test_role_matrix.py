@@ -104,6 +104,8 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/crew/{day}": ("401  ok   ok   404  404  403  404  401", ANY),
     "GET /api/v1/crew/kept": ("401  ok   ok   ok   ok   403  ok   401", ANY),
     "POST /api/v1/crew/kept": ("401  ok   ok   ok   ok   403  ok   401", Req(data={})),
+    "GET /dispatch": (PUBLIC, ANY),  # as /planner: the session matrix checks the roles
+    "GET /api/v1/dispatch/board": (DISPATCHER, ANY),
     "GET /follow/confirm": (PUBLIC, ANY),
     "POST /follow/confirm": (PUBLIC, Req(data={})),
     "GET /assets/vendor/{asset_path:path}": (PUBLIC, Req(path={"asset_path:path": "x.js"})),
@@ -160,6 +162,7 @@ MATRIX: dict[str, tuple[str, Req]] = {
     "GET /api/v1/plans/{day}": (DISPATCH_READ, ANY),
     "GET /api/v1/plans/{day}/crews/{code}": ("401  ok   403  403  ok   ok   ok   401", ANY),
     "POST /api/v1/plans/{day}/moves": (DISPATCHER, Req(json={})),
+    "POST /api/v1/plans/{day}/moves/preview": (DISPATCHER, Req(json={})),
     "POST /api/v1/plans/{day}/stops/{work_order_id}/lock": (DISPATCHER, Req(json={})),
     "POST /api/v1/plans/{day}/replan": (DISPATCHER, Req(json={})),
     "PUT /api/v1/dispatch/work-orders/{work_order_id}/appointment": (DISPATCHER, Req(json={})),

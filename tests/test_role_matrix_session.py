@@ -33,6 +33,7 @@ NOT_BY_SESSION = {
 BY_SESSION = {
     "GET /planner": "ok   403  403  403  ok   ok   ok   ok",
     "GET /crew": "ok   ok   ok   ok   ok   403  ok   ok",
+    "GET /dispatch": "ok   403  403  403  ok   403  ok   ok",
 }
 STAFF = {  # caller -> (name, role, crew)
     "own": ("sam", "crew", "streets"),

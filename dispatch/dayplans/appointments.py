@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -72,3 +73,19 @@ def set_appointment(
         data={"start": window[0].isoformat(), "end": window[1].isoformat()} if window else {},
     )
     return window
+
+
+def appointment_windows(
+    session: Session, *, jurisdiction_id: int
+) -> dict[int, tuple[datetime, datetime]]:
+    """Return {work order id: (start, end)} of every booked appointment window."""
+    rows = session.execute(
+        select(
+            WorkOrderTerms.work_order_id, WorkOrderTerms.window_start, WorkOrderTerms.window_end
+        ).where(
+            WorkOrderTerms.jurisdiction_id == jurisdiction_id,
+            WorkOrderTerms.window_start.is_not(None),
+            WorkOrderTerms.window_end.is_not(None),
+        )
+    )
+    return {int(w): (a, b) for w, a, b in rows if a is not None and b is not None}

@@ -4,6 +4,7 @@ re-plan crews."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Final
 
@@ -12,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from dispatch import assignment, rules, service
+from dispatch.dayplans import views
 from dispatch.dayplans.store import (
     PlanChange,
     bump_version,
@@ -757,3 +759,144 @@ def cant_do(
         )
     session.flush()
     return work_order
+
+
+# --- a move's what-if preview -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """One job whose predicted arrival crosses its SLA due time because of a move."""
+
+    work_order_id: int
+    due_at: datetime
+    eta_before: datetime | None  # None: not on any route of the day (queued or left out)
+    eta_after: datetime | None
+
+
+@dataclass(frozen=True)
+class MovePreview:
+    """What a move would do, judged on a solved copy that was never stored."""
+
+    before: views.PlanView  # the plan as it is, the affected crews' routes only
+    after: views.PlanView  # the plan as the move would leave it, the same crews only
+    newly_left_out: list[views.LeftOutView]
+    breaches_caused: list[Lateness]
+    breaches_avoided: list[Lateness]
+
+
+def judge_breaches(
+    *,
+    before: Mapping[int, datetime | None],
+    after: Mapping[int, datetime | None],
+    due: Mapping[int, datetime],
+    day_end: datetime,
+) -> tuple[list[Lateness], list[Lateness]]:
+    """Return (breaches caused, breaches avoided): jobs whose predicted arrival falls after
+    their due time after the move but not before it, and the other way round.
+
+    A job with no arrival (queued, left out) is late when it is due before ``day_end``: no crew
+    reaches it today. Judging by the predicted arrival, not the due time alone, is the point: a
+    job due at 14:00 that the new route reaches at 15:10 is a breach the move causes.
+    """
+
+    def late(eta: datetime | None, due_at: datetime) -> bool:
+        return eta > due_at if eta is not None else due_at < day_end
+
+    caused, avoided = [], []
+    for i in sorted(set(before) | set(after)):
+        eta_b, eta_a = before.get(i), after.get(i)
+        was, will = late(eta_b, due[i]), late(eta_a, due[i])
+        if will and not was:
+            caused.append(Lateness(i, due[i], eta_b, eta_a))
+        elif was and not will:
+            avoided.append(Lateness(i, due[i], eta_b, eta_a))
+    return caused, avoided
+
+
+def _affected_only(view: views.PlanView, crews: set[str]) -> views.PlanView:
+    return replace(view, routes=[r for r in view.routes if r.crew_code in crews])
+
+
+def preview_move(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    day: date,
+    work_order_ids: Sequence[int],
+    to_crew: str | None,
+    expected_version: int,
+    routing: RoutingSettings,
+    actor: str,
+    now: datetime | None = None,
+    provider: MatrixProvider | None = None,
+    time_limit_s: float | None = None,
+) -> MovePreview:
+    """Return what :func:`move_work_orders` would do, without storing any of it.
+
+    The move runs for real inside a savepoint (the same checks, the same solver, so the
+    preview cannot disagree with the commit that follows it) and the savepoint is rolled back.
+    The caller rolls its transaction back rather than committing it: that also drops the live
+    events the move queued (geo311.kernel.live sends them only at COMMIT), so no open page
+    hears of a move that never happened. The same errors as the move: StalePlan,
+    JobInProgress, NotEligible, ValidationFailed.
+    """
+    before = views.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
+    savepoint = session.begin_nested()
+    try:
+        change = move_work_orders(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            day=day,
+            work_order_ids=work_order_ids,
+            to_crew=to_crew,
+            expected_version=expected_version,
+            routing=routing,
+            actor=actor,
+            now=now,
+            provider=provider,
+            time_limit_s=time_limit_s,
+        )
+        session.flush()
+        after = views.plan_view(session, jurisdiction_id=jurisdiction_id, day=day)
+        codes = {r.crew_code for r in after.routes if r.crew_id in set(change.crews)}
+    finally:
+        savepoint.rollback()
+    if to_crew is not None:
+        codes.add(to_crew)
+    before_eta = {s.work_order_id: s.arrival for r in before.routes for s in r.stops}
+    after_eta = {s.work_order_id: s.arrival for r in after.routes for s in r.stops}
+    affected_b = _affected_only(before, codes)
+    affected_a = _affected_only(after, codes)
+    # Jobs whose fate the move decides: the affected crews' stops before and after, the moved
+    # jobs, and whatever the move pushed off the day.
+    was_left = {u.work_order_id for u in before.left_out}
+    newly_left = [u for u in after.left_out if u.work_order_id not in was_left]
+    concerned = (
+        {s.work_order_id for r in affected_b.routes for s in r.stops}
+        | {s.work_order_id for r in affected_a.routes for s in r.stops}
+        | set(work_order_ids)
+        | {u.work_order_id for u in newly_left}
+    )
+    due = {s.work_order_id: s.due_at for r in (*before.routes, *after.routes) for s in r.stops}
+    due.update({u.work_order_id: u.due_at for u in (*before.left_out, *after.left_out)})
+    missing = [i for i in concerned if i not in due]
+    if missing:
+        for row in work_orders_service.list_work_orders(
+            session, jurisdiction_id=jurisdiction_id, work_order_ids=missing, limit=len(missing)
+        ):
+            due[row.work_order.id] = row.work_order.due_at
+    _, day_end = day_bounds(session, jurisdiction_id=jurisdiction_id, day=day)
+    caused, avoided = judge_breaches(
+        before={i: before_eta.get(i) for i in concerned if i in due},
+        after={i: after_eta.get(i) for i in concerned if i in due},
+        due=due,
+        day_end=day_end,
+    )
+    return MovePreview(
+        before=affected_b,
+        after=affected_a,
+        newly_left_out=newly_left,
+        breaches_caused=caused,
+        breaches_avoided=avoided,
+    )

@@ -3,6 +3,7 @@ between crews, lock stops, re-plan crews. Thin: parse, call dispatch.dayplans, c
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from datetime import date
 from typing import Annotated
 
@@ -18,9 +19,11 @@ from dispatch.schemas import (
     BreakOut,
     CantDoIn,
     CantDoOut,
+    LatenessOut,
     LeftOutOut,
     LockIn,
     MoveIn,
+    MovePreviewOut,
     PlanIn,
     PlanOut,
     ReplanIn,
@@ -190,6 +193,42 @@ def move(
     )
     session.commit()
     return _answer(session, jurisdiction.id, day, response)
+
+
+@router.post("/plans/{day}/moves/preview", response_model=MovePreviewOut)
+def preview_move(
+    day: fields.Day,
+    body: MoveIn,
+    session: SessionDep,
+    jurisdiction: JurisdictionDep,
+    settings: SettingsDep,
+    principal: Dispatcher,
+) -> MovePreviewOut:
+    """What the same move would do, solved but not stored (the what-if before a commit): the
+    affected crews' routes and ETAs before and after, the work it would push off the day, and
+    the SLA breaches it would cause or avoid by predicted arrival. Same errors as the move."""
+    preview = commands.preview_move(
+        session,
+        jurisdiction_id=jurisdiction.id,
+        day=day,
+        work_order_ids=body.work_order_ids,
+        to_crew=body.to_crew,
+        expected_version=body.plan_version,
+        routing=settings.routing,
+        actor=_actor(principal),
+    )
+    session.rollback()
+    before, after = _out(preview.before), _out(preview.after)
+    left = _out(replace(preview.after, routes=[], left_out=preview.newly_left_out))
+    return MovePreviewOut(
+        day=before.day,
+        version=before.version,
+        before=before.routes,
+        after=after.routes,
+        left_out=left.left_out,
+        breaches_caused=[LatenessOut(**asdict(x)) for x in preview.breaches_caused],
+        breaches_avoided=[LatenessOut(**asdict(x)) for x in preview.breaches_avoided],
+    )
 
 
 @router.post("/plans/{day}/stops/{work_order_id}/lock", response_model=PlanOut)

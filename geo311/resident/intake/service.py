@@ -514,3 +514,43 @@ def public_incidents(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class FirstReport:
+    """An incident's first report as staff lists show it, and how many reports it has."""
+
+    tracking_id: str
+    description: str
+    address: str | None
+    report_count: int
+
+
+_FIRST_REPORTS = text(
+    """
+    SELECT DISTINCT ON (r.incident_id) r.incident_id, r.tracking_id, r.description, r.address,
+           count(*) OVER (PARTITION BY r.incident_id) AS report_count
+    FROM reports AS r
+    WHERE r.jurisdiction_id = :jid AND r.incident_id = ANY(:ids)
+    ORDER BY r.incident_id, r.reported_at, r.id
+    """
+)
+
+
+def first_reports(
+    session: Session, *, jurisdiction_id: int, incident_ids: list[int]
+) -> dict[int, FirstReport]:
+    """Return {incident id: its first report (tracking id, text, address) and report count}
+    for those of ``incident_ids`` that have reports; the text is the resident's, unescaped."""
+    if not incident_ids:
+        return {}
+    rows = session.execute(_FIRST_REPORTS, {"jid": jurisdiction_id, "ids": incident_ids})
+    return {
+        int(r.incident_id): FirstReport(
+            tracking_id=r.tracking_id,
+            description=r.description,
+            address=r.address,
+            report_count=int(r.report_count),
+        )
+        for r in rows
+    }

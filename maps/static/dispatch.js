@@ -1,0 +1,812 @@
+// The dispatcher's map: the day's open work from /api/v1/dispatch/board, markers in crew
+// colours (status by shape, SLA risk by a badge, the stop's number inside), route lines, the
+// crews' and the queue's lists, filters over map and lists together; select jobs (click,
+// shift-click, box, lasso), preview a move (/plans/{day}/moves/preview), commit it; popup
+// actions through the existing API; live updates. Every text from the server reaches the
+// page through textContent, never as HTML.
+import { drawBasemap } from "./basemap.js";
+
+const root = document.getElementById("dispatch-map");
+const map = window[root.dataset.map];
+const cluster = window[root.dataset.cluster];
+const words = JSON.parse(root.dataset.words);
+const lang = root.dataset.lang;
+const zone = root.dataset.timezone;
+const csrf = root.dataset.csrf;
+const $ = (id) => document.getElementById(id);
+const status = $("dispatch-status");
+const form = $("dispatch-filter");
+const dayInput = $("day");
+const toCrew = $("to-crew");
+const dialog = $("preview");
+const time = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone });
+
+const state = {
+  board: null,
+  day: dayInput.value,
+  selected: new Set(),
+  markers: new Map(),
+  tool: null, // "box" | "lasso" | null
+  preview: null, // {body, answer}
+};
+const routeLayer = L.layerGroup().addTo(map);
+const previewLayer = L.layerGroup().addTo(map);
+// Window hooks for the browser tests and the bench: the board as drawn, and when.
+window.dispatchPage = { state, drawnAt: 0, loads: 0 };
+
+map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
+for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
+  const button = map.getContainer().querySelector(selector);
+  if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
+}
+drawBasemap(map, "/api/v1/basemap").catch(() => {});
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
+}
+
+function hm(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.round((seconds % 3600) / 60);
+  return `${h} h ${String(m).padStart(2, "0")}`;
+}
+
+function say(text, problem = false) {
+  status.textContent = text;
+  status.classList.toggle("problem", problem);
+}
+
+async function api(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: body === undefined ? { "X-CSRF-Token": csrf } : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function problemText(data) {
+  if (!data) return "?";
+  const details = (data.errors || []).map((e) => e.message).filter(Boolean);
+  return [data.detail || data.title || "", ...details].filter(Boolean).join(" — ");
+}
+
+// --- what the board says -----------------------------------------------------------------------
+
+// Look-ups by id, rebuilt with each board (a city's backlog is thousands of jobs).
+state.byId = new Map();
+state.colours = new Map();
+const crewColour = (code) => state.colours.get(code) ?? "#6b7280";
+const jobById = (id) => state.byId.get(id);
+function index() {
+  state.byId = new Map(state.board.jobs.map((j) => [j.id, j]));
+  state.colours = new Map(state.board.crews.map((c) => [c.code, c.colour]));
+}
+
+function risk(job) {
+  if (job.sla === "breached") return "breached";
+  if (job.late) return "late";
+  if (job.sla === "at_risk") return "at_risk";
+  return null;
+}
+
+function filters() {
+  const data = new FormData(form);
+  return {
+    ward: data.get("ward"), category: data.get("category"), crew: data.get("crew"),
+    status: data.get("status"), sla: data.get("sla"),
+    search: String(data.get("search") || "").trim().toLowerCase(),
+  };
+}
+
+function visible(job, f) {
+  if (f.ward && job.ward !== f.ward) return false;
+  if (f.category && job.category !== f.category) return false;
+  if (f.crew === "-" ? job.crew !== null : f.crew && job.crew !== f.crew) return false;
+  if (f.status && job.status !== f.status) return false;
+  if (f.sla && risk(job) !== f.sla && !(f.sla === "at_risk" && job.sla === "at_risk")) return false;
+  if (f.search) {
+    const hay = `${job.tracking_id || ""} ${job.address || ""} ${job.id}`.toLowerCase();
+    if (!hay.includes(f.search)) return false;
+  }
+  return true;
+}
+
+function label(job) {
+  const parts = [`#${job.id}`, job.category_name];
+  if (job.address) parts.push(job.address);
+  return parts.join(" · ");
+}
+
+// --- drawing ----------------------------------------------------------------------------------
+
+// The stop number's colour on a crew's colour: white or near-black, whichever reads better
+// (WCAG relative luminance).
+function ink(hex) {
+  const channel = (i) => {
+    const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const l = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+  return (1.05 / (l + 0.05)) >= ((l + 0.05) / 0.0625) ? "#fff" : "#111827";
+}
+
+function icon(job) {
+  const classes = ["job-pin", `s-${job.status}`];
+  if (!job.crew) classes.push("queued");
+  if (state.selected.has(job.id)) classes.push("selected");
+  const html = document.createElement("div");
+  html.className = classes.join(" ");
+  const colour = job.crew ? crewColour(job.crew) : "#4b5563";
+  html.style.setProperty("--crew", colour);
+  if (job.crew && job.status !== "on_hold") html.style.color = ink(colour);
+  html.style.width = html.style.height = "18px";
+  html.textContent = job.seq ?? "";
+  const r = risk(job);
+  if (r) html.append(element("span", undefined, `risk ${r}`));
+  return L.divIcon({ className: "job-icon", html, iconSize: [22, 22], iconAnchor: [11, 11] });
+}
+
+function marker(job) {
+  const m = L.marker([job.lat, job.lon], {
+    icon: icon(job), keyboard: true, title: label(job), alt: label(job),
+  });
+  m.jobId = job.id;
+  m.on("click", (event) => {
+    select(job.id, event.originalEvent?.shiftKey);
+  });
+  m.bindPopup(() => popup(jobById(job.id) ?? job), { maxWidth: 320, minWidth: 240 });
+  return m;
+}
+
+function drawRoutes(shown) {
+  routeLayer.clearLayers();
+  const f = filters();
+  for (const route of state.board.routes) {
+    if (!route.line) continue;
+    if (f.crew && f.crew !== route.crew) continue;
+    if (!route.stops.some((id) => shown.has(id))) continue;
+    L.polyline(route.line.map(([x, y]) => [y, x]), {
+      color: crewColour(route.crew), weight: 4, opacity: 0.8, interactive: false,
+      className: `route route-${route.crew}`,
+    }).addTo(routeLayer);
+  }
+}
+
+function crewItem(crew, jobs) {
+  const item = element("li");
+  item.dataset.crew = crew.code;
+  const head = element("div", undefined, "crew-head");
+  const swatch = element("span", undefined, "crew-swatch");
+  swatch.style.background = crew.colour;
+  head.append(swatch, element("span", `${crew.name} (${crew.code})`));
+  jobs.sort((a, b) => (a.seq ?? 1e9) - (b.seq ?? 1e9));
+  const stops = jobs.filter((j) => j.seq !== null).length;
+  item.append(head, element("p",
+    `${stops} ${words["dispatch.stops"]} · ${words["dispatch.load"]} ${hm(crew.busy_s)} · ${words["dispatch.free"]} ${hm(crew.free_s)}`,
+    "crew-facts"));
+  const list = element("ol");
+  for (const job of jobs) list.append(jobLine(job));
+  item.append(list);
+  if (crew.working) {
+    const replan = element("button", words["dispatch.replan_crew"]);
+    replan.type = "button";
+    replan.addEventListener("click", () => replanCrews([crew.code]));
+    item.append(replan);
+  }
+  return item;
+}
+
+function queueItems(shown) {
+  const items = [];
+  for (const job of state.board.jobs) {
+    if (!shown(job) || job.crew) continue;
+    const line = jobLine(job);
+    line.append(element("span", job.queued_detail || job.queued || "", "why"));
+    items.push(line);
+  }
+  return items;
+}
+
+function drawLists(shown) {
+  const byCrew = new Map();
+  for (const job of state.board.jobs) {
+    if (!shown.has(job.id) || !job.crew) continue;
+    if (!byCrew.has(job.crew)) byCrew.set(job.crew, []);
+    byCrew.get(job.crew).push(job);
+  }
+  $("crew-list").replaceChildren(...state.board.crews.map((c) => crewItem(c, byCrew.get(c.code) || [])));
+  $("queue-list").replaceChildren(...queueItems((j) => shown.has(j.id)));
+}
+
+// After a move: redraw only what it changed — the jobs' markers, the crews' lists, the queue
+// if it gained or lost work, and the route lines (a city's backlog is thousands of markers).
+function redrawChanged(changed, crews, queueChanged) {
+  const f = filters();
+  const isShown = (job) => visible(job, f);
+  const adds = [];
+  for (const id of changed) {
+    const job = jobById(id);
+    const m = state.markers.get(id);
+    if (!job) continue;
+    if (isShown(job)) {
+      if (m) m.setIcon(icon(job));
+      else { const fresh = marker(job); state.markers.set(id, fresh); adds.push(fresh); }
+    } else if (m) { cluster.removeLayer(m); state.markers.delete(id); }
+  }
+  if (adds.length) cluster.addLayers(adds);
+  for (const code of crews) {
+    const crew = state.board.crews.find((c) => c.code === code);
+    const old = document.querySelector(`#crew-list > li[data-crew="${CSS.escape(code)}"]`);
+    if (!crew || !old) continue;
+    old.replaceWith(crewItem(crew, state.board.jobs.filter((j) => j.crew === code && isShown(j))));
+  }
+  if (queueChanged) $("queue-list").replaceChildren(...queueItems(isShown));
+  drawRoutes(new Set([...state.markers.keys()]));
+  state.shownSelected = new Set(state.selected);
+  drawSelection();
+  root.dataset.version = String(state.board.version ?? "");
+  window.dispatchPage.drawnAt = performance.now();
+}
+
+function jobLine(job) {
+  // A list item holding a toggle button: selection is its pressed state.
+  const item = element("li", undefined, "job");
+  item.dataset.job = job.id;
+  const line = element("button", undefined, "job-line");
+  line.type = "button";
+  line.dataset.job = job.id;
+  line.setAttribute("aria-pressed", String(state.selected.has(job.id)));
+  if (state.selected.has(job.id)) line.classList.add("selected");
+  if (job.eta) line.append(element("span", `${time.format(new Date(job.eta))} `, "eta"));
+  line.append(element("span", label(job)));
+  if (job.description) line.title = job.description;
+  const r = risk(job);
+  if (r) line.append(element("span", words[`sla.${r}`], `badge ${r}`));
+  line.addEventListener("click", (event) => select(job.id, event.shiftKey));
+  line.addEventListener("dblclick", () => openPopup(job.id));
+  item.append(line);
+  if (job.left_out) item.append(element("span", job.left_out, "why"));
+  return item;
+}
+
+function draw() {
+  if (!state.board) return;
+  const open = [...state.markers].find(([, m]) => m.isPopupOpen())?.[0];
+  const f = filters();
+  const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
+  cluster.clearLayers();
+  state.markers.clear();
+  const markers = [];
+  for (const job of state.board.jobs) {
+    if (!shown.has(job.id)) continue;
+    const m = marker(job);
+    state.markers.set(job.id, m);
+    markers.push(m);
+  }
+  cluster.addLayers(markers);
+  drawRoutes(shown);
+  drawLists(shown);
+  // Markers and rows were drawn with the selection as it is: only the count is left.
+  state.shownSelected = new Set(state.selected);
+  drawSelection();
+  const version = state.board.version ?? "—";
+  say(state.board.version === null ? words["dispatch.no_plan"]
+    : fill(words["dispatch.shown"], { shown: shown.size, total: state.board.jobs.length, version }));
+  // A popup open before the redraw stays open on its (redrawn) job.
+  if (open !== undefined && state.markers.has(open)) {
+    const m = state.markers.get(open);
+    if (cluster.getVisibleParent(m) === m) m.openPopup();
+  }
+  root.dataset.version = String(state.board.version ?? "");
+  root.dataset.state = "ready";
+  window.dispatchPage.drawnAt = performance.now();
+}
+
+state.shownSelected = new Set();
+function drawSelection() {
+  const count = state.selected.size;
+  $("selection-count").textContent = count ? fill(words["dispatch.selected"], { count }) : words["dispatch.none_selected"];
+  // Redraw only the jobs whose selection changed since the last time.
+  const changed = [...state.selected].filter((id) => !state.shownSelected.has(id))
+    .concat([...state.shownSelected].filter((id) => !state.selected.has(id)));
+  for (const id of changed) {
+    const job = jobById(id);
+    const m = state.markers.get(id);
+    if (job && m) m.setIcon(icon(job));
+    const on = state.selected.has(id);
+    for (const line of document.querySelectorAll(`button.job-line[data-job="${id}"]`)) {
+      line.classList.toggle("selected", on);
+      line.setAttribute("aria-pressed", String(on));
+    }
+  }
+  state.shownSelected = new Set(state.selected);
+}
+
+function fillSelects() {
+  const ward = $("f-ward");
+  if (ward.options.length === 1) {
+    for (const [code, name] of state.board.wards) ward.append(new Option(`${name} (${code})`, code));
+  }
+  const crew = $("f-crew");
+  const chosen = crew.value;
+  while (crew.options.length > 2) crew.remove(2);
+  const target = toCrew.value;
+  toCrew.replaceChildren();
+  for (const c of state.board.crews) {
+    crew.append(new Option(c.name, c.code));
+    if (c.working) toCrew.append(new Option(`${c.name} (${c.code})`, c.code));
+  }
+  crew.value = chosen;
+  if (target) toCrew.value = target;
+}
+
+let loading = null;
+async function load() {
+  // One load at a time; a change during it asks for one more afterwards.
+  if (loading) { loading.again = true; return loading.promise; }
+  loading = { again: false };
+  loading.promise = (async () => {
+    try {
+      const response = await fetch(`/api/v1/dispatch/board?date=${encodeURIComponent(state.day)}`, { credentials: "same-origin" });
+      const data = await response.json();
+      if (!response.ok) { say(fill(words["dispatch.failed"], { detail: problemText(data) }), true); return; }
+      // Nothing changed (a poll, or an event about something this day does not show): leave
+      // the map as it is, with any open popup and what was typed in it.
+      const same = JSON.stringify({ ...data, generated_at: null });
+      if (same === state.same) return;
+      state.same = same;
+      state.board = data;
+      index();
+      const ids = new Set(data.jobs.map((j) => j.id));
+      for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
+      fillSelects();
+      draw();
+      window.dispatchPage.loads += 1;
+    } catch (error) {
+      say(fill(words["dispatch.failed"], { detail: String(error) }), true);
+    }
+  })();
+  await loading.promise;
+  const again = loading.again;
+  loading = null;
+  if (again) await load();
+}
+
+// --- selecting --------------------------------------------------------------------------------
+
+function select(id, add) {
+  if (add) {
+    if (state.selected.has(id)) state.selected.delete(id); else state.selected.add(id);
+  } else {
+    state.selected = new Set([id]);
+  }
+  drawSelection();
+}
+
+function selectWhere(test) {
+  const f = filters();
+  for (const job of state.board.jobs) {
+    if (visible(job, f) && test(L.latLng(job.lat, job.lon))) state.selected.add(job.id);
+  }
+  drawSelection();
+}
+
+function inside(point, ring) {
+  let hit = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const a = ring[i], b = ring[j];
+    if ((a.lat > point.lat) !== (b.lat > point.lat)
+      && point.lng < ((b.lng - a.lng) * (point.lat - a.lat)) / (b.lat - a.lat) + a.lng) hit = !hit;
+  }
+  return hit;
+}
+
+function setTool(tool) {
+  state.tool = state.tool === tool ? null : tool;
+  $("tool-box").setAttribute("aria-pressed", String(state.tool === "box"));
+  $("tool-lasso").setAttribute("aria-pressed", String(state.tool === "lasso"));
+  if (state.tool) map.dragging.disable(); else map.dragging.enable();
+  map.getContainer().style.cursor = state.tool ? "crosshair" : "";
+}
+
+let drawing = null;
+map.on("mousedown", (event) => {
+  if (!state.tool) return;
+  const start = event.latlng;
+  const shape = state.tool === "box"
+    ? L.rectangle(L.latLngBounds(start, start), { className: "select-shape", weight: 2, dashArray: "5 4", fillOpacity: 0.1 })
+    : L.polygon([start], { className: "select-shape", weight: 2, dashArray: "5 4", fillOpacity: 0.1 });
+  shape.addTo(map);
+  drawing = { start, shape, points: [start] };
+});
+map.on("mousemove", (event) => {
+  if (!drawing) return;
+  if (state.tool === "box") drawing.shape.setBounds(L.latLngBounds(drawing.start, event.latlng));
+  else { drawing.points.push(event.latlng); drawing.shape.setLatLngs(drawing.points); }
+});
+map.on("mouseup", () => {
+  if (!drawing) return;
+  const { shape, points } = drawing;
+  drawing = null;
+  if (state.tool === "box") { const bounds = shape.getBounds(); selectWhere((p) => bounds.contains(p)); }
+  else if (points.length > 2) selectWhere((p) => inside(p, points));
+  shape.remove();
+  setTool(state.tool);
+});
+
+// --- moving -----------------------------------------------------------------------------------
+
+function moveBody(crew) {
+  return { plan_version: state.board.version, work_order_ids: [...state.selected], to_crew: crew };
+}
+
+function previewRoute(route, moved, tag) {
+  const box = element("div", undefined, "preview-crew");
+  box.dataset.crew = route.crew;
+  box.dataset.when = tag;
+  box.append(element("h3", `${route.crew_name} (${route.crew}) — ${words[`dispatch.${tag}`]}`));
+  const list = element("ol");
+  for (const stop of route.stops) {
+    const job = jobById(stop.work_order_id);
+    const late = new Date(stop.eta) > new Date(stop.due_at);
+    const item = element("li", `${time.format(new Date(stop.eta))} #${stop.work_order_id} ${job ? job.category_name : stop.category}`);
+    item.dataset.job = stop.work_order_id;
+    if (moved.has(stop.work_order_id)) item.classList.add("moved");
+    if (late) item.append(element("span", words["sla.late"], "badge late"));
+    list.append(item);
+  }
+  box.append(list);
+  return box;
+}
+
+function lateness(title, items, id) {
+  const box = element("section");
+  box.id = id;
+  box.append(element("h3", title));
+  const list = element("ul");
+  for (const x of items) {
+    const eta = x.eta_after ?? x.eta_before;
+    list.append(element("li", `#${x.work_order_id} ${words["dispatch.due"]} ${time.format(new Date(x.due_at))}`
+      + (x.eta_after ? ` · ${words["dispatch.eta"]} ${time.format(new Date(x.eta_after))}` : eta ? "" : "")));
+  }
+  box.append(list);
+  return box;
+}
+
+async function preview(crew) {
+  if (!state.selected.size || !state.board?.version) { say(words["dispatch.none_selected"], true); return; }
+  const body = moveBody(crew);
+  const moved = new Set(body.work_order_ids);
+  $("preview-body").replaceChildren();
+  $("preview-status").textContent = words["dispatch.preview_running"];
+  $("preview-status").classList.remove("problem");
+  $("commit").disabled = true;
+  if (!dialog.open) dialog.showModal();
+  const answer = await api("POST", `/api/v1/plans/${state.day}/moves/preview`, body);
+  if (!answer.ok) { await refused(answer, body); return; }
+  state.preview = { body, answer: answer.data };
+  const out = $("preview-body");
+  // What matters first: breaches caused or avoided, and what no longer fits; then the routes.
+  const breaches = [...answer.data.breaches_caused, ...answer.data.breaches_avoided];
+  if (!breaches.length) out.append(element("p", words["dispatch.no_breach"], "no-breach"));
+  if (answer.data.breaches_caused.length) out.append(lateness(words["dispatch.caused"], answer.data.breaches_caused, "caused"));
+  if (answer.data.breaches_avoided.length) out.append(lateness(words["dispatch.avoided"], answer.data.breaches_avoided, "avoided"));
+  if (answer.data.left_out.length) {
+    const left = element("section");
+    left.id = "left-out";
+    left.append(element("h3", words["dispatch.left_out"]));
+    const list = element("ul");
+    for (const u of answer.data.left_out) list.append(element("li", `#${u.work_order_id}: ${u.detail}`));
+    left.append(list);
+    out.append(left);
+  }
+  const routes = element("div", undefined, "preview-routes");
+  for (const route of answer.data.after) routes.append(previewRoute(route, moved, "after"));
+  out.append(routes);
+  previewLayer.clearLayers();
+  for (const route of answer.data.after) {
+    if (!route.line) continue;
+    L.polyline(route.line.coordinates.map(([x, y]) => [y, x]), {
+      color: crewColour(route.crew), weight: 5, dashArray: "8 6", opacity: 0.9, interactive: false,
+    }).addTo(previewLayer);
+  }
+  $("preview-status").textContent = "";
+  $("commit").disabled = false;
+  $("commit").focus();
+}
+
+async function refused(answer, body) {
+  const statusLine = $("preview-status");
+  statusLine.classList.add("problem");
+  if (answer.status === 409 && answer.data?.code === "stale_plan") {
+    statusLine.textContent = fill(words["dispatch.conflict"], { version: answer.data.current_version, seen: body.plan_version });
+    say(statusLine.textContent, true);
+    await load();
+  } else {
+    statusLine.textContent = fill(words["dispatch.refused"], { detail: problemText(answer.data) });
+  }
+  $("commit").disabled = true;
+}
+
+async function commit() {
+  if (!state.preview) return;
+  const { body } = state.preview;
+  $("commit").disabled = true;
+  window.dispatchPage.committedAt = performance.now();
+  const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
+  if (!answer.ok) { await refused(answer, body); return; }
+  closePreview();
+  // The move's answer is the whole new plan: draw it at once, then read the board again in
+  // the background for what the plan does not carry (queue reasons, SLA clocks).
+  const { changed, crews, queueChanged } = applyPlan(answer.data, body);
+  redrawChanged(changed, crews, queueChanged);
+  window.dispatchPage.movedDrawnAt = performance.now();
+  say(fill(words["dispatch.moved"], { version: answer.data.version }));
+  state.same = null;
+  load();
+}
+
+function applyPlan(plan, body) {
+  const board = state.board;
+  const placed = new Map();
+  for (const route of plan.routes) {
+    for (const stop of route.stops) placed.set(stop.work_order_id, { crew: route.crew, stop });
+  }
+  const left = new Map(plan.left_out.map((u) => [u.work_order_id, u.detail]));
+  const moved = new Set(body.work_order_ids);
+  const changed = [];
+  const crews = new Set();
+  let queueChanged = false;
+  for (const job of board.jobs) {
+    const was = [job.crew, job.seq, job.eta, job.left_out, job.queued].join("|");
+    const crewBefore = job.crew;
+    const at = placed.get(job.id);
+    if (at) {
+      Object.assign(job, { crew: at.crew, seq: at.stop.seq, eta: at.stop.eta, locked: at.stop.locked,
+        late: new Date(at.stop.eta) > new Date(job.due_at), queued: null, queued_detail: null, left_out: null });
+    } else {
+      Object.assign(job, { seq: null, eta: null, late: false, left_out: left.get(job.id) ?? null });
+      if (moved.has(job.id)) {
+        job.crew = body.to_crew;
+        if (body.to_crew === null) { job.queued = "dispatcher"; job.queued_detail = body.reason ?? null; }
+      }
+    }
+    if ([job.crew, job.seq, job.eta, job.left_out, job.queued].join("|") !== was) {
+      changed.push(job.id);
+      if (crewBefore) crews.add(crewBefore);
+      if (job.crew) crews.add(job.crew);
+      if (!crewBefore || !job.crew) queueChanged = true;
+    }
+  }
+  board.routes = plan.routes.map((r) => ({
+    crew: r.crew, line: r.line ? r.line.coordinates : null, depart: r.depart, back: r.back,
+    stops: r.stops.map((s) => s.work_order_id),
+  }));
+  const busy = new Map(plan.routes.map((r) => [r.crew, (new Date(r.back) - new Date(r.depart)) / 1000]));
+  for (const crew of board.crews) {
+    crew.busy_s = busy.get(crew.code) ?? 0;
+    crew.free_s = Math.max(0, crew.shift_s - crew.busy_s);
+  }
+  board.version = plan.version;
+  return { changed, crews, queueChanged };
+}
+
+function closePreview() {
+  state.preview = null;
+  previewLayer.clearLayers();
+  if (dialog.open) dialog.close();
+}
+
+async function replanCrews(crews) {
+  const answer = await api("POST", `/api/v1/plans/${state.day}/replan`, { plan_version: state.board.version, crews });
+  if (!answer.ok) {
+    if (answer.status === 409) await load();
+    say(answer.status === 409 ? fill(words["dispatch.conflict"], { version: answer.data?.current_version, seen: state.board.version }) : fill(words["dispatch.refused"], { detail: problemText(answer.data) }), true);
+    return;
+  }
+  await load();
+}
+
+// --- a job's popup ----------------------------------------------------------------------------
+
+function openPopup(id) {
+  const m = state.markers.get(id);
+  if (!m) return;
+  // markercluster's callback waits for the zoom animation's end, which a busy browser can
+  // drop: after a moment go there without animation.
+  let done = false;
+  const open = () => { if (!done) { done = true; m.openPopup(); } };
+  cluster.zoomToShowLayer(m, open);
+  setTimeout(() => {
+    if (done) return;
+    map.setView(m.getLatLng(), map.getMaxZoom(), { animate: false });
+    const parent = cluster.getVisibleParent(m);
+    if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
+    setTimeout(open, 300);
+  }, 2500);
+}
+window.dispatchPage.openPopup = openPopup;
+
+function button(text, onClick) {
+  const b = element("button", text);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// What the last popup action said, shown again in that job's popup once the board has been
+// reloaded (a reload redraws the markers, and with them the open popup).
+state.notice = null;
+
+async function act(promise, job, move = false) {
+  const answer = await promise;
+  state.notice = {
+    job: job.id,
+    text: answer.ok ? words["dispatch.done"] : fill(words["dispatch.refused"], { detail: problemText(answer.data) }),
+    move: move && answer.ok ? answer.data : state.notice?.job === job.id ? state.notice.move : null,
+  };
+  if (answer.ok || answer.status === 409) await load();
+  const shown = state.markers.has(job.id) ? job.id : null;
+  if (shown !== null) openPopup(shown);
+  else say(state.notice.text, !answer.ok);
+  return answer;
+}
+
+function popup(job) {
+  const box = element("div", undefined, "dispatch-popup");
+  box.append(element("h2", `#${job.id} · ${job.category_name}`));
+  box.append(element("p", `${job.status}${job.crew ? ` · ${job.crew}` : ""}${job.ward ? ` · ${words["dispatch.ward"] ?? ""} ${job.ward}` : ""}`));
+  if (job.tracking_id) box.append(element("p", job.tracking_id, "tracking"));
+  if (job.address) box.append(element("p", job.address, "address"));
+  box.append(element("p", job.description, "description"));
+  const facts = [`${words["dispatch.due"]} ${time.format(new Date(job.due_at))}`];
+  if (job.eta) facts.push(`${words["dispatch.eta"]} ${time.format(new Date(job.eta))}`);
+  const r = risk(job);
+  if (r) facts.push(words[`sla.${r}`]);
+  box.append(element("p", facts.join(" · ")));
+  if (job.queued_detail) box.append(element("p", job.queued_detail, "why"));
+  if (job.left_out) box.append(element("p", job.left_out, "why"));
+  const actions = element("div", undefined, "actions");
+  if (job.seq !== null) {
+    actions.append(button(job.locked ? words["dispatch.unlock"] : words["dispatch.lock"], () =>
+      act(api("POST", `/api/v1/plans/${state.day}/stops/${job.id}/lock`, { plan_version: state.board.version, locked: !job.locked }), job)));
+  }
+  if (job.status === "on_hold") {
+    actions.append(button(words["dispatch.resume"], () =>
+      act(api("POST", `/api/v1/work-orders/${job.id}/resume`, { expected_version: job.version }), job)));
+  } else {
+    const reason = element("input");
+    reason.setAttribute("aria-label", words["dispatch.hold_reason"]);
+    reason.placeholder = words["dispatch.hold_reason"];
+    actions.append(reason, button(words["dispatch.hold"], () =>
+      act(api("POST", `/api/v1/work-orders/${job.id}/hold`, { reason: reason.value || words["dispatch.hold"], expected_version: job.version }), job)));
+  }
+  box.append(actions);
+  // Appointment: a window the work must start in (local time of the browser).
+  const appt = element("div", undefined, "actions");
+  const from = element("input"); from.type = "datetime-local"; from.setAttribute("aria-label", `${words["dispatch.appointment"]} 1`);
+  const to = element("input"); to.type = "datetime-local"; to.setAttribute("aria-label", `${words["dispatch.appointment"]} 2`);
+  if (job.appointment) {
+    appt.append(element("p", `${words["dispatch.appointment"]}: ${time.format(new Date(job.appointment[0]))}–${time.format(new Date(job.appointment[1]))}`));
+  }
+  appt.append(from, to,
+    button(words["dispatch.appointment_set"], () => act(api("PUT", `/api/v1/dispatch/work-orders/${job.id}/appointment`,
+      { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() }), job)),
+    button(words["dispatch.appointment_clear"], () => act(api("DELETE", `/api/v1/dispatch/work-orders/${job.id}/appointment`), job)));
+  box.append(appt);
+  // Duplicates: the incident's reports (why each matched), merge another in, split, undo.
+  const dup = element("div", undefined, "actions");
+  const other = element("input");
+  other.inputMode = "numeric";
+  other.setAttribute("aria-label", words["dispatch.merge_into"]);
+  other.placeholder = words["dispatch.merge_into"];
+  const reports = element("div", undefined, "reports");
+  dup.append(
+    button(words["dispatch.reports"], () => showReports(job, reports)),
+    other,
+    button(words["dispatch.merge"], () => act(api("POST", `/api/v1/staff/incidents/${job.incident_id}/merge`,
+      { source_incident_id: Number(other.value), reason: "merged on the dispatcher's map" }), job, true)),
+  );
+  box.append(dup, reports);
+  if (state.notice?.job === job.id) {
+    const line = element("p", state.notice.text, "popup-status");
+    line.setAttribute("role", "status");
+    box.append(line);
+    const move = state.notice.move;
+    if (move && !move.undone_at) box.append(undoButton(move, job));
+  }
+  return box;
+}
+
+function undoButton(move, job) {
+  return button(`${words["dispatch.undo"]} (${move.kind} ${move.id})`, () =>
+    act(api("POST", `/api/v1/staff/moves/${move.id}/undo`, { reason: "undone on the dispatcher's map" }), job, true));
+}
+
+async function showReports(job, out) {
+  const answer = await api("GET", `/api/v1/staff/incidents/${job.incident_id}/reports`);
+  out.replaceChildren();
+  if (!answer.ok) { out.append(element("p", fill(words["dispatch.refused"], { detail: problemText(answer.data) }))); return; }
+  const list = element("ul");
+  for (const report of answer.data.reports) {
+    const why = report.dedup ? `${report.dedup.decision}${report.dedup.score !== null ? ` ${report.dedup.score.toFixed(2)}` : ""}` : "";
+    const item = element("li", `${report.tracking_id} · ${Math.round(report.distance_m)} m · ${why}`);
+    if (answer.data.reports.length > 1) {
+      item.append(button(words["dispatch.split"], async () => {
+        await act(api("POST", `/api/v1/staff/reports/${encodeURIComponent(report.tracking_id)}/split`, { reason: "split on the dispatcher's map" }), job, true);
+      }));
+    }
+    list.append(item);
+  }
+  out.append(list);
+  for (const move of answer.data.moves) if (!move.undone_at) out.append(undoButton(move, job));
+}
+
+// --- controls, keys, live ---------------------------------------------------------------------
+
+form.addEventListener("input", (event) => {
+  if (event.target === dayInput) return;
+  draw();
+});
+form.addEventListener("submit", (event) => event.preventDefault());
+dayInput.addEventListener("change", () => { state.day = dayInput.value; state.selected.clear(); load(); });
+$("tool-box").addEventListener("click", () => setTool("box"));
+$("tool-lasso").addEventListener("click", () => setTool("lasso"));
+$("clear-selection").addEventListener("click", () => { state.selected.clear(); drawSelection(); });
+$("give").addEventListener("click", () => preview(toCrew.value));
+$("to-queue").addEventListener("click", () => preview(null));
+$("commit").addEventListener("click", commit);
+$("cancel").addEventListener("click", closePreview);
+dialog.addEventListener("close", () => { state.preview = null; previewLayer.clearLayers(); });
+$("plan-day").addEventListener("click", async () => {
+  const answer = await api("POST", `/api/v1/plans?date=${state.day}`, state.board?.version ? { plan_version: state.board.version } : undefined);
+  if (!answer.ok) say(fill(words["dispatch.refused"], { detail: problemText(answer.data) }), true);
+  await load();
+});
+$("replan-day").addEventListener("click", () => replanCrews(state.board.crews.filter((c) => c.working).map((c) => c.code)));
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest?.("input, select, textarea");
+  if (event.key === "Escape" && !dialog.open) {
+    if (state.tool) setTool(state.tool); else { state.selected.clear(); drawSelection(); }
+    return;
+  }
+  if (typing || dialog.open || event.ctrlKey || event.metaKey || event.altKey) return;
+  const keys = { "/": () => $("search").focus(), b: () => setTool("box"), l: () => setTool("lasso"),
+    g: () => preview(toCrew.value), q: () => preview(null) };
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+});
+
+// Live: every change another dispatcher, a crew or a new report makes reloads the board (the
+// events carry ids only). Until the push channel is there, the board is asked again now and then.
+let reloadTimer = null;
+function soon(what) {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(async () => {
+    await load();
+    if (what) $("live-status").textContent = fill(words["dispatch.updated"], { what });
+  }, 250);
+}
+const live = root.dataset.live ? import(root.dataset.live) : Promise.reject(new Error("no push channel"));
+live.then(({ listen }) => {
+  listen({
+    open: () => soon(null),
+    work_order: (d) => soon(`#${d.id}`),
+    plan: () => soon(words["dispatch.crew"]),
+    incident: (d) => soon(`${d.id}`),
+  });
+  $("live-status").textContent = words["dispatch.live"];
+}).catch(() => { setInterval(load, 4000); });
+
+load();
