@@ -57,6 +57,9 @@ EXCEPTIONS: dict[str, set[str]] = {
     "geo311.resident.dedup.importer": {"assets", "incidents", "ward_maps", "wards"},
     # The candidate search (incidents of the group near the report, their photos' hashes).
     "geo311.resident.dedup.placing": {"incidents", "photos", "service_categories"},
+    # Fitting and the record read history in one pass: the incidents the dispatchers' merges
+    # and splits touched, and the active categories beside their fitted models.
+    "geo311.resident.dedup.learning": {"incidents", "service_categories"},
     # Merge, split and undo move reports and subscriptions between incidents and read back the
     # statuses the audit trail kept.
     "geo311.resident.dedup.moves": {"audit_events", "incidents", "photos", "subscriptions"},

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import Conflict
@@ -152,11 +152,9 @@ def _check_joinable(
     )
     rule = placing.rule_of(category, settings, model)
     lon, lat = session.execute(
-        text(
-            "SELECT ST_X(geom), ST_Y(geom) FROM reports "
-            "WHERE jurisdiction_id = CAST(:j AS smallint) AND id = :i"
-        ),
-        {"j": jurisdiction_id, "i": report.id},
+        select(func.ST_X(Report.geom), func.ST_Y(Report.geom)).where(
+            Report.jurisdiction_id == jurisdiction_id, Report.id == report.id
+        )
     ).one()
     candidates = placing.find_candidates(
         session,
