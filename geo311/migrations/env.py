@@ -6,6 +6,7 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import Connection, create_engine
 
+from geo311.kernel import distribute
 from geo311.schema import include_object, load_all_models
 
 config = context.config
@@ -29,12 +30,15 @@ def run_migrations_online() -> None:
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()
+            distribute.distribute(connection)
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as conn:
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
+            # On Citus: a table a migration just created is placed in the same transaction.
+            distribute.distribute(conn)
     engine.dispose()
 
 

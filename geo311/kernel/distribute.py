@@ -1,0 +1,172 @@
+"""The schema on Citus: which table is distributed, which is a reference table, which stays on
+the coordinator — applied by a migration and again after every migration run, so a table a
+later migration creates is distributed in the same run. Does nothing without the citus
+extension, so a plain PostGIS never sees any of it.
+
+The rule (docs/citus.md says why for each table):
+- a table whose primary key starts with ``jurisdiction_id`` is a tenant table: distributed by
+  ``jurisdiction_id``, all of them co-located, so one city's rows of every table live in one
+  shard group and every query of one city (joins, foreign keys, transactions) stays on one node;
+- ``REFERENCE_TABLES``: small, read on every path, and keyed across cities (a unique name,
+  token or key hash that must hold for the whole service): a copy on every node;
+- everything else stays on the coordinator (``LOCAL_TABLES``); one that references a
+  reference table becomes a Citus local table so that foreign key still holds.
+"""
+
+from __future__ import annotations
+
+from graphlib import TopologicalSorter
+
+from sqlalchemy import Connection, text
+
+DISTRIBUTION_COLUMN = "jurisdiction_id"
+REFERENCE_TABLES = ("jurisdictions", "staff_users", "api_tokens", "open311_api_keys")
+# Staff sessions and the sign-in throttle are per-service, written on every sign-in and seen
+# only by the coordinator; the job queue is procrastinate's, whose SQL and triggers are
+# single-node; alembic's own table is the coordinator's.
+LOCAL_TABLES = (
+    "staff_sessions",
+    "signin_throttle",
+    "alembic_version",
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_workers",
+)
+
+
+def citus_present(conn: Connection) -> bool:
+    """Return whether the database has the citus extension."""
+    return bool(conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).scalar())
+
+
+def distribute(conn: Connection) -> list[str]:
+    """Place every table not yet placed; return what was done, one line per table."""
+    if not citus_present(conn):
+        return []
+    done: list[str] = []
+    placed = {
+        name
+        for (name,) in conn.execute(
+            text("SELECT logicalrelid::regclass::text FROM pg_dist_partition")
+        )
+    }
+    tenant = _tenant_tables(conn)
+    todo = [t for t in _referenced_first(conn, tenant | set(REFERENCE_TABLES)) if t not in placed]
+    if not todo:
+        return done
+    # Citus places a table only when every foreign key around it fits at that moment (and
+    # turns a table that references a reference table into a Citus local table at once), so
+    # the foreign keys of the tables to place come off first and go back on once all are
+    # placed; Citus then creates them on every shard.
+    fkeys = _drop_foreign_keys(conn, todo)
+    for name in todo:
+        if name in tenant:
+            _identity_to_sequence(conn, name)
+    for name in todo:
+        if name in REFERENCE_TABLES:
+            conn.execute(text("SELECT create_reference_table(CAST(:t AS regclass))"), {"t": name})
+            done.append(f"{name}: reference")
+            continue
+        # Co-located with the tenant tables placed before (a later migration's table too).
+        colocate = next((t for t in placed if t in tenant), "default")
+        conn.execute(
+            text(
+                "SELECT create_distributed_table(CAST(:t AS regclass), :col, "
+                "colocate_with => :with)"
+            ),
+            {"t": name, "col": DISTRIBUTION_COLUMN, "with": colocate},
+        )
+        placed.add(name)
+        done.append(f"{name}: distributed by {DISTRIBUTION_COLUMN}")
+    for table, name, definition in fkeys:
+        # A coordinator table referencing a reference table becomes a Citus local table here.
+        conn.execute(text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
+    return done
+
+
+def _drop_foreign_keys(conn: Connection, tables: list[str]) -> list[tuple[str, str, str]]:
+    """Drop the foreign keys from or to ``tables``; return (table, name, definition) of each."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+            FROM pg_constraint
+            WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+              AND (conrelid::regclass::text = ANY(:t) OR confrelid::regclass::text = ANY(:t))
+            ORDER BY 1, 2
+            """
+        ),
+        {"t": tables},
+    ).all()
+    for table, name, _ in rows:
+        conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+    return [(t, n, d) for t, n, d in rows]
+
+
+def _tenant_tables(conn: Connection) -> set[str]:
+    """Return the public tables whose primary key starts with the distribution column."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT c.relname
+            FROM pg_constraint k
+            JOIN pg_class c ON c.oid = k.conrelid
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
+            WHERE k.contype = 'p' AND c.relnamespace = 'public'::regnamespace
+              AND c.relkind = 'r' AND a.attname = :col
+            """
+        ),
+        {"col": DISTRIBUTION_COLUMN},
+    )
+    return {name for (name,) in rows} - set(REFERENCE_TABLES)
+
+
+def _referenced_first(conn: Connection, tables: set[str]) -> list[str]:
+    """Return ``tables`` ordered so a table comes after every table it references (Citus
+    distributes a referencing table only once its referenced tables are placed)."""
+    graph: dict[str, set[str]] = {t: set() for t in tables}
+    rows = conn.execute(
+        text(
+            """
+            SELECT conrelid::regclass::text, confrelid::regclass::text
+            FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace
+            """
+        )
+    )
+    for child, parent in rows:
+        if child in graph and parent in graph and child != parent:
+            graph[child].add(parent)
+    ordered = list(TopologicalSorter(graph).static_order())
+    return sorted(ordered, key=lambda t: (t not in REFERENCE_TABLES, ordered.index(t)))
+
+
+def _identity_to_sequence(conn: Connection, name: str) -> None:
+    """Turn an int/smallint identity column into a sequence default: Citus distributes tables
+    whose identity columns are bigint only. The column's values and next value are kept."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT a.attname, pg_get_serial_sequence(CAST(:t AS text), a.attname)
+            FROM pg_attribute a
+            WHERE a.attrelid = CAST(:t AS regclass) AND a.attidentity <> ''
+              AND a.atttypid <> 'bigint'::regtype
+            """
+        ),
+        {"t": name},
+    ).all()
+    for column, seq in rows:
+        last = conn.execute(text(f"SELECT last_value, is_called FROM {seq}")).one()
+        new_seq = f"{name}_{column}_seq"
+        conn.execute(text(f'ALTER TABLE {name} ALTER COLUMN "{column}" DROP IDENTITY'))
+        conn.execute(text(f"CREATE SEQUENCE {new_seq} AS integer OWNED BY {name}.{column}"))
+        conn.execute(
+            text("SELECT setval(CAST(:s AS regclass), :v, :called)"),
+            {"s": new_seq, "v": last.last_value, "called": last.is_called},
+        )
+        conn.execute(
+            text(
+                f'ALTER TABLE {name} ALTER COLUMN "{column}" '
+                f"SET DEFAULT nextval('{new_seq}'::regclass)"
+            )
+        )
