@@ -94,6 +94,7 @@ def test_a_work_orders_lifecycle_runs_on_one_shard(client: TestClient, demo_db: 
     dispatcher = _auth(demo_db, "dispatcher")
     crew = _auth(demo_db, "crew", crew="streets")
     url = f"/api/v1/work-orders/{work_order_id}"
+    give_to_crew(demo_db, work_order_id, "streets")
     with recording(demo_db) as rec:
         for status in ("triaged", "assigned"):
             seen = client.get(url, headers=dispatcher)
@@ -103,7 +104,6 @@ def test_a_work_orders_lifecycle_runs_on_one_shard(client: TestClient, demo_db: 
                 headers={**dispatcher, "If-Match": seen.headers["ETag"]},
             )
             assert r.status_code == 200, r.text
-        give_to_crew(demo_db, work_order_id, "streets")
         seen = client.get(url, headers=crew)
         r = client.post(
             f"{url}/transitions",
