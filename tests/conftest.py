@@ -37,6 +37,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --citus, run the database tests only (those that use the cluster)."""
+    if not config.getoption("citus"):
+        return
+    keep = [i for i in items if "pg_cluster" in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if "pg_cluster" not in getattr(i, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     """A throwaway PostgreSQL cluster for the whole test session (with --citus: a local Citus
