@@ -147,23 +147,25 @@ def _identity_to_sequence(conn: Connection, name: str) -> None:
     rows = conn.execute(
         text(
             """
-            SELECT a.attname, pg_get_serial_sequence(CAST(:t AS text), a.attname)
+            SELECT a.attname, s.last_value
             FROM pg_attribute a
+            LEFT JOIN pg_sequences s
+              ON s.schemaname || '.' || s.sequencename
+                 = pg_get_serial_sequence(CAST(:t AS text), a.attname)
             WHERE a.attrelid = CAST(:t AS regclass) AND a.attidentity <> ''
               AND a.atttypid <> 'bigint'::regtype
             """
         ),
         {"t": name},
     ).all()
-    for column, seq in rows:
-        last = conn.execute(text(f"SELECT last_value, is_called FROM {seq}")).one()
+    for column, last_value in rows:
         new_seq = f"{name}_{column}_seq"
         conn.execute(text(f'ALTER TABLE {name} ALTER COLUMN "{column}" DROP IDENTITY'))
         conn.execute(text(f"CREATE SEQUENCE {new_seq} AS integer OWNED BY {name}.{column}"))
-        conn.execute(
-            text("SELECT setval(CAST(:s AS regclass), :v, :called)"),
-            {"s": new_seq, "v": last.last_value, "called": last.is_called},
-        )
+        if last_value is not None:  # None: never drawn from yet
+            conn.execute(
+                text("SELECT setval(CAST(:s AS regclass), :v)"), {"s": new_seq, "v": last_value}
+            )
         conn.execute(
             text(
                 f'ALTER TABLE {name} ALTER COLUMN "{column}" '

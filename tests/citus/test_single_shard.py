@@ -42,13 +42,8 @@ def _auth(db: Database, role: str, crew: str | None = None) -> dict[str, str]:
 
 def test_the_cluster_spreads_the_tenant_tables_and_keeps_them_together(demo_db: Database) -> None:
     with demo_db.session() as s:
-        kinds = dict(
-            s.execute(
-                text(
-                    "SELECT table_name::text, citus_table_type "
-                    "FROM citus_tables"
-                )
-            ).all()
+        kinds: dict[str, str] = dict(
+            s.execute(text("SELECT table_name::text, citus_table_type FROM citus_tables")).all()
         )
         groups = s.execute(
             text(
@@ -57,7 +52,10 @@ def test_the_cluster_spreads_the_tenant_tables_and_keeps_them_together(demo_db: 
             )
         ).scalar_one()
         workers = s.execute(
-            text("SELECT count(DISTINCT nodename) FROM citus_shards WHERE table_name = 'incidents'::regclass")
+            text(
+                "SELECT count(DISTINCT nodename) FROM citus_shards "
+                "WHERE table_name = 'incidents'::regclass"
+            )
         ).scalar_one()
     assert kinds["incidents"] == kinds["reports"] == kinds["notices"] == "distributed"
     assert kinds["jurisdictions"] == kinds["staff_users"] == "reference"
@@ -69,9 +67,7 @@ def test_intake_with_dedup_runs_on_one_shard(client: TestClient, demo_db: Databa
     lon, lat = ward_point(demo_db)
     staff = _auth(demo_db, "dispatcher")
     with recording(demo_db) as rec:
-        first = client.post(
-            "/api/v1/reports", data={"category": "pothole", "lat": lat, "lon": lon}
-        )
+        first = client.post("/api/v1/reports", data={"category": "pothole", "lat": lat, "lon": lon})
         second = client.post(
             "/api/v1/reports",
             data={"category": "pothole", "lat": lat, "lon": lon + 0.00005},
@@ -144,7 +140,8 @@ def test_an_open311_read_runs_on_one_shard(client: TestClient, demo_db: Database
         )
         one = client.get(f"/open311/v2/requests/{listed.json()[0]['service_request_id']}.json")
     assert services.status_code == listed.status_code == one.status_code == 200
-    assert listed.json() and one.json()[0]["service_request_id"]
+    assert listed.json()
+    assert one.json()[0]["service_request_id"] == listed.json()[0]["service_request_id"]
     assert_single_shard(rec, must_touch={"reports", "service_categories"})
 
 
