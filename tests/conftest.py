@@ -58,7 +58,7 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     if request.config.getoption("citus"):
         from geo311.kernel.citus import CitusCluster
 
-        cluster = CitusCluster(root / "citus", durable=False)
+        cluster = CitusCluster(root / "citus", durable=False, repartition_joins=True)
     cluster.start()
     try:
         yield cluster
