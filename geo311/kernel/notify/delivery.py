@@ -437,21 +437,34 @@ class Deliverer:
                 ),
                 {"resend": resend, "lease": self.notify.claim_lease_s},
             ).all()
-            orphans = session.execute(
+            # City by city: on Citus a locking read (FOR UPDATE) must stay on one shard.
+            owing = session.execute(
                 text(
-                    """
-                    UPDATE notices SET next_attempt_at = now(), updated_at = now()
-                    WHERE (jurisdiction_id, id) IN (
-                        SELECT jurisdiction_id, id FROM notices
-                        WHERE status IN ('pending', 'retry')
-                          AND next_attempt_at < now() - make_interval(secs => :grace)
-                        ORDER BY next_attempt_at LIMIT 20000
-                        FOR UPDATE SKIP LOCKED)
-                    RETURNING jurisdiction_id, id
-                    """
+                    "SELECT DISTINCT jurisdiction_id FROM notices "
+                    "WHERE status IN ('pending', 'retry') "
+                    "AND next_attempt_at < now() - make_interval(secs => :grace)"
                 ),
                 {"grace": grace},
-            ).all()
+            ).scalars()
+            orphans = [
+                row
+                for jid in list(owing)
+                for row in session.execute(
+                    text(
+                        """
+                        UPDATE notices SET next_attempt_at = now(), updated_at = now()
+                        WHERE jurisdiction_id = :jid AND (jurisdiction_id, id) IN (
+                            SELECT jurisdiction_id, id FROM notices
+                            WHERE jurisdiction_id = :jid AND status IN ('pending', 'retry')
+                              AND next_attempt_at < now() - make_interval(secs => :grace)
+                            ORDER BY next_attempt_at LIMIT 20000
+                            FOR UPDATE SKIP LOCKED)
+                        RETURNING jurisdiction_id, id
+                        """
+                    ),
+                    {"grace": grace, "jid": jid},
+                ).all()
+            ]
             again: dict[int, list[int]] = {}
             for jurisdiction_id, notice_id, status in stale:
                 if status == "retry":
