@@ -156,3 +156,40 @@ def test_the_planners_ward_table_runs_on_one_shard(client: TestClient, demo_db: 
     assert r.status_code == 200, r.text
     assert r.json()["wards"]
     assert_single_shard(rec, must_touch={"incidents", "wards"})
+
+
+def test_a_table_a_later_migration_creates_is_distributed_with_the_others(db_url: str) -> None:
+    """What env.py does after every migration run: a new tenant table (its key starting with
+    jurisdiction_id, a foreign key to incidents) comes out distributed and co-located, and
+    its foreign key still refuses a row with no incident."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import IntegrityError
+
+    from geo311.kernel import distribute
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TABLE incident_tags (jurisdiction_id smallint NOT NULL, "
+                    "incident_id bigint NOT NULL, tag text NOT NULL, "
+                    "PRIMARY KEY (jurisdiction_id, incident_id, tag), "
+                    "FOREIGN KEY (jurisdiction_id, incident_id) "
+                    "REFERENCES incidents (jurisdiction_id, id))"
+                )
+            )
+            done = distribute.distribute(conn)
+        assert done == ["incident_tags: distributed by jurisdiction_id"]
+        with engine.connect() as conn:
+            same = conn.execute(
+                text(
+                    "SELECT count(DISTINCT colocation_id) FROM citus_tables "
+                    "WHERE table_name IN ('incidents'::regclass, 'incident_tags'::regclass)"
+                )
+            ).scalar_one()
+            assert same == 1
+            with pytest.raises(IntegrityError):
+                conn.execute(text("INSERT INTO incident_tags VALUES (1, 999999, 'x')"))
+    finally:
+        engine.dispose()
