@@ -16,8 +16,9 @@ The rule (docs/citus.md says why for each table):
 from __future__ import annotations
 
 from graphlib import TopologicalSorter
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, ForeignKeyConstraint, Table, text
 
 DISTRIBUTION_COLUMN = "jurisdiction_id"
 REFERENCE_TABLES = ("jurisdictions", "staff_users", "api_tokens", "open311_api_keys")
@@ -40,21 +41,65 @@ def citus_present(conn: Connection) -> bool:
     return bool(conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).scalar())
 
 
+def hook_create_table(impl: Any, conn: Connection) -> None:
+    """Make ``impl`` (an Alembic migration context's impl) place every table it creates once
+    the schema is distributed: the table is created without its foreign keys, placed, and
+    then gets them. Needed because Citus refuses a new table with foreign keys to both a
+    reference table (jurisdictions) and a distributed one; before the schema is distributed
+    (a fresh database's first run), tables are created as usual and placed by the migration
+    ``citus_distribute``. Asks the database nothing until a table is created (a query here
+    would open the connection's transaction before Alembic does)."""
+    create = impl.create_table
+
+    def create_table(table: Table, **kw: Any) -> Any:
+        if not (citus_present(conn) and _distributed_yet(conn)):
+            return create(table, **kw)
+        fkeys = [c for c in table.constraints if isinstance(c, ForeignKeyConstraint)]
+        for fk in fkeys:
+            table.constraints.discard(fk)
+        try:
+            result = create(table, **kw)
+        finally:
+            for fk in fkeys:
+                table.constraints.add(fk)
+        distribute(conn)
+        for fk in fkeys:
+            impl.add_constraint(fk)
+        return result
+
+    impl.create_table = create_table
+
+
+def _distributed_yet(conn: Connection) -> bool:
+    return bool(
+        conn.execute(text("SELECT 1 FROM pg_dist_partition WHERE partmethod = 'h' LIMIT 1")).first()
+    )
+
+
 def distribute(conn: Connection) -> list[str]:
     """Place every table not yet placed; return what was done, one line per table."""
     if not citus_present(conn):
         return []
     done: list[str] = []
+    # Distributed and reference tables; not the Citus local tables Citus makes by itself of
+    # a new table with a foreign key to a reference table (jurisdictions): those still need
+    # placing.
     placed = {
         name
         for (name,) in conn.execute(
-            text("SELECT logicalrelid::regclass::text FROM pg_dist_partition")
+            text(
+                "SELECT logicalrelid::regclass::text FROM pg_dist_partition "
+                "WHERE partmethod = 'h' OR repmodel = 't'"
+            )
         )
     }
     tenant = _tenant_tables(conn)
     todo = [t for t in _referenced_first(conn, tenant | set(REFERENCE_TABLES)) if t not in placed]
     if not todo:
         return done
+    # One connection per node for the rest of the transaction: Citus's rule when a foreign
+    # key to a reference table is added in a transaction that already touched shards.
+    conn.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
     # Citus places a table only when every foreign key around it fits at that moment (and
     # turns a table that references a reference table into a Citus local table at once), so
     # the foreign keys of the tables to place come off first and go back on once all are

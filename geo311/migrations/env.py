@@ -28,6 +28,7 @@ def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         _configure(connection)
+        distribute.hook_create_table(context.get_context().impl, connection)
         with context.begin_transaction():
             context.run_migrations()
             distribute.distribute(connection)
@@ -35,6 +36,8 @@ def run_migrations_online() -> None:
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as conn:
         _configure(conn)
+        # On Citus: a table a later migration creates is placed as it is created.
+        distribute.hook_create_table(context.get_context().impl, conn)
         with context.begin_transaction():
             context.run_migrations()
             # On Citus: a table a migration just created is placed in the same transaction.

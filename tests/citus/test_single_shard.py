@@ -159,37 +159,45 @@ def test_the_planners_ward_table_runs_on_one_shard(client: TestClient, demo_db: 
 
 
 def test_a_table_a_later_migration_creates_is_distributed_with_the_others(db_url: str) -> None:
-    """What env.py does after every migration run: a new tenant table (its key starting with
-    jurisdiction_id, a foreign key to incidents) comes out distributed and co-located, and
-    its foreign key still refuses a row with no incident."""
-    from sqlalchemy import create_engine
+    """What env.py sets up for every migration run: a new tenant table (an int identity, foreign
+    keys to jurisdictions and to incidents, which Citus refuses in one CREATE TABLE) is created
+    through Alembic's operations, comes out distributed and co-located, and its foreign key
+    still refuses a row with no incident."""
+    import sqlalchemy as sa
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
     from sqlalchemy.exc import IntegrityError
 
     from geo311.kernel import distribute
 
-    engine = create_engine(db_url)
+    engine = sa.create_engine(db_url)
     try:
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE TABLE incident_tags (jurisdiction_id smallint NOT NULL, "
-                    "incident_id bigint NOT NULL, tag text NOT NULL, "
-                    "PRIMARY KEY (jurisdiction_id, incident_id, tag), "
-                    "FOREIGN KEY (jurisdiction_id, incident_id) "
-                    "REFERENCES incidents (jurisdiction_id, id))"
-                )
+            ctx = MigrationContext.configure(conn)
+            distribute.hook_create_table(ctx.impl, conn)
+            Operations(ctx).create_table(
+                "incident_tags",
+                sa.Column("jurisdiction_id", sa.SmallInteger(), sa.ForeignKey("jurisdictions.id")),
+                sa.Column("id", sa.Integer(), sa.Identity(always=False)),
+                sa.Column("incident_id", sa.BigInteger(), nullable=False),
+                sa.ForeignKeyConstraint(
+                    ["jurisdiction_id", "incident_id"],
+                    ["incidents.jurisdiction_id", "incidents.id"],
+                ),
+                sa.PrimaryKeyConstraint("jurisdiction_id", "id"),
             )
-            done = distribute.distribute(conn)
-        assert done == ["incident_tags: distributed by jurisdiction_id"]
         with engine.connect() as conn:
-            same = conn.execute(
+            kinds = conn.execute(
                 text(
-                    "SELECT count(DISTINCT colocation_id) FROM citus_tables "
-                    "WHERE table_name IN ('incidents'::regclass, 'incident_tags'::regclass)"
+                    "SELECT citus_table_type, count(DISTINCT colocation_id) FROM citus_tables "
+                    "WHERE table_name IN ('incidents'::regclass, 'incident_tags'::regclass) "
+                    "GROUP BY 1"
                 )
-            ).scalar_one()
-            assert same == 1
+            ).all()
+            assert kinds == [("distributed", 1)]
             with pytest.raises(IntegrityError):
-                conn.execute(text("INSERT INTO incident_tags VALUES (1, 999999, 'x')"))
+                conn.execute(
+                    text("INSERT INTO incident_tags (jurisdiction_id, incident_id) VALUES (1, -1)")
+                )
     finally:
         engine.dispose()
