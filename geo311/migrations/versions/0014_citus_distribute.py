@@ -1,7 +1,7 @@
 """Citus: distribute the tenant tables by jurisdiction_id, co-located; reference and
 coordinator tables as geo311/kernel/distribute.py lists them. Nothing happens without the citus
-extension. Later migrations' new tables are placed by the same rule at the end of every
-migration run (geo311/migrations/env.py), so no later migration has to remember it.
+extension. Later migrations' new tables are placed by the same rule as Alembic creates them
+(geo311/migrations/env.py hooks create_table), so no later migration has to remember it.
 
 Revision ID: citus_distribute
 Revises: a1ytics_indexes
