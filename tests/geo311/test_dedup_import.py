@@ -47,7 +47,8 @@ def files(demo_db: Database, tmp_path: Path) -> tuple[Path, Path, Path]:
     light = rows(
         demo_db,
         "SELECT ST_X(geom), ST_Y(geom) FROM assets WHERE asset_type = 'streetlight' "
-        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.asset_id = assets.id) "
+        "AND NOT EXISTS (SELECT 1 FROM incidents i "
+        "WHERE i.jurisdiction_id = assets.jurisdiction_id AND i.asset_id = assets.id) "
         "ORDER BY id LIMIT 1",
     )[0]
     h = timedelta(hours=1)
