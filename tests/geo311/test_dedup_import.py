@@ -163,8 +163,10 @@ def test_import_places_dedups_in_time_order_and_reports_every_row(
     stored = rows(
         demo_db,
         "SELECT r.external_id, r.channel, r.dedup_decision, m.external_id AS matched, "
-        "w.code AS ward FROM reports r LEFT JOIN reports m ON m.id = r.matched_report_id "
-        "LEFT JOIN wards w ON w.id = r.ward_id WHERE r.incident_id = :i ORDER BY r.reported_at",
+        "w.code AS ward FROM reports r LEFT JOIN reports m "
+        "ON m.jurisdiction_id = r.jurisdiction_id AND m.id = r.matched_report_id "
+        "LEFT JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id "
+        "WHERE r.incident_id = :i ORDER BY r.reported_at",
         i=incident,
     )
     assert [(r.external_id, r.dedup_decision, r.matched) for r in stored] == [
