@@ -499,13 +499,14 @@ _SENT = text(
     """
 )
 # Two statements, chosen in Python by the status: Citus refuses now() inside a CASE in an
-# UPDATE.
+# UPDATE. The back-off is added to now() in epoch seconds: Citus also refuses a stable
+# function (timestamptz + interval) applied to a column in an UPDATE.
 _FAILED_RETRY = text(
     """
     UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
            updated_at = now(), claim_token = NULL,
-           next_attempt_at = now() + make_interval(secs =>
-               LEAST(:cap, :base * power(2, GREATEST(attempts - 1, 0))) * :jitter)
+           next_attempt_at = to_timestamp(extract(epoch FROM now())
+               + LEAST(:cap, :base * power(2, GREATEST(attempts - 1, 0))) * :jitter)
     WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
     """
 )
@@ -522,8 +523,8 @@ _UNCLAIMED_RETRY = text(
     UPDATE notices SET
         attempts = attempts + 1,
         status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE 'retry' END,
-        next_attempt_at = now() + make_interval(secs =>
-            LEAST(:cap, :base * power(2, attempts)) * :jitter),
+        next_attempt_at = to_timestamp(extract(epoch FROM now())
+            + LEAST(:cap, :base * power(2, attempts)) * :jitter),
         last_error = :error,
         updated_at = now()
     WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
