@@ -4,7 +4,7 @@ extension. Later migrations' new tables are placed by the same rule as Alembic c
 (geo311/migrations/env.py hooks create_table), so no later migration has to remember it.
 
 Revision ID: citus_distribute
-Revises: a1ytics_indexes
+Revises: crew_idem_keys
 Create Date: 2026-12-05 03:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from geo311.kernel import distribute
 
 revision: str = "citus_distribute"
-down_revision: str | None = "a1ytics_indexes"
+down_revision: str | None = "crew_idem_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
