@@ -70,3 +70,37 @@ map-assets:
 
 bench: setup
 	$(UV) run python bench/intake.py
+
+# Citus (distributed PostgreSQL): its source is in ../shared/vendor/citus (not in Debian's
+# archive). Built and installed into the system PostgreSQL 15 when missing; with neither the
+# extension nor the source, test-citus says so and stops without failing.
+CITUS_SRC := $(abspath ../shared/vendor/citus)
+CITUS_TARBALL := $(CITUS_SRC)/citus-13.2.2.tar.gz
+CITUS_BUILD_DEPS := postgresql-server-dev-15 libcurl4-openssl-dev liblz4-dev libzstd-dev \
+  libkrb5-dev libssl-dev libselinux1-dev libxslt1-dev libpam0g-dev libedit-dev libicu-dev
+CITUS_INSTALLED = test -f $(PG_EXT_DIR)/citus.control -a -f /usr/lib/postgresql/15/lib/citus.so
+
+.PHONY: citus test-citus
+citus: system-deps
+	@if $(CITUS_INSTALLED); then exit 0; fi; \
+	if [ ! -f "$(CITUS_TARBALL)" ]; then \
+	  echo "Citus is not installed and its source is not at $(CITUS_SRC): nothing to build."; \
+	  exit 0; \
+	fi; \
+	echo "Building Citus from $(CITUS_TARBALL) (about 2 minutes)…"; \
+	$(APT) update -qq && $(APT) install -y -qq $(CITUS_BUILD_DEPS) && \
+	build=$$(mktemp -d) && tar xzf "$(CITUS_TARBALL)" -C "$$build" && \
+	cd "$$build"/citus-13.2.2 && patch -p1 -s < "$(CITUS_SRC)"/pg15.20-have_createdb_privilege.patch && \
+	./configure -q PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null && \
+	$(MAKE) -s -j2 >/dev/null && $(SUDO) $(MAKE) -s install >/dev/null && \
+	rm -rf "$$build" && echo "Citus installed."
+
+# The database tests of the suite on a local Citus cluster (coordinator + 2 workers), plus
+# the Citus checks in tests/citus. CITUS_TESTS narrows it (e.g. CITUS_TESTS=tests/citus).
+CITUS_TESTS ?= tests
+test-citus: setup citus
+	@if ! $(CITUS_INSTALLED); then \
+	  echo "SKIPPED: Citus is neither installed nor in $(CITUS_SRC); make test-citus ran no tests."; \
+	  exit 0; \
+	fi; \
+	GEO311_TEST_CITUS=1 $(UV) run pytest -q --citus $(CITUS_TESTS)

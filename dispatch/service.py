@@ -547,11 +547,13 @@ def _seconds(t: time) -> int:
 def crew_facts(session: Session, *, jurisdiction_id: int) -> list[rules.CrewFacts]:
     """Return every crew as the rule engine sees it, by code (one query: intake runs it for
     every new work order)."""
+    # The city as a constant in the subqueries too: Citus routes a correlated subquery to one
+    # shard only by its own filter on jurisdiction_id.
     skills = select(CrewSkill.skill_code).where(
-        CrewSkill.jurisdiction_id == Crew.jurisdiction_id, CrewSkill.crew_id == Crew.id
+        CrewSkill.jurisdiction_id == jurisdiction_id, CrewSkill.crew_id == Crew.id
     )
     wards = select(CrewTerritory.ward_code).where(
-        CrewTerritory.jurisdiction_id == Crew.jurisdiction_id, CrewTerritory.crew_id == Crew.id
+        CrewTerritory.jurisdiction_id == jurisdiction_id, CrewTerritory.crew_id == Crew.id
     )
     rows = session.execute(
         select(

@@ -3,6 +3,7 @@ each test that asks for a database gets a fresh clone of the migrated template."
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -26,12 +27,38 @@ DEMO_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--citus",
+        action="store_true",
+        default=os.environ.get("GEO311_TEST_CITUS") == "1",
+        help="run the database tests on a local Citus cluster (coordinator + 2 workers); "
+        "also GEO311_TEST_CITUS=1",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --citus, run the database tests only (those that use the cluster)."""
+    if not config.getoption("citus"):
+        return
+    keep = [i for i in items if "pg_cluster" in getattr(i, "fixturenames", ())]
+    dropped = [i for i in items if "pg_cluster" not in getattr(i, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[EmbeddedCluster]:
-    """A throwaway PostgreSQL cluster for the whole test session."""
+def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
+    """A throwaway PostgreSQL cluster for the whole test session (with --citus: a local Citus
+    cluster, whose coordinator the tests talk to and which clones databases on every node)."""
     root = Path(tempfile.mkdtemp(prefix="geo311-test-"))
     root.chmod(0o755)  # the postgres user must reach it when the tests run as root
-    cluster = EmbeddedCluster(root / "pg", durable=False)
+    cluster: Any = EmbeddedCluster(root / "pg", durable=False)
+    if request.config.getoption("citus"):
+        from geo311.kernel.citus import CitusCluster
+
+        cluster = CitusCluster(root / "citus", durable=False, repartition_joins=True)
     cluster.start()
     try:
         yield cluster

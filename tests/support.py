@@ -406,12 +406,17 @@ def body_text(mail: EmailMessage, kind: str = "plain") -> str:
 def give_to_crew(db: Database, work_order_id: int, crew: str | None) -> None:
     """Put a work order on crew ``crew``'s list (None: on no crew's), as assignment would."""
     with db.session() as session:
+        # The city first, so the update runs on one shard on Citus too.
+        jid = session.execute(
+            text("SELECT jurisdiction_id FROM work_orders WHERE id = :id"), {"id": work_order_id}
+        ).scalar_one()
         session.execute(
             text(
-                "UPDATE work_orders SET crew_id = (SELECT id FROM crews WHERE code = :crew) "
-                "WHERE id = :id"
+                "UPDATE work_orders SET crew_id = (SELECT id FROM crews "
+                "WHERE jurisdiction_id = :jid AND code = :crew) "
+                "WHERE jurisdiction_id = :jid AND id = :id"
             ),
-            {"crew": crew, "id": work_order_id},
+            {"crew": crew, "id": work_order_id, "jid": jid},
         )
 
 

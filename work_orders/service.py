@@ -312,21 +312,23 @@ def create_missing_work_orders(session: Session, *, jurisdiction_id: int) -> int
                                      opened_at, due_at, at_risk_at, resolved_at, completed_at)
             SELECT i.jurisdiction_id, i.id,
                    CASE WHEN i.status = 'closed' THEN 'completed' ELSE i.status END,
-                   c.group_code, i.opened_at, d.due_at,
-                   LEAST(d.due_at, d.due_at - (d.due_at - i.opened_at) * :risk),
+                   i.group_code, i.opened_at, i.sla_due_at,
+                   LEAST(i.sla_due_at, i.sla_due_at - (i.sla_due_at - i.opened_at) * :risk),
                    CASE WHEN i.status IN ('completed', 'closed', 'cancelled')
                         THEN COALESCE(i.closed_at, i.updated_at) END,
                    CASE WHEN i.status IN ('completed', 'closed')
                         THEN COALESCE(i.closed_at, i.updated_at) END
-            FROM incidents i
-            JOIN service_categories c
-              ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
-            CROSS JOIN LATERAL (
-                SELECT COALESCE(i.due_at, i.opened_at + make_interval(secs => c.sla_hours * 3600))
-                       AS due_at
-            ) d
-            WHERE i.jurisdiction_id = :jid
-              AND NOT EXISTS (SELECT 1 FROM work_orders w
+            -- A derived table, not a LATERAL without FROM: Citus cannot push that down.
+            FROM (
+                SELECT i.*, c.group_code,
+                       COALESCE(i.due_at, i.opened_at + make_interval(secs => c.sla_hours * 3600))
+                           AS sla_due_at
+                FROM incidents i
+                JOIN service_categories c
+                  ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
+                WHERE i.jurisdiction_id = :jid
+            ) i
+            WHERE NOT EXISTS (SELECT 1 FROM work_orders w
                               WHERE w.jurisdiction_id = i.jurisdiction_id
                                 AND w.incident_id = i.id)
             """

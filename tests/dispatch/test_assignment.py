@@ -186,7 +186,8 @@ def test_a_streetlight_report_goes_to_the_electrical_crew_by_its_asset_type(
         lon, lat = s.execute(
             text(
                 "SELECT ST_X(a.geom), ST_Y(a.geom) FROM assets a JOIN wards w "
-                "ON ST_Contains(w.geom, a.geom) WHERE a.asset_type = 'streetlight' "
+                "ON w.jurisdiction_id = a.jurisdiction_id AND ST_Contains(w.geom, a.geom) "
+                "WHERE a.asset_type = 'streetlight' "
                 "AND w.code = '4' ORDER BY a.id LIMIT 1"
             )
         ).one()

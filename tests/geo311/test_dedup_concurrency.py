@@ -68,7 +68,8 @@ def test_simultaneous_reports_of_one_streetlight_from_either_side_make_one_incid
     light_id, lon, lat = rows(
         demo_db,
         "SELECT a.id, ST_X(a.geom), ST_Y(a.geom) FROM assets a WHERE a.asset_type = "
-        "'streetlight' AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.asset_id = a.id) "
+        "'streetlight' AND NOT EXISTS (SELECT 1 FROM incidents i "
+        "WHERE i.jurisdiction_id = a.jurisdiction_id AND i.asset_id = a.id) "
         "ORDER BY a.id DESC LIMIT 1",
     )[0]
     points = [offset(lon, lat, 6.0, azimuth=0.0 if i % 2 else 180.0) for i in range(10)]

@@ -47,7 +47,8 @@ def files(demo_db: Database, tmp_path: Path) -> tuple[Path, Path, Path]:
     light = rows(
         demo_db,
         "SELECT ST_X(geom), ST_Y(geom) FROM assets WHERE asset_type = 'streetlight' "
-        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.asset_id = assets.id) "
+        "AND NOT EXISTS (SELECT 1 FROM incidents i "
+        "WHERE i.jurisdiction_id = assets.jurisdiction_id AND i.asset_id = assets.id) "
         "ORDER BY id LIMIT 1",
     )[0]
     h = timedelta(hours=1)
@@ -162,8 +163,10 @@ def test_import_places_dedups_in_time_order_and_reports_every_row(
     stored = rows(
         demo_db,
         "SELECT r.external_id, r.channel, r.dedup_decision, m.external_id AS matched, "
-        "w.code AS ward FROM reports r LEFT JOIN reports m ON m.id = r.matched_report_id "
-        "LEFT JOIN wards w ON w.id = r.ward_id WHERE r.incident_id = :i ORDER BY r.reported_at",
+        "w.code AS ward FROM reports r LEFT JOIN reports m "
+        "ON m.jurisdiction_id = r.jurisdiction_id AND m.id = r.matched_report_id "
+        "LEFT JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id "
+        "WHERE r.incident_id = :i ORDER BY r.reported_at",
         i=incident,
     )
     assert [(r.external_id, r.dedup_decision, r.matched) for r in stored] == [

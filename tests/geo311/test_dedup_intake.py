@@ -134,7 +134,8 @@ def test_the_same_streetlight_is_one_problem_beyond_the_radius(
     light_id, lon, lat = rows(
         demo_db,
         "SELECT a.id, ST_X(a.geom), ST_Y(a.geom) FROM assets a WHERE a.asset_type = "
-        "'streetlight' AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.asset_id = a.id) "
+        "'streetlight' AND NOT EXISTS (SELECT 1 FROM incidents i "
+        "WHERE i.jurisdiction_id = a.jurisdiction_id AND i.asset_id = a.id) "
         "ORDER BY a.id LIMIT 1",
     )[0]
     north = submit(

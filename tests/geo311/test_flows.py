@@ -33,8 +33,9 @@ def _history(db: Database, tracking_id: str) -> list[tuple[str, str | None]]:
             JOIN reports r ON r.tracking_id = :t
             LEFT JOIN work_orders w
                    ON w.jurisdiction_id = r.jurisdiction_id AND w.incident_id = r.incident_id
-            WHERE (e.entity = 'incident' AND e.entity_id = r.incident_id)
-               OR (e.entity = 'work_order' AND e.entity_id = w.id)
+            WHERE e.jurisdiction_id = r.jurisdiction_id
+              AND ((e.entity = 'incident' AND e.entity_id = r.incident_id)
+                   OR (e.entity = 'work_order' AND e.entity_id = w.id))
             ORDER BY e.id
             """,
             t=tracking_id,

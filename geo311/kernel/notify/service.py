@@ -61,12 +61,15 @@ def set_muted_kinds(
             f"unknown notice kinds: {', '.join(unknown)}; the kinds are {', '.join(KINDS)}",
             errors=[FieldError("kinds", "unknown notice kind", "unknown")],
         )
+    upsert = pg_insert(NoticePreference).values(
+        jurisdiction_id=jurisdiction_id, requester_id=requester_id, muted_kinds=kinds
+    )
     session.execute(
-        pg_insert(NoticePreference)
-        .values(jurisdiction_id=jurisdiction_id, requester_id=requester_id, muted_kinds=kinds)
-        .on_conflict_do_update(
+        upsert.on_conflict_do_update(
             index_elements=["jurisdiction_id", "requester_id"],
-            set_={"muted_kinds": kinds, "updated_at": func.now()},
+            # The new row's default (now()), not now() here: Citus takes only immutable
+            # functions in DO UPDATE SET, and the default is worked out before routing.
+            set_={"muted_kinds": kinds, "updated_at": upsert.excluded.updated_at},
         )
     )
     # Notices owed but not yet sent respect the new choice too.

@@ -111,7 +111,9 @@ _CANDIDATES = text(
         FROM reports AS r
         LEFT JOIN LATERAL (
             SELECT x.phash FROM photos AS x
-            WHERE x.jurisdiction_id = r.jurisdiction_id AND x.report_id = r.id
+            -- The city as a constant, not r's: Citus routes a LIMIT subquery only by its own
+            -- filter on jurisdiction_id.
+            WHERE x.jurisdiction_id = CAST(:jid AS smallint) AND x.report_id = r.id
               AND x.kind = 'report'
             ORDER BY x.id LIMIT 1
         ) AS ph ON true

@@ -367,8 +367,10 @@ _VIEW_SQL = text(
            ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, r.location_source,
            p.public_key, p.thumb_key, r.reported_at, i.updated_at,
            r.incident_id, r.channel, q.email, q.phone, q.language,
+           -- The city as a constant in the subqueries: Citus routes them to one shard only
+           -- by their own filter on jurisdiction_id.
            (SELECT count(*) FROM reports AS rc
-            WHERE rc.jurisdiction_id = r.jurisdiction_id AND rc.incident_id = r.incident_id)
+            WHERE rc.jurisdiction_id = :jurisdiction_id AND rc.incident_id = r.incident_id)
                AS report_count
     FROM reports r
     JOIN incidents i ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id
@@ -377,7 +379,7 @@ _VIEW_SQL = text(
     LEFT JOIN requesters q ON q.jurisdiction_id = r.jurisdiction_id AND q.id = r.requester_id
     LEFT JOIN LATERAL (
         SELECT public_key, thumb_key FROM photos ph
-        WHERE ph.jurisdiction_id = r.jurisdiction_id AND ph.report_id = r.id
+        WHERE ph.jurisdiction_id = :jurisdiction_id AND ph.report_id = r.id
           AND ph.kind = 'report'
         ORDER BY ph.id LIMIT 1
     ) p ON true

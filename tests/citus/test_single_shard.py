@@ -1,0 +1,203 @@
+"""On Citus every hot path is single-shard: each statement the app sends while a resident
+reports, a crew works a job, a dispatcher plans a day, an Open311 client reads, or a planner
+opens the ward table is planned by the coordinator as one task on one shard (or runs on the
+coordinator alone) — never as a query fanned out over every shard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from geo311.app import create_app
+from geo311.kernel.database import Database
+from geo311.kernel.settings import RoutingSettings, Settings
+from tests.citus.plans import assert_single_shard, recording
+from tests.support import (
+    give_to_crew,
+    jpeg,
+    open_incident_with_reporters,
+    staff_token,
+    ward_point,
+    work_order_of,
+)
+
+DAY = "2026-06-01"  # the Monday of the demo city's "now"
+
+
+@pytest.fixture
+def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
+    routing = RoutingSettings(time_limit_s=1.0, replan_time_limit_s=0.5)
+    settings = Settings(data_dir=tmp_path, jurisdiction="demo", routing=routing)
+    with TestClient(create_app(settings, db=demo_db)) as c:
+        yield c
+
+
+def _auth(db: Database, role: str, crew: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {staff_token(db, role, crew=crew)}"}
+
+
+def test_the_cluster_spreads_the_tenant_tables_and_keeps_them_together(demo_db: Database) -> None:
+    with demo_db.session() as s:
+        kinds: dict[str, str] = dict(
+            s.execute(text("SELECT table_name::text, citus_table_type FROM citus_tables")).all()
+        )
+        groups = s.execute(
+            text(
+                "SELECT count(DISTINCT colocation_id) FROM citus_tables "
+                "WHERE citus_table_type = 'distributed'"
+            )
+        ).scalar_one()
+        workers = s.execute(
+            text(
+                "SELECT count(DISTINCT nodename) FROM citus_shards "
+                "WHERE table_name = 'incidents'::regclass"
+            )
+        ).scalar_one()
+    assert kinds["incidents"] == kinds["reports"] == kinds["notices"] == "distributed"
+    assert kinds["jurisdictions"] == kinds["staff_users"] == "reference"
+    assert groups == 1  # every tenant table co-located with every other
+    assert workers == 2
+
+
+def test_intake_with_dedup_runs_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    lon, lat = ward_point(demo_db)
+    staff = _auth(demo_db, "dispatcher")
+    with recording(demo_db) as rec:
+        first = client.post("/api/v1/reports", data={"category": "pothole", "lat": lat, "lon": lon})
+        second = client.post(
+            "/api/v1/reports",
+            data={"category": "pothole", "lat": lat, "lon": lon + 0.00005},
+            files={"photo": ("p.jpg", jpeg(), "image/jpeg")},
+        )
+    assert first.status_code == second.status_code == 201, (first.text, second.text)
+    incidents = {
+        client.get(f"/api/v1/staff/reports/{r.json()['tracking_id']}", headers=staff).json()[
+            "incident_id"
+        ]
+        for r in (first, second)
+    }
+    assert len(incidents) == 1  # the second report joined the first one's incident
+    assert any("pg_advisory_xact_lock" in s for s, _ in rec.statements)
+    assert_single_shard(rec, must_touch={"reports", "incidents", "work_orders", "photos"})
+
+
+def test_a_work_orders_lifecycle_runs_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    work_order_id = work_order_of(demo_db, open_incident_with_reporters(demo_db, []))
+    dispatcher = _auth(demo_db, "dispatcher")
+    crew = _auth(demo_db, "crew", crew="streets")
+    url = f"/api/v1/work-orders/{work_order_id}"
+    give_to_crew(demo_db, work_order_id, "streets")
+    with recording(demo_db) as rec:
+        for status in ("triaged", "assigned"):
+            seen = client.get(url, headers=dispatcher)
+            r = client.post(
+                f"{url}/transitions",
+                json={"to": status},
+                headers={**dispatcher, "If-Match": seen.headers["ETag"]},
+            )
+            assert r.status_code == 200, r.text
+        seen = client.get(url, headers=crew)
+        r = client.post(
+            f"{url}/transitions",
+            json={"to": "in_progress"},
+            headers={**crew, "If-Match": seen.headers["ETag"]},
+        )
+        assert r.status_code == 200, r.text
+        seen = client.get(url, headers=crew)
+        done = client.post(
+            f"{url}/complete",
+            files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
+            data={"note": "Patched", "resolution_code": "repaired"},
+            headers={**crew, "If-Match": seen.headers["ETag"]},
+        )
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "completed"
+    assert_single_shard(rec, must_touch={"work_orders", "incidents", "audit_events", "photos"})
+
+
+def test_a_day_plan_runs_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    dispatcher = _auth(demo_db, "dispatcher")
+    crew = _auth(demo_db, "crew", crew="streets")
+    with recording(demo_db) as rec:
+        r = client.post(f"/api/v1/plans?date={DAY}", headers=dispatcher)
+        assert r.status_code == 200, r.text
+        mine = client.get(f"/api/v1/plans/{DAY}/crews/streets", headers=crew)
+    assert mine.status_code == 200, mine.text
+    assert any(route["stops"] for route in r.json()["routes"])
+    assert_single_shard(rec, must_touch={"day_plans", "plan_routes", "plan_stops", "crews"})
+
+
+def test_an_open311_read_runs_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    with recording(demo_db) as rec:
+        services = client.get("/open311/v2/services.json")
+        listed = client.get(
+            "/open311/v2/requests.json",
+            params={"start_date": "2026-05-01T00:00:00Z", "end_date": "2026-06-01T12:00:00Z"},
+        )
+        one = client.get(f"/open311/v2/requests/{listed.json()[0]['service_request_id']}.json")
+    assert services.status_code == listed.status_code == one.status_code == 200
+    assert listed.json()
+    assert one.json()[0]["service_request_id"] == listed.json()[0]["service_request_id"]
+    assert_single_shard(rec, must_touch={"reports", "service_categories"})
+
+
+def test_the_planners_ward_table_runs_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    planner = _auth(demo_db, "planner")
+    with recording(demo_db) as rec:
+        r = client.get(
+            "/api/v1/analytics/wards",
+            params={"from": "2026-05-01", "to": "2026-05-31"},
+            headers=planner,
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()["wards"]
+    assert_single_shard(rec, must_touch={"incidents", "wards"})
+
+
+def test_a_table_a_later_migration_creates_is_distributed_with_the_others(db_url: str) -> None:
+    """What env.py sets up for every migration run: a new tenant table (an int identity, foreign
+    keys to jurisdictions and to incidents, which Citus refuses in one CREATE TABLE) is created
+    through Alembic's operations, comes out distributed and co-located, and its foreign key
+    still refuses a row with no incident."""
+    import sqlalchemy as sa
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    from sqlalchemy.exc import IntegrityError
+
+    from geo311.kernel import distribute
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            ctx = MigrationContext.configure(conn)
+            distribute.hook_create_table(ctx.impl, conn)
+            Operations(ctx).create_table(
+                "incident_tags",
+                sa.Column("jurisdiction_id", sa.SmallInteger(), sa.ForeignKey("jurisdictions.id")),
+                sa.Column("id", sa.Integer(), sa.Identity(always=False)),
+                sa.Column("incident_id", sa.BigInteger(), nullable=False),
+                sa.ForeignKeyConstraint(
+                    ["jurisdiction_id", "incident_id"],
+                    ["incidents.jurisdiction_id", "incidents.id"],
+                ),
+                sa.PrimaryKeyConstraint("jurisdiction_id", "id"),
+            )
+        with engine.connect() as conn:
+            kinds = conn.execute(
+                text(
+                    "SELECT citus_table_type, count(DISTINCT colocation_id) FROM citus_tables "
+                    "WHERE table_name IN ('incidents'::regclass, 'incident_tags'::regclass) "
+                    "GROUP BY 1"
+                )
+            ).all()
+            assert kinds == [("distributed", 1)]
+            with pytest.raises(IntegrityError):
+                conn.execute(
+                    text("INSERT INTO incident_tags (jurisdiction_id, incident_id) VALUES (1, -1)")
+                )
+    finally:
+        engine.dispose()
