@@ -124,20 +124,24 @@ def _photo_not_a_file() -> ValidationFailed:
     )
 
 
+# The report form, as multipart (with a photo) or JSON: both report routes take it.
+_REPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _FORM_SCHEMA},
+            "application/json": {"schema": _FORM_SCHEMA},
+        },
+    }
+}
+
+
 @router.post(
     "/api/v1/reports",
     status_code=201,
     response_model=ReportOut,
     summary="Submit a report (a pin and/or a photo with GPS)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": _FORM_SCHEMA},
-                "application/json": {"schema": _FORM_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=_REPORT_BODY,
     tags=["reports"],
 )
 async def submit_report(
@@ -222,15 +226,7 @@ def _store_report(
     "incident of request {tracking_id} (an open one of the category's group near the report, "
     "by dedup's rule; otherwise 409 not_joinable and nothing is stored), through an audited, "
     "undoable merge; an e-mail or phone given subscribes the sender to its updates.",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": _FORM_SCHEMA},
-                "application/json": {"schema": _FORM_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=_REPORT_BODY,
     tags=["reports"],
 )
 async def submit_report_joining(
