@@ -106,7 +106,9 @@ def category_terms(
             )
         )
         .where(
-            WebhookEndpoint.jurisdiction_id == ServiceCategory.jurisdiction_id,
+            # The parameter, not the outer row: Citus routes a statement to one shard only
+            # when every distributed table in it is filtered by the same tenant value.
+            WebhookEndpoint.jurisdiction_id == jurisdiction_id,
             WebhookEndpoint.active,
             literal("received", String(16)) == func.any(WebhookEndpoint.kinds),
         )
