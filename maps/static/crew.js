@@ -535,11 +535,19 @@ async function listenLive() {
       return data.crew_id === mine || data.previous_crew_id === mine
         || (state.data && state.data.stops.some((s) => s.work_order_id === data.id));
     };
+    // A day plan stored or moved in one go sends an event per work order: one reload for a
+    // burst, a quarter of a second after its last event.
+    let timer = null;
+    const soon = () => { clearTimeout(timer); timer = setTimeout(load, 250); };
+    const ourPlan = (data) => {
+      const mine = state.data ? state.data.crew_id : null;
+      return data.day === day && (!data.crew_ids || !data.crew_ids.length || data.crew_ids.includes(mine));
+    };
     live.listen({
-      work_order: (data) => { if (concerns(data)) load(); },
-      plan: (data) => { if (data.day === day) load(); },
+      work_order: (data) => { if (concerns(data)) soon(); },
+      plan: (data) => { if (ourPlan(data)) soon(); },
       incident: () => {},
-      open: () => load(),
+      open: () => soon(),
       error: () => {},
     });
     root.dataset.live = "sse";
