@@ -143,7 +143,14 @@ def test_fit_stores_the_models_that_win_and_intake_then_decides_by_them(
     # again the next day.
     lon, lat = quiet_point(demo_db, clear_m=300.0)
     first = submit(
-        demo_db, tmp_path, category="graffiti", lon=lon, lat=lat, now=T0, address="12 Elm Street"
+        demo_db,
+        tmp_path,
+        category="graffiti",
+        lon=lon,
+        lat=lat,
+        now=T0,
+        address="12 Elm Street",
+        description="Tag sprayed on the garage door",
     )
     door = submit(
         demo_db,
@@ -162,12 +169,15 @@ def test_fit_stores_the_models_that_win_and_intake_then_decides_by_them(
         lat=lat,
         now=T0 + timedelta(hours=26),
         address="12 Elm St",
+        description="garage door tag sprayed again",
     )
     assert door.incident_id != first.incident_id
     assert again.incident_id == first.incident_id
     best = again.dedup_signals["best"]
     assert "same address" in best["why"]
     assert best["model"] == "graffiti"
+    # Intake compares the descriptions as the importer and fitting do.
+    assert best["description_similarity"] >= 0.8
     assert "same street, another house number" in door.dedup_signals["best"]["why"]
 
     # The importer decides by the same model: the same three reports, elsewhere, from a file.

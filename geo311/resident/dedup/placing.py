@@ -96,7 +96,8 @@ _CANDIDATES = text(
     )
     SELECT i.id, i.category_code, i.status, i.asset_id, i.opened_at, i.closed_at, i.updated_at,
            ST_Distance(i.geom::geography, p.g) AS distance_m,
-           agg.last_report_at, agg.nearest_report_id, agg.addresses, agg.photo_hashes
+           agg.last_report_at, agg.nearest_report_id, agg.addresses, agg.photo_hashes,
+           agg.descriptions
     FROM found
     JOIN incidents AS i ON i.jurisdiction_id = CAST(:jid AS smallint) AND i.id = found.id
     CROSS JOIN p
@@ -107,7 +108,10 @@ _CANDIDATES = text(
                (array_agg(DISTINCT r.address) FILTER (WHERE r.address IS NOT NULL))[1:50]
                    AS addresses,
                (array_agg(ph.phash ORDER BY r.id) FILTER (WHERE ph.phash IS NOT NULL))[1:50]
-                   AS photo_hashes
+                   AS photo_hashes,
+               -- The newest 20, as the importer keeps them: fitted models compare them.
+               (array_agg(r.description ORDER BY r.id DESC)
+                   FILTER (WHERE r.description <> ''))[1:20] AS descriptions
         FROM reports AS r
         LEFT JOIN LATERAL (
             SELECT x.phash FROM photos AS x
@@ -168,6 +172,7 @@ def find_candidates(
             addresses=normalise_addresses(row.addresses or []),
             photo_hashes=tuple(row.photo_hashes or ()),
             nearest_report_id=row.nearest_report_id,
+            descriptions=tuple(row.descriptions or ()),
         )
         for row in rows
     ]
@@ -233,6 +238,7 @@ def place_report(
     settings: DedupSettings,
     opening: Opening | None = None,
     model: learning.PairModel | Literal["load"] | None = "load",
+    description: str | None = None,
 ) -> Placement:
     """Return where a new report goes: an existing incident it duplicates, or a new one.
 
@@ -254,6 +260,7 @@ def place_report(
         now=now,
         settings=settings,
         model=model,
+        description=description,
     )
     if not matcher.rule.enabled:
         return _open(
@@ -303,6 +310,7 @@ class Matcher:
         now: datetime,
         settings: DedupSettings,
         model: learning.PairModel | Literal["load"] | None = "load",
+        description: str | None = None,
     ) -> Matcher:
         """Return the matcher for a report, holding the advisory locks of its area (until
         the transaction ends) when its category dedups."""
@@ -336,6 +344,7 @@ class Matcher:
                 asset_id=asset_id,
                 address=normalise_address(address),
                 photo_hash=photo_hash,
+                description=description,
             ),
             closed_since=now - timedelta(hours=rule.reopen_window_h),
         )

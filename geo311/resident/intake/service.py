@@ -267,6 +267,7 @@ def submit_report(
         now=now,
         settings=dedup_settings or DedupSettings(),
         model=learning.model_of(category.code, found.also[0]),
+        description=draft.description,
         opening=placing.Opening(
             terms=terms,
             ward_code=ward.code,
