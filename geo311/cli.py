@@ -133,6 +133,8 @@ def run(
             + signins
             + f"  map of reports    {base}/map\n"
             + f"  planner           {base}/planner\n"
+            + f"  dispatcher's map  {base}/dispatch\n"
+            + f"  crew's day        {base}/crew\n"
             + f"  API docs          {base}/docs\n"
             f"  OpenAPI           {base}/openapi.json\n"
             f"  data              {settings.data_dir}\n"
