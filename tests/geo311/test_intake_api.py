@@ -189,9 +189,13 @@ def test_no_streetlight_within_the_snap_radius_means_no_asset(
         # A point in the city farthest from any streetlight among the ward centres.
         lat, lon = s.execute(
             text(
-                "SELECT ST_Y(p), ST_X(p) FROM (SELECT ST_PointOnSurface(geom) p FROM wards) w "
+                # Each table filtered by the city, as the app's own queries are (on Citus a
+                # statement stays on one shard only so).
+                "SELECT ST_Y(p), ST_X(p) FROM (SELECT ST_PointOnSurface(geom) p FROM wards "
+                "                             WHERE jurisdiction_id = 1) w "
                 "ORDER BY (SELECT min(ST_Distance(a.geom::geography, w.p::geography)) "
-                "          FROM assets a WHERE a.asset_type = 'streetlight') DESC LIMIT 1"
+                "          FROM assets a WHERE a.jurisdiction_id = 1 "
+                "          AND a.asset_type = 'streetlight') DESC LIMIT 1"
             )
         ).one()
         nearest = s.execute(

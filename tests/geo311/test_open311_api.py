@@ -269,13 +269,19 @@ def test_a_posted_request_goes_through_intake_and_keeps_its_requester_private(
     with demo_db.session() as s:
         row = s.execute(
             text(
+                # Each table filtered by the city (on Citus: one shard).
                 "SELECT r.channel, r.attributes, w.code AS ward, q.email, q.phone, q.name, "
                 "       r.address, (SELECT count(*) FROM subscriptions sub "
-                "                   WHERE sub.incident_id = r.incident_id) AS subscribers, "
+                "                   WHERE sub.jurisdiction_id = 1 "
+                "                   AND sub.incident_id = r.incident_id) AS subscribers, "
                 "       (SELECT array_agg(action ORDER BY id) FROM audit_events e "
-                "        WHERE e.entity = 'incident' AND e.entity_id = r.incident_id) AS audited "
-                "FROM reports r JOIN wards w ON w.id = r.ward_id "
-                "JOIN requesters q ON q.id = r.requester_id WHERE r.tracking_id = :t"
+                "        WHERE e.jurisdiction_id = 1 AND e.entity = 'incident' "
+                "        AND e.entity_id = r.incident_id) AS audited "
+                "FROM reports r "
+                "JOIN wards w ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id "
+                "JOIN requesters q ON q.jurisdiction_id = r.jurisdiction_id "
+                "AND q.id = r.requester_id "
+                "WHERE r.jurisdiction_id = 1 AND r.tracking_id = :t"
             ),
             {"t": srid},
         ).one()
