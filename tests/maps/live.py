@@ -3,6 +3,8 @@ settings are fixed), and record what a page does in the browser."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -89,6 +91,15 @@ def record(page: Any) -> Recorder:
 
     page.on("dialog", on_dialog)
     return recorder
+
+
+def keep_shot(path: Path) -> None:
+    """Copy a screenshot into $GEO311_SCREENSHOTS when it is set (a folder to look at the
+    pages in after a run); the test's own tmp folder has it either way."""
+    folder = os.environ.get("GEO311_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(folder) / path.name)
 
 
 def screenshot(page: Any, folder: Path, name: str) -> Path:

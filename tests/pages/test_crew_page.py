@@ -6,12 +6,11 @@ puts the job in the dispatcher's queue with the reason; a job a dispatcher moves
 crew shows up without a reload; two completions taken offline land once each, in order, even
 when the first answers are lost and the queue is sent again; another crew's route and jobs
 are refused; a resident's markup is shown as text. Screenshots go to the test's folder and
-the key ones to /work/wt/crew-shots when that folder exists."""
+the key ones to $GEO311_SCREENSHOTS when it is set."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -29,7 +28,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
 from layers import service as layers_service
-from tests.maps.live import Recorder, record, screenshot, serve
+from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import EVIL, PHONE, TABLET, audit
 from tests.support import (
     SmtpSink,
@@ -43,14 +42,7 @@ from work_orders import service as work_orders_service
 from work_orders.models import Requester
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
-SHOTS = Path("/work/wt/crew-shots")
 ROUTING = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
-
-
-def keep_shot(path: Path) -> None:
-    """Copy a key screenshot where the lead looks, when that folder is there."""
-    if SHOTS.is_dir():
-        shutil.copy(path, SHOTS / path.name)
 
 
 @dataclass

@@ -8,7 +8,6 @@ resident's markup shown as text. An axe-core audit with nothing serious."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -24,12 +23,11 @@ from fixtures.demo_users import DemoSignin, ensure_demo_signins
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
-from tests.maps.live import Recorder, record, screenshot, serve
+from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import DESKTOP, EVIL, audit
 from tests.support import jpeg, staff_token
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
-SHOTS = Path("/work/wt/dpage-shots")
 
 
 @pytest.fixture
@@ -107,9 +105,7 @@ def open_dispatch(browser: Any, url: str, demo: DemoSignin) -> tuple[Any, Any, R
 
 
 def shot(page: Any, folder: Path, name: str) -> None:
-    path = screenshot(page, folder, name)
-    SHOTS.mkdir(exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    keep_shot(screenshot(page, folder, name))
 
 
 def crew_jobs(page: Any, crew: str) -> list[int]:
