@@ -9,6 +9,7 @@
 // Every text from the data reaches the page through textContent, never as HTML.
 
 import { drawBasemap } from "./basemap.js";
+import { element } from "./dom.js";
 
 const root = document.getElementById("crew-page");
 const map = window[root.dataset.map];
@@ -35,13 +36,6 @@ map.getContainer().setAttribute("aria-label", document.getElementById("crew-map"
 for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
   const button = map.getContainer().querySelector(selector);
   if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
-}
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
 }
 
 function fill(template, values) {

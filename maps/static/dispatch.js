@@ -5,6 +5,7 @@
 // actions through the existing API; live updates. Every text from the server reaches the
 // page through textContent, never as HTML.
 import { drawBasemap } from "./basemap.js";
+import { element } from "./dom.js";
 
 const root = document.getElementById("dispatch-map");
 const map = window[root.dataset.map];
@@ -40,13 +41,6 @@ for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leafl
   if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
 }
 drawBasemap(map, "/api/v1/basemap").catch(() => {});
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
 
 function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));

@@ -4,6 +4,7 @@
 // export links with the current filters, and the hotspot areas and the heat of reports
 // (folium's Leaflet.heat layer, weighted cells from /heat) on demand.
 // Every text from the data reaches the page through textContent, never as HTML.
+import { element } from "./dom.js";
 
 const root = document.getElementById("planner-map");
 const map = window[root.dataset.map];
@@ -36,13 +37,6 @@ for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leafl
 }
 if (tiles) {
   tiles.on("tileerror", () => { status.textContent = words["map.tiles_failed"]; });
-}
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
 }
 
 function fill(template, values) {

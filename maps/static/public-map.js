@@ -2,6 +2,7 @@
 // cluster, the category and status filter, popups, the basemap, and a note when tiles fail.
 // Every text from the server reaches the page through textContent, never as HTML.
 import { drawBasemap } from "./basemap.js";
+import { element } from "./dom.js";
 
 const root = document.getElementById("public-map");
 const map = window[root.dataset.map];
@@ -20,13 +21,6 @@ map.getContainer().setAttribute("aria-label", root.getAttribute("aria-label"));
 for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leaflet-control-zoom-out", "zoom.out"]]) {
   const button = map.getContainer().querySelector(selector);
   if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
-}
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
 }
 
 function fill(template, values) {

@@ -2,6 +2,7 @@
 // photo's own GPS, read here before upload), the ward under the pin, the photo preview, and
 // the post to /api/v1/reports. Every text from the server goes on the page via textContent.
 import { drawBasemap } from "./basemap.js";
+import { element } from "./dom.js";
 
 const root = document.getElementById("report-map");
 const map = window[root.dataset.map];
@@ -152,13 +153,6 @@ const nearbyLayer = L.layerGroup().addTo(map);
 const lang = root.dataset.lang;
 const ageFormat = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
 let nearbyRequest = null;
-
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
 
 function age(iso) {
   const days = Math.round((new Date(iso) - Date.now()) / 86400000);
