@@ -178,8 +178,9 @@ async function flush() {
       if (response.ok) {
         const body = await response.json().catch(() => ({}));
         if (action.kind === "kept") {
-          note(words["crew.kept"]);
-          if (!refusedLine.hidden) refusedLine.textContent += ` ${words["crew.kept"]}`;
+          // Said once: beside the refusal it follows when that is on screen, else in the log.
+          if (refusedLine.hidden) note(words["crew.kept"]);
+          else refusedLine.textContent += ` ${words["crew.kept"]}`;
         } else {
           note(fill(words["crew.sent"], { action: actionName(action.kind), seq: action.stop_seq }));
           // The next queued action on this job names the version this one made.
@@ -200,8 +201,8 @@ async function flush() {
         await dropAction(action.key);
         continue;
       }
-      note(fill(words["crew.refused"], { action: actionName(action.kind), seq: action.stop_seq, message }));
-      // Said where it stays until the next refusal: the API's own words.
+      // Said once, where it stays until the next refusal (not also in the passing log): the
+      // API's own words.
       refusedLine.textContent = fill(words["crew.refused"], { action: actionName(action.kind), seq: action.stop_seq, message });
       refusedLine.hidden = false;
       const keep = action.photo || (action.fields.note || "").trim() || action.kind === "cant_do";
