@@ -603,7 +603,8 @@ def test_a_completion_queued_offline_for_a_job_moved_away_meanwhile_is_said_and_
         assert "is not your crew's work" in banner.inner_text()
         # ... and said once: the passing log does not repeat it
         said = page.locator("#crew-log").inner_text()
-        assert "Not done" not in said and "were kept" not in said, said
+        assert "Not done" not in said, said
+        assert "were kept" not in said, said
         keep_shot(screenshot(page, tmp_path, "crew-refused-and-kept"))
         assert status_of(demo_db, job["work_order_id"])[0] == "triaged"
         with api(served.url, dispatcher) as client:
