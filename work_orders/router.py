@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from geo311.kernel import fields, idempotency
 from geo311.kernel.auth.service import Principal, require_crew_of
 from geo311.kernel.deps import MediaDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import (
-    AppError,
     FieldError,
     Forbidden,
     PayloadTooLarge,
@@ -30,9 +29,7 @@ from geo311.kernel.errors import (
 from geo311.kernel.http import idempotent_replay
 from geo311.kernel.media import uploads
 from geo311.kernel.media.models import Photo
-from geo311.kernel.notify import pages
-from geo311.kernel.notify.router import SignerDep, error_page
-from geo311.kernel.notify.templates import category_name
+from geo311.kernel.notify.router import SignerDep
 from layers.deps import JurisdictionDep
 from work_orders import categories as category_service
 from work_orders import lifecycle
@@ -662,48 +659,6 @@ def put_category_calendar(
 
 
 # --- "fixed?" answers (public, from the closure notice) -----------------------------------
-
-
-@router.get("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
-def answer_page(
-    session: SessionDep,
-    signer: SignerDep,
-    t: str,
-    a: Literal["fixed", "not_fixed"] | None = None,
-) -> HTMLResponse:
-    # Only a page: link scanners in mail systems open links, and must not reopen anything.
-    try:
-        link = signer.read_answer(t)
-        info = work_orders_service.describe_answer_link(session, link=link)
-    except AppError as exc:
-        return error_page(exc)
-    return HTMLResponse(
-        pages.answer_form(
-            language=info.language,
-            token=t,
-            chosen=a,
-            category=category_name(
-                info.language, {"category_code": info.category_code, "category": info.category}
-            ),
-            tracking_id=info.tracking_id or f"#{link.incident_id}",
-        )
-    )
-
-
-@router.post("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
-def answer_form(
-    session: SessionDep,
-    signer: SignerDep,
-    t: Annotated[str, Form()],
-    answer: Annotated[Literal["fixed", "not_fixed"], Form()],
-) -> HTMLResponse:
-    try:
-        link = signer.read_answer(t)
-        result = work_orders_service.answer_closure(session, link=link, answer=answer)
-        session.commit()
-    except AppError as exc:
-        return error_page(exc)
-    return HTMLResponse(pages.answer_result(language=result.language, outcome=result.outcome))
 
 
 @router.post(

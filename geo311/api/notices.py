@@ -1,28 +1,35 @@
 """Notice routes about requesters and incidents: preferences and one-click unsubscribe,
 webhook endpoints, the outbox of an incident. Thin: parse, call the service, commit, answer.
 
-The dev mail catcher's pages, the link signer and the error page are the kernel's
+The pages behind notice links ("Is it fixed?", preferences) are drawn in the pages' shell
+(``maps.notice_pages``); the dev mail catcher's pages and the link signer are the kernel's
 (``geo311.kernel.notify.router``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Query
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from geo311.kernel.auth.contact import may_see_contact_details
 from geo311.kernel.auth.service import Principal
-from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
+from geo311.kernel.auth.sessions import SignedIn
+from geo311.kernel.deps import PageUserDep, SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import AppError
 from geo311.kernel.fields import Id
-from geo311.kernel.notify import pages
 from geo311.kernel.notify import service as notify_service
 from geo311.kernel.notify.models import KINDS
-from geo311.kernel.notify.router import SignerDep, error_page
+from geo311.kernel.notify.router import SignerDep
+from geo311.kernel.notify.templates import category_name, language_of
 from layers.deps import JurisdictionDep
+from layers.models import Jurisdiction
+from maps import i18n, notice_pages
+from maps.router import page_context, page_response
+from maps.shell import PageContext
 from work_orders import service as work_orders_service
 
 router = APIRouter()
@@ -31,43 +38,80 @@ Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Staff = Annotated[Principal, Depends(require_roles("dispatcher", "crew", "planner"))]
 
 
-# --- preferences ----------------------------------------------------------------------------
+# --- the pages behind notice links: preferences, "Is it fixed?" -------------------------------
+# Links in mails only ever show a page; the change itself is a POST from that page, because
+# mail scanners open every link in a mail and must not reopen incidents or unsubscribe anyone.
+
+
+def _notice_context(
+    request: Request, jurisdiction: Jurisdiction, user: SignedIn | None, *, language: str, t: str
+) -> PageContext:
+    """The shell for a notice link's page: in the requester's language unless the switch was
+    used, and a switch that keeps the link's token."""
+    context = page_context(request, jurisdiction, user=user)
+    if "lang" not in request.query_params:
+        context = replace(
+            context,
+            language=i18n.choose(query=language_of(language), cookie=None, accept_language=None),
+        )
+    return replace(context, language_query=(("t", t),))
+
+
+def _link_problem(
+    request: Request, jurisdiction: Jurisdiction, user: SignedIn | None, exc: AppError
+) -> HTMLResponse:
+    context = page_context(request, jurisdiction, user=user)
+    html = notice_pages.link_problem(context, title=exc.title, detail=exc.detail)
+    response = page_response(request, html, context)
+    response.status_code = exc.status
+    return response
 
 
 @router.get("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
-def preferences_page(t: str, session: SessionDep, signer: SignerDep) -> HTMLResponse:
+def preferences_page(
+    request: Request,
+    session: SessionDep,
+    signer: SignerDep,
+    jurisdiction: JurisdictionDep,
+    user: PageUserDep,
+    t: Annotated[str, Query(max_length=500)] = "",
+) -> HTMLResponse:
     try:
         link = signer.read_preferences(t)
         language = work_orders_service.requester_language(
             session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
         )
     except AppError as exc:
-        return error_page(exc)
+        return _link_problem(request, jurisdiction, user, exc)
     muted = notify_service.muted_kinds(
         session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
     )
-    return HTMLResponse(
-        pages.preferences_form(language=language, token=t, muted=muted, saved=False)
-    )
+    context = _notice_context(request, jurisdiction, user, language=language, t=t)
+    html = notice_pages.preferences_form(context, token=t, muted=muted, saved=False)
+    return page_response(request, html, context)
 
 
 @router.post("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
 def save_preferences(
-    t: Annotated[str, Form()],
+    request: Request,
     session: SessionDep,
     signer: SignerDep,
+    jurisdiction: JurisdictionDep,
+    user: PageUserDep,
+    t: Annotated[str, Form(max_length=500)] = "",
     kinds: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     stop: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
     try:
         link = signer.read_preferences(t)
+        # A link naming a requester this service does not know is refused before anything is
+        # stored.
+        language = work_orders_service.requester_language(
+            session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+        )
     except AppError as exc:
-        return error_page(exc)
+        return _link_problem(request, jurisdiction, user, exc)
     wanted = set() if stop == "all" else set(kinds)
-    # A link naming a requester this service does not know is a 404, before anything is stored.
-    work_orders_service.requester_language(
-        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
-    )
     muted = notify_service.set_muted_kinds(
         session,
         jurisdiction_id=link.jurisdiction_id,
@@ -75,10 +119,61 @@ def save_preferences(
         muted=[k for k in KINDS if k not in wanted],
     )
     session.commit()
-    language = work_orders_service.requester_language(
-        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+    context = _notice_context(request, jurisdiction, user, language=language, t=t)
+    html = notice_pages.preferences_form(context, token=t, muted=muted, saved=True)
+    return page_response(request, html, context)
+
+
+@router.get("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
+def answer_page(
+    request: Request,
+    session: SessionDep,
+    signer: SignerDep,
+    jurisdiction: JurisdictionDep,
+    user: PageUserDep,
+    t: Annotated[str, Query(max_length=500)] = "",
+    a: Literal["fixed", "not_fixed"] | None = None,
+) -> HTMLResponse:
+    # Only a page: link scanners in mail systems open links, and must not reopen anything.
+    try:
+        link = signer.read_answer(t)
+        info = work_orders_service.describe_answer_link(session, link=link)
+    except AppError as exc:
+        return _link_problem(request, jurisdiction, user, exc)
+    context = _notice_context(request, jurisdiction, user, language=info.language, t=t)
+    html = notice_pages.answer_form(
+        context,
+        token=t,
+        chosen=a,
+        category=category_name(
+            context.language, {"category_code": info.category_code, "category": info.category}
+        ),
+        tracking_id=info.tracking_id or f"#{link.incident_id}",
     )
-    return HTMLResponse(pages.preferences_form(language=language, token=t, muted=muted, saved=True))
+    return page_response(request, html, context)
+
+
+@router.post("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
+def answer_form(
+    request: Request,
+    session: SessionDep,
+    signer: SignerDep,
+    jurisdiction: JurisdictionDep,
+    user: PageUserDep,
+    answer: Annotated[Literal["fixed", "not_fixed"], Form()],
+    t: Annotated[str, Form(max_length=500)] = "",
+) -> HTMLResponse:
+    try:
+        link = signer.read_answer(t)
+        result = work_orders_service.answer_closure(session, link=link, answer=answer)
+        session.commit()
+    except AppError as exc:
+        return _link_problem(request, jurisdiction, user, exc)
+    context = _notice_context(request, jurisdiction, user, language=result.language, t=t)
+    html = notice_pages.answer_result(
+        context, outcome=result.outcome, tracking_id=result.tracking_id
+    )
+    return page_response(request, html, context)
 
 
 @router.post(

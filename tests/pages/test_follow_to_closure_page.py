@@ -21,7 +21,7 @@ from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.settings import Settings
-from tests.maps.live import record, screenshot, serve
+from tests.maps.live import keep_shot, record, screenshot, serve
 from tests.maps.test_track_api import complete_as_crew, walk
 from tests.pages.test_map_page import PHONE, audit
 from tests.support import SmtpSink, body_text, notify_settings, smtp_sink, wait_until
@@ -185,12 +185,22 @@ def test_following_a_nearby_problem_joins_it_and_its_closure_mail_leads_to_track
         track_shot = screenshot(page, tmp_path, "track-phone-from-closure-mail")
         assert not recorder.problems(), recorder.problems()
 
-        # Its "fixed?" link asks, and the answer is recorded for the incident.
+        # Its "fixed?" link asks, in the city's own page, and the answer is recorded for the
+        # incident; the thanks leads back to the report.
         page.goto(link(mail, "Yes, it's fixed"))
         assert page.locator("h1").inner_text() == "Is it fixed?"
-        page.get_by_role("button", name="Yes, it's fixed").click()
+        assert page.locator(".site-header .city").inner_text() == "Demo City"
+        chosen = page.get_by_role("button", name="Yes, it's fixed")
+        assert chosen.get_attribute("aria-pressed") == "true"  # the answer the mail's link named
+        assert not audit(page, live.url)
+        keep_shot(screenshot(page, tmp_path, "answer-question-from-closure-mail"))
+        chosen.click()
         page.get_by_text("Thank you! We are glad it is fixed.").wait_for(timeout=10_000)
+        assert page.get_by_role("link", name=f"Back to report {mine}").get_attribute("href") == (
+            f"/track/{mine}"
+        )
         answer_shot = screenshot(page, tmp_path, "answer-fixed-from-closure-mail")
+        keep_shot(answer_shot)
         answers = one(
             demo_db,
             "SELECT count(*) FROM audit_events WHERE entity = 'incident' AND entity_id = :i "
@@ -198,8 +208,7 @@ def test_following_a_nearby_problem_joins_it_and_its_closure_mail_leads_to_track
             i=target,
         )[0]
         assert answers == 1
-        # (the answer page is the notices' own plain page, not a map page: it has no icon
-        # link, so Chromium's /favicon.ico probe 404s there; nothing else may go wrong)
+        assert not recorder.problems(), recorder.problems()
         assert recorder.origins() == {live.url}, recorder.origins()
         print(f"screenshots: {card_shot} {joined_shot} {track_shot} {answer_shot}")
     finally:

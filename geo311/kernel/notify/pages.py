@@ -1,8 +1,7 @@
-"""The small HTML pages behind notice links, and the dev mail catcher's pages. Pure.
+"""The dev mail catcher's small HTML pages. Pure.
 
-Links in mails only ever show a page; the change itself is a POST from that page, because
-mail scanners open every link in a mail and must not reopen incidents or unsubscribe anyone.
-Everything that comes from data is escaped.
+The pages behind residents' notice links are drawn in the pages' shell
+(``maps.notice_pages``). Everything that comes from data is escaped.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from email.message import EmailMessage
 from html import escape
 
 from geo311.kernel.notify.mailcatcher import CaughtMail
-from geo311.kernel.notify.models import KINDS
-from geo311.kernel.notify.templates import html_text, language_of
 
 _STYLE = """
 body { font: 16px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 40rem; padding: 1rem; }
@@ -37,59 +34,6 @@ def page(title: str, body: str, *, lang: str = "en") -> str:
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>"
     )
-
-
-def answer_form(
-    *, language: str, token: str, chosen: str | None, category: str, tracking_id: str
-) -> str:
-    """Return the "Is it fixed?" page with a button for each answer."""
-    lang = language_of(language)
-    question = html_text(lang, "page.answer.question", category=category, tracking_id=tracking_id)
-
-    def button(answer: str, css: str, key: str) -> str:
-        chosen_css = " chosen" if chosen == answer else ""
-        return (
-            f'<button class="{css}{chosen_css}" name="answer" value="{answer}">'
-            f"{html_text(lang, key)}</button>"
-        )
-
-    body = (
-        f"<h1>{html_text(lang, 'page.answer.title')}</h1><p>{question}</p>"
-        f'<form method="post" action="/notices/answer">'
-        f'<input type="hidden" name="t" value="{escape(token)}">'
-        + button("fixed", "yes", "closed.fixed")
-        + button("not_fixed", "no", "closed.not_fixed")
-        + f"</form><p>{html_text(lang, 'closed.not_fixed_help')}</p>"
-    )
-    return page(html_text(lang, "page.answer.title"), body, lang=lang)
-
-
-def answer_result(*, language: str, outcome: str) -> str:
-    """Return the page shown after an answer."""
-    lang = language_of(language)
-    message = html_text(lang, f"page.answer.{outcome}")
-    return page(html_text(lang, "page.answer.title"), f"<p>{message}</p>", lang=lang)
-
-
-def preferences_form(*, language: str, token: str, muted: Sequence[str], saved: bool) -> str:
-    """Return the page where a requester picks the notices they want."""
-    lang = language_of(language)
-    boxes = "".join(
-        f'<p><label><input type="checkbox" name="kinds" value="{kind}"'
-        f"{'' if kind in muted else ' checked'}> {html_text(lang, f'kind.{kind}')}</label></p>"
-        for kind in KINDS
-    )
-    notice = f"<p><strong>{html_text(lang, 'page.preferences.saved')}</strong></p>" if saved else ""
-    body = (
-        f"<h1>{html_text(lang, 'page.preferences.title')}</h1>{notice}"
-        f"<p>{html_text(lang, 'page.preferences.intro')}</p>"
-        f'<form method="post" action="/notices/preferences">'
-        f'<input type="hidden" name="t" value="{escape(token)}">{boxes}'
-        f'<button class="yes">{html_text(lang, "page.preferences.save")}</button>'
-        f'<button class="plain" name="stop" value="all">'
-        f"{html_text(lang, 'page.preferences.stop_all')}</button></form>"
-    )
-    return page(html_text(lang, "page.preferences.title"), body, lang=lang)
 
 
 def devmail_list(mails: Sequence[CaughtMail]) -> str:

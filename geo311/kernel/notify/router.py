@@ -6,7 +6,6 @@ notices) are in ``geo311.api.notices``: requesters belong to work orders."""
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.deps import OptionalPrincipalDep, SettingsDep
-from geo311.kernel.errors import AppError, Forbidden, NotFound
+from geo311.kernel.errors import Forbidden, NotFound
 from geo311.kernel.notify import mailcatcher, pages
 from geo311.kernel.notify.tokens import LinkSigner
 
@@ -32,12 +31,6 @@ def get_signer(request: Request, settings: SettingsDep) -> LinkSigner:
 
 
 SignerDep = Annotated[LinkSigner, Depends(get_signer)]
-
-
-def error_page(exc: AppError) -> HTMLResponse:
-    """Return an AppError as a small HTML page, for residents following a link."""
-    body = f"<h1>{escape(exc.title)}</h1><p>{escape(exc.detail)}</p>"
-    return HTMLResponse(pages.page(exc.title, body), status_code=exc.status)
 
 
 # --- the dev mail catcher -----------------------------------------------------------------
