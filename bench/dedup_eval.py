@@ -635,6 +635,12 @@ def _cells(s: learning.Score) -> list[str]:
 BOOTSTRAP = 1000
 
 
+def _ceiling(findable: set[int], idx: list[int], labelled: int) -> str:
+    """Return the F1 of a method that joins exactly the labelled rows that have a candidate."""
+    n = len(findable.intersection(idx))
+    return f"{2 * n / (n + labelled):.3f} ({n} of {labelled})" if labelled else "-"
+
+
 def _paired_bootstrap(result: learning.FitResult, idx: list[int], baselines: Iterable[str]) -> str:
     """Return the fitted model's F1 minus the best baseline's on the rows ``idx``, with its
     90 % interval over resamples of those rows (the same resample for both)."""
@@ -745,7 +751,9 @@ def evaluate_split(
     per = Table(
         title=f"{ds.title}, later part: precision / recall / F1 per category with ≥ 30 labelled "
         "duplicates there, and overall; last column: fitted F1 minus the best baseline's, 90 % "
-        f"interval over {BOOTSTRAP} resamples of the rows (share of resamples where fitted ≥)"
+        f"interval over {BOOTSTRAP} resamples of the rows (share of resamples where fitted ≥); "
+        "ceiling: the best F1 any join can reach (labelled rows with an earlier report of their "
+        "category within 250 m and 90 days, of all labelled)"
     )
     per.add_column("category")
     per.add_column("rows", justify="right")
@@ -753,6 +761,16 @@ def evaluate_split(
     for name in shown:
         per.add_column(name + "\nP / R / F1", justify="right")
     per.add_column("fitted − best baseline", justify="right")
+    per.add_column("ceiling F1", justify="right")
+    # The best any join can do: a labelled row with no earlier report of its category within
+    # 250 m and 90 days (its original predates the file) cannot be found by any method here.
+    near = learning.history_candidates(result.history, radius_m=250.0, window_h=90 * 24.0)
+    findable = {
+        i
+        for i, found in enumerate(near)
+        if result.history[i].label
+        and any(result.history[j].category == result.history[i].category for j, _ in found)
+    }
     later_idx: dict[str, list[int]] = defaultdict(list)
     for i in range(result.fit_rows, result.rows):
         later_idx[result.history[i].category].append(i)
@@ -771,6 +789,7 @@ def evaluate_split(
                 for s in scores.values()
             ),
             _paired_bootstrap(result, idx, shown[2:]),
+            _ceiling(findable, idx, scores["current rule"].labelled),
         )
     console.print(per)
     console.print(
