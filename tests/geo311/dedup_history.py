@@ -37,11 +37,26 @@ def _house(street: int, number: int) -> tuple[float, float]:
     return number / 2 * 6.0, street * 400.0
 
 
+# Where each category's reports lie, metres (east, north) of the origin: apart, so that no
+# category's reports are another's candidates. ``COMPACT`` fits all three in 5.1 × 2 km.
+BANDS = {"graffiti": (0.0, 0.0), "pothole": (0.0, 5000.0), "missed_collection": (0.0, 10000.0)}
+COMPACT = {"graffiti": (0.0, 0.0), "pothole": (600.0, 0.0), "missed_collection": (3000.0, 0.0)}
+
+
 def generate(
-    origin: tuple[float, float], *, days: int = 240, seed: int = 7
+    origin: tuple[float, float],
+    *,
+    days: int = 240,
+    seed: int = 7,
+    bands: Mapping[str, tuple[float, float]] = BANDS,
 ) -> list[tuple[str, datetime, float, float, str]]:
     """Return raw reports (category, time, east m, north m, address) in no particular order."""
     rnd = random.Random(seed)
+    raw = _generate(rnd, days)
+    return [(c, at, e + bands[c][0], n + bands[c][1], a) for c, at, e, n, a in raw]
+
+
+def _generate(rnd: random.Random, days: int) -> list[tuple[str, datetime, float, float, str]]:
     out: list[tuple[str, datetime, float, float, str]] = []
     for _ in range(days * 2):
         # Tree trimming: a problem at one house, reported again over the next days, and the
@@ -67,7 +82,7 @@ def generate(
     for _ in range(days * 2):
         # Potholes: a hole, reported again from nearby (not always the same address) over
         # the following weeks.
-        e0, n0 = rnd.uniform(0, 2000), rnd.uniform(0, 2000) + 5000
+        e0, n0 = rnd.uniform(0, 2000), rnd.uniform(0, 2000)
         at = T0 + timedelta(hours=rnd.uniform(0, days * 24))
         for k in range(rnd.choice((1, 2, 2, 3))):
             later = at + timedelta(hours=rnd.uniform(0, 24 * 24) if k else 0)
@@ -75,7 +90,7 @@ def generate(
             e, n = e0 + r * math.cos(a), n0 + r * math.sin(a)
             out.append(("pothole", later, e, n, f"{int(e // 6) * 2} MAIN ST"))
     for _ in range(days):
-        e0, n0 = rnd.uniform(0, 2000), rnd.uniform(0, 2000) + 10000
+        e0, n0 = rnd.uniform(0, 2000), rnd.uniform(0, 2000)
         at = T0 + timedelta(hours=rnd.uniform(0, days * 24))
         for k in range(rnd.choice((1, 2, 3))):
             later = at + timedelta(hours=rnd.uniform(0, 24 * 60) if k else 0)
@@ -87,10 +102,25 @@ def generate(
 
 
 def history(
-    origin: tuple[float, float], current: Mapping[str, Rule], **kw: int
+    origin: tuple[float, float], current: Mapping[str, Rule], *, days: int = 240, seed: int = 7
 ) -> list[HistoryRow]:
     """Return the generated history in time order, labelled by each category's known rule."""
-    raw = sorted(generate(origin, **kw), key=lambda r: r[1])
+    raw = sorted(generate(origin, days=days, seed=seed), key=lambda r: r[1])
+    return label(origin, raw, current)
+
+
+def lonlat(origin: tuple[float, float], east_m: float, north_m: float) -> tuple[float, float]:
+    """Return (lon, lat) of a point ``east_m``, ``north_m`` metres from ``origin``."""
+    return _lonlat(origin, east_m, north_m)
+
+
+def label(
+    origin: tuple[float, float],
+    raw: list[tuple[str, datetime, float, float, str]],
+    current: Mapping[str, Rule],
+) -> list[HistoryRow]:
+    """Return the raw reports (time order) as history rows labelled by each category's known
+    rule (``missed_collection``: by ``current``'s)."""
     rows = []
     for k, (category, at, e, n, address) in enumerate(raw):
         lon, lat = _lonlat(origin, e, n)

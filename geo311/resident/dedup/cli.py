@@ -241,11 +241,16 @@ dedup_app = typer.Typer(help="Duplicate rules: fit each category's own, and see 
 @dedup_app.command()
 def fit(
     file: Annotated[
-        Path, typer.Argument(help="CSV of past reports with the city's duplicate labels.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="CSV of past reports with the city's duplicate labels. Without it: geo311's "
+            "own reports, as intake and the dispatchers left them (--from-history)."
+        ),
+    ] = None,
     dup_label_col: Annotated[
-        str, typer.Option(help="Column that says a row is a duplicate (e.g. status).")
-    ],
+        str | None,
+        typer.Option(help="Column that says a row is a duplicate (e.g. status); with FILE."),
+    ] = None,
     dup_values: Annotated[
         str | None,
         typer.Option(
@@ -280,8 +285,17 @@ def fit(
     later_share: Annotated[
         float, typer.Option(help="Share of the rows, the latest, kept for scoring.")
     ] = 0.3,
+    from_history: Annotated[
+        bool,
+        typer.Option(
+            "--from-history",
+            help="Learn from the reports geo311 stored: a report that shares its incident "
+            "with an earlier one is a duplicate (dispatchers' merges and splits included).",
+        ),
+    ] = False,
     moves: Annotated[
-        bool, typer.Option(help="Also learn from dispatchers' merges (yes) and splits (no).")
+        bool,
+        typer.Option(help="With FILE: also learn from dispatchers' merges (yes) and splits (no)."),
     ] = True,
     force: Annotated[
         bool, typer.Option(help="Store the models even where they do not beat the current rule.")
@@ -292,13 +306,25 @@ def fit(
         typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
     ] = None,
 ) -> None:
-    """Learn each category's duplicate rule from the city's labelled history; keep it where
-    it beats the current rule on the later part of the history."""
+    """Learn each category's duplicate rule from the city's labelled history (a file, or the
+    reports geo311 stored); keep it where it beats the current rule on the later part."""
     from geo311.resident.dedup import learning
-    from geo311.resident.dedup.history import DupLabel, read_history
+    from geo311.resident.dedup.history import DupLabel, own_history, read_history
     from geo311.resident.dedup.placing import rule_of
     from work_orders.models import ServiceCategory
 
+    if file is not None and from_history:
+        console.print("[red]Give either FILE or --from-history, not both.[/red]")
+        raise typer.Exit(2)
+    if file is not None and dup_label_col is None:
+        console.print("[red]With FILE, --dup-label-col says which rows are duplicates.[/red]")
+        raise typer.Exit(2)
+    if file is None and (dup_label_col is not None or dup_values is not None):
+        console.print(
+            "[red]--dup-label-col and --dup-values label a FILE; geo311's own history is "
+            "labelled by its incidents.[/red]"
+        )
+        raise typer.Exit(2)
     if not 0.05 <= later_share <= 0.9:
         console.print("[red]--later-share must be between 0.05 and 0.9.[/red]")
         raise typer.Exit(2)
@@ -332,7 +358,6 @@ def fit(
                 "timezone": timezone or mapping.timezone,
             }
         )
-        label = DupLabel.of(dup_label_col, (dup_values or "").split(","))
         with open_database(settings) as db, db.session() as session:
             found = layers_service.get_jurisdiction(session, slug)
             if found is None:
@@ -350,21 +375,33 @@ def fit(
                 for code, c in cats.items()
                 if c.dedup_enabled
             }
-            rows, read = read_history(
-                file,
-                mapping=mapping,
-                groups={code: c.group_code for code, c in cats.items() if code in current},
-                label=label,
-                timezone=found.timezone,
-            )
-            extra = learning.pairs_from_moves(session, jurisdiction_id=found.id) if moves else {}
-            console.print(
-                f"{read.used:,} of {read.rows:,} rows used, {read.duplicates:,} labelled "
-                f"duplicates; {sum(len(p.y) for p in extra.values()):,} pairs from "
-                "dispatchers' merges and splits."
-            )
-            for reason, n in read.skipped.most_common(8):
-                console.print(f"  skipped {n:,}: {escape(reason)}")
+            groups = {code: c.group_code for code, c in cats.items() if code in current}
+            extra: dict[str, learning.Pairs] = {}
+            if file is None:
+                # The moves are already in the labels (a merged report shares an incident, a
+                # split one has its own): adding their pairs again would count them twice.
+                rows, own = own_history(session, jurisdiction_id=found.id, groups=groups)
+                console.print(
+                    f"{own.rows:,} stored reports, {own.duplicates:,} duplicates (sharing an "
+                    f"incident with an earlier report); dispatchers' {own.merges:,} merges "
+                    f"and {own.splits:,} splits changed {own.corrected:,} of those labels "
+                    "from what intake decided."
+                )
+            else:
+                assert dup_label_col is not None
+                label = DupLabel.of(dup_label_col, (dup_values or "").split(","))
+                rows, read = read_history(
+                    file, mapping=mapping, groups=groups, label=label, timezone=found.timezone
+                )
+                if moves:
+                    extra = learning.pairs_from_moves(session, jurisdiction_id=found.id)
+                console.print(
+                    f"{read.used:,} of {read.rows:,} rows used, {read.duplicates:,} labelled "
+                    f"duplicates; {sum(len(p.y) for p in extra.values()):,} pairs from "
+                    "dispatchers' merges and splits."
+                )
+                for reason, n in read.skipped.most_common(8):
+                    console.print(f"  skipped {n:,}: {escape(reason)}")
             result = learning.fit_history(
                 rows,
                 current=current,

@@ -1,5 +1,6 @@
-"""A city's labelled history read from its export, for ``geo311 dedup fit``: the same mapping
-as ``geo311 import reports`` (columns, categories, time zone) plus which rows are duplicates."""
+"""A city's labelled history for ``geo311 dedup fit``: read from its export (the same mapping
+as ``geo311 import reports`` plus which rows are duplicates), or from what geo311 itself stored
+(each report's incident, after the dispatchers' merges and splits)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import ValidationFailed
 from geo311.resident.dedup.importer import ImportFailed, ImportMapping
@@ -141,4 +145,87 @@ def read_history(
     if not rows:
         raise ValidationFailed(f"{path}: no row of an active category with a time and a place")
     rows.sort(key=lambda r: r.at)
+    return rows, summary
+
+
+# --- geo311's own history ------------------------------------------------------------------------
+
+# A report is a duplicate when an earlier report shares its incident *now*: what intake and the
+# importer decided, as the dispatchers left it (a merge moved the report onto the incident it
+# repeats; a split took it out onto an incident of its own). Ties on the time go by id, the order
+# intake stored them in. The window is partitioned by the city too, so on Citus it runs on one
+# shard. A report whose merge or split was undone counts as it is now.
+_OWN_HISTORY = text(
+    """
+    SELECT r.id, r.reported_at, r.category_code, r.address, r.description, r.asset_id,
+           ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, i.closed_at,
+           row_number() OVER (
+               PARTITION BY r.jurisdiction_id, r.incident_id ORDER BY r.reported_at, r.id
+           ) > 1 AS duplicate,
+           r.dedup_decision IN ('matched', 'reopened') AS joined_at_intake
+    FROM reports AS r
+    JOIN incidents AS i ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id
+    WHERE r.jurisdiction_id = :jid AND r.category_code = ANY(:codes)
+    """
+)
+
+_MOVE_COUNTS = text(
+    """
+    SELECT m.kind, count(*) AS n
+    FROM incident_moves AS m
+    WHERE m.jurisdiction_id = :jid AND m.undone_at IS NULL
+    GROUP BY m.kind
+    """
+)
+
+
+@dataclass
+class OwnHistorySummary:
+    """What geo311's own history holds: reports, how many are duplicates, and how many of
+    those labels the dispatchers set against what intake decided."""
+
+    rows: int = 0
+    duplicates: int = 0
+    merges: int = 0
+    splits: int = 0
+    # Reports whose label differs from intake's decision (a dispatcher corrected it).
+    corrected: int = 0
+
+
+def own_history(
+    session: Session, *, jurisdiction_id: int, groups: Mapping[str, str]
+) -> tuple[list[HistoryRow], OwnHistorySummary]:
+    """Return the reports of the categories in ``groups`` (code → group) as labelled history
+    rows (time order), and a summary. Raises ValidationFailed when there are none."""
+    summary = OwnHistorySummary()
+    rows: list[HistoryRow] = []
+    found = session.execute(_OWN_HISTORY, {"jid": jurisdiction_id, "codes": sorted(groups)})
+    for r in found:
+        rows.append(
+            history_row(
+                id=str(r.id),
+                at=r.reported_at,
+                category=r.category_code,
+                group=groups[r.category_code],
+                lon=r.lon,
+                lat=r.lat,
+                label=bool(r.duplicate),
+                address=r.address,
+                description=(r.description or "")[:400] or None,
+                closed_at=r.closed_at,
+                asset_id=r.asset_id,
+            )
+        )
+        summary.duplicates += bool(r.duplicate)
+        summary.corrected += bool(r.duplicate) != bool(r.joined_at_intake)
+    summary.rows = len(rows)
+    for kind, n in session.execute(_MOVE_COUNTS, {"jid": jurisdiction_id}).all():
+        if kind == "merge":
+            summary.merges = n
+        elif kind == "split":
+            summary.splits = n
+    if not rows:
+        raise ValidationFailed("no stored report of a category with duplicate detection on")
+    # Reports stored in one transaction may share a time: keep intake's order among them.
+    rows.sort(key=lambda h: (h.at, int(h.id)))
     return rows, summary
