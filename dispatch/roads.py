@@ -9,8 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import psycopg
 from geoalchemy2.shape import to_shape
+from numpy.typing import NDArray
 from shapely.ops import substring
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -147,6 +149,48 @@ def highway_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
         .order_by(text("count(*) DESC"))
     ).all()
     return {str(h): int(n) for h, n in rows}
+
+
+@dataclass(frozen=True)
+class RoadGraph:
+    """The routable edges of a network as arrays, one entry per edge, ordered by edge id.
+
+    Costs are pgRouting's: seconds each way, negative where that direction is closed.
+    """
+
+    edge_id: NDArray[np.int64]
+    source: NDArray[np.int64]
+    target: NDArray[np.int64]
+    cost_s: NDArray[np.float64]
+    reverse_cost_s: NDArray[np.float64]
+    length_m: NDArray[np.float64]
+
+
+def routable_graph(session: Session, *, jurisdiction_id: int) -> RoadGraph:
+    """Return the routable edges of the jurisdiction's network.
+
+    Only those: a shortest path between two points of the strongly connected core never
+    leaves it, so the rest of the network cannot shorten any trip between snapped points.
+    """
+    # Arrays in one row rather than a row per edge: a large city's edges arrive at once.
+    row = session.execute(
+        text(
+            "SELECT array_agg(id ORDER BY id), array_agg(source ORDER BY id), "
+            "array_agg(target ORDER BY id), array_agg(cost_s ORDER BY id), "
+            "array_agg(reverse_cost_s ORDER BY id), array_agg(length_m ORDER BY id) "
+            "FROM road_edges WHERE jurisdiction_id = :jid AND routable"
+        ),
+        {"jid": jurisdiction_id},
+    ).one()
+    ids, source, target, cost, reverse, length = (r or [] for r in row)
+    return RoadGraph(
+        edge_id=np.asarray(ids, dtype=np.int64),
+        source=np.asarray(source, dtype=np.int64),
+        target=np.asarray(target, dtype=np.int64),
+        cost_s=np.asarray(cost, dtype=np.float64),
+        reverse_cost_s=np.asarray(reverse, dtype=np.float64),
+        length_m=np.asarray(length, dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)
