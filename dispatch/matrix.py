@@ -23,7 +23,6 @@ from typing import Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from pyproj import Geod
-from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -36,6 +35,7 @@ from dispatch.roads import (
     routable_graph,
     snap,
     spot,
+    spot_graph,
 )
 from geo311.kernel.settings import RoutingSettings
 
@@ -234,9 +234,6 @@ def _no_gaps(costs: NDArray[np.float64]) -> NDArray[np.float64]:
     return costs
 
 
-# The smallest cost an arc gets: SciPy's sparse graphs drop arcs that weigh exactly zero (a
-# zero-length segment), which would cut the road there.
-_MIN_ARC = 1e-9
 # Sources per Dijkstra batch: bounds the batch's answer (sources × nodes floats) on a large
 # network to about 80 MB.
 _BATCH_CELLS = 10_000_000
@@ -247,61 +244,17 @@ def network_costs(
 ) -> NDArray[np.float64]:
     """Return the shortest costs between spots (edge id, fraction along it from its source)
     on the directed road graph: row i, column j is from spot i to spot j; NaN where there is
-    no path.
-
-    Each spot splits its edge, as pgRouting's points with ``driving_side => 'b'`` do: it is
-    reached from either end the edge may be driven from, and left towards either end it may
-    be driven to, at the share of the edge's cost it lies along; two spots on one edge are
-    linked along it directly. ``by`` length: metres of the shortest way, over the same open
-    directions.
+    no path. How spots join the roads: :func:`dispatch.roads.spot_graph`.
     """
     p = len(spots)
-    forward, backward = graph.cost_s, graph.reverse_cost_s
-    if by == "length":
-        forward = np.where(graph.cost_s < 0, -1.0, graph.length_m)
-        backward = np.where(graph.reverse_cost_s < 0, -1.0, graph.length_m)
-    m = len(graph.edge_id)
-    vertices, ends = np.unique(np.concatenate([graph.source, graph.target]), return_inverse=True)
-    src, dst = ends[:m], ends[m:]
-    v = len(vertices)
-    spot_edge = np.fromiter((e for e, _ in spots), dtype=np.int64, count=p)
-    spot_at = np.fromiter((f for _, f in spots), dtype=np.float64, count=p)
-    row = np.searchsorted(graph.edge_id, spot_edge)
-    if p and (m == 0 or (graph.edge_id[np.minimum(row, m - 1)] != spot_edge).any()):
-        raise ValueError("a spot lies on no routable edge")
-    whole = np.ones(m, dtype=bool)
-    whole[row] = False
-    # Spots along their edges in order: each edge with spots becomes a chain
-    # source → first spot → … → last spot → target.
-    order = np.lexsort((spot_at, row))
-    r, at, node = row[order], spot_at[order], v + order
-    first = np.r_[True, r[1:] != r[:-1]]
-    last = np.r_[r[1:] != r[:-1], True]
-    tail = np.r_[np.where(first, src[r], np.r_[0, node[:-1]]), node[last]]
-    head = np.r_[node, dst[r[last]]]
-    share = np.r_[at - np.where(first, 0.0, np.r_[0.0, at[:-1]]), 1.0 - at[last]]
-    piece = np.r_[r, r[last]]
-    tails = np.concatenate([src[whole], dst[whole], tail, head])
-    heads = np.concatenate([dst[whole], src[whole], head, tail])
-    costs = np.concatenate(
-        [forward[whole], backward[whole], share * forward[piece], share * backward[piece]]
-    )
-    # A closed direction costs less than zero (the share keeps the sign); loops lead nowhere.
-    keep = (costs >= 0) & (tails != heads)
-    tails, heads, costs = tails[keep], heads[keep], np.maximum(costs[keep], _MIN_ARC)
-    # Parallel arcs (two roads between the same junctions): the cheaper one, as SciPy would
-    # add them up.
-    ranked = np.lexsort((costs, heads, tails))
-    tails, heads, costs = tails[ranked], heads[ranked], costs[ranked]
-    single = np.r_[True, (tails[1:] != tails[:-1]) | (heads[1:] != heads[:-1])]
-    size = v + p
-    adjacency = csr_matrix((costs[single], (tails[single], heads[single])), shape=(size, size))
+    joined = spot_graph(graph, spots, by=by)
+    size = joined.first_spot + p
     out = np.empty((p, p))
     step = max(1, _BATCH_CELLS // size)
     for begin in range(0, p, step):
-        sources = np.arange(v + begin, v + min(begin + step, p))
-        found = dijkstra(adjacency, directed=True, indices=sources)
-        out[begin : begin + len(sources)] = found[:, v:]
+        sources = np.arange(joined.first_spot + begin, joined.first_spot + min(begin + step, p))
+        found = dijkstra(joined.adjacency, directed=True, indices=sources)
+        out[begin : begin + len(sources)] = found[:, joined.first_spot :]
     out[np.isinf(out)] = np.nan
     # The tiny floor on zero-cost arcs must not show as a cost of its own.
     np.fill_diagonal(out, 0.0)

@@ -323,3 +323,24 @@ def test_parallel_roads_take_the_faster_and_no_road_is_nan() -> None:
     assert np.isnan(network_costs(graph, spots, by="time")[1, 0])
     with pytest.raises(ValueError, match="no routable edge"):
         network_costs(graph, [(9, 0.5)], by="time")
+
+
+def test_a_reloaded_network_is_the_one_searched(demo_db: Database) -> None:
+    # Two points along Elm St: a minute's drive along it, a detour once it is gone.
+    a = to_lonlat(-2800 + 20, -1900 + 5)
+    b = to_lonlat(-2800 + 400, -1900 + 5)
+    with demo_db.session() as session:
+        jid = layers_service.get_jurisdiction(session, "demo").id  # type: ignore[union-attr]
+        before = RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        along = before.matrix([a, b]).durations_s[0, 1]
+    with demo_db.session() as session:
+        lines = [line for line in demo_road_lines(generate()) if line.name != "Elm St"]
+        roads.load_network(
+            session, jurisdiction_id=jid, network=build_network(lines), source="no Elm"
+        )
+    with demo_db.session() as session:
+        after = RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        reference = PgRoutingMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        detour = after.matrix([a, b]).durations_s
+        assert np.abs(detour - reference.matrix([a, b]).durations_s).max() <= 1
+    assert detour[0, 1] > along + 30
