@@ -408,10 +408,9 @@ def _fastest_paths(
     starts = sorted({a for a, _ in legs})
     if not starts:
         return {}
-    arc_of = {
-        (int(t), int(h)): k
-        for k, (t, h) in enumerate(zip(joined.arc_tail, joined.arc_head, strict=True))
-    }
+    # Arcs come sorted by (tail, head), one per pair: a path's arcs are found by bisection.
+    size = joined.adjacency.shape[0]
+    keys = joined.arc_tail * size + joined.arc_head
     _, came_from = dijkstra(
         joined.adjacency,
         directed=True,
@@ -421,15 +420,15 @@ def _fastest_paths(
     paths: dict[tuple[int, int], list[int]] = {}
     for a, b in legs:
         back = came_from[starts.index(a)]
-        node, arcs = joined.first_spot + b, []
+        node, nodes = joined.first_spot + b, [joined.first_spot + b]
         # Back from the leg's end to its start; SciPy marks "no predecessor" with a negative.
         while node != joined.first_spot + a and node >= 0:
-            before = int(back[node])
-            if before >= 0:
-                arcs.append(arc_of[(before, node)])
-            node = before
+            node = int(back[node])
+            nodes.append(node)
         if node >= 0:
-            paths[(a, b)] = arcs[::-1]
+            path = np.asarray(nodes[::-1], dtype=np.int64)
+            arcs = np.searchsorted(keys, path[:-1] * size + path[1:])
+            paths[(a, b)] = [int(k) for k in arcs]
     return paths
 
 
