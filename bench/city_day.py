@@ -21,17 +21,25 @@ run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times,
    the commit).
    Baseline: ``dispatch.planning.solve_day`` on the same jobs (matrix + solve, nothing stored);
    the ratio is what the project adds. Target: ≤ 10 s.
-   **Before**: the same ``make_plan`` on another fresh copy, with the placed work orders moved
-   through the lifecycle one ``transition`` at a time (as ``_schedule`` did before the
-   set-based ``work_orders.service.transition_many``); the "lifecycle" part and its round
-   trips per planned job compare the two.
+   **Before**: the same ``make_plan`` on another fresh copy, planned as it was before the
+   in-process matrix and the split solve: the matrix from pgRouting's
+   ``pgr_withPointsCostMatrix`` (``dispatch.matrix.PgRoutingMatrix``), one VROOM search over
+   the whole day (no split into independent parts; exploration level 5 up to 300 jobs, else
+   1) with the old 10 s budget. Per phase: where the time goes (matrix, solve, store, …)
+   and the plan's quality (drive time, route time, jobs placed, left out, and left out though
+   due by the day's end), so a faster plan is seen not to be a weaker one.
+   With ``--lifecycle-before``, also the plan with the placed work orders moved through the
+   lifecycle one ``transition`` at a time (as ``_schedule`` did before the set-based
+   ``work_orders.service.transition_many``); the "lifecycle" part and its round trips per
+   planned job compare the two.
 2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
    stops to the crew of the same skill that may take most of them, re-planning just those two crews,
    committed. Baseline: a full-day re-plan (``make_plan`` again) right after; the ratio is what
    re-planning only the crews touched saves. Target: ≤ 2 s.
 
 Medians of ``--runs`` runs (the day plan and its baseline take turns going first); min and max
-beside them. The solver budgets are the ``RoutingSettings`` defaults unless ``--time-limit`` /
+beside them. The solvers are imported before anything is timed, as a running service has
+them. The solver budgets are the ``RoutingSettings`` defaults unless ``--time-limit`` /
 ``--replan-time-limit`` say otherwise.
 Uses ``GEO311_DB__URL``'s server when set (its user must be able to create databases), else a
 throwaway embedded cluster.
@@ -73,12 +81,13 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from dispatch import planning
+from dispatch import planning, solver
 from dispatch import roads as dispatch_roads
 from dispatch import service as dispatch_service
 from dispatch.dayplans import appointments, commands
 from dispatch.dayplans import store as plan_store
 from dispatch.dayplans import work as plan_work
+from dispatch.matrix import PgRoutingMatrix
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
 from geo311.flows import open_incident
@@ -148,6 +157,8 @@ JOB_ROADS = frozenset(
 KERB_M = 8.0
 MOVE_JOBS = 10
 DAY_TARGET_S = 10.0  # issue 11 (it was 30 s before the set-based lifecycle step)
+# The day plan's solver budget before the split solve (RoutingSettings.time_limit_s then).
+BEFORE_TIME_LIMIT_S = 10.0
 MOVE_TARGET_S = 2.0
 
 
@@ -570,6 +581,74 @@ def lifecycle_before() -> Iterator[None]:
         plan_store._schedule = original
 
 
+@contextmanager
+def solver_before() -> Iterator[None]:
+    """Solve as before the split: one search over the whole day, VROOM's width by the number
+    of jobs (level 5 up to 300, else 1)."""
+    parts, level = solver.independent_parts, solver._exploration_level
+
+    def one_part(
+        problem: solver.Problem, jobs: Sequence[solver.Job]
+    ) -> list[tuple[tuple[solver.Vehicle, ...], list[solver.Job]]]:
+        return [(problem.vehicles, list(jobs))] if jobs else []
+
+    solver.independent_parts = one_part
+    solver._exploration_level = lambda jobs, search_s: 5 if jobs <= 300 else 1  # noqa: ARG005
+    try:
+        yield
+    finally:
+        solver.independent_parts = parts
+        solver._exploration_level = level
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What a plan is worth: hours driven and on the road (depart to back) over all crews,
+    jobs placed, jobs left out, and those left out though due by the end of the day."""
+
+    drive_h: float = 0.0
+    route_h: float = 0.0
+    placed: int = 0
+    left_out: int = 0
+    urgent_left_out: int = 0
+
+
+def _urgent(session: Session, jid: int, ids: Sequence[int]) -> int:
+    day_end = datetime.combine(DAY + timedelta(days=1), wall(0), tzinfo=ZONE)
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM work_orders WHERE jurisdiction_id = :jid "
+                "AND id = ANY(:ids) AND due_at < :end"
+            ),
+            {"jid": jid, "ids": list(ids), "end": day_end},
+        ).scalar_one()
+    )
+
+
+def stored_quality(session: Session, jid: int, left_out: Sequence[int]) -> Quality:
+    """Return the quality of the day's stored plan."""
+    row = session.execute(
+        text(
+            "SELECT coalesce(sum(r.travel_s), 0), "
+            "coalesce(sum(extract(epoch FROM r.back - r.depart)), 0), "
+            "(SELECT count(*) FROM plan_stops s WHERE s.jurisdiction_id = p.jurisdiction_id "
+            " AND s.plan_id = p.id) "
+            "FROM day_plans p LEFT JOIN plan_routes r "
+            "ON r.jurisdiction_id = p.jurisdiction_id AND r.plan_id = p.id "
+            "WHERE p.jurisdiction_id = :jid AND p.day = :day GROUP BY p.jurisdiction_id, p.id"
+        ),
+        {"jid": jid, "day": DAY},
+    ).one()
+    return Quality(
+        drive_h=float(row[0]) / 3600,
+        route_h=float(row[1]) / 3600,
+        placed=int(row[2]),
+        left_out=len(left_out),
+        urgent_left_out=_urgent(session, jid, left_out),
+    )
+
+
 @dataclass
 class Measure:
     wall_s: float
@@ -581,6 +660,7 @@ class Measure:
     note: str = ""
     lifecycle_statements: int = 0
     scheduled: int = 0
+    quality: Quality = field(default_factory=Quality)
 
 
 def _placed(session: Session, jid: int, crews: Sequence[int] | None = None) -> int:
@@ -638,6 +718,14 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
             session, jurisdiction_id=jid, day=DAY, jobs=jobs, routing=routing, starts=starts
         )
         wall_s = time.perf_counter() - started
+        left_out = [u.job_id for u in solved.unassigned]
+        quality = Quality(
+            drive_h=sum(r.travel_s for r in solved.routes) / 3600,
+            route_h=sum((r.back - r.depart).total_seconds() for r in solved.routes) / 3600,
+            placed=sum(len(r.stops) for r in solved.routes),
+            left_out=len(left_out),
+            urgent_left_out=_urgent(session, jid, left_out),
+        )
     return Measure(
         wall_s=wall_s,
         matrix_s=solved.matrix_s,
@@ -645,24 +733,38 @@ def raw_plan(db: Database, routing: RoutingSettings) -> Measure:
         placed=sum(len(r.stops) for r in solved.routes),
         left_out=Counter(u.reason for u in solved.unassigned),
         note=f"{len(jobs)} jobs, engine {solved.engine}",
+        quality=quality,
     )
 
 
 def day_plan(
-    db: Database, routing: RoutingSettings, *, before: bool = False
+    db: Database, routing: RoutingSettings, *, before: str | None = None
 ) -> tuple[Measure, int]:
-    """make_plan for the day, committed; return the measure and the plan's version. With
-    ``before``, the placed work orders move one transition at a time."""
+    """make_plan for the day, committed; return the measure and the plan's version. Before
+    ``"lifecycle"``: the placed work orders move one transition at a time; before ``"plan"``:
+    pgRouting's matrix and one search over the whole day with the old budget."""
     parts = Parts()
     started = time.perf_counter()
     with (
-        lifecycle_before() if before else nullcontext(),
+        lifecycle_before() if before == "lifecycle" else nullcontext(),
+        solver_before() if before == "plan" else nullcontext(),
         watched(parts, db),
         db.session() as session,
     ):
         jid = jurisdiction_id(session)
         change = commands.make_plan(
-            session, jurisdiction_id=jid, day=DAY, routing=routing, actor=ACTOR, now=NOW
+            session,
+            jurisdiction_id=jid,
+            day=DAY,
+            routing=routing,
+            actor=ACTOR,
+            now=NOW,
+            provider=PgRoutingMatrix(
+                session, jurisdiction_id=jid, access_speed_kmh=routing.speed_kmh
+            )
+            if before == "plan" and dispatch_roads.get_network(session, jurisdiction_id=jid)
+            else None,
+            time_limit_s=BEFORE_TIME_LIMIT_S if before == "plan" else None,
         )
         version = change.plan.version
         commit_at = time.perf_counter()
@@ -671,6 +773,7 @@ def day_plan(
     parts.settle(wall_s, change.matrix_s, change.solve_s)
     with db.session() as session:
         placed = _placed(session, jid)
+        quality = stored_quality(session, jid, [u.job_id for u in change.left_out])
         scheduled = session.execute(
             text(
                 "SELECT count(*) FROM audit_events WHERE jurisdiction_id = :jid "
@@ -688,6 +791,7 @@ def day_plan(
             left_out=Counter(u.reason for u in change.left_out),
             lifecycle_statements=parts.statements["lifecycle"],
             scheduled=int(scheduled),
+            quality=quality,
         ),
         version,
     )
@@ -823,20 +927,28 @@ PHASES = (
     "day plan",
     "baseline: solve_day",
     "before: day plan",
+    "before: lifecycle",
     "move",
     "baseline: full re-plan",
 )
 
 
 def run_once(
-    srv: Server, template: str, routing: RoutingSettings, *, baseline_first: bool
+    srv: Server,
+    template: str,
+    routing: RoutingSettings,
+    *,
+    baseline_first: bool,
+    lifecycle: bool = False,
 ) -> dict[str, Measure]:
     """One run on a fresh copy of the city. The day plan and its baseline take turns going
     first (the baseline stores nothing, so the plan sees the same work either way), so
-    neither always meets the colder cache."""
+    neither always meets the colder cache; the "before" plans go first or last in turn."""
     out: dict[str, Measure] = {}
     if not baseline_first:
-        out["before: day plan"] = day_plan_before(srv, template, routing)
+        out["before: day plan"] = day_plan_before(srv, template, routing, "plan")
+        if lifecycle:
+            out["before: lifecycle"] = day_plan_before(srv, template, routing, "lifecycle")
     name = f"city_{uuid.uuid4().hex[:10]}"
     srv.create(name, template=template)
     db = Database.connect(srv.url(name), pool_size=2)
@@ -853,17 +965,19 @@ def run_once(
         db.dispose()
         srv.drop(name)
     if baseline_first:
-        out["before: day plan"] = day_plan_before(srv, template, routing)
+        out["before: day plan"] = day_plan_before(srv, template, routing, "plan")
+        if lifecycle:
+            out["before: lifecycle"] = day_plan_before(srv, template, routing, "lifecycle")
     return out
 
 
-def day_plan_before(srv: Server, template: str, routing: RoutingSettings) -> Measure:
-    """The day plan with the one-at-a-time lifecycle step, on a fresh copy of its own."""
+def day_plan_before(srv: Server, template: str, routing: RoutingSettings, what: str) -> Measure:
+    """The day plan as it was before (see ``day_plan``), on a fresh copy of its own."""
     name = f"city_{uuid.uuid4().hex[:10]}"
     srv.create(name, template=template)
     db = Database.connect(srv.url(name), pool_size=2)
     try:
-        return day_plan(db, routing, before=True)[0]
+        return day_plan(db, routing, before=what)[0]
     finally:
         db.dispose()
         srv.drop(name)
@@ -928,24 +1042,37 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
         "per scheduled job",
     ):
         lifecycle_table.add_column(col, justify="left" if col in ("provider", "phase") else "right")
+    quality_table = Table(title="The plan's quality (median of runs)")
+    for col in (
+        "provider",
+        "phase",
+        "drive h",
+        "route h (depart→back)",
+        "jobs placed",
+        "left out",
+        "left out, due by the day's end",
+    ):
+        quality_table.add_column(col, justify="left" if col in ("provider", "phase") else "right")
     notes: list[str] = []
     for provider, runs in results.items():
-        by_phase = {p: [r[p] for r in runs] for p in PHASES}
+        by_phase = {p: [r[p] for r in runs] for p in PHASES if all(p in r for r in runs)}
         med = {p: _median([m.wall_s for m in ms]) for p, ms in by_phase.items()}
         targets = {"day plan": DAY_TARGET_S, "move": MOVE_TARGET_S}
         baseline_of = {
             "day plan": "baseline: solve_day",
             "before: day plan": "baseline: solve_day",
+            "before: lifecycle": "baseline: solve_day",
             "move": "baseline: full re-plan",
         }
         labels = {
             "day plan": "day plan: make_plan (stored)",
             "baseline: solve_day": "  baseline: solve_day (matrix+solve)",
-            "before: day plan": "  before: make_plan, one transition per job",
+            "before: day plan": "  before: pgRouting matrix, one 10 s search",
+            "before: lifecycle": "  before: make_plan, one transition per job",
             "move": f"move {MOVE_JOBS} jobs: move_work_orders",
             "baseline: full re-plan": "  baseline: full re-plan (make_plan)",
         }
-        for phase in PHASES:
+        for phase in by_phase:
             ms = by_phase[phase]
             walls = [m.wall_s for m in ms]
             target = targets.get(phase)
@@ -985,7 +1112,18 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
             for m in ms[:1]:
                 if m.note:
                     notes.append(f"{provider}, {phase}: {m.note} (run 1)")
-            if phase in ("day plan", "before: day plan"):
+            if phase in ("day plan", "before: day plan", "baseline: solve_day"):
+                q = [m.quality for m in ms]
+                quality_table.add_row(
+                    provider,
+                    labels[phase].strip(),
+                    f"{_median([x.drive_h for x in q]):.2f}",
+                    f"{_median([x.route_h for x in q]):.2f}",
+                    f"{_median([x.placed for x in q]):.0f}",
+                    f"{_median([x.left_out for x in q]):.0f}",
+                    f"{_median([x.urgent_left_out for x in q]):.0f}",
+                )
+            if phase in ("day plan", "before: lifecycle"):
                 lifecycle_table.add_row(
                     provider,
                     labels[phase].strip(),
@@ -996,11 +1134,14 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
                 )
     console.print(table)
     console.print(parts_table)
-    console.print(lifecycle_table)
+    console.print(quality_table)
+    if any("before: lifecycle" in r for runs in results.values() for r in runs):
+        console.print(lifecycle_table)
     for note in notes:
         console.print(f"  {note}")
     console.print(
-        f"solver budgets: day plan {routing.time_limit_s:g} s, move re-plan "
+        f"solver budgets: day plan {routing.time_limit_s:g} s (before: "
+        f"{BEFORE_TIME_LIMIT_S:g} s), move re-plan "
         f"{routing.replan_time_limit_s:g} s; engine {routing.engine}, {routing.threads} threads; "
         "placed = stops on the plan after the phase (the move: on the two crews re-planned)"
     )
@@ -1020,6 +1161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 jobs, 10 crews, 1 run")
     parser.add_argument("--providers", default="road_network,straight_line", help="comma-separated")
     parser.add_argument("--seed", type=int, default=311)
+    parser.add_argument(
+        "--lifecycle-before",
+        action="store_true",
+        help="also time the plan with one lifecycle transition per job",
+    )
     args = parser.parse_args(argv)
     jobs = args.jobs or (200 if args.quick else 1000)
     crews = args.crews or (10 if args.quick else 50)
@@ -1037,6 +1183,11 @@ def main(argv: list[str] | None = None) -> int:
         f"CPUs: {os.cpu_count()}, load average now: "
         + ", ".join(f"{v:.2f}" for v in os.getloadavg())
     )
+    # A running service has imported its solvers long before it plans a day: so does the bench
+    # (the engines are imported on first use, and importing one takes seconds on a busy box).
+    import pyvrp  # noqa: F401
+    import vroom  # noqa: F401
+
     started = time.perf_counter()
     lines = lines_from_osm(str(PBF))
     area = read_poly(POLY)
@@ -1091,7 +1242,11 @@ def main(argv: list[str] | None = None) -> int:
                 results[provider] = []
                 for k in range(runs):
                     measures = run_once(
-                        srv, templates[provider], routing, baseline_first=k % 2 == 0
+                        srv,
+                        templates[provider],
+                        routing,
+                        baseline_first=k % 2 == 0,
+                        lifecycle=args.lifecycle_before,
                     )
                     results[provider].append(measures)
                     console.print(

@@ -7,7 +7,7 @@ Reads the Solomon (100 customers) and Gehring & Homberger (200, 400) instances f
   checked Solution out) with the PyVRP engine and the hierarchical objective;
 * ``raw/pyvrp``    — PyVRP called directly: ``minimise_fleet`` then ``solve`` on a ``Model``;
 * ``geo311/vroom`` — the project's path with the VROOM engine (the one that plans breaks;
-  exploration level 5 up to 300 jobs, 1 above: see ``solver.VROOM_FULL_SEARCH_MAX_JOBS``);
+  exploration level by the search time per job: see ``solver.VROOM_LEVELS``);
 * ``raw/vroom``    — pyvroom called directly at exploration level 5, a fixed cost per vehicle
   for the hierarchy.
 

@@ -3,14 +3,19 @@ part pgRouting can route every job in, snap points to it, draw routes on it."""
 
 from __future__ import annotations
 
-import itertools
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
+import numpy as np
 import psycopg
 from geoalchemy2.shape import to_shape
+from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
 from shapely.ops import substring
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -150,6 +155,154 @@ def highway_counts(session: Session, *, jurisdiction_id: int) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class RoadGraph:
+    """The routable edges of a network as arrays, one entry per edge, ordered by edge id.
+
+    Costs are pgRouting's: seconds each way, negative where that direction is closed.
+    """
+
+    edge_id: NDArray[np.int64]
+    source: NDArray[np.int64]
+    target: NDArray[np.int64]
+    cost_s: NDArray[np.float64]
+    reverse_cost_s: NDArray[np.float64]
+    length_m: NDArray[np.float64]
+
+
+# Routable graphs read lately, by jurisdiction and the load they came from: a day plan's
+# matrix and each of its route lines search the same graph, which need not cross the wire
+# fifty times. A reload gets a new loaded_at, so a stale graph is never used.
+_GRAPHS: OrderedDict[tuple[int, datetime, int], RoadGraph] = OrderedDict()
+_GRAPHS_KEPT = 8
+
+
+def routable_graph(session: Session, *, jurisdiction_id: int) -> RoadGraph:
+    """Return the routable edges of the jurisdiction's network. NoRoadNetwork if none.
+
+    Only those: a shortest path between two points of the strongly connected core never
+    leaves it, so the rest of the network cannot shorten any trip between snapped points.
+    """
+    network = require_network(session, jurisdiction_id=jurisdiction_id)
+    key = (jurisdiction_id, network.loaded_at, network.edges)
+    graph = _GRAPHS.get(key)
+    if graph is not None:
+        _GRAPHS.move_to_end(key)
+        return graph
+    # Arrays in one row rather than a row per edge: a large city's edges arrive at once.
+    row = session.execute(
+        text(
+            "SELECT array_agg(id ORDER BY id), array_agg(source ORDER BY id), "
+            "array_agg(target ORDER BY id), array_agg(cost_s ORDER BY id), "
+            "array_agg(reverse_cost_s ORDER BY id), array_agg(length_m ORDER BY id) "
+            "FROM road_edges WHERE jurisdiction_id = :jid AND routable"
+        ),
+        {"jid": jurisdiction_id},
+    ).one()
+    ids, source, target, cost, reverse, length = (r or [] for r in row)
+    graph = RoadGraph(
+        edge_id=np.asarray(ids, dtype=np.int64),
+        source=np.asarray(source, dtype=np.int64),
+        target=np.asarray(target, dtype=np.int64),
+        cost_s=np.asarray(cost, dtype=np.float64),
+        reverse_cost_s=np.asarray(reverse, dtype=np.float64),
+        length_m=np.asarray(length, dtype=np.float64),
+    )
+    _GRAPHS[key] = graph
+    while len(_GRAPHS) > _GRAPHS_KEPT:
+        _GRAPHS.popitem(last=False)
+    return graph
+
+
+# The smallest cost an arc gets: SciPy's sparse graphs drop arcs that weigh exactly zero (a
+# zero-length segment), which would cut the road there.
+_MIN_ARC = 1e-9
+
+
+@dataclass(frozen=True)
+class SpotGraph:
+    """The road graph with spots joined to it, for SciPy's shortest-path search.
+
+    Nodes are the junctions (numbered from 0) and then the spots (spot k is node
+    ``first_spot + k``). Each arc is a stretch of one edge: ``arc_edge`` (the edge's row in
+    the :class:`RoadGraph`), driven from fraction ``arc_from`` to ``arc_to`` along it.
+    """
+
+    adjacency: csr_matrix
+    first_spot: int
+    arc_tail: NDArray[np.int64]
+    arc_head: NDArray[np.int64]
+    arc_edge: NDArray[np.int64]
+    arc_from: NDArray[np.float64]
+    arc_to: NDArray[np.float64]
+
+
+def spot_graph(
+    graph: RoadGraph, spots: Sequence[tuple[int, float]], *, by: Literal["time", "length"]
+) -> SpotGraph:
+    """Return ``graph`` with ``spots`` (edge id, fraction along it from its source) joined.
+
+    Each spot splits its edge, as pgRouting's points with ``driving_side => 'b'`` do: it is
+    reached from either end the edge may be driven from, and left towards either end it may
+    be driven to, at the share of the edge's cost it lies along; two spots on one edge are
+    linked along it directly. ``by`` length: metres, over the same open directions.
+    ValueError if a spot is on no routable edge.
+    """
+    p = len(spots)
+    forward, backward = graph.cost_s, graph.reverse_cost_s
+    if by == "length":
+        forward = np.where(graph.cost_s < 0, -1.0, graph.length_m)
+        backward = np.where(graph.reverse_cost_s < 0, -1.0, graph.length_m)
+    m = len(graph.edge_id)
+    vertices, ends = np.unique(np.concatenate([graph.source, graph.target]), return_inverse=True)
+    src, dst = ends[:m], ends[m:]
+    v = len(vertices)
+    spot_edge = np.fromiter((e for e, _ in spots), dtype=np.int64, count=p)
+    spot_at = np.fromiter((f for _, f in spots), dtype=np.float64, count=p)
+    row = np.searchsorted(graph.edge_id, spot_edge)
+    if p and (m == 0 or (graph.edge_id[np.minimum(row, m - 1)] != spot_edge).any()):
+        raise ValueError("a spot lies on no routable edge")
+    whole = np.flatnonzero(~np.isin(np.arange(m), row))
+    # Spots along their edges in order: each edge with spots becomes a chain
+    # source → first spot → … → last spot → target.
+    order = np.lexsort((spot_at, row))
+    r, at, node = row[order], spot_at[order], v + order
+    first = np.r_[True, r[1:] != r[:-1]]
+    last = np.r_[r[1:] != r[:-1], True]
+    tail = np.r_[np.where(first, src[r], np.r_[0, node[:-1]]), node[last]]
+    head = np.r_[node, dst[r[last]]]
+    begin = np.r_[np.where(first, 0.0, np.r_[0.0, at[:-1]]), at[last]]
+    end = np.r_[at, np.ones(int(last.sum()))]
+    piece = np.r_[r, r[last]]
+    ones, zeros = np.ones(len(whole)), np.zeros(len(whole))
+    tails = np.concatenate([src[whole], dst[whole], tail, head])
+    heads = np.concatenate([dst[whole], src[whole], head, tail])
+    edge = np.concatenate([whole, whole, piece, piece])
+    start_at = np.concatenate([zeros, ones, begin, end])
+    stop_at = np.concatenate([ones, zeros, end, begin])
+    share = np.abs(stop_at - start_at)
+    full = np.concatenate([forward[whole], backward[whole], forward[piece], backward[piece]])
+    costs = share * full
+    # A closed direction costs less than zero (the share keeps the sign); loops lead nowhere.
+    keep = (costs >= 0) & (tails != heads)
+    # Parallel arcs (two roads between the same junctions): the cheaper one, as SciPy would
+    # add them up.
+    costs = np.maximum(costs, _MIN_ARC)
+    ranked = np.flatnonzero(keep)[np.lexsort((costs[keep], heads[keep], tails[keep]))]
+    t, h = tails[ranked], heads[ranked]
+    ranked = ranked[np.r_[True, (t[1:] != t[:-1]) | (h[1:] != h[:-1])]]
+    size = v + p
+    return SpotGraph(
+        adjacency=csr_matrix((costs[ranked], (tails[ranked], heads[ranked])), shape=(size, size)),
+        first_spot=v,
+        arc_tail=tails[ranked],
+        arc_head=heads[ranked],
+        arc_edge=edge[ranked],
+        arc_from=start_at[ranked],
+        arc_to=stop_at[ranked],
+    )
+
+
+@dataclass(frozen=True)
 class Snap:
     """Where a point joins the network: an edge, the fraction along it, and the offset (m)."""
 
@@ -203,53 +356,31 @@ def route_line(
 ) -> list[tuple[float, float]]:
     """Return the road geometry (lon, lat vertices) of driving through ``points`` in order.
 
-    Each leg follows the fastest path on the network between the points' snapped positions,
-    cut at the exact spots on the first and last edges; the kerb-to-road connectors are
-    included, so the line starts and ends at the points themselves. NoRoadNetwork if none
-    is loaded.
+    Each leg follows the fastest path on the network between the points' snapped positions
+    (searched in process over :func:`spot_graph`, as the travel matrix is), cut at the exact
+    spots on the first and last edges; the kerb-to-road connectors are included, so the line
+    starts and ends at the points themselves. NoRoadNetwork if none is loaded.
     """
-    require_network(session, jurisdiction_id=jurisdiction_id)
+    graph = routable_graph(session, jurisdiction_id=jurisdiction_id)
     if len(points) < 2:
         return [tuple(p) for p in points]  # type: ignore[misc]
     snaps = snap(session, jurisdiction_id=jurisdiction_id, points=points)
     spots: dict[tuple[int, float], int] = {}
     for s in snaps:
-        spots.setdefault(spot(s), len(spots) + 1)
+        spots.setdefault(spot(s), len(spots))
     pid = [spots[spot(s)] for s in snaps]
-    legs = [(pid[k], pid[k + 1]) for k in range(len(pid) - 1) if pid[k] != pid[k + 1]]
-    rows: list[Any] = []
-    if legs:
-        values = ", ".join(f"({e}, {f!r}, {k})" for (e, f), k in spots.items())
-        points_sql = f"SELECT * FROM (VALUES {values}) AS p(edge_id, fraction, pid)"  # noqa: S608
-        pairs = ", ".join(f"({-a}, {-b})" for a, b in sorted(set(legs)))
-        combinations_sql = f"SELECT * FROM (VALUES {pairs}) AS c(source, target)"  # noqa: S608
-        rows = list(
-            session.execute(
-                text(
-                    "SELECT start_pid, end_pid, path_seq, node, edge FROM pgr_withPoints("
-                    ":edges, :points, :combinations, directed => true, driving_side => 'b') "
-                    "ORDER BY start_pid, end_pid, path_seq"
-                ),
-                {
-                    "edges": edges_sql(jurisdiction_id),
-                    "points": points_sql,
-                    "combinations": combinations_sql,
-                },
-            ).all()
-        )
-    paths: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for start, end, _, node, edge in rows:
-        paths.setdefault((-int(start), -int(end)), []).append((int(node), int(edge)))
-    edge_ids = {e for path in paths.values() for _, e in path if e >= 0}
-    edges = {
-        int(r[0]): (int(r[1]), int(r[2]), to_shape(r[3]))
+    legs = sorted({(pid[k], pid[k + 1]) for k in range(len(pid) - 1) if pid[k] != pid[k + 1]})
+    joined = spot_graph(graph, list(spots), by="time")
+    paths = _fastest_paths(joined, legs)
+    used = {int(graph.edge_id[joined.arc_edge[k]]) for arcs in paths.values() for k in arcs}
+    lines = {
+        int(r[0]): to_shape(r[1])
         for r in session.execute(
-            select(RoadEdge.id, RoadEdge.source, RoadEdge.target, RoadEdge.geom).where(
-                RoadEdge.jurisdiction_id == jurisdiction_id, RoadEdge.id.in_(edge_ids)
+            select(RoadEdge.id, RoadEdge.geom).where(
+                RoadEdge.jurisdiction_id == jurisdiction_id, RoadEdge.id.in_(used)
             )
         )
     }
-    where = {k: key for key, k in spots.items()}  # pid → (edge, fraction)
     coords: list[tuple[float, float]] = [tuple(points[0])]  # type: ignore[list-item]
 
     def extend(part: Iterable[tuple[float, float]]) -> None:
@@ -259,36 +390,46 @@ def route_line(
 
     for k in range(len(points) - 1):
         a, b = pid[k], pid[k + 1]
-        if a != b:
-            extend(_leg(paths.get((a, b), []), edges, where))
+        for arc in paths.get((a, b), []):
+            line = lines[int(graph.edge_id[joined.arc_edge[arc]])]
+            piece = substring(
+                line, float(joined.arc_from[arc]), float(joined.arc_to[arc]), normalized=True
+            )
+            extend((float(x), float(y)) for x, y in piece.coords)
         extend([tuple(points[k + 1])])  # type: ignore[list-item]
     return coords
 
 
-def _leg(
-    path: Sequence[tuple[int, int]],
-    edges: dict[int, tuple[int, int, Any]],
-    where: dict[int, tuple[int, float]],
-) -> list[tuple[float, float]]:
-    """Return the coordinates of one pgRouting path (rows of node, edge leaving it)."""
-    out: list[tuple[float, float]] = []
-    for (node, edge), (next_node, _) in itertools.pairwise(path):
-        source, target, line = edges[edge]
-        start = _position(node, edge, source, where)
-        stop = _position(next_node, edge, source, where)
-        if source == target and node == next_node:
-            start, stop = 0.0, 1.0  # once round a loop
-        piece = substring(line, start, stop, normalized=True)
-        out.extend((float(x), float(y)) for x, y in piece.coords)
-    return out
-
-
-def _position(node: int, edge: int, source: int, where: dict[int, tuple[int, float]]) -> float:
-    """Return how far along ``edge`` (0 to 1) a path node lies."""
-    if node < 0:  # a point: pids are negative in pgRouting's answers
-        on_edge, fraction = where[-node]
-        return fraction if on_edge == edge else 0.0
-    return 0.0 if node == source else 1.0
+def _fastest_paths(
+    joined: SpotGraph, legs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], list[int]]:
+    """Return the arcs of the fastest path of each leg (spot, spot); a leg with no path is
+    left out (it is drawn straight)."""
+    starts = sorted({a for a, _ in legs})
+    if not starts:
+        return {}
+    # Arcs come sorted by (tail, head), one per pair: a path's arcs are found by bisection.
+    size = joined.adjacency.shape[0]
+    keys = joined.arc_tail * size + joined.arc_head
+    _, came_from = dijkstra(
+        joined.adjacency,
+        directed=True,
+        indices=[joined.first_spot + a for a in starts],
+        return_predecessors=True,
+    )
+    paths: dict[tuple[int, int], list[int]] = {}
+    for a, b in legs:
+        back = came_from[starts.index(a)]
+        node, nodes = joined.first_spot + b, [joined.first_spot + b]
+        # Back from the leg's end to its start; SciPy marks "no predecessor" with a negative.
+        while node != joined.first_spot + a and node >= 0:
+            node = int(back[node])
+            nodes.append(node)
+        if node >= 0:
+            path = np.asarray(nodes[::-1], dtype=np.int64)
+            arcs = np.searchsorted(keys, path[:-1] * size + path[1:])
+            paths[(a, b)] = [int(k) for k in arcs]
+    return paths
 
 
 # --- the street network drawn on the map pages ----------------------------------------------

@@ -14,6 +14,11 @@ Two maintained solvers do the searching, picked by measurement (``bench/vrptw.py
   fast. ``auto`` takes it whenever a vehicle has a break or the skill sets would need too many
   PyVRP profiles.
 
+A problem whose vehicles fall into groups that may do no job in common (a city's skills,
+territories and pins) is solved as that many smaller problems (:func:`independent_parts`):
+the best plan of the whole is the best plan of each part put together, and a few small
+searches find better plans sooner than one large one.
+
 Whatever the engine, the plan is checked against the problem before it is returned
 (:func:`violations`): a skill, shift, time window, break or capacity violation is a bug and
 raises :class:`SolverError` rather than reach a crew.
@@ -29,7 +34,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -41,11 +46,13 @@ ENGINES: tuple[Engine, ...] = ("auto", "pyvrp", "vroom")
 MAX_PRIORITY = 100
 # Beyond this many distinct skill sets, PyVRP would need as many full matrix copies.
 MAX_PYVRP_PROFILES = 8
-# Above this many jobs VROOM's widest search (exploration level 5) spends the budget building
-# starting solutions and overruns its timeout; level 1 leaves the time to local search and
-# gave shorter routes in the same time (measured on generated city days of 200, 500 and 1000
-# jobs: level 5 best at 200, level 1 best at 500 and 1000).
-VROOM_FULL_SEARCH_MAX_JOBS = 300
+# How widely VROOM searches (its exploration level), by the search time there is per job: the
+# widest search (5) spends a short budget building starting solutions and overruns its
+# timeout; level 1 leaves the time to local search; level 0 converges on its own, in about
+# 4 ms a job. Measured on generated city days (bench/city_day.py): level 5 best for 200 jobs in
+# 10 s; level 1 for 500 and 1,000 jobs in 10 s; level 0 for 1,000 jobs in 3-5 s (in five
+# 200-job parts), where level 1 gave longer routes for as many jobs left out.
+VROOM_LEVELS = ((0.05, 5), (0.01, 1))
 # Share of the time budget kept for turning the solver's answer into a checked plan.
 READBACK_SHARE = 0.01
 
@@ -410,19 +417,26 @@ def solve(
     chosen = choose_engine(problem, engine)
     jobs, left_out = precheck(problem)
     # The search's share: the budget less what set-up took and a reserve for the read-back.
-    search_s = time_limit_s * (1 - READBACK_SHARE) - (time.perf_counter() - started)
-    search_s = max(search_s, 0.01)
-    if not jobs or not problem.vehicles:
-        routes: tuple[Route, ...] = ()
-        stats: dict[str, Any] = {}
-    elif chosen == "pyvrp":
-        routes, missed, stats = _solve_pyvrp(problem, jobs, search_s, seed, no_improvement)
+    deadline = started + time_limit_s * (1 - READBACK_SHARE)
+    routes: list[Route] = []
+    stats: dict[str, Any] = {"parts": []}
+    parts = independent_parts(problem, jobs)
+    waiting = len(jobs)
+    for vehicles, part_jobs in parts:
+        # Each part's share of what is left, by its jobs: time a part leaves unused (or
+        # overruns) is the next parts' gain (or loss).
+        search_s = max((deadline - time.perf_counter()) * len(part_jobs) / waiting, 0.01)
+        waiting -= len(part_jobs)
+        part, where = _part(problem, vehicles, part_jobs)
+        if chosen == "pyvrp":
+            got, missed, part_stats = _solve_pyvrp(part, part.jobs, search_s, seed, no_improvement)
+        else:
+            got, missed, part_stats = _solve_vroom(part, part.jobs, search_s, threads)
+        routes += [_relocated(r, where) for r in got]
         left_out += missed
-    else:
-        routes, missed, stats = _solve_vroom(problem, jobs, search_s, threads)
-        left_out += missed
+        stats["parts"].append({"vehicles": len(vehicles), "jobs": len(part_jobs), **part_stats})
     plan = Solution(
-        routes=routes,
+        routes=tuple(routes),
         unassigned=tuple(left_out),
         engine=chosen,
         solve_s=time.perf_counter() - started,
@@ -432,6 +446,74 @@ def solve(
     if broken:
         raise SolverError(f"{chosen} returned a plan that breaks constraints: {broken[:5]}")
     return plan
+
+
+def independent_parts(
+    problem: Problem, jobs: Sequence[Job]
+) -> list[tuple[tuple[Vehicle, ...], list[Job]]]:
+    """Return the problem split into parts no job links: each part's vehicles, and the jobs
+    only they may do, largest part first. Vehicles with no job are left out.
+
+    Two vehicles that may do no job in common never trade work, so the best plan of the whole
+    is the best plan of each part put together (the cost and the prizes add up). A city's day
+    splits this way by skills, territories and pins; a solver searches a few small problems
+    much faster than one large one.
+    """
+    parent = list(range(len(problem.vehicles)))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_of: dict[int, int] = {}
+    for job in jobs:
+        allowed = [k for k, v in enumerate(problem.vehicles) if may_do(v, job)]
+        for k in allowed[1:]:
+            parent[root(k)] = root(allowed[0])
+        first_of[job.id] = allowed[0]  # precheck kept only jobs some vehicle may do
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(root(first_of[job.id]), []).append(job)
+    parts = [
+        (tuple(v for k, v in enumerate(problem.vehicles) if root(k) == r), members)
+        for r, members in groups.items()
+    ]
+    parts.sort(key=lambda part: -len(part[1]))
+    return parts
+
+
+def _part(
+    problem: Problem, vehicles: Sequence[Vehicle], jobs: Sequence[Job]
+) -> tuple[Problem, NDArray[np.int64]]:
+    """Return the problem of ``vehicles`` and ``jobs`` alone, over just the locations they
+    use, and each of its locations' index in ``problem``."""
+    where = np.unique(
+        np.asarray(
+            [loc for v in vehicles for loc in (v.start, v.end)] + [j.location for j in jobs],
+            dtype=np.int64,
+        )
+    )
+    at = {int(loc): k for k, loc in enumerate(where)}
+    cells = np.ix_(where, where)
+    part = Problem(
+        vehicles=tuple(replace(v, start=at[v.start], end=at[v.end]) for v in vehicles),
+        jobs=tuple(replace(j, location=at[j.location]) for j in jobs),
+        durations_s=problem.durations_s[cells],
+        distances_m=problem.distances_m[cells] if problem.distances_m is not None else None,
+        coords=problem.coords[where] if problem.coords is not None else None,
+        minimise_vehicles=problem.minimise_vehicles,
+    )
+    return part, where
+
+
+def _relocated(route: Route, where: NDArray[np.int64]) -> Route:
+    """Return a part's route with its stops' locations as the whole problem numbers them."""
+    return replace(
+        route,
+        stops=tuple(replace(s, location=int(where[s.location])) for s in route.stops),
+    )
 
 
 def _travel(problem: Problem, vehicle: Vehicle, locations: Sequence[int]) -> tuple[int, int | None]:
@@ -715,6 +797,11 @@ def _minimise_fleet(data: Any, budget_s: float, seed: int) -> tuple[Any, Any]:
     return best_data, best
 
 
+def _exploration_level(jobs: int, search_s: float) -> int:
+    """Return how widely VROOM searches ``jobs`` in ``search_s``: see ``VROOM_LEVELS``."""
+    return next((level for per_job, level in VROOM_LEVELS if search_s >= per_job * jobs), 0)
+
+
 def _solve_vroom(
     problem: Problem, jobs: Sequence[Job], time_limit_s: float, threads: int
 ) -> tuple[tuple[Route, ...], list[Unassigned], dict[str, Any]]:
@@ -781,7 +868,7 @@ def _solve_vroom(
             )
         )
     solution = inp.solve(
-        exploration_level=5 if len(jobs) <= VROOM_FULL_SEARCH_MAX_JOBS else 1,
+        exploration_level=_exploration_level(len(jobs), time_limit_s),
         nb_threads=max(threads, 1),
         timeout=timedelta(seconds=time_limit_s),
     )

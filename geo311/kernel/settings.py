@@ -278,7 +278,7 @@ class RoutingSettings(BaseModel):
         default="auto",
         description="Route solver: PyVRP, VROOM, or auto (VROOM when crews have breaks)",
     )
-    time_limit_s: float = Field(default=10.0, gt=0, description="Search time per daily plan")
+    time_limit_s: float = Field(default=5.0, gt=0, description="Search time per daily plan")
     threads: int = Field(default=2, ge=1, description="Threads the solver may use (VROOM)")
     seed: int = 0
     no_improvement: int | None = Field(

@@ -12,9 +12,15 @@ from pyproj import Geod
 
 from dispatch import roads
 from dispatch.errors import NoRoadNetwork
-from dispatch.matrix import RoadNetworkMatrix, StraightLine, provider_for
+from dispatch.matrix import (
+    PgRoutingMatrix,
+    RoadNetworkMatrix,
+    StraightLine,
+    network_costs,
+    provider_for,
+)
 from dispatch.network import build_network, lines_from_osm
-from dispatch.roads import route_line, snap
+from dispatch.roads import RoadGraph, route_line, snap
 from fixtures.demo_city import generate, to_local, to_lonlat
 from fixtures.load import demo_road_lines
 from geo311.kernel.database import Database
@@ -228,3 +234,113 @@ def test_monaco_network(db: Database, shared_data: Path) -> None:
     assert shortest - 5 <= _length_m(line) <= 2 * shortest
     steps = [GEOD.inv(*p, *q)[2] for p, q in itertools.pairwise(line)]
     assert max(steps) < 400  # no straight jumps across town
+
+
+@pytest.mark.shared_data
+def test_in_process_times_are_pgroutings_on_monaco(db: Database, shared_data: Path) -> None:
+    """The in-process search gives the times and lengths pgRouting's matrix gives, pair by
+    pair, on a real network with one-way streets, dead ends and several points per block."""
+    jid = _jid(db, "monaco")
+    lines = lines_from_osm(str(shared_data / "roads" / "monaco.osm.pbf"))
+    with db.session() as session:
+        roads.load_network(
+            session, jurisdiction_id=jid, network=build_network(lines), source="monaco.osm.pbf"
+        )
+    rng = random.Random(11)
+    points = [(rng.uniform(7.409, 7.439), rng.uniform(43.725, 43.752)) for _ in range(150)]
+    # Pairs a few metres apart: spots on one edge, in both orders along it.
+    points += [(x + rng.uniform(-2e-4, 2e-4), y + rng.uniform(-2e-4, 2e-4)) for x, y in points[:50]]
+    points += points[:5]  # the same place twice
+    with db.session() as session:
+        ours = RoadNetworkMatrix(
+            session, jurisdiction_id=jid, access_speed_kmh=25.0, with_distances=True
+        ).matrix(points)
+        theirs = PgRoutingMatrix(
+            session, jurisdiction_id=jid, access_speed_kmh=25.0, with_distances=True
+        ).matrix(points)
+        snaps = snap(session, jurisdiction_id=jid, points=points)
+    assert len({s.edge_id for s in snaps}) < len(set(points))  # some blocks hold several
+    assert ours.durations_s.shape == (len(points), len(points))
+    # Whole seconds and metres, rounded from floats summed in another order: at most 1 apart.
+    assert np.abs(ours.durations_s - theirs.durations_s).max() <= 1
+    assert ours.distances_m is not None
+    assert theirs.distances_m is not None
+    assert np.abs(ours.distances_m - theirs.distances_m).max() <= 1
+    assert np.abs(ours.durations_s - ours.durations_s.T).max() > 30  # one-way streets count
+
+
+def _graph(*edges: tuple[int, int, int, float, float, float]) -> RoadGraph:
+    """Return a graph of edges (id, source, target, cost, reverse cost, length)."""
+    e = np.asarray(sorted(edges), dtype=np.float64)
+    return RoadGraph(
+        edge_id=e[:, 0].astype(np.int64),
+        source=e[:, 1].astype(np.int64),
+        target=e[:, 2].astype(np.int64),
+        cost_s=e[:, 3],
+        reverse_cost_s=e[:, 4],
+        length_m=e[:, 5],
+    )
+
+
+def test_spots_split_their_edges_both_ways_where_the_road_allows() -> None:
+    # 1 → 2 → 3 in a line; edge 10 (1-2) two-way, 100 s; edge 11 (2-3) one way 2 → 3, 50 s
+    # (back from 3 to 1 by edge 12, one way, 400 s); edge 13 a zero-length link 3 ↔ 4.
+    graph = _graph(
+        (10, 1, 2, 100.0, 100.0, 1000.0),
+        (11, 2, 3, 50.0, -1.0, 500.0),
+        (12, 3, 1, 400.0, -1.0, 2000.0),
+        (13, 3, 4, 0.0, 0.0, 0.0),
+        (14, 4, 5, 30.0, 30.0, 300.0),
+    )
+    spots = [(10, 0.25), (10, 0.75), (11, 0.5), (14, 0.5)]
+    costs = network_costs(graph, spots, by="time")
+    # Along edge 10 between two spots on it: half of it, either way.
+    assert costs[0, 1] == pytest.approx(50.0)
+    assert costs[1, 0] == pytest.approx(50.0)
+    # On to the one-way edge: the rest of edge 10, then half of edge 11.
+    assert costs[1, 2] == pytest.approx(25.0 + 25.0)
+    # Back against the one-way street is not allowed: round by edge 12, then into edge 10.
+    assert costs[2, 1] == pytest.approx(25.0 + 400.0 + 75.0)
+    # Over the zero-length link, which must not cut the road.
+    assert costs[2, 3] == pytest.approx(25.0 + 15.0)
+    assert np.diag(costs).tolist() == [0.0] * 4
+    lengths = network_costs(graph, spots, by="length")
+    assert lengths[1, 2] == pytest.approx(250.0 + 250.0)
+    assert lengths[2, 1] == pytest.approx(250.0 + 2000.0 + 750.0)
+
+
+def test_parallel_roads_take_the_faster_and_no_road_is_nan() -> None:
+    graph = _graph(
+        (1, 1, 2, 90.0, 90.0, 900.0),
+        (2, 1, 2, 60.0, 60.0, 1200.0),  # the bypass: longer but faster
+        (3, 2, 3, 10.0, -1.0, 100.0),  # a dead end one may drive into, not out of
+        (4, 0, 1, 10.0, 10.0, 100.0),
+    )
+    spots = [(4, 0.5), (3, 0.5)]
+    # Half of edge 4, the bypass, half of edge 3; by length, the shorter road instead.
+    assert network_costs(graph, spots, by="time")[0, 1] == pytest.approx(5.0 + 60.0 + 5.0)
+    assert network_costs(graph, spots, by="length")[0, 1] == pytest.approx(50 + 900 + 50)
+    assert np.isnan(network_costs(graph, spots, by="time")[1, 0])
+    with pytest.raises(ValueError, match="no routable edge"):
+        network_costs(graph, [(9, 0.5)], by="time")
+
+
+def test_a_reloaded_network_is_the_one_searched(demo_db: Database) -> None:
+    # Two points along Elm St: a minute's drive along it, a detour once it is gone.
+    a = to_lonlat(-2800 + 20, -1900 + 5)
+    b = to_lonlat(-2800 + 400, -1900 + 5)
+    with demo_db.session() as session:
+        jid = layers_service.get_jurisdiction(session, "demo").id  # type: ignore[union-attr]
+        before = RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        along = before.matrix([a, b]).durations_s[0, 1]
+    with demo_db.session() as session:
+        lines = [line for line in demo_road_lines(generate()) if line.name != "Elm St"]
+        roads.load_network(
+            session, jurisdiction_id=jid, network=build_network(lines), source="no Elm"
+        )
+    with demo_db.session() as session:
+        after = RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        reference = PgRoutingMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0)
+        detour = after.matrix([a, b]).durations_s
+        assert np.abs(detour - reference.matrix([a, b]).durations_s).max() <= 1
+    assert detour[0, 1] > along + 30

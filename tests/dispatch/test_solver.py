@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -21,6 +22,7 @@ from dispatch.solver import (
     TimeWindow,
     Vehicle,
     choose_engine,
+    independent_parts,
     solve,
     violations,
 )
@@ -276,3 +278,35 @@ def test_a_late_job_after_lunch_is_not_refused_as_out_of_hours() -> None:
     route = plan.routes[0]
     assert route.stops[0].start_s == 14 * H
     assert 11 * H + 1800 <= route.breaks[0].start_s <= 12 * H + 1800
+
+
+@pytest.mark.parametrize("engine", ["pyvrp", "vroom"])
+def test_trades_that_share_no_job_are_planned_apart(engine: Engine) -> None:
+    # Each vehicle and each job of one trade: two problems of two vehicles each.
+    base = city_day(5, n_jobs=40, n_vehicles=4)
+    problem = replace(
+        base,
+        vehicles=tuple(
+            replace(v, skills=frozenset({SKILLS[k % 2]})) for k, v in enumerate(base.vehicles)
+        ),
+        jobs=tuple(replace(j, skills=frozenset({SKILLS[k % 2]})) for k, j in enumerate(base.jobs)),
+    )
+    parts = independent_parts(problem, problem.jobs)
+    assert sorted(sorted(v.id for v in vehicles) for vehicles, _ in parts) == [[1, 3], [2, 4]]
+    for vehicles, jobs in parts:
+        assert {j.skills for j in jobs} == {vehicles[0].skills}
+    plan = solve(problem, time_limit_s=1.0, no_improvement=EARLY_STOP, engine=engine)
+    assert_hard_constraints(problem, plan)
+    # Both trades worked, each stop where its job is, the drive timed on the whole matrix.
+    assert {r.vehicle_id for r in plan.routes if r.stops} == {1, 2, 3, 4}
+    where = {j.id: j.location for j in problem.jobs}
+    d = problem.durations_s
+    for route in plan.routes:
+        vehicle = next(v for v in problem.vehicles if v.id == route.vehicle_id)
+        assert [s.location for s in route.stops] == [where[s.job_id] for s in route.stops]
+        path = [vehicle.start, *(s.location for s in route.stops), vehicle.end]
+        assert route.travel_s == sum(int(d[a, b]) for a, b in itertools.pairwise(path))
+    # A job either trade may do joins them into one problem.
+    anyone = replace(problem.jobs[0], id=1, skills=frozenset())
+    joined = replace(problem, jobs=(*problem.jobs, anyone))
+    assert len(independent_parts(joined, joined.jobs)) == 1
