@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.settings import DedupSettings
@@ -275,6 +275,8 @@ class Match:
 
     decision: Decision
     incident: Incident | None
+    # The reports ``incident`` had before this one.
+    report_count: int = 0
 
 
 def match_report(
@@ -319,14 +321,22 @@ def match_report(
         incident_id = decision.incident_id
         if incident_id is None or decision.best is None:
             break
-        incident = session.get(
-            Incident,
-            (category.jurisdiction_id, incident_id),
-            with_for_update=True,
-            populate_existing=True,
+        jid = category.jurisdiction_id
+        # The row lock, with how many reports the incident has (the answer shows it).
+        reports = (
+            select(func.count())
+            .select_from(Report)
+            .where(Report.jurisdiction_id == jid, Report.incident_id == incident_id)
+            .scalar_subquery()
         )
-        if incident is not None and incident.status == decision.best.candidate.status:
-            return Match(decision=decision, incident=incident)
+        row = session.execute(
+            select(Incident, reports)
+            .where(Incident.jurisdiction_id == jid, Incident.id == incident_id)
+            .with_for_update(of=Incident)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if row is not None and row[0].status == decision.best.candidate.status:
+            return Match(decision=decision, incident=row[0], report_count=int(row[1]))
         # It changed between the search and the lock (merged away, closed): decide again.
         decision = matcher.decide(session)
     return Match(decision=_as_new(decision), incident=None)

@@ -178,11 +178,28 @@ def parse_report_form(
 
 
 @dataclass(frozen=True)
+class Shown:
+    """What a stored report's public view shows beyond the report's own columns, as it was
+    written (so the answer to its POST needs no read back)."""
+
+    status: str
+    ward: layers_service.WardRef
+    asset: layers_service.AssetRef | None
+    lon: float
+    lat: float
+    photo_keys: tuple[str, str] | None  # (public copy, thumbnail)
+    updated_at: datetime
+    report_count: int
+
+
+@dataclass(frozen=True)
 class Submitted:
-    """A stored report, and the incident it opened (None: it joined one)."""
+    """A stored report, the incident it opened (None: it joined one), and what its view
+    shows."""
 
     report: Report
     opened: Incident | None
+    shown: Shown | None = None
 
 
 def submit_report(
@@ -369,7 +386,19 @@ def submit_report(
     )
     _write(session, rows)
     report = _persistent(session, Report(**report_values))
-    return Submitted(report=report, opened=opened)
+    shown = Shown(
+        status=incident.status,
+        ward=ward,
+        asset=asset,
+        lon=lon,
+        lat=lat,
+        photo_keys=None
+        if rows.photo is None
+        else (rows.photo["public_key"], rows.photo["thumb_key"]),
+        updated_at=now if opened is not None else incident.updated_at,
+        report_count=1 if opened is not None else match.report_count + 1,
+    )
+    return Submitted(report=report, opened=opened, shown=shown)
 
 
 @dataclass(frozen=True)
@@ -496,6 +525,8 @@ def _open_rows(
         times=times,
         crew=crew,
     )
+    # Stated, not the server's clock, so the answer shows what is stored.
+    rows.incident["updated_at"] = now
     rows.work_order = opening.work_order_values(
         terms,
         work_order_id=work_order_id,
@@ -631,6 +662,36 @@ _VIEW_SQL = text(
     WHERE r.jurisdiction_id = :jurisdiction_id AND r.tracking_id = :tracking_id
     """
 )
+
+
+def shown_view(report: Report, shown: Shown, *, media_url: str) -> ReportOut:
+    """Return the public view of a report just stored, from what was written (the same as
+    :func:`report_view` reads back)."""
+    base = media_url.rstrip("/")
+    asset = shown.asset
+    return ReportOut(
+        tracking_id=report.tracking_id,
+        status=shown.status,
+        category=report.category_code,
+        description=report.description,
+        ward=WardOut(code=shown.ward.code, name=shown.ward.name),
+        asset=None
+        if asset is None
+        else AssetOut(
+            id=asset.id,
+            type=asset.asset_type,
+            external_id=asset.external_id,
+            name=asset.name,
+            distance_m=round(asset.distance_m, 1),
+        ),
+        location=PointGeoJSON(coordinates=(shown.lon, shown.lat)),
+        location_source=report.location_source,
+        photo_url=None if shown.photo_keys is None else f"{base}/{shown.photo_keys[0]}",
+        thumbnail_url=None if shown.photo_keys is None else f"{base}/{shown.photo_keys[1]}",
+        reported_at=report.reported_at,
+        updated_at=shown.updated_at,
+        report_count=shown.report_count,
+    )
 
 
 def report_view(
