@@ -15,6 +15,7 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     Insert,
+    Select,
     bindparam,
     func,
     insert,
@@ -566,51 +567,70 @@ def _write(session: Session, rows: _Rows) -> None:
     delivery of the notices it owed."""
     # What the ORM still holds (a reopened incident's transition) goes first.
     session.flush()
-    ctes: list[CTE] = []
-    for model, values in (
-        (Incident, [rows.incident] if rows.incident else []),
-        (WorkOrder, [rows.work_order] if rows.work_order else []),
-        (Requester, [rows.requester] if rows.requester else []),
-        (Report, [rows.report] if rows.report else []),
-        (Subscription, [rows.subscription] if rows.subscription else []),
-        (Photo, [rows.photo] if rows.photo else []),
-        (AuditEvent, rows.audit),
-    ):
-        if values:
-            ctes.append(_insert_rows(insert(model), model, values).cte(f"new_{len(ctes)}"))
-    if rows.notices:
-        owed = (
-            _insert_rows(pg_insert(Notice), Notice, [_notice_values(d) for d in rows.notices])
-            .on_conflict_do_nothing(index_elements=["jurisdiction_id", "idempotency_key"])
-            .returning(Notice.id)
-            .cte("owed")
+    tables: list[tuple[type[Any], list[dict[str, Any]]]] = [
+        (model, values)
+        for model, values in (
+            (Incident, [rows.incident] if rows.incident else []),
+            (WorkOrder, [rows.work_order] if rows.work_order else []),
+            (Requester, [rows.requester] if rows.requester else []),
+            (Report, [rows.report] if rows.report else []),
+            (Subscription, [rows.subscription] if rows.subscription else []),
+            (Photo, [rows.photo] if rows.photo else []),
+            (AuditEvent, rows.audit),
+            (Notice, [_notice_values(d) for d in rows.notices]),
         )
-        statement = select(owed.c.id).add_cte(*ctes)
-    else:
-        statement = select(literal(1)).add_cte(*ctes)
-    notice_ids = [int(i) for i in session.execute(statement).scalars()]
+        if values
+    ]
+    shape = tuple((model, tuple(sorted(values[0]))) for model, values in tables)
+    statement = _WRITES.get(shape)
+    if statement is None:
+        statement = _WRITES[shape] = _write_statement(shape)
+    params = {
+        f"rows_{model.__tablename__}": [_json_row(r) for r in values] for model, values in tables
+    }
+    notice_ids = [int(i) for i in session.execute(statement, params).scalars()]
     if rows.notices and notice_ids:
         jid = rows.notices[0].jurisdiction_id
         outbox.defer(session.connection(), jurisdiction_id=jid, notice_ids=notice_ids)
 
 
+# The write statement of each shape (which tables, which columns): a handful in all. Built
+# once, so neither the statement nor its cache key is made again per report.
+_WRITES: dict[tuple[tuple[type[Any], tuple[str, ...]], ...], Select[Any]] = {}
+
+
+def _write_statement(shape: tuple[tuple[type[Any], tuple[str, ...]], ...]) -> Select[Any]:
+    """Return the one statement writing rows of this shape, each table's rows taken as one
+    JSON parameter ``rows_<table>``; it returns the ids of the notices newly owed."""
+    ctes: list[CTE] = []
+    owed: CTE | None = None
+    for model, columns in shape:
+        if model is Notice:
+            owed = (
+                _insert_rows(pg_insert(Notice), Notice, columns)
+                .on_conflict_do_nothing(index_elements=["jurisdiction_id", "idempotency_key"])
+                .returning(Notice.id)
+                .cte("owed")
+            )
+        else:
+            ctes.append(_insert_rows(insert(model), model, columns).cte(f"new_{len(ctes)}"))
+    if owed is not None:
+        return select(owed.c.id).add_cte(*ctes)
+    return select(literal(1)).where(literal(False)).add_cte(*ctes)
+
+
 _Insert = TypeVar("_Insert", Insert, PgInsert)
 
 
-def _insert_rows(
-    statement: _Insert, model: type[Any], rows: Sequence[Mapping[str, Any]]
-) -> _Insert:
-    """Return ``statement`` (an INSERT into ``model``'s table) taking ``rows`` as one JSON
-    parameter, unpacked by the server into the table's row type.
+def _insert_rows(statement: _Insert, model: type[Any], columns: Sequence[str]) -> _Insert:
+    """Return ``statement`` (an INSERT into ``model``'s table) taking its rows as one JSON
+    parameter, ``rows_<table>``, unpacked by the server into the table's row type.
 
     Not a multi-row VALUES: SQLAlchemy compiles one of those afresh every time (it caches
-    no statement holding one), which cost more than the round trips saved; one parameter
-    per table keeps the statement's text the same for every report, compiled once."""
+    no statement holding one), which cost more than the round trips saved."""
     table = model.__table__
-    columns = sorted(rows[0])
     source = func.jsonb_populate_recordset(
-        literal_column(f"NULL::{table.name}"),
-        bindparam(f"rows_{table.name}", value=[_json_row(r) for r in rows], type_=JSONB),
+        literal_column(f"NULL::{table.name}"), bindparam(f"rows_{table.name}", type_=JSONB)
     ).table_valued(*columns)
     return statement.from_select(columns, select(*(source.c[c] for c in columns)))
 
