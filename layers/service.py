@@ -213,11 +213,20 @@ def nearest_asset(
     )
 
 
-def ward_column(*, jurisdiction_id: int, lon: float, lat: float, at: datetime) -> ScalarSelect[Any]:
+def ward_column(
+    *,
+    jurisdiction_id: int | ColumnElement[Any],
+    lon: float | ColumnElement[Any],
+    lat: float | ColumnElement[Any],
+    at: datetime | ColumnElement[Any],
+) -> ScalarSelect[Any]:
     """Return :func:`ward_at` as a scalar subquery (``[id, code, name]`` as JSON, or NULL),
-    for a caller that reads other things in the same statement (intake: one round trip)."""
-    _check_lon_lat(lon, lat)
-    _check_aware(at, "at")
+    for a caller that reads other things in the same statement (intake: one round trip).
+    The arguments may be bound parameters (checked then by the caller)."""
+    if isinstance(lon, float | int) and isinstance(lat, float | int):
+        _check_lon_lat(lon, lat)
+    if isinstance(at, datetime):
+        _check_aware(at, "at")
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
     return (
         select(func.json_build_array(Ward.id, Ward.code, Ward.name))
@@ -245,16 +254,17 @@ def ward_of(value: Sequence[Any] | None) -> WardRef | None:
 
 def nearest_asset_column(
     *,
-    jurisdiction_id: int,
+    jurisdiction_id: int | ColumnElement[Any],
     asset_type: ColumnElement[Any] | QueryableAttribute[Any] | str,
-    lon: float,
-    lat: float,
+    lon: float | ColumnElement[Any],
+    lat: float | ColumnElement[Any],
     radius_m: ColumnElement[Any] | QueryableAttribute[Any] | float,
 ) -> ScalarSelect[Any]:
     """Return :func:`nearest_asset` as a scalar subquery (``[id, type, external id, name,
     distance_m]`` as JSON, or NULL); ``asset_type`` and ``radius_m`` may be columns of the
-    caller's statement (intake: the category's)."""
-    _check_lon_lat(lon, lat)
+    caller's statement (intake: the category's); the others may be bound parameters."""
+    if isinstance(lon, float | int) and isinstance(lat, float | int):
+        _check_lon_lat(lon, lat)
     # Spelled as in ix_assets_type_geog, so the KNN order and the cut-off use it.
     here = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326).cast(Geography)
     there = Asset.geom.cast(Geography)

@@ -14,8 +14,12 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    DateTime,
+    Float,
     Insert,
     Select,
+    SmallInteger,
+    String,
     bindparam,
     func,
     insert,
@@ -42,6 +46,7 @@ from geo311.kernel.notify.models import Notice
 from geo311.kernel.notify.outbox import NoticeDraft
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
 from geo311.resident.dedup import learning, placing
+from geo311.resident.dedup.models import DedupModel
 from geo311.resident.intake.models import CHANNELS, Report
 from geo311.resident.intake.schemas import (
     AssetOut,
@@ -431,6 +436,41 @@ def _next_id(table: str) -> ColumnElement[Any]:
     return func.nextval(func.pg_get_serial_sequence(table, "id"))
 
 
+# The resolve statement, with and without the report's place (and with or without a
+# requester's id to draw): built once each, run with bound parameters.
+_RESOLVES: dict[tuple[bool, bool], Select[Any]] = {}
+
+
+def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
+    jid = bindparam("jid", type_=SmallInteger)
+    code = bindparam("code", type_=String)
+    # Dedup's fitted model for the category (learning.model_column, with parameters).
+    also: list[ColumnElement[Any]] = [
+        select(DedupModel.params)
+        .where(DedupModel.jurisdiction_id == jid, DedupModel.category_code == code)
+        .scalar_subquery()
+    ]
+    if placed:
+        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+        also += [
+            layers_service.ward_column(
+                jurisdiction_id=jid, lon=lon, lat=lat, at=bindparam("at", type_=DateTime(True))
+            ),
+            layers_service.nearest_asset_column(
+                jurisdiction_id=jid,
+                asset_type=ServiceCategory.asset_type,
+                lon=lon,
+                lat=lat,
+                radius_m=ServiceCategory.snap_radius_m,
+            ),
+            _next_id("reports"),
+            _next_id("requesters") if contact else null(),
+            _next_id("incidents"),
+            _next_id("work_orders"),
+        ]
+    return work_orders_service.category_terms_select(jurisdiction_id=jid, code=code, also=also)
+
+
 def _resolve(
     session: Session,
     *,
@@ -440,28 +480,14 @@ def _resolve(
 ) -> _Resolved:
     """Return the category and, given the report's (lon, lat, time), its ward, its asset and
     the ids of its rows, in one statement; raise UnknownCategory."""
-    also: list[ColumnElement[Any]] = [
-        learning.model_column(jurisdiction_id=jurisdiction_id, category_code=draft.category)
-    ]
+    shape = (at is not None, bool(draft.email or draft.phone))
+    statement = _RESOLVES.get(shape)
+    if statement is None:
+        statement = _RESOLVES[shape] = _resolve_statement(placed=shape[0], contact=shape[1])
+    params: dict[str, Any] = {"jid": jurisdiction_id, "code": draft.category}
     if at is not None:
-        lon, lat, now = at
-        also += [
-            layers_service.ward_column(jurisdiction_id=jurisdiction_id, lon=lon, lat=lat, at=now),
-            layers_service.nearest_asset_column(
-                jurisdiction_id=jurisdiction_id,
-                asset_type=ServiceCategory.asset_type,
-                lon=lon,
-                lat=lat,
-                radius_m=ServiceCategory.snap_radius_m,
-            ),
-            _next_id("reports"),
-            _next_id("requesters") if draft.email or draft.phone else null(),
-            _next_id("incidents"),
-            _next_id("work_orders"),
-        ]
-    found = work_orders_service.category_terms(
-        session, jurisdiction_id=jurisdiction_id, code=draft.category, also=also
-    )
+        params.update(lon=at[0], lat=at[1], at=at[2])
+    found = work_orders_service.category_terms_of(session.execute(statement, params).one_or_none())
     if found is None:
         raise UnknownCategory(
             f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
