@@ -9,13 +9,15 @@ concurrency:
   asset snap runs and finds it;
 - ``photo``: the same with a 3-megapixel JPEG whose EXIF GPS places the report (no pin);
 - the ceiling of each: the statements the service must run, in one transaction per report
-  over psycopg, from a pool of threads: the category with its calendar, the ward, the asset
-  snap, the dedup area lock and candidate search, the crews' load and the rules' choice
-  (pure, over crews and rules read once, as the service caches them), the incident, its work
-  order already with the crew, the requester, the report, the subscription, the audit rows,
-  the notice owed and its queue job, the photo row, and the answer read back; plus
-  ``process_photo`` and the three file writes for ``photo``. Due times and tracking ids come
-  from the service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
+  over psycopg, from a pool of threads: one resolve (the category with its calendar and
+  webhooks, dedup's model, the ward, the asset snap and the new rows' ids), the dedup area
+  lock, the candidate search, the crews' load and the rules' choice (pure, over crews and
+  rules read once, as the service caches them), one write (the incident, its work order
+  already with the crew, the requester, the report, the subscription, the audit rows, the
+  photo row and the notice owed, as data-modifying CTEs) and the notice's queue job; plus
+  ``process_photo`` and the three file writes for ``photo``. Like the API it reads nothing
+  back: the answer is what was written. Due times, audit rows and tracking ids come from the
+  service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
   API/ceiling is what the HTTP, ORM and framework layers cost (the ceiling always opens an
   incident: the bench's points are spread over the city, so the API seldom joins one);
 - ``process_photo`` alone on the JPEG, one call at a time.
@@ -113,11 +115,12 @@ _DEFER = JobManager(SyncPsycopgConnector())
 _STOP = threading.Event()
 
 # --- the ceiling's SQL -----------------------------------------------------------------------
-# The statements the service runs for one report, copied by hand from
-# work_orders/service.py (get_category, open_incident, subscribe), work_orders/audit.py
-# (record), layers/service.py (ward_at, nearest_asset) and geo311/resident/intake/service.py
-# (submit_report, report_view), with psycopg placeholders. Keep them in step with those
-# files: the statement log of one API report (log_min_duration_statement = 0) is the check.
+# The statements the service runs for one report, written by hand after
+# geo311/resident/intake/service.py (_resolve, _write), work_orders/service.py
+# (category_terms_select) and layers/service.py (ward_column, nearest_asset_column), with
+# psycopg placeholders. Keep them in step with those files: the statement log of one API
+# report (log_min_duration_statement = 0), or tests/geo311/test_intake_round_trips.py's
+# list, is the check.
 
 # One statement: the category with its calendar, its jurisdiction's name, the webhooks told of
 # new work, dedup's fitted model, the ward, the asset snap, and the new rows' ids
