@@ -69,7 +69,8 @@ def test_the_answer_to_a_new_report_is_what_following_it_shows(
     first = _post(client, lon, lat, "first@example.org")
 
     assert first == client.get(f"/api/v1/reports/{first['tracking_id']}").json()
-    assert first["asset"] is not None and first["photo_url"] is not None
+    assert first["asset"] is not None
+    assert first["photo_url"] is not None
     assert first["report_count"] == 1
 
     second = _post(client, lon, lat, "second@example.org")
