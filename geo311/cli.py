@@ -157,6 +157,7 @@ def run(
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
+                access_log=settings.access_log,
             )
             return
         uvicorn.run(
@@ -164,6 +165,7 @@ def run(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            access_log=settings.access_log,
             # Pages' live streams stay open: Ctrl+C ends them after this grace.
             timeout_graceful_shutdown=3,
         )

@@ -17,9 +17,10 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import shapely
-from sqlalchemy import CursorResult, select, text
+from geoalchemy2 import Geography
+from sqlalchemy import ColumnElement, CursorResult, ScalarSelect, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from layers.errors import (
     BadArgument,
@@ -30,7 +31,7 @@ from layers.errors import (
     UnknownAssetType,
     UnknownJurisdiction,
 )
-from layers.models import AssetType, Jurisdiction, WardMap
+from layers.models import Asset, AssetType, Jurisdiction, Ward, WardMap
 
 # PostgreSQL SQLSTATEs the loaders turn into LayersError.
 _UNIQUE_VIOLATION = "23505"
@@ -209,6 +210,95 @@ def nearest_asset(
         external_id=row.external_id,
         name=row.name,
         distance_m=float(row.distance_m),
+    )
+
+
+def ward_column(
+    *,
+    jurisdiction_id: int | ColumnElement[Any],
+    lon: float | ColumnElement[Any],
+    lat: float | ColumnElement[Any],
+    at: datetime | ColumnElement[Any],
+) -> ScalarSelect[Any]:
+    """Return :func:`ward_at` as a scalar subquery (``[id, code, name]`` as JSON, or NULL),
+    for a caller that reads other things in the same statement (intake: one round trip).
+    The arguments may be bound parameters (checked then by the caller)."""
+    if isinstance(lon, float | int) and isinstance(lat, float | int):
+        _check_lon_lat(lon, lat)
+    if isinstance(at, datetime):
+        _check_aware(at, "at")
+    point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    return (
+        select(func.json_build_array(Ward.id, Ward.code, Ward.name))
+        .join(
+            WardMap,
+            and_(WardMap.jurisdiction_id == Ward.jurisdiction_id, WardMap.id == Ward.ward_map_id),
+        )
+        .where(
+            Ward.jurisdiction_id == jurisdiction_id,
+            WardMap.jurisdiction_id == jurisdiction_id,
+            WardMap.valid_from <= at,
+            or_(WardMap.valid_to.is_(None), WardMap.valid_to > at),
+            func.ST_Covers(Ward.geom, point),
+        )
+        .order_by(Ward.code)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def ward_of(value: Sequence[Any] | None) -> WardRef | None:
+    """Return the ward read through :func:`ward_column`."""
+    return None if value is None else WardRef(id=int(value[0]), code=value[1], name=value[2])
+
+
+def nearest_asset_column(
+    *,
+    jurisdiction_id: int | ColumnElement[Any],
+    asset_type: ColumnElement[Any] | QueryableAttribute[Any] | str,
+    lon: float | ColumnElement[Any],
+    lat: float | ColumnElement[Any],
+    radius_m: ColumnElement[Any] | QueryableAttribute[Any] | float,
+) -> ScalarSelect[Any]:
+    """Return :func:`nearest_asset` as a scalar subquery (``[id, type, external id, name,
+    distance_m]`` as JSON, or NULL); ``asset_type`` and ``radius_m`` may be columns of the
+    caller's statement (intake: the category's); the others may be bound parameters."""
+    if isinstance(lon, float | int) and isinstance(lat, float | int):
+        _check_lon_lat(lon, lat)
+    # Spelled as in ix_assets_type_geog, so the KNN order and the cut-off use it.
+    here = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326).cast(Geography)
+    there = Asset.geom.cast(Geography)
+    return (
+        select(
+            func.json_build_array(
+                Asset.id,
+                Asset.asset_type,
+                Asset.external_id,
+                Asset.name,
+                func.ST_Distance(there, here),
+            )
+        )
+        .where(
+            Asset.jurisdiction_id == jurisdiction_id,
+            Asset.asset_type == asset_type,
+            func.ST_DWithin(there, here, radius_m),
+        )
+        .order_by(there.op("<->")(here))
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def asset_of(value: Sequence[Any] | None) -> AssetRef | None:
+    """Return the asset read through :func:`nearest_asset_column`."""
+    if value is None:
+        return None
+    return AssetRef(
+        id=int(value[0]),
+        asset_type=value[1],
+        external_id=value[2],
+        name=value[3],
+        distance_m=float(value[4]),
     )
 
 

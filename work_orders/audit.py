@@ -51,6 +51,35 @@ def record(
     return event
 
 
+def row(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    entity: str,
+    entity_id: int,
+    action: str,
+    actor: str,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return an audit event's columns for the caller to insert in a statement of its own
+    (intake writes a report's rows in one), told to open pages as :func:`record` does."""
+    data = dict(data or {})
+    _announce(session, jurisdiction_id, entity, entity_id, action, None, data)
+    return {
+        "jurisdiction_id": jurisdiction_id,
+        "entity": entity,
+        "entity_id": entity_id,
+        "action": action,
+        "actor": actor,
+        "from_state": None,
+        "to_state": None,
+        "reason": reason,
+        "public_note": None,
+        "data": data,
+    }
+
+
 # What an open page needs to decide whether to reload: ids and states, never the text.
 _LIVE_KEYS = ("day", "version", "crew_id", "crews")
 _LIVE_KIND = {"day_plan": "plan"}

@@ -8,7 +8,7 @@ category get the same due time, counted in the category's business calendar.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -16,6 +16,7 @@ from typing import Any, Final
 from geoalchemy2 import WKTElement
 from sqlalchemy.orm import Session
 
+from geo311.kernel.notify.outbox import NoticeDraft
 from work_orders import sla
 from work_orders.models import Incident, ServiceCategory, WorkOrder
 
@@ -75,6 +76,37 @@ class CrewPick:
 CrewChooser = Callable[[Session, NewWork], CrewPick | None]
 
 
+def incident_values(
+    terms: Terms,
+    *,
+    lon: float,
+    lat: float,
+    ward_id: int | None,
+    asset_id: int | None,
+    opened_at: datetime,
+    times: sla.SlaTimes,
+    crew: CrewPick | None = None,
+    incident_id: int | None = None,
+) -> dict[str, Any]:
+    """Return a new incident's columns (with ``incident_id`` when the caller drew it from the
+    sequence already), ``assigned`` when a crew is given, else ``new``."""
+    values: dict[str, Any] = {
+        "jurisdiction_id": terms.jurisdiction_id,
+        "category_code": terms.code,
+        # Opened, then moved to assigned in step with its work order: version 2.
+        "status": "new" if crew is None else "assigned",
+        "version": 1 if crew is None else 2,
+        "geom": WKTElement(f"POINT({lon} {lat})", srid=4326),
+        "ward_id": ward_id,
+        "asset_id": asset_id,
+        "opened_at": opened_at,
+        "due_at": times.due_at,
+    }
+    if incident_id is not None:
+        values["id"] = incident_id
+    return values
+
+
 def incident_row(
     terms: Terms,
     *,
@@ -88,17 +120,44 @@ def incident_row(
 ) -> Incident:
     """Return a new incident (no id yet), ``assigned`` when a crew is given, else ``new``."""
     return Incident(
-        jurisdiction_id=terms.jurisdiction_id,
-        category_code=terms.code,
-        # Opened, then moved to assigned in step with its work order: version 2.
-        status="new" if crew is None else "assigned",
-        version=1 if crew is None else 2,
-        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
-        ward_id=ward_id,
-        asset_id=asset_id,
-        opened_at=opened_at,
-        due_at=times.due_at,
+        **incident_values(
+            terms,
+            lon=lon,
+            lat=lat,
+            ward_id=ward_id,
+            asset_id=asset_id,
+            opened_at=opened_at,
+            times=times,
+            crew=crew,
+        )
     )
+
+
+def work_order_values(
+    terms: Terms,
+    *,
+    incident_id: int,
+    opened_at: datetime,
+    times: sla.SlaTimes,
+    crew: CrewPick | None,
+    work_order_id: int | None = None,
+) -> dict[str, Any]:
+    """Return the columns of the incident's work order (with ``work_order_id`` when drawn
+    already), in its category's department's queue, already with the crew when given."""
+    values: dict[str, Any] = {
+        "jurisdiction_id": terms.jurisdiction_id,
+        "incident_id": incident_id,
+        "status": "new" if crew is None else "assigned",
+        "version": 1 if crew is None else 2,
+        "department": terms.group_code,
+        "crew_id": None if crew is None else crew.crew_id,
+        "opened_at": opened_at,
+        "due_at": times.due_at,
+        "at_risk_at": times.at_risk_at,
+    }
+    if work_order_id is not None:
+        values["id"] = work_order_id
+    return values
 
 
 def work_order_row(
@@ -112,15 +171,9 @@ def work_order_row(
     """Return the incident's work order (no id yet), in its category's department's queue,
     already with the crew when one is given."""
     return WorkOrder(
-        jurisdiction_id=terms.jurisdiction_id,
-        incident_id=incident_id,
-        status="new" if crew is None else "assigned",
-        version=1 if crew is None else 2,
-        department=terms.group_code,
-        crew_id=None if crew is None else crew.crew_id,
-        opened_at=opened_at,
-        due_at=times.due_at,
-        at_risk_at=times.at_risk_at,
+        **work_order_values(
+            terms, incident_id=incident_id, opened_at=opened_at, times=times, crew=crew
+        )
     )
 
 
@@ -157,31 +210,52 @@ def opening_audit(
     crew: CrewPick | None,
     opened_by: tuple[str, dict[str, Any]] | None,
 ) -> list[dict[str, Any]]:
+    """Return the audit rows (``AuditEvent`` columns) of an opening (see
+    :func:`opening_audit_rows`)."""
+    return opening_audit_rows(
+        jurisdiction_id=incident.jurisdiction_id,
+        incident_id=incident.id,
+        work_order_id=work_order.id,
+        department=work_order.department,
+        crew=crew,
+        opened_by=opened_by,
+    )
+
+
+def opening_audit_rows(
+    *,
+    jurisdiction_id: int,
+    incident_id: int,
+    work_order_id: int,
+    department: str,
+    crew: CrewPick | None,
+    opened_by: tuple[str, dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
     """Return the audit rows (``AuditEvent`` columns) of an opening, in the order they
     happened: the work order opened, the incident opened (when ``opened_by`` gives its actor
     and data, e.g. ``("resident:api", {...})``; else its caller records it), and, when a crew
     was chosen, both moved to ``assigned`` and the rules' reasoning (staff-only)."""
-    jid = incident.jurisdiction_id
+    jid = jurisdiction_id
     events = [
         _event(
             jid,
             "work_order",
-            work_order.id,
+            work_order_id,
             "opened",
             OPENED_BY,
             to_state="new",
-            data={"incident": incident.id, "department": work_order.department},
+            data={"incident": incident_id, "department": department},
         ),
     ]
     if opened_by is not None:
         actor, data = opened_by
         events.append(
-            _event(jid, "incident", incident.id, "opened", actor, to_state="new", data=dict(data))
+            _event(jid, "incident", incident_id, "opened", actor, to_state="new", data=dict(data))
         )
     if crew is None:
         return events
     # The same events a transition new → assigned writes (work_orders.service._apply).
-    for kind, entity_id in (("work_order", work_order.id), ("incident", incident.id)):
+    for kind, entity_id in (("work_order", work_order_id), ("incident", incident_id)):
         events.append(
             _event(
                 jid,
@@ -195,6 +269,81 @@ def opening_audit(
             )
         )
     events.append(
-        _event(jid, "work_order", work_order.id, "crew_assigned", crew.actor, data=dict(crew.data))
+        _event(jid, "work_order", work_order_id, "crew_assigned", crew.actor, data=dict(crew.data))
     )
     return events
+
+
+# --- the notices new work owes ------------------------------------------------------------
+
+
+def notice_context(
+    *,
+    incident_id: int,
+    category_code: str,
+    category_name: str,
+    city: str,
+    status: str,
+    lon: float,
+    lat: float,
+) -> dict[str, Any]:
+    """Return what every notice about an incident says (as ``work_orders.service`` words it
+    for an incident it reads back), from values the caller holds."""
+    return {
+        "incident_id": incident_id,
+        "category_code": category_code,
+        "category": category_name,
+        "city": city,
+        "status": status,
+        "lon": round(lon, 7),
+        "lat": round(lat, 7),
+    }
+
+
+def received_notices(
+    *,
+    jurisdiction_id: int,
+    incident_id: int,
+    context: dict[str, Any],
+    requester: tuple[int, str | None, str | None, str] | None,
+    tracking_id: str | None,
+    webhooks: Sequence[tuple[int, str]] = (),
+) -> list[NoticeDraft]:
+    """Return the "received" notices a new report owes: its new requester ``(id, email,
+    phone, language)``, by email when they gave one, else by SMS (a requester made in this
+    transaction cannot have muted anything), and, when the report opened the incident, each
+    endpoint of ``webhooks`` (id, url). The idempotency keys are the ones
+    ``work_orders.service.subscribe`` and ``open_incident`` owe them under."""
+    drafts = [
+        NoticeDraft(
+            jurisdiction_id=jurisdiction_id,
+            idempotency_key=f"received:incident-{incident_id}:webhook-{endpoint_id}",
+            kind="received",
+            channel="webhook",
+            recipient=url,
+            incident_id=incident_id,
+            webhook_endpoint_id=endpoint_id,
+            context=dict(context),
+        )
+        for endpoint_id, url in webhooks
+    ]
+    if requester is not None:
+        requester_id, email, phone, language = requester
+        recipient = email or phone
+        if recipient is not None:
+            drafts.append(
+                NoticeDraft(
+                    jurisdiction_id=jurisdiction_id,
+                    idempotency_key=(
+                        f"received:incident-{incident_id}:subscribed:requester-{requester_id}"
+                    ),
+                    kind="received",
+                    channel="email" if email else "sms",
+                    recipient=recipient,
+                    language=language,
+                    incident_id=incident_id,
+                    requester_id=requester_id,
+                    context={**context, "tracking_id": tracking_id},
+                )
+            )
+    return drafts

@@ -21,6 +21,8 @@ from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
 from sqlalchemy import (
     ColumnElement,
+    Row,
+    Select,
     String,
     and_,
     case,
@@ -96,6 +98,21 @@ def category_terms(
     ``also``: scalar subqueries of the caller's own (what another domain keeps about the
     category, e.g. dedup's fitted model), read in the same statement so intake pays no extra
     round trip for them."""
+    row = session.execute(
+        category_terms_select(jurisdiction_id=jurisdiction_id, code=code, also=also)
+    ).one_or_none()
+    return category_terms_of(row)
+
+
+def category_terms_select(
+    *,
+    jurisdiction_id: int | ColumnElement[Any],
+    code: str | ColumnElement[Any],
+    also: Sequence[ColumnElement[Any]] = (),
+) -> Select[Any]:
+    """Return the statement :func:`category_terms` runs; ``jurisdiction_id`` and ``code`` may
+    be bound parameters, for a caller that builds the statement once and runs it often
+    (intake). Read its row with :func:`category_terms_of`."""
     hooks = (
         select(
             func.array_agg(
@@ -114,7 +131,7 @@ def category_terms(
         )
         .scalar_subquery()
     )
-    row = session.execute(
+    return (
         select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"), *also)
         .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
         .outerjoin(
@@ -125,10 +142,15 @@ def category_terms(
             ),
         )
         .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.code == code)
-    ).one_or_none()
-    if row is None or not row[0].active:
+    )
+
+
+def category_terms_of(row: Row[Any] | None) -> CategoryTerms | None:
+    """Return the terms read by :func:`category_terms_select` (None: no active category)."""
+    values: tuple[Any, ...] = () if row is None else tuple(row)
+    if not values or not values[0].active:
         return None
-    category, calendar, jurisdiction, hooks_found = row[:4]
+    category, calendar, jurisdiction, hooks_found = values[:4]
     parsed = (
         None
         if calendar is None
@@ -141,7 +163,7 @@ def category_terms(
         opening.Terms.of(category, parsed),
         jurisdiction,
         tuple((int(h[0]), str(h[1])) for h in hooks_found or ()),
-        tuple(row[4:]),
+        values[4:],
     )
 
 

@@ -176,7 +176,7 @@ def _store_report(
         jurisdiction = get_jurisdiction(session, settings)
         try:
             if follow_tracking_id is None:
-                report = submit_flow.submit_report(
+                submitted = submit_flow.submit(
                     session,
                     jurisdiction_id=jurisdiction.id,
                     jurisdiction_slug=jurisdiction.slug,
@@ -188,19 +188,23 @@ def _store_report(
                     dedup_settings=settings.dedup,
                     default_service_s=settings.routing.default_service_s,
                 )
-            else:
-                report = join_flow.join_incident(
-                    session,
-                    jurisdiction_id=jurisdiction.id,
-                    jurisdiction_slug=jurisdiction.slug,
-                    follow_tracking_id=follow_tracking_id,
-                    draft=draft,
-                    photo=decoded,
-                    media=media,
-                    media_settings=settings.media,
-                    now=datetime.now(UTC),
-                    dedup_settings=settings.dedup,
-                ).report
+                assert submitted.shown is not None
+                # Built from what was written: nothing read back.
+                view = service.shown_view(submitted.report, submitted.shown, media_url=media_url)
+                session.commit()
+                return view
+            report = join_flow.join_incident(
+                session,
+                jurisdiction_id=jurisdiction.id,
+                jurisdiction_slug=jurisdiction.slug,
+                follow_tracking_id=follow_tracking_id,
+                draft=draft,
+                photo=decoded,
+                media=media,
+                media_settings=settings.media,
+                now=datetime.now(UTC),
+                dedup_settings=settings.dedup,
+            ).report
             # Read the answer inside the same transaction: one connection checkout, and the
             # server keeps its prepared statements (a rollback after commit would drop them).
             view = service.report_view(

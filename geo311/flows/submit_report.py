@@ -4,6 +4,7 @@ it, joining or opening an incident, and dispatch assigns an incident it opened."
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.settings import DedupSettings, MediaSettings, Settings
 from geo311.resident.intake import service as intake_service
 from geo311.resident.intake.models import Report
-from geo311.resident.intake.service import ReportDraft
+from geo311.resident.intake.service import ReportDraft, Submitted
 from geo311.resident.open311 import service as open311_service
 from geo311.resident.open311.schemas import PostedRequestOut
 
@@ -48,6 +49,35 @@ def submit_report(
     ``default_service_s``: seconds on site for a category with no service time (None: the
     routing setting's default). Flushes only; the caller commits.
     """
+    return submit(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        jurisdiction_slug=jurisdiction_slug,
+        draft=draft,
+        photo=photo,
+        media=media,
+        media_settings=media_settings,
+        now=now,
+        dedup_settings=dedup_settings,
+        default_service_s=default_service_s,
+    ).report
+
+
+def submit(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    draft: ReportDraft,
+    photo: bytes | ProcessedPhoto | None,
+    media: MediaStore,
+    media_settings: MediaSettings,
+    now: datetime,
+    dedup_settings: DedupSettings | None = None,
+    default_service_s: int | None = None,
+) -> Submitted:
+    """Return the stored report with what its view shows (``intake.service.shown_view``
+    answers from it), as :func:`submit_report`. Flushes only; the caller commits."""
     submitted = intake_service.submit_report(
         session,
         jurisdiction_id=jurisdiction_id,
@@ -64,7 +94,17 @@ def submit_report(
         assignment.assign_opened(
             session, incident=submitted.opened, default_service_s=default_service_s
         )
-    return submitted.report
+        # Assigned after opening, or queued: the view shows the status it has now.
+        if submitted.shown is not None:
+            submitted = replace(
+                submitted,
+                shown=replace(
+                    submitted.shown,
+                    status=submitted.opened.status,
+                    updated_at=submitted.opened.updated_at,
+                ),
+            )
+    return submitted
 
 
 def submit_open311_request(

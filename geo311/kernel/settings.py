@@ -418,6 +418,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    access_log: bool = Field(
+        default=True, description="Log every HTTP request (off for benchmarks)"
+    )
     public_base_url: str | None = Field(
         default=None, description="Base URL used in links (photo URLs). Default: http://host:port"
     )

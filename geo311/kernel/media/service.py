@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from geoalchemy2 import WKTElement
 from sqlalchemy.orm import Session
@@ -39,6 +39,37 @@ def store_photo(
     under ``public/``; the files are written now and deleted again if the transaction rolls
     back, so a refused request leaves no file behind.
     """
+    photo = Photo(
+        **stage_photo(
+            session,
+            media,
+            processed,
+            jurisdiction_id=jurisdiction_id,
+            jurisdiction_slug=jurisdiction_slug,
+            kind=kind,
+            report_id=report_id,
+            now=now,
+        )
+    )
+    session.add(photo)
+    session.flush()
+    return photo
+
+
+def stage_photo(
+    session: Session,
+    media: MediaStore,
+    processed: ProcessedPhoto,
+    *,
+    jurisdiction_id: int,
+    jurisdiction_slug: str,
+    kind: Literal["report", "after"],
+    report_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Return a processed photo's row (``Photo`` columns) for the caller to insert, its files
+    written now and deleted again if ``session``'s transaction rolls back (as
+    :func:`store_photo`, which inserts the row itself)."""
     prefix = "after-" if kind == "after" else ""
     stem = f"{jurisdiction_slug}/{now:%Y/%m}/{prefix}{uuid.uuid4().hex}"
     keys = {
@@ -47,23 +78,6 @@ def store_photo(
         "thumb": f"public/{stem}_thumb.jpg",
     }
     gps = processed.gps
-    photo = Photo(
-        jurisdiction_id=jurisdiction_id,
-        report_id=report_id,
-        kind=kind,
-        original_key=keys["original"],
-        original_type=processed.original_type,
-        public_key=keys["public"],
-        thumb_key=keys["thumb"],
-        width=processed.width,
-        height=processed.height,
-        phash=processed.phash,
-        sha256=processed.sha256,
-        taken_at=processed.taken_at,
-        exif_geom=WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
-    )
-    session.add(photo)
-    session.flush()
     stage_files(
         session,
         media,
@@ -73,4 +87,18 @@ def store_photo(
             keys["thumb"]: processed.thumb_jpeg,
         },
     )
-    return photo
+    return {
+        "jurisdiction_id": jurisdiction_id,
+        "report_id": report_id,
+        "kind": kind,
+        "original_key": keys["original"],
+        "original_type": processed.original_type,
+        "public_key": keys["public"],
+        "thumb_key": keys["thumb"],
+        "width": processed.width,
+        "height": processed.height,
+        "phash": processed.phash,
+        "sha256": processed.sha256,
+        "taken_at": processed.taken_at,
+        "exif_geom": WKTElement(f"POINT({gps.lon} {gps.lat})", srid=4326) if gps else None,
+    }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.settings import DedupSettings
@@ -28,7 +28,7 @@ from geo311.resident.dedup.status import reopen_incident
 from geo311.resident.intake.models import Report
 from work_orders import audit
 from work_orders import service as work_orders_service
-from work_orders.models import Incident, ServiceCategory
+from work_orders.models import AuditEvent, Incident, ServiceCategory
 from work_orders.opening import CrewChooser, Terms
 from work_orders.public_notes import PublicNote
 
@@ -248,7 +248,59 @@ def place_report(
     Call ``attach_report`` once the report is stored. Takes the area's advisory locks, so the
     caller's transaction must end soon after (the route commits).
     """
-    opening = opening or Opening()
+    match = match_report(
+        session,
+        category=category,
+        lon=lon,
+        lat=lat,
+        asset_id=asset_id,
+        address=address,
+        photo_hash=photo_hash,
+        now=now,
+        settings=settings,
+        model=model,
+        description=description,
+    )
+    if match.incident is not None:
+        return Placement(incident=match.incident, decision=match.decision, opened=False)
+    return _open(
+        session, category, lon, lat, ward_id, asset_id, now, match.decision, opening or Opening()
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a new report is: a duplicate of ``incident`` (locked, ``FOR UPDATE``), or, with
+    no incident, a new problem (``decision`` then says "new" or "off")."""
+
+    decision: Decision
+    incident: Incident | None
+    # The reports ``incident`` had before this one.
+    report_count: int = 0
+
+
+def match_report(
+    session: Session,
+    *,
+    category: ServiceCategory,
+    lon: float,
+    lat: float,
+    asset_id: int | None,
+    address: str | None,
+    photo_hash: str | None,
+    now: datetime,
+    settings: DedupSettings,
+    model: learning.PairModel | Literal["load"] | None = "load",
+    description: str | None = None,
+) -> Match:
+    """Return the incident a new report duplicates, locked, or none (the caller opens one).
+
+    Three statements when the category dedups: the area's advisory locks, the candidate
+    search, and the chosen incident's row lock (when one is chosen). The lock and the search
+    stay two statements: a statement reads from the snapshot taken when it began, so a
+    search in the statement that waited for the lock would miss the incident the lock's
+    previous holder just committed, and open a second incident for one pothole.
+    Takes the area's advisory locks, so the caller's transaction must end soon after."""
     matcher = Matcher.start(
         session,
         category=category,
@@ -262,26 +314,43 @@ def place_report(
         model=model,
         description=description,
     )
-    if not matcher.rule.enabled:
-        return _open(
-            session, category, lon, lat, ward_id, asset_id, now, matcher.decide(session), opening
-        )
     decision = matcher.decide(session)
+    if not matcher.rule.enabled:
+        return Match(decision=decision, incident=None)
     for _ in range(_MAX_ATTEMPTS):
         incident_id = decision.incident_id
         if incident_id is None or decision.best is None:
             break
-        incident = session.get(
-            Incident,
-            (category.jurisdiction_id, incident_id),
-            with_for_update=True,
-            populate_existing=True,
+        jid = category.jurisdiction_id
+        # The row lock, with how many reports the incident has (the answer shows it).
+        reports = (
+            select(func.count())
+            .select_from(Report)
+            .where(Report.jurisdiction_id == jid, Report.incident_id == incident_id)
+            .scalar_subquery()
         )
-        if incident is not None and incident.status == decision.best.candidate.status:
-            return Placement(incident=incident, decision=decision, opened=False)
+        row = session.execute(
+            select(Incident, reports)
+            .where(Incident.jurisdiction_id == jid, Incident.id == incident_id)
+            .with_for_update(of=Incident)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if row is not None and row[0].status == decision.best.candidate.status:
+            return Match(decision=decision, incident=row[0], report_count=int(row[1]))
         # It changed between the search and the lock (merged away, closed): decide again.
         decision = matcher.decide(session)
-    return _open(session, category, lon, lat, ward_id, asset_id, now, decision, opening)
+    return Match(decision=_as_new(decision), incident=None)
+
+
+def _as_new(decision: Decision) -> Decision:
+    """Return the decision to open a new incident, keeping what was weighed."""
+    return Decision(
+        kind="new",
+        threshold=decision.threshold,
+        radius_m=decision.radius_m,
+        best=decision.best,
+        candidates=decision.candidates,
+    )
 
 
 @dataclass(frozen=True)
@@ -397,16 +466,9 @@ def _open(
         opened_by=how.opened_by,
         received_webhooks=how.received_webhooks,
     )
-    if decision.kind == "off":
+    if decision.kind in ("off", "new"):
         return Placement(incident=incident, decision=decision, opened=True)
-    new_decision = Decision(
-        kind="new",
-        threshold=decision.threshold,
-        radius_m=decision.radius_m,
-        best=decision.best,
-        candidates=decision.candidates,
-    )
-    return Placement(incident=incident, decision=new_decision, opened=True)
+    return Placement(incident=incident, decision=_as_new(decision), opened=True)
 
 
 def attach_report(session: Session, *, placement: Placement, report: Report, actor: str) -> None:
@@ -414,29 +476,45 @@ def attach_report(session: Session, *, placement: Placement, report: Report, act
     write the audit event. Does nothing for a report that opened its incident."""
     if placement.opened:
         return
-    incident = placement.incident
-    best = placement.decision.best
+    event = joined_event(
+        session,
+        incident=placement.incident,
+        decision=placement.decision,
+        tracking_id=report.tracking_id,
+        actor=actor,
+    )
+    session.add(AuditEvent(**event))
+
+
+def joined_event(
+    session: Session, *, incident: Incident, decision: Decision, tracking_id: str, actor: str
+) -> dict[str, Any]:
+    """Return the audit row (``AuditEvent`` columns) of report ``tracking_id`` joining
+    ``incident``, for the caller to insert with the report; reopen the incident first when
+    the decision says so (the lifecycle's own statements, flushed)."""
+    best = decision.best
     assert best is not None
-    data = {"report": report.tracking_id, "score": round(best.score, 4), "fired": best.fired}
-    if placement.decision.kind == "reopened":
+    data = {"report": tracking_id, "score": round(best.score, 4), "fired": best.fired}
+    if decision.kind == "reopened":
         reopen_incident(
             session,
             incident,
             actor=actor,
             reason=(
-                f"report {report.tracking_id} came {best.candidate.distance_m:.0f} m away, "
+                f"report {tracking_id} came {best.candidate.distance_m:.0f} m away, "
                 f"{best.signals['age_h']:.1f} h after the incident closed"
             ),
             public_note=PublicNote("reopened_reported_again"),
             data=data,
         )
-    audit.record(
+        session.flush()
+    return audit.row(
         session,
         jurisdiction_id=incident.jurisdiction_id,
         entity="incident",
         entity_id=incident.id,
         action="report_added",
         actor=actor,
-        reason=f"duplicate detected ({placement.decision.kind})",
+        reason=f"duplicate detected ({decision.kind})",
         data=data,
     )

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from geoalchemy2.shape import to_shape
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    DateTime,
+    Float,
+    Insert,
+    Select,
+    SmallInteger,
+    String,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from geo311.kernel.errors import AppError, FieldError, NotFound, ValidationFailed
 from geo311.kernel.media import service as media_service
@@ -19,9 +40,13 @@ from geo311.kernel.media.models import Photo
 from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.media.uploads import process_upload
+from geo311.kernel.notify import outbox
 from geo311.kernel.notify.addresses import NotAnAddress, normalize_email
+from geo311.kernel.notify.models import Notice
+from geo311.kernel.notify.outbox import NoticeDraft
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
 from geo311.resident.dedup import learning, placing
+from geo311.resident.dedup.models import DedupModel
 from geo311.resident.intake.models import CHANNELS, Report
 from geo311.resident.intake.schemas import (
     AssetOut,
@@ -33,9 +58,16 @@ from geo311.resident.intake.schemas import (
 )
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import lifecycle
+from work_orders import lifecycle, opening
 from work_orders import service as work_orders_service
-from work_orders.models import Incident, Requester
+from work_orders.models import (
+    AuditEvent,
+    Incident,
+    Requester,
+    ServiceCategory,
+    Subscription,
+    WorkOrder,
+)
 from work_orders.opening import CrewChooser
 
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{7,24}$")
@@ -166,11 +198,28 @@ def parse_report_form(
 
 
 @dataclass(frozen=True)
+class Shown:
+    """What a stored report's public view shows beyond the report's own columns, as it was
+    written (so the answer to its POST needs no read back)."""
+
+    status: str
+    ward: layers_service.WardRef
+    asset: layers_service.AssetRef | None
+    lon: float
+    lat: float
+    photo_keys: tuple[str, str] | None  # (public copy, thumbnail)
+    updated_at: datetime
+    report_count: int
+
+
+@dataclass(frozen=True)
 class Submitted:
-    """A stored report, and the incident it opened (None: it joined one)."""
+    """A stored report, the incident it opened (None: it joined one), and what its view
+    shows."""
 
     report: Report
     opened: Incident | None
+    shown: Shown | None = None
 
 
 def submit_report(
@@ -194,21 +243,14 @@ def submit_report(
     already with the crew they chose; without it (or with no crew found) the work order opens
     on no crew. ``photo``: the bytes, or the photo decoded before the session opened.
     Flushes only; the caller commits. On rollback, the photo files are removed again.
+
+    Resolve, decide, write: one statement reads the category (with its calendar, webhooks
+    and dedup's fitted model), the ward, the asset and the new rows' ids; dedup takes the
+    area's locks and searches (two statements, plus the chosen incident's row lock when the
+    report joins one); the crew is chosen (one statement, when it opens one); and one
+    statement writes every row (incident, work order, audit trail, requester, report,
+    subscription, photo, notices owed), after which the notices' delivery job is queued.
     """
-    # One statement: the category with the calendar its SLA counts in, and dedup's fitted
-    # model for it.
-    found = work_orders_service.category_terms(
-        session,
-        jurisdiction_id=jurisdiction_id,
-        code=draft.category,
-        also=[learning.model_column(jurisdiction_id=jurisdiction_id, category_code=draft.category)],
-    )
-    if found is None:
-        raise UnknownCategory(
-            f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
-            errors=[FieldError("category", f"unknown category {draft.category!r}", "unknown")],
-        )
-    category, terms = found.category, found.terms
     # Decoded already by a caller that had it decoded before its session opened (a decode
     # may wait for memory and must not hold a connection meanwhile).
     processed = (
@@ -218,12 +260,12 @@ def submit_report(
         if photo
         else None
     )
-
     if draft.lat is not None and draft.lon is not None:
         lat, lon, source = draft.lat, draft.lon, "pin"
     elif processed is not None and processed.gps is not None:
         lat, lon, source = processed.gps.lat, processed.gps.lon, "exif"
     else:
+        _resolve(session, jurisdiction_id=jurisdiction_id, draft=draft, at=None)
         detail = (
             "The photo carries no GPS position; drop a pin (lat and lon)."
             if processed is not None
@@ -231,36 +273,25 @@ def submit_report(
         )
         raise LocationMissing(detail, errors=[FieldError("lat", "location is required", "missing")])
 
-    ward = layers_service.ward_at(
-        session, jurisdiction_id=jurisdiction_id, lon=lon, lat=lat, at=now
-    )
+    resolved = _resolve(session, jurisdiction_id=jurisdiction_id, draft=draft, at=(lon, lat, now))
+    found, ward, asset = resolved.found, resolved.ward, resolved.asset
+    category = found.category
     if ward is None:
         raise OutsideJurisdiction(
             f"The point ({lat:.6f}, {lon:.6f}) is not inside any ward of this jurisdiction.",
             extra={"lat": lat, "lon": lon, "location_source": source},
         )
-    asset = None
-    if category.asset_type is not None:
-        asset = layers_service.nearest_asset(
-            session,
-            jurisdiction_id=jurisdiction_id,
-            asset_type=category.asset_type,
-            lon=lon,
-            lat=lat,
-            radius_m=category.snap_radius_m,
-        )
+    assert resolved.ids is not None
+    report_id, requester_id, incident_id, work_order_id = resolved.ids
 
-    # The tracking id is made here, so the incident opened for the report can name it in
-    # its "opened" event without the report being read back.
     tracking_id = new_tracking_id()
     actor = f"resident:{draft.channel}"
     # Match-or-open: a duplicate joins the incident it is about (geo311.resident.dedup).
-    placement = placing.place_report(
+    match = placing.match_report(
         session,
         category=category,
         lon=lon,
         lat=lat,
-        ward_id=ward.id,
         asset_id=asset.id if asset else None,
         address=draft.address,
         photo_hash=processed.phash if processed else None,
@@ -268,71 +299,406 @@ def submit_report(
         settings=dedup_settings or DedupSettings(),
         model=learning.model_of(category.code, found.also[0]),
         description=draft.description,
-        opening=placing.Opening(
-            terms=terms,
-            ward_code=ward.code,
-            asset_type=asset.asset_type if asset else None,
+    )
+    rows = _Rows()
+    incident = match.incident
+    opened: Incident | None = None
+    if incident is None:
+        opened = _open_rows(
+            session,
+            rows,
+            found=found,
+            incident_id=incident_id,
+            work_order_id=work_order_id,
+            lon=lon,
+            lat=lat,
+            ward=ward,
+            asset=asset,
+            now=now,
             choose=choose,
             opened_by=(actor, {"report": tracking_id, "location_source": source}),
-            received_webhooks=found.received_webhooks,
-        ),
-    )
-    incident = placement.incident
-    requester_id = None
-    requester: Requester | None = None
-    if draft.email or draft.phone:
-        requester = Requester(
-            jurisdiction_id=jurisdiction_id,
-            email=draft.email,
-            phone=draft.phone,
-            name=draft.name,
-            language=draft.language,
         )
-        session.add(requester)
-        session.flush()
-        requester_id = requester.id
-    report = Report(
-        jurisdiction_id=jurisdiction_id,
-        tracking_id=tracking_id,
-        incident_id=incident.id,
-        requester_id=requester_id,
-        category_code=category.code,
-        description=draft.description,
-        address=draft.address,
-        geom=WKTElement(f"POINT({lon} {lat})", srid=4326),
-        location_source=source,
-        ward_id=ward.id,
-        asset_id=asset.id if asset else None,
-        channel=draft.channel,
-        language=draft.language,
-        attributes=dict(draft.attributes),
-        reported_at=now,
-        **placement.report_fields(),
-    )
-    session.add(report)
-    session.flush()
-    if requester_id is not None:
-        work_orders_service.subscribe(
-            session,
-            jurisdiction_id=jurisdiction_id,
-            incident_id=incident.id,
-            requester_id=requester_id,
-            report_id=report.id,
-            new_requester=requester,
-            tracking_id=tracking_id,
+        incident = opened
+        incident_point = (lon, lat)
+    else:
+        rows.audit.append(
+            placing.joined_event(
+                session,
+                incident=incident,
+                decision=match.decision,
+                tracking_id=tracking_id,
+                actor=actor,
+            )
         )
-    placing.attach_report(session, placement=placement, report=report, actor=actor)
+        point = to_shape(incident.geom)
+        incident_point = (point.x, point.y)
 
+    requester = None
+    if requester_id is not None:
+        requester = {
+            "jurisdiction_id": jurisdiction_id,
+            "id": requester_id,
+            "email": draft.email,
+            "phone": draft.phone,
+            "name": draft.name,
+            "language": draft.language,
+        }
+        rows.requester = requester
+    placement = placing.Placement(
+        incident=incident, decision=match.decision, opened=opened is not None
+    )
+    report_values: dict[str, Any] = {
+        "jurisdiction_id": jurisdiction_id,
+        "id": report_id,
+        "tracking_id": tracking_id,
+        "incident_id": incident.id,
+        "requester_id": requester_id,
+        "category_code": category.code,
+        "description": draft.description,
+        "address": draft.address,
+        "geom": WKTElement(f"POINT({lon} {lat})", srid=4326),
+        "location_source": source,
+        "ward_id": ward.id,
+        "asset_id": asset.id if asset else None,
+        "channel": draft.channel,
+        "language": draft.language,
+        "attributes": dict(draft.attributes),
+        "reported_at": now,
+        **placement.report_fields(),
+    }
+    rows.report = report_values
+    if requester_id is not None:
+        rows.subscription = {
+            "jurisdiction_id": jurisdiction_id,
+            "incident_id": incident.id,
+            "requester_id": requester_id,
+            "report_id": report_id,
+        }
     if processed is not None:
-        store_report_photo(
+        rows.photo = media_service.stage_photo(
             session,
-            report=report,
-            processed=processed,
-            media=media,
+            media,
+            processed,
+            jurisdiction_id=jurisdiction_id,
             jurisdiction_slug=jurisdiction_slug,
+            kind="report",
+            report_id=report_id,
             now=now,
         )
-    return Submitted(report=report, opened=incident if placement.opened else None)
+    context = opening.notice_context(
+        incident_id=incident.id,
+        category_code=incident.category_code,
+        category_name=category.name,
+        city=found.jurisdiction.name,
+        status=incident.status,
+        lon=incident_point[0],
+        lat=incident_point[1],
+    )
+    rows.notices = opening.received_notices(
+        jurisdiction_id=jurisdiction_id,
+        incident_id=incident.id,
+        context=context,
+        requester=None
+        if requester_id is None
+        else (requester_id, draft.email, draft.phone, draft.language),
+        tracking_id=tracking_id,
+        webhooks=found.received_webhooks if opened is not None else (),
+    )
+    _write(session, rows)
+    report = _persistent(session, Report(**report_values))
+    shown = Shown(
+        status=incident.status,
+        ward=ward,
+        asset=asset,
+        lon=lon,
+        lat=lat,
+        photo_keys=None
+        if rows.photo is None
+        else (rows.photo["public_key"], rows.photo["thumb_key"]),
+        updated_at=now if opened is not None else incident.updated_at,
+        report_count=1 if opened is not None else match.report_count + 1,
+    )
+    return Submitted(report=report, opened=opened, shown=shown)
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    found: work_orders_service.CategoryTerms
+    ward: layers_service.WardRef | None
+    asset: layers_service.AssetRef | None
+    # The new rows' ids: report, requester (None without a contact), incident, work order.
+    ids: tuple[int, int | None, int, int] | None
+
+
+def _next_id(table: str) -> ColumnElement[Any]:
+    # Drawn with the resolve, so every row of the report is built (ids and the keys of the
+    # notices that name them) before the one statement that writes them all.
+    return func.nextval(func.pg_get_serial_sequence(table, "id"))
+
+
+# The resolve statement, with and without the report's place (and with or without a
+# requester's id to draw): built once each, run with bound parameters.
+_RESOLVES: dict[tuple[bool, bool], Select[Any]] = {}
+
+
+def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
+    jid = bindparam("jid", type_=SmallInteger)
+    code = bindparam("code", type_=String)
+    # Dedup's fitted model for the category (learning.model_column, with parameters).
+    also: list[ColumnElement[Any]] = [
+        select(DedupModel.params)
+        .where(DedupModel.jurisdiction_id == jid, DedupModel.category_code == code)
+        .scalar_subquery()
+    ]
+    if placed:
+        lon, lat = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+        also += [
+            layers_service.ward_column(
+                jurisdiction_id=jid, lon=lon, lat=lat, at=bindparam("at", type_=DateTime(True))
+            ),
+            layers_service.nearest_asset_column(
+                jurisdiction_id=jid,
+                asset_type=ServiceCategory.asset_type,
+                lon=lon,
+                lat=lat,
+                radius_m=ServiceCategory.snap_radius_m,
+            ),
+            _next_id("reports"),
+            _next_id("requesters") if contact else null(),
+            _next_id("incidents"),
+            _next_id("work_orders"),
+        ]
+    return work_orders_service.category_terms_select(jurisdiction_id=jid, code=code, also=also)
+
+
+def _resolve(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    draft: ReportDraft,
+    at: tuple[float, float, datetime] | None,
+) -> _Resolved:
+    """Return the category and, given the report's (lon, lat, time), its ward, its asset and
+    the ids of its rows, in one statement; raise UnknownCategory."""
+    shape = (at is not None, bool(draft.email or draft.phone))
+    statement = _RESOLVES.get(shape)
+    if statement is None:
+        statement = _RESOLVES[shape] = _resolve_statement(placed=shape[0], contact=shape[1])
+    params: dict[str, Any] = {"jid": jurisdiction_id, "code": draft.category}
+    if at is not None:
+        params.update(lon=at[0], lat=at[1], at=at[2])
+    found = work_orders_service.category_terms_of(session.execute(statement, params).one_or_none())
+    if found is None:
+        raise UnknownCategory(
+            f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
+            errors=[FieldError("category", f"unknown category {draft.category!r}", "unknown")],
+        )
+    if at is None:
+        return _Resolved(found=found, ward=None, asset=None, ids=None)
+    _, ward, asset, report_id, requester_id, incident_id, work_order_id = found.also
+    return _Resolved(
+        found=found,
+        ward=layers_service.ward_of(ward),
+        asset=layers_service.asset_of(asset),
+        ids=(
+            int(report_id),
+            None if requester_id is None else int(requester_id),
+            int(incident_id),
+            int(work_order_id),
+        ),
+    )
+
+
+@dataclass
+class _Rows:
+    """Every row one report writes, as columns, for the one statement that writes them."""
+
+    incident: dict[str, Any] | None = None
+    work_order: dict[str, Any] | None = None
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    requester: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    subscription: dict[str, Any] | None = None
+    photo: dict[str, Any] | None = None
+    notices: list[NoticeDraft] = field(default_factory=list)
+
+
+def _open_rows(
+    session: Session,
+    rows: _Rows,
+    *,
+    found: work_orders_service.CategoryTerms,
+    incident_id: int,
+    work_order_id: int,
+    lon: float,
+    lat: float,
+    ward: layers_service.WardRef,
+    asset: layers_service.AssetRef | None,
+    now: datetime,
+    choose: CrewChooser | None,
+    opened_by: tuple[str, dict[str, Any]],
+) -> Incident:
+    """Add the rows of a new incident (with its work order, already on the crew ``choose``
+    picks, and their audit trail) to ``rows``; return the incident as the session holds it."""
+    category, terms = found.category, found.terms
+    times = terms.due_times(now)
+    crew = None
+    if choose is not None:
+        crew = choose(
+            session,
+            opening.NewWork(
+                jurisdiction_id=category.jurisdiction_id,
+                category_code=category.code,
+                asset_type=asset.asset_type if asset is not None else category.asset_type,
+                ward_code=ward.code,
+                due_at=times.due_at,
+                opened_at=now,
+            ),
+        )
+    rows.incident = opening.incident_values(
+        terms,
+        incident_id=incident_id,
+        lon=lon,
+        lat=lat,
+        ward_id=ward.id,
+        asset_id=asset.id if asset else None,
+        opened_at=now,
+        times=times,
+        crew=crew,
+    )
+    # Stated, not the server's clock, so the answer shows what is stored.
+    rows.incident["updated_at"] = now
+    rows.work_order = opening.work_order_values(
+        terms,
+        work_order_id=work_order_id,
+        incident_id=incident_id,
+        opened_at=now,
+        times=times,
+        crew=crew,
+    )
+    rows.audit += opening.opening_audit_rows(
+        jurisdiction_id=category.jurisdiction_id,
+        incident_id=incident_id,
+        work_order_id=work_order_id,
+        department=terms.group_code,
+        crew=crew,
+        opened_by=opened_by,
+    )
+    return _persistent(session, Incident(**rows.incident))
+
+
+def _write(session: Session, rows: _Rows) -> None:
+    """Write every row in one statement (data-modifying CTEs: PostgreSQL checks the foreign
+    keys at the statement's end, so the order within does not matter), then queue the
+    delivery of the notices it owed."""
+    # What the ORM still holds (a reopened incident's transition) goes first.
+    session.flush()
+    tables: list[tuple[type[Any], list[dict[str, Any]]]] = [
+        (model, values)
+        for model, values in (
+            (Incident, [rows.incident] if rows.incident else []),
+            (WorkOrder, [rows.work_order] if rows.work_order else []),
+            (Requester, [rows.requester] if rows.requester else []),
+            (Report, [rows.report] if rows.report else []),
+            (Subscription, [rows.subscription] if rows.subscription else []),
+            (Photo, [rows.photo] if rows.photo else []),
+            (AuditEvent, rows.audit),
+            (Notice, [_notice_values(d) for d in rows.notices]),
+        )
+        if values
+    ]
+    shape = tuple((model, tuple(sorted(values[0]))) for model, values in tables)
+    statement = _WRITES.get(shape)
+    if statement is None:
+        statement = _WRITES[shape] = _write_statement(shape)
+    params = {
+        f"rows_{model.__tablename__}": [_json_row(r) for r in values] for model, values in tables
+    }
+    notice_ids = [int(i) for i in session.execute(statement, params).scalars()]
+    if rows.notices and notice_ids:
+        jid = rows.notices[0].jurisdiction_id
+        outbox.defer(session.connection(), jurisdiction_id=jid, notice_ids=notice_ids)
+
+
+# The write statement of each shape (which tables, which columns): a handful in all. Built
+# once, so neither the statement nor its cache key is made again per report.
+_WRITES: dict[tuple[tuple[type[Any], tuple[str, ...]], ...], Select[Any]] = {}
+
+
+def _write_statement(shape: tuple[tuple[type[Any], tuple[str, ...]], ...]) -> Select[Any]:
+    """Return the one statement writing rows of this shape, each table's rows taken as one
+    JSON parameter ``rows_<table>``; it returns the ids of the notices newly owed."""
+    ctes: list[CTE] = []
+    owed: CTE | None = None
+    for model, columns in shape:
+        if model is Notice:
+            owed = (
+                _insert_rows(pg_insert(Notice), Notice, columns)
+                .on_conflict_do_nothing(index_elements=["jurisdiction_id", "idempotency_key"])
+                .returning(Notice.id)
+                .cte("owed")
+            )
+        else:
+            ctes.append(_insert_rows(insert(model), model, columns).cte(f"new_{len(ctes)}"))
+    if owed is not None:
+        return select(owed.c.id).add_cte(*ctes)
+    return select(literal(1)).where(literal(False)).add_cte(*ctes)
+
+
+_Insert = TypeVar("_Insert", Insert, PgInsert)
+
+
+def _insert_rows(statement: _Insert, model: type[Any], columns: Sequence[str]) -> _Insert:
+    """Return ``statement`` (an INSERT into ``model``'s table) taking its rows as one JSON
+    parameter, ``rows_<table>``, unpacked by the server into the table's row type.
+
+    Not a multi-row VALUES: SQLAlchemy compiles one of those afresh every time (it caches
+    no statement holding one), which cost more than the round trips saved."""
+    table = model.__table__
+    source = func.jsonb_populate_recordset(
+        literal_column(f"NULL::{table.name}"), bindparam(f"rows_{table.name}", type_=JSONB)
+    ).table_valued(*columns)
+    return statement.from_select(columns, select(*(source.c[c] for c in columns)))
+
+
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    # The server reads each value as its column's type would from text: geometries as EWKT,
+    # times as ISO 8601.
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, WKTElement):
+            value = f"SRID={value.srid};{value.data}"
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+def _notice_values(draft: NoticeDraft) -> dict[str, Any]:
+    return {
+        "jurisdiction_id": draft.jurisdiction_id,
+        "idempotency_key": draft.idempotency_key,
+        "kind": draft.kind,
+        "channel": draft.channel,
+        "recipient": draft.recipient,
+        "language": draft.language,
+        "incident_id": draft.incident_id,
+        "requester_id": draft.requester_id,
+        "webhook_endpoint_id": draft.webhook_endpoint_id,
+        "context": dict(draft.context),
+    }
+
+
+_Stored = TypeVar("_Stored", Report, Incident)
+
+
+def _persistent(session: Session, row: _Stored) -> _Stored:
+    """Return ``row`` (written already, in Core) as the session's own persistent object, with
+    no statement: the columns it was built with are loaded, the server's defaults load when
+    first read."""
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 def store_report_photo(
@@ -387,6 +753,36 @@ _VIEW_SQL = text(
     WHERE r.jurisdiction_id = :jurisdiction_id AND r.tracking_id = :tracking_id
     """
 )
+
+
+def shown_view(report: Report, shown: Shown, *, media_url: str) -> ReportOut:
+    """Return the public view of a report just stored, from what was written (the same as
+    :func:`report_view` reads back)."""
+    base = media_url.rstrip("/")
+    asset = shown.asset
+    return ReportOut(
+        tracking_id=report.tracking_id,
+        status=shown.status,
+        category=report.category_code,
+        description=report.description,
+        ward=WardOut(code=shown.ward.code, name=shown.ward.name),
+        asset=None
+        if asset is None
+        else AssetOut(
+            id=asset.id,
+            type=asset.asset_type,
+            external_id=asset.external_id,
+            name=asset.name,
+            distance_m=round(asset.distance_m, 1),
+        ),
+        location=PointGeoJSON(coordinates=(shown.lon, shown.lat)),
+        location_source=report.location_source,
+        photo_url=None if shown.photo_keys is None else f"{base}/{shown.photo_keys[0]}",
+        thumbnail_url=None if shown.photo_keys is None else f"{base}/{shown.photo_keys[1]}",
+        reported_at=report.reported_at,
+        updated_at=shown.updated_at,
+        report_count=shown.report_count,
+    )
 
 
 def report_view(
