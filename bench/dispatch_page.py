@@ -251,7 +251,7 @@ def _complete_live(page: Any, crew: httpx.Client, job: int, *, whole: bool) -> t
         },
     ).raise_for_status()
     answered = time.time()
-    page.wait_for_function("window.dispatchPage.goneAt > 0", timeout=120_000, polling=100)
+    page.wait_for_function("() => window.dispatchPage.goneAt > 0", timeout=120_000, polling=100)
     gone = page.evaluate("window.dispatchPage.goneAt") / 1000
     _settle(page)
     return max(0.0, gone - answered), _longest_block(page, t0)
