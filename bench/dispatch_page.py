@@ -158,6 +158,19 @@ def _settle(page: Any) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def _wait_or_tell(page: Any, check: str, **kw: Any) -> None:
+    """page.wait_for_function, and on a timeout what the page said (its status lines)."""
+    try:
+        page.wait_for_function(check, **kw)
+    except Exception:
+        said = page.evaluate(
+            "() => ['dispatch-status', 'preview-status', 'live-status']"
+            ".map((id) => document.getElementById(id)?.textContent)"
+        )
+        console.print(f"[red]the page did not get there; it says: {said}")
+        raise
+
+
 def _move_in_page(
     page: Any, ids: list[int], to_crew: str, *, whole: bool
 ) -> tuple[float, float, float, float]:
@@ -176,7 +189,8 @@ def _move_in_page(
     page.evaluate("performance.clearResourceTimings()")
     t0 = page.evaluate("performance.now()")
     page.get_by_role("button", name="Commit the move").click()
-    page.wait_for_function(
+    _wait_or_tell(
+        page,
         """([ids, crew, t0]) => {
             const p = window.dispatchPage;
             if (!(p.movedDrawnAt > t0)) return false;
@@ -351,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     context = browser.new_context(viewport=DESKTOP)
                     context.add_init_script(LONGTASKS)
                     page = context.new_page()
+                    page.on("pageerror", lambda e: console.print(f"[red]page error: {e}"))
                     page.goto(f"{base}/login?next=/dispatch?date={day}")
                     page.get_by_label("Name").fill(NAME)
                     page.get_by_label("Password").fill(PASSWORD)

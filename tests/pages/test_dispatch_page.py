@@ -782,7 +782,40 @@ def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(
             what="the kept photo loaded",
         )
         shot(page, tmp_path, "dispatch-kept")
+        # The popup with its labelled fields, the kept photo and the reasons: nothing serious.
+        problems = audit(page, app_url)
+        assert problems == [], "\n".join(problems)
         assert recorder.problems() == []
         assert recorder.dialogs == []
     finally:
         context.close()
+
+
+def test_the_board_answers_only_the_asked_for_jobs_and_crews_and_refuses_bad_ones(
+    app_url: str, demo_db: Database, planned: dict[str, Any]
+) -> None:
+    whole = _board(app_url, demo_db)
+    streets = _route_ids(planned, "streets")
+    other = next(j["id"] for j in whole["jobs"] if j["crew"] != "streets")
+    with httpx.Client(base_url=app_url, headers=_bearer(demo_db), timeout=30) as client:
+        r = client.get(
+            "/api/v1/dispatch/board",
+            params=[("date", str(DAY)), ("crew", "streets"), ("id", str(other))],
+        )
+        assert r.status_code == 200, r.text
+        part = r.json()
+        assert part["partial"] is True
+        # The crew's work (its route's stops among it) and the one job asked for by id; only
+        # that crew's route; every crew's load; the plan's version.
+        ids = {j["id"] for j in part["jobs"]}
+        expected = {j["id"] for j in whole["jobs"] if j["crew"] == "streets"} | {other}
+        assert ids == expected
+        assert set(streets) <= ids
+        assert [x["crew"] for x in part["routes"]] == ["streets"]
+        assert {c["code"] for c in part["crews"]} == {c["code"] for c in whole["crews"]}
+        assert part["version"] == whole["version"]
+        assert part["wards"] == []
+        for bad in ([("id", "x")], [("id", "0")], [("crew", "not a code!")]):
+            r = client.get("/api/v1/dispatch/board", params=[("date", str(DAY)), *bad])
+            assert r.status_code == 422, (bad, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
