@@ -213,9 +213,10 @@ def board(
     first report of each incident (intake).
 
     With ``work_order_ids`` or ``crews`` the answer is partial, for a page that already has the
-    rest: the jobs with those ids or given to those crews (or on their routes), and only those
-    crews' routes; all crews (their load changes with any move) and no wards. A redraw after
-    a move or a live event then reads a few dozen jobs instead of a city's backlog."""
+    rest: the open jobs with those ids or on those crews' routes, and only those crews'
+    routes; all crews (their load changes with any move) and no wards. A redraw after a move
+    or a live event then reads a few dozen jobs instead of a city's backlog (the page asks by
+    id for the jobs it shows on those crews, so one that left them is answered too)."""
     partial = work_order_ids is not None or crews is not None
     wanted_ids = set(work_order_ids or ())
     wanted_crews = set(crews or ())
@@ -231,30 +232,28 @@ def board(
     all_crews = dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
     crew_codes = {c.id: c.code for c in all_crews}
     if partial:
-        # A crew's jobs: given to it, or on its route of the day.
+        # A crew's jobs the page may not know yet: those on its route of the day.
         wanted_ids |= {
             s.work_order_id
             for r in (plan.routes if plan else [])
             if r.crew_code in wanted_crews
             for s in r.stops
         }
-    rows = [
-        r
-        for r in work_orders_service.list_work_orders(
-            session,
-            jurisdiction_id=jurisdiction_id,
-            open_only=True,
-            # Only asked-for ids when no crew is asked for: a crew's jobs are found below.
-            work_order_ids=sorted(wanted_ids) if partial and not wanted_crews else (),
-            limit=_ALL,
-        )
-        if r.work_order.status not in _NOT_FIELD_WORK
-        and (
-            not partial
-            or r.work_order.id in wanted_ids
-            or crew_codes.get(r.work_order.crew_id or 0) in wanted_crews
-        )
-    ]
+    rows = (
+        [
+            r
+            for r in work_orders_service.list_work_orders(
+                session,
+                jurisdiction_id=jurisdiction_id,
+                open_only=True,
+                work_order_ids=sorted(wanted_ids) if partial else (),
+                limit=_ALL,
+            )
+            if r.work_order.status not in _NOT_FIELD_WORK
+        ]
+        if wanted_ids or not partial
+        else []
+    )
     names = {
         c.code: c.name
         for c in category_service.list_categories(session, jurisdiction_id=jurisdiction_id)
@@ -262,7 +261,12 @@ def board(
     wards = layers_service.ward_codes(session, jurisdiction_id=jurisdiction_id)
     queued = {
         q.work_order_id: q
-        for q in assignment.list_queue(session, jurisdiction_id=jurisdiction_id, limit=_ALL)
+        for q in assignment.list_queue(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            limit=_ALL,
+            work_order_ids=[r.work_order.id for r in rows] if partial else None,
+        )
     }
     windows = appointments.appointment_windows(session, jurisdiction_id=jurisdiction_id)
     reports = intake_service.first_reports(

@@ -221,7 +221,7 @@ def dispatch_board(
     ] = None,
     crews: Annotated[
         list[CrewCode] | None,
-        Query(alias="crew", max_length=200, description="Only these crews' jobs and routes"),
+        Query(alias="crew", max_length=200, description="Only these crews' routes, their stops"),
     ] = None,
 ) -> dispatch_page.Board:
     """The dispatcher's page in one answer: every open work order (crew, status, SLA state,

@@ -490,32 +490,25 @@ async function partialBoard(ids, crews) {
   return data;
 }
 
-// Past this many jobs or crews a partial read costs about what the whole board does.
+// Past this many jobs or crews a partial read costs about what the whole board does (and
+// the ids would make a long address).
 const PARTIAL_JOBS = 600;
 const PARTIAL_CREWS = 12;
 
-// Read what changed — jobs by id, crews (their jobs and route) by code — and redraw it.
-// Returns false when it had to read the whole board instead.
+// Read what changed — jobs by id, crews (their routes) by code — and redraw it. Returns false
+// when it had to read the whole board instead.
 async function refresh(ids, crews) {
   const codes = new Set(crews);
   for (const id of ids) { const j = jobById(id); if (j?.crew) codes.add(j.crew); }
-  // Every job the page has on those crews is asked about: one that left them (to the queue,
-  // to another crew, closed) must not stay drawn there.
+  // Every job the page shows on those crews is asked for by id: one that left them (to the
+  // queue, to another crew, closed) is answered as it is now, or missing when closed.
   const asked = new Set(ids);
   for (const job of state.board.jobs) if (job.crew && codes.has(job.crew)) asked.add(job.id);
   if (asked.size > PARTIAL_JOBS || codes.size > PARTIAL_CREWS) { state.same = null; await load(); return false; }
   if (!asked.size && !codes.size) return true;
-  const data = await partialBoard([...ids], [...codes]);
+  const data = await partialBoard([...asked], [...codes]);
   if (data.day !== state.day) return true;
-  const got = new Set(data.jobs.map((j) => j.id));
-  // Asked-for jobs the answer left out: given to a crew not asked for, or closed. Ask once more
-  // by id only; whatever is still missing is no longer open work.
-  const missing = [...asked].filter((id) => !got.has(id) && state.byId.has(id));
-  if (missing.length) {
-    const more = await partialBoard(missing, []);
-    for (const job of more.jobs) if (!got.has(job.id)) { data.jobs.push(job); got.add(job.id); }
-  }
-  const { changed, touched } = merge(data, new Set([...asked, ...missing]), codes);
+  const { changed, touched } = merge(data, asked, codes);
   redrawChanged(changed, touched);
   state.same = null; // the next whole read draws, whatever it last saw
   window.dispatchPage.loads += 1;
