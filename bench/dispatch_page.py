@@ -11,11 +11,11 @@ on it by uvicorn on a loopback port, and in one process the script measures:
 2. **page ready** — Chromium (Debian's, headless, 1440×900) from navigation to the page's
    ``data-state=ready`` (board fetched, markers clustered, routes and lists drawn).
 3. **move 10 jobs** — in the page: 10 jobs of the busiest crew selected, "give to crew X"
-   previewed, then committed. Timed from the commit click to both crews' routes redrawn
-   (the jobs on the new crew's route and list); beside it, the move API's own time for the
-   same request, read from the browser's resource timing in the same run (so the difference
-   is the page's own part). Target: ≤ 2 s. Moves alternate direction (A→B, then B→A) so
-   every run moves the same 10 jobs.
+   previewed, then committed. Timed from the commit button's click handler to both crews'
+   routes redrawn (the jobs on the new crew's route and list); beside it, the move API's own
+   time for the same request, read from the browser's resource timing in the same run (so
+   the difference is the page's own part). Target: ≤ 2 s. Moves alternate direction (A→B,
+   then B→A) so every run moves the same 10 jobs.
 4. **live: a crew completes a job** — through the API, as the crew; timed from the API's
    answer (the change is announced at its COMMIT) to the job's marker gone from the page.
 
@@ -153,9 +153,23 @@ def _longest_block(page: Any, t0: float) -> float:
 
 
 def _settle(page: Any) -> None:
-    """Wait until the page has read and drawn what the last change left (live events too)."""
+    """Wait until the page has read and drawn what the last change left (live events too),
+    and its main thread runs frames again (the cluster adds markers in chunks, between
+    frames, for a while after a whole redraw)."""
     time.sleep(SETTLE_S)
     page.wait_for_load_state("networkidle")
+    page.evaluate(
+        """() => new Promise((done) => {
+            let calm = 0, last = performance.now();
+            const until = last + 60000;
+            const tick = (now) => {
+                calm = now - last < 250 ? calm + 1 : 0;
+                last = now;
+                if (calm >= 5 || now > until) done(); else requestAnimationFrame(tick);
+            };
+            requestAnimationFrame(tick);
+        })"""
+    )
 
 
 def _wait_or_tell(page: Any, check: str, **kw: Any) -> None:
@@ -173,9 +187,13 @@ def _wait_or_tell(page: Any, check: str, **kw: Any) -> None:
 
 def _move_in_page(
     page: Any, ids: list[int], to_crew: str, *, whole: bool
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     """Preview and commit a move in the page; return (preview s, commit→redrawn s, move API s,
-    longest main-thread block s)."""
+    longest main-thread block s, s from Playwright's click to the page's click handler).
+
+    Commit→redrawn runs from the commit button's click handler: Playwright's own click (its
+    checks that the button is visible, stable and enabled, over several frames) took seconds
+    on a loaded machine and is no part of the page; it is reported on its own line."""
     page.evaluate(
         "([ids, whole]) => { const p = window.dispatchPage; p.whole = whole;"
         " p.state.selected = new Set(ids); }",
@@ -208,12 +226,19 @@ def _move_in_page(
             const moved = performance.getEntriesByType("resource")
                 .find((e) => e.name.includes("/moves") && !e.name.includes("preview"));
             const api = moved ? moved.responseEnd - moved.startTime : -1;
-            return [window.dispatchPage.movedDrawnAt - t0, api];
+            const p = window.dispatchPage;
+            return [p.movedDrawnAt - p.committedAt, api, p.committedAt - t0];
         }""",
         t0,
     )
     _settle(page)
-    return preview_s, timing[0] / 1000, timing[1] / 1000, _longest_block(page, t0)
+    return (
+        preview_s,
+        timing[0] / 1000,
+        timing[1] / 1000,
+        _longest_block(page, t0),
+        timing[2] / 1000,
+    )
 
 
 def _crew_client(base: str, db: Database, jid: int, crew: str) -> httpx.Client:
@@ -302,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     live_s: dict[str, list[float]] = {m: [] for m in modes}
     live_block_s: dict[str, list[float]] = {m: [] for m in modes}
     partial_s: list[float] = []
+    click_s: list[float] = []
     with city_day.server() as srv, tempfile.TemporaryDirectory() as data_dir:
         name = f"dpage_{uuid.uuid4().hex[:8]}"
         srv.create(name)
@@ -382,13 +408,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         order = modes if k % 2 == 0 else modes[::-1]
                         for n, mode in enumerate(order):
                             to_crew = picked.to_crew if n % 2 == 0 else picked.from_crew
-                            pre, redraw, api, block = _move_in_page(
+                            pre, redraw, api, block, click = _move_in_page(
                                 page, picked.work_order_ids, to_crew, whole=mode == "whole"
                             )
                             preview_s.append(pre)
                             redraw_s[mode].append(redraw)
                             move_api_s[mode].append(api)
                             move_block_s[mode].append(block)
+                            click_s.append(click)
                             job = live_jobs[2 * k + n]
                             gone, live_block = _complete_live(
                                 page, crews_live[crew_of[job]], job, whole=mode == "whole"
@@ -449,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         )
         _row(table, "  longest main-thread block", move_block_s[mode], "longtask, to +1.5 s")
+    _row(table, "  (Playwright's click → the page's handler)", click_s, "not in the above")
     live_inc, live_whole = (statistics.median(live_s[m]) for m in modes)
     for mode in modes:
         note = (
