@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar, get_args
@@ -642,10 +642,20 @@ class QueueRow:
 
 
 def list_queue(
-    session: Session, *, jurisdiction_id: int, limit: int = 500, offset: int = 0
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    limit: int = 500,
+    offset: int = 0,
+    work_order_ids: Sequence[int] | None = None,
 ) -> list[QueueRow]:
     """Return the open work orders in the dispatcher's queue, most urgent first (earliest
-    due, so breached work leads), then longest waiting."""
+    due, so breached work leads), then longest waiting; only ``work_order_ids`` when given."""
+    only = (
+        [QueuedWorkOrder.work_order_id.in_(list(work_order_ids))]
+        if work_order_ids is not None
+        else []
+    )
     rows = session.execute(
         _with_place(
             select(
@@ -670,6 +680,7 @@ def list_queue(
         .where(
             QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
             WorkOrder.status.in_(sorted(lifecycle.OPEN)),
+            *only,
         )
         .order_by(WorkOrder.due_at, QueuedWorkOrder.queued_at, WorkOrder.id)
         .limit(limit)

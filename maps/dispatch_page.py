@@ -13,6 +13,7 @@ Text from residents reaches the page through textContent only.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 from folium.plugins import MarkerCluster
@@ -97,6 +98,17 @@ _SCRIPT_WORDS = (
     "dispatch.replan_crew",
     "dispatch.ward",
     "dispatch.after",
+    "dispatch.appointment_from",
+    "dispatch.appointment_to",
+    "dispatch.appointment_missing",
+    "dispatch.cant_do",
+    "dispatch.kept",
+    "dispatch.kept_start",
+    "dispatch.kept_complete",
+    "dispatch.kept_cant_do",
+    "dispatch.kept_hold",
+    "dispatch.kept_refused",
+    "dispatch.kept_photo",
     "sla.breached",
     "sla.at_risk",
     "sla.late",
@@ -104,6 +116,8 @@ _SCRIPT_WORDS = (
     "zoom.in",
     "zoom.out",
     "map.tiles_failed",
+    # The statuses in the words the filter and the popups show.
+    *(f"status.{status}" for status in _OPEN),
 )
 
 
@@ -143,6 +157,7 @@ class BoardJob(BaseModel):
 
 
 class BoardCrew(BaseModel):
+    id: int = Field(description="The crew's id (live events name crews by id)")
     code: str
     name: str
     colour: str
@@ -168,7 +183,14 @@ class Board(BaseModel):
     crews: list[BoardCrew]
     routes: list[BoardRoute]
     jobs: list[BoardJob]
-    wards: list[tuple[str, str]] = Field(description="[code, name] of the wards in force")
+    wards: list[tuple[str, str]] = Field(
+        description="[code, name] of the wards in force (empty in a partial answer)"
+    )
+    partial: bool = Field(
+        default=False,
+        description="Only the asked-for jobs and crews' routes (ids/crews); "
+        "an asked-for job missing from it is no longer open field work",
+    )
 
 
 # Work orders open for field work: transferred ones are another agency's now.
@@ -176,12 +198,28 @@ _NOT_FIELD_WORK = frozenset({"transferred"})
 _ALL = 1_000_000
 
 
-def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
+def board(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    day: date,
+    work_order_ids: Collection[int] | None = None,
+    crews: Collection[str] | None = None,
+) -> Board:
     """Return everything the dispatcher's page shows for ``day``: open work, crews, routes.
 
     Read through the owning packages' query functions: work orders and their SLA state
     (work_orders), wards (layers), crews, the queue, appointments and the plan (dispatch), the
-    first report of each incident (intake)."""
+    first report of each incident (intake).
+
+    With ``work_order_ids`` or ``crews`` the answer is partial, for a page that already has the
+    rest: the open jobs with those ids or on those crews' routes, and only those crews'
+    routes; all crews (their load changes with any move) and no wards. A redraw after a move
+    or a live event then reads a few dozen jobs instead of a city's backlog (the page asks by
+    id for the jobs it shows on those crews, so one that left them is answered too)."""
+    partial = work_order_ids is not None or crews is not None
+    wanted_ids = set(work_order_ids or ())
+    wanted_crews = set(crews or ())
     try:
         plan: plan_views.PlanView | None = plan_views.plan_view(
             session, jurisdiction_id=jurisdiction_id, day=day
@@ -191,23 +229,44 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
     stops = {s.work_order_id: s for r in (plan.routes if plan else []) for s in r.stops}
     left = {u.work_order_id: u for u in (plan.left_out if plan else [])}
     zone = dispatch_service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
-    rows = [
-        r
-        for r in work_orders_service.list_work_orders(
-            session, jurisdiction_id=jurisdiction_id, open_only=True, limit=_ALL
-        )
-        if r.work_order.status not in _NOT_FIELD_WORK
-    ]
+    all_crews = dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
+    crew_codes = {c.id: c.code for c in all_crews}
+    if partial:
+        # A crew's jobs the page may not know yet: those on its route of the day.
+        wanted_ids |= {
+            s.work_order_id
+            for r in (plan.routes if plan else [])
+            if r.crew_code in wanted_crews
+            for s in r.stops
+        }
+    rows = (
+        [
+            r
+            for r in work_orders_service.list_work_orders(
+                session,
+                jurisdiction_id=jurisdiction_id,
+                open_only=True,
+                work_order_ids=sorted(wanted_ids) if partial else (),
+                limit=_ALL,
+            )
+            if r.work_order.status not in _NOT_FIELD_WORK
+        ]
+        if wanted_ids or not partial
+        else []
+    )
     names = {
         c.code: c.name
         for c in category_service.list_categories(session, jurisdiction_id=jurisdiction_id)
     }
     wards = layers_service.ward_codes(session, jurisdiction_id=jurisdiction_id)
-    all_crews = dispatch_service.list_crews(session, jurisdiction_id=jurisdiction_id)
-    crew_codes = {c.id: c.code for c in all_crews}
     queued = {
         q.work_order_id: q
-        for q in assignment.list_queue(session, jurisdiction_id=jurisdiction_id, limit=_ALL)
+        for q in assignment.list_queue(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            limit=_ALL,
+            work_order_ids=[r.work_order.id for r in rows] if partial else None,
+        )
     }
     windows = appointments.appointment_windows(session, jurisdiction_id=jurisdiction_id)
     reports = intake_service.first_reports(
@@ -257,14 +316,15 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
         for c in dispatch_service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
     }
     routes = {r.crew_code: r for r in (plan.routes if plan else [])}
-    crews = []
+    board_crews = []
     for index, crew in enumerate(all_crews):
         on = working.get(crew.code)
         shift_s = int((on.shift_end - on.shift_start).total_seconds()) if on else 0
         route = routes.get(crew.code)
         busy_s = int((route.back - route.depart).total_seconds()) if route else 0
-        crews.append(
+        board_crews.append(
             BoardCrew(
+                id=crew.id,
                 code=crew.code,
                 name=crew.name,
                 colour=PALETTE[index % len(PALETTE)],
@@ -278,7 +338,11 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
             )
         )
     now = datetime.now(UTC)
-    extent = layers_service.jurisdiction_extent(session, jurisdiction_id=jurisdiction_id, at=now)
+    extent = (
+        None
+        if partial
+        else layers_service.jurisdiction_extent(session, jurisdiction_id=jurisdiction_id, at=now)
+    )
     in_force = (
         layers_service.ward_outlines(
             session, jurisdiction_id=jurisdiction_id, at=now, bbox=extent, tolerance_deg=0.01
@@ -290,7 +354,7 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
         day=day,
         version=plan.version if plan else None,
         generated_at=datetime.now(UTC),
-        crews=crews,
+        crews=board_crews,
         routes=[
             BoardRoute(
                 crew=r.crew_code,
@@ -300,9 +364,11 @@ def board(session: Session, *, jurisdiction_id: int, day: date) -> Board:
                 stops=[s.work_order_id for s in r.stops],
             )
             for r in (plan.routes if plan else [])
+            if not partial or r.crew_code in wanted_crews
         ],
         jobs=jobs,
         wards=sorted((w.code, w.name) for w in in_force),
+        partial=partial,
     )
 
 

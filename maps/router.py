@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
+from dispatch.schemas import CrewCode
 from geo311.kernel import fields
 from geo311.kernel.auth.service import Principal
 from geo311.kernel.auth.sessions import SignedIn
@@ -214,14 +215,25 @@ def dispatch_board(
     day: Annotated[
         fields.Day | None, Query(alias="date", description="YYYY-MM-DD (local; default today)")
     ] = None,
+    ids: Annotated[
+        list[fields.Id] | None,
+        Query(alias="id", max_length=2000, description="Only these jobs (repeat: id=1&id=2)"),
+    ] = None,
+    crews: Annotated[
+        list[CrewCode] | None,
+        Query(alias="crew", max_length=200, description="Only these crews' routes, their stops"),
+    ] = None,
 ) -> dispatch_page.Board:
     """The dispatcher's page in one answer: every open work order (crew, status, SLA state,
     planned arrival, queue reason, the first report's text), the crews with colour, load and
-    free time, and the day's routes."""
+    free time, and the day's routes. With ``id`` or ``crew``, only what changed: those jobs,
+    those crews' jobs and routes (``partial``)."""
     return dispatch_page.board(
         session,
         jurisdiction_id=jurisdiction.id,
         day=day or dispatch_page.today(session, jurisdiction_id=jurisdiction.id),
+        work_order_ids=ids,
+        crews=crews,
     )
 
 

@@ -31,6 +31,31 @@ const state = {
   preview: null, // {body, answer}
 };
 const routeLayer = L.layerGroup().addTo(map);
+// Cluster bubbles: a ring of the crews' colours, each crew's arc as long as its share of the
+// jobs inside (grey: the queue), the count in the middle; the legend says so.
+cluster.options.iconCreateFunction = (group) => {
+  const counts = new Map();
+  for (const m of group.getAllChildMarkers()) {
+    const crew = jobById(m.jobId)?.crew ?? "";
+    counts.set(crew, (counts.get(crew) || 0) + 1);
+  }
+  const total = group.getChildCount();
+  const shares = [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  let at = 0;
+  const stops = shares.map(([crew, n]) => {
+    const from = at;
+    at += (n / total) * 100;
+    return `${crew ? crewColour(crew) : QUEUE_GREY} ${from.toFixed(2)}% ${at.toFixed(2)}%`;
+  });
+  const size = total < 10 ? 30 : total < 100 ? 36 : 44;
+  const html = document.createElement("div");
+  html.className = "crew-cluster";
+  html.style.background = `conic-gradient(${stops.join(", ")})`;
+  html.style.width = html.style.height = `${size}px`;
+  html.dataset.crews = shares.map(([crew, n]) => `${crew || "-"}:${n}`).join(" ");
+  html.append(element("span", String(total)));
+  return L.divIcon({ html, className: "crew-cluster-icon", iconSize: L.point(size, size) });
+};
 const previewLayer = L.layerGroup().addTo(map);
 // Window hooks for the browser tests and the bench: the board as drawn, and when.
 window.dispatchPage = { state, drawnAt: 0, loads: 0 };
@@ -41,6 +66,33 @@ for (const [selector, key] of [[".leaflet-control-zoom-in", "zoom.in"], [".leafl
   if (button) { button.title = words[key]; button.setAttribute("aria-label", words[key]); }
 }
 drawBasemap(map, "/api/v1/basemap").catch(() => {});
+
+// Wall-clock times in the city's zone, whatever zone the browser sits in: an appointment is
+// typed and shown as the city's clocks read.
+const zoneParts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23",
+  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+function partsIn(date) {
+  const p = Object.fromEntries(zoneParts.formatToParts(date).map((x) => [x.type, Number(x.value)]));
+  return p;
+}
+function wallOf(date) {
+  const p = partsIn(date);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${p.year}-${two(p.month)}-${two(p.day)}T${two(p.hour)}:${two(p.minute)}`;
+}
+function zoneOffsetMs(ms) {
+  const p = partsIn(new Date(ms));
+  return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(ms / 1000) * 1000;
+}
+// "YYYY-MM-DDTHH:MM" on the city's clocks → the instant (twice, for a day the clocks change).
+function instantOf(wall) {
+  const [d, t] = wall.split("T");
+  const [y, mo, da] = d.split("-").map(Number);
+  const [h, mi] = t.split(":").map(Number);
+  const asUtc = Date.UTC(y, mo - 1, da, h, mi);
+  return new Date(asUtc - zoneOffsetMs(asUtc - zoneOffsetMs(asUtc)));
+}
+const dayTime = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short", hourCycle: "h23", timeZone: zone });
 
 function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
@@ -81,6 +133,7 @@ function problemText(data) {
 state.byId = new Map();
 state.colours = new Map();
 const crewColour = (code) => state.colours.get(code) ?? "#6b7280";
+const QUEUE_GREY = "#4b5563";
 const jobById = (id) => state.byId.get(id);
 function index() {
   state.byId = new Map(state.board.jobs.map((j) => [j.id, j]));
@@ -141,7 +194,7 @@ function icon(job) {
   if (state.selected.has(job.id)) classes.push("selected");
   const html = document.createElement("div");
   html.className = classes.join(" ");
-  const colour = job.crew ? crewColour(job.crew) : "#4b5563";
+  const colour = job.crew ? crewColour(job.crew) : QUEUE_GREY;
   html.style.setProperty("--crew", colour);
   if (job.crew && job.status !== "on_hold") html.style.color = ink(colour);
   html.style.width = html.style.height = "18px";
@@ -163,18 +216,27 @@ function marker(job) {
   return m;
 }
 
-function drawRoutes(shown) {
+// Route lines by crew: a change redraws only its crews' lines.
+const routeLines = new Map();
+
+function drawRoute(code, f = filters()) {
+  routeLines.get(code)?.remove();
+  routeLines.delete(code);
+  const route = state.board.routes.find((r) => r.crew === code);
+  if (!route?.line) return;
+  if (f.crew && f.crew !== route.crew) return;
+  if (!route.stops.some((id) => state.markers.has(id))) return;
+  routeLines.set(code, L.polyline(route.line.map(([x, y]) => [y, x]), {
+    color: crewColour(route.crew), weight: 4, opacity: 0.8, interactive: false,
+    className: `route route-${route.crew}`,
+  }).addTo(routeLayer));
+}
+
+function drawRoutes() {
   routeLayer.clearLayers();
+  routeLines.clear();
   const f = filters();
-  for (const route of state.board.routes) {
-    if (!route.line) continue;
-    if (f.crew && f.crew !== route.crew) continue;
-    if (!route.stops.some((id) => shown.has(id))) continue;
-    L.polyline(route.line.map(([x, y]) => [y, x]), {
-      color: crewColour(route.crew), weight: 4, opacity: 0.8, interactive: false,
-      className: `route route-${route.crew}`,
-    }).addTo(routeLayer);
-  }
+  for (const route of state.board.routes) drawRoute(route.crew, f);
 }
 
 function crewItem(crew, jobs) {
@@ -201,15 +263,36 @@ function crewItem(crew, jobs) {
   return item;
 }
 
+// The queue's rows by job id, so a change adds or removes single rows in a long queue.
+const queueRows = new Map();
+
+function queueLine(job) {
+  const line = jobLine(job);
+  line.append(element("span", job.queued_detail || job.queued || "", "why"));
+  queueRows.set(job.id, line);
+  return line;
+}
+
 function queueItems(shown) {
+  queueRows.clear();
   const items = [];
   for (const job of state.board.jobs) {
-    if (!shown(job) || job.crew) continue;
-    const line = jobLine(job);
-    line.append(element("span", job.queued_detail || job.queued || "", "why"));
-    items.push(line);
+    if (shown(job) && !job.crew) items.push(queueLine(job));
   }
   return items;
+}
+
+// One job's queue row out, and back in at its place (the board's order: most urgent first).
+function redrawQueueRow(id, isShown) {
+  queueRows.get(id)?.remove();
+  queueRows.delete(id);
+  const job = jobById(id);
+  if (!job || job.crew || !isShown(job)) return;
+  const line = queueLine(job);
+  const jobs = state.board.jobs;
+  let next = null;
+  for (let i = jobs.indexOf(job) + 1; i < jobs.length && !next; i++) next = queueRows.get(jobs[i].id) ?? null;
+  $("queue-list").insertBefore(line, next);
 }
 
 function drawLists(shown) {
@@ -223,34 +306,53 @@ function drawLists(shown) {
   $("queue-list").replaceChildren(...queueItems((j) => shown.has(j.id)));
 }
 
-// After a move: redraw only what it changed — the jobs' markers, the crews' lists, the queue
-// if it gained or lost work, and the route lines (a city's backlog is thousands of markers).
-function redrawChanged(changed, crews, queueChanged) {
+// After a move or a live event: redraw only what changed — the jobs' markers (gone ones
+// removed), the crews' lists and route lines, the queue's rows. A city's backlog is
+// thousands of markers and rows; redrawing them all blocked the browser for seconds.
+function redrawChanged(changed, crews) {
   const f = filters();
   const isShown = (job) => visible(job, f);
   const adds = [];
+  const restyled = [];
   for (const id of changed) {
     const job = jobById(id);
     const m = state.markers.get(id);
-    if (!job) continue;
-    if (isShown(job)) {
-      if (m) m.setIcon(icon(job));
+    if (job && isShown(job)) {
+      if (m) { m.setIcon(icon(job)); m.options.title = label(job); restyled.push(m); }
       else { const fresh = marker(job); state.markers.set(id, fresh); adds.push(fresh); }
     } else if (m) { cluster.removeLayer(m); state.markers.delete(id); }
+    redrawQueueRow(id, isShown);
   }
   if (adds.length) cluster.addLayers(adds);
-  for (const code of crews) {
-    const crew = state.board.crews.find((c) => c.code === code);
-    const old = document.querySelector(`#crew-list > li[data-crew="${CSS.escape(code)}"]`);
-    if (!crew || !old) continue;
-    old.replaceWith(crewItem(crew, state.board.jobs.filter((j) => j.crew === code && isShown(j))));
+  // The bubbles over restyled markers take their new crew colours.
+  if (restyled.length) cluster.refreshClusters(restyled);
+  const codes = new Set(crews);
+  if (codes.size) {
+    const byCrew = new Map([...codes].map((c) => [c, []]));
+    for (const job of state.board.jobs) if (codes.has(job.crew) && isShown(job)) byCrew.get(job.crew).push(job);
+    for (const code of codes) {
+      const crew = state.board.crews.find((c) => c.code === code);
+      const old = document.querySelector(`#crew-list > li[data-crew="${CSS.escape(code)}"]`);
+      if (crew && old) old.replaceWith(crewItem(crew, byCrew.get(code)));
+      drawRoute(code, f);
+    }
   }
-  if (queueChanged) $("queue-list").replaceChildren(...queueItems(isShown));
-  drawRoutes(new Set([...state.markers.keys()]));
+  // A popup open on a changed job shows it as it is now.
+  for (const id of changed) {
+    const m = state.markers.get(id);
+    if (m?.isPopupOpen()) m.getPopup().update();
+  }
   state.shownSelected = new Set(state.selected);
   drawSelection();
+  sayShown();
   root.dataset.version = String(state.board.version ?? "");
   window.dispatchPage.drawnAt = performance.now();
+}
+
+function sayShown() {
+  const version = state.board.version ?? "—";
+  say(state.board.version === null ? words["dispatch.no_plan"]
+    : fill(words["dispatch.shown"], { shown: state.markers.size, total: state.board.jobs.length, version }));
 }
 
 function jobLine(job) {
@@ -289,14 +391,12 @@ function draw() {
     markers.push(m);
   }
   cluster.addLayers(markers);
-  drawRoutes(shown);
+  drawRoutes();
   drawLists(shown);
   // Markers and rows were drawn with the selection as it is: only the count is left.
   state.shownSelected = new Set(state.selected);
   drawSelection();
-  const version = state.board.version ?? "—";
-  say(state.board.version === null ? words["dispatch.no_plan"]
-    : fill(words["dispatch.shown"], { shown: shown.size, total: state.board.jobs.length, version }));
+  sayShown();
   // A popup open before the redraw stays open on its (redrawn) job.
   if (open !== undefined && state.markers.has(open)) {
     const m = state.markers.get(open);
@@ -375,6 +475,121 @@ async function load() {
   const again = loading.again;
   loading = null;
   if (again) await load();
+}
+
+// --- what changed: read only that, merge it into the board, redraw only that ----------------
+
+// Ask the board for some jobs and some crews' jobs and routes (a partial answer).
+async function partialBoard(ids, crews) {
+  const query = new URLSearchParams({ date: state.day });
+  for (const id of ids) query.append("id", String(id));
+  for (const code of crews) query.append("crew", code);
+  const response = await fetch(`/api/v1/dispatch/board?${query}`, { credentials: "same-origin" });
+  const data = await response.json();
+  if (!response.ok) throw new Error(problemText(data));
+  return data;
+}
+
+// Past this many jobs or crews a partial read costs about what the whole board does (and
+// the ids would make a long address).
+const PARTIAL_JOBS = 600;
+const PARTIAL_CREWS = 12;
+
+// Read what changed — jobs by id, crews (their routes) by code — and redraw it. Returns false
+// when it had to read the whole board instead.
+async function refresh(ids, crews) {
+  const codes = new Set(crews);
+  for (const id of ids) { const j = jobById(id); if (j?.crew) codes.add(j.crew); }
+  // Every job the page shows on those crews is asked for by id: one that left them (to the
+  // queue, to another crew, closed) is answered as it is now, or missing when closed.
+  const asked = new Set(ids);
+  for (const job of state.board.jobs) if (job.crew && codes.has(job.crew)) asked.add(job.id);
+  if (asked.size > PARTIAL_JOBS || codes.size > PARTIAL_CREWS) { state.same = null; await load(); return false; }
+  if (!asked.size && !codes.size) return true;
+  const data = await partialBoard([...asked], [...codes]);
+  if (data.day !== state.day) return true;
+  const { changed, touched } = merge(data, asked, codes);
+  redrawChanged(changed, touched);
+  state.same = null; // the next whole read draws, whatever it last saw
+  window.dispatchPage.loads += 1;
+  return true;
+}
+
+function merge(data, asked, codes) {
+  const board = state.board;
+  const changed = new Set();
+  const touched = new Set(codes);
+  for (const fresh of data.jobs) {
+    const old = state.byId.get(fresh.id);
+    if (old && JSON.stringify(old) === JSON.stringify({ ...old, ...fresh })) continue;
+    changed.add(fresh.id);
+    if (old?.crew) touched.add(old.crew);
+    if (fresh.crew) touched.add(fresh.crew);
+    if (old) Object.assign(old, fresh);
+    else {
+      // A new job goes where the board would have it: by due time.
+      const at = board.jobs.findIndex((j) => j.due_at > fresh.due_at);
+      board.jobs.splice(at < 0 ? board.jobs.length : at, 0, fresh);
+      state.byId.set(fresh.id, fresh);
+    }
+  }
+  const answered = new Set(data.jobs.map((j) => j.id));
+  const gone = new Set([...asked].filter((id) => !answered.has(id) && state.byId.has(id)));
+  if (gone.size) {
+    for (const id of gone) {
+      const job = state.byId.get(id);
+      if (job.crew) touched.add(job.crew);
+      state.byId.delete(id);
+      state.selected.delete(id);
+      changed.add(id);
+    }
+    board.jobs = board.jobs.filter((j) => !gone.has(j.id));
+  }
+  board.routes = board.routes.filter((r) => !codes.has(r.crew)).concat(data.routes);
+  board.crews = data.crews;
+  state.colours = new Map(board.crews.map((c) => [c.code, c.colour]));
+  board.version = data.version;
+  return { changed, touched };
+}
+
+// Live changes and what a commit leaves to read, gathered for a moment and read at once: a
+// move is one plan event and an event per work order, a burst a crew's tablet sends when it
+// comes back online is dozens.
+const GATHER_MS = 250;
+const pending = { ids: new Set(), crews: new Set(), whole: false, what: null };
+let gatherTimer = null;
+let flushing = false;
+
+function soon({ ids = [], crews = [], whole = false, what = null } = {}) {
+  for (const id of ids) pending.ids.add(id);
+  for (const code of crews) pending.crews.add(code);
+  pending.whole ||= whole;
+  if (what) pending.what = what;
+  clearTimeout(gatherTimer);
+  gatherTimer = setTimeout(flush, GATHER_MS);
+}
+
+async function flush() {
+  if (flushing) return; // the running flush reads what came meanwhile
+  flushing = true;
+  try {
+    while (pending.whole || pending.ids.size || pending.crews.size || pending.what) {
+      const ids = [...pending.ids];
+      const crews = [...pending.crews];
+      const { whole, what } = pending;
+      Object.assign(pending, { ids: new Set(), crews: new Set(), whole: false, what: null });
+      try {
+        if (whole || !state.board || window.dispatchPage.whole) await load();
+        else await refresh(ids, crews);
+      } catch (error) {
+        say(fill(words["dispatch.failed"], { detail: String(error) }), true);
+      }
+      if (what) $("live-status").textContent = fill(words["dispatch.updated"], { what });
+      window.dispatchPage.liveDrawnAt = performance.now();
+    }
+  } finally {
+    flushing = false;
+  }
 }
 
 // --- selecting --------------------------------------------------------------------------------
@@ -541,14 +756,21 @@ async function commit() {
   const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
   if (!answer.ok) { await refused(answer, body); return; }
   closePreview();
-  // The move's answer is the whole new plan: draw it at once, then read the board again in
-  // the background for what the plan does not carry (queue reasons, SLA clocks).
-  const { changed, crews, queueChanged } = applyPlan(answer.data, body);
-  redrawChanged(changed, crews, queueChanged);
+  if (window.dispatchPage.whole) {
+    // The way the page used to do it (the bench's baseline): read and redraw the whole board.
+    state.same = null;
+    await load();
+    window.dispatchPage.movedDrawnAt = performance.now();
+    say(fill(words["dispatch.moved"], { version: answer.data.version }));
+    return;
+  }
+  // The move's answer is the whole new plan: draw what it changed at once, then read those
+  // jobs and crews again for what the plan does not carry (queue reasons, SLA clocks).
+  const { changed, crews } = applyPlan(answer.data, body);
+  redrawChanged(changed, crews);
   window.dispatchPage.movedDrawnAt = performance.now();
   say(fill(words["dispatch.moved"], { version: answer.data.version }));
-  state.same = null;
-  load();
+  soon({ ids: changed, crews });
 }
 
 function applyPlan(plan, body) {
@@ -561,7 +783,6 @@ function applyPlan(plan, body) {
   const moved = new Set(body.work_order_ids);
   const changed = [];
   const crews = new Set();
-  let queueChanged = false;
   for (const job of board.jobs) {
     const was = [job.crew, job.seq, job.eta, job.left_out, job.queued].join("|");
     const crewBefore = job.crew;
@@ -580,7 +801,6 @@ function applyPlan(plan, body) {
       changed.push(job.id);
       if (crewBefore) crews.add(crewBefore);
       if (job.crew) crews.add(job.crew);
-      if (!crewBefore || !job.crew) queueChanged = true;
     }
   }
   board.routes = plan.routes.map((r) => ({
@@ -593,7 +813,7 @@ function applyPlan(plan, body) {
     crew.free_s = Math.max(0, crew.shift_s - crew.busy_s);
   }
   board.version = plan.version;
-  return { changed, crews, queueChanged };
+  return { changed, crews };
 }
 
 function closePreview() {
@@ -609,7 +829,7 @@ async function replanCrews(crews) {
     say(answer.status === 409 ? fill(words["dispatch.conflict"], { version: answer.data?.current_version, seen: state.board.version }) : fill(words["dispatch.refused"], { detail: problemText(answer.data) }), true);
     return;
   }
-  await load();
+  await refresh([], crews);
 }
 
 // --- a job's popup ----------------------------------------------------------------------------
@@ -650,9 +870,14 @@ async function act(promise, job, move = false) {
     text: answer.ok ? words["dispatch.done"] : fill(words["dispatch.refused"], { detail: problemText(answer.data) }),
     move: move && answer.ok ? answer.data : state.notice?.job === job.id ? state.notice.move : null,
   };
-  if (answer.ok || answer.status === 409) await load();
-  const shown = state.markers.has(job.id) ? job.id : null;
-  if (shown !== null) openPopup(shown);
+  if (answer.ok || answer.status === 409) {
+    // A merge, split or undo moves reports and work between incidents the page cannot guess:
+    // read the whole board. Anything else changed this job (and its crew's route) only.
+    if (move) { state.same = null; await load(); } else await refresh([job.id], []);
+  }
+  const m = state.markers.get(job.id);
+  if (m?.isPopupOpen()) m.getPopup().update();
+  else if (m) openPopup(job.id);
   else say(state.notice.text, !answer.ok);
   return answer;
 }
@@ -660,7 +885,7 @@ async function act(promise, job, move = false) {
 function popup(job) {
   const box = element("div", undefined, "dispatch-popup");
   box.append(element("h2", `#${job.id} · ${job.category_name}`));
-  box.append(element("p", `${job.status}${job.crew ? ` · ${job.crew}` : ""}${job.ward ? ` · ${words["dispatch.ward"] ?? ""} ${job.ward}` : ""}`));
+  box.append(element("p", `${statusWord(job.status)}${job.crew ? ` · ${job.crew}` : ""}${job.ward ? ` · ${words["dispatch.ward"] ?? ""} ${job.ward}` : ""}`, "job-status"));
   if (job.tracking_id) box.append(element("p", job.tracking_id, "tracking"));
   if (job.address) box.append(element("p", job.address, "address"));
   box.append(element("p", job.description, "description"));
@@ -669,7 +894,8 @@ function popup(job) {
   const r = risk(job);
   if (r) facts.push(words[`sla.${r}`]);
   box.append(element("p", facts.join(" · ")));
-  if (job.queued_detail) box.append(element("p", job.queued_detail, "why"));
+  if (job.queued === "crew_cant_do") box.append(element("p", fill(words["dispatch.cant_do"], { why: job.queued_detail ?? "" }), "why cant-do"));
+  else if (job.queued_detail) box.append(element("p", job.queued_detail, "why"));
   if (job.left_out) box.append(element("p", job.left_out, "why"));
   const actions = element("div", undefined, "actions");
   if (job.seq !== null) {
@@ -687,18 +913,39 @@ function popup(job) {
       act(api("POST", `/api/v1/work-orders/${job.id}/hold`, { reason: reason.value || words["dispatch.hold"], expected_version: job.version }), job)));
   }
   box.append(actions);
-  // Appointment: a window the work must start in (local time of the browser).
-  const appt = element("div", undefined, "actions");
-  const from = element("input"); from.type = "datetime-local"; from.setAttribute("aria-label", `${words["dispatch.appointment"]} 1`);
-  const to = element("input"); to.type = "datetime-local"; to.setAttribute("aria-label", `${words["dispatch.appointment"]} 2`);
+  // Appointment: a window the work must start in, typed and shown on the city's clocks (its
+  // zone named on the fields), not the browser's.
+  const appt = element("fieldset", undefined, "appointment");
+  appt.append(element("legend", `${words["dispatch.appointment"]} (${zone})`));
   if (job.appointment) {
-    appt.append(element("p", `${words["dispatch.appointment"]}: ${time.format(new Date(job.appointment[0]))}–${time.format(new Date(job.appointment[1]))}`));
+    appt.append(element("p", `${dayTime.format(new Date(job.appointment[0]))} – ${time.format(new Date(job.appointment[1]))}`, "appointment-now"));
   }
-  appt.append(from, to,
-    button(words["dispatch.appointment_set"], () => act(api("PUT", `/api/v1/dispatch/work-orders/${job.id}/appointment`,
-      { start: new Date(from.value).toISOString(), end: new Date(to.value).toISOString() }), job)),
+  const field = (key, value) => {
+    const input = element("input");
+    input.type = "datetime-local";
+    input.id = `appt-${key}-${job.id}`;
+    if (value) input.value = wallOf(new Date(value));
+    const tag = element("label", words[`dispatch.appointment_${key}`]);
+    tag.htmlFor = input.id;
+    appt.append(tag, input);
+    return input;
+  };
+  const from = field("from", job.appointment?.[0]);
+  const to = field("to", job.appointment?.[1]);
+  const apptActions = element("div", undefined, "actions");
+  apptActions.append(
+    button(words["dispatch.appointment_set"], () => {
+      if (!from.value || !to.value) { say(words["dispatch.appointment_missing"], true); from.focus(); return; }
+      act(api("PUT", `/api/v1/dispatch/work-orders/${job.id}/appointment`,
+        { start: instantOf(from.value).toISOString(), end: instantOf(to.value).toISOString() }), job);
+    }),
     button(words["dispatch.appointment_clear"], () => act(api("DELETE", `/api/v1/dispatch/work-orders/${job.id}/appointment`), job)));
+  appt.append(apptActions);
   box.append(appt);
+  // What crews kept about this job when their tablet's action was refused: notes, photos.
+  const kept = element("section", undefined, "kept");
+  box.append(kept);
+  showKept(job, kept);
   // Duplicates: the incident's reports (why each matched), merge another in, split, undo.
   const dup = element("div", undefined, "actions");
   const other = element("input");
@@ -721,6 +968,35 @@ function popup(job) {
     if (move && !move.undone_at) box.append(undoButton(move, job));
   }
   return box;
+}
+
+// The crews' kept notes and photos, read once for all jobs and again after a change.
+let keptList = null;
+async function showKept(job, out) {
+  keptList ??= api("GET", "/api/v1/crew/kept?limit=500").then((a) => (a.ok ? a.data : []));
+  const mine = (await keptList).filter((k) => k.work_order_id === job.id);
+  if (!mine.length) return;
+  out.append(element("h3", words["dispatch.kept"]));
+  const list = element("ul");
+  for (const k of mine) {
+    const item = element("li");
+    item.append(element("p", `${dayTime.format(new Date(k.at))} · ${k.crew ?? k.by} · ${words[`dispatch.kept_${k.action}`] ?? k.action}`, "kept-when"));
+    if (k.note) item.append(element("p", k.note, "kept-note"));
+    if (k.refusal) item.append(element("p", fill(words["dispatch.kept_refused"], { why: k.refusal }), "kept-refusal"));
+    if (k.photo_url) {
+      const img = element("img");
+      img.src = k.photo_url;
+      img.alt = fill(words["dispatch.kept_photo"], { crew: k.crew ?? k.by });
+      img.loading = "lazy";
+      item.append(img);
+    }
+    list.append(item);
+  }
+  out.append(list);
+}
+
+function statusWord(code) {
+  return words[`status.${code}`] ?? code;
 }
 
 function undoButton(move, job) {
@@ -782,25 +1058,37 @@ document.addEventListener("keydown", (event) => {
   if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
 });
 
-// Live: every change another dispatcher, a crew or a new report makes reloads the board (the
-// events carry ids only). Until the push channel is there, the board is asked again now and then.
-let reloadTimer = null;
-function soon(what) {
-  clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(async () => {
-    await load();
-    if (what) $("live-status").textContent = fill(words["dispatch.updated"], { what });
-  }, 250);
+// Live: a change another dispatcher, a crew or a new report makes reads only what it names
+// (the events carry ids: a work order, an incident, a plan's crews) and redraws only that.
+// The board is read whole on (re)connection, since changes while the stream was down are
+// not replayed; the first read waits for the stream, so nothing falls between the two.
+const codeOf = (crewId) => state.board?.crews.find((c) => c.id === crewId)?.code;
+let started = false;
+function start() {
+  if (started) return;
+  started = true;
+  load();
 }
 const live = root.dataset.live ? import(root.dataset.live) : Promise.reject(new Error("no push channel"));
 live.then(({ listen }) => {
   listen({
-    open: () => soon(null),
-    work_order: (d) => soon(`#${d.id}`),
-    plan: () => soon(words["dispatch.crew"]),
-    incident: (d) => soon(`${d.id}`),
+    open: () => { if (started) soon({ whole: true }); else start(); },
+    work_order: (d) => {
+      keptList = null; // a crew's kept note is an event on its work order
+      const code = d.crew_id ? codeOf(d.crew_id) : undefined;
+      soon({ ids: [d.id], crews: code ? [code] : [], what: `#${d.id}` });
+    },
+    plan: (d) => {
+      if (d.day && d.day !== state.day) return;
+      const codes = (d.crew_ids || []).map(codeOf);
+      const whole = d.action === "planned" || !state.board?.version || !codes.length || codes.includes(undefined);
+      soon({ crews: whole ? [] : codes, whole, what: words["dispatch.crew"] });
+    },
+    incident: (d) => {
+      const ids = (state.board?.jobs || []).filter((j) => j.incident_id === d.id).map((j) => j.id);
+      soon({ ids, what: `${d.id}` });
+    },
   });
   $("live-status").textContent = words["dispatch.live"];
-}).catch(() => { setInterval(load, 4000); });
-
-load();
+  setTimeout(start, 2000); // a stream slow to open does not hold the page back
+}).catch(() => { start(); setInterval(load, 4000); });

@@ -82,10 +82,12 @@ def _route_ids(plan: dict[str, Any], crew: str) -> list[int]:
     return [s["work_order_id"] for s in route["stops"]]
 
 
-def open_dispatch(browser: Any, url: str, demo: DemoSignin) -> tuple[Any, Any, Recorder]:
+def open_dispatch(
+    browser: Any, url: str, demo: DemoSignin, **options: Any
+) -> tuple[Any, Any, Recorder]:
     """Open /dispatch unsigned, sign in where it sends us, come back; then open it afresh
-    with a recorder."""
-    context = browser.new_context(viewport=DESKTOP)
+    with a recorder. ``options``: the browser context's (a time zone, say)."""
+    context = browser.new_context(viewport=DESKTOP, **options)
     signin = context.new_page()
     signin.goto(f"{url}/dispatch?date={DAY}")
     assert urlsplit(signin.url).path == "/login"
@@ -114,6 +116,33 @@ def crew_jobs(page: Any, crew: str) -> list[int]:
         "(items) => items.map((i) => Number(i.dataset.job))"
     )
     return [int(i) for i in ids]
+
+
+def whole_board_reads(recorder: Recorder, since: int) -> list[str]:
+    """Requests for the whole board (no id= or crew=) among the page's requests from ``since``."""
+    return [
+        u
+        for u in recorder.requests[since:]
+        if "/api/v1/dispatch/board" in u and "id=" not in u and "crew=" not in u
+    ]
+
+
+def tag_markers(page: Any, ids: list[int]) -> None:
+    """Mark the markers of ``ids``: a marker drawn anew since has lost the mark."""
+    page.evaluate(
+        "(ids) => ids.forEach((id) => { window.dispatchPage.state.markers.get(id).kept = 1; })",
+        ids,
+    )
+
+
+def still_tagged(page: Any, ids: list[int]) -> list[int]:
+    return [
+        int(i)
+        for i in page.evaluate(
+            "(ids) => ids.filter((id) => window.dispatchPage.state.markers.get(id)?.kept === 1)",
+            ids,
+        )
+    ]
 
 
 def wait_for(check: Any, *, timeout_s: float = 15.0, what: str = "") -> None:
@@ -290,6 +319,11 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
         # The what-if stored nothing: the plan is at the version the page shows.
         assert _plan(app_url, demo_db)["version"] == planned["version"]
         shot(page, tmp_path, "dispatch-preview")
+        # Jobs of crews the move leaves alone: their markers are not drawn anew.
+        untouched = [j["id"] for j in board["jobs"] if j["crew"] not in ("streets", "streets-2")]
+        assert untouched
+        tag_markers(page, untouched)
+        since = len(recorder.requests)
         page.get_by_role("button", name="Commit the move").click()
         wait_for(
             lambda: (
@@ -309,6 +343,14 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
         assert set(pair) <= set(_route_ids(plan, "streets-2"))
         assert not set(pair) & set(_route_ids(plan, "streets"))
         assert plan["version"] == planned["version"] + 1
+        # The page drew the move from its answer and read back only the two crews' work (the
+        # move's own live events included), never the whole board; the rest stayed as drawn.
+        time.sleep(1.5)
+        partial = [u for u in recorder.requests[since:] if "/api/v1/dispatch/board" in u]
+        assert partial, "the page read back the changed crews"
+        assert whole_board_reads(recorder, since) == []
+        assert still_tagged(page, untouched) == untouched
+        assert page.evaluate("window.dispatchPage.state.board.version") == plan["version"]
         assert recorder.problems() == []
     finally:
         context.close()
@@ -369,9 +411,17 @@ def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(
 ) -> None:
     job = _route_ids(planned, "streets")[0]
     crew = _bearer(demo_db, "crew", name="sam-streets", crew="streets")
-    context, page, _ = open_dispatch(browser, app_url, dispatcher)
+    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
     try:
         assert page.locator(f'#crew-list li[data-job="{job}"]').count() == 1
+        others = [
+            j["id"]
+            for j in page.evaluate("window.dispatchPage.state.board.jobs")
+            if j["crew"] != "streets"
+        ]
+        tag_markers(page, others)
+        total = page.evaluate("window.dispatchPage.state.board.jobs.length")
+        since = len(recorder.requests)
         with httpx.Client(base_url=app_url, headers=crew, timeout=30) as client:
             version = client.get(f"/api/v1/work-orders/{job}").json()["version"]
             r = client.post(
@@ -397,6 +447,12 @@ def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(
             timeout_s=20,
             what="the completed job off the list and the map",
         )
+        # Read and redrawn: that job and its crew's route only, not the city's backlog.
+        assert whole_board_reads(recorder, since) == []
+        assert still_tagged(page, others) == others
+        shown = page.locator("#dispatch-status").inner_text()
+        assert shown.startswith(f"{total - 1} of {total - 1} ")
+        assert recorder.problems() == []
     finally:
         context.close()
 
@@ -540,3 +596,225 @@ def test_a_lasso_around_two_jobs_selects_those_two(
         assert page.locator("#selection-count").inner_text().startswith("Nothing selected")
     finally:
         context.close()
+
+
+def test_cluster_bubbles_ring_the_crews_colours_and_the_status_filter_speaks_words(
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    dispatcher: DemoSignin,
+    planned: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
+    try:
+        # Zoomed out over the whole city, jobs crowd into bubbles.
+        page.evaluate(
+            """() => {
+                const map = window[document.getElementById("dispatch-map").dataset.map];
+                map.setZoom(11, { animate: false });
+            }"""
+        )
+        page.locator(".crew-cluster-icon").first.wait_for(timeout=15_000)
+        # Each bubble: the count of its jobs, and a ring whose longest arc, from the top, is in
+        # the colour of the crew with most of them (grey for the queue).
+        bubbles = page.evaluate(
+            """() => {
+                const p = window.dispatchPage;
+                const root = document.getElementById("dispatch-map");
+                const cluster = window[root.dataset.cluster];
+                const colours = new Map(p.state.board.crews.map((c) => [c.code, c.colour]));
+                const out = [];
+                cluster._featureGroup.eachLayer((layer) => {
+                    if (!layer.getAllChildMarkers || !layer._icon) return;
+                    const counts = new Map();
+                    for (const m of layer.getAllChildMarkers()) {
+                        const crew = p.state.byId.get(m.jobId).crew ?? "";
+                        counts.set(crew, (counts.get(crew) || 0) + 1);
+                    }
+                    const most = Math.max(...counts.values());
+                    const top = [...counts].filter(([, n]) => n === most).map(([c]) => c);
+                    const ring = layer._icon.querySelector(".crew-cluster");
+                    out.push({
+                        count: layer.getChildCount(),
+                        shown: ring.innerText.trim(),
+                        ring: getComputedStyle(ring).backgroundImage,
+                        top: top.map((c) => (c ? colours.get(c) : "#4b5563")),
+                        crews: counts.size,
+                    });
+                });
+                return out;
+            }"""
+        )
+        assert bubbles, "some jobs crowd at this zoom"
+        for b in bubbles:
+            assert b["shown"] == str(b["count"])
+            # (crews with as many jobs: any of them first)
+            firsts = [f"conic-gradient({_rgb(c)} 0%" for c in b["top"]]
+            assert any(b["ring"].startswith(f) for f in firsts), b
+        assert any(b["crews"] > 1 for b in bubbles), "a bubble holding two crews' jobs"
+        legend = page.locator("#cluster-legend")
+        assert legend.is_visible()
+        assert "crew's share in the crew's colour" in legend.inner_text()
+        shot(page, tmp_path, "dispatch-clusters")
+        # The status filter lists words, and filters by them.
+        status = page.get_by_label("Status")
+        words = status.locator("option").all_inner_texts()
+        assert "Work in progress" in words
+        assert "Scheduled" in words
+        assert "in_progress" not in words
+        assert "scheduled" not in words
+        board = page.evaluate("window.dispatchPage.state.board")
+        status.select_option(label="Scheduled")
+        expected = {j["id"] for j in board["jobs"] if j["status"] == "scheduled"}
+        assert expected
+        assert set(page.evaluate("[...window.dispatchPage.state.markers.keys()]")) == expected
+        # The popup names the status in the same words.
+        job = sorted(expected)[0]
+        page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        popup.wait_for(timeout=15_000)
+        assert popup.locator(".job-status").inner_text().startswith("Scheduled")
+        assert recorder.problems() == []
+    finally:
+        context.close()
+
+
+def test_an_appointment_is_typed_and_shown_on_the_citys_clocks_not_the_browsers(
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    dispatcher: DemoSignin,
+    planned: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    job = _route_ids(planned, "streets")[0]
+    # A dispatcher whose laptop is set to Tokyo, for a city on Chicago's clocks.
+    context, page, recorder = open_dispatch(browser, app_url, dispatcher, timezone_id="Asia/Tokyo")
+    try:
+        page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        popup.wait_for(timeout=15_000)
+        # The fields have visible labels, and say whose clocks they read.
+        fields = popup.locator("fieldset.appointment")
+        assert "America/Chicago" in fields.locator("legend").inner_text()
+        start, end = popup.get_by_label("Starts from"), popup.get_by_label("Starts by")
+        assert start.is_visible()
+        assert end.is_visible()
+        assert popup.locator("label", has_text="Starts from").is_visible()
+        start.fill("2026-06-01T09:00")
+        end.fill("2026-06-01T11:00")
+        popup.get_by_role("button", name="Set", exact=True).click()
+        shown = page.locator(".leaflet-popup .dispatch-popup .appointment-now")
+        shown.wait_for(timeout=20_000)
+        # The city's 09:00 (14:00 UTC), not Tokyo's.
+        board = _board(app_url, demo_db)
+        window = next(j["appointment"] for j in board["jobs"] if j["id"] == job)
+        assert window == ["2026-06-01T09:00:00-05:00", "2026-06-01T11:00:00-05:00"]
+        assert "09:00" in shown.inner_text()
+        assert "11:00" in shown.inner_text()
+        # The fields show the booked window back on the city's clocks.
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        assert popup.get_by_label("Starts from").input_value() == "2026-06-01T09:00"
+        shot(page, tmp_path, "dispatch-appointment")
+        assert recorder.problems() == []
+    finally:
+        context.close()
+
+
+def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    dispatcher: DemoSignin,
+    planned: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    cant, kept = _route_ids(planned, "streets")[:2]
+    crew = _bearer(demo_db, "crew", name="sam-streets", crew="streets")
+    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
+    try:
+        with httpx.Client(base_url=app_url, headers=crew, timeout=30) as client:
+            version = client.get(f"/api/v1/work-orders/{cant}").json()["version"]
+            r = client.post(
+                f"/api/v1/work-orders/{cant}/cant-do",
+                json={"reason": "no_access", "note": "Gate locked", "expected_version": version},
+            )
+            assert r.status_code == 200, r.text
+            r = client.post(
+                "/api/v1/crew/kept",
+                data={
+                    "work_order_id": str(kept),
+                    "action": "complete",
+                    "note": "Pothole filled, <b>cold</b> patch",
+                    "refusal": "the job went to another crew",
+                },
+                files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
+            )
+            assert r.status_code == 201, r.text
+        # Live: the job the crew cannot do leaves its list for the queue, with the reason.
+        wait_for(
+            lambda: page.locator(f'#queue-list li.job[data-job="{cant}"]').count() == 1,
+            timeout_s=20,
+            what="the can't-do job in the queue",
+        )
+        assert page.locator(f'#crew-list li[data-job="{cant}"]').count() == 0
+        page.evaluate("(id) => window.dispatchPage.openPopup(id)", cant)
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        popup.wait_for(timeout=15_000)
+        assert (
+            popup.locator(".cant-do").inner_text()
+            == "The crew can't do it: no access to the site: Gate locked"
+        )
+        # The other job's popup: what the crew kept — its note (as text), the refusal, the photo.
+        page.evaluate("(id) => window.dispatchPage.openPopup(id)", kept)
+        note = page.locator(".leaflet-popup .dispatch-popup .kept-note")
+        note.wait_for(timeout=15_000)
+        assert note.inner_text() == "Pothole filled, <b>cold</b> patch"
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        assert "streets" in popup.locator(".kept-when").inner_text()
+        assert popup.locator(".kept-refusal").inner_text() == (
+            "Refused: the job went to another crew"
+        )
+        photo = popup.get_by_role("img", name="Photo kept by streets")
+        wait_for(
+            lambda: photo.evaluate("(i) => i.complete && i.naturalWidth > 0"),
+            what="the kept photo loaded",
+        )
+        shot(page, tmp_path, "dispatch-kept")
+        # The popup with its labelled fields, the kept photo and the reasons: nothing serious.
+        problems = audit(page, app_url)
+        assert problems == [], "\n".join(problems)
+        assert recorder.problems() == []
+        assert recorder.dialogs == []
+    finally:
+        context.close()
+
+
+def test_the_board_answers_only_the_asked_for_jobs_and_crews_and_refuses_bad_ones(
+    app_url: str, demo_db: Database, planned: dict[str, Any]
+) -> None:
+    whole = _board(app_url, demo_db)
+    streets = _route_ids(planned, "streets")
+    other = next(j["id"] for j in whole["jobs"] if j["crew"] != "streets")
+    with httpx.Client(base_url=app_url, headers=_bearer(demo_db), timeout=30) as client:
+        r = client.get(
+            "/api/v1/dispatch/board",
+            params=[("date", str(DAY)), ("crew", "streets"), ("id", str(other))],
+        )
+        assert r.status_code == 200, r.text
+        part = r.json()
+        assert part["partial"] is True
+        # The crew's route with its stops and the one job asked for by id; only that crew's
+        # route; every crew's load; the plan's version.
+        ids = {j["id"] for j in part["jobs"]}
+        expected = set(streets) | {other}
+        assert ids == expected
+        assert [x["crew"] for x in part["routes"]] == ["streets"]
+        assert {c["code"] for c in part["crews"]} == {c["code"] for c in whole["crews"]}
+        assert part["version"] == whole["version"]
+        assert part["wards"] == []
+        for bad in ([("id", "x")], [("id", "0")], [("crew", "not a code!")]):
+            r = client.get("/api/v1/dispatch/board", params=[("date", str(DAY)), *bad])
+            assert r.status_code == 422, (bad, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
