@@ -203,8 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     backends: list[Backend] = []
     try:
         t = time.perf_counter()
-        backends.append(Backend("single PostGIS", single_cluster, args.cities, root))
-        backends.append(Backend("Citus 1+2", citus_cluster, args.cities, root))
+        # The two clusters are independent: load them at the same time.
+        with ThreadPoolExecutor(2) as pool:
+            loading = [
+                pool.submit(Backend, "single PostGIS", single_cluster, args.cities, root),
+                pool.submit(Backend, "Citus 1+2", citus_cluster, args.cities, root),
+            ]
+            for future in loading:
+                try:
+                    backends.append(future.result())
+                except Exception:
+                    for b in backends:
+                        b.close()
+                    backends.clear()
+                    raise
         console.print(f"set-up ({args.cities} cities on each): {time.perf_counter() - t:.0f} s")
         figures: dict[str, dict[str, list[float]]] = {b.name: {} for b in backends}
         workloads: list[tuple[str, str, Callable[[Backend, int], float]]] = [
