@@ -300,18 +300,24 @@ def main(argv: list[str] | None = None) -> int:
         paper.add_column("one coordinator carries", justify="right")
         paper.add_column("cluster (the lower)", justify="right")
         paper.add_column("× one PostGIS", justify="right")
+        # Citus also runs a query sent to any worker: then each node does both parts.
+        paper.add_column("every node taking queries", justify="right")
+        paper.add_column("× one PostGIS", justify="right")
         cores = 8
         one_postgis = cores * 1000 / single_ms
         for n in (1, 2, 4, 8, 16, 32):
             workers_carry = n * cores * 1000 / worker_ms
             coordinator_carries = cores * 1000 / coord_ms
             cluster = min(workers_carry, coordinator_carries)
+            every_node = n * cores * 1000 / (coord_ms + worker_ms)
             paper.add_row(
                 str(n),
                 f"{workers_carry:,.0f}",
                 f"{coordinator_carries:,.0f}",
                 f"{cluster:,.0f}",
                 f"{cluster / one_postgis:.1f}",
+                f"{every_node:,.0f}",
+                f"{every_node / one_postgis:.1f}",
             )
         console.print(paper)
         console.print(f"after: {_load()}")
