@@ -15,8 +15,13 @@ comes out distributed by jurisdiction_id) and loads the same cities into each. T
 
 Each figure is the median of ``--runs`` runs (single and Citus taking turns); the ratio is
 Citus over the single PostGIS. On one machine the three Citus nodes share the same CPUs, so
-this shows Citus's overhead, not its gain (docs/citus.md works out the gain on paper). The
-load average is printed before and after: the machine is shared.
+this shows Citus's overhead, not its gain. The load average is printed before and after: the
+machine is shared.
+
+Alongside the wall-clock figures, the CPU time each database server spent (its postmaster and
+every backend, read from /proc) is split by node: per report on the coordinator and on the
+workers. That per-shard cost does not depend on how busy the shared machine is, and is what
+the last table scales on paper to N worker machines (docs/citus.md).
 
     uv run python bench/citus.py [--cities 20] [--reports 200] [--concurrency 8] [--runs 3]
 """
@@ -57,6 +62,30 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DAY = date(2026, 6, 1)
 
 
+def _cpu_s(data_dir: Path) -> float:
+    """Return the CPU seconds a PostgreSQL server has used so far: its postmaster's own and
+    its reaped children's (cutime/cstime), plus every live backend's (Linux /proc)."""
+    pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: str) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rpartition(")")[2].split()
+
+    main = fields(str(pid))
+    total = sum(int(x) for x in main[11:15])  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or entry == str(pid):
+            continue
+        try:
+            child = fields(entry)
+        except OSError:
+            continue  # gone meanwhile: its time is in the postmaster's cutime now
+        if child[1] == str(pid):  # ppid
+            total += int(child[11]) + int(child[12])
+    return total / tick
+
+
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -67,6 +96,7 @@ class Backend:
 
     def __init__(self, name: str, cluster: Any, cities: int, media_root: Path) -> None:
         self.name = name
+        self.cluster = cluster
         cluster.start()
         cluster.ensure_database(DBNAME)
         migrate.upgrade(cluster.url(DBNAME))
@@ -141,6 +171,14 @@ class Backend:
             session.commit()
         return time.perf_counter() - started
 
+    def node_dirs(self) -> list[Path]:
+        nodes = getattr(self.cluster, "nodes", [self.cluster])
+        return [n.data_dir for n in nodes]
+
+    def cpu(self) -> list[float]:
+        """Return CPU seconds used so far by each node (coordinator first)."""
+        return [_cpu_s(d) for d in self.node_dirs()]
+
     def close(self) -> None:
         self.db.dispose()
 
@@ -165,8 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     backends: list[Backend] = []
     try:
         t = time.perf_counter()
-        backends.append(Backend("single PostGIS", single_cluster, args.cities, root))
-        backends.append(Backend("Citus 1+2", citus_cluster, args.cities, root))
+        # The two clusters are independent: load them at the same time.
+        with ThreadPoolExecutor(2) as pool:
+            loading = [
+                pool.submit(Backend, "single PostGIS", single_cluster, args.cities, root),
+                pool.submit(Backend, "Citus 1+2", citus_cluster, args.cities, root),
+            ]
+            for future in loading:
+                try:
+                    backends.append(future.result())
+                except Exception:
+                    for b in backends:
+                        b.close()
+                    backends.clear()
+                    raise
         console.print(f"set-up ({args.cities} cities on each): {time.perf_counter() - t:.0f} s")
         figures: dict[str, dict[str, list[float]]] = {b.name: {} for b in backends}
         workloads: list[tuple[str, str, Callable[[Backend, int], float]]] = [
@@ -184,11 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for b in backends:  # warm-up: pools, caches, Citus's connections to the workers
             b.intake(max(args.concurrency * 2, 16), args.concurrency, True, 0)
+        # CPU seconds by node (coordinator first) per workload, summed over the runs.
+        cpu: dict[str, dict[str, list[float]]] = {b.name: {} for b in backends}
         for run in range(args.runs):
             order = backends if run % 2 == 0 else backends[::-1]
             for name, _, work in workloads:
                 for b in order:
+                    before = b.cpu()
                     figures[b.name].setdefault(name, []).append(work(b, run + 1))
+                    spent = [a - z for a, z in zip(b.cpu(), before, strict=True)]
+                    sums = cpu[b.name].setdefault(name, [0.0] * len(spent))
+                    cpu[b.name][name] = [x + y for x, y in zip(sums, spent, strict=True)]
         table = Table(
             title=f"Citus (coordinator + 2 workers) beside one PostGIS, same machine, "
             f"median of {args.runs} runs; {args.reports} reports at concurrency "
@@ -203,6 +259,67 @@ def main(argv: list[str] | None = None) -> int:
             med = [statistics.median(figures[b.name][name]) for b in backends]
             table.add_row(name, unit, *(f"{m:.2f}" for m in med), f"{med[1] / med[0]:.2f}")
         console.print(table)
+        single, citus = backends
+        per = {"intake": args.reports * args.runs, "day plan": args.runs}
+        cost = Table(
+            title="CPU time of the database servers, by node (ms per report; s per day plan), "
+            f"over the {args.runs} runs"
+        )
+        cost.add_column("workload")
+        cost.add_column(single.name, justify="right")
+        cost.add_column("Citus coordinator", justify="right")
+        cost.add_column("Citus workers", justify="right")
+        cost.add_column("Citus total / single", justify="right")
+        for name, _, _ in workloads:
+            count = per["day plan"] if name == "day plan" else per["intake"]
+            scale = 1.0 if name == "day plan" else 1000.0
+            one = cpu[single.name][name][0] / count * scale
+            coord = cpu[citus.name][name][0] / count * scale
+            workers = sum(cpu[citus.name][name][1:]) / count * scale
+            cost.add_row(
+                name,
+                f"{one:.2f}",
+                f"{coord:.2f}",
+                f"{workers:.2f}",
+                f"{(coord + workers) / one:.2f}",
+            )
+        console.print(cost)
+        # On paper: intake spread over the cities, each worker machine and the coordinator
+        # with the same cores; a worker carries its share of the cities' shards.
+        spread = f"intake, {args.cities} cities"
+        count = per["intake"]
+        coord_ms = cpu[citus.name][spread][0] / count * 1000
+        worker_ms = sum(cpu[citus.name][spread][1:]) / count * 1000
+        single_ms = cpu[single.name][spread][0] / count * 1000
+        paper = Table(
+            title=f"On paper, from the measured CPU per report ({spread}): reports/s per "
+            "8-core machine, database CPU only, all cores busy"
+        )
+        paper.add_column("worker machines", justify="right")
+        paper.add_column("workers carry", justify="right")
+        paper.add_column("one coordinator carries", justify="right")
+        paper.add_column("cluster (the lower)", justify="right")
+        paper.add_column("× one PostGIS", justify="right")
+        # Citus also runs a query sent to any worker: then each node does both parts.
+        paper.add_column("every node taking queries", justify="right")
+        paper.add_column("× one PostGIS", justify="right")
+        cores = 8
+        one_postgis = cores * 1000 / single_ms
+        for n in (1, 2, 4, 8, 16, 32):
+            workers_carry = n * cores * 1000 / worker_ms
+            coordinator_carries = cores * 1000 / coord_ms
+            cluster = min(workers_carry, coordinator_carries)
+            every_node = n * cores * 1000 / (coord_ms + worker_ms)
+            paper.add_row(
+                str(n),
+                f"{workers_carry:,.0f}",
+                f"{coordinator_carries:,.0f}",
+                f"{cluster:,.0f}",
+                f"{cluster / one_postgis:.1f}",
+                f"{every_node:,.0f}",
+                f"{every_node / one_postgis:.1f}",
+            )
+        console.print(paper)
         console.print(f"after: {_load()}")
         return 0
     finally:

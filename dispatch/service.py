@@ -207,11 +207,20 @@ def _crew_users(session: Session, names: Iterable[str]) -> dict[str, StaffUser]:
     return users
 
 
-def _touch(session: Session, crew_ids: Iterable[int | None], *, but: int | None = None) -> None:
-    """Bump the version of crews whose membership changed, so an edit read before fails."""
-    ids = {c for c in crew_ids if c is not None and c != but}
-    if ids:
-        session.execute(update(Crew).where(Crew.id.in_(ids)).values(version=Crew.version + 1))
+def _touch(
+    session: Session, crews: Iterable[tuple[int | None, int | None]], *, but: int | None = None
+) -> None:
+    """Bump the version of crews (city, crew id) whose membership changed, so an edit read
+    before fails. City by city: on Citus each update then runs on that city's one shard."""
+    by_city: dict[int | None, set[int]] = {}
+    for jid, crew_id in crews:
+        if crew_id is not None and crew_id != but:
+            by_city.setdefault(jid, set()).add(crew_id)
+    for jid, ids in by_city.items():
+        touch = update(Crew).where(Crew.id.in_(ids))
+        if jid is not None:
+            touch = touch.where(Crew.jurisdiction_id == jid)
+        session.execute(touch.values(version=Crew.version + 1))
 
 
 def _set_staff(session: Session, crew: Crew, names: Sequence[str]) -> None:
@@ -222,9 +231,13 @@ def _set_staff(session: Session, crew: Crew, names: Sequence[str]) -> None:
             leaving = auth_service.get_user(session, name=name)
             if leaving is not None:
                 auth_service.set_crew(session, user=leaving, crew_id=None, jurisdiction_id=None)
+    # A user's crew is in the user's city (set_crew keeps them together): read it first.
     before = [
-        auth_service.set_crew(
-            session, user=u, crew_id=crew.id, jurisdiction_id=crew.jurisdiction_id
+        (
+            u.jurisdiction_id,
+            auth_service.set_crew(
+                session, user=u, crew_id=crew.id, jurisdiction_id=crew.jurisdiction_id
+            ),
         )
         for u in users.values()
     ]
@@ -247,6 +260,7 @@ def set_membership(
             f"{user_name!r} is a {user.role}; only crew users belong to a crew.",
             errors=[FieldError("crew", "only crew users belong to a crew", "not_crew")],
         )
+    before_city = user.jurisdiction_id
     before = auth_service.set_crew(
         session,
         user=user,
@@ -254,7 +268,7 @@ def set_membership(
         jurisdiction_id=jurisdiction_id,
     )
     if before != user.crew_id:
-        _touch(session, [before, user.crew_id])
+        _touch(session, [(before_city, before), (user.jurisdiction_id, user.crew_id)])
     session.flush()
     return user
 

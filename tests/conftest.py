@@ -37,10 +37,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "not_on_citus(reason): what cannot work on a distributed database (docs/citus.md); "
+        "skipped with --citus",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --citus, run the database tests only (those that use the cluster)."""
+    """With --citus, run the database tests only (those that use the cluster), skipping what
+    is marked not_on_citus."""
     if not config.getoption("citus"):
         return
+    for item in items:
+        for mark in item.iter_markers("not_on_citus"):
+            item.add_marker(pytest.mark.skip(reason=f"not on Citus: {mark.args[0]}"))
     keep = [i for i in items if "pg_cluster" in getattr(i, "fixturenames", ())]
     dropped = [i for i in items if "pg_cluster" not in getattr(i, "fixturenames", ())]
     if dropped:

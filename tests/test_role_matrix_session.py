@@ -79,11 +79,14 @@ def world(demo_db: Database, tmp_path: Path) -> Iterator[table.World]:
     signin = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
     hashed = Passwords(signin).hash(PASSWORD)
     with demo_db.session() as s:
-        tracking_id = s.execute(
-            text("SELECT tracking_id FROM reports WHERE incident_id = :i"), {"i": incident_id}
-        ).scalar_one()
         jurisdiction = layers_service.get_jurisdiction(s, "demo")
         assert jurisdiction is not None
+        # The city named: on Citus a read of every shard and then a write to a reference
+        # table (the key) cannot share a transaction.
+        tracking_id = s.execute(
+            text("SELECT tracking_id FROM reports WHERE jurisdiction_id = :j AND incident_id = :i"),
+            {"i": incident_id, "j": jurisdiction.id},
+        ).scalar_one()
         key = open311_service.create_api_key(
             s, jurisdiction_id=jurisdiction.id, application="matrix"
         )

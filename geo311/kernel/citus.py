@@ -13,6 +13,8 @@ clone on every node is a complete distributed database, as cheap as a plain temp
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,8 +124,8 @@ class CitusCluster:
             # copied; the coordinator's first, as it holds connections into the workers'.
             for node in self.nodes:
                 _disconnect(node, template)
-            for node in self.nodes:
-                node.ensure_database(dbname, template=template)
+            # The nodes are separate servers: copy on all of them at once.
+            _on_every_node(self.nodes, lambda node: _clone(node, dbname, template))
             return
         for node in self.nodes:
             with psycopg.connect(node.conninfo("postgres"), autocommit=True) as conn:
@@ -151,8 +153,45 @@ class CitusCluster:
                     conn.execute("SELECT citus_add_node(%s, %s)", (str(worker.socket_dir), PG_PORT))
 
     def drop_database(self, dbname: str) -> None:
-        for node in self.nodes:
+        # The coordinator first: its maintenance daemon and cached connections reach into the
+        # workers' database of the same name, and dropping it (WITH (FORCE)) ends them.
+        _drop(self.coordinator, dbname)
+        _on_every_node(self.worker_nodes, lambda node: _drop(node, dbname))
+
+
+def _on_every_node(nodes: list[EmbeddedCluster], work: Callable[[EmbeddedCluster], None]) -> None:
+    """Run ``work`` on every node at once; raise the first error."""
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        for future in [pool.submit(work, node) for node in nodes]:
+            future.result()
+
+
+def _clone(node: EmbeddedCluster, dbname: str, template: str, attempts: int = 10) -> None:
+    """Clone ``template`` as ``dbname`` on ``node``, ending sessions in the template again if
+    one came back meanwhile (a Citus maintenance daemon restarting there: "source database …
+    is being accessed by other users")."""
+    for attempt in range(attempts):
+        try:
+            node.ensure_database(dbname, template=template)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            _disconnect(node, template)
+
+
+def _drop(node: EmbeddedCluster, dbname: str, attempts: int = 20) -> None:
+    """Drop ``dbname`` on ``node``, again if a connection on its way in (a test server's pool,
+    the coordinator's 2PC recovery) slipped past WITH (FORCE) ("is being accessed by other
+    users")."""
+    for attempt in range(attempts):
+        try:
             node.drop_database(dbname)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _disconnect(node: EmbeddedCluster, dbname: str, timeout_s: float = 10.0) -> None:

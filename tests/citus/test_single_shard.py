@@ -5,7 +5,7 @@ coordinator alone) — never as a query fanned out over every shard."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +17,15 @@ from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
 from tests.citus.plans import assert_single_shard, recording
 from tests.support import (
+    Caught,
+    SmtpSink,
     give_to_crew,
     jpeg,
+    notice_rows,
+    notify_settings,
     open_incident_with_reporters,
     staff_token,
+    wait_until,
     ward_point,
     work_order_of,
 )
@@ -156,6 +161,84 @@ def test_the_planners_ward_table_runs_on_one_shard(client: TestClient, demo_db: 
     assert r.status_code == 200, r.text
     assert r.json()["wards"]
     assert_single_shard(rec, must_touch={"incidents", "wards"})
+
+
+def test_notice_delivery_runs_on_one_shard(demo_db: Database, tmp_path: Path) -> None:
+    """The outbox worker's statements for one job: the mail server down (every notice waits),
+    then up — one message accepted, one refused for now (retried: a follow-up job), one
+    refused for good — then the retry."""
+    from geo311.kernel.notify.worker import build_deliverer
+
+    def reply(caught: Caught) -> str:
+        to = caught.rcpt_tos[0]
+        if to.startswith("gone"):
+            return "550 5.1.1 No such mailbox"
+        if to.startswith("later") and not any(c.rcpt_tos == [to] for c in sink.refused):
+            return "451 4.3.0 Try again later"
+        return "250 OK"
+
+    sink = SmtpSink(reply=reply)  # not listening yet: the mail server is down
+    deliverer = build_deliverer(demo_db, notify_settings(tmp_path, sink.port))
+    open_incident_with_reporters(
+        demo_db,
+        [
+            {"email": "ok@example.org"},
+            {"email": "later@example.org"},
+            {"email": "gone@example.org"},
+        ],
+    )
+    with demo_db.session() as s:
+        jid = s.execute(text("SELECT id FROM jurisdictions WHERE slug = 'demo'")).scalar_one()
+    ids = [r.id for r in notice_rows(demo_db)]
+    # The test's own reads go through a second engine, so only the worker's are recorded.
+    reader = Database.connect(demo_db.engine.url.render_as_string(hide_password=False))
+
+    def deliver_until(done: Callable[[], bool]) -> None:
+        def attempt() -> bool:
+            deliverer.deliver(jurisdiction_id=jid, notice_ids=ids)
+            return done()
+
+        assert wait_until(attempt)
+
+    def statuses() -> dict[str, str]:
+        return {r.recipient: r.status for r in notice_rows(reader)}
+
+    try:
+        with recording(demo_db) as rec:
+            deliverer.deliver(jurisdiction_id=jid, notice_ids=ids)
+            assert set(statuses().values()) == {"retry"}
+            sink.start()
+            deliver_until(lambda: statuses()["gone@example.org"] == "failed")
+            deliver_until(lambda: set(statuses().values()) == {"sent", "failed"})
+        final = statuses()
+    finally:
+        sink.stop()
+        deliverer.close()
+        reader.dispose()
+    assert final == {
+        "ok@example.org": "sent",
+        "later@example.org": "sent",
+        "gone@example.org": "failed",
+    }
+    assert sorted(str(m["To"]) for m in sink.messages()) == ["later@example.org", "ok@example.org"]
+    assert_single_shard(rec, must_touch={"notices"})
+
+
+def test_moving_a_crew_user_between_crews_runs_on_one_shard(
+    client: TestClient, demo_db: Database
+) -> None:
+    """Both crews' versions move on (an edit read before is refused), without a statement that
+    visits every city's shard."""
+    admin = _auth(demo_db, "admin")
+    staff_token(demo_db, "crew", "sam", crew="streets")
+    before = {c["code"]: c["version"] for c in client.get("/api/v1/crews", headers=admin).json()}
+    with recording(demo_db) as rec:
+        r = client.put("/api/v1/staff/sam/crew", json={"crew": "water"}, headers=admin)
+    assert r.status_code == 200, r.text
+    after = {c["code"]: c["version"] for c in client.get("/api/v1/crews", headers=admin).json()}
+    assert after["streets"] == before["streets"] + 1
+    assert after["water"] == before["water"] + 1
+    assert_single_shard(rec, must_touch={"crews"})
 
 
 def test_a_table_a_later_migration_creates_is_distributed_with_the_others(db_url: str) -> None:

@@ -624,8 +624,8 @@ def test_residents_are_told_the_day_their_work_is_planned_for(
     with demo_db.session() as s:  # the helper places no ward; the point is in ward 3
         s.execute(
             text(
-                "UPDATE incidents SET ward_id = (SELECT id FROM wards WHERE code = '3') "
-                "WHERE id = :i"
+                "UPDATE incidents SET ward_id = (SELECT id FROM wards WHERE code = '3' "
+                "AND jurisdiction_id = incidents.jurisdiction_id) WHERE id = :i"
             ),
             {"i": incident},
         )

@@ -185,7 +185,8 @@ def test_rows_just_outside_the_ward_map_follow_the_outside_rule(
     assert lines["FAR"]["skipped"] == "outside the jurisdiction"
     stored = rows(
         demo_db,
-        "SELECT r.external_id, w.code FROM reports r LEFT JOIN wards w ON w.id = r.ward_id "
+        "SELECT r.external_id, w.code FROM reports r LEFT JOIN wards w "
+        "ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id "
         "WHERE r.channel = 'import' ORDER BY r.external_id",
     )
     if rule == "skip":

@@ -218,8 +218,10 @@ def test_account_id_is_answered_back_and_not_kept(
     with demo_db.session() as s:
         kept = s.scalar(
             text(
-                "SELECT count(*) FROM reports r LEFT JOIN requesters q ON q.id = r.requester_id "
-                "LEFT JOIN open311_submissions o ON o.report_id = r.id "
+                "SELECT count(*) FROM reports r LEFT JOIN requesters q "
+                "ON q.jurisdiction_id = r.jurisdiction_id AND q.id = r.requester_id "
+                "LEFT JOIN open311_submissions o "
+                "ON o.jurisdiction_id = r.jurisdiction_id AND o.report_id = r.id "
                 "WHERE r.tracking_id = :t AND (row(r.*)::text LIKE '%4242%' "
                 "OR row(q.*)::text LIKE '%4242%' OR row(o.*)::text LIKE '%4242%')"
             ),

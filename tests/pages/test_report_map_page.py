@@ -57,7 +57,8 @@ def stored(db: Database, tracking: str) -> tuple[str, str | None, float, float, 
         row = s.execute(
             text(
                 "SELECT r.description, w.code, ST_Y(r.geom), ST_X(r.geom), "
-                "r.location_source FROM reports r LEFT JOIN wards w ON w.id = r.ward_id "
+                "r.location_source FROM reports r LEFT JOIN wards w "
+                "ON w.jurisdiction_id = r.jurisdiction_id AND w.id = r.ward_id "
                 "WHERE r.tracking_id = :t"
             ),
             {"t": tracking},
