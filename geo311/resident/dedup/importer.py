@@ -5,17 +5,21 @@ Memory stays flat whatever the file's size:
 
 1. **stage** — the file is read row by row, checked, mapped (columns, categories, time zone)
    and streamed with COPY into a temporary table; bad rows are kept there with the reason;
-2. **place** (in PostGIS) — PostgreSQL sorts the staged rows by time and streams them back
-   through a server-side cursor with each row's ward (on the ward map in force at its time,
-   gist index on the wards) and asset (KNN within the category's snap radius), looked up as the
-   batches are fetched — by a fetcher thread, while the previous batch is being decided;
-3. **dedup** — each row is replayed against the incidents live at its time, held in a grid of
+2. **place** (in PostGIS, set-based, before any decision) — one statement finds every row's
+   ward (on the ward map in force at its time: the wards drive a join over a gist index on
+   the staged points), one its asset (KNN within the category's snap radius), one the nearest
+   ward of rows in no ward (when such rows are kept or placed);
+3. **dedup** — PostgreSQL sorts the placed rows by time and streams them back through a
+   server-side cursor (a fetcher thread reads the next batch while one is decided); each row
+   is replayed against the incidents live at its time, held in a grid of
    cells about one radius wide (and dropped once no later report can match them: a closed
    incident when its reopen window ends), with the same scoring as online intake
    (``geo311.resident.dedup.scoring``); distances are metres on the ellipsoid at the row's
    latitude. The grid is a dict of lists: an R-tree (``rtree``) answering the same calls was
    10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
-   Incidents and reports are written with COPY by a writer thread on its own connection;
+   Incidents and reports are written with COPY by a writer thread on its own connection. A
+   bulk load (a large first import, or ``bulk=True``) drops the two tables' foreign keys for
+   the load and adds them back, checked once over the table, before it commits;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
    the id of the row it was matched to, the decision, the signals and the ward.
 
