@@ -945,38 +945,64 @@ class _Replay:
         return decision, target
 
 
-# Placement, set-based (each statement one pass over the staged rows, using the indexes):
+# Placement, set-based (each statement one pass over the staged rows, using the indexes). The
+# jurisdiction's wards (with their map's validity) and the assets of the snapping types within
+# the staged rows' extent are first copied beside the staged rows, so that every join is
+# between tables of the session (Citus joins no distributed table to a session's own):
 # - the ward on the ward map in force at the row's time; on a shared boundary the code that
 #   sorts first, as online intake. The wards drive the join, each probing the staged points'
 #   own gist index: one ward's polygon meets many points in a row, so PostGIS prepares it once
 #   (measured 4.6× faster than one look-up per row);
-# - the asset: the nearest of the category's asset type within its snap radius (KNN on the
-#   assets' geography index), for the rows of categories that snap;
+# - the asset: the nearest of the category's asset type within its snap radius (KNN on
+#   geography), for the rows of categories that snap;
 # - for rows in no ward, when the import keeps or places such rows, the nearest ward within
 #   %(within)s metres (the geometry box only narrows the search to the wards nearby).
 _PLACE_SQL = (
     "CREATE INDEX import_rows_pt ON import_rows USING gist (pt) WHERE skip IS NULL",
     "ANALYZE import_rows",
     """
+CREATE TEMP TABLE import_ward_pool AS
+SELECT w.id, w.code, w.geom, m.valid_from, m.valid_to
+FROM wards AS w
+JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
+""",
+    "CREATE INDEX ON import_ward_pool USING gist (geom)",
+    "ANALYZE import_ward_pool",
+    """
+CREATE TEMP TABLE import_asset_pool AS
+SELECT a.id, a.asset_type, a.geom
+FROM assets AS a
+WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint)
+  AND a.asset_type IN (SELECT DISTINCT asset_type FROM import_rows
+                       WHERE skip IS NULL AND asset_type IS NOT NULL)
+  AND a.geom && (SELECT ST_Expand(ST_SetSRID(CAST(ST_Extent(pt) AS geometry), 4326),
+                                  max(snap_m) / (110000.0 * greatest(
+                                      cos(radians(max(abs(lat)) + 1.0)), 0.01)))
+                 FROM import_rows WHERE skip IS NULL AND asset_type IS NOT NULL)
+""",
+    "CREATE INDEX ON import_asset_pool USING gist (CAST(geom AS geography))",
+    "ANALYZE import_asset_pool",
+    """
 CREATE TEMP TABLE import_wards AS
 SELECT DISTINCT ON (r.seq) r.seq, w.id AS ward_id
-FROM ward_maps AS m
-JOIN wards AS w ON w.jurisdiction_id = m.jurisdiction_id AND w.ward_map_id = m.id
+FROM import_ward_pool AS w
 JOIN import_rows AS r ON ST_Covers(w.geom, r.pt)
- AND m.valid_from <= r.t AND (m.valid_to IS NULL OR r.t < m.valid_to)
-WHERE m.jurisdiction_id = CAST(%(jid)s AS smallint) AND r.skip IS NULL
+ AND w.valid_from <= r.t AND (w.valid_to IS NULL OR r.t < w.valid_to)
+WHERE r.skip IS NULL
 ORDER BY r.seq, w.code
 """,
+    "ANALYZE import_wards",
     """
 CREATE TEMP TABLE import_assets AS
 SELECT r.seq, a.id AS asset_id
 FROM import_rows AS r
 CROSS JOIN LATERAL (
     SELECT a.id
-    FROM assets AS a
-    WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint) AND a.asset_type = r.asset_type
-      AND ST_DWithin(a.geom::geography, r.pt::geography, r.snap_m)
-    ORDER BY a.geom::geography <-> r.pt::geography
+    FROM import_asset_pool AS a
+    WHERE a.asset_type = r.asset_type
+      AND ST_DWithin(CAST(a.geom AS geography), CAST(r.pt AS geography), r.snap_m)
+    ORDER BY CAST(a.geom AS geography) <-> CAST(r.pt AS geography)
     LIMIT 1
 ) AS a
 WHERE r.skip IS NULL AND r.asset_type IS NOT NULL
@@ -987,22 +1013,15 @@ SELECT r.seq, n.id AS near_ward_id
 FROM import_rows AS r
 CROSS JOIN LATERAL (
     SELECT w.id
-    FROM wards AS w
-    JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
-    WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
-      AND m.valid_from <= r.t AND (m.valid_to IS NULL OR r.t < m.valid_to)
+    FROM import_ward_pool AS w
+    WHERE w.valid_from <= r.t AND (w.valid_to IS NULL OR r.t < w.valid_to)
       AND w.geom && ST_Expand(r.pt, %(within)s / (110000.0 * greatest(cos(radians(r.lat)), 0.01)))
-      AND ST_DWithin(w.geom::geography, r.pt::geography, %(within)s)
-    ORDER BY ST_Distance(w.geom::geography, r.pt::geography), w.code
+      AND ST_DWithin(CAST(w.geom AS geography), CAST(r.pt AS geography), %(within)s)
+    ORDER BY ST_Distance(CAST(w.geom AS geography), CAST(r.pt AS geography)), w.code
     LIMIT 1
 ) AS n
 WHERE r.skip IS NULL AND %(near)s
   AND NOT EXISTS (SELECT FROM import_wards AS p WHERE p.seq = r.seq)
-""",
-    "ANALYZE import_wards",
-    """
-CREATE TEMP TABLE import_ward_codes AS
-SELECT id, code FROM wards WHERE jurisdiction_id = CAST(%(jid)s AS smallint)
 """,
     "ANALYZE import_assets",
     "ANALYZE import_near",
@@ -1519,7 +1538,7 @@ def _write_report(
                    coalesce(s.skip, r.skip), w.code
             FROM import_rows AS s
             LEFT JOIN import_results AS r USING (seq)
-            LEFT JOIN import_ward_codes AS w ON w.id = r.ward_id
+            LEFT JOIN import_ward_pool AS w ON w.id = r.ward_id
             ORDER BY s.seq
             """
         )
