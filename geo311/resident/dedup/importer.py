@@ -1420,14 +1420,12 @@ def _hold_for_bulk(
     keys to add back (None: the load is written with the keys in place, row by row)."""
     if bulk is False or rows == 0:
         return None
-    found = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'), "
-        "EXISTS (SELECT FROM reports)"
-    ).fetchone()
-    assert found is not None
-    on_citus, stored = found
-    if on_citus:
+    citus = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()
+    if citus is None or citus[0]:
         return None  # Citus checks the keys on the shards, colocated
+    found = conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()
+    assert found is not None
+    stored = found[0]
     if bulk is None and (stored or rows < BULK_MIN_ROWS):
         return None  # a live service, or a small file: keys checked row by row
     wait = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
