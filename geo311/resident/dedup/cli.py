@@ -110,6 +110,15 @@ def reports(
         str | None,
         typer.Option(help="Slug of the jurisdiction. Default: the GEO311_JURISDICTION setting."),
     ] = None,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Write as a bulk load: foreign keys checked once at the end, much faster, but "
+            "the service waits for the import to finish. Default: only for a large first "
+            "import (no report stored yet).",
+        ),
+    ] = None,
 ) -> None:
     """Import past reports: place them, fold duplicates into incidents in time order, store."""
     settings = get_settings()
@@ -176,6 +185,7 @@ def reports(
                     settings=settings.dedup,
                     report_path=report,
                     progress=progress,
+                    bulk=bulk,
                 )
     except AppError as exc:
         console.print(f"[red]{escape(exc.detail)}[/red]")
@@ -219,6 +229,11 @@ def _print_summary(summary: ImportSummary, report: Path | None) -> None:
     for reason, n in summary.skipped.most_common():
         table.add_row(f"skipped: {escape(reason)}", f"{n:,}")
     table.add_row("time", f"{summary.elapsed_s:.1f} s ({summary.rows_per_s:,.0f} rows/s)")
+    table.add_row(
+        "time by phase",
+        ", ".join(f"{phase} {s:.1f} s" for phase, s in summary.phases_s.items())
+        + (" (bulk load)" if summary.bulk else ""),
+    )
     console.print(table)
     columns = Table(title="Columns read")
     columns.add_column("column")

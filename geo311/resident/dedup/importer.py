@@ -5,17 +5,21 @@ Memory stays flat whatever the file's size:
 
 1. **stage** — the file is read row by row, checked, mapped (columns, categories, time zone)
    and streamed with COPY into a temporary table; bad rows are kept there with the reason;
-2. **place** (in PostGIS) — PostgreSQL sorts the staged rows by time and streams them back
-   through a server-side cursor with each row's ward (on the ward map in force at its time,
-   gist index on the wards) and asset (KNN within the category's snap radius), looked up as the
-   batches are fetched — by a fetcher thread, while the previous batch is being decided;
-3. **dedup** — each row is replayed against the incidents live at its time, held in a grid of
+2. **place** (in PostGIS, set-based, before any decision) — one statement finds every row's
+   ward (on the ward map in force at its time: the wards drive a join over a gist index on
+   the staged points), one its asset (KNN within the category's snap radius), one the nearest
+   ward of rows in no ward (when such rows are kept or placed);
+3. **dedup** — PostgreSQL sorts the placed rows by time and streams them back through a
+   server-side cursor (a fetcher thread reads the next batch while one is decided); each row
+   is replayed against the incidents live at its time, held in a grid of
    cells about one radius wide (and dropped once no later report can match them: a closed
    incident when its reopen window ends), with the same scoring as online intake
    (``geo311.resident.dedup.scoring``); distances are metres on the ellipsoid at the row's
    latitude. The grid is a dict of lists: an R-tree (``rtree``) answering the same calls was
    10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
-   Incidents and reports are written with COPY by a writer thread on its own connection;
+   Incidents and reports are written with COPY by a writer thread on its own connection. A
+   bulk load (a large first import, or ``bulk=True``) drops the two tables' foreign keys for
+   the load and adds them back, checked once over the table, before it commits;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
    the id of the row it was matched to, the decision, the signals and the ward.
 
@@ -47,7 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -208,6 +212,10 @@ class ImportSummary:
     kept_outside: int = 0
     elapsed_s: float = 0.0
     phases_s: dict[str, float] = field(default_factory=dict)
+    # Whether the rows were written as a bulk load (foreign keys checked once, at the end).
+    bulk: bool = False
+    # The local days (the import's time zone) on which imported rows were reported or closed.
+    touched_days: set[date] = field(default_factory=set)
 
     @property
     def rows_per_s(self) -> float:
@@ -235,8 +243,13 @@ def import_reports(
     settings: DedupSettings,
     report_path: Path | None = None,
     progress: Progress = _no_progress,
+    bulk: bool | None = None,
 ) -> ImportSummary:
     """Import the CSV at ``path``; return what was done. Commits, or stores nothing on error.
+
+    ``bulk``: write the rows as a bulk load (foreign keys checked once, at the end; the tables
+    are held for the import's duration, so the service waits). None: only when no report is
+    stored yet (a first import, before going live) and the file is large.
 
     Raises ImportFailed for a file that cannot be read as mapped (a named column missing),
     ValidationFailed for a mapping that names unknown categories or time zones.
@@ -275,32 +288,14 @@ def import_reports(
 
     # Three connections: the reader holds the staged rows and streams them back in time order
     # with their ward and asset; the writer stores incidents and reports (the transaction that
-    # commits); the third hands out ids from the tables' sequences.
-    reader, writer, ids = _raw(db), _raw(db), _raw(db, autocommit=True)
+    # commits); the third hands out ids from the tables' sequences. The reader commits its
+    # reads of the stored reports and incidents before the writer may take those tables for a
+    # bulk load (its staging tables live as long as its session).
+    reader, writer, ids = _raw(db, autocommit=True), _raw(db), _raw(db, autocommit=True)
     try:
-        with reader.transaction(), writer.transaction():
-            reader.execute("SET LOCAL jit = off")
+        with writer.transaction():
+            reader.execute("SET jit = off")
             reader.execute(_STAGING_DDL)
-            t = time.perf_counter()
-            _stage(reader, path, mapping, categories, tz, summary, progress)
-            # A row whose id is already stored was imported before (a re-run, an overlapping
-            # export): storing it again would join it to its own first copy.
-            reader.execute(
-                """
-                UPDATE import_rows AS s SET skip = %(why)s
-                FROM reports AS r
-                WHERE s.skip IS NULL AND r.jurisdiction_id = CAST(%(jid)s AS smallint)
-                  AND r.external_id = s.ext_id
-                """,
-                {"why": STORED_ID, "jid": jurisdiction.id},
-            )
-            for reason, n in reader.execute(
-                "SELECT skip, count(*) FROM import_rows WHERE skip IS NOT NULL GROUP BY skip"
-            ).fetchall():
-                summary.skipped[reason] = n
-            summary.phases_s["stage"] = time.perf_counter() - t
-
-            t = time.perf_counter()
             replay = _Replay(
                 jurisdiction_id=jurisdiction.id,
                 categories=categories,
@@ -311,23 +306,73 @@ def import_reports(
                 outside_rule=mapping.outside,
                 outside_within_m=mapping.outside_within_m,
             )
-            with (
-                tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results,
-                _no_cyclic_gc(),
-            ):
-                _dedup(reader, writer, ids, replay, results if report_path else None, progress)
-                summary.phases_s["dedup"] = time.perf_counter() - t
-                if report_path is not None:
-                    t = time.perf_counter()
-                    _write_report(
-                        reader,
-                        results,
-                        report_path,
-                        summary.rows,
-                        progress,
-                        jurisdiction_id=jurisdiction.id,
-                    )
-                    summary.phases_s["report"] = time.perf_counter() - t
+            with reader.transaction():
+                t = time.perf_counter()
+                _stage(reader, path, mapping, categories, tz, summary, progress)
+                # A row whose id is already stored was imported before (a re-run, an
+                # overlapping export): storing it again would join it to its own first copy.
+                reader.execute(
+                    """
+                    UPDATE import_rows AS s SET skip = %(why)s
+                    FROM reports AS r
+                    WHERE s.skip IS NULL AND r.jurisdiction_id = CAST(%(jid)s AS smallint)
+                      AND r.external_id = s.ext_id
+                    """,
+                    {"why": STORED_ID, "jid": jurisdiction.id},
+                )
+                for reason, n in reader.execute(
+                    "SELECT skip, count(*) FROM import_rows WHERE skip IS NOT NULL GROUP BY skip"
+                ).fetchall():
+                    summary.skipped[reason] = n
+                todo = _prepare(reader, replay)
+                summary.phases_s["stage"] = time.perf_counter() - t
+                t = time.perf_counter()
+                _place(reader, replay)
+                progress("place", todo, todo)
+                summary.phases_s["place"] = time.perf_counter() - t
+
+            # From here the reader reads only its own staging tables: a bulk load holds the
+            # tables the keys point at too.
+            t = time.perf_counter()
+            held = _hold_for_bulk(writer, rows=todo, bulk=bulk)
+            summary.bulk = held is not None
+            summary.phases_s["hold"] = time.perf_counter() - t
+            with reader.transaction():
+                t = time.perf_counter()
+                with (
+                    tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as results,
+                    _no_cyclic_gc(),
+                ):
+                    if todo:
+                        _dedup(
+                            reader,
+                            writer,
+                            ids,
+                            replay,
+                            results if report_path else None,
+                            progress,
+                            todo=todo,
+                        )
+                    summary.phases_s["dedup"] = time.perf_counter() - t
+                    if report_path is not None:
+                        t = time.perf_counter()
+                        _write_report(
+                            reader,
+                            results,
+                            report_path,
+                            summary.rows,
+                            progress,
+                        )
+                        summary.phases_s["report"] = time.perf_counter() - t
+                summary.touched_days = _touched_days(reader, tz_name) | {
+                    at.astimezone(tz).date() for at in replay.unclosed
+                }
+            if held is not None:
+                t = time.perf_counter()
+                _restore_constraints(writer, held)
+                summary.phases_s["constraints"] = time.perf_counter() - t
+            # The planner's summaries over (jurisdiction, day) are brought up to date here, in
+            # the import's own transaction, for summary.touched_days.
     finally:
         for conn in (reader, writer, ids):
             conn.close()
@@ -375,8 +420,9 @@ CREATE TEMP TABLE import_rows (
     asset_type text,
     snap_m float8,
     tie_num float8,
-    tie text
-) ON COMMIT DROP;
+    tie text,
+    pt geometry(Point, 4326) GENERATED ALWAYS AS (ST_SetSRID(ST_MakePoint(lon, lat), 4326)) STORED
+);
 CREATE TEMP TABLE import_results (
     seq bigint,
     incident_id bigint,
@@ -386,7 +432,7 @@ CREATE TEMP TABLE import_results (
     signals text,
     skip text,
     ward_id integer
-) ON COMMIT DROP;
+);
 """
 
 
@@ -731,6 +777,8 @@ class _Replay:
             for code, r in self.rules.items()
         }
         self.outside = 0
+        # The closing times that reopened incidents lost (their days' figures change too).
+        self.unclosed: list[datetime] = []
         # What is stored for a report that had no candidate at all (most of them).
         self.no_candidate_json = {
             code: json.dumps(
@@ -897,59 +945,127 @@ class _Replay:
         return decision, target
 
 
-# Rows in time order with their ward (on the ward map in force at their time; on a shared
-# boundary the code that sorts first, as online intake) and their asset (KNN within the
-# category's snap radius). The ordered subquery is a fence: the sort runs first, then the
-# look-ups run row by row as the batches are fetched, while the last batch is being decided.
-# Rows of the same time keep the tie-break column's order (numbers as numbers), then the file's.
-# A row in no ward gets the nearest ward within %(within)s metres when the import keeps or
-# places such rows (``near``; the geometry box only narrows the search to the wards nearby).
+# Placement, set-based (each statement one pass over the staged rows, using the indexes). The
+# jurisdiction's wards (with their map's validity) and the assets of the snapping types within
+# the staged rows' extent are first copied beside the staged rows, so that every join is
+# between tables of the session (Citus joins no distributed table to a session's own):
+# - the ward on the ward map in force at the row's time; on a shared boundary the code that
+#   sorts first, as online intake. The wards drive the join, each probing the staged points'
+#   own gist index: one ward's polygon meets many points in a row, so PostGIS prepares it once
+#   (measured 4.6× faster than one look-up per row);
+# - the asset: the nearest of the category's asset type within its snap radius (KNN on
+#   geography), for the rows of categories that snap;
+# - for rows in no ward, when the import keeps or places such rows, the nearest ward within
+#   %(within)s metres (the geometry box only narrows the search to the wards nearby).
+_PLACE_SQL = (
+    "CREATE INDEX import_rows_pt ON import_rows USING gist (pt) WHERE skip IS NULL",
+    "ANALYZE import_rows",
+    """
+CREATE TEMP TABLE import_ward_pool AS
+SELECT w.id, w.code, w.geom, m.valid_from, m.valid_to
+FROM wards AS w
+JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
+WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
+""",
+    "CREATE INDEX ON import_ward_pool USING gist (geom)",
+    "ANALYZE import_ward_pool",
+    """
+CREATE TEMP TABLE import_asset_pool AS
+SELECT a.id, a.asset_type, a.geom
+FROM assets AS a
+WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint)
+  AND a.asset_type IN (SELECT DISTINCT asset_type FROM import_rows
+                       WHERE skip IS NULL AND asset_type IS NOT NULL)
+  AND a.geom && (SELECT ST_Expand(ST_SetSRID(CAST(ST_Extent(pt) AS geometry), 4326),
+                                  max(snap_m) / (110000.0 * greatest(
+                                      cos(radians(max(abs(lat)) + 1.0)), 0.01)))
+                 FROM import_rows WHERE skip IS NULL AND asset_type IS NOT NULL)
+""",
+    "CREATE INDEX ON import_asset_pool USING gist (CAST(geom AS geography))",
+    "ANALYZE import_asset_pool",
+    """
+CREATE TEMP TABLE import_wards AS
+SELECT DISTINCT ON (r.seq) r.seq, w.id AS ward_id
+FROM import_ward_pool AS w
+JOIN import_rows AS r ON ST_Covers(w.geom, r.pt)
+ AND w.valid_from <= r.t AND (w.valid_to IS NULL OR r.t < w.valid_to)
+WHERE r.skip IS NULL
+ORDER BY r.seq, w.code
+""",
+    "ANALYZE import_wards",
+    """
+CREATE TEMP TABLE import_assets AS
+SELECT r.seq, a.id AS asset_id
+FROM import_rows AS r
+CROSS JOIN LATERAL (
+    SELECT a.id
+    FROM import_asset_pool AS a
+    WHERE a.asset_type = r.asset_type
+      AND ST_DWithin(CAST(a.geom AS geography), CAST(r.pt AS geography), r.snap_m)
+    ORDER BY CAST(a.geom AS geography) <-> CAST(r.pt AS geography)
+    LIMIT 1
+) AS a
+WHERE r.skip IS NULL AND r.asset_type IS NOT NULL
+""",
+    """
+CREATE TEMP TABLE import_near AS
+SELECT r.seq, n.id AS near_ward_id
+FROM import_rows AS r
+CROSS JOIN LATERAL (
+    SELECT w.id
+    FROM import_ward_pool AS w
+    WHERE w.valid_from <= r.t AND (w.valid_to IS NULL OR r.t < w.valid_to)
+      AND w.geom && ST_Expand(r.pt, %(within)s / (110000.0 * greatest(cos(radians(r.lat)), 0.01)))
+      AND ST_DWithin(CAST(w.geom AS geography), CAST(r.pt AS geography), %(within)s)
+    ORDER BY ST_Distance(CAST(w.geom AS geography), CAST(r.pt AS geography)), w.code
+    LIMIT 1
+) AS n
+WHERE r.skip IS NULL AND %(near)s
+  AND NOT EXISTS (SELECT FROM import_wards AS p WHERE p.seq = r.seq)
+""",
+    "ANALYZE import_assets",
+    "ANALYZE import_near",
+)
+
+# The placed rows in time order; rows of the same time keep the tie-break column's order
+# (numbers as numbers), then the file's.
 _REPLAY_SQL = """
-SELECT q.*,
-       CASE WHEN q.ward_id IS NULL AND %(near)s THEN
-           (SELECT w.id
-            FROM wards AS w
-            JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
-            WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint)
-              AND m.valid_from <= q.t AND (m.valid_to IS NULL OR q.t < m.valid_to)
-              AND w.geom && ST_Expand(ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326),
-                                      %(within)s / (110000.0 * greatest(cos(radians(q.lat)), 0.01)))
-              AND ST_DWithin(w.geom::geography,
-                             ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326)::geography, %(within)s)
-            ORDER BY ST_Distance(w.geom::geography,
-                                 ST_SetSRID(ST_MakePoint(q.lon, q.lat), 4326)::geography), w.code
-            LIMIT 1)
-       END AS near_ward_id
-FROM (
-SELECT o.seq, o.ext_id, o.t, o.category, o.lon, o.lat, o.address, o.description, o.closed_at,
-       (SELECT w.id
-        FROM wards AS w
-        JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
-        WHERE w.jurisdiction_id = CAST(%(jid)s AS smallint) AND ST_Covers(w.geom, o.pt)
-          AND m.valid_from <= o.t AND (m.valid_to IS NULL OR o.t < m.valid_to)
-        ORDER BY w.code
-        LIMIT 1) AS ward_id,
-       CASE WHEN o.asset_type IS NOT NULL THEN
-           (SELECT a.id
-            FROM assets AS a
-            WHERE a.jurisdiction_id = CAST(%(jid)s AS smallint) AND a.asset_type = o.asset_type
-              AND ST_DWithin(a.geom::geography, o.pt::geography, o.snap_m)
-            ORDER BY a.geom::geography <-> o.pt::geography
-            LIMIT 1)
-       END AS asset_id
-FROM (
-    SELECT r.*, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt
-    FROM import_rows AS r
-    WHERE r.skip IS NULL
-    ORDER BY r.t, r.tie_num, r.tie, r.seq
-    OFFSET 0
-) AS o
-ORDER BY o.t, o.tie_num, o.tie, o.seq
-OFFSET 0
-) AS q
+SELECT r.seq, r.ext_id, r.t, r.category, r.lon, r.lat, r.address, r.description, r.closed_at,
+       p.ward_id, a.asset_id, n.near_ward_id
+FROM import_rows AS r
+LEFT JOIN import_wards AS p ON p.seq = r.seq
+LEFT JOIN import_assets AS a ON a.seq = r.seq
+LEFT JOIN import_near AS n ON n.seq = r.seq
+WHERE r.skip IS NULL
+ORDER BY r.t, r.tie_num, r.tie, r.seq
 """
 
 _OUTSIDE = "outside the jurisdiction"
+
+
+def _prepare(reader: psycopg.Connection[Any], replay: _Replay) -> int:
+    """Size the grid for the staged rows and load the stored incidents still live when they
+    start; return how many rows are to be placed and decided."""
+    extent = reader.execute(
+        "SELECT min(t), max(abs(lat)), count(*) FROM import_rows WHERE skip IS NULL"
+    ).fetchone()
+    assert extent is not None
+    first_t, max_abs_lat, todo = extent
+    if todo:
+        replay.start(float(max_abs_lat))
+        _load_existing(reader, replay, first_t)
+    return int(todo)
+
+
+def _place(reader: psycopg.Connection[Any], replay: _Replay) -> None:
+    """Find every staged row's ward, asset and (outside the wards) nearest ward, set-based."""
+    params = {
+        "jid": replay.jid,
+        "near": replay.outside_rule != "skip",
+        "within": replay.outside_within_m,
+    }
+    for statement in _PLACE_SQL:
+        reader.execute(statement, params)
 
 
 def _dedup(
@@ -959,38 +1075,19 @@ def _dedup(
     replay: _Replay,
     results: IO[str] | None,
     progress: Progress,
+    *,
+    todo: int,
 ) -> None:
-    """Replay the staged rows in time order; write incidents and reports as it goes."""
-    extent = reader.execute(
-        "SELECT min(t), max(abs(lat)), count(*) FROM import_rows WHERE skip IS NULL"
-    ).fetchone()
-    assert extent is not None
-    first_t, max_abs_lat, todo = extent
-    if not todo:
-        return
-    replay.start(float(max_abs_lat))
-    _load_existing(reader, replay, first_t)
-
+    """Replay the placed rows in time order; write incidents and reports as it goes."""
     rows_in: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=2)
     batches_out: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
     failure: list[BaseException] = []
-    fetcher = threading.Thread(
-        target=_fetch_batches,
-        args=(
-            reader,
-            {
-                "jid": replay.jid,
-                "near": replay.outside_rule != "skip",
-                "within": replay.outside_within_m,
-            },
-            rows_in,
-            stop,
-        ),
-        daemon=True,
-    )
+    fetcher = threading.Thread(target=_fetch_batches, args=(reader, rows_in, stop), daemon=True)
     writer_thread = threading.Thread(
-        target=_write_batches, args=(writer, batches_out, failure), daemon=True
+        target=_write_batches,
+        args=(writer, batches_out, failure, replay.summary.phases_s),
+        daemon=True,
     )
     fetcher.start()
     writer_thread.start()
@@ -1027,14 +1124,13 @@ def _dedup(
 
 def _fetch_batches(
     conn: psycopg.Connection[Any],
-    params: dict[str, Any],
     rows_in: queue.Queue[list[tuple[Any, ...]] | BaseException | None],
     stop: threading.Event,
 ) -> None:
     """Stream the rows in time order, a batch at a time, until done or told to stop."""
     try:
         with conn.cursor(name="import_replay", binary=True) as cursor:
-            cursor.execute(_REPLAY_SQL, params)
+            cursor.execute(_REPLAY_SQL)
             while not stop.is_set():
                 rows = cursor.fetchmany(BATCH_ROWS)
                 if not rows:
@@ -1192,6 +1288,8 @@ def _replay_batch(
             if decision.kind == "reopened":
                 # The incident was closed when this report came: it is open again from now,
                 # until this report's own closing (if the source closed it).
+                if inc.closed_at is not None:
+                    replay.unclosed.append(inc.closed_at)
                 inc.closed_at = closed_at
                 inc.status = _CLOSED if closed_at is not None else "reopened"
                 replay.changed[inc.id] = inc
@@ -1259,15 +1357,20 @@ def _sequence_of(conn: psycopg.Connection[Any], table: str) -> str:
 
 
 def _write_batches(
-    conn: psycopg.Connection[Any], out: queue.Queue[_Batch | None], failure: list[BaseException]
+    conn: psycopg.Connection[Any],
+    out: queue.Queue[_Batch | None],
+    failure: list[BaseException],
+    phases_s: dict[str, float],
 ) -> None:
-    """Write each batch (incidents first: the reports point at them) until told to stop."""
+    """Write each batch (incidents first: the reports point at them) until told to stop; add
+    the time spent writing to ``phases_s['write (in dedup)']``."""
     while True:
         batch = out.get()
         if batch is None:
             return
         if failure:
             continue  # drain the queue so the producer never blocks
+        started = time.perf_counter()
         try:
             with conn.cursor().copy(
                 "COPY incidents (jurisdiction_id, id, category_code, status, geom, ward_id, "
@@ -1285,6 +1388,101 @@ def _write_batches(
                     copy.write_row(row)
         except BaseException as exc:
             failure.append(exc)
+        phases_s["write (in dedup)"] = (
+            phases_s.get("write (in dedup)", 0.0) + time.perf_counter() - started
+        )
+
+
+# A bulk load checks the imported rows' foreign keys once, set-based, at the end instead of
+# row by row: the tables' foreign keys are dropped for the load and added back, checked, in
+# the same transaction (as pg_restore does). Per-row checks were 60 % of the time writing
+# incidents and reports (bench/dedup_scale.py). Dropping a key holds its table and the table
+# it points at (jurisdictions, categories, wards, assets …) until the import commits, so the
+# whole service waits: taken by default only for a first import (no report stored yet), and
+# only if the tables are free right away. Checking a key again reads the whole table, which
+# also makes it a poor fit for a small import into a large history.
+BULK_MIN_ROWS = 20_000
+_BULK_LOCK_WAIT = "2s"
+_BULK_TABLES = ("incidents", "reports")
+
+
+@dataclass(frozen=True)
+class _HeldKey:
+    table: str
+    name: str
+    definition: str
+
+
+def _hold_for_bulk(
+    conn: psycopg.Connection[Any], *, rows: int, bulk: bool | None
+) -> list[_HeldKey] | None:
+    """Take incidents and reports for a bulk load and drop their foreign keys; return the
+    keys to add back (None: the load is written with the keys in place, row by row)."""
+    if bulk is False or rows == 0:
+        return None
+    citus = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()
+    if citus is None or citus[0]:
+        return None  # Citus checks the keys on the shards, colocated
+    found = conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()
+    assert found is not None
+    stored = found[0]
+    if bulk is None and (stored or rows < BULK_MIN_ROWS):
+        return None  # a live service, or a small file: keys checked row by row
+    wait = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+    assert wait is not None
+    try:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{_BULK_LOCK_WAIT}'")
+            conn.execute("LOCK TABLE incidents, reports IN ACCESS EXCLUSIVE MODE")
+            keys = [
+                _HeldKey(table, name, definition)
+                for table, name, definition in conn.execute(
+                    """
+                    SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+                    FROM pg_constraint
+                    WHERE contype = 'f' AND conrelid = ANY (CAST(%s AS regclass[]))
+                    ORDER BY conrelid::regclass::text, conname
+                    """,
+                    (list(_BULK_TABLES),),
+                ).fetchall()
+            ]
+            for key in keys:
+                # Dropping a key also takes the table it points at (wards, assets, …).
+                conn.execute(f'ALTER TABLE {key.table} DROP CONSTRAINT "{key.name}"')
+    except psycopg.errors.LockNotAvailable:
+        return None  # in use: written row by row with the keys in place
+    finally:
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait[0],))
+    return keys
+
+
+def _restore_constraints(conn: psycopg.Connection[Any], keys: list[_HeldKey]) -> None:
+    """Add back the foreign keys dropped for a bulk load, each checked over the whole table
+    in one query: a row that breaks one fails the import (nothing is stored)."""
+    for table in _BULK_TABLES:
+        mine = [k for k in keys if k.table == table]
+        if mine:
+            conn.execute(
+                f"ALTER TABLE {table} "
+                + ", ".join(f'ADD CONSTRAINT "{k.name}" {k.definition}' for k in mine)
+            )
+
+
+def _touched_days(reader: psycopg.Connection[Any], tz_name: str) -> set[date]:
+    """Return the local days (in the import's time zone) on which imported rows were
+    reported or closed: the days whose summaries the import changes."""
+    rows = reader.execute(
+        """
+        SELECT DISTINCT CAST(timezone(%(tz)s, d) AS date)
+        FROM import_rows AS r
+        LEFT JOIN import_wards AS p ON p.seq = r.seq
+        LEFT JOIN import_near AS n ON n.seq = r.seq
+        CROSS JOIN LATERAL (VALUES (r.t), (r.closed_at)) AS v (d)
+        WHERE r.skip IS NULL AND d IS NOT NULL AND (p.seq IS NOT NULL OR n.seq IS NOT NULL)
+        """,
+        {"tz": tz_name},
+    ).fetchall()
+    return {d for (d,) in rows}
 
 
 def _apply_changes(writer: psycopg.Connection[Any], replay: _Replay) -> None:
@@ -1318,8 +1516,6 @@ def _write_report(
     path: Path,
     total: int,
     progress: Progress,
-    *,
-    jurisdiction_id: int,
 ) -> None:
     """Write one line per input row, in input order (sorted and streamed by the database)."""
     results.seek(0)
@@ -1340,11 +1536,9 @@ def _write_report(
                    coalesce(s.skip, r.skip), w.code
             FROM import_rows AS s
             LEFT JOIN import_results AS r USING (seq)
-            LEFT JOIN wards AS w ON w.jurisdiction_id = CAST(%(jid)s AS smallint)
-                                AND w.id = r.ward_id
+            LEFT JOIN import_ward_pool AS w ON w.id = r.ward_id
             ORDER BY s.seq
-            """,
-            {"jid": jurisdiction_id},
+            """
         )
         for row in cursor:
             out.writerow(["" if v is None else v for v in row])
