@@ -75,6 +75,7 @@ from geo311.resident.dedup.scoring import (
 )
 from geo311.resident.intake.tracking import new_tracking_ids
 from layers.models import Jurisdiction
+from work_orders import changes
 from work_orders import service as work_orders_service
 from work_orders.models import ServiceCategory
 from work_orders.opening import Terms
@@ -316,6 +317,18 @@ def import_reports(
                 _no_cyclic_gc(),
             ):
                 _dedup(reader, writer, ids, replay, results if report_path else None, progress)
+                # The planner's summaries: the days of the imported rows and of the incidents
+                # they reopened are stale until maps.analytics.rollup.refresh takes them in.
+                span = reader.execute(
+                    "SELECT min(t), max(t) FROM import_rows WHERE skip IS NULL"
+                ).fetchone()
+                changes.note_bulk(
+                    writer,
+                    jurisdiction_id=jurisdiction.id,
+                    first_at=span[0] if span else None,
+                    last_at=span[1] if span else None,
+                    incident_ids=list(replay.changed),
+                )
                 summary.phases_s["dedup"] = time.perf_counter() - t
                 if report_path is not None:
                     t = time.perf_counter()
