@@ -119,7 +119,8 @@ def standardised_on_time(
     ward's own volumes would give back the plain on-time share.) None: nothing decided.
     """
     num = den = 0.0
-    for code, counts in own.items():
+    # In code order: the same sum to the last bit whichever way the counts were gathered.
+    for code, counts in sorted(own.items()):
         if counts.decided == 0:
             continue
         weight = city[code].decided if code in city else 0

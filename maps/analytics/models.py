@@ -26,7 +26,6 @@ from sqlalchemy import (
     Integer,
     String,
     func,
-    literal_column,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -58,24 +57,6 @@ ANSWER_EVENTS = Index(
     postgresql_where=text("entity = 'incident' AND action = 'resident_answer'"),
 )
 
-# Cases still running at an instant: the backlog at a period's end (or now) is the set of
-# incidents whose [opened, closed] span holds that instant, a few per cent of history.
-INCIDENTS_ALIVE = Index(
-    "ix_incidents_alive",
-    func.tstzrange(
-        Incident.__table__.c.opened_at, Incident.__table__.c.closed_at, literal_column("'[]'")
-    ),
-    postgresql_using="gist",
-)
-# Work whose SLA clock still runs (its breach depends on now): counted live, from this index.
-WORK_ORDERS_RUNNING = Index(
-    "ix_work_orders_running",
-    WorkOrder.__table__.c.jurisdiction_id,
-    WorkOrder.__table__.c.opened_at,
-    postgresql_include=["incident_id", "due_at"],
-    postgresql_where=text("resolved_at IS NULL AND paused_at IS NULL AND status <> 'cancelled'"),
-)
-
 
 class DayCounts(Base):
     """What the ward table adds up, per local day, ward and category, as settled: reports by
@@ -103,20 +84,35 @@ class DayCounts(Base):
     fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
-class Closure(Base):
-    """One closed incident's time to close (hours), by the local day it was opened: the narrow
-    rows the exact median and 90th percentile sort, instead of the incidents table."""
+class Case(Base):
+    """One incident of a built day, narrow: what the figures that are not sums need. The exact
+    median and 90th percentile of time to close sort these rows (only the ones near each
+    quantile, see maps.analytics.rollup), the backlog at an instant is the rows whose [opened,
+    closed] span holds it, the breach of running work compares ``running_due_at`` with now."""
 
-    __tablename__ = "analytics_closures"
+    __tablename__ = "analytics_cases"
     __table_args__ = (
-        # Covering: a period's rows come from the index alone.
+        # Covering, closed cases only: a period's times to close from the index alone.
         Index(
-            "ix_analytics_closures_day",
+            "ix_analytics_cases_closed",
             "jurisdiction_id",
             "day",
             "ward_key",
             "category_code",
             "close_h",
+            postgresql_where=text("close_h IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_running",
+            "jurisdiction_id",
+            "day",
+            postgresql_include=["ward_key", "category_code", "running_due_at"],
+            postgresql_where=text("running_due_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_alive",
+            text("tstzrange(opened_at, closed_at, '[]')"),
+            postgresql_using="gist",
         ),
     )
 
@@ -127,7 +123,12 @@ class Closure(Base):
     incident_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     ward_key: Mapped[int] = mapped_column(Integer)
     category_code: Mapped[str] = mapped_column(String(64))
-    close_h: Mapped[float] = mapped_column(Float)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hours from opened to closed (None: open), as the source query computes them.
+    close_h: Mapped[float | None] = mapped_column(Float)
+    # The due time of its work order while the SLA clock runs (None: stopped, or no work).
+    running_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class BuiltDay(Base):

@@ -25,7 +25,9 @@ opened with their incident, at the same instant).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -114,15 +116,23 @@ SELECT day, ward_key, category,
 FROM incident_counts ic FULL JOIN report_counts rc USING (day, ward_key, category)
 """
 
-# The closed incidents of the given days and their time to close, as the quantiles sort them.
-_DAY_CLOSURES_SQL = """
+# One narrow row per incident of the given days: its time to close (None: open) as the source
+# query computes it, its span, and the due time of its work while the SLA clock runs.
+_DAY_CASES_SQL = """
 WITH d AS ({days})
 SELECT d.day, i.id AS incident_id, COALESCE(i.ward_id, 0) AS ward_key,
-       i.category_code AS category,
-       extract(epoch FROM i.closed_at - i.opened_at) / 3600.0 AS close_h
+       i.category_code AS category, i.opened_at, i.closed_at,
+       CAST(extract(epoch FROM i.closed_at - i.opened_at) / 3600.0 AS float8) AS close_h,
+       w.due_at AS running_due_at
 FROM d
 JOIN incidents i ON i.jurisdiction_id = :jid AND i.opened_at >= d.s AND i.opened_at < d.e
-WHERE i.status <> 'cancelled' AND i.closed_at IS NOT NULL{codes}
+LEFT JOIN LATERAL (
+    SELECT min(w.due_at) AS due_at FROM work_orders w
+    WHERE w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id
+      AND w.opened_at >= d.s AND w.opened_at < d.e
+      AND w.resolved_at IS NULL AND w.paused_at IS NULL AND w.status <> 'cancelled'
+) w ON true
+WHERE i.status <> 'cancelled'{codes}
 """
 
 # The days a change touches: its incident's opening day and the days of that incident's
@@ -160,43 +170,52 @@ SELECT generate_series((start_at AT TIME ZONE :tz)::date,
 FROM changed WHERE entity = 'period' AND end_at > start_at
 """
 
+# The period's cases meeting {where}: the stored rows of its current days, and the stale days'
+# counted afresh.
+_CASES_SQL = """
+SELECT ward_key, category_code AS category, opened_at, closed_at, close_h, running_due_at
+FROM analytics_cases t
+WHERE jurisdiction_id = :jid AND day >= :first AND day <= :last
+  AND day <> ALL(CAST(:stale AS date[])){codes} AND {where}
+"""
+_FRESH_CASES_SQL = """
+UNION ALL
+SELECT ward_key, category, opened_at, closed_at, close_h, running_due_at FROM ({select}) s
+WHERE {where}
+"""
+
 # SLA breach of work whose clock still runs: decided and breached once now is past due.
 _RUNNING_SQL = """
-SELECT COALESCE(i.ward_id, 0) AS ward_key, i.category_code AS category, count(*) AS late
-FROM work_orders w
-JOIN incidents i ON i.jurisdiction_id = w.jurisdiction_id AND i.id = w.incident_id
-WHERE w.jurisdiction_id = :jid AND w.resolved_at IS NULL AND w.paused_at IS NULL
-  AND w.status <> 'cancelled' AND w.opened_at >= :start AND w.opened_at < :end
-  AND w.due_at <= :now
-  AND i.opened_at >= :start AND i.opened_at < :end AND i.status <> 'cancelled'{codes}
-GROUP BY 1, 2
+SELECT ward_key, category, count(*) AS late FROM ({cases}) c GROUP BY 1, 2
 """
 
 # The period's incidents not closed by the cutoff (its end, or now if sooner): those whose
 # [opened, closed] span holds the cutoff, and any opened after it (only when now is before
-# the period's end).
-_BACKLOG_SQL = """
-WITH alive AS (
-    SELECT COALESCE(i.ward_id, 0) AS ward_key, i.category_code AS category,
-           extract(epoch FROM CAST(:cutoff AS timestamptz) - i.opened_at) / 3600.0 AS age_h
-    FROM incidents i
-    WHERE tstzrange(i.opened_at, i.closed_at, '[]') @> CAST(:cutoff AS timestamptz)
-      AND i.jurisdiction_id = :jid AND i.opened_at >= :start AND i.opened_at < :end
-      AND i.status <> 'cancelled'{codes}
-    UNION ALL
-    SELECT COALESCE(i.ward_id, 0), i.category_code,
-           extract(epoch FROM CAST(:cutoff AS timestamptz) - i.opened_at) / 3600.0
-    FROM incidents i
-    WHERE i.jurisdiction_id = :jid AND i.opened_at > :cutoff AND i.opened_at < :end
-      AND i.opened_at >= :start AND (i.closed_at IS NULL OR i.closed_at >= :cutoff)
-      AND i.status <> 'cancelled'{codes}
+# the period's end), with their age then.
+_ALIVE = "tstzrange(opened_at, closed_at, '[]') @> CAST(:cutoff AS timestamptz)"
+_LATER = (
+    "opened_at > CAST(:cutoff AS timestamptz) "
+    "AND (closed_at IS NULL OR closed_at >= CAST(:cutoff AS timestamptz))"
 )
+_BACKLOG_SQL = """
 SELECT ward_key, category, GROUPING(ward_key, category) AS level, count(*) AS backlog,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY age_h) AS median_age_h
-FROM alive
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM CAST(:cutoff AS timestamptz) - opened_at) / 3600.0
+       ) AS median_age_h
+FROM ({cases}) c
 GROUP BY GROUPING SETS ((ward_key, category), (ward_key), ())
 """
 
+# Exact quantiles without sorting the period: how many times to close fall in each whole hour,
+# per ward and for the city; then only the hours holding a quantile's rows are read and sorted.
+_HOURS_SQL = """
+SELECT ward_key, GROUPING(ward_key) AS level, floor(close_h)::bigint AS hour, count(*) AS n
+FROM ({cases}) c
+GROUP BY GROUPING SETS ((ward_key, hour), (hour))
+"""
+_IN_HOURS_SQL = """
+SELECT ward_key, floor(close_h)::bigint AS hour, close_h FROM ({cases}) c
+"""
 
 _SUMS = ", ".join(f"sum({c}) AS {c}" for c in _COUNT_COLUMNS)
 _COLUMNS = ", ".join(_COUNT_COLUMNS)
@@ -206,10 +225,12 @@ _INSERT_COUNTS_SQL = """
 INSERT INTO analytics_day_counts (jurisdiction_id, day, ward_key, category_code, {columns})
 SELECT :jid, day, ward_key, category, {columns} FROM ({select}) t
 """
-_INSERT_CLOSURES_SQL = """
-INSERT INTO analytics_closures (jurisdiction_id, day, incident_id, ward_key, category_code,
-                                close_h)
-SELECT :jid, day, incident_id, ward_key, category, close_h FROM ({select}) t
+_INSERT_CASES_SQL = """
+INSERT INTO analytics_cases (jurisdiction_id, day, incident_id, ward_key, category_code,
+                             opened_at, closed_at, close_h, running_due_at)
+SELECT :jid, day, incident_id, ward_key, category, opened_at, closed_at, close_h,
+       running_due_at
+FROM ({select}) t
 """
 # The period's counts: the stored rows of its current days, the stale days counted afresh.
 _STORED_COUNTS_SQL = """
@@ -222,19 +243,6 @@ _FRESH_COUNTS_SQL = """
 UNION ALL
 SELECT ward_key, category, {sums} FROM ({select}) s GROUP BY 1, 2
 """
-# Exact quantiles: the period's narrow rows (stored, and afresh for stale days), one sort.
-_QUANTILES_SQL = """
-SELECT ward_key, GROUPING(ward_key) AS level,
-       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY close_h) AS close_h
-FROM (
-    SELECT ward_key, close_h FROM analytics_closures t
-    WHERE jurisdiction_id = :jid AND day >= :first AND day <= :last
-      AND day <> ALL(CAST(:stale AS date[])){codes}
-    {fresh}
-) c
-GROUP BY GROUPING SETS ((ward_key), ())
-"""
-_FRESH_CLOSURES_SQL = "UNION ALL SELECT ward_key, close_h FROM ({select}) s"
 
 
 @dataclass(frozen=True)
@@ -310,12 +318,12 @@ def rebuild_days(session: Session, *, jurisdiction_id: int, days: Iterable[date]
         return 0
     timezone = _timezone(session, jurisdiction_id)
     params = {"jid": jurisdiction_id, **_day_params(chosen, timezone)}
-    for table in ("analytics_day_counts", "analytics_closures"):
+    for table in ("analytics_day_counts", "analytics_cases"):
         session.execute(text(_DELETE_SQL.format(table=table)), params)
     counts = _DAY_COUNTS_SQL.format(days=_DAYS, codes="", report_codes="")
     session.execute(text(_INSERT_COUNTS_SQL.format(columns=_COLUMNS, select=counts)), params)
-    closures = _DAY_CLOSURES_SQL.format(days=_DAYS, codes="")
-    session.execute(text(_INSERT_CLOSURES_SQL.format(select=closures)), params)
+    cases = _DAY_CASES_SQL.format(days=_DAYS, codes="")
+    session.execute(text(_INSERT_CASES_SQL.format(select=cases)), params)
     session.execute(
         text(
             "INSERT INTO analytics_rollup_days (jurisdiction_id, day) "
@@ -438,39 +446,106 @@ def count_wards(
     for row in session.execute(text(counts_sql), params):
         c = out.counts(_unit(row.ward_key), row.category)
         c.add(CategoryCounts(**{k: int(getattr(row, k) or 0) for k in _COUNT_COLUMNS}))
-    for row in session.execute(
-        text(_RUNNING_SQL.format(codes=_codes("i", "category_code", codes))), params
-    ):
+
+    def cases(where: str) -> str:
+        sql = _CASES_SQL.format(codes=_codes("t", "category_code", codes), where=where)
+        if stale:
+            fresh = _DAY_CASES_SQL.format(days=_DAYS, codes=_codes("i", "category_code", codes))
+            sql += _FRESH_CASES_SQL.format(select=fresh, where=where)
+        return sql
+
+    running = cases("running_due_at <= CAST(:now AS timestamptz)")
+    for row in session.execute(text(_RUNNING_SQL.format(cases=running)), params):
         c = out.counts(_unit(row.ward_key), row.category)
         c.decided += row.late
         c.breached += row.late
+    alive = cases(_ALIVE)
+    if params["cutoff"] < end:
+        alive += " UNION ALL " + cases(_LATER)
     backlog_age: dict[int | None, float | None] = {}
     city_backlog_age: float | None = None
-    for row in session.execute(
-        text(_BACKLOG_SQL.format(codes=_codes("i", "category_code", codes))), params
-    ):
+    for row in session.execute(text(_BACKLOG_SQL.format(cases=alive)), params):
         if row.level == 0:
             out.counts(_unit(row.ward_key), row.category).backlog += row.backlog
         elif row.level == 1:
             backlog_age[_unit(row.ward_key)] = row.median_age_h
         else:
             city_backlog_age = row.median_age_h
-    fresh = ""
-    if stale:
-        fresh = _FRESH_CLOSURES_SQL.format(
-            select=_DAY_CLOSURES_SQL.format(days=_DAYS, codes=_codes("i", "category_code", codes))
-        )
-    quantiles_sql = _QUANTILES_SQL.format(codes=_codes("t", "category_code", codes), fresh=fresh)
-    close: dict[int | None, list[float | None]] = {}
-    city_close: list[float | None] | None = None
-    for row in session.execute(text(quantiles_sql), params):
-        if row.level == 0:
-            close[_unit(row.ward_key)] = row.close_h
-        else:
-            city_close = row.close_h
+    close, city_close = _close_quantiles(session, params, cases)
     for unit in set(close) | set(backlog_age):
-        q = close.get(unit) or [None, None]
+        q = close.get(unit, (None, None))
         out.quantiles[unit] = Quantiles(q[0], q[1], backlog_age.get(unit))
-    q = city_close or [None, None]
-    out.city_quantiles = Quantiles(q[0], q[1], city_backlog_age)
+    out.city_quantiles = Quantiles(city_close[0], city_close[1], city_backlog_age)
     return out
+
+
+_FRACTIONS = (0.5, 0.9)
+_CITY = "city"
+
+
+def _positions(n: int) -> list[tuple[int, int, float]]:
+    """Return, per fraction, the 0-based rows percentile_cont reads among ``n`` sorted values
+    and the interpolation weight, computed as PostgreSQL does (so the result is the same to the
+    last bit)."""
+    out = []
+    for f in _FRACTIONS:
+        pos = f * (n - 1)
+        out.append((math.floor(pos), math.ceil(pos), pos - math.floor(pos)))
+    return out
+
+
+def _close_quantiles(
+    session: Session, params: dict[str, Any], cases: Callable[[str], str]
+) -> tuple[dict[int | None, tuple[float | None, float | None]], tuple[float | None, float | None]]:
+    """Return the median and 90th percentile of time to close per ward and for the city, the
+    same numbers percentile_cont gives, reading only the hours that hold them."""
+    hours: dict[Any, list[tuple[int, int]]] = {}
+    for row in session.execute(text(_HOURS_SQL.format(cases=cases("close_h IS NOT NULL"))), params):
+        unit = _CITY if row.level == 1 else _unit(row.ward_key)
+        hours.setdefault(unit, []).append((int(row.hour), int(row.n)))
+    # Each quantile is read from rows (hour, rank within the hour); collect the hours needed.
+    plans: dict[Any, list[tuple[tuple[int, int], tuple[int, int], float, bool]]] = {}
+    needed_hours: set[int] = set()
+    for unit, counts in hours.items():
+        counts.sort()
+        starts, total = [], 0
+        for _, c in counts:
+            starts.append(total)
+            total += c
+
+        def place(
+            row_index: int, counts: list[tuple[int, int]] = counts, starts: list[int] = starts
+        ) -> tuple[int, int]:
+            k = bisect.bisect_right(starts, row_index) - 1
+            return counts[k][0], row_index - starts[k]
+
+        plans[unit] = []
+        for first, second, weight in _positions(total):
+            a, b = place(first), place(second)
+            needed_hours |= {a[0], b[0]}
+            plans[unit].append((a, b, weight, second > first))
+    if not plans:
+        return {}, (None, None)
+    values: dict[tuple[Any, int], list[float]] = {}
+    where = "close_h IS NOT NULL AND floor(close_h)::bigint = ANY(CAST(:hours AS bigint[]))"
+    for row in session.execute(
+        text(_IN_HOURS_SQL.format(cases=cases(where))),
+        params | {"hours": sorted(needed_hours)},
+    ):
+        hour, value = int(row.hour), float(row.close_h)
+        values.setdefault((_unit(row.ward_key), hour), []).append(value)
+        values.setdefault((_CITY, hour), []).append(value)
+    for held in values.values():
+        held.sort()
+
+    def quantiles(unit: Any) -> tuple[float | None, float | None]:
+        out: list[float | None] = []
+        for (h1, r1), (h2, r2), weight, interpolate in plans[unit]:
+            low = values[(unit, h1)][r1]
+            high = values[(unit, h2)][r2]
+            # As PostgreSQL's float8 lerp: low + (high - low) × weight.
+            out.append(low + (high - low) * weight if interpolate else low)
+        return out[0], out[1]
+
+    per_ward = {unit: quantiles(unit) for unit in plans if unit != _CITY}
+    return per_ward, quantiles(_CITY) if _CITY in plans else (None, None)

@@ -1,6 +1,6 @@
-"""maps.analytics: the planner's summary tables (per local day, ward and category), the
-narrow time-to-close rows, the list of built days, the list of changes not yet taken in, and
-the indexes for the figures counted live (the backlog, work whose SLA clock still runs).
+"""maps.analytics: the planner's summary tables (counts per local day, ward and category; one
+narrow row per incident for the quantiles, the backlog and running SLA clocks), the list of
+built days and the list of changes not yet taken in.
 
 The tables start empty: a day not built yet is counted from the source tables, so the answer
 is right before the first ``geo311 analytics refresh`` and only faster after it.
@@ -61,20 +61,37 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("jurisdiction_id", "day", "ward_key", "category_code"),
     )
     op.create_table(
-        "analytics_closures",
+        "analytics_cases",
         sa.Column("jurisdiction_id", sa.SmallInteger(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("incident_id", sa.BigInteger(), nullable=False),
         sa.Column("ward_key", sa.Integer(), nullable=False),
         sa.Column("category_code", sa.String(length=64), nullable=False),
-        sa.Column("close_h", sa.Float(), nullable=False),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("close_h", sa.Float(), nullable=True),
+        sa.Column("running_due_at", sa.DateTime(timezone=True), nullable=True),
         _jurisdiction(),
         sa.PrimaryKeyConstraint("jurisdiction_id", "day", "incident_id"),
     )
     op.create_index(
-        "ix_analytics_closures_day",
-        "analytics_closures",
+        "ix_analytics_cases_closed",
+        "analytics_cases",
         ["jurisdiction_id", "day", "ward_key", "category_code", "close_h"],
+        postgresql_where=sa.text("close_h IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_analytics_cases_running",
+        "analytics_cases",
+        ["jurisdiction_id", "day"],
+        postgresql_include=["ward_key", "category_code", "running_due_at"],
+        postgresql_where=sa.text("running_due_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_analytics_cases_alive",
+        "analytics_cases",
+        [sa.text("tstzrange(opened_at, closed_at, '[]')")],
+        postgresql_using="gist",
     )
     op.create_table(
         "analytics_rollup_days",
@@ -86,28 +103,10 @@ def upgrade() -> None:
         _jurisdiction(),
         sa.PrimaryKeyConstraint("jurisdiction_id", "day"),
     )
-    op.create_index(
-        "ix_incidents_alive",
-        "incidents",
-        [sa.text("tstzrange(opened_at, closed_at, '[]')")],
-        postgresql_using="gist",
-    )
-    op.create_index(
-        "ix_work_orders_running",
-        "work_orders",
-        ["jurisdiction_id", "opened_at"],
-        postgresql_include=["incident_id", "due_at"],
-        postgresql_where=sa.text(
-            "resolved_at IS NULL AND paused_at IS NULL AND status <> 'cancelled'"
-        ),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_work_orders_running", table_name="work_orders")
-    op.drop_index("ix_incidents_alive", table_name="incidents")
     op.drop_table("analytics_rollup_days")
-    op.drop_index("ix_analytics_closures_day", table_name="analytics_closures")
-    op.drop_table("analytics_closures")
+    op.drop_table("analytics_cases")
     op.drop_table("analytics_day_counts")
     op.drop_table("analytics_changes")
