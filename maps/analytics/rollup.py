@@ -207,11 +207,10 @@ GROUP BY GROUPING SETS ((ward_key, category), (ward_key), ())
 """
 
 # Exact quantiles without sorting the period: how many times to close fall in each whole hour,
-# per ward and for the city; then only the hours holding a quantile's rows are read and sorted.
+# per ward (the city's are their sums); then only the hours holding a quantile's rows are read
+# and sorted.
 _HOURS_SQL = """
-SELECT ward_key, GROUPING(ward_key) AS level, floor(close_h)::bigint AS hour, count(*) AS n
-FROM ({cases}) c
-GROUP BY GROUPING SETS ((ward_key, hour), (hour))
+SELECT ward_key, floor(close_h)::bigint AS hour, count(*) AS n FROM ({cases}) c GROUP BY 1, 2
 """
 _IN_HOURS_SQL = """
 SELECT ward_key, floor(close_h)::bigint AS hour, close_h FROM ({cases}) c
@@ -501,8 +500,13 @@ def _close_quantiles(
     same numbers percentile_cont gives, reading only the hours that hold them."""
     hours: dict[Any, list[tuple[int, int]]] = {}
     for row in session.execute(text(_HOURS_SQL.format(cases=cases("close_h IS NOT NULL"))), params):
-        unit = _CITY if row.level == 1 else _unit(row.ward_key)
-        hours.setdefault(unit, []).append((int(row.hour), int(row.n)))
+        hours.setdefault(_unit(row.ward_key), []).append((int(row.hour), int(row.n)))
+    city: dict[int, int] = {}
+    for counts in hours.values():
+        for hour, n in counts:
+            city[hour] = city.get(hour, 0) + n
+    if city:
+        hours[_CITY] = list(city.items())
     # Each quantile is read from rows (hour, rank within the hour); collect the hours needed.
     plans: dict[Any, list[tuple[tuple[int, int], tuple[int, int], float, bool]]] = {}
     needed_hours: set[int] = set()

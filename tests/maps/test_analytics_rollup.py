@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from geo311.flows import submit_report
 from geo311.kernel.database import Database
@@ -166,7 +167,7 @@ def test_a_day_is_counted_afresh_while_a_change_to_it_is_pending(
     assert _table(db, city.jid, first, last, None, summaries=True)[1].reports == 10
 
 
-def _incident(session: Any, incident_id: int) -> Incident:
+def _incident(session: Session, incident_id: int) -> Incident:
     found = session.scalar(select(Incident).where(Incident.id == incident_id))
     assert found is not None
     return found
