@@ -271,7 +271,7 @@ def _count(
     if (unit == "hex") != (grid is not None):
         raise ValueError("the hexagon unit needs its grid, and only it does")
     if summaries and unit == "ward" and ward_ids is None:
-        return rollup.count_wards(
+        counted = rollup.count_wards(
             session,
             jurisdiction_id=jurisdiction_id,
             timezone=period.timezone,
@@ -282,6 +282,8 @@ def _count(
             codes=filters.codes,
             now=now,
         )
+        if counted is not None:
+            return counted
     params: dict[str, Any] = {
         "jid": jurisdiction_id,
         "start": period.start,

@@ -38,6 +38,9 @@ from sqlalchemy.orm import Session
 
 from maps.analytics.measures import CategoryCounts, Counted, Quantiles
 
+# More stale days than this in a period: the ward table is counted from the source tables.
+MAX_STALE_DAYS = 31
+
 _COUNT_COLUMNS = (
     "reports",
     "duplicates",
@@ -406,10 +409,14 @@ def count_wards(
     end: datetime,
     codes: Sequence[str] | None,
     now: datetime,
-) -> Counted:
+) -> Counted | None:
     """Return per ward and category what ``queries`` counts, from the summaries for the built
     days without pending changes and from the source tables for the rest; running work and
-    the backlog live. Unit None: cases outside every ward."""
+    the backlog live. Unit None: cases outside every ward.
+
+    None when more than ``MAX_STALE_DAYS`` of the period are stale (before the first refresh,
+    say): counting those day by day would be slower than the source-table query, which the
+    caller then runs."""
     stale = stale_days(
         session,
         jurisdiction_id=jurisdiction_id,
@@ -417,6 +424,8 @@ def count_wards(
         first_day=first_day,
         last_day=last_day,
     )
+    if len(stale) > MAX_STALE_DAYS:
+        return None
     params: dict[str, Any] = {
         "jid": jurisdiction_id,
         "first": first_day,

@@ -94,7 +94,7 @@ def assert_same_answer(db: Database, jid: int) -> None:
 
 def refresh(db: Database, jid: int) -> rollup.Refreshed:
     with db.session() as session:
-        return rollup.refresh(session, jurisdiction_id=jid, today=date(2026, 12, 1))
+        return rollup.refresh(session, jurisdiction_id=jid, today=date(2026, 12, 31))
 
 
 def stale(db: Database, jid: int, first: date, last: date) -> list[date]:
@@ -119,8 +119,8 @@ def test_a_refreshed_city_reads_the_hand_worked_figures_from_the_summaries(
     db: Database, city: history.City
 ) -> None:
     done = refresh(db, city.jid)
-    # Every day from the first report (June 2025) to "today" (1 December 2026) is built.
-    assert done.days == (date(2026, 12, 1) - date(2025, 6, 10)).days + 1
+    # Every day from the first report (June 2025) to "today" (31 December 2026) is built.
+    assert done.days == (date(2026, 12, 31) - date(2025, 6, 10)).days + 1
     assert pending(db, city.jid) == 0
     assert stale(db, city.jid, date(2026, 1, 1), date(2026, 1, 31)) == []
 
@@ -261,7 +261,7 @@ def test_writes_through_the_services_keep_the_answer_exact(
     # Everything taken in: nothing pending, nothing stale, the same answer from storage alone.
     assert refresh(db, city.jid).changes > 0
     assert pending(db, city.jid) == 0
-    assert stale(db, city.jid, date(2025, 6, 10), date(2026, 12, 1)) == []
+    assert stale(db, city.jid, date(2025, 6, 10), date(2026, 12, 31)) == []
     assert_same_answer(db, city.jid)
     january = _table(db, city.jid, date(2026, 1, 1), date(2026, 1, 31), None, summaries=True)
     assert january[1].reports == 11  # ten, and the one taken in at intake
