@@ -11,7 +11,9 @@ For each size (default 100 thousand and 1 million reports) it times, as the medi
 ``--runs`` runs:
 
 - the ward table (``maps.analytics.queries.ward_table``) for the year, for one month, and for
-  one category over the year;
+  one category over the year: before (``summaries=False``, everything counted from the source
+  tables) and now (from the summary tables, maps.analytics.rollup, built by one refresh after
+  the history is generated), checked to give the same numbers;
 - the baseline, in the same run: the same answer computed the way one would without the
   database doing it — load the period's reports and incidents (with their work orders) as
   points with geopandas (``read_postgis``), join them to the wards polygons in Python
@@ -48,9 +50,9 @@ from sqlalchemy import text
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
-from maps.analytics import hotspots, queries
+from maps.analytics import hotspots, queries, rollup
 
-console = Console()
+console = Console(width=200)
 
 TZ = "America/Chicago"
 YEAR_START = datetime(2025, 1, 1, 6, 0, tzinfo=UTC)  # local midnight
@@ -334,6 +336,20 @@ def agree(table: queries.WardTable, frame: Any) -> str:
     return "yes" if not diffs else f"NO ({len(diffs)}: {diffs[:3]})"
 
 
+def same(table: queries.WardTable, other: queries.WardTable) -> str:
+    """Return 'yes' when the two ward tables' figures are the same numbers, else what differs."""
+    diffs = []
+    pairs = [(r.ward.code, r.compared.figures, o.compared.figures)
+             for r, o in zip(table.rows, other.rows, strict=True)]  # fmt: skip
+    pairs.append(("city", table.city, other.city))
+    for code, mine, theirs in pairs:
+        for name in mine.__dataclass_fields__:
+            a, b = getattr(mine, name), getattr(theirs, name)
+            if (a is None) != (b is None) or (a is not None and float(a) != float(b)):
+                diffs.append(f"{code}.{name}: {a} vs {b}")
+    return "yes" if not diffs else f"NO ({len(diffs)}: {diffs[:3]})"
+
+
 def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
     times, result = [], None
     for _ in range(runs):
@@ -355,7 +371,17 @@ def run_size(
         with db.session() as session:
             n_reports = session.scalar(text("SELECT count(*) FROM reports"))
             n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
-        gen.add_row(f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}")
+        started, built = time.perf_counter(), None
+        with db.session() as session:
+            if not args.hotspots_only:
+                built = rollup.refresh(session, jurisdiction_id=jid, today=date(2026, 3, 1))
+        refresh_s = time.perf_counter() - started
+        with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        gen.add_row(
+            f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}",
+            f"{refresh_s:.1f} ({built.days} days)" if built else "-",
+        )  # fmt: skip
         year = queries.resolve_period(
             first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
             max_days=731,
@@ -365,9 +391,9 @@ def run_size(
             max_days=731,
         )  # fmt: skip
         for label, period, category in (
-            ("year", year, None),
-            ("month", month, None),
-            ("year, pothole", year, "pothole"),
+            ()
+            if args.hotspots_only
+            else (("year", year, None), ("month", month, None), ("year, pothole", year, "pothole"))
         ):
             with db.session() as session:
                 filters = queries.resolve_filters(
@@ -375,7 +401,9 @@ def run_size(
                 )
 
                 def run(
-                    period: queries.Period = period, filters: queries.Filters = filters
+                    period: queries.Period = period,
+                    filters: queries.Filters = filters,
+                    summaries: bool = True,
                 ) -> queries.WardTable:
                     return queries.ward_table(
                         session,
@@ -384,8 +412,10 @@ def run_size(
                         filters=filters,
                         min_cases=10,
                         now=NOW,
+                        summaries=summaries,
                     )
 
+                t_before, before = median_time(lambda: run(summaries=False), args.before_runs)
                 t_sql, result = median_time(run, args.runs)
 
             def in_python(period: queries.Period = period, category: str | None = category) -> Any:
@@ -393,10 +423,14 @@ def run_size(
 
             t_py, frame = median_time(in_python, args.baseline_runs)
             table.add_row(
-                f"{n_reports:,}", label, f"{t_sql:.3f}", f"{t_py:.3f}",
-                f"{t_py / t_sql:.1f}×", agree(result, frame),
+                f"{n_reports:,}", label, f"{t_before:.3f}", f"{t_sql:.3f}",
+                f"{t_before / t_sql:.1f}×", f"{t_py:.3f}", f"{t_py / t_sql:.1f}×",
+                agree(result, frame), same(result, before),
             )  # fmt: skip
-            console.print(f"  {n_reports:,} {label}: {t_sql:.3f} s vs {t_py:.3f} s")
+            console.print(
+                f"  {n_reports:,} {label}: {t_before:.3f} s before, {t_sql:.3f} s now, "
+                f"{t_py:.3f} s geopandas"
+            )
         with db.session() as session:
             filters = queries.Filters()
             srid = hotspots.metric_srid(session, jurisdiction_id=jid)
@@ -428,19 +462,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before-runs", type=int, default=3)
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--hotspot-runs", type=int, default=3)
+    parser.add_argument("--hotspots-only", action="store_true", help="skip the ward table")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     table = Table(title="Planner ward table: PostGIS (maps.analytics) vs geopandas in Python")
-    for col in ("reports", "query", "PostGIS s", "geopandas s", "ratio", "agree"):
+    for col in (
+        "reports", "query", "source tables s", "summaries s", "speed-up", "geopandas s",
+        "vs geopandas", "agree (geopandas)", "same (source)",
+    ):  # fmt: skip
         table.add_column(col, justify="right")
     hot = Table(title="Hotspots (a year)")
     for col in ("reports", "part", "median s", "features"):
         hot.add_column(col, justify="right")
     gen = Table(title="History generation")
-    for col in ("reports", "incidents", "seconds"):
+    for col in ("reports", "incidents", "seconds", "refresh s"):
         gen.add_column(col, justify="right")
 
     with cluster() as pg:

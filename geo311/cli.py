@@ -36,6 +36,7 @@ from geo311.user_cli import user_app
 from layers import service as layers_service
 from layers.cli import app as layers_app
 from layers.cli import jurisdictions_app
+from maps.analytics.cli import app as analytics_app
 
 app = typer.Typer(help="geo311: 311 field operations on PostGIS.", no_args_is_help=True)
 db_app = typer.Typer(help="The embedded PostgreSQL cluster and migrations.", no_args_is_help=True)
@@ -59,6 +60,7 @@ categories_app = typer.Typer(
 )
 app.add_typer(categories_app, name="categories")
 app.add_typer(jurisdictions_app, name="jurisdictions")
+app.add_typer(analytics_app, name="analytics")
 
 console = Console()
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from geo311.kernel import live
+from work_orders import changes
 from work_orders.models import AuditEvent
 from work_orders.public_notes import PublicNote
 
@@ -47,6 +48,7 @@ def record(
         data=data,
     )
     session.add(event)
+    changes.note(session, jurisdiction_id=jurisdiction_id, entity=entity, entity_ids=[entity_id])
     _announce(session, jurisdiction_id, entity, entity_id, action, to_state, data)
     return event
 

@@ -49,7 +49,7 @@ from geo311.kernel.notify import service as notify_service
 from geo311.kernel.notify.models import WebhookEndpoint
 from geo311.kernel.notify.tokens import AnswerLink
 from layers.models import Jurisdiction
-from work_orders import audit, lifecycle, opening, sla
+from work_orders import audit, changes, lifecycle, opening, sla
 from work_orders.categories import category_calendar
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import (
@@ -243,6 +243,10 @@ def open_incident(
             )
         )
     )
+    changes.note(
+        session, jurisdiction_id=incident.jurisdiction_id, entity="incident",
+        entity_ids=[incident.id],
+    )  # fmt: skip
     _owe_webhooks(
         session,
         incident=incident,

@@ -229,24 +229,54 @@ def gi_star(
     frame = gpd.GeoDataFrame({"n": counts}, geometry=polygons)
     weights = libpysal.weights.Queen.from_dataframe(frame, use_index=False, silence_warnings=True)
     weights.transform = "B"
-    gi = esda.G_Local(
-        counts.astype(float),
-        weights,
-        transform="B",
-        star=True,
-        permutations=permutations,
-        seed=seed,
-        keep_simulations=True,
-        n_jobs=1,
-    )
+    # The statistic and its z-score from esda; the permutations below (esda's own loop runs
+    # in pure Python without numba: about a minute for a year's 250 m cells).
+    gi = esda.G_Local(counts.astype(float), weights, transform="B", star=True, permutations=0)
     observed = np.asarray(gi.Gs, dtype=float)[:, None]
-    simulated = np.asarray(gi.rGs, dtype=float)
+    simulated = conditional_permutations(
+        counts.astype(float), gi.w.sparse.tocsr(), permutations=permutations, seed=seed
+    )
     tolerance = 1e-12 * np.maximum(1.0, np.abs(observed))
     above = (simulated >= observed - tolerance).sum(axis=1)
     below = (simulated <= observed + tolerance).sum(axis=1)
     z = np.asarray(gi.Zs, dtype=float)
     p = (1 + np.where(z >= 0, above, below)) / (1 + permutations)
     return GiResult(z=z, p=p)
+
+
+def conditional_permutations(
+    values: np.ndarray[Any, Any], weights: Any, *, permutations: int, seed: int, chunk: int = 256
+) -> np.ndarray[Any, Any]:
+    """Return Gi* under conditional randomisation, shape (cells, permutations): each cell keeps
+    its own value and its neighbours' places are filled with values drawn without replacement
+    from the *other* cells, the same draws for every cell (as esda does).
+
+    ``weights``: the sparse (CSR) matrix esda's G_Local used, the star's self-weight on the
+    diagonal. Vectorised in chunks of cells: a fraction of a second for thousands of cells.
+    """
+    n = len(values)
+    total = values.sum()
+    self_weight = weights.diagonal()
+    off = weights.tolil()
+    off.setdiag(0)
+    off = off.tocsr()
+    off.eliminate_zeros()
+    cardinality = np.diff(off.indptr)
+    k_max = int(cardinality.max()) if n else 0
+    padded = np.zeros((n, max(k_max, 1)))
+    for i in range(n):
+        row = off.data[off.indptr[i] : off.indptr[i + 1]]
+        padded[i, : len(row)] = row
+    rng = np.random.default_rng(seed)
+    # Draws among the n − 1 others: index d stands for cell d, or d + 1 from the cell itself on.
+    draws = np.stack([rng.choice(n - 1, size=k_max, replace=False) for _ in range(permutations)])
+    out = np.empty((n, permutations))
+    for start in range(0, n, chunk):
+        cells = np.arange(start, min(n, start + chunk))
+        ids = draws[None, :, :] + (draws[None, :, :] >= cells[:, None, None])
+        lag = np.einsum("cpk,ck->cp", values[ids], padded[cells, :k_max])
+        out[cells] = (lag + self_weight[cells, None] * values[cells, None]) / total
+    return out
 
 
 def check_cell_count(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Final
+from typing import Any, Final
 
 # Measures a ward is compared on: the city's value is beside each, and the gap is ward − city.
 # Counts (reports, incidents, backlog) are not compared: the city's count is just the sum.
@@ -55,6 +55,18 @@ class Quantiles:
     median_close_h: float | None = None
     p90_close_h: float | None = None
     backlog_median_age_h: float | None = None
+
+
+@dataclass
+class Counted:
+    """What PostGIS counted for a table: per unit and category, and the order statistics."""
+
+    per_unit: dict[Any, dict[str, CategoryCounts]] = field(default_factory=dict)
+    quantiles: dict[Any, Quantiles] = field(default_factory=dict)
+    city_quantiles: Quantiles = field(default_factory=Quantiles)
+
+    def counts(self, unit: Any, category: str) -> CategoryCounts:
+        return self.per_unit.setdefault(unit, {}).setdefault(category, CategoryCounts())
 
 
 @dataclass
@@ -107,7 +119,8 @@ def standardised_on_time(
     ward's own volumes would give back the plain on-time share.) None: nothing decided.
     """
     num = den = 0.0
-    for code, counts in own.items():
+    # In code order: the same sum to the last bit whichever way the counts were gathered.
+    for code, counts in sorted(own.items()):
         if counts.decided == 0:
             continue
         weight = city[code].decided if code in city else 0

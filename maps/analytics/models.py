@@ -1,4 +1,5 @@
-"""Indexes the analytics read model needs on other packages' tables.
+"""The planner's summary tables (maintained by maps.analytics.rollup), and the indexes the
+analytics read model needs on other packages' tables.
 
 They are declared here, with the queries that need them, rather than in the owners' models:
 the owners' own queries do not use them. ``geo311.schema`` imports this module so the schema
@@ -13,8 +14,24 @@ test sees them; migration ``a1ytics_indexes`` creates them.
 
 from __future__ import annotations
 
-from sqlalchemy import Index, text
+from datetime import date, datetime
 
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+import work_orders.changes  # noqa: F401  (its table is in the schema wherever this module is)
+from geo311.kernel.database import Base
 from work_orders.models import AuditEvent, Incident, WorkOrder
 
 INCIDENTS_BY_TIME = Index(
@@ -39,3 +56,88 @@ ANSWER_EVENTS = Index(
     AuditEvent.__table__.c.entity_id,
     postgresql_where=text("entity = 'incident' AND action = 'resident_answer'"),
 )
+
+
+class DayCounts(Base):
+    """What the ward table adds up, per local day, ward and category, as settled: reports by
+    the day received, incidents by the day opened; the SLA counts of work whose clock has
+    stopped (resolved or on hold). Work still running and the backlog are counted live."""
+
+    __tablename__ = "analytics_day_counts"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # 0: no ward (a case outside every ward); ids start at 1.
+    ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reports: Mapped[int] = mapped_column(Integer, server_default="0")
+    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
+    incidents: Mapped[int] = mapped_column(Integer, server_default="0")
+    closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    decided: Mapped[int] = mapped_column(Integer, server_default="0")
+    breached: Mapped[int] = mapped_column(Integer, server_default="0")
+    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_yes: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Case(Base):
+    """One incident of a built day, narrow: what the figures that are not sums need. The exact
+    median and 90th percentile of time to close sort these rows (only the ones near each
+    quantile, see maps.analytics.rollup), the backlog at an instant is the rows whose [opened,
+    closed] span holds it, the breach of running work compares ``running_due_at`` with now."""
+
+    __tablename__ = "analytics_cases"
+    __table_args__ = (
+        # Covering, closed cases only: a period's times to close from the index alone.
+        Index(
+            "ix_analytics_cases_closed",
+            "jurisdiction_id",
+            "day",
+            "ward_key",
+            "category_code",
+            "close_h",
+            postgresql_where=text("close_h IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_running",
+            "jurisdiction_id",
+            "day",
+            postgresql_include=["ward_key", "category_code", "running_due_at"],
+            postgresql_where=text("running_due_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_alive",
+            text("tstzrange(opened_at, closed_at, '[]')"),
+            postgresql_using="gist",
+        ),
+    )
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ward_key: Mapped[int] = mapped_column(Integer)
+    category_code: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hours from opened to closed (None: open), as the source query computes them.
+    close_h: Mapped[float | None] = mapped_column(Float)
+    # The due time of its work order while the SLA clock runs (None: stopped, or no work).
+    running_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BuiltDay(Base):
+    """A local day the summary tables hold (until a change marks it stale again)."""
+
+    __tablename__ = "analytics_rollup_days"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

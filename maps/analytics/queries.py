@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -41,8 +41,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
-from maps.analytics import measures
-from maps.analytics.measures import CategoryCounts, Compared, Figures, Quantiles
+from maps.analytics import measures, rollup
+from maps.analytics.measures import Compared, Counted, Figures, Quantiles
 from work_orders import categories as category_service
 
 
@@ -256,16 +256,6 @@ GROUP BY 1, 2
 """
 
 
-@dataclass
-class _Counted:
-    per_unit: dict[Any, dict[str, CategoryCounts]] = field(default_factory=dict)
-    quantiles: dict[Any, Quantiles] = field(default_factory=dict)
-    city_quantiles: Quantiles = field(default_factory=Quantiles)
-
-    def counts(self, unit: Any, category: str) -> CategoryCounts:
-        return self.per_unit.setdefault(unit, {}).setdefault(category, CategoryCounts())
-
-
 def _count(
     session: Session,
     *,
@@ -276,9 +266,24 @@ def _count(
     now: datetime,
     ward_ids: Sequence[int] | None = None,
     grid: HexGrid | None = None,
-) -> _Counted:
+    summaries: bool = False,
+) -> Counted:
     if (unit == "hex") != (grid is not None):
         raise ValueError("the hexagon unit needs its grid, and only it does")
+    if summaries and unit == "ward" and ward_ids is None:
+        counted = rollup.count_wards(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            timezone=period.timezone,
+            first_day=period.first_day,
+            last_day=period.last_day,
+            start=period.start,
+            end=period.end,
+            codes=filters.codes,
+            now=now,
+        )
+        if counted is not None:
+            return counted
     params: dict[str, Any] = {
         "jid": jurisdiction_id,
         "start": period.start,
@@ -291,7 +296,7 @@ def _count(
     }
     if grid is not None:
         params |= {"srid": grid.srid, "size": grid.size_m, "h": math.sqrt(3) * grid.size_m}
-    out = _Counted()
+    out = Counted()
     incidents_sql = _INCIDENTS_SQL.format(
         unit=_INCIDENT_UNIT[unit],
         unit_join=_HEX_JOIN.format(alias="i") if unit == "hex" else "",
@@ -464,6 +469,7 @@ def ward_table(
     min_cases: int,
     now: datetime | None = None,
     grid: HexGrid | None = None,
+    summaries: bool = True,
 ) -> WardTable:
     """Return every ward of the maps in force in the period with its measures beside the city's.
 
@@ -474,6 +480,10 @@ def ward_table(
     With ``grid``, the rows are the grid's hexagons holding any case of the period (code
     "i,j" as ST_HexagonGrid numbers them; empty cells are left out) instead of wards: same
     measures, no population or assets, ranked among themselves.
+
+    ``summaries`` (the default) reads the ward rows from the summary tables
+    (maps.analytics.rollup) wherever they are current; False counts everything from the source
+    tables. The answer is the same either way.
     """
     now = now or datetime.now(UTC)
     read_only_olap(session)
@@ -493,6 +503,7 @@ def ward_table(
         unit="ward" if grid is None else "hex",
         now=now,
         grid=grid,
+        summaries=summaries,
     )
     if grid is not None and maps:
         # Cells are the same whatever the ward maps: one "map" for all, in force throughout.

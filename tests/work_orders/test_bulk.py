@@ -278,12 +278,12 @@ def test_a_bulk_move_costs_the_same_statements_for_2_or_12_work_orders(
                 ).all()
             )
         assert given == {w: crews.get(w) for w in batch}
-    # The jurisdiction, the lock, one INSERT of the audit events, one UPDATE each (sent as one
-    # batch) of the incidents and the work orders, the notices' contexts, recipients and
-    # webhooks, the outbox, and the live events' pg_notify at COMMIT: the same for 12 work
-    # orders as for 2.
+    # The jurisdiction, the lock, one INSERT of the audit events (and one of the changes the
+    # planner's summaries are yet to take in), one UPDATE each (sent as one batch) of the
+    # incidents and the work orders, the notices' contexts, recipients and webhooks, the
+    # outbox, and the live events' pg_notify at COMMIT: the same for 12 work orders as for 2.
     assert counts[0] == counts[1], statements
-    assert counts[1] <= 10, statements
+    assert counts[1] <= 11, statements
 
 
 def test_open_pages_hear_of_every_work_order_a_bulk_move_moves(demo_db: Database) -> None:

@@ -79,6 +79,7 @@ from geo311.resident.dedup.scoring import (
 )
 from geo311.resident.intake.tracking import new_tracking_ids
 from layers.models import Jurisdiction
+from work_orders import changes
 from work_orders import service as work_orders_service
 from work_orders.models import ServiceCategory
 from work_orders.opening import Terms
@@ -371,8 +372,19 @@ def import_reports(
                 t = time.perf_counter()
                 _restore_constraints(writer, held)
                 summary.phases_s["constraints"] = time.perf_counter() - t
-            # The planner's summaries over (jurisdiction, day) are brought up to date here, in
-            # the import's own transaction, for summary.touched_days.
+            # The planner's summaries: the days of the imported rows and of the incidents they
+            # reopened are stale until maps.analytics.rollup.refresh takes them in (noted in
+            # the import's own transaction).
+            span = reader.execute(
+                "SELECT min(t), max(t) FROM import_rows WHERE skip IS NULL"
+            ).fetchone()
+            changes.note_bulk(
+                writer,
+                jurisdiction_id=jurisdiction.id,
+                first_at=span[0] if span else None,
+                last_at=span[1] if span else None,
+                incident_ids=list(replay.changed),
+            )
     finally:
         for conn in (reader, writer, ids):
             conn.close()
