@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from geo311.flows import submit_report
@@ -26,6 +26,7 @@ from maps.analytics import queries, rollup
 from tests.maps import history
 from work_orders import changes
 from work_orders import service as work_orders_service
+from work_orders.changes import AnalyticsChange
 from work_orders.models import Incident
 
 # (first day, last day, category): a month, a period across the ward-map change (1 March), one
@@ -255,6 +256,23 @@ def test_writes_through_the_services_keep_the_answer_exact(
             now=datetime(2026, 1, 15, 9, tzinfo=UTC),
         )
         session.commit()
+    # intake's one write notes its incident for the summaries, as the ORM writers do
+    with db.session() as session:
+        noted = session.scalar(
+            select(func.count())
+            .select_from(AnalyticsChange)
+            .where(
+                AnalyticsChange.jurisdiction_id == city.jid,
+                AnalyticsChange.entity == "incident",
+                AnalyticsChange.entity_id
+                == select(Report.incident_id)
+                .where(Report.jurisdiction_id == city.jid)
+                .order_by(Report.id.desc())
+                .limit(1)
+                .scalar_subquery(),
+            )
+        )
+    assert noted == 1
     assert date(2026, 1, 15) in stale(db, city.jid, date(2026, 1, 1), date(2026, 1, 31))
     assert_same_answer(db, city.jid)
 

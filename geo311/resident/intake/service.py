@@ -58,8 +58,9 @@ from geo311.resident.intake.schemas import (
 )
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import lifecycle, opening
+from work_orders import changes, lifecycle, opening
 from work_orders import service as work_orders_service
+from work_orders.changes import AnalyticsChange
 from work_orders.models import (
     AuditEvent,
     Incident,
@@ -603,6 +604,7 @@ def _write(session: Session, rows: _Rows) -> None:
             (Subscription, [rows.subscription] if rows.subscription else []),
             (Photo, [rows.photo] if rows.photo else []),
             (AuditEvent, rows.audit),
+            (AnalyticsChange, _changes_of(rows.audit)),
             (Notice, [_notice_values(d) for d in rows.notices]),
         )
         if values
@@ -618,6 +620,17 @@ def _write(session: Session, rows: _Rows) -> None:
     if rows.notices and notice_ids:
         jid = rows.notices[0].jurisdiction_id
         outbox.defer(session.connection(), jurisdiction_id=jid, notice_ids=notice_ids)
+
+
+def _changes_of(audit_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planner's summaries' change list for what this write audits (as ``audit.record``
+    notes it for the ORM writers): one row per tracked entity."""
+    seen = {
+        (a["jurisdiction_id"], a["entity"], a["entity_id"])
+        for a in audit_rows
+        if a["entity"] in changes.TRACKED
+    }
+    return [{"jurisdiction_id": j, "entity": e, "entity_id": i} for j, e, i in sorted(seen)]
 
 
 # The write statement of each shape (which tables, which columns): a handful in all. Built
