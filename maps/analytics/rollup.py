@@ -328,11 +328,12 @@ def rebuild_days(session: Session, *, jurisdiction_id: int, days: Iterable[date]
     session.execute(text(_INSERT_CASES_SQL.format(select=cases)), params)
     session.execute(
         text(
-            "INSERT INTO analytics_rollup_days (jurisdiction_id, day) "
-            "SELECT :jid, unnest(CAST(:days AS date[])) "
-            "ON CONFLICT (jurisdiction_id, day) DO UPDATE SET built_at = now()"
+            # The time is a parameter: Citus refuses now() in DO UPDATE SET (not immutable).
+            "INSERT INTO analytics_rollup_days (jurisdiction_id, day, built_at) "
+            "SELECT :jid, unnest(CAST(:days AS date[])), :built_at "
+            "ON CONFLICT (jurisdiction_id, day) DO UPDATE SET built_at = EXCLUDED.built_at"
         ),
-        params,
+        {**params, "built_at": datetime.now(UTC)},
     )
     session.flush()
     return len(chosen)

@@ -445,10 +445,14 @@ _RESOLVES: dict[tuple[bool, bool], Select[Any]] = {}
 def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
     jid = bindparam("jid", type_=SmallInteger)
     code = bindparam("code", type_=String)
+    # The subqueries that read the category's row name its city by the category's own column
+    # (the same city as :jid): on Citus, once one subquery correlates on the distribution
+    # column, every one must, or the statement is refused as a "complex join".
+    city = ServiceCategory.jurisdiction_id
     # Dedup's fitted model for the category (learning.model_column, with parameters).
     also: list[ColumnElement[Any]] = [
         select(DedupModel.params)
-        .where(DedupModel.jurisdiction_id == jid, DedupModel.category_code == code)
+        .where(DedupModel.jurisdiction_id == city, DedupModel.category_code == code)
         .scalar_subquery()
     ]
     if placed:
@@ -458,7 +462,7 @@ def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
                 jurisdiction_id=jid, lon=lon, lat=lat, at=bindparam("at", type_=DateTime(True))
             ),
             layers_service.nearest_asset_column(
-                jurisdiction_id=jid,
+                jurisdiction_id=city,
                 asset_type=ServiceCategory.asset_type,
                 lon=lon,
                 lat=lat,
