@@ -18,8 +18,12 @@ help:
 run: setup
 	$(UV) run geo311 run --port $(PORT)
 
+# Test workers (pytest-xdist): each is a process with its own throwaway PostGIS cluster, so tests
+# of different workers share nothing (a module whose tests share a module fixture stays on one
+# worker: tests/conftest.py groups it); `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= auto
 test: setup lint
-	$(UV) run pytest -q
+	$(UV) run pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: python-env
 	$(UV) run ruff format --check .
