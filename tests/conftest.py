@@ -20,6 +20,13 @@ from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
 
+# An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
+# import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
+# in a single-process run, where COLUMNS is unset.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"
 # The demo city's history is laid out relative to this instant, so tests see the same month.
