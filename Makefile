@@ -18,8 +18,14 @@ help:
 run: setup
 	$(UV) run geo311 run --port $(PORT)
 
+# Test workers (pytest-xdist): each is a process with its own throwaway PostGIS cluster, so tests
+# of different workers share nothing (a module whose tests share a module fixture stays on one
+# worker: tests/conftest.py groups it); `make test TEST_WORKERS=0` runs in one process, and
+# PYTEST_ARGS adds options (e.g. PYTEST_ARGS=--durations=20).
+PYTEST_ARGS ?=
+TEST_WORKERS ?= auto
 test: setup lint
-	$(UV) run pytest -q
+	$(UV) run pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: python-env
 	$(UV) run ruff format --check .

@@ -20,6 +20,13 @@ from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
 
+# An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
+# import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
+# in a single-process run, where COLUMNS is unset.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"
 # The demo city's history is laid out relative to this instant, so tests see the same month.
@@ -45,6 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With --citus, run in one process even when -n asks for workers: each worker would start
+    its own three-node Citus cluster, more than this machine holds."""
+    if config.getoption("citus") and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+        config.option.tx = []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With --citus, run the database tests only (those that use the cluster), skipping what
     is marked not_on_citus."""
@@ -60,11 +76,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def group_shared_fixtures(items: list[pytest.Item]) -> None:
+    """Keep a module's tests on one worker when they share a module- or class-scoped fixture
+    (a loaded city, a fitted model, a cluster of their own): under ``--dist loadgroup`` each
+    fixture is then built once, not once per worker; the other tests spread one by one."""
+    for item in items:
+        # pytest has no public way to ask which fixtures an item uses, with their scopes.
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     """A throwaway PostgreSQL cluster for the whole test session (with --citus: a local Citus
     cluster, whose coordinator the tests talk to and which clones databases on every node)."""
-    root = Path(tempfile.mkdtemp(prefix="geo311-test-"))
+    # Each xdist worker is its own process with its own cluster (its socket lives in its data
+    # directory), so workers share no database, template or lock.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    root = Path(tempfile.mkdtemp(prefix=f"geo311-test-{worker}-"))
     root.chmod(0o755)  # the postgres user must reach it when the tests run as root
     cluster: Any = EmbeddedCluster(root / "pg", durable=False)
     if request.config.getoption("citus"):
