@@ -30,9 +30,11 @@ def _near_streetlight(db: Database) -> tuple[float, float]:
         lon, lat = s.execute(
             text(
                 "SELECT ST_X(p), ST_Y(p) FROM ("
-                " SELECT ST_Project(a.geom::geography, 5, radians(45))::geometry AS p"
+                " SELECT a.jurisdiction_id AS j,"
+                " ST_Project(a.geom::geography, 5, radians(45))::geometry AS p"
                 " FROM assets a WHERE a.asset_type = 'streetlight' ORDER BY a.id) AS q"
-                " WHERE EXISTS (SELECT 1 FROM wards w WHERE ST_Covers(w.geom, q.p)) LIMIT 1"
+                " WHERE EXISTS (SELECT 1 FROM wards w"
+                " WHERE w.jurisdiction_id = q.j AND ST_Covers(w.geom, q.p)) LIMIT 1"
             )
         ).one()
     return float(lon), float(lat)
