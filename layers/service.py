@@ -254,7 +254,7 @@ def ward_of(value: Sequence[Any] | None) -> WardRef | None:
 
 def nearest_asset_column(
     *,
-    jurisdiction_id: int | ColumnElement[Any],
+    jurisdiction_id: int | ColumnElement[Any] | QueryableAttribute[Any],
     asset_type: ColumnElement[Any] | QueryableAttribute[Any] | str,
     lon: float | ColumnElement[Any],
     lat: float | ColumnElement[Any],
