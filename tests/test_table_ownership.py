@@ -60,6 +60,9 @@ EXCEPTIONS: dict[str, set[str]] = {
     # Fitting and the record read history in one pass: the incidents the dispatchers' merges
     # and splits touched, and the active categories beside their fitted models.
     "geo311.resident.dedup.learning": {"incidents", "service_categories"},
+    # Fitting from geo311's own history labels each stored report by the incident it shares
+    # (one window query over reports and incidents).
+    "geo311.resident.dedup.history": {"incidents"},
     # Merge, split and undo move reports and subscriptions between incidents and read back the
     # statuses the audit trail kept.
     "geo311.resident.dedup.moves": {"audit_events", "incidents", "photos", "subscriptions"},
@@ -79,6 +82,16 @@ EXCEPTIONS: dict[str, set[str]] = {
         "service_categories",
         "ward_maps",
         "wards",
+    },
+    # The summaries are built by the same grouped statements over every domain's history, and
+    # the refresh takes in (and deletes) the change rows work_orders.changes lists for it.
+    "maps.analytics.rollup": {
+        "analytics_changes",
+        "audit_events",
+        "incidents",
+        "jurisdictions",
+        "reports",
+        "work_orders",
     },
     "maps.analytics.queries": {
         "assets",

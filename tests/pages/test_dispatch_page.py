@@ -345,9 +345,15 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
         assert plan["version"] == planned["version"] + 1
         # The page drew the move from its answer and read back only the two crews' work (the
         # move's own live events included), never the whole board; the rest stayed as drawn.
-        time.sleep(1.5)
+        # Playwright hands the page's requests to the recorder only while it is called, never
+        # during a Python sleep: so wait in the page.
+        for _ in range(150):
+            if any("/api/v1/dispatch/board" in u for u in recorder.requests[since:]):
+                break
+            page.wait_for_timeout(200)
         partial = [u for u in recorder.requests[since:] if "/api/v1/dispatch/board" in u]
         assert partial, "the page read back the changed crews"
+        page.wait_for_timeout(1000)  # the live events' own read-back, gathered after the answer's
         assert whole_board_reads(recorder, since) == []
         assert still_tagged(page, untouched) == untouched
         assert page.evaluate("window.dispatchPage.state.board.version") == plan["version"]
