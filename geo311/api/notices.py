@@ -7,6 +7,7 @@ The pages behind notice links ("Is it fixed?", preferences) are drawn in the pag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
@@ -14,6 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from geo311.kernel.auth.contact import may_see_contact_details
 from geo311.kernel.auth.service import Principal
@@ -25,6 +27,7 @@ from geo311.kernel.notify import service as notify_service
 from geo311.kernel.notify.models import KINDS
 from geo311.kernel.notify.router import SignerDep
 from geo311.kernel.notify.templates import category_name, language_of
+from geo311.kernel.notify.tokens import LinkSigner, PreferencesLink
 from layers.deps import JurisdictionDep
 from layers.models import Jurisdiction
 from maps import i18n, notice_pages
@@ -67,6 +70,33 @@ def _link_problem(
     return response
 
 
+def _preferences_link(
+    session: Session, signer: LinkSigner, token: str
+) -> tuple[PreferencesLink, str]:
+    """Return a preferences link and its requester's language; raise AppError (a bad link,
+    or a requester this service does not know: refused before anything is stored)."""
+    link = signer.read_preferences(token)
+    language = work_orders_service.requester_language(
+        session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
+    )
+    return link, language
+
+
+def _preferences_response(
+    request: Request,
+    jurisdiction: Jurisdiction,
+    user: SignedIn | None,
+    *,
+    language: str,
+    t: str,
+    muted: Sequence[str],
+    saved: bool,
+) -> HTMLResponse:
+    context = _notice_context(request, jurisdiction, user, language=language, t=t)
+    html = notice_pages.preferences_form(context, token=t, muted=muted, saved=saved)
+    return page_response(request, html, context)
+
+
 @router.get("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
 def preferences_page(
     request: Request,
@@ -77,18 +107,15 @@ def preferences_page(
     t: Annotated[str, Query(max_length=500)] = "",
 ) -> HTMLResponse:
     try:
-        link = signer.read_preferences(t)
-        language = work_orders_service.requester_language(
-            session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
-        )
+        link, language = _preferences_link(session, signer, t)
     except AppError as exc:
         return _link_problem(request, jurisdiction, user, exc)
     muted = notify_service.muted_kinds(
         session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
     )
-    context = _notice_context(request, jurisdiction, user, language=language, t=t)
-    html = notice_pages.preferences_form(context, token=t, muted=muted, saved=False)
-    return page_response(request, html, context)
+    return _preferences_response(
+        request, jurisdiction, user, language=language, t=t, muted=muted, saved=False
+    )
 
 
 @router.post("/notices/preferences", response_class=HTMLResponse, include_in_schema=False)
@@ -103,12 +130,7 @@ def save_preferences(
     stop: Annotated[str | None, Form()] = None,
 ) -> HTMLResponse:
     try:
-        link = signer.read_preferences(t)
-        # A link naming a requester this service does not know is refused before anything is
-        # stored.
-        language = work_orders_service.requester_language(
-            session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
-        )
+        link, language = _preferences_link(session, signer, t)
     except AppError as exc:
         return _link_problem(request, jurisdiction, user, exc)
     wanted = set() if stop == "all" else set(kinds)
@@ -119,9 +141,9 @@ def save_preferences(
         muted=[k for k in KINDS if k not in wanted],
     )
     session.commit()
-    context = _notice_context(request, jurisdiction, user, language=language, t=t)
-    html = notice_pages.preferences_form(context, token=t, muted=muted, saved=True)
-    return page_response(request, html, context)
+    return _preferences_response(
+        request, jurisdiction, user, language=language, t=t, muted=muted, saved=True
+    )
 
 
 @router.get("/notices/answer", response_class=HTMLResponse, include_in_schema=False)
