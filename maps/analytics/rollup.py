@@ -129,12 +129,15 @@ SELECT d.day, i.id AS incident_id, COALESCE(i.ward_id, 0) AS ward_key,
        w.due_at AS running_due_at
 FROM d
 JOIN incidents i ON i.jurisdiction_id = :jid AND i.opened_at >= d.s AND i.opened_at < d.e
-LEFT JOIN LATERAL (
-    SELECT min(w.due_at) AS due_at FROM work_orders w
-    WHERE w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id
-      AND w.opened_at >= d.s AND w.opened_at < d.e
-      AND w.resolved_at IS NULL AND w.paused_at IS NULL AND w.status <> 'cancelled'
-) w ON true
+LEFT JOIN (
+    -- Grouped, not a LATERAL with an aggregate: Citus cannot push that one down.
+    SELECT dw.day, w.incident_id, min(w.due_at) AS due_at
+    FROM d AS dw
+    JOIN work_orders w ON w.jurisdiction_id = :jid
+      AND w.opened_at >= dw.s AND w.opened_at < dw.e
+    WHERE w.resolved_at IS NULL AND w.paused_at IS NULL AND w.status <> 'cancelled'
+    GROUP BY 1, 2
+) w ON w.day = d.day AND w.incident_id = i.id
 WHERE i.status <> 'cancelled'{codes}
 """
 
