@@ -445,14 +445,12 @@ _RESOLVES: dict[tuple[bool, bool], Select[Any]] = {}
 def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
     jid = bindparam("jid", type_=SmallInteger)
     code = bindparam("code", type_=String)
-    # The subqueries that read the category's row name its city by the category's own column
-    # (the same city as :jid): on Citus, once one subquery correlates on the distribution
-    # column, every one must, or the statement is refused as a "complex join".
-    city = ServiceCategory.jurisdiction_id
+    # Every table is read for the city :jid, so on Citus the statement goes to that city's
+    # one shard (the ids come from a CTE below that reads no table).
     # Dedup's fitted model for the category (learning.model_column, with parameters).
     also: list[ColumnElement[Any]] = [
         select(DedupModel.params)
-        .where(DedupModel.jurisdiction_id == city, DedupModel.category_code == code)
+        .where(DedupModel.jurisdiction_id == jid, DedupModel.category_code == code)
         .scalar_subquery()
     ]
     if placed:
@@ -462,17 +460,27 @@ def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
                 jurisdiction_id=jid, lon=lon, lat=lat, at=bindparam("at", type_=DateTime(True))
             ),
             layers_service.nearest_asset_column(
-                jurisdiction_id=city,
+                jurisdiction_id=jid,
                 asset_type=ServiceCategory.asset_type,
                 lon=lon,
                 lat=lat,
                 radius_m=ServiceCategory.snap_radius_m,
             ),
-            _next_id("reports"),
-            _next_id("requesters") if contact else null(),
-            _next_id("incidents"),
-            _next_id("work_orders"),
         ]
+        # The ids come from a CTE of their own that reads no table: on Citus it runs on the
+        # coordinator first, so the rest of the statement stays on the city's one shard (a
+        # volatile nextval beside the distributed tables would send it to every shard).
+        ids = (
+            select(
+                _next_id("reports").label("report"),
+                (_next_id("requesters") if contact else null()).label("requester"),
+                _next_id("incidents").label("incident"),
+                _next_id("work_orders").label("work_order"),
+            )
+            .cte("new_ids")
+            .prefix_with("MATERIALIZED")
+        )
+        also += [select(column).scalar_subquery() for column in ids.c]
     return work_orders_service.category_terms_select(jurisdiction_id=jid, code=code, also=also)
 
 
