@@ -213,8 +213,12 @@ def _move_in_page(
             const p = window.dispatchPage;
             if (!(p.movedDrawnAt > t0)) return false;
             const on = new Set(p.state.board.routes.find((r) => r.crew === crew)?.stops ?? []);
-            return ids.every((id) => on.has(id))
-                && ids.every((id) => document.querySelector(
+            // A job the receiving crew's day cannot take is left out, with its reason: drawn
+            // as such, it counts as redrawn too.
+            const left = (id) => Boolean(p.state.byId.get(id)?.left_out);
+            const placed = ids.filter((id) => !left(id));
+            return ids.every((id) => on.has(id) || left(id))
+                && placed.every((id) => document.querySelector(
                     `#crew-list > li[data-crew="${crew}"] li[data-job="${id}"]`));
         }""",
         arg=[ids, to_crew, t0],
