@@ -183,20 +183,7 @@ _WARD_FILTER = " AND {alias}.ward_id = ANY(:ward_ids)"
 # Counts per (unit, category): a hash aggregate, no sort. Everything the measures need that
 # adds up across units and categories.
 _INCIDENTS_SQL = """
-WITH reopened AS (
-    SELECT DISTINCT entity_id AS incident_id
-    FROM audit_events
-    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
-      AND at >= :start  -- nothing happens to an incident before it is opened
-), answers AS (
-    SELECT entity_id AS incident_id,
-           count(*) FILTER (WHERE data->>'answer' = 'fixed') AS yes,
-           count(*) FILTER (WHERE data->>'answer' = 'not_fixed') AS no
-    FROM audit_events
-    WHERE jurisdiction_id = :jid AND entity = 'incident' AND action = 'resident_answer'
-      AND at >= :start
-    GROUP BY entity_id
-), cohort AS (
+WITH {reopened_and_answers}, cohort AS (
     SELECT {unit} AS unit, i.category_code AS category, i.closed_at,
            w.status AS wo_status, w.due_at, w.resolved_at,
            -- as work_orders.service.sla_clock, at :now
@@ -227,7 +214,7 @@ SELECT unit, category,
        sum(yes) AS fixed_yes, sum(no) AS fixed_no
 FROM cohort
 GROUP BY unit, category
-"""
+""".replace("{reopened_and_answers}", rollup.REOPENED_AND_ANSWERS.format(start="start"))
 
 # Order statistics per unit and for everything (they do not add up), from incidents alone:
 # narrow rows, one sort for both time-to-close quantiles.

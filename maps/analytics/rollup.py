@@ -63,6 +63,24 @@ _DAYS = """
 # One row per (day, ward, category) of the given days: what a built day stores. The SLA counts
 # are those of stopped clocks only (resolved, or on hold: clock = paused_at or resolved_at, as
 # work_orders.service.sla_clock); running work is counted live (_RUNNING_SQL).
+# The incidents reopened, and the residents' "fixed?" answers, from the audit trail since the
+# parameter named by ``start``: counted the same way by the
+# summaries here and by the ward table's query (maps.analytics.queries).
+REOPENED_AND_ANSWERS = """reopened AS (
+    SELECT DISTINCT entity_id AS incident_id
+    FROM audit_events
+    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
+      AND at >= :{start}  -- nothing happens to an incident before it is opened
+), answers AS (
+    SELECT entity_id AS incident_id,
+           count(*) FILTER (WHERE data->>'answer' = 'fixed') AS yes,
+           count(*) FILTER (WHERE data->>'answer' = 'not_fixed') AS no
+    FROM audit_events
+    WHERE jurisdiction_id = :jid AND entity = 'incident' AND action = 'resident_answer'
+      AND at >= :{start}
+    GROUP BY entity_id
+)"""
+
 _DAY_COUNTS_SQL = """
 WITH d AS ({days}), cohort AS (
     SELECT d.day, COALESCE(i.ward_id, 0) AS ward_key, i.category_code AS category, i.id,
@@ -73,20 +91,7 @@ WITH d AS ({days}), cohort AS (
     LEFT JOIN work_orders w ON w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id
          AND w.opened_at >= d.s AND w.opened_at < d.e
     WHERE i.status <> 'cancelled'{codes}
-), reopened AS (
-    SELECT DISTINCT entity_id AS incident_id
-    FROM audit_events
-    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
-      AND at >= :first_start  -- nothing happens to an incident before it is opened
-), answers AS (
-    SELECT entity_id AS incident_id,
-           count(*) FILTER (WHERE data->>'answer' = 'fixed') AS yes,
-           count(*) FILTER (WHERE data->>'answer' = 'not_fixed') AS no
-    FROM audit_events
-    WHERE jurisdiction_id = :jid AND entity = 'incident' AND action = 'resident_answer'
-      AND at >= :first_start
-    GROUP BY entity_id
-), incident_counts AS (
+), {reopened_and_answers}, incident_counts AS (
     SELECT c.day, c.ward_key, c.category,
            count(*) AS incidents,
            count(*) FILTER (WHERE c.closed_at IS NOT NULL) AS closed,
@@ -117,7 +122,7 @@ SELECT day, ward_key, category,
        COALESCE(ic.on_time, 0) AS on_time, COALESCE(ic.reopened, 0) AS reopened,
        COALESCE(ic.fixed_yes, 0) AS fixed_yes, COALESCE(ic.fixed_no, 0) AS fixed_no
 FROM incident_counts ic FULL JOIN report_counts rc USING (day, ward_key, category)
-"""
+""".replace("{reopened_and_answers}", REOPENED_AND_ANSWERS.format(start="first_start"))
 
 # One narrow row per incident of the given days: its time to close (None: open) as the source
 # query computes it, its span, and the due time of its work while the SLA clock runs.
