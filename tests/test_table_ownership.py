@@ -95,7 +95,6 @@ EXCEPTIONS: dict[str, set[str]] = {
     },
     "maps.analytics.queries": {
         "assets",
-        "audit_events",
         "incidents",
         "reports",
         "ward_maps",
