@@ -106,6 +106,19 @@ def test_an_unknown_number_shows_the_404_page_in_the_shell(
         context.close()
 
 
+def wait_still(locator: Any, timeout_s: float = 10.0) -> None:
+    """Wait until ``locator``'s box is the same in two readings 250 ms apart."""
+    page = locator.page
+    last = locator.bounding_box()
+    for _ in range(int(timeout_s / 0.25)):
+        page.wait_for_timeout(250)
+        box = locator.bounding_box()
+        if box is not None and box == last:
+            return
+        last = box
+    raise AssertionError(f"{locator} never stood still")
+
+
 def test_the_tracking_number_in_a_map_popup_opens_its_tracking_page(
     browser: Any, app_url: str, tmp_path: Path
 ) -> None:
@@ -117,8 +130,12 @@ def test_the_tracking_number_in_a_map_popup_opens_its_tracking_page(
         link.wait_for(timeout=10_000)
         assert link.inner_text() == tracking
         screenshot(page, tmp_path, "map-popup-link")
-        link.click()
-        page.wait_for_url(f"{app_url}/track/{tracking}")
+        # The popup pans the map into view once it opens; a click while the map still moves
+        # can land beside the link (it failed so once in CI), so wait as an eye would until
+        # the link stands still, then follow it.
+        wait_still(link)
+        with page.expect_navigation(url=f"{app_url}/track/{tracking}", wait_until="commit"):
+            link.click()
         page.wait_for_selector("#track-map[data-ready]", state="attached", timeout=20_000)
         assert tracking in page.locator("h1").inner_text()
         assert not recorder.problems(), recorder.problems()
