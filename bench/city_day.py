@@ -30,7 +30,7 @@ run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times,
    due by the day's end), so a faster plan is seen not to be a weaker one.
    With ``--lifecycle-before``, also the plan with the placed work orders moved through the
    lifecycle one ``transition`` at a time (as ``_schedule`` did before the set-based
-   ``work_orders.service.transition_many``); the "lifecycle" part and its round trips per
+   ``work_orders.transitions.transition_many``); the "lifecycle" part and its round trips per
    planned job compare the two.
 2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
    stops to the crew of the same skill that may take most of them, re-planning just those two crews,
@@ -98,7 +98,7 @@ from geo311.kernel.notify import outbox
 from geo311.kernel.settings import RoutingSettings
 from layers import service as layers_service
 from layers.service import WardFeature
-from work_orders import service as work_orders_service
+from work_orders import lookups, transitions
 from work_orders.models import ServiceCategory, WorkOrder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -436,7 +436,7 @@ def store_city(session: Session, city: City) -> int:
             opened_at=job.opened_at,
         )
         if job.appointment is not None:
-            order = work_orders_service.current_work_order(session, incident)
+            order = lookups.current_work_order(session, incident)
             assert order is not None
             appointments.set_appointment(
                 session,
@@ -533,7 +533,7 @@ def one_transition_at_a_time(
     session: Session, *, jurisdiction_id: int, solved: planning.DaySolution, actor: str
 ) -> None:
     """The "before" of the lifecycle step: ``dispatch.dayplans.store._schedule`` as it was,
-    one ``work_orders.service.transition`` per status change of each placed work order."""
+    one ``work_orders.transitions.transition`` per status change of each placed work order."""
     crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
     dropped = {u.job_id for u in solved.unassigned}
     if not crew_of and not dropped:
@@ -549,17 +549,17 @@ def one_transition_at_a_time(
     for order in orders:
         if order.id in dropped:
             if order.status == "scheduled":
-                work_orders_service.transition(
+                transitions.transition(
                     session, incident_or_work_order=order, to="assigned", actor=actor
                 )
             continue
         order.crew_id = crew_of[order.id]
         if order.status in ("new", "triaged"):
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=order, to="assigned", actor=actor
             )
         if order.status != "scheduled":
-            work_orders_service.transition(
+            transitions.transition(
                 session,
                 incident_or_work_order=order,
                 to="scheduled",

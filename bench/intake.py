@@ -92,8 +92,7 @@ from geo311.kernel.settings import DatabaseSettings, DedupSettings, MediaSetting
 from geo311.resident.dedup import grid, placing
 from geo311.resident.dedup.scoring import UNMATCHABLE_STATUSES, Rule
 from geo311.resident.intake.tracking import new_tracking_id
-from work_orders import lifecycle, opening, sla
-from work_orders import service as work_orders_service
+from work_orders import incidents, lifecycle, opening, sla
 
 REPO = Path(__file__).resolve().parents[1]
 DBNAME = "geo311_bench"
@@ -116,7 +115,7 @@ _STOP = threading.Event()
 
 # --- the ceiling's SQL -----------------------------------------------------------------------
 # The statements the service runs for one report, written by hand after
-# geo311/resident/intake/service.py (_resolve, _write), work_orders/service.py
+# geo311/resident/intake/service.py (_resolve, _write), work_orders/incidents.py
 # (category_terms_select) and layers/service.py (ward_column, nearest_asset_column), with
 # psycopg placeholders. Keep them in step with those files: the statement log of one API
 # report (log_min_duration_statement = 0), or tests/geo311/test_intake_round_trips.py's
@@ -124,7 +123,7 @@ _STOP = threading.Event()
 
 # One statement: the category with its calendar, its jurisdiction's name, the webhooks told of
 # new work, dedup's fitted model, the ward, the asset snap, and the new rows' ids
-# (work_orders.service.category_terms with intake's extra columns).
+# (work_orders.incidents.category_terms with intake's extra columns).
 _RESOLVE_SQL = """
     SELECT c.jurisdiction_id, c.code, c.name, c.description, c.group_code, c.asset_type,
            c.dedup_radius_m, c.snap_radius_m, c.sla_hours, c.active,
@@ -562,7 +561,7 @@ def read_rules(url: str, city: City) -> City:
         with db.session() as session:
             jid = city.jurisdiction_id
             found = {
-                code: work_orders_service.category_terms(session, jurisdiction_id=jid, code=code)
+                code: incidents.category_terms(session, jurisdiction_id=jid, code=code)
                 for code in CATEGORIES
             }
             dedup_rules = {

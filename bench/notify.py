@@ -46,7 +46,7 @@ from geo311.kernel.media import uploads  # noqa: E402
 from geo311.kernel.media.store import LocalMediaStore  # noqa: E402
 from geo311.kernel.settings import MediaSettings  # noqa: E402
 from work_orders import categories as category_service  # noqa: E402
-from work_orders import service as work_orders_service  # noqa: E402
+from work_orders import completion, incidents, lookups, transitions  # noqa: E402
 from work_orders.models import WorkOrder  # noqa: E402
 
 PHOTO = ROOT / "fixtures" / "photos" / "pothole_ward4.jpg"
@@ -139,7 +139,7 @@ def incident_with_subscribers(db: Database, count: int) -> int:
                 "FROM (SELECT ST_PointOnSurface(geom) c FROM wards LIMIT 1) s"
             )
         ).one()
-        incident = work_orders_service.open_incident(
+        incident = incidents.open_incident(
             session,
             category=category,
             lon=lon,
@@ -170,10 +170,10 @@ def incident_with_subscribers(db: Database, count: int) -> int:
             ),
             {"jid": jid, "incident": incident.id, "n": count, "lon": lon, "lat": lat},
         )
-        work_order = work_orders_service.current_work_order(session, incident)
+        work_order = lookups.current_work_order(session, incident)
         assert work_order is not None
         for status in ("triaged", "assigned", "in_progress"):
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=work_order, to=status, actor="bench"
             )
         return work_order.id
@@ -189,7 +189,7 @@ def close(db: Database, media: LocalMediaStore, work_order_id: int, photo: Any) 
     with db.sessions() as session:
         work_order = session.scalar(select(WorkOrder).where(WorkOrder.id == work_order_id))
         assert work_order is not None
-        work_orders_service.complete_work_order(
+        completion.complete_work_order(
             session,
             work_order=work_order,
             actor="bench",

@@ -38,8 +38,7 @@ from dispatch import rules, service
 from dispatch.models import CategoryServiceTime, QueuedWorkOrder
 from geo311.kernel.settings import RoutingSettings
 from layers.models import Asset, Ward
-from work_orders import audit, lifecycle
-from work_orders import service as work_orders_service
+from work_orders import audit, lifecycle, lookups, queries, transitions
 from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import Incident, ServiceCategory, WorkOrder
 from work_orders.opening import CrewPick, NewWork
@@ -72,7 +71,7 @@ def assign_opened(
     queued) is picked up by the next :func:`assign_queued`. ``default_service_s``: seconds on
     site for a category with no service time (None: the routing setting's default).
     """
-    work_order = work_orders_service.current_work_order(session, incident)
+    work_order = lookups.current_work_order(session, incident)
     category = session.get(ServiceCategory, (incident.jurisdiction_id, incident.category_code))
     if work_order is None or category is None:
         return
@@ -336,9 +335,7 @@ def _give(
 ) -> None:
     # The transition locks the work order first: someone who moved it meanwhile makes this an
     # IllegalTransition, never an overwritten crew.
-    work_orders_service.transition(
-        session, incident_or_work_order=work_order, to="assigned", actor=actor
-    )
+    transitions.transition(session, incident_or_work_order=work_order, to="assigned", actor=actor)
     work_order.crew_id = choice.crew_id
     session.execute(
         delete(QueuedWorkOrder).where(
@@ -663,7 +660,7 @@ def list_queue(
                 WorkOrder.incident_id,
                 WorkOrder.status,
                 WorkOrder.due_at,
-                work_orders_service.sla_state().label("sla_state"),
+                queries.sla_state().label("sla_state"),
                 Incident.category_code,
                 ServiceCategory.name.label("category"),
                 Ward.code.label("ward_code"),

@@ -30,7 +30,7 @@ from layers import service as layers_service
 from maps import folium_assets, i18n, public_map, shell
 from maps.assets import own_assets, own_url
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
+from work_orders import queries
 
 # Who may open the page and read its board: dispatchers (admins are always let in).
 ROLES = ("dispatcher",)
@@ -242,7 +242,7 @@ def board(
     rows = (
         [
             r
-            for r in work_orders_service.list_work_orders(
+            for r in queries.list_work_orders(
                 session,
                 jurisdiction_id=jurisdiction_id,
                 open_only=True,

@@ -4,7 +4,7 @@ Anyone can type any address, so asking to follow only owes a "confirm you want u
 notice (kind ``follow``) to that address through the notice outbox; nothing is stored about
 the address until its owner opens the link in that mail and confirms. Confirming makes a
 requester with that address and subscribes it to the incident as intake subscribes a
-reporter (``work_orders.service.subscribe``); an address that already follows the incident
+reporter (``work_orders.incidents.subscribe``); an address that already follows the incident
 is not subscribed twice. The link carries only the notice's id, signed
 (geo311.kernel.notify.tokens).
 
@@ -31,7 +31,7 @@ from geo311.resident.intake.models import Report
 from layers.models import Jurisdiction
 from maps import i18n
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
+from work_orders import incidents
 from work_orders.models import Requester, Subscription
 
 KIND = "follow"
@@ -178,7 +178,7 @@ def confirm_follow(session: Session, *, link: FollowLink) -> Literal["done", "al
             Report.tracking_id == pending.tracking_id,
         )
     )
-    work_orders_service.subscribe(
+    incidents.subscribe(
         session,
         jurisdiction_id=pending.jurisdiction_id,
         incident_id=pending.incident_id,

@@ -33,7 +33,7 @@ from geo311.resident.intake.models import Report
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
+from work_orders import incidents, lookups, transitions
 from work_orders.models import Incident, Requester
 
 LINK_SECRET = "test-link-secret"
@@ -299,7 +299,7 @@ def open_incident_with_reporters(
     opened_at: Any = None,
 ) -> int:
     """Open one incident and attach one report per reporter, each subscribed the way intake
-    and dedup do it (``work_orders.service.subscribe``); return the incident id.
+    and dedup do it (``work_orders.incidents.subscribe``); return the incident id.
 
     Each reporter is {"email": …, "phone": …, "language": …}.
     """
@@ -313,7 +313,7 @@ def open_incident_with_reporters(
         jid = jurisdiction.id
         cat = category_service.get_category(session, jurisdiction_id=jid, code=category)
         assert cat is not None
-        incident = work_orders_service.open_incident(
+        incident = incidents.open_incident(
             session, category=cat, lon=lon, lat=lat, ward_id=None, asset_id=None, opened_at=now
         )
         for who in reporters:
@@ -340,7 +340,7 @@ def open_incident_with_reporters(
             )
             session.add(report)
             session.flush()
-            work_orders_service.subscribe(
+            incidents.subscribe(
                 session,
                 jurisdiction_id=jid,
                 incident_id=incident.id,
@@ -354,7 +354,7 @@ def work_order_of(db: Database, incident_id: int) -> int:
     with db.session() as session:
         incident = session.scalar(select(Incident).where(Incident.id == incident_id))
         assert incident is not None
-        work_order = work_orders_service.current_work_order(session, incident)
+        work_order = lookups.current_work_order(session, incident)
         assert work_order is not None
         return work_order.id
 
@@ -391,7 +391,7 @@ def move_work_order(db: Database, work_order_id: int, *statuses: str) -> None:
         work_order = session.scalar(select(WorkOrder).where(WorkOrder.id == work_order_id))
         assert work_order is not None
         for status in statuses:
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=work_order, to=status, actor="dispatcher:test"
             )
 

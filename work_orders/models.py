@@ -230,7 +230,7 @@ class WorkOrder(Base):
 
     The SLA flags are computed in SQL from ``due_at``, ``at_risk_at`` and the clock, which
     stops at ``paused_at`` while on hold and at ``resolved_at`` once the work is done (see
-    ``work_orders.service.sla_breached``).
+    ``work_orders.queries.sla_breached``).
     """
 
     __tablename__ = "work_orders"

@@ -254,7 +254,7 @@ def opening_audit_rows(
         )
     if crew is None:
         return events
-    # The same events a transition new → assigned writes (work_orders.service._apply).
+    # The same events a transition new → assigned writes (work_orders.moving.move_pair).
     for kind, entity_id in (("work_order", work_order_id), ("incident", incident_id)):
         events.append(
             _event(
@@ -287,8 +287,9 @@ def notice_context(
     lon: float,
     lat: float,
 ) -> dict[str, Any]:
-    """Return what every notice about an incident says (as ``work_orders.service`` words it
-    for an incident it reads back), from values the caller holds."""
+    """Return what every notice about an incident says (as
+    ``work_orders.notices.incident_context`` words it for an incident it reads back), from
+    values the caller holds."""
     return {
         "incident_id": incident_id,
         "category_code": category_code,
@@ -313,7 +314,7 @@ def received_notices(
     phone, language)``, by email when they gave one, else by SMS (a requester made in this
     transaction cannot have muted anything), and, when the report opened the incident, each
     endpoint of ``webhooks`` (id, url). The idempotency keys are the ones
-    ``work_orders.service.subscribe`` and ``open_incident`` owe them under."""
+    ``work_orders.incidents.subscribe`` and ``open_incident`` owe them under."""
     drafts = [
         NoticeDraft(
             jurisdiction_id=jurisdiction_id,

@@ -31,9 +31,8 @@ from geo311.kernel.media import uploads
 from geo311.kernel.media.models import Photo
 from geo311.kernel.notify.router import SignerDep
 from layers.deps import JurisdictionDep
+from work_orders import answers, completion, lifecycle, lookups, queries, transitions
 from work_orders import categories as category_service
-from work_orders import lifecycle
-from work_orders import service as work_orders_service
 from work_orders.models import RESOLUTION_CODES, Incident, WorkOrder
 from work_orders.schemas import (
     AnswerIn,
@@ -113,7 +112,7 @@ def _work_order_out(
     category: str | None = None
     location: tuple[float, float] | None = None
     if sla_state is None:
-        rows = work_orders_service.list_work_orders(
+        rows = queries.list_work_orders(
             session,
             jurisdiction_id=work_order.jurisdiction_id,
             work_order_ids=[work_order.id],
@@ -146,7 +145,7 @@ def _work_order_out(
 
 
 def _incident_out(session: SessionDep, request: Request, incident: Incident) -> IncidentOut:
-    work_order = work_orders_service.current_work_order(session, incident)
+    work_order = lookups.current_work_order(session, incident)
     return IncidentOut(
         id=incident.id,
         status=incident.status,
@@ -163,7 +162,7 @@ def _own_work_order(
     session: Session, principal: Principal, *, jurisdiction_id: int, work_order_id: int
 ) -> WorkOrder:
     """Return the work order the caller acts on: 404 if none, 403 if not its crew's work."""
-    work_order = work_orders_service.get_work_order(
+    work_order = lookups.get_work_order(
         session, jurisdiction_id=jurisdiction_id, work_order_id=work_order_id
     )
     require_crew_of(principal, work_order.crew_id, what=f"Work order {work_order.id}")
@@ -266,7 +265,7 @@ def list_work_orders(
             f"unknown status {bad[0]!r}; the statuses are {', '.join(lifecycle.STATUSES)}",
             errors=[FieldError("status", "unknown status", "unknown")],
         )
-    rows = work_orders_service.list_work_orders(
+    rows = queries.list_work_orders(
         session,
         jurisdiction_id=jurisdiction.id,
         statuses=status,
@@ -299,7 +298,7 @@ def sla_summary(
 ) -> list[SlaSummaryOut]:
     return [
         SlaSummaryOut(**row)
-        for row in work_orders_service.sla_summary(
+        for row in queries.sla_summary(
             session, jurisdiction_id=jurisdiction.id, department=department
         )
     ]
@@ -319,7 +318,7 @@ def get_work_order(
     jurisdiction: JurisdictionDep,
     _: Staff,
 ) -> WorkOrderOut:
-    work_order = work_orders_service.get_work_order(
+    work_order = lookups.get_work_order(
         session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
     )
     _etag(response, work_order.version)
@@ -352,7 +351,7 @@ def transition_work_order(
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         key=key,
-        change=lambda work_order: work_orders_service.transition(
+        change=lambda work_order: transitions.transition(
             session,
             incident_or_work_order=work_order,
             to=body.to,
@@ -388,7 +387,7 @@ def hold_work_order(
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         key=key,
-        change=lambda work_order: work_orders_service.hold(
+        change=lambda work_order: transitions.hold(
             session,
             work_order=work_order,
             reason=body.reason,
@@ -423,7 +422,7 @@ def resume_work_order(
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
         key=key,
-        change=lambda work_order: work_orders_service.resume(
+        change=lambda work_order: transitions.resume(
             session,
             work_order=work_order,
             actor=_actor(principal),
@@ -456,7 +455,7 @@ def transfer_work_order(
         principal,
         jurisdiction_id=jurisdiction.id,
         work_order_id=work_order_id,
-        change=lambda work_order: work_orders_service.transfer(
+        change=lambda work_order: transitions.transfer(
             session,
             work_order=work_order,
             department=body.department,
@@ -528,9 +527,7 @@ def complete_work_order(
     if not data:
         errors.append(FieldError("photo", "an after-photo is required", "missing"))
     try:
-        text_note, code = work_orders_service.check_completion(
-            note=note, resolution_code=resolution_code
-        )
+        text_note, code = completion.check_completion(note=note, resolution_code=resolution_code)
     except ValidationFailed as exc:
         errors += exc.errors
     if errors:
@@ -541,7 +538,7 @@ def complete_work_order(
         )
     processed = uploads.process_upload(data, settings.media)
     try:
-        work_orders_service.complete_work_order(
+        completion.complete_work_order(
             session,
             work_order=work_order,
             actor=_actor(principal),
@@ -576,7 +573,7 @@ def get_incident(
     jurisdiction: JurisdictionDep,
     _: Staff,
 ) -> IncidentOut:
-    incident = work_orders_service.get_incident(
+    incident = lookups.get_incident(
         session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
     )
     _etag(response, incident.version)
@@ -599,10 +596,10 @@ def transition_incident(
     principal: Dispatcher,
     if_match: IfMatch = None,
 ) -> IncidentOut:
-    incident = work_orders_service.get_incident(
+    incident = lookups.get_incident(
         session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
     )
-    work_orders_service.transition(
+    transitions.transition(
         session,
         incident_or_work_order=incident,
         to=body.to,
@@ -669,8 +666,6 @@ def put_category_calendar(
 )
 def answer_api(body: AnswerIn, session: SessionDep, signer: SignerDep) -> AnswerOut:
     link = signer.read_answer(body.token)
-    result = work_orders_service.answer_closure(
-        session, link=link, answer=body.answer, now=datetime.now(UTC)
-    )
+    result = answers.answer_closure(session, link=link, answer=body.answer, now=datetime.now(UTC))
     session.commit()
     return AnswerOut(outcome=result.outcome, incident_id=result.incident_id)

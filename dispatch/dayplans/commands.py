@@ -53,7 +53,7 @@ from dispatch.planning import (
 )
 from geo311.kernel.errors import FieldError, ValidationFailed
 from geo311.kernel.settings import RoutingSettings
-from work_orders import service as work_orders_service
+from work_orders import queries, transitions
 from work_orders.models import Incident, WorkOrder
 
 MAX_MOVE = 500
@@ -543,13 +543,11 @@ def _send_to_queue(
         )
         order.crew_id = None
         if order.status == "scheduled":
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=order, to="assigned", actor=actor
             )
         if order.status == "assigned":
-            work_orders_service.transition(
-                session, incident_or_work_order=order, to="triaged", actor=actor
-            )
+            transitions.transition(session, incident_or_work_order=order, to="triaged", actor=actor)
     session.execute(
         delete(WorkOrderTerms).where(
             WorkOrderTerms.jurisdiction_id == orders[0].jurisdiction_id,
@@ -698,7 +696,7 @@ def cant_do(
     detail = queue_detail(reason, note)
     jurisdiction_id = work_order.jurisdiction_id
     crew_id = work_order.crew_id
-    work_orders_service.transition(
+    transitions.transition(
         session,
         incident_or_work_order=work_order,
         to="triaged",
@@ -882,7 +880,7 @@ def preview_move(
     due.update({u.work_order_id: u.due_at for u in (*before.left_out, *after.left_out)})
     missing = [i for i in concerned if i not in due]
     if missing:
-        for row in work_orders_service.list_work_orders(
+        for row in queries.list_work_orders(
             session, jurisdiction_id=jurisdiction_id, work_order_ids=missing, limit=len(missing)
         ):
             due[row.work_order.id] = row.work_order.due_at

@@ -36,7 +36,7 @@ from geo311.kernel.deps import SessionDep, SettingsDep, require_roles
 from geo311.kernel.errors import FieldError, PreconditionRequired, ValidationFailed
 from geo311.kernel.http import idempotent_replay
 from layers.deps import JurisdictionDep
-from work_orders import service as work_orders_service
+from work_orders import lookups
 
 router = APIRouter(prefix="/api/v1", tags=["plans"])
 
@@ -364,7 +364,7 @@ def cant_do(
         )
         if answer is not None:
             return idempotent_replay(answer.status_code, answer.body)
-    work_order = work_orders_service.get_work_order(
+    work_order = lookups.get_work_order(
         session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
     )
     require_crew_of(principal, work_order.crew_id, what=f"Work order {work_order.id}")

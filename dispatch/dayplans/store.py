@@ -28,8 +28,7 @@ from dispatch.planning import (
     LeftOut,
     route_geometry,
 )
-from work_orders import audit
-from work_orders import service as work_orders_service
+from work_orders import audit, transitions
 from work_orders.models import WorkOrder
 
 
@@ -274,7 +273,7 @@ def _schedule(session: Session, *, jurisdiction_id: int, solved: DaySolution, ac
     """Give each placed work order its crew and the status ``scheduled`` (the residents' notice
     names the day); a scheduled one the plan could no longer place goes back to ``assigned``
     (its crew kept as a suggestion). One set-based step for the whole day, with the
-    lifecycle's own rules (``work_orders.service.transition_many``)."""
+    lifecycle's own rules (``work_orders.transitions.transition_many``)."""
     crew_of = {s.job_id: r.crew_id for r in solved.routes for s in r.stops}
     dropped = {u.job_id for u in solved.unassigned}
     if not crew_of and not dropped:
@@ -288,7 +287,7 @@ def _schedule(session: Session, *, jurisdiction_id: int, solved: DaySolution, ac
             return ("assigned", "scheduled")
         return () if order.status == "scheduled" else ("scheduled",)
 
-    work_orders_service.transition_many(
+    transitions.transition_many(
         session,
         jurisdiction_id=jurisdiction_id,
         work_order_ids=set(crew_of) | dropped,

@@ -38,7 +38,7 @@ from geo311.resident.intake import service
 from geo311.resident.intake.schemas import CategoryOut, ReportOut, StaffReportOut
 from layers.deps import JurisdictionDep, get_jurisdiction
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
+from work_orders import lookups
 
 router = APIRouter()
 
@@ -286,10 +286,10 @@ def get_report_for_staff(
     )
     if principal.role == "crew" and isinstance(view, StaffReportOut):
         # A requester's contact is for the crew doing the work, not for every crew.
-        incident = work_orders_service.get_incident(
+        incident = lookups.get_incident(
             session, jurisdiction_id=jurisdiction.id, incident_id=view.incident_id
         )
-        work_order = work_orders_service.current_work_order(session, incident)
+        work_order = lookups.current_work_order(session, incident)
         crew_id = work_order.crew_id if work_order else None
         if not may_see_contact_details(principal, work_crew_id=crew_id):
             raise Forbidden(

@@ -33,7 +33,7 @@ from layers.models import Jurisdiction
 from maps import i18n, notice_pages
 from maps.router import page_context, page_response
 from maps.shell import PageContext
-from work_orders import service as work_orders_service
+from work_orders import answers, lookups
 
 router = APIRouter()
 
@@ -76,7 +76,7 @@ def _preferences_link(
     """Return a preferences link and its requester's language; raise AppError (a bad link,
     or a requester this service does not know: refused before anything is stored)."""
     link = signer.read_preferences(token)
-    language = work_orders_service.requester_language(
+    language = lookups.requester_language(
         session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
     )
     return link, language
@@ -159,7 +159,7 @@ def answer_page(
     # Only a page: link scanners in mail systems open links, and must not reopen anything.
     try:
         link = signer.read_answer(t)
-        info = work_orders_service.describe_answer_link(session, link=link)
+        info = answers.describe_answer_link(session, link=link)
     except AppError as exc:
         return _link_problem(request, jurisdiction, user, exc)
     context = _notice_context(request, jurisdiction, user, language=info.language, t=t)
@@ -187,7 +187,7 @@ def answer_form(
 ) -> HTMLResponse:
     try:
         link = signer.read_answer(t)
-        result = work_orders_service.answer_closure(session, link=link, answer=answer)
+        result = answers.answer_closure(session, link=link, answer=answer)
         session.commit()
     except AppError as exc:
         return _link_problem(request, jurisdiction, user, exc)
@@ -210,7 +210,7 @@ def unsubscribe(
     signer: SignerDep,
 ) -> PlainTextResponse:
     link = signer.read_preferences(t)
-    work_orders_service.requester_language(
+    lookups.requester_language(
         session, jurisdiction_id=link.jurisdiction_id, requester_id=link.requester_id
     )
     notify_service.set_muted_kinds(

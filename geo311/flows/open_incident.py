@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from dispatch import assignment
-from work_orders import service as work_orders_service
+from work_orders import incidents
 from work_orders.models import Incident, ServiceCategory
 
 
@@ -32,7 +32,7 @@ def open_incident(
     ``default_service_s``: seconds on site for a category with no service time (None: the
     routing setting's default). Flushes only.
     """
-    incident = work_orders_service.open_incident(
+    incident = incidents.open_incident(
         session,
         category=category,
         lon=lon,

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from dispatch import assignment
 from geo311.resident.dedup import moves
 from geo311.resident.dedup.models import IncidentMove
-from work_orders import service as work_orders_service
+from work_orders import lookups
 
 
 def split_report(
@@ -35,7 +35,7 @@ def split_report(
         actor=actor,
         reason=reason,
     )
-    opened = work_orders_service.get_incident(
+    opened = lookups.get_incident(
         session, jurisdiction_id=jurisdiction_id, incident_id=move.to_incident_id
     )
     assignment.assign_opened(session, incident=opened, default_service_s=default_service_s)

@@ -17,7 +17,7 @@ Where each figure comes from (and the choices made):
   (``dedup_decision`` matched or reopened) ÷ reports.
 - time to close: ``closed_at − opened_at`` of the cohort's closed incidents (hours), median
   and 90th percentile (``percentile_cont``).
-- SLA: the work order's clock as ``work_orders.service.sla_clock`` has it (frozen on hold and
+- SLA: the work order's clock as ``work_orders.queries.sla_clock`` has it (frozen on hold and
   at resolution, else now). *Decided* work: resolved, or already past due. Breach share =
   past due ÷ decided; on-time share = resolved before due ÷ decided. The due time is the
   category's own SLA (in its business calendar, pushed back by holds).
@@ -186,12 +186,12 @@ _INCIDENTS_SQL = """
 WITH {reopened_and_answers}, cohort AS (
     SELECT {unit} AS unit, i.category_code AS category, i.closed_at,
            w.status AS wo_status, w.due_at, w.resolved_at,
-           -- as work_orders.service.sla_clock, at :now
+           -- as work_orders.queries.sla_clock, at :now
            COALESCE(w.paused_at, w.resolved_at, :now) AS clock,
            ro.incident_id IS NOT NULL AS reopened,
            COALESCE(a.yes, 0) AS yes, COALESCE(a.no, 0) AS no
     FROM incidents i
-    -- A work order is opened with its incident, at the same instant (work_orders.service.
+    -- A work order is opened with its incident, at the same instant (work_orders.incidents.
     -- open_incident, create_missing_work_orders): the same range on it lets a short period
     -- read a short range of work orders instead of hashing them all.
     LEFT JOIN work_orders w ON w.jurisdiction_id = i.jurisdiction_id AND w.incident_id = i.id

@@ -62,7 +62,7 @@ _DAYS = """
 
 # One row per (day, ward, category) of the given days: what a built day stores. The SLA counts
 # are those of stopped clocks only (resolved, or on hold: clock = paused_at or resolved_at, as
-# work_orders.service.sla_clock); running work is counted live (_RUNNING_SQL).
+# work_orders.queries.sla_clock); running work is counted live (_RUNNING_SQL).
 # The incidents reopened, and the residents' "fixed?" answers, from the audit trail since the
 # parameter named by ``start``: counted the same way by the
 # summaries here and by the ward table's query (maps.analytics.queries).

@@ -43,8 +43,7 @@ from geo311.resident.intake.models import Report
 from layers.models import Asset, Ward
 from maps import folium_assets, i18n, shell
 from maps.assets import own_assets, own_url
-from work_orders import audit
-from work_orders import service as work_orders_service
+from work_orders import audit, queries
 from work_orders.models import RESOLUTION_CODES, AuditEvent, Incident, ServiceCategory, WorkOrder
 
 # Who may open the page: crews (their own crew's day); dispatchers and admins (any crew's,
@@ -173,7 +172,7 @@ def _stops(
     ids = [s.work_order_id for s in planned]
     rows = {
         r.work_order.id: r
-        for r in work_orders_service.list_work_orders(
+        for r in queries.list_work_orders(
             session, jurisdiction_id=jurisdiction_id, work_order_ids=ids, limit=len(ids)
         )
     }

@@ -28,7 +28,7 @@ from maps.crew import (
     keep_leftover,
     list_kept,
 )
-from work_orders import service as work_orders_service
+from work_orders import lookups
 
 router = APIRouter()
 
@@ -72,7 +72,7 @@ def post_kept(
         )
         if answer is not None:
             return idempotent_replay(answer.status_code, answer.body)
-    work_order = work_orders_service.get_work_order(
+    work_order = lookups.get_work_order(
         session, jurisdiction_id=jurisdiction.id, work_order_id=work_order_id
     )
     photo_id = None

@@ -28,7 +28,7 @@ from layers import service as layers_service
 from tests.dispatch.test_cli import cli, run
 from tests.support import staff_token
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
+from work_orders import incidents, lookups
 
 __all__ = ["cli"]  # a fixture, used by name
 
@@ -467,11 +467,11 @@ def test_work_due_on_a_saturday_goes_to_a_weekday_crew_not_to_the_queue(
         ward_id = s.execute(text("SELECT id FROM wards WHERE code = '1'")).scalar_one()
 
         def assign(opened_at: datetime, now: datetime) -> tuple[Any, Any]:
-            incident = work_orders_service.open_incident(
+            incident = incidents.open_incident(
                 s, category=category, lon=lon, lat=lat, ward_id=ward_id, asset_id=None,
                 opened_at=opened_at,
             )  # fmt: skip
-            work_order = work_orders_service.current_work_order(s, incident)
+            work_order = lookups.current_work_order(s, incident)
             assert work_order is not None
             choice = assignment.assign_work_order(
                 s, work_order=work_order, incident=incident, category=category, actor="test",

@@ -19,7 +19,7 @@ from geo311.kernel.settings import MediaSettings, Settings
 from geo311.resident.intake.models import Report
 from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
-from work_orders import service as work_orders_service
+from work_orders import completion, transitions
 from work_orders.models import Incident, WorkOrder
 
 BASE = "/open311/v2"
@@ -99,10 +99,10 @@ def close_incident(
         )
         assert work_order is not None
         if work_order.status != "assigned":
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=work_order, to="assigned", actor="dispatcher:test"
             )
-        work_orders_service.complete_work_order(
+        completion.complete_work_order(
             session,
             work_order=work_order,
             actor="crew:test",

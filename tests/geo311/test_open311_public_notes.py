@@ -15,7 +15,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows
 from tests.geo311.open311_helpers import BASE, client, close_incident, settings
-from work_orders import service as work_orders_service
+from work_orders import transitions
 from work_orders.models import WorkOrder
 
 __all__ = ["client", "settings"]  # fixtures used by name below
@@ -79,8 +79,8 @@ def test_a_completion_note_and_a_hold_reason_code_stay_with_staff(
             select(WorkOrder).where(WorkOrder.incident_id == _incident_of(demo_db, tracking_id))
         )
         assert order is not None
-        work_orders_service.hold(session, work_order=order, reason="no_skill", actor="crew:7")
-        work_orders_service.resume(session, work_order=order, actor="crew:7", reason="no_skill")
+        transitions.hold(session, work_order=order, reason="no_skill", actor="crew:7")
+        transitions.resume(session, work_order=order, actor="crew:7", reason="no_skill")
     close_incident(
         demo_db,
         tracking_id,

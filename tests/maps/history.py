@@ -43,7 +43,7 @@ from geo311.kernel.database import Database
 from geo311.resident.intake.models import Report
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import service as work_orders_service
+from work_orders import incidents
 from work_orders.models import ServiceCategory
 
 WEST = (0.0025, 0.005)
@@ -145,7 +145,7 @@ def build(db: Database) -> City:
                     session, jurisdiction_id=jid, asset_type="light", lon=lon, lat=lat, radius_m=50
                 )
                 asset_id = near.id if near else None
-            incident = work_orders_service.open_incident(
+            incident = incidents.open_incident(
                 session,
                 category=cat,
                 lon=lon,

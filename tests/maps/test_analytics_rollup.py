@@ -24,8 +24,7 @@ from geo311.resident.intake.models import Report
 from layers import service as layers_service
 from maps.analytics import queries, rollup
 from tests.maps import history
-from work_orders import changes
-from work_orders import service as work_orders_service
+from work_orders import changes, transitions
 from work_orders.changes import AnalyticsChange
 from work_orders.models import Incident
 
@@ -183,14 +182,14 @@ def test_writes_through_the_services_keep_the_answer_exact(
     # Closure: P4 (open since 20 January) closes; T2's work goes on hold (its clock stops).
     with db.session() as session:
         p4 = _incident(session, ids["P4"])
-        work_orders_service.transition(
+        transitions.transition(
             session, incident_or_work_order=p4, to="assigned", actor="dispatcher:test"
         )
-        work_orders_service.transition(
+        transitions.transition(
             session, incident_or_work_order=p4, to="completed", actor="dispatcher:test"
         )
         l1 = _incident(session, ids["L1"])
-        work_orders_service.transition(
+        transitions.transition(
             session,
             incident_or_work_order=l1,
             to="on_hold",
@@ -205,7 +204,7 @@ def test_writes_through_the_services_keep_the_answer_exact(
 
     # Reopen: P2 (closed in January) is reopened.
     with db.session() as session:
-        work_orders_service.transition(
+        transitions.transition(
             session,
             incident_or_work_order=_incident(session, ids["P2"]),
             to="reopened",

@@ -25,7 +25,7 @@ from tests.support import (
     ward_point,
     work_order_of,
 )
-from work_orders import service as work_orders_service
+from work_orders import transitions
 from work_orders.models import Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
@@ -53,7 +53,7 @@ def walk(db: Database, work_order_id: int, to: str, *, reason: str | None = None
     with db.session() as s:
         work_order = s.scalar(select(WorkOrder).where(WorkOrder.id == work_order_id))
         assert work_order is not None
-        work_orders_service.transition(
+        transitions.transition(
             s, incident_or_work_order=work_order, to=to, actor="dispatcher:test", reason=reason
         )
 
@@ -149,7 +149,7 @@ def test_a_merged_request_links_to_the_one_to_follow_and_keeps_the_reason_staff_
     with demo_db.session() as s:
         incident = s.scalar(select(Incident).where(Incident.id == incident_id))
         assert incident is not None
-        work_orders_service.transition(
+        transitions.transition(
             s,
             incident_or_work_order=incident,
             to="cancelled",

@@ -38,7 +38,7 @@ from tests.support import (
     staff_token,
     wait_until,
 )
-from work_orders import service as work_orders_service
+from work_orders import incidents, lookups
 from work_orders.models import Requester
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
@@ -255,7 +255,7 @@ def _subscribe(db: Database, incident_id: int, email: str) -> None:
     with db.session() as session:
         jurisdiction = layers_service.get_jurisdiction(session, "demo")
         assert jurisdiction is not None
-        incident = work_orders_service.get_incident(
+        incident = lookups.get_incident(
             session, jurisdiction_id=jurisdiction.id, incident_id=incident_id
         )
         requester = Requester(jurisdiction_id=jurisdiction.id, email=email, language="en")
@@ -276,7 +276,7 @@ def _subscribe(db: Database, incident_id: int, email: str) -> None:
         )
         session.add(report)
         session.flush()
-        work_orders_service.subscribe(
+        incidents.subscribe(
             session,
             jurisdiction_id=jurisdiction.id,
             incident_id=incident_id,

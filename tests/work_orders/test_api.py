@@ -28,7 +28,7 @@ from tests.support import (
     ward_point,
     work_order_of,
 )
-from work_orders import service as work_orders_service
+from work_orders import transitions
 from work_orders.errors import StaleVersion
 from work_orders.models import AuditEvent, Incident, WorkOrder
 
@@ -208,7 +208,7 @@ def test_two_dispatchers_racing_get_one_winner_and_one_conflict(demo_db: Databas
         version = _wo(s, work_order_id).version
     first = demo_db.sessions()
     work_order = _wo(first, work_order_id)
-    work_orders_service.transition(
+    transitions.transition(
         first,
         incident_or_work_order=work_order,
         to="triaged",
@@ -221,7 +221,7 @@ def test_two_dispatchers_racing_get_one_winner_and_one_conflict(demo_db: Databas
         with demo_db.sessions() as s:
             other = _wo(s, work_order_id)
             try:
-                work_orders_service.transition(
+                transitions.transition(
                     s,
                     incident_or_work_order=other,
                     to="cancelled",
@@ -344,7 +344,7 @@ def test_the_sla_clock_pauses_on_hold_in_sql(
     now = datetime.now(UTC)
     with demo_db.session() as s:
         work_order = _wo(s, held)
-        work_orders_service.hold(
+        transitions.hold(
             s,
             work_order=work_order,
             reason="waiting for a valve part",
@@ -361,7 +361,7 @@ def test_the_sla_clock_pauses_on_hold_in_sql(
     assert summary[0]["on_hold"] >= 1
     with demo_db.session() as s:
         work_order = _wo(s, held)
-        work_orders_service.resume(s, work_order=work_order, actor="dispatcher:test", now=now)
+        transitions.resume(s, work_order=work_order, actor="dispatcher:test", now=now)
         due_at = work_order.due_at
     # 23 of its 24 hours were left when it was held; they start again now.
     assert abs((due_at - (now + timedelta(hours=23))).total_seconds()) < 1

@@ -16,7 +16,7 @@ from geo311.kernel.errors import NotFound
 from geo311.kernel.notify import service as notify_service
 from layers import service as layers_service
 from tests.support import open_incident_with_reporters, work_order_of
-from work_orders import service as work_orders_service
+from work_orders import transitions
 from work_orders.errors import IllegalTransition
 from work_orders.models import WorkOrder
 
@@ -74,7 +74,7 @@ def _schedule_many(
     db: Database, work_order_ids: list[int], *, crews: dict[int, int] | None = None
 ) -> None:
     with db.session() as session:
-        work_orders_service.transition_many(
+        transitions.transition_many(
             session,
             jurisdiction_id=_jid(db),
             work_order_ids=work_order_ids,
@@ -90,10 +90,10 @@ def _schedule_one_at_a_time(db: Database, work_order_ids: list[int]) -> None:
         for work_order_id in work_order_ids:
             order = session.get(WorkOrder, (_jid(db), work_order_id))
             assert order is not None
-            work_orders_service.transition(
+            transitions.transition(
                 session, incident_or_work_order=order, to="assigned", actor=ACTOR
             )
-            work_orders_service.transition(
+            transitions.transition(
                 session,
                 incident_or_work_order=order,
                 to="scheduled",
@@ -196,7 +196,7 @@ def test_a_bulk_move_gives_the_crews_and_skips_work_already_there(demo_db: Datab
     with demo_db.session() as session:
         crew = int(session.execute(text("SELECT min(id) FROM crews")).scalar_one())
     with demo_db.session() as session:
-        work_orders_service.transition_many(
+        transitions.transition_many(
             session,
             jurisdiction_id=_jid(demo_db),
             work_order_ids=[first, second],
@@ -224,7 +224,7 @@ def test_a_bulk_move_that_cannot_happen_for_one_work_order_names_it_and_changes_
     with demo_db.session() as session:
         order = session.get(WorkOrder, (_jid(demo_db), finished))
         assert order is not None
-        work_orders_service.transition(
+        transitions.transition(
             session, incident_or_work_order=order, to="cancelled", actor=ACTOR, reason="dup"
         )
     before = {w: _what_it_left(demo_db, w) for w in (fine, finished)}

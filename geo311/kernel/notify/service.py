@@ -52,7 +52,7 @@ def set_muted_kinds(
 ) -> list[str]:
     """Return the requester's muted kinds after replacing them with ``muted``.
 
-    The caller checks that the requester exists (``work_orders.service.requester_language``):
+    The caller checks that the requester exists (``work_orders.lookups.requester_language``):
     requesters belong to work orders, which the kernel does not import."""
     kinds = sorted(set(muted))
     unknown = [k for k in kinds if k not in KINDS]

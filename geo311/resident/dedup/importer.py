@@ -79,8 +79,7 @@ from geo311.resident.dedup.scoring import (
 )
 from geo311.resident.intake.tracking import new_tracking_ids
 from layers.models import Jurisdiction
-from work_orders import changes
-from work_orders import service as work_orders_service
+from work_orders import changes, incidents
 from work_orders.models import ServiceCategory
 from work_orders.opening import Terms
 
@@ -275,7 +274,7 @@ def import_reports(
         models = learning.load_models(session, jurisdiction_id=jurisdiction.id)
         terms = {}
         for cat_code in categories:
-            found = work_orders_service.category_terms(
+            found = incidents.category_terms(
                 session, jurisdiction_id=jurisdiction.id, code=cat_code
             )
             if found is not None:

@@ -36,8 +36,7 @@ from geo311.resident.dedup.status import (
 )
 from geo311.resident.intake.models import Report
 from geo311.resident.intake.schemas import PointGeoJSON
-from work_orders import audit
-from work_orders import service as work_orders_service
+from work_orders import audit, incidents
 from work_orders.models import Incident, ServiceCategory
 from work_orders.public_notes import PublicNote
 
@@ -382,7 +381,7 @@ def split(
         text("SELECT ST_X(geom), ST_Y(geom) FROM reports WHERE jurisdiction_id = :j AND id = :i"),
         {"j": jurisdiction_id, "i": report.id},
     ).one()
-    new = work_orders_service.open_incident(
+    new = incidents.open_incident(
         session,
         category=category,
         lon=lon,

@@ -26,8 +26,7 @@ from geo311.resident.dedup.scoring import (
 )
 from geo311.resident.dedup.status import reopen_incident
 from geo311.resident.intake.models import Report
-from work_orders import audit
-from work_orders import service as work_orders_service
+from work_orders import audit, incidents
 from work_orders.models import AuditEvent, Incident, ServiceCategory
 from work_orders.opening import CrewChooser, Terms
 from work_orders.public_notes import PublicNote
@@ -192,7 +191,7 @@ def _lock_area(session: Session, keys: list[int]) -> None:
 
 @dataclass(frozen=True)
 class Opening:
-    """How a report that finds no incident opens one (see ``work_orders.service.
+    """How a report that finds no incident opens one (see ``work_orders.incidents.
     open_incident``): the category's terms when read already, the ward's code and asset type
     the assignment rules look at, the rules themselves, and the incident's "opened" event."""
 
@@ -451,7 +450,7 @@ def _open(
     decision: Decision,
     how: Opening,
 ) -> Placement:
-    incident = work_orders_service.open_incident(
+    incident = incidents.open_incident(
         session,
         category=category,
         lon=lon,

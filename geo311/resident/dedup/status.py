@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from work_orders import audit, lifecycle
-from work_orders import service as work_orders_service
+from work_orders import audit, lifecycle, transitions
 from work_orders.models import Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
@@ -36,7 +35,7 @@ def reopen_incident(
     """Reopen a closed incident that got a new report inside the reopen window."""
     closed_at = incident.closed_at
     from_state = incident.status
-    work_orders_service.transition(
+    transitions.transition(
         session,
         incident_or_work_order=incident,
         to="reopened",
@@ -67,7 +66,7 @@ def cancel_merged_incident(
     """Cancel an incident merged into another (or emptied by an undone split), with its work
     order. One already finished keeps its status: there is no work left to cancel."""
     if incident.status not in lifecycle.FINISHED:
-        work_orders_service.transition(
+        transitions.transition(
             session,
             incident_or_work_order=incident,
             to="cancelled",

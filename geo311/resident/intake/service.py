@@ -58,8 +58,7 @@ from geo311.resident.intake.schemas import (
 )
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import changes, lifecycle, opening
-from work_orders import service as work_orders_service
+from work_orders import changes, incidents, lifecycle, opening
 from work_orders.changes import AnalyticsChange
 from work_orders.models import (
     AuditEvent,
@@ -424,7 +423,7 @@ def submit_report(
 
 @dataclass(frozen=True)
 class _Resolved:
-    found: work_orders_service.CategoryTerms
+    found: incidents.CategoryTerms
     ward: layers_service.WardRef | None
     asset: layers_service.AssetRef | None
     # The new rows' ids: report, requester (None without a contact), incident, work order.
@@ -481,7 +480,7 @@ def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
             .prefix_with("MATERIALIZED")
         )
         also += [select(column).scalar_subquery() for column in ids.c]
-    return work_orders_service.category_terms_select(jurisdiction_id=jid, code=code, also=also)
+    return incidents.category_terms_select(jurisdiction_id=jid, code=code, also=also)
 
 
 def _resolve(
@@ -500,7 +499,7 @@ def _resolve(
     params: dict[str, Any] = {"jid": jurisdiction_id, "code": draft.category}
     if at is not None:
         params.update(lon=at[0], lat=at[1], at=at[2])
-    found = work_orders_service.category_terms_of(session.execute(statement, params).one_or_none())
+    found = incidents.category_terms_of(session.execute(statement, params).one_or_none())
     if found is None:
         raise UnknownCategory(
             f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
@@ -540,7 +539,7 @@ def _open_rows(
     session: Session,
     rows: _Rows,
     *,
-    found: work_orders_service.CategoryTerms,
+    found: incidents.CategoryTerms,
     incident_id: int,
     work_order_id: int,
     lon: float,

@@ -61,9 +61,8 @@ from geo311.resident.open311.schemas import (
 )
 from geo311.resident.open311.status import CLOSED_STATUSES, open311_status, update_description
 from layers.models import Ward
-from work_orders import audit
+from work_orders import audit, lookups, transitions
 from work_orders import categories as category_service
-from work_orders import service as work_orders_service
 from work_orders.models import AuditEvent, Incident, ServiceCategory
 from work_orders.opening import CrewChooser
 from work_orders.public_notes import PublicNote
@@ -885,12 +884,12 @@ def post_update(
         if again is not None:
             return PostedUpdateOut(update_id=f"{again}-{tracking_id}")
     status = (fields.get("status") or "").upper() or None
-    incident = work_orders_service.get_incident(
+    incident = lookups.get_incident(
         session, jurisdiction_id=jurisdiction_id, incident_id=report.incident_id
     )
     actor = f"open311-key:{api_key_id}"
     if status in REOPEN_STATUSES and incident.status in ("completed", "closed"):
-        work_orders_service.transition(
+        transitions.transition(
             session,
             incident_or_work_order=incident,
             to="reopened",
