@@ -223,14 +223,13 @@ SELECT {unit} AS unit, GROUPING({unit}) AS level,
        percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
            ORDER BY extract(epoch FROM i.closed_at - i.opened_at) / 3600.0)
            FILTER (WHERE i.closed_at IS NOT NULL) AS close_h,
-       percentile_cont(0.5) WITHIN GROUP (
-           ORDER BY extract(epoch FROM :cutoff - i.opened_at) / 3600.0)
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY {age})
            FILTER (WHERE i.closed_at IS NULL OR i.closed_at >= :cutoff) AS backlog_median_age_h
 FROM incidents i{unit_join}
 WHERE i.jurisdiction_id = :jid AND i.opened_at >= :start AND i.opened_at < :end
   AND i.status <> 'cancelled'{codes}{unit_filter}
 GROUP BY GROUPING SETS (({unit}), ())
-"""
+""".replace("{age}", rollup.AGE_H.format(at="CAST(:cutoff AS timestamptz)", opened="i.opened_at"))
 
 _REPORTS_SQL = """
 SELECT {unit} AS unit, r.category_code AS category,
