@@ -256,6 +256,20 @@ def _count(
 ) -> Counted:
     if (unit == "hex") != (grid is not None):
         raise ValueError("the hexagon unit needs its grid, and only it does")
+    if summaries and unit == "week":
+        counted = rollup.count_weeks(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            timezone=period.timezone,
+            first_day=period.first_day,
+            last_day=period.last_day,
+            end=period.end,
+            codes=filters.codes,
+            now=now,
+            ward_ids=ward_ids,
+        )
+        if counted is not None:
+            return counted
     if summaries and unit == "ward" and ward_ids is None:
         counted = rollup.count_wards(
             session,
@@ -573,6 +587,7 @@ def trends(
     ward_code: str | None,
     min_cases: int,
     now: datetime | None = None,
+    summaries: bool = True,
 ) -> tuple[list[WardInfo], list[Week]]:
     """Return the ward(s) followed and the measures per ISO week (Monday, local time).
 
@@ -580,6 +595,9 @@ def trends(
     ward keeps its code across a redrawing); None follows the whole city. Every week of the
     period is listed, empty ones with zero counts. The on-time score uses the period's
     city-wide category mix as weights, so weeks compare with each other.
+
+    ``summaries``: as for ``ward_table`` (the weeks' days from the day summaries); False
+    counts from the source tables. The answer is the same either way.
     """
     now = now or datetime.now(UTC)
     read_only_olap(session)
@@ -600,6 +618,7 @@ def trends(
         filters=filters,
         unit="week",
         now=now,
+        summaries=summaries,
     )
     city_mix = measures.merge(city.per_unit.values())
     counted = city
@@ -612,6 +631,7 @@ def trends(
             unit="week",
             now=now,
             ward_ids=[w.id for w in followed],
+            summaries=summaries,
         )
     population = (
         followed[-1].population if followed and len({w.population for w in followed}) == 1 else None

@@ -775,3 +775,128 @@ def _close_quantiles(
 
     per_ward = {unit: quantiles(unit) for unit in plans if unit != _CITY}
     return per_ward, quantiles(_CITY) if _CITY in plans else (None, None)
+
+
+# --- reading: the weekly trends -------------------------------------------------------------
+
+# A local day's ISO week, as its Monday (what date_trunc('week', …) gives the source query).
+_WEEK = "CAST(day - (CAST(extract(isodow FROM day) AS int) - 1) AS date)"
+_WEEK_COUNTS_SQL = """
+SELECT {week} AS week, category_code AS category, {sums} FROM analytics_day_counts t
+WHERE jurisdiction_id = :jid AND day >= :first AND day <= :last
+  AND day <> ALL(CAST(:stale AS date[])){codes}{wards}
+GROUP BY 1, 2{fresh}
+"""
+_FRESH_WEEK_COUNTS_SQL = """
+UNION ALL
+SELECT {week}, category, {sums} FROM ({select}) s WHERE true{wards} GROUP BY 1, 2
+"""
+_WEEK_RUNNING_SQL = """
+SELECT {week} AS week, category, count(*) AS late FROM ({cases}) c GROUP BY 1, 2
+"""
+_WEEK_BACKLOG_SQL = """
+WITH c AS MATERIALIZED ({cases})
+SELECT {week} AS week, category, count(*) AS backlog, NULL AS median_age_h
+FROM c GROUP BY 1, 2
+UNION ALL
+SELECT {week}, NULL, NULL, percentile_cont(0.5) WITHIN GROUP (ORDER BY {age})
+FROM c GROUP BY 1
+""".replace("{age}", AGE_H.format(at="CAST(:cutoff AS timestamptz)", opened="opened_at"))
+# Stored close_h is the source query's own float8 value, so percentile_cont gives its answer.
+_WEEK_CLOSE_SQL = """
+SELECT {week} AS week, percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY close_h) AS q
+FROM ({cases}) c GROUP BY 1
+"""
+
+
+def count_weeks(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    timezone: str,
+    first_day: date,
+    last_day: date,
+    end: datetime,
+    codes: Sequence[str] | None,
+    now: datetime,
+    ward_ids: Sequence[int] | None = None,
+) -> Counted | None:
+    """Return per ISO week (its Monday) and category what ``queries`` counts for the trends,
+    for the city or the wards ``ward_ids``: from the day summaries for the current days, from
+    the source tables for the stale ones; running work and the backlog live. None when more
+    than ``MAX_STALE_DAYS`` are stale (the caller then counts from the source tables)."""
+    stale = stale_days(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        timezone=timezone,
+        first_day=first_day,
+        last_day=last_day,
+    )
+    if len(stale) > MAX_STALE_DAYS:
+        return None
+    cutoff = min(end, now)
+    params: dict[str, Any] = {
+        "jid": jurisdiction_id,
+        "first": first_day,
+        "last": last_day,
+        "stale": stale,
+        "codes": list(codes or ()),
+        "ward_ids": list(ward_ids or ()),
+        "now": now,
+        "cutoff": cutoff,
+        "cutoff_day": cutoff.astimezone(ZoneInfo(timezone)).date(),
+        **_day_params(stale, timezone),
+    }
+    wards = " AND ward_key = ANY(CAST(:ward_ids AS int[]))" if ward_ids is not None else ""
+    out = Counted()
+    fresh = ""
+    if stale:
+        fresh = _FRESH_WEEK_COUNTS_SQL.format(
+            week=_WEEK, sums=_SUMS, wards=wards,
+            select=_DAY_COUNTS_SQL.format(
+                days=_DAYS, codes=_codes("i", "category_code", codes),
+                report_codes=_codes("r", "category_code", codes),
+            ),
+        )  # fmt: skip
+    counts_sql = _WEEK_COUNTS_SQL.format(
+        week=_WEEK, sums=_SUMS, codes=_codes("t", "category_code", codes), wards=wards, fresh=fresh
+    )
+    for row in session.execute(text(counts_sql), params):
+        c = out.counts(row.week, row.category)
+        c.add(CategoryCounts(**{k: int(getattr(row, k) or 0) for k in _COUNT_COLUMNS}))
+
+    def cases(where: str, columns: str) -> str:
+        where += wards
+        sql = _CASES_SQL.format(
+            codes=_codes("t", "category_code", codes), where=where, columns=columns
+        )
+        if stale:
+            fresh = _DAY_CASES_SQL.format(days=_DAYS, codes=_codes("i", "category_code", codes))
+            sql += _FRESH_CASES_SQL.format(select=fresh, where=where, columns=columns)
+        return sql
+
+    running = cases("running_due_at <= CAST(:now AS timestamptz)", ", day")
+    for row in session.execute(text(_WEEK_RUNNING_SQL.format(week=_WEEK, cases=running)), params):
+        c = out.counts(row.week, row.category)
+        c.decided += row.late
+        c.breached += row.late
+    alive = (
+        cases(_OPEN, ", day, opened_at") + " UNION ALL " + cases(_CLOSED_SINCE, ", day, opened_at")
+    )
+    if cutoff < end:
+        alive += " UNION ALL " + cases(_LATER, ", day, opened_at")
+    ages: dict[date, float | None] = {}
+    for row in session.execute(text(_WEEK_BACKLOG_SQL.format(week=_WEEK, cases=alive)), params):
+        if row.category is not None:
+            out.counts(row.week, row.category).backlog += row.backlog
+        else:
+            ages[row.week] = row.median_age_h
+    closed = cases("close_h IS NOT NULL", ", day, close_h")
+    close: dict[date, list[float | None]] = {
+        row.week: row.q
+        for row in session.execute(text(_WEEK_CLOSE_SQL.format(week=_WEEK, cases=closed)), params)
+    }
+    for week in set(close) | set(ages):
+        q = close.get(week) or [None, None]
+        out.quantiles[week] = Quantiles(q[0], q[1], ages.get(week))
+    return out
