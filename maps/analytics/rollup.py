@@ -1,6 +1,6 @@
-"""The planner's summary tables: the ward table's counts per local day, ward and category, and
-the narrow time-to-close rows its quantiles sort; how they are kept right, and how the ward
-table reads them.
+"""The planner's summary tables: the ward table's counts per local day (and month), ward and
+category, and one narrow row per incident for what does not add up; how they are kept right,
+and how the ward table and the weekly trends read them.
 
 Exact for any period of whole local days, by construction:
 
@@ -12,7 +12,8 @@ Exact for any period of whole local days, by construction:
 - What depends on the time it is asked is never stored: the SLA breach of work whose clock
   still runs (not resolved, not on hold) is counted live from the running work orders (a
   partial index), and the backlog at the period's end (or now) and its age from the incidents
-  alive at that instant (a GiST index on their [opened, closed] span).
+  alive at that instant (the open ones from a partial index of their own, the closed ones
+  from a GiST index on their [opened, closed] span).
 - ``refresh`` takes the pending changes in: it rebuilds the days they touch (and any day with
   data not built yet), and the months of those days, then deletes exactly the changes it read,
   so a change committed while it ran stays pending. It runs as ``geo311 analytics refresh``
@@ -24,7 +25,7 @@ Exact for any period of whole local days, by construction:
   and its other days (the ragged ends, a month with a stale day) day by day.
 - The median and 90th percentile of time to close are exact: the bucket counts say which
   bucket holds each quantile and its rank there; only the values of those buckets are then
-  read (an index by bucket) and sorted, and interpolated as ``percentile_cont`` does.
+  read (an index by bucket), ranked, and interpolated as ``percentile_cont`` does.
 
 Day *d* holds the incidents opened and the reports received in [local midnight of *d*, of
 *d* + 1), in the jurisdiction's time zone, which is how ``queries.resolve_period`` bounds a
@@ -51,7 +52,7 @@ from maps.analytics.measures import CategoryCounts, Counted, Quantiles
 MAX_STALE_DAYS = 31
 
 # The time-to-close buckets (hours): bucket k holds [CLOSE_EDGES[k - 1], CLOSE_EDGES[k]), 0
-# what is below the first edge, 150 what is beyond the last (170 years; as width_bucket
+# what is below the first edge, 150 what is beyond the last (42 years; as width_bucket
 # numbers them). Geometric (10 % wide): each holds few of a ward's cases wherever its
 # quantiles fall, and a ward's month has a few dozen buckets, not a row per case.
 # Stored with every case: changing them needs ``geo311 analytics refresh --all``.
