@@ -16,6 +16,7 @@ from rich.table import Table
 from dispatch import service as dispatch_service
 from dispatch.cli import crews_app, plan, roads_app
 from geo311.app import create_app
+from geo311.flows import analytics as analytics_flow
 from geo311.flows import categories as category_flow
 from geo311.kernel import migrate as migrations
 from geo311.kernel.auth import service as auth_service
@@ -121,7 +122,12 @@ def run(
     if port is not None:
         settings.port = port
     logging.basicConfig(level=logging.INFO)
-    with open_database(settings) as db, notify_runner.embedded(settings, db) as extras:
+    with (
+        open_database(settings) as db,
+        notify_runner.embedded(
+            settings, db, tasks=[analytics_flow.worker_tasks(db, settings)]
+        ) as extras,
+    ):
         signins = ""
         if demo:
             # Loads into an empty database; completes a demo city an older geo311 loaded.
@@ -179,7 +185,8 @@ def worker(
         int | None, typer.Option(help="Jobs at once (default: GEO311_NOTIFY__WORKER_CONCURRENCY)")
     ] = None,
 ) -> None:
-    """Deliver notices (email, SMS, webhooks) from the job queue until Ctrl+C.
+    """Deliver notices (email, SMS, webhooks) from the job queue, and refresh the planner's
+    summaries every GEO311_ANALYTICS__REFRESH_CRON, until Ctrl+C.
 
     Exits 0 when stopped (SIGINT, SIGTERM); 1 when the database stayed unreachable for
     GEO311_NOTIFY__WORKER_GIVE_UP_S (or could not be opened at start), so a supervisor that
@@ -188,7 +195,12 @@ def worker(
     settings = get_settings()
     try:
         with open_database(settings) as db:
-            notify_runner.run_worker(settings, db, concurrency=concurrency)
+            notify_runner.run_worker(
+                settings,
+                db,
+                concurrency=concurrency,
+                tasks=[analytics_flow.worker_tasks(db, settings)],
+            )
     except WorkerGaveUp as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -403,6 +403,11 @@ class AnalyticsSettings(BaseModel):
     repeat_radius_m: float = Field(
         default=10.0, gt=0, description="Repeat locations: 'the same spot' within this distance"
     )
+    refresh_cron: str = Field(
+        default="*/5 * * * *",
+        description="The worker takes pending changes into the planner's summary tables on "
+        "this schedule (cron; a sixth field counts seconds; empty: never)",
+    )
 
 
 class Settings(BaseSettings):

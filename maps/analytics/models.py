@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     func,
     text,
@@ -92,14 +93,25 @@ class Case(Base):
 
     __tablename__ = "analytics_cases"
     __table_args__ = (
-        # Covering, closed cases only: a period's times to close from the index alone.
+        # Closed cases only, both covering. By day: the time-to-close buckets of the days
+        # read one by one (a period's ragged ends). By bucket: the few values of the buckets
+        # that hold a quantile, per ward or for the city, without reading the others.
         Index(
-            "ix_analytics_cases_closed",
+            "ix_analytics_cases_buckets",
             "jurisdiction_id",
             "day",
             "ward_key",
             "category_code",
-            "close_h",
+            "close_bucket",
+            postgresql_where=text("close_h IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_bucket_values",
+            "jurisdiction_id",
+            "close_bucket",
+            "ward_key",
+            "day",
+            postgresql_include=["category_code", "close_h"],
             postgresql_where=text("close_h IS NOT NULL"),
         ),
         Index(
@@ -109,10 +121,20 @@ class Case(Base):
             postgresql_include=["ward_key", "category_code", "running_due_at"],
             postgresql_where=text("running_due_at IS NOT NULL"),
         ),
+        # The backlog at an instant: the open cases of a period from this index alone, and
+        # the closed ones whose span holds the instant.
         Index(
-            "ix_analytics_cases_alive",
+            "ix_analytics_cases_open",
+            "jurisdiction_id",
+            "day",
+            postgresql_include=["ward_key", "category_code", "opened_at"],
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        Index(
+            "ix_analytics_cases_closed_span",
             text("tstzrange(opened_at, closed_at, '[]')"),
             postgresql_using="gist",
+            postgresql_where=text("closed_at IS NOT NULL"),
         ),
     )
 
@@ -127,6 +149,8 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Hours from opened to closed (None: open), as the source query computes them.
     close_h: Mapped[float | None] = mapped_column(Float)
+    # Which of maps.analytics.rollup.CLOSE_EDGES' buckets close_h falls in (None: open).
+    close_bucket: Mapped[int | None] = mapped_column(SmallInteger)
     # The due time of its work order while the SLA clock runs (None: stopped, or no work).
     running_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -141,3 +165,62 @@ class BuiltDay(Base):
     )
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MonthCounts(Base):
+    """The sums of ``analytics_day_counts`` over each local month (the days of it built so
+    far): a period's whole months are read here, a row per ward and category instead of one
+    per day. Recomputed whenever a day of the month is rebuilt."""
+
+    __tablename__ = "analytics_month_counts"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The month's first day.
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reports: Mapped[int] = mapped_column(Integer, server_default="0")
+    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
+    incidents: Mapped[int] = mapped_column(Integer, server_default="0")
+    closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    decided: Mapped[int] = mapped_column(Integer, server_default="0")
+    breached: Mapped[int] = mapped_column(Integer, server_default="0")
+    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_yes: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class MonthClose(Base):
+    """How many of a local month's closed incidents (its built days') fall in each
+    time-to-close bucket, per ward and category: where a quantile lies, for a category
+    filter. Recomputed with the month."""
+
+    __tablename__ = "analytics_month_close"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Category first: a category filter reads its own rows only.
+    category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class MonthCloseWard(Base):
+    """``analytics_month_close`` summed over every category: what the table without a
+    category filter reads (fifteen categories' rows would be as many as the cases)."""
+
+    __tablename__ = "analytics_month_close_wards"
+
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)

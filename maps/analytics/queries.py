@@ -223,14 +223,13 @@ SELECT {unit} AS unit, GROUPING({unit}) AS level,
        percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (
            ORDER BY extract(epoch FROM i.closed_at - i.opened_at) / 3600.0)
            FILTER (WHERE i.closed_at IS NOT NULL) AS close_h,
-       percentile_cont(0.5) WITHIN GROUP (
-           ORDER BY extract(epoch FROM :cutoff - i.opened_at) / 3600.0)
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY {age})
            FILTER (WHERE i.closed_at IS NULL OR i.closed_at >= :cutoff) AS backlog_median_age_h
 FROM incidents i{unit_join}
 WHERE i.jurisdiction_id = :jid AND i.opened_at >= :start AND i.opened_at < :end
   AND i.status <> 'cancelled'{codes}{unit_filter}
 GROUP BY GROUPING SETS (({unit}), ())
-"""
+""".replace("{age}", rollup.AGE_H.format(at="CAST(:cutoff AS timestamptz)", opened="i.opened_at"))
 
 _REPORTS_SQL = """
 SELECT {unit} AS unit, r.category_code AS category,
@@ -257,6 +256,20 @@ def _count(
 ) -> Counted:
     if (unit == "hex") != (grid is not None):
         raise ValueError("the hexagon unit needs its grid, and only it does")
+    if summaries and unit == "week":
+        counted = rollup.count_weeks(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            timezone=period.timezone,
+            first_day=period.first_day,
+            last_day=period.last_day,
+            end=period.end,
+            codes=filters.codes,
+            now=now,
+            ward_ids=ward_ids,
+        )
+        if counted is not None:
+            return counted
     if summaries and unit == "ward" and ward_ids is None:
         counted = rollup.count_wards(
             session,
@@ -574,6 +587,7 @@ def trends(
     ward_code: str | None,
     min_cases: int,
     now: datetime | None = None,
+    summaries: bool = True,
 ) -> tuple[list[WardInfo], list[Week]]:
     """Return the ward(s) followed and the measures per ISO week (Monday, local time).
 
@@ -581,6 +595,9 @@ def trends(
     ward keeps its code across a redrawing); None follows the whole city. Every week of the
     period is listed, empty ones with zero counts. The on-time score uses the period's
     city-wide category mix as weights, so weeks compare with each other.
+
+    ``summaries``: as for ``ward_table`` (the weeks' days from the day summaries); False
+    counts from the source tables. The answer is the same either way.
     """
     now = now or datetime.now(UTC)
     read_only_olap(session)
@@ -601,6 +618,7 @@ def trends(
         filters=filters,
         unit="week",
         now=now,
+        summaries=summaries,
     )
     city_mix = measures.merge(city.per_unit.values())
     counted = city
@@ -613,6 +631,7 @@ def trends(
             unit="week",
             now=now,
             ward_ids=[w.id for w in followed],
+            summaries=summaries,
         )
     population = (
         followed[-1].population if followed and len({w.population for w in followed}) == 1 else None

@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from geo311.flows import analytics as analytics_flow
 from geo311.flows import submit_report
 from geo311.kernel.database import Database
 from geo311.kernel.media.store import LocalMediaStore
+from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
 from geo311.resident.dedup import importer, moves
 from geo311.resident.intake import service as intake_service
@@ -24,13 +26,17 @@ from geo311.resident.intake.models import Report
 from layers import service as layers_service
 from maps.analytics import queries, rollup
 from tests.maps import history
+from tests.support import notify_settings, wait_until
 from work_orders import changes, transitions
 from work_orders.changes import AnalyticsChange
 from work_orders.models import Incident
 
 # (first day, last day, category): a month, a period across the ward-map change (1 March), one
-# category, the hotspot month, the whole history, a year of one category.
+# category, the hotspot month, the whole history, a year of one category, ragged ends around
+# whole months (read from the month summaries).
 PERIODS = [
+    (date(2025, 6, 15), date(2026, 2, 10), None),
+    (date(2025, 12, 20), date(2026, 3, 12), "pothole"),
     (date(2026, 1, 1), date(2026, 1, 31), None),
     (date(2026, 2, 1), date(2026, 3, 31), None),
     (date(2026, 3, 1), date(2026, 3, 31), "streetlight"),
@@ -85,11 +91,51 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _trends(
+    db: Database,
+    jid: int,
+    first: date,
+    last: date,
+    category: str | None,
+    ward_code: str | None,
+    *,
+    summaries: bool,
+) -> list[Any]:
+    """Return the weekly trend (the city's, or a ward's) as comparable values."""
+    with db.session() as session:
+        period = queries.resolve_period(
+            first_day=first, last_day=last, timezone="UTC", max_days=800
+        )
+        filters = queries.resolve_filters(
+            session, jurisdiction_id=jid, category=category, group=None
+        )
+        _, weeks = queries.trends(
+            session,
+            jurisdiction_id=jid,
+            period=period,
+            filters=filters,
+            ward_code=ward_code,
+            min_cases=2,
+            now=datetime(2026, 12, 1, tzinfo=UTC),
+            summaries=summaries,
+        )
+    return [(w.week, w.figures, w.too_few) for w in weeks]
+
+
 def assert_same_answer(db: Database, jid: int) -> None:
+    """The ward table and the weekly trends (the city's and each ward's) read through the
+    summaries are the same numbers as counted from the source tables."""
     for first, last, category in PERIODS:
         through = _plain(_table(db, jid, first, last, category, summaries=True))
         direct = _plain(_table(db, jid, first, last, category, summaries=False))
         assert through == direct, (first, last, category)
+        codes = sorted({code for code, _, _ in through[0]})
+        for ward_code in [None, *codes]:
+            weekly = _plain(_trends(db, jid, first, last, category, ward_code, summaries=True))
+            direct_weekly = _plain(
+                _trends(db, jid, first, last, category, ward_code, summaries=False)
+            )
+            assert weekly == direct_weekly, (first, last, category, ward_code)
 
 
 def refresh(db: Database, jid: int) -> rollup.Refreshed:
@@ -143,15 +189,9 @@ def test_a_day_is_counted_afresh_while_a_change_to_it_is_pending(
 ) -> None:
     refresh(db, city.jid)
     # A write that bypassed the services (and so noted nothing) shows in the summaries' figures:
-    # proof that a built day is read from them...
+    # proof that a built month is read from them...
     with db.session() as session:
-        session.execute(
-            text(
-                "UPDATE analytics_day_counts SET reports = reports + 100 "
-                "WHERE jurisdiction_id = :j AND day = '2026-01-05'"
-            ),
-            {"j": city.jid},
-        )
+        tamper(session, city.jid)
     first, last = date(2026, 1, 1), date(2026, 1, 31)
     wrong = _table(db, city.jid, first, last, None, summaries=True)
     assert wrong[1].reports == 110
@@ -165,6 +205,29 @@ def test_a_day_is_counted_afresh_while_a_change_to_it_is_pending(
     assert refresh(db, city.jid).changes == 1
     assert stale(db, city.jid, first, last) == []
     assert _table(db, city.jid, first, last, None, summaries=True)[1].reports == 10
+
+
+def tamper(session: Session, jid: int) -> None:
+    """Add 100 reports to one stored row of 5 January 2026 and to one of its month, as a
+    write that bypassed the services (and so noted nothing) would."""
+    for table, key, value in (
+        ("analytics_day_counts", "day", date(2026, 1, 5)),
+        ("analytics_month_counts", "month", date(2026, 1, 1)),
+    ):
+        ward_key, category = session.execute(
+            text(
+                f"SELECT ward_key, category_code FROM {table} WHERE jurisdiction_id = :j "
+                f"AND {key} = :v AND reports > 0 ORDER BY 1, 2 LIMIT 1"
+            ),
+            {"j": jid, "v": value},
+        ).one()
+        session.execute(
+            text(
+                f"UPDATE {table} SET reports = reports + 100 WHERE jurisdiction_id = :j "
+                f"AND {key} = :v AND ward_key = :w AND category_code = :c"
+            ),
+            {"j": jid, "v": value, "w": ward_key, "c": category},
+        )
 
 
 def _incident(session: Session, incident_id: int) -> Incident:
@@ -343,3 +406,60 @@ def test_a_new_ward_map_and_populations_need_no_refresh(db: Database, city: hist
         db, city.jid, date(2026, 8, 1), date(2026, 9, 30), None, summaries=True
     )[0]]  # fmt: skip
     assert codes == ["B1", "B2", "C1"]
+
+
+def test_a_period_reads_its_whole_current_months_from_the_month_summaries() -> None:
+    """Whole months without a stale day come from the month sums; the ragged ends and a month
+    with a stale day are read day by day, the stale day itself afresh."""
+    stale_day = date(2025, 6, 12)
+    months, days = rollup.layout(date(2025, 2, 10), date(2025, 11, 20), [stale_day])
+    assert months == [date(2025, m, 1) for m in (3, 4, 5, 7, 8, 9, 10)]
+    june = [date(2025, 6, d) for d in range(1, 31) if d != 12]
+    february = [date(2025, 2, d) for d in range(10, 29)]
+    november = [date(2025, 11, d) for d in range(1, 21)]
+    assert days == february + june + november
+    # A period inside one month has no whole month.
+    assert rollup.layout(date(2025, 6, 2), date(2025, 6, 30), []) == (
+        [],
+        [date(2025, 6, d) for d in range(2, 31)],
+    )
+
+
+def test_the_worker_refreshes_a_dirty_day_on_its_schedule(
+    db: Database, city: history.City, tmp_path: Path
+) -> None:
+    refresh(db, city.jid)
+    first, last = date(2026, 1, 1), date(2026, 1, 31)
+    # The stored day is made wrong (a write that noted nothing), then a change to it is noted:
+    # the day is dirty, counted afresh until a refresh rebuilds it.
+    with db.session() as session:
+        tamper(session, city.jid)
+        changes.note(
+            session, jurisdiction_id=city.jid, entity="incident", entity_ids=[city.incidents["P1"]]
+        )
+    assert stale(db, city.jid, first, last) == [date(2026, 1, 5)]
+
+    settings = notify_settings(tmp_path, smtp_port=2525)
+    settings.analytics.refresh_cron = "* * * * * *"  # every second
+    with BackgroundWorker(settings, db, tasks=[analytics_flow.worker_tasks(db, settings)]):
+        assert wait_until(lambda: pending(db, city.jid) == 0, timeout_s=60)
+    assert stale(db, city.jid, first, last) == []
+    # Read from the summaries alone now, and right: the day was rebuilt from the source tables.
+    assert _table(db, city.jid, first, last, None, summaries=True)[1].reports == 10
+    assert_same_answer(db, city.jid)
+
+
+def test_no_refresh_is_scheduled_when_the_schedule_is_empty(
+    db: Database, city: history.City, tmp_path: Path
+) -> None:
+    settings = notify_settings(tmp_path, smtp_port=2525)
+    settings.analytics.refresh_cron = ""
+    with db.session() as session:
+        changes.note(
+            session, jurisdiction_id=city.jid, entity="incident", entity_ids=[city.incidents["P1"]]
+        )
+    noted = pending(db, city.jid)
+    assert noted > 0
+    with BackgroundWorker(settings, db, tasks=[analytics_flow.worker_tasks(db, settings)]):
+        wait_until(lambda: pending(db, city.jid) < noted, timeout_s=3)
+    assert pending(db, city.jid) == noted

@@ -4,7 +4,7 @@ development, the mail catcher."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,9 +26,11 @@ class Embedded:
 
 
 @contextmanager
-def embedded(settings: Settings, db: Database) -> Iterator[Embedded]:
-    """Run the dev mail catcher (when enabled) and an in-process worker (unless disabled)
-    for the life of the block; yield what runs."""
+def embedded(
+    settings: Settings, db: Database, *, tasks: Sequence[notice_worker.TaskRegistration] = ()
+) -> Iterator[Embedded]:
+    """Run the dev mail catcher (when enabled) and an in-process worker (unless disabled),
+    which also runs ``tasks``, for the life of the block; yield what runs."""
     extras = Embedded()
     lines = extras.lines
     catcher: MailCatcher | None = None
@@ -48,7 +50,7 @@ def embedded(settings: Settings, db: Database) -> Iterator[Embedded]:
         if settings.notify.embedded_worker:
             # One line per job is useful from `geo311 worker`, noise beside the API's log.
             logging.getLogger("procrastinate").setLevel(logging.WARNING)
-            background = notice_worker.BackgroundWorker(settings, db).start()
+            background = notice_worker.BackgroundWorker(settings, db, tasks=tasks).start()
             extras.worker = background
             smtp = settings.notify.smtp
             lines.append(f"notices           worker in-process, SMTP {smtp.host}:{smtp.port}")
@@ -60,8 +62,14 @@ def embedded(settings: Settings, db: Database) -> Iterator[Embedded]:
             catcher.stop()
 
 
-def run_worker(settings: Settings, db: Database, *, concurrency: int | None = None) -> None:
-    """Run the notice worker in the foreground until SIGINT or SIGTERM; raise
+def run_worker(
+    settings: Settings,
+    db: Database,
+    *,
+    concurrency: int | None = None,
+    tasks: Sequence[notice_worker.TaskRegistration] = (),
+) -> None:
+    """Run the notice worker (and ``tasks``) in the foreground until SIGINT or SIGTERM; raise
     ``notice_worker.WorkerGaveUp`` when the database stayed away too long."""
     log.info("notice worker: SMTP %s:%s", settings.notify.smtp.host, settings.notify.smtp.port)
-    notice_worker.run(settings, db, concurrency=concurrency)
+    notice_worker.run(settings, db, concurrency=concurrency, tasks=tasks)

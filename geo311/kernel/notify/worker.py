@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,10 @@ from geo311.kernel.notify.tokens import LinkSigner
 from geo311.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Registers more tasks (periodic ones too, each on a queue of its own) on the worker's app: how
+# the packages above the kernel have the worker run their jobs (geo311.flows.analytics).
+TaskRegistration = Callable[[procrastinate.App], None]
 
 
 def conninfo(db: Database) -> str:
@@ -57,8 +62,15 @@ def build_deliverer(db: Database, settings: Settings) -> Deliverer:
     )
 
 
-def build_app(deliverer: Deliverer, *, dsn: str, concurrency: int) -> procrastinate.App:
-    """Return a procrastinate app with the delivery and sweep tasks bound to ``deliverer``."""
+def build_app(
+    deliverer: Deliverer,
+    *,
+    dsn: str,
+    concurrency: int,
+    tasks: Sequence[TaskRegistration] = (),
+) -> procrastinate.App:
+    """Return a procrastinate app with the delivery and sweep tasks bound to ``deliverer``,
+    and those ``tasks`` register."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=dsn,
@@ -88,6 +100,8 @@ def build_app(deliverer: Deliverer, *, dsn: str, concurrency: int) -> procrastin
     async def sweep(timestamp: int) -> dict[str, int]:  # noqa: ARG001 - procrastinate's
         return await sweep_now(app, deliverer, stalled_s=stalled_s)
 
+    for register in tasks:
+        register(app)
     return app
 
 
@@ -158,8 +172,10 @@ async def run_async(
     name: str = "geo311-notices",
     give_up_s: float | None = None,
     state: WorkerState | None = None,
+    tasks: Sequence[TaskRegistration] = (),
 ) -> None:
     """Run a worker until it is cancelled or, with ``wait=False``, until the queue is empty.
+    It runs the notices' jobs and those of ``tasks`` (every queue they use).
 
     When the database goes away (a restart, a fail-over) procrastinate stops its worker; this
     starts a new one as soon as the database answers again, waiting longer between tries
@@ -176,7 +192,7 @@ async def run_async(
 
     async def one_run() -> None:
         was_running = False
-        app = build_app(deliverer, dsn=dsn, concurrency=workers)
+        app = build_app(deliverer, dsn=dsn, concurrency=workers, tasks=tasks)
         try:
             # Fail fast while the database is away: opening the queue's pool waits 30 s.
             async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=5) as probe:
@@ -187,7 +203,7 @@ async def run_async(
                 state.running(since=time.time())
                 was_running = True
                 await app.run_worker_async(
-                    queues=[outbox.QUEUE],
+                    queues=sorted({task.queue for task in app.tasks.values()}),
                     name=name,
                     concurrency=workers,
                     wait=wait,
@@ -247,7 +263,13 @@ async def run_async(
         deliverer.close()
 
 
-def run(settings: Settings, db: Database, *, concurrency: int | None = None) -> None:
+def run(
+    settings: Settings,
+    db: Database,
+    *,
+    concurrency: int | None = None,
+    tasks: Sequence[TaskRegistration] = (),
+) -> None:
     """Run a worker in the foreground until SIGINT or SIGTERM (then return); raise
     WorkerGaveUp when the database stayed away for ``notify.worker_give_up_s``."""
 
@@ -265,6 +287,7 @@ def run(settings: Settings, db: Database, *, concurrency: int | None = None) -> 
                 db,
                 concurrency=concurrency,
                 give_up_s=settings.notify.worker_give_up_s,
+                tasks=tasks,
             )
         except asyncio.CancelledError:
             log.info("notice worker stopped")
@@ -278,10 +301,18 @@ def run(settings: Settings, db: Database, *, concurrency: int | None = None) -> 
 class BackgroundWorker:
     """A worker on its own thread and event loop: `geo311 run` serves and delivers at once."""
 
-    def __init__(self, settings: Settings, db: Database, *, concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        concurrency: int | None = None,
+        tasks: Sequence[TaskRegistration] = (),
+    ) -> None:
         self.settings = settings
         self.db = db
         self.concurrency = concurrency
+        self.tasks = tasks
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -308,6 +339,7 @@ class BackgroundWorker:
                     concurrency=self.concurrency,
                     give_up_s=None,
                     state=self.state,
+                    tasks=self.tasks,
                 )
             )
             loop.call_soon(self._started.set)
