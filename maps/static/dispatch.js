@@ -755,6 +755,7 @@ async function commit() {
   window.dispatchPage.committedAt = performance.now();
   const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
   if (!answer.ok) { await refused(answer, body); return; }
+  window.dispatchPage.moved = answer.data; // the committed plan: what the bench waits to see drawn
   closePreview();
   if (window.dispatchPage.whole) {
     // The way the page used to do it (the bench's baseline): read and redraw the whole board.
