@@ -52,6 +52,11 @@ PALETTE = (
     "#999933",
 )
 
+# Markers within this many pixels of a bubble merge into it. dispatch.js draws no bubble wider
+# than this, so over a whole city's backlog the bubbles sit side by side instead of on top of
+# one another (at 28 px with 44 px bubbles, rings hid each other's crew colours).
+CLUSTER_RADIUS_PX = 40
+
 _OPEN = ("new", "triaged", "assigned", "scheduled", "in_progress", "on_hold", "reopened")
 
 # The words dispatch.js puts on the page.
@@ -404,7 +409,7 @@ def render_page(
         name="work",
         options={
             "showCoverageOnHover": False,
-            "maxClusterRadius": 28,
+            "maxClusterRadius": CLUSTER_RADIUS_PX,
             "disableClusteringAtZoom": 16,
             "chunkedLoading": True,
         },

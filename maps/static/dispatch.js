@@ -31,6 +31,7 @@ const state = {
   preview: null, // {body, answer}
 };
 const routeLayer = L.layerGroup().addTo(map);
+const BUBBLE_MAX_PX = cluster.options.maxClusterRadius;
 // Cluster bubbles: a ring of the crews' colours, each crew's arc as long as its share of the
 // jobs inside (grey: the queue), the count in the middle; the legend says so.
 cluster.options.iconCreateFunction = (group) => {
@@ -47,9 +48,11 @@ cluster.options.iconCreateFunction = (group) => {
     at += (n / total) * 100;
     return `${crew ? crewColour(crew) : QUEUE_GREY} ${from.toFixed(2)}% ${at.toFixed(2)}%`;
   });
-  const size = total < 10 ? 30 : total < 100 ? 36 : 44;
+  // Never wider than the cluster's radius: markers that far apart make two bubbles, and two
+  // bubbles wider than that are drawn over each other.
+  const size = Math.min(BUBBLE_MAX_PX, total < 10 ? 26 : total < 100 ? 32 : 38);
   const html = document.createElement("div");
-  html.className = "crew-cluster";
+  html.className = total >= 1000 ? "crew-cluster wide" : "crew-cluster";
   html.style.background = `conic-gradient(${stops.join(", ")})`;
   html.style.width = html.style.height = `${size}px`;
   html.dataset.crews = shares.map(([crew, n]) => `${crew || "-"}:${n}`).join(" ");
@@ -755,6 +758,7 @@ async function commit() {
   window.dispatchPage.committedAt = performance.now();
   const answer = await api("POST", `/api/v1/plans/${state.day}/moves`, body);
   if (!answer.ok) { await refused(answer, body); return; }
+  window.dispatchPage.moved = answer.data; // the committed plan: what the bench waits to see drawn
   closePreview();
   if (window.dispatchPage.whole) {
     // The way the page used to do it (the bench's baseline): read and redraw the whole board.

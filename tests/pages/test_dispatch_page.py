@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -82,32 +84,85 @@ def _route_ids(plan: dict[str, Any], crew: str) -> list[int]:
     return [s["work_order_id"] for s in route["stops"]]
 
 
-def open_dispatch(
-    browser: Any, url: str, demo: DemoSignin, **options: Any
-) -> tuple[Any, Any, Recorder]:
-    """Open /dispatch unsigned, sign in where it sends us, come back; then open it afresh
-    with a recorder. ``options``: the browser context's (a time zone, say)."""
-    context = browser.new_context(viewport=DESKTOP, **options)
-    signin = context.new_page()
-    signin.goto(f"{url}/dispatch?date={DAY}")
-    assert urlsplit(signin.url).path == "/login"
-    signin.get_by_label("Name").fill(demo.name)
-    signin.get_by_label("Password").fill(demo.password)
-    signin.get_by_role("button", name="Sign in").click()
-    signin.wait_for_url(re.compile(r".*/dispatch\?date="))
-    signin.close()
-    page = context.new_page()
-    recorder = record(page)
-    page.goto(f"{url}/dispatch?date={DAY}")
-    try:
-        page.wait_for_selector("#dispatch-map[data-state=ready]", state="attached", timeout=30_000)
-    except Exception as exc:
-        raise AssertionError(f"the dispatch page did not get ready: {recorder.console}") from exc
-    return context, page, recorder
+@dataclass
+class Desk:
+    """One test's dispatcher's desk: the app, the demo dispatcher, and the planned day."""
+
+    url: str
+    db: Database
+    browser: Any
+    who: DemoSignin
+    plan: dict[str, Any]
+    shots: Path
+
+    @contextmanager
+    def page(self, *, expected: str = "", **options: Any) -> Iterator[tuple[Any, Recorder]]:
+        """/dispatch opened unsigned, signed in where it sends us, then opened afresh with a
+        recorder; ``options``: the browser context's (a time zone, say). On leaving, the page
+        must have logged no error or CSP violation (but one holding ``expected``, a refusal
+        the test asks for) and opened no dialog."""
+        context = self.browser.new_context(viewport=DESKTOP, **options)
+        try:
+            signin = context.new_page()
+            signin.goto(f"{self.url}/dispatch?date={DAY}")
+            assert urlsplit(signin.url).path == "/login"
+            signin.get_by_label("Name").fill(self.who.name)
+            signin.get_by_label("Password").fill(self.who.password)
+            signin.get_by_role("button", name="Sign in").click()
+            signin.wait_for_url(re.compile(r".*/dispatch\?date="))
+            signin.close()
+            page = context.new_page()
+            recorder = record(page)
+            page.goto(f"{self.url}/dispatch?date={DAY}")
+            try:
+                page.wait_for_selector(
+                    "#dispatch-map[data-state=ready]", state="attached", timeout=30_000
+                )
+            except Exception as exc:
+                raise AssertionError(f"the page did not get ready: {recorder.console}") from exc
+            yield page, recorder
+            assert [p for p in recorder.problems() if not (expected and expected in p)] == []
+            assert recorder.dialogs == []
+        finally:
+            context.close()
+
+    def shot(self, page: Any, name: str) -> None:
+        keep_shot(screenshot(page, self.shots, name))
+
+    def bearer(self, role: str = "dispatcher", **kw: Any) -> dict[str, str]:
+        return _bearer(self.db, role, **kw)
+
+    def board(self) -> dict[str, Any]:
+        """The whole board, as the API answers it now."""
+        return _board(self.url, self.db)
+
+    def current_plan(self) -> dict[str, Any]:
+        """The day's plan, as the API answers it now."""
+        return _plan(self.url, self.db)
+
+    def route(self, crew: str) -> list[int]:
+        """``crew``'s stops on the planned day (as planned, before the test moved anything)."""
+        return _route_ids(self.plan, crew)
 
 
-def shot(page: Any, folder: Path, name: str) -> None:
-    keep_shot(screenshot(page, folder, name))
+@pytest.fixture
+def desk(
+    browser: Any,
+    app_url: str,
+    demo_db: Database,
+    dispatcher: DemoSignin,
+    planned: dict[str, Any],
+    tmp_path: Path,
+) -> Desk:
+    return Desk(app_url, demo_db, browser, dispatcher, planned, tmp_path)
+
+
+def open_popup(page: Any, job: int) -> Any:
+    """Open ``job``'s popup from its marker; return the popup once it shows."""
+    page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
+    popup = page.locator(".leaflet-popup .dispatch-popup")
+    popup.wait_for(timeout=15_000)
+    return popup
 
 
 def crew_jobs(page: Any, crew: str) -> list[int]:
@@ -154,29 +209,21 @@ def wait_for(check: Any, *, timeout_s: float = 15.0, what: str = "") -> None:
     raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
-def test_the_routes_and_the_queue_are_on_the_map_in_crew_colours(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
-) -> None:
+def test_the_routes_and_the_queue_are_on_the_map_in_crew_colours(desk: Desk) -> None:
     # One job back to the queue, with the reason a dispatcher gave.
-    queued_id = _route_ids(planned, "lighting")[0]
+    queued_id = desk.route("lighting")[0]
     body = {
-        "plan_version": planned["version"],
+        "plan_version": desk.plan["version"],
         "work_order_ids": [queued_id],
         "to_crew": None,
         "reason": "waiting for a lift truck",
     }
     r = httpx.post(
-        f"{app_url}/api/v1/plans/{DAY}/moves", json=body, headers=_bearer(demo_db), timeout=60
+        f"{desk.url}/api/v1/plans/{DAY}/moves", json=body, headers=desk.bearer(), timeout=60
     )
     assert r.status_code == 200, r.text
     planned = r.json()
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
+    with desk.page() as (page, _):
         board = page.evaluate("window.dispatchPage.state.board")
         colours = {c["code"]: c["colour"] for c in board["crews"]}
         assert len(set(colours.values())) == len(colours), "each crew its own colour"
@@ -190,6 +237,20 @@ def test_the_routes_and_the_queue_are_on_the_map_in_crew_colours(
             # The crew's list shows the route's stops first, in order, with ETAs.
             stops = [s["work_order_id"] for s in route["stops"]]
             assert crew_jobs(page, route["crew"])[: len(stops)] == stops
+            # Each stop's marker carries its number on the route.
+            numbers = page.evaluate(
+                "(ids) => ids.map((id) => window.dispatchPage.state.markers.get(id)"
+                ".options.icon.options.html.textContent)",
+                stops,
+            )
+            assert numbers == [str(s["seq"]) for s in route["stops"]]
+            # The crew's day in numbers: stops, load and free time.
+            facts = page.locator(
+                f'#crew-list > li[data-crew="{route["crew"]}"] .crew-facts'
+            ).inner_text()
+            assert re.fullmatch(
+                rf"{len(stops)} stops · load \d+ h \d\d · free \d+ h \d\d", facts
+            ), facts
             swatch = page.locator(f'#crew-list > li[data-crew="{route["crew"]}"] .crew-swatch')
             assert swatch.evaluate("(n) => getComputedStyle(n).backgroundColor") == _rgb(
                 colours[route["crew"]]
@@ -206,13 +267,9 @@ def test_the_routes_and_the_queue_are_on_the_map_in_crew_colours(
         assert why.inner_text() == "waiting for a lift truck"
         # On the map too, as a queued (dashed, crew-less) marker.
         assert page.evaluate("(id) => window.dispatchPage.state.markers.has(id)", queued_id)
-        shot(page, tmp_path, "dispatch-day")
-        problems = audit(page, app_url)
+        desk.shot(page, "dispatch-day")
+        problems = audit(page, desk.url)
         assert problems == [], "\n".join(problems)
-        assert recorder.problems() == []
-        assert recorder.dialogs == []
-    finally:
-        context.close()
 
 
 def _rgb(colour: str) -> str:
@@ -289,17 +346,11 @@ def draw_box_around(
 
 
 def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
+    desk: Desk,
 ) -> None:
-    board = _board(app_url, demo_db)
-    pair = _lonely_pair(board, _route_ids(planned, "streets"))
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
+    board = desk.board()
+    pair = _lonely_pair(board, desk.route("streets"))
+    with desk.page() as (page, recorder):
         draw_box_around(page, board, pair)
         assert page.locator("#selection-count").inner_text() == "2 selected"
         assert sorted(page.evaluate("[...window.dispatchPage.state.selected]")) == sorted(pair)
@@ -317,8 +368,8 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
             )
         }
         # The what-if stored nothing: the plan is at the version the page shows.
-        assert _plan(app_url, demo_db)["version"] == planned["version"]
-        shot(page, tmp_path, "dispatch-preview")
+        assert desk.current_plan()["version"] == desk.plan["version"]
+        desk.shot(page, "dispatch-preview")
         # Jobs of crews the move leaves alone: their markers are not drawn anew.
         untouched = [j["id"] for j in board["jobs"] if j["crew"] not in ("streets", "streets-2")]
         assert untouched
@@ -337,12 +388,12 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
             eta = page.locator(f'#crew-list > li[data-crew="streets-2"] li[data-job="{job}"] .eta')
             assert re.fullmatch(r"\d\d:\d\d", eta.inner_text().strip())
         assert page.locator("path.route-streets-2").count() == 1
-        shot(page, tmp_path, "dispatch-moved")
+        desk.shot(page, "dispatch-moved")
         # The plan API agrees.
-        plan = _plan(app_url, demo_db)
+        plan = desk.current_plan()
         assert set(pair) <= set(_route_ids(plan, "streets-2"))
         assert not set(pair) & set(_route_ids(plan, "streets"))
-        assert plan["version"] == planned["version"] + 1
+        assert plan["version"] == desk.plan["version"] + 1
         # The page drew the move from its answer and read back only the two crews' work (the
         # move's own live events included), never the whole board; the rest stayed as drawn.
         # Playwright hands the page's requests to the recorder only while it is called, never
@@ -357,23 +408,14 @@ def test_a_box_around_two_jobs_of_one_crew_gives_them_to_another_after_a_preview
         assert whole_board_reads(recorder, since) == []
         assert still_tagged(page, untouched) == untouched
         assert page.evaluate("window.dispatchPage.state.board.version") == plan["version"]
-        assert recorder.problems() == []
-    finally:
-        context.close()
 
 
 def test_two_dispatchers_one_sees_the_others_move_live_then_its_stale_move_is_explained(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
+    desk: Desk,
 ) -> None:
-    first, second = _route_ids(planned, "streets")[:2]
-    ctx_a, page_a, _ = open_dispatch(browser, app_url, dispatcher)
-    ctx_b, page_b, _ = open_dispatch(browser, app_url, dispatcher)
-    try:
+    first, second = desk.route("streets")[:2]
+    stale = "409 (Conflict)"  # B's page logs the refused commit
+    with desk.page() as (page_a, _), desk.page(expected=stale) as (page_b, _):
         # B looks at moving the first job: its preview holds the version it saw.
         page_b.locator(f'#crew-list button.job-line[data-job="{first}"]').click()
         page_b.get_by_label("Give to crew").select_option("streets-2")
@@ -398,27 +440,17 @@ def test_two_dispatchers_one_sees_the_others_move_live_then_its_stale_move_is_ex
         page_b.get_by_role("button", name="Commit the move").click()
         problem = page_b.locator("#preview-status")
         problem.filter(has_text="Someone else changed the plan").wait_for(timeout=30_000)
-        assert f"looked at version {planned['version']}" in problem.inner_text()
-        shot(page_b, tmp_path, "dispatch-conflict")
-        plan = _plan(app_url, demo_db)
+        assert f"looked at version {desk.plan['version']}" in problem.inner_text()
+        desk.shot(page_b, "dispatch-conflict")
+        plan = desk.current_plan()
         assert first in _route_ids(plan, "streets")
         assert second in _route_ids(plan, "streets-2")
-    finally:
-        ctx_a.close()
-        ctx_b.close()
 
 
-def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-) -> None:
-    job = _route_ids(planned, "streets")[0]
-    crew = _bearer(demo_db, "crew", name="sam-streets", crew="streets")
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
+def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(desk: Desk) -> None:
+    job = desk.route("streets")[0]
+    crew = desk.bearer("crew", name="sam-streets", crew="streets")
+    with desk.page() as (page, recorder):
         assert page.locator(f'#crew-list li[data-job="{job}"]').count() == 1
         others = [
             j["id"]
@@ -428,7 +460,7 @@ def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(
         tag_markers(page, others)
         total = page.evaluate("window.dispatchPage.state.board.jobs.length")
         since = len(recorder.requests)
-        with httpx.Client(base_url=app_url, headers=crew, timeout=30) as client:
+        with httpx.Client(base_url=desk.url, headers=crew, timeout=30) as client:
             version = client.get(f"/api/v1/work-orders/{job}").json()["version"]
             r = client.post(
                 f"/api/v1/work-orders/{job}/transitions",
@@ -458,20 +490,10 @@ def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(
         assert still_tagged(page, others) == others
         shown = page.locator("#dispatch-status").inner_text()
         assert shown.startswith(f"{total - 1} of {total - 1} ")
-        assert recorder.problems() == []
-    finally:
-        context.close()
 
 
-def test_a_merge_from_the_popup_and_its_undo_put_the_reports_back(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
-) -> None:
-    board = _board(app_url, demo_db)
+def test_a_merge_from_the_popup_and_its_undo_put_the_reports_back(desk: Desk) -> None:
+    board = desk.board()
     by_category: dict[str, list[dict[str, Any]]] = {}
     for j in board["jobs"]:
         if j["status"] != "in_progress":
@@ -480,19 +502,16 @@ def test_a_merge_from_the_popup_and_its_undo_put_the_reports_back(
 
     def reports(incident: int) -> list[str]:
         r = httpx.get(
-            f"{app_url}/api/v1/staff/incidents/{incident}/reports",
-            headers=_bearer(demo_db),
+            f"{desk.url}/api/v1/staff/incidents/{incident}/reports",
+            headers=desk.bearer(),
             timeout=30,
         )
         assert r.status_code == 200, r.text
         return sorted(x["tracking_id"] for x in r.json()["reports"])
 
     before = {i: reports(i) for i in (keep["incident_id"], fold["incident_id"])}
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", keep["id"])
-        popup = page.locator(".leaflet-popup .dispatch-popup")
-        popup.wait_for(timeout=15_000)
+    with desk.page() as (page, _):
+        popup = open_popup(page, keep["id"])
         popup.get_by_label("Merge incident number … into this one").fill(str(fold["incident_id"]))
         popup.get_by_role("button", name="Merge", exact=True).click()
         undo = page.locator(".leaflet-popup .dispatch-popup").get_by_role(
@@ -503,28 +522,17 @@ def test_a_merge_from_the_popup_and_its_undo_put_the_reports_back(
         assert merged == sorted(before[keep["incident_id"]] + before[fold["incident_id"]])
         # The folded incident's job is no longer open work.
         assert page.locator(f'li[data-job="{fold["id"]}"]').count() == 0
-        shot(page, tmp_path, "dispatch-merged")
+        desk.shot(page, "dispatch-merged")
         undo.click()
         wait_for(
             lambda: page.locator(f'li[data-job="{fold["id"]}"]').count() == 1,
             what="the folded job back on the lists",
         )
         assert {i: reports(i) for i in before} == before
-        assert recorder.problems() == []
-    finally:
-        context.close()
 
 
-def test_choosing_a_ward_leaves_only_its_jobs_on_the_map_and_in_the_lists(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
-) -> None:
-    context, page, _ = open_dispatch(browser, app_url, dispatcher)
-    try:
+def test_choosing_a_ward_leaves_only_its_jobs_on_the_map_and_in_the_lists(desk: Desk) -> None:
+    with desk.page() as (page, _):
         board = page.evaluate("window.dispatchPage.state.board")
         ward = "3"
         expected = {j["id"] for j in board["jobs"] if j["ward"] == ward}
@@ -542,20 +550,24 @@ def test_choosing_a_ward_leaves_only_its_jobs_on_the_map_and_in_the_lists(
         assert listed == expected
         shown = page.locator("#dispatch-status").inner_text()
         assert shown.startswith(f"{len(expected)} of {len(board['jobs'])}")
-        shot(page, tmp_path, "dispatch-ward")
-    finally:
-        context.close()
+        desk.shot(page, "dispatch-ward")
+        # The search, by a tracking number, narrows map and lists to that job.
+        page.get_by_label("Ward").select_option("")
+        hay = [f"{j['tracking_id'] or ''} {j['address'] or ''}".lower() for j in board["jobs"]]
+        job = next(
+            j
+            for j in board["jobs"]
+            if j["tracking_id"] and sum(j["tracking_id"].lower() in h for h in hay) == 1
+        )
+        page.get_by_label("Tracking number or address").fill(job["tracking_id"])
+        assert page.evaluate("[...window.dispatchPage.state.markers.keys()]") == [job["id"]]
+        listed = page.locator("#crew-list li.job, #queue-list li.job")
+        assert listed.evaluate_all("(l) => l.map((i) => Number(i.dataset.job))") == [job["id"]]
 
 
-def test_a_residents_markup_is_shown_as_text_in_popups_and_lists(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-) -> None:
-    job = _route_ids(planned, "streets")[0]
-    with demo_db.session() as s:
+def test_a_residents_markup_is_shown_as_text_in_popups_and_lists(desk: Desk) -> None:
+    job = desk.route("streets")[0]
+    with desk.db.session() as s:
         s.execute(
             text(
                 "UPDATE reports SET description = :evil, address = :evil "
@@ -563,33 +575,20 @@ def test_a_residents_markup_is_shown_as_text_in_popups_and_lists(
             ),
             {"evil": EVIL, "id": job},
         )
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
+    with desk.page() as (page, recorder):
         line = page.locator(f'#crew-list button.job-line[data-job="{job}"]')
         assert EVIL in line.inner_text()
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
-        popup = page.locator(".leaflet-popup .dispatch-popup")
-        popup.wait_for(timeout=15_000)
+        popup = open_popup(page, job)
         assert popup.locator(".description").inner_text() == EVIL
         assert popup.locator(".address").inner_text() == EVIL
         assert page.locator("img[src=x]").count() == 0
         assert recorder.dialogs == []
-        assert recorder.problems() == []
-    finally:
-        context.close()
 
 
-def test_a_lasso_around_two_jobs_selects_those_two(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-) -> None:
-    board = _board(app_url, demo_db)
-    pair = _lonely_pair(board, _route_ids(planned, "streets"))
-    context, page, _ = open_dispatch(browser, app_url, dispatcher)
-    try:
+def test_a_lasso_around_two_jobs_selects_those_two(desk: Desk) -> None:
+    board = desk.board()
+    pair = _lonely_pair(board, desk.route("streets"))
+    with desk.page() as (page, _):
         draw_box_around(page, board, pair, lasso=True)
         assert page.locator("#selection-count").inner_text() == "2 selected"
         assert sorted(page.evaluate("[...window.dispatchPage.state.selected]")) == sorted(pair)
@@ -600,20 +599,12 @@ def test_a_lasso_around_two_jobs_selects_those_two(
         # Escape clears it, as the keys line says.
         page.keyboard.press("Escape")
         assert page.locator("#selection-count").inner_text().startswith("Nothing selected")
-    finally:
-        context.close()
 
 
 def test_cluster_bubbles_ring_the_crews_colours_and_the_status_filter_speaks_words(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
+    desk: Desk,
 ) -> None:
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
+    with desk.page() as (page, _):
         # Zoomed out over the whole city, jobs crowd into bubbles.
         page.evaluate(
             """() => {
@@ -662,7 +653,7 @@ def test_cluster_bubbles_ring_the_crews_colours_and_the_status_filter_speaks_wor
         legend = page.locator("#cluster-legend")
         assert legend.is_visible()
         assert "crew's share in the crew's colour" in legend.inner_text()
-        shot(page, tmp_path, "dispatch-clusters")
+        desk.shot(page, "dispatch-clusters")
         # The status filter lists words, and filters by them.
         status = page.get_by_label("Status")
         words = status.locator("option").all_inner_texts()
@@ -676,31 +667,15 @@ def test_cluster_bubbles_ring_the_crews_colours_and_the_status_filter_speaks_wor
         assert expected
         assert set(page.evaluate("[...window.dispatchPage.state.markers.keys()]")) == expected
         # The popup names the status in the same words.
-        job = sorted(expected)[0]
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
-        popup = page.locator(".leaflet-popup .dispatch-popup")
-        popup.wait_for(timeout=15_000)
+        popup = open_popup(page, sorted(expected)[0])
         assert popup.locator(".job-status").inner_text().startswith("Scheduled")
-        assert recorder.problems() == []
-    finally:
-        context.close()
 
 
-def test_an_appointment_is_typed_and_shown_on_the_citys_clocks_not_the_browsers(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
-) -> None:
-    job = _route_ids(planned, "streets")[0]
+def test_an_appointment_is_typed_and_shown_on_the_citys_clocks_not_the_browsers(desk: Desk) -> None:
+    job = desk.route("streets")[0]
     # A dispatcher whose laptop is set to Tokyo, for a city on Chicago's clocks.
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher, timezone_id="Asia/Tokyo")
-    try:
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", job)
-        popup = page.locator(".leaflet-popup .dispatch-popup")
-        popup.wait_for(timeout=15_000)
+    with desk.page(timezone_id="Asia/Tokyo") as (page, _):
+        popup = open_popup(page, job)
         # The fields have visible labels, and say whose clocks they read.
         fields = popup.locator("fieldset.appointment")
         assert "America/Chicago" in fields.locator("legend").inner_text()
@@ -714,7 +689,7 @@ def test_an_appointment_is_typed_and_shown_on_the_citys_clocks_not_the_browsers(
         shown = page.locator(".leaflet-popup .dispatch-popup .appointment-now")
         shown.wait_for(timeout=20_000)
         # The city's 09:00 (14:00 UTC), not Tokyo's.
-        board = _board(app_url, demo_db)
+        board = desk.board()
         window = next(j["appointment"] for j in board["jobs"] if j["id"] == job)
         assert window == ["2026-06-01T09:00:00-05:00", "2026-06-01T11:00:00-05:00"]
         assert "09:00" in shown.inner_text()
@@ -722,25 +697,14 @@ def test_an_appointment_is_typed_and_shown_on_the_citys_clocks_not_the_browsers(
         # The fields show the booked window back on the city's clocks.
         popup = page.locator(".leaflet-popup .dispatch-popup")
         assert popup.get_by_label("Starts from").input_value() == "2026-06-01T09:00"
-        shot(page, tmp_path, "dispatch-appointment")
-        assert recorder.problems() == []
-    finally:
-        context.close()
+        desk.shot(page, "dispatch-appointment")
 
 
-def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(
-    browser: Any,
-    app_url: str,
-    demo_db: Database,
-    dispatcher: DemoSignin,
-    planned: dict[str, Any],
-    tmp_path: Path,
-) -> None:
-    cant, kept = _route_ids(planned, "streets")[:2]
-    crew = _bearer(demo_db, "crew", name="sam-streets", crew="streets")
-    context, page, recorder = open_dispatch(browser, app_url, dispatcher)
-    try:
-        with httpx.Client(base_url=app_url, headers=crew, timeout=30) as client:
+def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(desk: Desk) -> None:
+    cant, kept = desk.route("streets")[:2]
+    crew = desk.bearer("crew", name="sam-streets", crew="streets")
+    with desk.page() as (page, _):
+        with httpx.Client(base_url=desk.url, headers=crew, timeout=30) as client:
             version = client.get(f"/api/v1/work-orders/{cant}").json()["version"]
             r = client.post(
                 f"/api/v1/work-orders/{cant}/cant-do",
@@ -765,19 +729,16 @@ def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(
             what="the can't-do job in the queue",
         )
         assert page.locator(f'#crew-list li[data-job="{cant}"]').count() == 0
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", cant)
-        popup = page.locator(".leaflet-popup .dispatch-popup")
-        popup.wait_for(timeout=15_000)
+        popup = open_popup(page, cant)
         assert (
             popup.locator(".cant-do").inner_text()
             == "The crew can't do it: no access to the site: Gate locked"
         )
         # The other job's popup: what the crew kept — its note (as text), the refusal, the photo.
-        page.evaluate("(id) => window.dispatchPage.openPopup(id)", kept)
-        note = page.locator(".leaflet-popup .dispatch-popup .kept-note")
+        popup = open_popup(page, kept)
+        note = popup.locator(".kept-note")
         note.wait_for(timeout=15_000)
         assert note.inner_text() == "Pothole filled, <b>cold</b> patch"
-        popup = page.locator(".leaflet-popup .dispatch-popup")
         assert "streets" in popup.locator(".kept-when").inner_text()
         assert popup.locator(".kept-refusal").inner_text() == (
             "Refused: the job went to another crew"
@@ -787,14 +748,10 @@ def test_a_crews_cant_do_reason_and_kept_note_and_photo_show_in_the_jobs_popup(
             lambda: photo.evaluate("(i) => i.complete && i.naturalWidth > 0"),
             what="the kept photo loaded",
         )
-        shot(page, tmp_path, "dispatch-kept")
+        desk.shot(page, "dispatch-kept")
         # The popup with its labelled fields, the kept photo and the reasons: nothing serious.
-        problems = audit(page, app_url)
+        problems = audit(page, desk.url)
         assert problems == [], "\n".join(problems)
-        assert recorder.problems() == []
-        assert recorder.dialogs == []
-    finally:
-        context.close()
 
 
 def test_the_board_answers_only_the_asked_for_jobs_and_crews_and_refuses_bad_ones(
@@ -824,3 +781,33 @@ def test_the_board_answers_only_the_asked_for_jobs_and_crews_and_refuses_bad_one
             r = client.get("/api/v1/dispatch/board", params=[("date", str(DAY)), *bad])
             assert r.status_code == 422, (bad, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_keys_alone_send_a_job_back_to_the_queue_with_focus_shown(desk: Desk) -> None:
+    job = desk.route("streets")[-1]
+    with desk.page() as (page, _):
+        page.locator(f'#crew-list button.job-line[data-job="{job}"]').focus()
+        page.keyboard.press("Enter")  # the row is a toggle button: Enter selects it
+        assert page.locator("#selection-count").inner_text() == "1 selected"
+        page.keyboard.press("q")
+        dialog = page.locator("dialog#preview")
+        dialog.locator('.preview-crew[data-crew="streets"]').wait_for(timeout=60_000)
+        # The preview leaves the job off the crew's route; the commit button has the focus,
+        # outlined as keyboard focus is.
+        after = dialog.locator('.preview-crew[data-crew="streets"] li')
+        assert job not in [int(x) for x in after.evaluate_all("(l) => l.map((i) => i.dataset.job)")]
+        commit = page.get_by_role("button", name="Commit the move")
+        assert commit.evaluate("(b) => b === document.activeElement && b.matches(':focus-visible')")
+        assert commit.evaluate("(b) => getComputedStyle(b).outlineStyle") == "solid"
+        page.keyboard.press("Enter")
+        wait_for(
+            lambda: page.locator(f'#queue-list li.job[data-job="{job}"]').count() == 1,
+            timeout_s=60,
+            what="the job in the queue's list",
+        )
+        assert job not in crew_jobs(page, "streets")
+        # The plan and the board agree: on no route, waiting in the queue for the dispatcher.
+        plan = desk.current_plan()
+        assert all(job not in _route_ids(plan, r["crew"]) for r in plan["routes"])
+        queued = next(j for j in desk.board()["jobs"] if j["id"] == job)
+        assert (queued["crew"], queued["queued"]) == (None, "dispatcher")
