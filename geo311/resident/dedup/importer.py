@@ -12,7 +12,7 @@ Memory stays flat whatever the file's size:
 3. **dedup** — PostgreSQL sorts the placed rows by time and streams them back through a
    server-side cursor (a fetcher thread reads the next batch while one is decided); each row
    is replayed against the incidents live at its time, held in a grid of
-   cells about one radius wide (and dropped once no later report can match them: a closed
+   cells about two radii wide (and dropped once no later report can match them: a closed
    incident when its reopen window ends), with the same scoring as online intake
    (``geo311.resident.dedup.scoring``); distances are metres on the ellipsoid at the row's
    latitude. The grid is a dict of lists: an R-tree (``rtree``) answering the same calls was
@@ -83,7 +83,7 @@ from layers.models import Jurisdiction
 from work_orders import changes
 from work_orders import service as work_orders_service
 from work_orders.models import ServiceCategory
-from work_orders.opening import Terms
+from work_orders.opening import Terms, due_at_many
 
 BATCH_ROWS = 20_000
 REPORT_HEADER = (
@@ -728,8 +728,32 @@ class _Live:
 
 @dataclass
 class _Batch:
-    incidents: list[tuple[Any, ...]] = field(default_factory=list)
+    incidents: list[list[Any]] = field(default_factory=list)  # _INCIDENT_COLUMNS' values
     reports: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+_CELL_ROW = 1 << 32
+# A cell's width in radii: a little over two, so a search (a radius and a thousandth each side)
+# never spans more than two cells a side.
+_CELL_RADII = 2.01
+
+
+def _matchable(
+    inc: _Live,
+    at: datetime,
+    enabled: frozenset[str],
+    open_window: timedelta,
+    reopen_window: timedelta,
+) -> bool:
+    """Return True when a row at ``at`` may join ``inc`` (scoring.is_live's rule)."""
+    if inc.category not in enabled or inc.opened_at > at:
+        return False
+    if inc.status in UNMATCHABLE_STATUSES:
+        return False
+    closed_at = inc.closed_at
+    if closed_at is not None and closed_at <= at:
+        return at - closed_at <= reopen_window
+    return at - inc.last_t <= open_window
 
 
 class _Replay:
@@ -777,11 +801,17 @@ class _Replay:
         # of the group may have a longer one).
         self.keep_open = timedelta(hours=max([0.0, *(r.open_window_h for r in live_rules)]))
         self.keep_closed = timedelta(hours=max([0.0, *(r.reopen_window_h for r in live_rules)]))
-        self.cell_lat = self.max_radius_m / 110_574.0
+        # Cells two radii wide: a search (one radius each side) then meets at most two cells
+        # a side, most often one or two in all (measured 1.3× faster than one radius wide). Live incidents are sparse (a few per hectare
+        # at a large city's rate), so fewer look-ups pay more than smaller cells.
+        self.cell_lat = _CELL_RADII * self.max_radius_m / 110_574.0
         self.cell_lon = self.cell_lat  # set per jurisdiction in start()
-        self.cells: dict[tuple[str, int, int], list[_Live]] = {}
+        # group → cell key (see _key) → the live incidents in the cell.
+        self.cells: dict[str, dict[int, list[_Live]]] = {}
         self.by_asset: dict[tuple[str, int], list[_Live]] = {}
-        self.heap: list[tuple[datetime, int, _Live]] = []
+        # (when it expires, in seconds since the epoch; token; incident): float keys compare
+        # several times faster than aware datetimes in the heap's sifts.
+        self.heap: list[tuple[float, int, _Live]] = []
         self.tokens = itertools.count()
         self.changed: dict[int, _Live] = {}
         self.scales: dict[float, tuple[float, float]] = {}
@@ -807,14 +837,16 @@ class _Replay:
     def start(self, max_abs_lat: float) -> None:
         """Size the grid so a cell is at least the largest radius wide everywhere."""
         kx, _ = grid.metres_per_degree(min(89.0, max_abs_lat))
-        self.cell_lon = self.max_radius_m / kx
+        self.cell_lon = _CELL_RADII * self.max_radius_m / kx
 
-    def _cell(self, lon: float, lat: float) -> tuple[int, int]:
-        return (math.floor(lon / self.cell_lon), math.floor(lat / self.cell_lat))
+    def _key(self, lon: float, lat: float) -> int:
+        # One int per cell (an int hashes faster than a tuple): |row| stays far below 2**31.
+        return math.floor(lon / self.cell_lon) * _CELL_ROW + math.floor(lat / self.cell_lat)
 
     def add_live(self, inc: _Live) -> None:
-        cx, cy = self._cell(inc.lon, inc.lat)
-        self.cells.setdefault((inc.group, cx, cy), []).append(inc)
+        self.cells.setdefault(inc.group, {}).setdefault(self._key(inc.lon, inc.lat), []).append(
+            inc
+        )
         if inc.asset_id is not None:
             self.by_asset.setdefault((inc.group, inc.asset_id), []).append(inc)
         self.reschedule(inc)
@@ -833,21 +865,31 @@ class _Replay:
         else:
             inc.expires = inc.last_t + self.keep_open
         inc.token = next(self.tokens)
-        heapq.heappush(self.heap, (inc.expires, inc.token, inc))
+        heapq.heappush(self.heap, (inc.expires.timestamp(), inc.token, inc))
+
+    def stale_before(self, now: datetime) -> bool:
+        """Return True when some incident is due to be forgotten at ``now``."""
+        # A second's slack: a float time can round a microsecond either way, and an incident
+        # kept a second longer is still judged exactly (in datetimes) by candidates().
+        heap = self.heap
+        return bool(heap) and heap[0][0] < now.timestamp() - 1.0
 
     def evict(self, now: datetime) -> None:
-        """Forget incidents no row at ``now`` or later can match."""
+        """Forget incidents no row at ``now`` or later can match (with :meth:`stale_before`'s
+        slack)."""
         heap = self.heap
-        while heap and heap[0][0] < now:
+        now_s = now.timestamp() - 1.0
+        while heap and heap[0][0] < now_s:
             _, token, inc = heapq.heappop(heap)
             if inc.token != token:
                 continue  # rescheduled since; a newer entry stands for it
-            cx, cy = self._cell(inc.lon, inc.lat)
-            bucket = self.cells.get((inc.group, cx, cy))
+            cells = self.cells[inc.group]
+            key = self._key(inc.lon, inc.lat)
+            bucket = cells.get(key)
             if bucket is not None:
                 bucket.remove(inc)
                 if not bucket:
-                    del self.cells[(inc.group, cx, cy)]
+                    del cells[key]
             if inc.asset_id is not None:
                 key = (inc.group, inc.asset_id)
                 owners = self.by_asset.get(key)
@@ -878,39 +920,35 @@ class _Replay:
         """Return the incidents of the group, matchable at ``at`` (scoring.is_live's rule),
         within the radius (inclusive) or on the same asset, with their distance in metres."""
         group = self.group_of[code]
-        enabled = self.enabled_in_group.get(group, frozenset())
         radius = rule.radius_m
-        open_window, reopen_window = self.windows[code]
         kx, ky = scale
         pad_lon, pad_lat = radius / kx * 1.001, radius / ky * 1.001
         cell_lon, cell_lat = self.cell_lon, self.cell_lat
         x0, x1 = math.floor((lon - pad_lon) / cell_lon), math.floor((lon + pad_lon) / cell_lon)
         y0, y1 = math.floor((lat - pad_lat) / cell_lat), math.floor((lat + pad_lat) / cell_lat)
+        near: list[_Live] = []
+        cells = self.cells.get(group)
+        if cells:
+            get = cells.get
+            for row in range(x0 * _CELL_ROW, (x1 + 1) * _CELL_ROW, _CELL_ROW):
+                for key in range(row + y0, row + y1 + 1):
+                    bucket = get(key)
+                    if bucket:
+                        near += bucket
+        if not near and (asset_id is None or (group, asset_id) not in self.by_asset):
+            return []  # nothing near: most rows, and nothing else to do for them
+        enabled = self.enabled_in_group.get(group, frozenset())
+        open_window, reopen_window = self.windows[code]
         seen: dict[int, tuple[_Live, float]] = {}
-        cells = self.cells
-
-        def live(inc: _Live) -> bool:
-            if inc.category not in enabled or inc.opened_at > at:
-                return False
-            if inc.status in UNMATCHABLE_STATUSES:
-                return False
-            closed_at = inc.closed_at
-            if closed_at is not None and closed_at <= at:
-                return at - closed_at <= reopen_window
-            return at - inc.last_t <= open_window
-
-        for cx in range(x0, x1 + 1):
-            for cy in range(y0, y1 + 1):
-                bucket = cells.get((group, cx, cy))
-                if not bucket:
-                    continue
-                for inc in bucket:
-                    d = math.hypot((inc.lon - lon) * kx, (inc.lat - lat) * ky)
-                    if d <= radius and live(inc):
-                        seen[inc.id] = (inc, d)
+        for inc in near:
+            d = math.hypot((inc.lon - lon) * kx, (inc.lat - lat) * ky)
+            if d <= radius and _matchable(inc, at, enabled, open_window, reopen_window):
+                seen[inc.id] = (inc, d)
         if asset_id is not None:
             for inc in self.by_asset.get((group, asset_id), ()):
-                if inc.id not in seen and live(inc):
+                if inc.id not in seen and _matchable(
+                    inc, at, enabled, open_window, reopen_window
+                ):
                     seen[inc.id] = (inc, grid.distance_m(lon, lat, inc.lon, inc.lat))
         return list(seen.values())
 
@@ -1220,6 +1258,8 @@ def _replay_batch(
     terms = replay.terms
     group_of = replay.group_of
     outside_rule = replay.outside_rule
+    # The incidents opened in this batch, by category: their due times are counted together.
+    opened_by_code: dict[str, list[int]] = {}
     for row in rows:
         (
             seq,
@@ -1246,7 +1286,7 @@ def _replay_batch(
                 summary.nearest_ward += 1
             else:
                 summary.kept_outside += 1
-        if heap and heap[0][0] < at:
+        if heap and heap[0][0] < at.timestamp() - 1.0:  # replay.stale_before(at), inline
             replay.evict(at)
         scale = replay.scale(lat)
         with_model = replay.rules[code].model is not None
@@ -1270,8 +1310,12 @@ def _replay_batch(
                 closed_at=closed_at,
                 status=_CLOSED if closed_at is not None else "new",
             )
+            opening = opened_by_code.get(code)
+            if opening is None:
+                opening = opened_by_code[code] = []
+            opening.append(len(batch.incidents))
             batch.incidents.append(
-                (
+                [
                     jid,
                     inc.id,
                     code,
@@ -1280,11 +1324,10 @@ def _replay_batch(
                     ward_id,
                     asset_id,
                     at,
-                    # Due by the category's SLA in its business calendar, as at intake.
-                    terms[code].due_times(at).due_at,
+                    None,  # due_at, set below for the batch at once
                     closed_at,
                     closed_at or at,
-                )
+                ]
             )
             summary.incidents_opened += 1
             if decision is not None and decision.kind == "off":
@@ -1326,7 +1369,7 @@ def _replay_batch(
             best = decision.best
             kind = decision.kind
             score = None if best is None else round(best.score, 4)
-            signals = _jsonb(json.dumps(decision.as_json()))
+            signals = _jsonb(_encode_json(decision.as_json()))
             fired = "" if best is None else fired_text(best.fired)
         batch.reports.append(
             (
@@ -1351,6 +1394,12 @@ def _replay_batch(
             )
         )
         lines.append((seq, inc.id, matched_ext, kind, score, fired, None, ward_id))
+    incidents = batch.incidents
+    for code, positions in opened_by_code.items():
+        # Due by the category's SLA in its business calendar, as at intake.
+        due = due_at_many(terms[code], [incidents[k][_OPENED_AT] for k in positions])
+        for k, due_at in zip(positions, due, strict=True):
+            incidents[k][_DUE_AT] = due_at
     return batch, lines
 
 
@@ -1406,6 +1455,7 @@ _REPORT_COLUMNS = (
     "location_source",
     "channel",
 )
+_OPENED_AT, _DUE_AT = _INCIDENT_COLUMNS.index("opened_at"), _INCIDENT_COLUMNS.index("due_at")
 _BYTEA_OID = 17
 # A point as PostGIS's binary input reads it: extended WKB, little-endian, with the SRID flag
 # and SRID 4326. Packed here once per row, the server decodes it without parsing any text.
@@ -1418,6 +1468,10 @@ _JSONB_V1 = b"\x01"
 def _ewkb_point(lon: float, lat: float) -> bytes:
     """Return a 4326 point as the extended WKB that PostGIS's binary COPY input reads."""
     return _EWKB_POINT.pack(1, _EWKB_POINT_SRID, 4326, lon, lat)
+
+
+# jsonb keeps no whitespace, so none is written; the decisions hold no cycles to look for.
+_encode_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _jsonb(text: str) -> bytes:
