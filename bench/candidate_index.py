@@ -135,7 +135,8 @@ class RtreeReplay(_Replay):
 
     def evict(self, now: datetime) -> None:
         heap = self.heap
-        while heap and heap[0][0] < now:
+        now_s = now.timestamp() - 1.0  # the importer's own slack (see _Replay.stale_before)
+        while heap and heap[0][0] < now_s:
             _, token, inc = heapq.heappop(heap)
             if inc.token != token:
                 continue
@@ -192,7 +193,7 @@ def replay(rows: list[Row], make: Callable[..., _Replay]) -> float:
     ids = iter(range(1, len(rows) + 1))
     started = time.perf_counter()
     for at, code, lon, lat, address, closed_at in rows:
-        if r.heap and r.heap[0][0] < at:
+        if r.stale_before(at):
             r.evict(at)
         scale = r.scale(lat)
         _, target = r.decide(code, at, lon, lat, None, address, scale)

@@ -482,7 +482,7 @@ def _stage(
     closed_statuses = {s.casefold() for s in mapping.closed_statuses}
     # The asset type each category snaps to, and within how many metres.
     snaps = {
-        code: (c.asset_type, c.snap_radius_m)
+        code: (c.asset_type, float(c.snap_radius_m))
         for code, c in categories.items()
         if c.asset_type is not None and c.snap_radius_m > 0
     }
@@ -492,9 +492,11 @@ def _stage(
         handle,
         conn.cursor().copy(
             "COPY import_rows (seq, ext_id, t, category, lon, lat, address, description, "
-            "closed_at, skip, asset_type, snap_m, tie_num, tie) FROM STDIN"
+            "closed_at, skip, asset_type, snap_m, tie_num, tie) FROM STDIN (FORMAT binary)"
         ) as copy,
     ):
+        # Binary: times and numbers go in their wire form, so the server parses no text.
+        copy.set_types(_STAGING_TYPES)
         counted = _ByteCounter(handle)
         rows = csv.reader(counted)
         header = next(rows, None)
@@ -598,6 +600,22 @@ def _stage(
     progress("stage", total, total)
 
 
+_STAGING_TYPES = (
+    "int8",
+    "text",
+    "timestamptz",
+    "text",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "timestamptz",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "text",
+)
 _REQUIRED = ("id", "time", "category", "lat", "lon")
 REPEATED_ID = "repeated id (an earlier row of the file has it)"
 STORED_ID = "id already stored (imported before)"
@@ -802,7 +820,7 @@ class _Replay:
         self.keep_open = timedelta(hours=max([0.0, *(r.open_window_h for r in live_rules)]))
         self.keep_closed = timedelta(hours=max([0.0, *(r.reopen_window_h for r in live_rules)]))
         # Cells two radii wide: a search (one radius each side) then meets at most two cells
-        # a side, most often one or two in all (measured 1.3× faster than one radius wide). Live incidents are sparse (a few per hectare
+        # a side, most often one or two in all. Live incidents are sparse (a few per hectare
         # at a large city's rate), so fewer look-ups pay more than smaller cells.
         self.cell_lat = _CELL_RADII * self.max_radius_m / 110_574.0
         self.cell_lon = self.cell_lat  # set per jurisdiction in start()
@@ -826,9 +844,7 @@ class _Replay:
         self.no_candidate_json = {
             code: _jsonb(
                 json.dumps(
-                    Decision(
-                        kind="new", threshold=rule.threshold, radius_m=rule.radius_m
-                    ).as_json()
+                    Decision(kind="new", threshold=rule.threshold, radius_m=rule.radius_m).as_json()
                 )
             )
             for code, rule in self.rules.items()
@@ -844,9 +860,7 @@ class _Replay:
         return math.floor(lon / self.cell_lon) * _CELL_ROW + math.floor(lat / self.cell_lat)
 
     def add_live(self, inc: _Live) -> None:
-        self.cells.setdefault(inc.group, {}).setdefault(self._key(inc.lon, inc.lat), []).append(
-            inc
-        )
+        self.cells.setdefault(inc.group, {}).setdefault(self._key(inc.lon, inc.lat), []).append(inc)
         if inc.asset_id is not None:
             self.by_asset.setdefault((inc.group, inc.asset_id), []).append(inc)
         self.reschedule(inc)
@@ -891,12 +905,12 @@ class _Replay:
                 if not bucket:
                     del cells[key]
             if inc.asset_id is not None:
-                key = (inc.group, inc.asset_id)
-                owners = self.by_asset.get(key)
+                asset = (inc.group, inc.asset_id)
+                owners = self.by_asset.get(asset)
                 if owners is not None:
                     owners.remove(inc)
                     if not owners:
-                        del self.by_asset[key]
+                        del self.by_asset[asset]
 
     def scale(self, lat: float) -> tuple[float, float]:
         """Return metres per degree (lon, lat) near ``lat``: computed once per 0.001° band
@@ -946,9 +960,7 @@ class _Replay:
                 seen[inc.id] = (inc, d)
         if asset_id is not None:
             for inc in self.by_asset.get((group, asset_id), ()):
-                if inc.id not in seen and _matchable(
-                    inc, at, enabled, open_window, reopen_window
-                ):
+                if inc.id not in seen and _matchable(inc, at, enabled, open_window, reopen_window):
                     seen[inc.id] = (inc, grid.distance_m(lon, lat, inc.lon, inc.lat))
         return list(seen.values())
 
@@ -1507,8 +1519,7 @@ def _write_batches(
     the time spent writing to ``phases_s['write (in dedup)']``.
 
     Binary COPY: each value goes in its wire form (times, numbers, the point as EWKB, the
-    signals as jsonb), so the server parses no text; measured 1.6× faster to write than text
-    COPY of the same rows (``bench/dedup_scale.py``)."""
+    signals as jsonb), so the server parses no text."""
     types: tuple[list[int], list[int]] | None = None
     while True:
         batch = out.get()
