@@ -60,7 +60,8 @@ from layers import service as layers_service
 from work_orders.models import ServiceCategory
 
 REPO = Path(__file__).resolve().parents[1]
-console = Console()
+# Wide enough for the tables when the output goes to a file (rich assumes 80 columns then).
+console = Console(width=int(os.environ.get("COLUMNS", "160")))
 
 T_REF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MIN_LON, MAX_LON, MIN_LAT, MAX_LAT = -74.25, -73.92, 40.50, 40.75
