@@ -81,12 +81,15 @@ def test_a_large_first_import_is_a_bulk_load_and_a_later_one_is_not(
     assert "time by phase" in output
     assert one(demo_db, "SELECT count(*) FROM reports") == 2 * BULK_MIN_ROWS
     # Both loads stored whole incidents: every report belongs to one, each is due in time.
-    assert one(
-        demo_db,
-        "SELECT count(*) FROM reports r JOIN incidents i "
-        "ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id "
-        "WHERE i.due_at > i.opened_at",
-    ) == 2 * BULK_MIN_ROWS
+    assert (
+        one(
+            demo_db,
+            "SELECT count(*) FROM reports r JOIN incidents i "
+            "ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id "
+            "WHERE i.due_at > i.opened_at",
+        )
+        == 2 * BULK_MIN_ROWS
+    )
 
 
 def test_the_import_command_starts_without_the_web_app() -> None:
