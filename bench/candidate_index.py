@@ -3,7 +3,7 @@
 The bulk importer (``geo311.resident.dedup.importer``) replays rows in time order against the
 incidents still matchable at each row's time: every row searches the index around its
 point, most rows add an incident, and incidents leave as their windows end. This drives the
-importer's own ``_Replay`` (its rules, scoring and eviction; no database) on generated rows
+importer's own ``Replay`` (its rules, scoring and eviction; no database) on generated rows
 with the shape of ``bench/dedup_scale.py``'s import (a 28 km city, 12 categories, 70 % first
 reports, 30 % later reports of one within 15 m and two days, 90 % closed within ten days),
 once with its grid of cells and once with the same index calls answered by an R-tree
@@ -33,7 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from geo311.kernel.settings import DedupSettings
-from geo311.resident.dedup.importer import ImportSummary, _Live, _Replay
+from geo311.resident.dedup.importer import ImportSummary
+from geo311.resident.dedup.importing.replay import Live, Replay
 from geo311.resident.dedup.scoring import Rule
 from work_orders.models import ServiceCategory
 
@@ -108,7 +109,7 @@ def generate(n: int, seed: int) -> list[Row]:
     return out
 
 
-class RtreeReplay(_Replay):
+class RtreeReplay(Replay):
     """The importer's replay with its grid of cells swapped for one R-tree per category group
     (the same add, evict and search calls; the asset index is unchanged)."""
 
@@ -116,7 +117,7 @@ class RtreeReplay(_Replay):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.tuned = tuned
         self.trees: dict[str, rtree.index.Index] = {}
-        self.live_by_id: dict[int, _Live] = {}
+        self.live_by_id: dict[int, Live] = {}
 
     def _tree(self, group: str) -> rtree.index.Index:
         tree = self.trees.get(group)
@@ -128,14 +129,15 @@ class RtreeReplay(_Replay):
             tree = self.trees[group] = rtree.index.Index(properties=props)
         return tree
 
-    def add_live(self, inc: _Live) -> None:
+    def add_live(self, inc: Live) -> None:
         self._tree(inc.group).insert(inc.id, (inc.lon, inc.lat, inc.lon, inc.lat))
         self.live_by_id[inc.id] = inc
         self.reschedule(inc)
 
     def evict(self, now: datetime) -> None:
         heap = self.heap
-        while heap and heap[0][0] < now:
+        now_s = now.timestamp() - 1.0  # the importer's own slack (see Replay.stale_before)
+        while heap and heap[0][0] < now_s:
             _, token, inc = heapq.heappop(heap)
             if inc.token != token:
                 continue
@@ -151,7 +153,7 @@ class RtreeReplay(_Replay):
         at: datetime,
         rule: Rule,
         scale: tuple[float, float],
-    ) -> list[tuple[_Live, float]]:
+    ) -> list[tuple[Live, float]]:
         group = self.group_of[code]
         enabled = self.enabled_in_group.get(group, frozenset())
         radius = rule.radius_m
@@ -161,7 +163,7 @@ class RtreeReplay(_Replay):
         tree = self.trees.get(group)
         if tree is None:
             return []
-        found: list[tuple[_Live, float]] = []
+        found: list[tuple[Live, float]] = []
         for inc_id in tree.intersection(
             (lon - pad_lon, lat - pad_lat, lon + pad_lon, lat + pad_lat)
         ):
@@ -184,7 +186,7 @@ class RtreeReplay(_Replay):
         return found
 
 
-def replay(rows: list[Row], make: Callable[..., _Replay]) -> float:
+def replay(rows: list[Row], make: Callable[..., Replay]) -> float:
     """Return the seconds the replay takes over ``rows`` (decide, open or join, evict)."""
     cats = categories()
     r = make(jurisdiction_id=1, categories=cats, settings=DedupSettings(), summary=ImportSummary())
@@ -192,12 +194,12 @@ def replay(rows: list[Row], make: Callable[..., _Replay]) -> float:
     ids = iter(range(1, len(rows) + 1))
     started = time.perf_counter()
     for at, code, lon, lat, address, closed_at in rows:
-        if r.heap and r.heap[0][0] < at:
+        if r.stale_before(at):
             r.evict(at)
         scale = r.scale(lat)
         _, target = r.decide(code, at, lon, lat, None, address, scale)
         if target is None:
-            inc = _Live(
+            inc = Live(
                 id=next(ids),
                 category=code,
                 group=r.group_of[code],
@@ -225,8 +227,8 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rows = generate(args.rows, seed=7)
-    variants: dict[str, Callable[..., _Replay]] = {
-        "grid of cells (the importer's)": _Replay,
+    variants: dict[str, Callable[..., Replay]] = {
+        "grid of cells (the importer's)": Replay,
         "R-tree, default node size": lambda **kw: RtreeReplay(tuned=False, **kw),
         "R-tree, 32 entries a node": lambda **kw: RtreeReplay(tuned=True, **kw),
     }

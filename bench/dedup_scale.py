@@ -60,7 +60,8 @@ from layers import service as layers_service
 from work_orders.models import ServiceCategory
 
 REPO = Path(__file__).resolve().parents[1]
-console = Console()
+# Wide enough for the tables when the output goes to a file (rich assumes 80 columns then).
+console = Console(width=int(os.environ.get("COLUMNS", "160")))
 
 T_REF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MIN_LON, MAX_LON, MIN_LAT, MAX_LAT = -74.25, -73.92, 40.50, 40.75
@@ -414,11 +415,23 @@ def write_csv(path: Path, rows: int, seed: int) -> None:
 STREETS = ("Elm", "Oak", "Maple", "Cedar", "Pine", "Birch", "Walnut", "Spruce", "Ash", "Willow")
 
 
-def run_import(url: str, csv_path: Path, *, dedup: bool) -> tuple[float, int, float, str]:
+def run_import(
+    url: str, csv_path: Path, *, dedup: bool, checkout: Path | None = None
+) -> tuple[float, int, float, str]:
     """Run ``geo311 import reports`` in a subprocess; return (seconds, peak RSS bytes, CPU
-    seconds of the import process itself, output)."""
+    seconds of the import process itself, output).
+
+    ``checkout``: run another checkout's importer instead (its ``geo311.cli``, in the same
+    environment): the "before" of a change, measured in the same run."""
+    command = ["-m", "geo311", "import", "reports", str(csv_path)]
+    cwd = REPO
+    env = {**os.environ}
+    if checkout is not None:
+        command = ["-m", "geo311.cli", "import", "reports", str(csv_path)]
+        cwd = checkout
+        env["PYTHONPATH"] = str(checkout)
     env = {
-        **os.environ,
+        **env,
         "GEO311_DB__URL": url,
         "GEO311_JURISDICTION": "scale",
         "GEO311_DEDUP__ENABLED": "true" if dedup else "false",
@@ -426,11 +439,11 @@ def run_import(url: str, csv_path: Path, *, dedup: bool) -> tuple[float, int, fl
     }
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "geo311.cli", "import", "reports", str(csv_path)],
+        [sys.executable, *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        cwd=REPO,
+        cwd=cwd,
     )
     assert proc.stdout is not None
     output = proc.stdout.read().decode(errors="replace")
@@ -532,12 +545,10 @@ def own_seconds(output: str) -> float:
     return float(found.group(1)) if found else float("nan")
 
 
-def process_start() -> float:
-    """Return the seconds ``geo311 --help`` takes: the CLI process starting alone."""
+def process_start(*args: str) -> float:
+    """Return the seconds ``python <args> --help`` takes: a command's process starting alone."""
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "geo311.cli", "--help"], cwd=REPO, capture_output=True, check=True
-    )
+    subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, check=True)
     return time.perf_counter() - started
 
 
@@ -545,17 +556,19 @@ Variant = tuple[str, float, float, int, float]
 
 
 def bench_import(
-    pg: EmbeddedCluster, rows: int, runs: int, workdir: Path
-) -> tuple[list[Variant], dict[str, float]]:
+    pg: EmbeddedCluster, rows: int, runs: int, workdir: Path, baseline: Path | None
+) -> tuple[list[Variant], dict[str, dict[str, float]]]:
     """Return (variant, seconds, rows/s, peak RSS bytes, import process CPU s) medians, and
-    the dedup-on import's median time per phase."""
+    the median time per phase of the dedup-on import (and of the baseline's, when given)."""
     csv_path = workdir / "import.csv"
     console.print(f"[bold]writing[/bold] a {rows:,}-row CSV …")
     write_csv(csv_path, rows, seed=11)
     make_city(pg, "import_template")
-    variants = ("off", "on", "floor", "floor_bulk", "copy")
+    variants = ["off", "on", "floor", "floor_bulk", "copy"]
+    if baseline is not None:
+        variants.insert(1, "before")
     results: dict[str, list[tuple[float, int, float]]] = {v: [] for v in variants}
-    phases: dict[str, list[float]] = {}
+    phases: dict[str, dict[str, list[float]]] = {"on": {}, "before": {}}
     written: dict[str, Path] = {}
     for run in range(runs):
         for variant in variants:
@@ -568,17 +581,26 @@ def bench_import(
                 results[variant].append((seconds, 0, 0.0))
             else:
                 seconds, rss, cpu, output = run_import(
-                    pg.url(name), csv_path, dedup=variant == "on"
+                    pg.url(name),
+                    csv_path,
+                    dedup=variant != "off",
+                    checkout=baseline if variant == "before" else None,
                 )
                 results[variant].append((seconds, rss, cpu))
-                if variant == "on":
-                    if run == 0:
+                if variant in phases:
+                    if run == 0 and variant == "on":
                         console.print(output)
+                    mine = phases[variant]
                     for phase, s in phases_of(output).items():
-                        phases.setdefault(phase, []).append(s)
-                    phases.setdefault("the import's own time", []).append(own_seconds(output))
-                    phases.setdefault("process start (geo311 --help alone)", []).append(
-                        process_start()
+                        mine.setdefault(phase, []).append(s)
+                    mine.setdefault("the import's own time", []).append(own_seconds(output))
+                    mine.setdefault("importer process CPU", []).append(cpu)
+                if variant == "on":
+                    phases["on"].setdefault("process start (geo311 import --help)", []).append(
+                        process_start("-m", "geo311", "import")
+                    )
+                    phases["before"].setdefault("process start (geo311 import --help)", []).append(
+                        process_start("-m", "geo311.cli", "import")
                     )
                     written = dump_written(pg, name, workdir)
             console.print(
@@ -592,15 +614,35 @@ def bench_import(
         "floor_bulk": "write floor, bulk: the same COPY, keys dropped and added back (checked)",
         "copy": "COPY of the file into an unindexed table",
         "off": "geo311 import reports, dedup off",
+        "before": f"before: {baseline}'s geo311 import reports (dedup on)",
         "on": "geo311 import reports (dedup on)",
     }
     out = []
     for variant, label in labels.items():
+        if variant not in results:
+            continue
         seconds = statistics.median(s for s, _, _ in results[variant])
         rss = max(r for _, r, _ in results[variant])
         cpu = statistics.median(c for _, _, c in results[variant])
         out.append((label, seconds, rows / seconds, rss, cpu))
-    return out, {phase: statistics.median(v) for phase, v in phases.items()}
+    return out, {
+        variant: {phase: statistics.median(v) for phase, v in found.items()}
+        for variant, found in phases.items()
+    }
+
+
+def memory_once(pg: EmbeddedCluster, rows: int, workdir: Path) -> Variant:
+    """Return the dedup-on import of ``rows`` generated rows, run once: its peak memory."""
+    csv_path = workdir / "memory.csv"
+    console.print(f"[bold]writing[/bold] a {rows:,}-row CSV for the memory run …")
+    write_csv(csv_path, rows, seed=11)
+    pg.ensure_database("import_memory", template="import_template")
+    seconds, rss, cpu, output = run_import(pg.url("import_memory"), csv_path, dedup=True)
+    console.print(output)
+    pg.drop_database("import_memory")
+    csv_path.unlink()
+    return (f"geo311 import reports (dedup on), {rows:,} rows, once", seconds, rows / seconds,
+            rss, cpu)  # fmt: skip
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -611,8 +653,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,1000000,5000000")
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--import-rows", type=int, default=1_000_000)
-    parser.add_argument("--import-runs", type=int, default=1)
+    parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument("--import-runs", type=int, default=3)
+    parser.add_argument(
+        "--memory-rows", type=int, default=1_000_000, help="one dedup-on import (0: none)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. the main branch's) whose importer runs too, as 'before'",
+    )
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-matching", action="store_true")
     args = parser.parse_args()
@@ -646,7 +697,11 @@ def main() -> None:
                 console.print(table)
                 console.print("target: p50 at 5,000,000 ≤ 1.5 × p50 at 10,000 (the first row)")
             if not args.skip_import:
-                results, phases = bench_import(pg, args.import_rows, args.import_runs, workdir)
+                results, phases = bench_import(
+                    pg, args.import_rows, args.import_runs, workdir, args.baseline
+                )
+                if args.memory_rows:
+                    results.append(memory_once(pg, args.memory_rows, workdir))
                 table = Table(
                     title=f"Bulk import of {args.import_rows:,} generated rows, "
                     f"median of {args.import_runs} run(s)"
@@ -673,17 +728,25 @@ def main() -> None:
                         f"{cpu:.1f}" if cpu else "—",
                     )
                 console.print(table)
-                on_seconds = results[-1][1]
+                on, before = phases["on"], phases["before"]
                 table = Table(title="Where the dedup-on import's time goes (median of runs)")
-                for col in ("phase", "seconds", "share of the import's wall time"):
+                for col in ("phase", "seconds", "before (baseline)", "after / before"):
                     table.add_column(col, justify="right")
-                for phase, seconds in phases.items():
-                    table.add_row(phase, f"{seconds:.1f}", f"{100 * seconds / on_seconds:.0f} %")
+                for phase in dict.fromkeys([*on, *before]):
+                    now, then = on.get(phase), before.get(phase)
+                    table.add_row(
+                        phase,
+                        "—" if now is None else f"{now:.1f}",
+                        "—" if then is None else f"{then:.1f}",
+                        f"{now / then:.2f}×" if now is not None and then else "—",
+                    )
                 console.print(table)
-                own = phases.get("the import's own time", float("nan"))
+                own = on.get("the import's own time", float("nan"))
+                then = before.get("the import's own time")
                 console.print(
                     f"dedup on: {args.import_rows / own:,.0f} rows/s in the import's own time "
                     "(process start excluded)"
+                    + (f"; before: {args.import_rows / then:,.0f}" if then else "")
                 )
                 console.print(
                     "stage: read, check and COPY the file into staging; place: wards, assets "
@@ -691,7 +754,9 @@ def main() -> None:
                     "time order, with the writing to the tables overlapped (write (in dedup): "
                     "the writer's own time); report: the --report file; constraints: the "
                     "foreign keys added back and checked (bulk load). The rest of the wall "
-                    "time is the process starting and loading the categories and models."
+                    "time is the process starting and loading the categories and models. "
+                    "'before' runs the baseline checkout's importer (and its whole-CLI start) "
+                    "on the same file in the same run."
                 )
                 console.print(f"load average at the end: {os.getloadavg()[0]:.1f}")
                 console.print("targets: ≥ 20,000 rows/s, peak < 1 GB (the import process)")

@@ -54,7 +54,8 @@ EXCEPTIONS: dict[str, set[str]] = {
     "dispatch.dayplans.views": {"incidents", "work_orders"},
     # The importer's bulk statements (placing rows, opening and closing incidents in bulk) go
     # with the row builders shared by intake and the importer.
-    "geo311.resident.dedup.importer": {"assets", "incidents", "ward_maps", "wards"},
+    "geo311.resident.dedup.importing.place": {"assets", "incidents", "ward_maps", "wards"},
+    "geo311.resident.dedup.importing.write": {"incidents"},
     # The candidate search (incidents of the group near the report, their photos' hashes).
     "geo311.resident.dedup.placing": {"incidents", "photos", "service_categories"},
     # Fitting and the record read history in one pass: the incidents the dispatchers' merges

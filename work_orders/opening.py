@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from geoalchemy2 import WKTElement
@@ -348,3 +348,29 @@ def received_notices(
                 )
             )
     return drafts
+
+
+def due_at_many(terms: Terms, opened: Sequence[datetime]) -> list[datetime]:
+    """Return when work opened at each instant of ``opened`` is due: the same instants as
+    ``terms.due_times(t).due_at`` one by one, counted for the batch at once.
+
+    In wall-clock hours that is one addition each; in a business calendar each distinct
+    instant is counted once (a history with day-only dates repeats the same instant often).
+    Raises ValueError, as ``due_times`` does, for a naive time or an SLA that is not positive.
+    """
+    if terms.sla_hours <= 0:
+        raise ValueError(f"sla_hours must be positive, got {terms.sla_hours}")
+    if terms.calendar is None:
+        for at in opened:
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise ValueError(f"expected a timezone-aware datetime, got naive {at.isoformat()}")
+        delta = timedelta(seconds=terms.sla_hours * 3600.0)
+        return [at + delta for at in opened]
+    counted: dict[datetime, datetime] = {}
+    due: list[datetime] = []
+    for at in opened:
+        found = counted.get(at)
+        if found is None:
+            found = counted[at] = terms.due_times(at).due_at
+        due.append(found)
+    return due

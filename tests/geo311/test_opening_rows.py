@@ -5,8 +5,12 @@ calendar."""
 from __future__ import annotations
 
 import csv
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from geo311.flows import submit_report
 from geo311.kernel.database import Database
@@ -17,6 +21,8 @@ from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
 from tests.geo311.dedup_support import jurisdiction_id, one, quiet_point
 from work_orders import categories as category_service
+from work_orders import sla
+from work_orders.opening import Terms, due_at_many
 
 # A Friday, an hour before the works depot closes for the weekend.
 FRIDAY_4PM = datetime(2026, 7, 3, 16, 0, tzinfo=UTC)
@@ -99,3 +105,29 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
     assert api_due > FRIDAY_4PM + timedelta(hours=sla_hours)
     assert api_due.astimezone(UTC).weekday() < 5
     assert 8 <= api_due.astimezone(UTC).hour <= 17
+
+
+def test_due_times_counted_for_a_batch_are_the_ones_counted_one_by_one() -> None:
+    # The importer counts a batch's due times at once; they must be the instants intake gives.
+    calendar = sla.parse_calendar(
+        timezone="America/New_York",
+        hours={**WEEKDAYS_8_TO_5, "sat": [["09:00", "12:00"]]},
+        holidays=["2026-03-09", "2026-11-26"],
+    )
+    rng = random.Random(5)
+    start = datetime(2026, 3, 5, tzinfo=UTC)  # the days around a change to summer time
+    opened = [start + timedelta(minutes=rng.randrange(0, 60 * 24 * 12)) for _ in range(400)]
+    opened += opened[:50]  # day-only dates repeat instants
+    opened.append(datetime(2026, 11, 1, 5, 30, tzinfo=UTC))  # in the hour that repeats
+    opened.append(datetime(2026, 3, 8, 7, 30, tzinfo=ZoneInfo("America/New_York")))
+    for sla_hours in (0.5, 12.0, 72.0):
+        for cal in (calendar, None):
+            terms = Terms(jurisdiction_id=1, code="c", group_code="g", sla_hours=sla_hours,
+                          calendar=cal)  # fmt: skip
+            one_by_one = [terms.due_times(at).due_at for at in opened]
+            assert due_at_many(terms, opened) == one_by_one
+    # The same refusals as one by one.
+    with pytest.raises(ValueError, match="naive"):
+        due_at_many(Terms(1, "c", "g", 12.0), [datetime(2026, 3, 5)])
+    with pytest.raises(ValueError, match="positive"):
+        due_at_many(Terms(1, "c", "g", 0.0), opened)

@@ -1,0 +1,112 @@
+"""``geo311 import reports`` run as an admin runs it (the ``geo311`` command, in a process of
+its own): left to choose, a large first import is written as a bulk load, and an import into a
+city that already has reports is not."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from geo311.kernel.database import Database
+from geo311.resident.dedup.importer import BULK_MIN_ROWS
+from tests.geo311.dedup_support import execute, one, rows
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+_KEYS = (
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE contype = 'f' AND conrelid IN ('incidents'::regclass, 'reports'::regclass) "
+    "ORDER BY 1, 2"
+)
+
+
+def _export(db: Database, path: Path, *, n: int, prefix: str, seed: float) -> None:
+    """Write ``n`` pothole reports at random points of the demo city's wards, a minute apart."""
+    points = rows(
+        db,
+        "SELECT ST_X(p.geom), ST_Y(p.geom) FROM (SELECT (ST_Dump(ST_GeneratePoints("
+        "ST_Union(geom), :n, :seed))).geom FROM wards) AS p",
+        n=n,
+        seed=int(seed),
+    )
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "time", "category", "lat", "lon"])
+        for k, (lon, lat) in enumerate(points):
+            at = T0 + timedelta(minutes=k)
+            out.writerow([f"{prefix}{k}", at.isoformat(), "pothole", lat, lon])
+
+
+def _import(db: Database, path: Path) -> str:
+    env = {
+        **os.environ,
+        "GEO311_DB__URL": db.engine.url.render_as_string(hide_password=False),
+        "GEO311_JURISDICTION": "demo",
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "geo311", "import", "reports", str(path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_large_first_import_is_a_bulk_load_and_a_later_one_is_not(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    # A city before going live: none of its history imported yet.
+    execute(demo_db, "TRUNCATE reports CASCADE")
+    keys = rows(demo_db, _KEYS)
+    first, later = tmp_path / "first.csv", tmp_path / "later.csv"
+    _export(demo_db, first, n=BULK_MIN_ROWS, prefix="A", seed=1)
+    _export(demo_db, later, n=BULK_MIN_ROWS, prefix="B", seed=2)
+
+    output = _import(demo_db, first)
+    assert "(bulk load)" in output, output
+    assert one(demo_db, "SELECT count(*) FROM reports") == BULK_MIN_ROWS
+    assert rows(demo_db, _KEYS) == keys  # every foreign key is back, as it was
+
+    # Reports are stored now (a live service): the same size is written with the keys in place.
+    output = _import(demo_db, later)
+    assert "(bulk load)" not in output, output
+    assert "time by phase" in output
+    assert one(demo_db, "SELECT count(*) FROM reports") == 2 * BULK_MIN_ROWS
+    # Both loads stored whole incidents: every report belongs to one, each is due in time.
+    assert (
+        one(
+            demo_db,
+            "SELECT count(*) FROM reports r JOIN incidents i "
+            "ON i.jurisdiction_id = r.jurisdiction_id AND i.id = r.incident_id "
+            "WHERE i.due_at > i.opened_at",
+        )
+        == 2 * BULK_MIN_ROWS
+    )
+
+
+def test_the_import_command_starts_without_the_web_app() -> None:
+    # What the admin waits for before a line is read: the import loads its own commands only.
+    probe = (
+        "import sys\n"
+        "sys.argv = ['geo311', 'import', 'reports', '--help']\n"
+        "from geo311.launch import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('web app loaded:', 'geo311.app' in sys.modules, 'fastapi' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--tie-break-col" in done.stdout  # the import's own options are there
+    assert "web app loaded: False False" in done.stdout
