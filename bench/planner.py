@@ -428,6 +428,10 @@ def run_size(
 
                 t_before, before = median_time(lambda: run(summaries=False), args.before_runs)
                 t_sql, result = median_time(run, args.runs)
+            console.print(
+                f"  {n_reports:,} {label}: {t_before:.3f} s before, {t_sql:.3f} s now, "
+                f"same: {same(result, before)}"
+            )
 
             def in_python(period: queries.Period = period, category: str | None = category) -> Any:
                 return baseline(db, jid, period, [category] if category else None)
@@ -438,10 +442,9 @@ def run_size(
                 f"{t_before / t_sql:.1f}×", f"{t_py:.3f}", f"{t_py / t_sql:.1f}×",
                 agree(result, frame), same(result, before),
             )  # fmt: skip
-            console.print(
-                f"  {n_reports:,} {label}: {t_before:.3f} s before, {t_sql:.3f} s now, "
-                f"{t_py:.3f} s geopandas"
-            )
+            console.print(f"  {n_reports:,} {label}: {t_py:.3f} s geopandas")
+        if args.no_hotspots:
+            return
         with db.session() as session:
             filters = queries.Filters()
             srid = hotspots.metric_srid(session, jurisdiction_id=jid)
@@ -477,6 +480,7 @@ def main() -> None:
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--hotspot-runs", type=int, default=3)
     parser.add_argument("--hotspots-only", action="store_true", help="skip the ward table")
+    parser.add_argument("--no-hotspots", action="store_true", help="skip the hotspots")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
