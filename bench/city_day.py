@@ -519,7 +519,7 @@ def watched(parts: Parts, db: Database | None = None) -> Iterator[None]:
         parts.watch(commands, "work_by_id", "read"),
         parts.watch(commands, "store_solution", "store"),
         parts.watch(plan_store, "_schedule", "lifecycle"),
-        parts.watch(plan_store, "route_geometry", "lines"),
+        parts.watch(plan_store, "route_geometries", "lines"),
         parts.count_calls(outbox, "defer"),
     ):
         try:

@@ -331,9 +331,19 @@ def solve_day(
 
 
 def route_geometry(session: Session, *, jurisdiction_id: int, route: CrewRoute) -> list[Point]:
-    """Return the line to draw for a route: along the roads when a network is loaded, else
-    straight between the stops."""
+    """Return the line to draw for a route: :func:`route_geometries` of one."""
+    return route_geometries(session, jurisdiction_id=jurisdiction_id, routes=[route])[0]
+
+
+def route_geometries(
+    session: Session, *, jurisdiction_id: int, routes: Sequence[CrewRoute]
+) -> list[list[Point]]:
+    """Return the line to draw for each route: along the roads when a network is loaded (all
+    routes in one search, :func:`dispatch.roads.route_lines`), else straight between the
+    stops."""
     network = roads.get_network(session, jurisdiction_id=jurisdiction_id)
     if network is None or network.routable_edges == 0:
-        return list(route.path)
-    return roads.route_line(session, jurisdiction_id=jurisdiction_id, points=route.path)
+        return [list(r.path) for r in routes]
+    return roads.route_lines(
+        session, jurisdiction_id=jurisdiction_id, paths=[r.path for r in routes]
+    )
