@@ -190,38 +190,14 @@ def store_solution(
         )
     )
     _write_routes(session, plan=plan, solved=solved, crew_ids=crew_ids, kept=kept)
-    first = {c: kept.get(c, 0) for c in crew_ids}
-    stops = [
-        {
-            "jurisdiction_id": jid,
-            "plan_id": plan.id,
-            "work_order_id": s.job_id,
-            "crew_id": r.crew_id,
-            "seq": first[r.crew_id] + s.seq,
-            "arrival": s.arrival,
-            "start_at": s.start,
-            "end_at": s.end,
-            "locked": s.job_id in locked,
-        }
-        for r in solved.routes
-        for s in r.stops
-    ]
-    # Rows, not objects: nothing reads them back from this session, and a thousand ORM
-    # objects cost more to build and flush than to send.
-    if stops:
-        session.execute(insert(PlanStop), stops)
-    left = [
-        {
-            "jurisdiction_id": jid,
-            "plan_id": plan.id,
-            "work_order_id": u.job_id,
-            "reason": u.reason,
-            "detail": _explain(u, jobs.get(u.job_id), codes),
-        }
-        for u in solved.unassigned
-    ]
-    if left:
-        session.execute(insert(PlanLeftOut), left)
+    _write_stops(
+        session,
+        plan=plan,
+        solved=solved,
+        first={c: kept.get(c, 0) for c in crew_ids},
+        locked=locked,
+        left_out={u.job_id: _explain(u, jobs.get(u.job_id), codes) for u in solved.unassigned},
+    )
     _schedule(session, jurisdiction_id=jid, solved=solved, actor=actor)
 
 
@@ -289,6 +265,52 @@ def _write_routes(
             },
         )
     )
+
+
+def _write_stops(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: DaySolution,
+    first: Mapping[int, int],
+    locked: set[int],
+    left_out: Mapping[int, str],
+) -> None:
+    """Write the stops of the solved routes (numbered on from ``first`` of their crew) and why
+    each left-out job is (``left_out``: job → the dispatcher's words): a statement each.
+
+    Rows, not objects: nothing reads them back from this session, and a thousand ORM objects
+    cost more to build and flush than the rows cost to send."""
+    jid = plan.jurisdiction_id
+    stops = [
+        {
+            "jurisdiction_id": jid,
+            "plan_id": plan.id,
+            "work_order_id": s.job_id,
+            "crew_id": r.crew_id,
+            "seq": first[r.crew_id] + s.seq,
+            "arrival": s.arrival,
+            "start_at": s.start,
+            "end_at": s.end,
+            "locked": s.job_id in locked,
+        }
+        for r in solved.routes
+        for s in r.stops
+    ]
+    if stops:
+        session.execute(insert(PlanStop), stops)
+    left = [
+        {
+            "jurisdiction_id": jid,
+            "plan_id": plan.id,
+            "work_order_id": u.job_id,
+            "reason": u.reason,
+            "detail": left_out[u.job_id],
+        }
+        for u in solved.unassigned
+    ]
+    if left:
+        session.execute(insert(PlanLeftOut), left)
 
 
 def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str:
