@@ -424,8 +424,21 @@ def route_lines(
     node_of = [spots.setdefault(spot(s), len(spots)) for s in snaps]
     pids = [[node_of[index[p]] for p in path] if len(path) >= 2 else [] for path in drawn]
     legs = sorted({(a, b) for pid in pids for a, b in itertools.pairwise(pid) if a != b})
-    joined = spot_graph(graph, list(spots), by="time") if legs else None
-    arcs_of = _fastest_paths(joined, legs) if joined is not None else {}
+    trees = _TREES[0] if _TREES else None
+    joined: SpotGraph | None = None
+    arcs_of: dict[tuple[int, int], list[int]] = {}
+    if legs and trees is not None and trees.graph is graph and all(s in trees.spots for s in spots):
+        # The matrix of this plan searched from every one of these spots already: its trees
+        # hold the very paths its times were measured on.
+        kept = [trees.spots[s] for s in spots]
+        joined = trees.joined
+        found = _fastest_paths(
+            joined, sorted({(kept[a], kept[b]) for a, b in legs}), came_from=trees.came_from
+        )
+        arcs_of = {(a, b): found[kept[a], kept[b]] for a, b in legs if (kept[a], kept[b]) in found}
+    elif legs:
+        joined = spot_graph(graph, list(spots), by="time")
+        arcs_of = _fastest_paths(joined, legs)
     # A leg driving on through another route's stop crosses its edge in two arcs: drawn as
     # one stretch of the edge, so the stop adds no vertex to this line.
     stretches: dict[tuple[int, float, float], int] = {}
@@ -559,11 +572,42 @@ def _cut_stretches(
     return out
 
 
+@dataclass(frozen=True)
+class SearchTrees:
+    """The fastest-path trees of a search from every spot (a travel matrix's): the graph it
+    ran on, its spots (spot → its number), and each node's predecessor from spot k in row k."""
+
+    graph: RoadGraph
+    spots: dict[tuple[int, float], int]
+    joined: SpotGraph
+    came_from: NDArray[np.int32]
+
+
+# The latest matrix's trees, at most one (a city day's is a few MB): a day plan draws its route
+# lines through the matrix's own spots right after, without searching the network again.
+_TREES: list[SearchTrees] = []
+
+
+def keep_trees(
+    graph: RoadGraph,
+    spots: Sequence[tuple[int, float]],
+    joined: SpotGraph,
+    came_from: NDArray[np.int32],
+) -> None:
+    """Keep a search's trees from every spot for the route lines that follow (replacing the
+    last ones kept)."""
+    _TREES[:] = [SearchTrees(graph, {s: k for k, s in enumerate(spots)}, joined, came_from)]
+
+
 def _fastest_paths(
-    joined: SpotGraph, legs: Sequence[tuple[int, int]]
+    joined: SpotGraph,
+    legs: Sequence[tuple[int, int]],
+    *,
+    came_from: NDArray[np.int32] | None = None,
 ) -> dict[tuple[int, int], list[int]]:
     """Return the arcs of the fastest path of each leg (spot, spot); a leg with no path is
-    left out (it is drawn straight)."""
+    left out (it is drawn straight). ``came_from``: the trees from every spot, when a search
+    made them already (row k: from spot k); else the legs' starts are searched here."""
     starts = sorted({a for a, _ in legs})
     if not starts:
         return {}
@@ -573,17 +617,20 @@ def _fastest_paths(
     paths: dict[tuple[int, int], list[int]] = {}
     # Searched in batches of sources, as the matrix is: the predecessors of a large network
     # from every stop of a city day at once would not fit in memory.
-    step = max(1, _BATCH_CELLS // size)
+    step = len(starts) if came_from is not None else max(1, _BATCH_CELLS // size)
     for begin in range(0, len(starts), step):
         batch = starts[begin : begin + step]
-        row_of = {a: k for k, a in enumerate(batch)}
+        if came_from is not None:
+            tree, row_of = came_from, {a: a for a in batch}
+        else:
+            row_of = {a: k for k, a in enumerate(batch)}
+            _, tree = dijkstra(
+                joined.adjacency,
+                directed=True,
+                indices=[joined.first_spot + a for a in batch],
+                return_predecessors=True,
+            )
         mine = [(a, b) for a, b in legs if a in row_of]
-        _, came_from = dijkstra(
-            joined.adjacency,
-            directed=True,
-            indices=[joined.first_spot + a for a in batch],
-            return_predecessors=True,
-        )
         # Back from every leg's end to its start at once, a step per round; SciPy marks "no
         # predecessor" with a negative.
         rows = np.fromiter((row_of[a] for a, _ in mine), np.int64, len(mine))
@@ -592,7 +639,7 @@ def _fastest_paths(
         trail = [node]
         going = (node != source) & (node >= 0)
         while going.any():
-            node = np.where(going, came_from[rows, np.maximum(node, 0)], node)
+            node = np.where(going, tree[rows, np.maximum(node, 0)], node)
             trail.append(node)
             going = (node != source) & (node >= 0)
         steps = np.stack(trail)  # round × leg, the leg's start repeated once reached

@@ -196,6 +196,37 @@ def test_a_day_of_route_lines_drawn_together_is_each_route_drawn_alone(db: Datab
         assert max(steps) < 260  # block by block, never straight across town
 
 
+def test_route_lines_after_the_matrix_follow_its_paths_without_a_new_search(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day plan's lines are drawn right after its matrix: they walk the paths the matrix
+    measured (no second search of the network), the lines a search of their own would draw."""
+    jid = _jid(db)
+    with db.session() as session:
+        roads.load_network(
+            session,
+            jurisdiction_id=jid,
+            network=build_network(demo_road_lines(generate())),
+            source="grid",
+        )
+    places = _demo_points(30, seed=9)
+    rng = random.Random(4)
+    paths = [rng.sample(places, rng.randint(2, 8)) for _ in range(6)]
+    with db.session() as session:
+        roads._TREES.clear()
+        searched = roads.route_lines(session, jurisdiction_id=jid, paths=paths)
+        RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0).matrix(places)
+
+        def no_search(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the network was searched again")
+
+        monkeypatch.setattr(roads, "dijkstra", no_search)
+        walked = roads.route_lines(session, jurisdiction_id=jid, paths=paths)
+    for line, own in zip(walked, searched, strict=True):
+        assert shapely.LineString(line).hausdorff_distance(shapely.LineString(own)) < 1e-9
+        assert _length_m(line) == pytest.approx(_length_m(own), abs=0.01)
+
+
 def test_without_a_network_the_straight_line_is_used(db: Database) -> None:
     jid = _jid(db)
     with db.session() as session:
