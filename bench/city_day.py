@@ -607,7 +607,9 @@ def routes_one_at_a_time(
             if row is not None and crew_id not in kept:
                 session.delete(row)
             continue
-        dispatch_roads._SNAPS.clear()  # each route snapped its own points then
+        # Each route snapped its own points and searched the network for itself then.
+        dispatch_roads._SNAPS.clear()
+        dispatch_roads._TREES.clear()
         line = plan_store.route_geometries(session, jurisdiction_id=jid, routes=[route])[0]  # type: ignore[attr-defined]
         values = {
             "depart": route.depart,
