@@ -290,15 +290,21 @@ def solve_day(
     starts: Mapping[int, CrewStart] | None = None,
     provider: MatrixProvider | None = None,
     time_limit_s: float | None = None,
+    crews_on: Sequence[CrewDay] | None = None,
 ) -> DaySolution:
     """Return the plan of ``day`` for the crews working then (or just ``crew_ids``).
 
     Travel times come from the road network when one is loaded, else the straight line (or
-    from ``provider``). Reads only: the caller stores what it keeps.
+    from ``provider``). ``crews_on``: the crews working that day, when the caller read them
+    already. Reads only: the caller stores what it keeps.
     """
     zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     epoch = datetime.combine(day, datetime.min.time(), tzinfo=zone)
-    crews = service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    crews = list(
+        crews_on
+        if crews_on is not None
+        else service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    )
     if crew_ids is not None:
         wanted = set(crew_ids)
         crews = [c for c in crews if c.crew_id in wanted]
