@@ -21,10 +21,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
-from work_orders import lifecycle, moving, notices, sla
+from work_orders import audit, lifecycle, moving, notices, sla
 from work_orders.categories import category_calendar
 from work_orders.errors import IllegalTransition
-from work_orders.models import Incident, WorkOrder
+from work_orders.models import AuditEvent, Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
 
@@ -264,6 +264,7 @@ def transition_many(
     calendars: dict[str, sla.BusinessCalendar | None] = {}
     owed: list[notices.Owed] = []
     moved: list[WorkOrder] = []
+    events: list[AuditEvent] = []
     for work_order_id in ids:
         pair = pairs[work_order_id]
         work_order = pair.work_order
@@ -300,9 +301,11 @@ def transition_many(
                 now=now,
                 calendar=calendar,
                 public_note=public_note,
+                events=events,
             )
     moving.write_alike(moved)
     moving.write_alike([pairs[w.id].incident for w in moved])
     session.flush()
+    audit.write_many(session, jurisdiction_id=jurisdiction_id, events=events)
     notices.owe_status_notices(session, owed, notice_context)
     return moved
