@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import delete, select, text
+from sqlalchemy import BigInteger, BindParameter, any_, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -149,6 +150,13 @@ def _clear_crews(session: Session, plan: DayPlan, crew_ids: Sequence[int]) -> No
     )
 
 
+def _ids(ids: Iterable[int]) -> BindParameter[Any]:
+    """Return the ids as one array parameter (a day's thousand ids in an IN list are a
+    thousand parameters, and a statement too long for the driver's cache)."""
+    values: Any = list(ids)
+    return bindparam(None, values, type_=ARRAY(BigInteger))
+
+
 def _line(coords: Sequence[tuple[float, float]]) -> WKTElement | None:
     if len(coords) < 2:
         return None
@@ -177,7 +185,7 @@ def store_solution(
         delete(PlanLeftOut).where(
             PlanLeftOut.jurisdiction_id == jid,
             PlanLeftOut.plan_id == plan.id,
-            PlanLeftOut.work_order_id.in_(list(jobs)),
+            PlanLeftOut.work_order_id == any_(_ids(jobs)),
         )
     )
     # A job now placed on one of these crews leaves any other crew's route of the day.
@@ -186,7 +194,7 @@ def store_solution(
         delete(PlanStop).where(
             PlanStop.jurisdiction_id == jid,
             PlanStop.plan_id == plan.id,
-            PlanStop.work_order_id.in_(placed),
+            PlanStop.work_order_id == any_(_ids(placed)),
         )
     )
     _write_routes(session, plan=plan, solved=solved, crew_ids=crew_ids, kept=kept)
