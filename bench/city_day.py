@@ -33,9 +33,9 @@ run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times,
    ``work_orders.transitions.transition_many``); the "lifecycle" part and its round trips per
    planned job compare the two.
    With ``--rows-before``, also the plan with the route rows written a crew at a time, each
-   route's line drawn alone (its own snap, search and read of the edges, as before all lines
-   were drawn in one search), and the stops as ORM objects; the "route lines" and "store rows"
-   parts compare the two.
+   route's line drawn alone (its own snap, search and read of the edges, as before the lines
+   walked the matrix's own search trees in one go), and the stops as ORM objects; the "route
+   lines" and "store rows" parts compare the two.
 2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
    stops to the crew of the same skill that may take most of them, re-planning just those two crews,
    committed. Baseline: a full-day re-plan (``make_plan`` again) right after; the ratio is what
