@@ -32,6 +32,10 @@ run takes a fresh copy of the city (``CREATE DATABASE … TEMPLATE``) and times,
    lifecycle one ``transition`` at a time (as ``_schedule`` did before the set-based
    ``work_orders.transitions.transition_many``); the "lifecycle" part and its round trips per
    planned job compare the two.
+   With ``--rows-before``, also the plan with the route rows written a crew at a time, each
+   route's line drawn alone (its own snap, search and read of the edges, as before the lines
+   walked the matrix's own search trees in one go), and the stops as ORM objects; the "route
+   lines" and "store rows" parts compare the two.
 2. **move** — ``dispatch.dayplans.commands.move_work_orders``: 10 jobs from the crew with most
    stops to the crew of the same skill that may take most of them, re-planning just those two crews,
    committed. Baseline: a full-day re-plan (``make_plan`` again) right after; the ratio is what
@@ -62,10 +66,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +92,7 @@ from dispatch.dayplans import appointments, commands
 from dispatch.dayplans import store as plan_store
 from dispatch.dayplans import work as plan_work
 from dispatch.matrix import PgRoutingMatrix
+from dispatch.models import DayPlan, PlanLeftOut, PlanRoute, PlanStop
 from dispatch.network import RoadLine, build_network, lines_from_osm
 from dispatch.schemas import BreakIn, CrewIn, DepotIn, SkillRuleIn
 from geo311.flows import open_incident
@@ -519,7 +524,7 @@ def watched(parts: Parts, db: Database | None = None) -> Iterator[None]:
         parts.watch(commands, "work_by_id", "read"),
         parts.watch(commands, "store_solution", "store"),
         parts.watch(plan_store, "_schedule", "lifecycle"),
-        parts.watch(plan_store, "route_geometry", "lines"),
+        parts.watch(plan_store, "route_geometries", "lines"),
         parts.count_calls(outbox, "defer"),
     ):
         try:
@@ -579,6 +584,101 @@ def lifecycle_before() -> Iterator[None]:
         yield
     finally:
         plan_store._schedule = original
+
+
+def routes_one_at_a_time(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: planning.DaySolution,
+    crew_ids: Sequence[int],
+    kept: Mapping[int, int],
+) -> None:
+    """The "before" of the route rows: ``dispatch.dayplans.store._write_routes`` as it was, a
+    crew at a time: its row read, its line drawn alone (its points snapped, the graph joined
+    and searched, its edges read), an ORM object written."""
+    jid = plan.jurisdiction_id
+    routes = {r.crew_id: r for r in solved.routes}
+    now = datetime.now(UTC)
+    for crew_id in crew_ids:
+        route = routes.get(crew_id)
+        row = session.get(PlanRoute, (jid, plan.id, crew_id))
+        if route is None:
+            if row is not None and crew_id not in kept:
+                session.delete(row)
+            continue
+        # Each route snapped its own points and searched the network for itself then.
+        dispatch_roads._SNAPS.clear()
+        dispatch_roads._TREES.clear()
+        line = plan_store.route_geometries(session, jurisdiction_id=jid, routes=[route])[0]  # type: ignore[attr-defined]
+        values = {
+            "depart": route.depart,
+            "back": route.back,
+            "travel_s": route.travel_s,
+            "distance_m": route.distance_m,
+            "breaks": [[a.isoformat(), b.isoformat()] for a, b in route.breaks],
+            "geom": plan_store._line(line),
+            "planned_at": now,
+        }
+        if row is None:
+            session.add(PlanRoute(jurisdiction_id=jid, plan_id=plan.id, crew_id=crew_id, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    session.flush()
+
+
+def stops_as_objects(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: planning.DaySolution,
+    first: Mapping[int, int],
+    locked: set[int],
+    left_out: Mapping[int, str],
+) -> None:
+    """The "before" of the stop rows: ``dispatch.dayplans.store._write_stops`` as it was, an
+    ORM object per stop and per left-out job."""
+    jid = plan.jurisdiction_id
+    session.add_all(
+        PlanStop(
+            jurisdiction_id=jid,
+            plan_id=plan.id,
+            work_order_id=s.job_id,
+            crew_id=r.crew_id,
+            seq=first[r.crew_id] + s.seq,
+            arrival=s.arrival,
+            start_at=s.start,
+            end_at=s.end,
+            locked=s.job_id in locked,
+        )
+        for r in solved.routes
+        for s in r.stops
+    )
+    session.add_all(
+        PlanLeftOut(
+            jurisdiction_id=jid,
+            plan_id=plan.id,
+            work_order_id=u.job_id,
+            reason=u.reason,
+            detail=left_out[u.job_id],
+        )
+        for u in solved.unassigned
+    )
+    session.flush()
+
+
+@contextmanager
+def rows_before() -> Iterator[None]:
+    """Store day plans with the route rows and lines a crew at a time and the stops as ORM
+    objects (inside ``watched``, so the watch times the lines as it does now)."""
+    routes, stops = plan_store._write_routes, plan_store._write_stops
+    plan_store._write_routes = routes_one_at_a_time
+    plan_store._write_stops = stops_as_objects
+    try:
+        yield
+    finally:
+        plan_store._write_routes, plan_store._write_stops = routes, stops
 
 
 @contextmanager
@@ -747,6 +847,7 @@ def day_plan(
     started = time.perf_counter()
     with (
         lifecycle_before() if before == "lifecycle" else nullcontext(),
+        rows_before() if before == "rows" else nullcontext(),
         solver_before() if before == "plan" else nullcontext(),
         watched(parts, db),
         db.session() as session,
@@ -928,6 +1029,7 @@ PHASES = (
     "baseline: solve_day",
     "before: day plan",
     "before: lifecycle",
+    "before: rows",
     "move",
     "baseline: full re-plan",
 )
@@ -940,6 +1042,7 @@ def run_once(
     *,
     baseline_first: bool,
     lifecycle: bool = False,
+    rows: bool = False,
 ) -> dict[str, Measure]:
     """One run on a fresh copy of the city. The day plan and its baseline take turns going
     first (the baseline stores nothing, so the plan sees the same work either way), so
@@ -949,6 +1052,8 @@ def run_once(
         out["before: day plan"] = day_plan_before(srv, template, routing, "plan")
         if lifecycle:
             out["before: lifecycle"] = day_plan_before(srv, template, routing, "lifecycle")
+        if rows:
+            out["before: rows"] = day_plan_before(srv, template, routing, "rows")
     name = f"city_{uuid.uuid4().hex[:10]}"
     srv.create(name, template=template)
     db = Database.connect(srv.url(name), pool_size=2)
@@ -968,6 +1073,8 @@ def run_once(
         out["before: day plan"] = day_plan_before(srv, template, routing, "plan")
         if lifecycle:
             out["before: lifecycle"] = day_plan_before(srv, template, routing, "lifecycle")
+        if rows:
+            out["before: rows"] = day_plan_before(srv, template, routing, "rows")
     return out
 
 
@@ -1062,6 +1169,7 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
             "day plan": "baseline: solve_day",
             "before: day plan": "baseline: solve_day",
             "before: lifecycle": "baseline: solve_day",
+            "before: rows": "baseline: solve_day",
             "move": "baseline: full re-plan",
         }
         labels = {
@@ -1069,6 +1177,7 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
             "baseline: solve_day": "  baseline: solve_day (matrix+solve)",
             "before: day plan": "  before: pgRouting matrix, one 10 s search",
             "before: lifecycle": "  before: make_plan, one transition per job",
+            "before: rows": "  before: make_plan, route rows and lines a crew at a time",
             "move": f"move {MOVE_JOBS} jobs: move_work_orders",
             "baseline: full re-plan": "  baseline: full re-plan (make_plan)",
         }
@@ -1112,7 +1221,7 @@ def report(results: dict[str, list[dict[str, Measure]]], routing: RoutingSetting
             for m in ms[:1]:
                 if m.note:
                     notes.append(f"{provider}, {phase}: {m.note} (run 1)")
-            if phase in ("day plan", "before: day plan", "baseline: solve_day"):
+            if phase in ("day plan", "before: day plan", "before: rows", "baseline: solve_day"):
                 q = [m.quality for m in ms]
                 quality_table.add_row(
                     provider,
@@ -1165,6 +1274,11 @@ def main(argv: list[str] | None = None) -> int:
         "--lifecycle-before",
         action="store_true",
         help="also time the plan with one lifecycle transition per job",
+    )
+    parser.add_argument(
+        "--rows-before",
+        action="store_true",
+        help="also time the plan with route rows and lines written a crew at a time",
     )
     args = parser.parse_args(argv)
     jobs = args.jobs or (200 if args.quick else 1000)
@@ -1247,6 +1361,7 @@ def main(argv: list[str] | None = None) -> int:
                         routing,
                         baseline_first=k % 2 == 0,
                         lifecycle=args.lifecycle_before,
+                        rows=args.rows_before,
                     )
                     results[provider].append(measures)
                     console.print(

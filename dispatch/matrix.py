@@ -31,6 +31,7 @@ from dispatch.roads import (
     RoadGraph,
     edges_sql,
     get_network,
+    keep_trees,
     require_network,
     routable_graph,
     snap,
@@ -251,10 +252,19 @@ def network_costs(
     size = joined.first_spot + p
     out = np.empty((p, p))
     step = max(1, _BATCH_CELLS // size)
-    for begin in range(0, p, step):
-        sources = np.arange(joined.first_spot + begin, joined.first_spot + min(begin + step, p))
-        found = dijkstra(joined.adjacency, directed=True, indices=sources)
-        out[begin : begin + len(sources)] = found[:, joined.first_spot :]
+    if by == "time" and 0 < p <= step:
+        # One batch: its trees are kept, and the plan's route lines follow them.
+        sources = np.arange(joined.first_spot, joined.first_spot + p)
+        found, came_from = dijkstra(
+            joined.adjacency, directed=True, indices=sources, return_predecessors=True
+        )
+        out[:] = found[:, joined.first_spot :]
+        keep_trees(graph, spots, joined, came_from)
+    else:
+        for begin in range(0, p, step):
+            sources = np.arange(joined.first_spot + begin, joined.first_spot + min(begin + step, p))
+            found = dijkstra(joined.adjacency, directed=True, indices=sources)
+            out[begin : begin + len(sources)] = found[:, joined.first_spot :]
     out[np.isinf(out)] = np.nan
     # The tiny floor on zero-cost arcs must not show as a cost of its own.
     np.fill_diagonal(out, 0.0)

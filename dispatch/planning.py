@@ -290,15 +290,21 @@ def solve_day(
     starts: Mapping[int, CrewStart] | None = None,
     provider: MatrixProvider | None = None,
     time_limit_s: float | None = None,
+    crews_on: Sequence[CrewDay] | None = None,
 ) -> DaySolution:
     """Return the plan of ``day`` for the crews working then (or just ``crew_ids``).
 
     Travel times come from the road network when one is loaded, else the straight line (or
-    from ``provider``). Reads only: the caller stores what it keeps.
+    from ``provider``). ``crews_on``: the crews working that day, when the caller read them
+    already. Reads only: the caller stores what it keeps.
     """
     zone = service.jurisdiction_zone(session, jurisdiction_id=jurisdiction_id)
     epoch = datetime.combine(day, datetime.min.time(), tzinfo=zone)
-    crews = service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    crews = list(
+        crews_on
+        if crews_on is not None
+        else service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    )
     if crew_ids is not None:
         wanted = set(crew_ids)
         crews = [c for c in crews if c.crew_id in wanted]
@@ -331,9 +337,19 @@ def solve_day(
 
 
 def route_geometry(session: Session, *, jurisdiction_id: int, route: CrewRoute) -> list[Point]:
-    """Return the line to draw for a route: along the roads when a network is loaded, else
-    straight between the stops."""
+    """Return the line to draw for a route: :func:`route_geometries` of one."""
+    return route_geometries(session, jurisdiction_id=jurisdiction_id, routes=[route])[0]
+
+
+def route_geometries(
+    session: Session, *, jurisdiction_id: int, routes: Sequence[CrewRoute]
+) -> list[list[Point]]:
+    """Return the line to draw for each route: along the roads when a network is loaded (all
+    routes in one search, :func:`dispatch.roads.route_lines`), else straight between the
+    stops."""
     network = roads.get_network(session, jurisdiction_id=jurisdiction_id)
     if network is None or network.routable_edges == 0:
-        return list(route.path)
-    return roads.route_line(session, jurisdiction_id=jurisdiction_id, points=route.path)
+        return [list(r.path) for r in routes]
+    return roads.route_lines(
+        session, jurisdiction_id=jurisdiction_id, paths=[r.path for r in routes]
+    )

@@ -3,20 +3,20 @@ part pgRouting can route every job in, snap points to it, draw routes on it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
-from geoalchemy2.shape import to_shape
+import shapely
 from numpy.typing import NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
-from shapely.ops import substring
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
@@ -213,6 +213,10 @@ def routable_graph(session: Session, *, jurisdiction_id: int) -> RoadGraph:
     return graph
 
 
+# Sources per Dijkstra batch: bounds one batch's answer (sources × nodes) on a large network
+# to about 80 MB.
+_BATCH_CELLS = 10_000_000
+
 # The smallest cost an arc gets: SciPy's sparse graphs drop arcs that weigh exactly zero (a
 # zero-length segment), which would cut the road there.
 _MIN_ARC = 1e-9
@@ -314,9 +318,40 @@ class Snap:
 def snap(
     session: Session, *, jurisdiction_id: int, points: Sequence[tuple[float, float]]
 ) -> list[Snap]:
-    """Return, per point, the nearest routable edge (in metres) and where on it the point lies."""
+    """Return, per point, the nearest routable edge (in metres) and where on it the point lies.
+
+    Points snapped lately on the same load of the network are not asked again: a day plan's
+    route lines pass through the very points its matrix snapped.
+    """
     if not points:
         return []
+    network = get_network(session, jurisdiction_id=jurisdiction_id)
+    if network is None:
+        return _snap(session, jurisdiction_id=jurisdiction_id, points=points)
+    key = (jurisdiction_id, network.loaded_at, network.edges)
+    known = _SNAPS.setdefault(key, {})
+    _SNAPS.move_to_end(key)
+    while len(_SNAPS) > _GRAPHS_KEPT:
+        _SNAPS.popitem(last=False)
+    wanted = [(float(x), float(y)) for x, y in points]
+    new = list(dict.fromkeys(p for p in wanted if p not in known))
+    if new:
+        if len(known) + len(new) > _SNAPS_KEPT:
+            known.clear()
+        known.update(
+            zip(new, _snap(session, jurisdiction_id=jurisdiction_id, points=new), strict=True)
+        )
+    return [known[p] for p in wanted]
+
+
+# Points snapped lately, per load of a network (as ``_GRAPHS``), at most this many each.
+_SNAPS: OrderedDict[tuple[int, datetime, int], dict[tuple[float, float], Snap]] = OrderedDict()
+_SNAPS_KEPT = 200_000
+
+
+def _snap(
+    session: Session, *, jurisdiction_id: int, points: Sequence[tuple[float, float]]
+) -> list[Snap]:
     rows = session.execute(
         text(
             "SELECT u.i, e.id, ST_LineLocatePoint(e.geom, p.g), "
@@ -354,81 +389,266 @@ def spot(s: Snap) -> tuple[int, float]:
 def route_line(
     session: Session, *, jurisdiction_id: int, points: Sequence[tuple[float, float]]
 ) -> list[tuple[float, float]]:
-    """Return the road geometry (lon, lat vertices) of driving through ``points`` in order.
+    """Return the road geometry (lon, lat vertices) of driving through ``points`` in order:
+    :func:`route_lines` of one path. NoRoadNetwork if none is loaded."""
+    return route_lines(session, jurisdiction_id=jurisdiction_id, paths=[points])[0]
+
+
+def route_lines(
+    session: Session,
+    *,
+    jurisdiction_id: int,
+    paths: Sequence[Sequence[tuple[float, float]]],
+) -> list[list[tuple[float, float]]]:
+    """Return, per path, the road geometry (lon, lat vertices) of driving through its points
+    in order.
 
     Each leg follows the fastest path on the network between the points' snapped positions
     (searched in process over :func:`spot_graph`, as the travel matrix is), cut at the exact
-    spots on the first and last edges; the kerb-to-road connectors are included, so the line
-    starts and ends at the points themselves. NoRoadNetwork if none is loaded.
+    spots on the first and last edges; the kerb-to-road connectors are included, so a line
+    starts and ends at the points themselves. All paths are drawn together: one snap, one
+    search and one read of the edges' lines for a whole day plan, however many routes
+    (a route at a time cost three round trips and a graph build each). A path of fewer than
+    two points is given back as it is. NoRoadNetwork if none is loaded.
     """
     graph = routable_graph(session, jurisdiction_id=jurisdiction_id)
-    if len(points) < 2:
-        return [tuple(p) for p in points]  # type: ignore[misc]
-    snaps = snap(session, jurisdiction_id=jurisdiction_id, points=points)
+    drawn = [[(float(x), float(y)) for x, y in path] for path in paths]
+    index: dict[tuple[float, float], int] = {}
+    for path in drawn:
+        if len(path) >= 2:
+            for p in path:
+                index.setdefault(p, len(index))
+    snaps = snap(session, jurisdiction_id=jurisdiction_id, points=list(index))
+    # pgRouting's spots (as the matrix places them): points on one spot share a node.
     spots: dict[tuple[int, float], int] = {}
-    for s in snaps:
-        spots.setdefault(spot(s), len(spots))
-    pid = [spots[spot(s)] for s in snaps]
-    legs = sorted({(pid[k], pid[k + 1]) for k in range(len(pid) - 1) if pid[k] != pid[k + 1]})
-    joined = spot_graph(graph, list(spots), by="time")
-    paths = _fastest_paths(joined, legs)
-    used = {int(graph.edge_id[joined.arc_edge[k]]) for arcs in paths.values() for k in arcs}
-    lines = {
-        int(r[0]): to_shape(r[1])
-        for r in session.execute(
-            select(RoadEdge.id, RoadEdge.geom).where(
-                RoadEdge.jurisdiction_id == jurisdiction_id, RoadEdge.id.in_(used)
-            )
+    node_of = [spots.setdefault(spot(s), len(spots)) for s in snaps]
+    pids = [[node_of[index[p]] for p in path] if len(path) >= 2 else [] for path in drawn]
+    legs = sorted({(a, b) for pid in pids for a, b in itertools.pairwise(pid) if a != b})
+    trees = _TREES[0] if _TREES else None
+    joined: SpotGraph | None = None
+    arcs_of: dict[tuple[int, int], list[int]] = {}
+    if legs and trees is not None and trees.graph is graph and all(s in trees.spots for s in spots):
+        # The matrix of this plan searched from every one of these spots already: its trees
+        # hold the very paths its times were measured on.
+        kept = [trees.spots[s] for s in spots]
+        joined = trees.joined
+        found = _fastest_paths(
+            joined, sorted({(kept[a], kept[b]) for a, b in legs}), came_from=trees.came_from
         )
-    }
-    coords: list[tuple[float, float]] = [tuple(points[0])]  # type: ignore[list-item]
-
-    def extend(part: Iterable[tuple[float, float]]) -> None:
-        for c in part:
-            if coords[-1] != c:
-                coords.append(c)
-
-    for k in range(len(points) - 1):
-        a, b = pid[k], pid[k + 1]
-        for arc in paths.get((a, b), []):
-            line = lines[int(graph.edge_id[joined.arc_edge[arc]])]
-            piece = substring(
-                line, float(joined.arc_from[arc]), float(joined.arc_to[arc]), normalized=True
+        arcs_of = {(a, b): found[kept[a], kept[b]] for a, b in legs if (kept[a], kept[b]) in found}
+    elif legs:
+        joined = spot_graph(graph, list(spots), by="time")
+        arcs_of = _fastest_paths(joined, legs)
+    # A leg driving on through another route's stop crosses its edge in two arcs: drawn as
+    # one stretch of the edge, so the stop adds no vertex to this line.
+    stretches: dict[tuple[int, float, float], int] = {}
+    stretches_of: dict[tuple[int, int], list[int]] = {}
+    for leg, leg_arcs in arcs_of.items():
+        assert joined is not None  # a leg was searched on it
+        arc = np.asarray(leg_arcs, dtype=np.int64)
+        edge, begin, end = joined.arc_edge[arc], joined.arc_from[arc], joined.arc_to[arc]
+        new = np.r_[True, (edge[1:] != edge[:-1]) | (begin[1:] != end[:-1])]
+        first = np.flatnonzero(new)
+        last = np.r_[first[1:] - 1, len(arc) - 1]
+        stretches_of[leg] = [
+            stretches.setdefault(key, len(stretches))
+            for key in zip(
+                graph.edge_id[edge[first]].tolist(),
+                begin[first].tolist(),
+                end[last].tolist(),
+                strict=True,
             )
-            extend((float(x), float(y)) for x, y in piece.coords)
-        extend([tuple(points[k + 1])])  # type: ignore[list-item]
-    return coords
+        ]
+    keys = np.asarray(list(stretches), dtype=np.float64).reshape(-1, 3)
+    edge_ids = keys[:, 0].astype(np.int64)
+    drawn_stretches = (
+        _cut_stretches(
+            _edge_lines(session, jurisdiction_id=jurisdiction_id, edge_ids=edge_ids),
+            edge_ids,
+            keys[:, 1],
+            keys[:, 2],
+        )
+        if len(keys)
+        else []
+    )
+    pieces = {
+        leg: np.concatenate([drawn_stretches[k] for k in ks]) if ks else np.empty((0, 2))
+        for leg, ks in stretches_of.items()
+    }
+    out: list[list[tuple[float, float]]] = []
+    for path, pid in zip(drawn, pids, strict=True):
+        if len(path) < 2:
+            out.append(path)
+            continue
+        chunks = [np.asarray([path[0]], dtype=np.float64)]
+        for k in range(len(path) - 1):
+            chunks.append(pieces.get((pid[k], pid[k + 1]), np.empty((0, 2))))
+            chunks.append(np.asarray([path[k + 1]], dtype=np.float64))
+        xy = np.concatenate(chunks)
+        # Where one piece ends the next begins: the vertex is drawn once.
+        keep = np.r_[True, (xy[1:] != xy[:-1]).any(axis=1)]
+        out.append([(float(x), float(y)) for x, y in xy[keep]])
+    return out
+
+
+@dataclass(frozen=True)
+class _EdgeLines:
+    """Edges' lines end to end: edge k's vertices are ``xy[first[k]:first[k + 1]]``, each at
+    ``share`` of the way along its edge (planar length, 0 at the start, 1 at the end)."""
+
+    edge_id: NDArray[np.int64]
+    first: NDArray[np.int64]
+    xy: NDArray[np.float64]
+    share: NDArray[np.float64]
+
+
+def _edge_lines(
+    session: Session, *, jurisdiction_id: int, edge_ids: NDArray[np.int64]
+) -> _EdgeLines:
+    """Return the lines of the edges, read in one statement, ordered by edge id."""
+    wanted = np.unique(edge_ids)
+    ids, wkb = session.execute(
+        text(
+            "SELECT array_agg(id ORDER BY id), array_agg(ST_AsBinary(geom) ORDER BY id) "
+            "FROM road_edges WHERE jurisdiction_id = :jid AND id = ANY(:ids)"
+        ),
+        {"jid": jurisdiction_id, "ids": wanted.tolist()},
+    ).one()
+    xy, owner = shapely.get_coordinates(
+        shapely.from_wkb([bytes(w) for w in wkb]), return_index=True
+    )
+    first = np.searchsorted(owner, np.arange(len(ids) + 1))
+    step = np.hypot(*np.diff(xy, axis=0).T) if len(xy) else np.empty(0)
+    step[np.diff(owner) != 0] = 0.0  # no length from one edge's end to the next one's start
+    along = np.r_[0.0, np.cumsum(step)]
+    along -= along[first[:-1]][owner]
+    total = along[first[1:] - 1][owner]
+    # A zero-length edge (its ends in one place): its vertices evenly spread, all at one point.
+    count = np.diff(first)[owner]
+    evenly = (np.arange(len(xy)) - first[:-1][owner]) / np.maximum(count - 1, 1)
+    share = np.divide(along, total, out=evenly, where=total > 0)
+    return _EdgeLines(np.asarray(ids, dtype=np.int64), first, xy, share)
+
+
+def _cut_stretches(
+    lines: _EdgeLines,
+    edge_id: NDArray[np.int64],
+    start: NDArray[np.float64],
+    stop: NDArray[np.float64],
+) -> list[NDArray[np.float64]]:
+    """Return, per stretch of an edge, the vertices of the edge's line from share ``start`` to
+    ``stop`` of its length (as shapely's ``substring`` measures it), backwards when
+    ``stop < start``: the points where it is cut, and the edge's vertices between them."""
+    k = np.searchsorted(lines.edge_id, edge_id)
+    low, high = np.minimum(start, stop), np.maximum(start, stop)
+    # Each edge's shares shifted past the one before, so one search finds a vertex in its edge.
+    owner = np.repeat(np.arange(len(lines.edge_id)), np.diff(lines.first))
+    key = 2.0 * owner + lines.share
+    after_low = np.searchsorted(key, 2.0 * k + low, side="right")
+    at_high = np.searchsorted(key, 2.0 * k + high, side="left")
+    first, last = lines.first[k], lines.first[k + 1] - 1
+
+    def point(at: NDArray[np.float64], where: NDArray[np.int64]) -> NDArray[np.float64]:
+        j = np.clip(where, first + 1, np.maximum(last, first + 1))
+        i = j - 1
+        j = np.minimum(j, last)
+        span = lines.share[j] - lines.share[i]
+        t = np.clip(
+            np.divide(at - lines.share[i], span, out=np.zeros_like(at), where=span > 0), 0, 1
+        )
+        return lines.xy[i] + t[:, None] * (lines.xy[j] - lines.xy[i])
+
+    begin, end = point(low, after_low), point(high, at_high)
+    out = []
+    for n in range(len(k)):
+        piece = np.concatenate(
+            [
+                begin[n : n + 1],
+                lines.xy[after_low[n] : max(at_high[n], after_low[n])],
+                end[n : n + 1],
+            ]
+        )
+        out.append(piece if start[n] <= stop[n] else piece[::-1])
+    return out
+
+
+@dataclass(frozen=True)
+class SearchTrees:
+    """The fastest-path trees of a search from every spot (a travel matrix's): the graph it
+    ran on, its spots (spot → its number), and each node's predecessor from spot k in row k."""
+
+    graph: RoadGraph
+    spots: dict[tuple[int, float], int]
+    joined: SpotGraph
+    came_from: NDArray[np.int32]
+
+
+# The latest matrix's trees, at most one (a city day's is a few MB): a day plan draws its route
+# lines through the matrix's own spots right after, without searching the network again.
+_TREES: list[SearchTrees] = []
+
+
+def keep_trees(
+    graph: RoadGraph,
+    spots: Sequence[tuple[int, float]],
+    joined: SpotGraph,
+    came_from: NDArray[np.int32],
+) -> None:
+    """Keep a search's trees from every spot for the route lines that follow (replacing the
+    last ones kept)."""
+    _TREES[:] = [SearchTrees(graph, {s: k for k, s in enumerate(spots)}, joined, came_from)]
 
 
 def _fastest_paths(
-    joined: SpotGraph, legs: Sequence[tuple[int, int]]
+    joined: SpotGraph,
+    legs: Sequence[tuple[int, int]],
+    *,
+    came_from: NDArray[np.int32] | None = None,
 ) -> dict[tuple[int, int], list[int]]:
     """Return the arcs of the fastest path of each leg (spot, spot); a leg with no path is
-    left out (it is drawn straight)."""
+    left out (it is drawn straight). ``came_from``: the trees from every spot, when a search
+    made them already (row k: from spot k); else the legs' starts are searched here."""
     starts = sorted({a for a, _ in legs})
     if not starts:
         return {}
     # Arcs come sorted by (tail, head), one per pair: a path's arcs are found by bisection.
     size = joined.adjacency.shape[0]
     keys = joined.arc_tail * size + joined.arc_head
-    _, came_from = dijkstra(
-        joined.adjacency,
-        directed=True,
-        indices=[joined.first_spot + a for a in starts],
-        return_predecessors=True,
-    )
     paths: dict[tuple[int, int], list[int]] = {}
-    for a, b in legs:
-        back = came_from[starts.index(a)]
-        node, nodes = joined.first_spot + b, [joined.first_spot + b]
-        # Back from the leg's end to its start; SciPy marks "no predecessor" with a negative.
-        while node != joined.first_spot + a and node >= 0:
-            node = int(back[node])
-            nodes.append(node)
-        if node >= 0:
-            path = np.asarray(nodes[::-1], dtype=np.int64)
+    # Searched in batches of sources, as the matrix is: the predecessors of a large network
+    # from every stop of a city day at once would not fit in memory.
+    step = len(starts) if came_from is not None else max(1, _BATCH_CELLS // size)
+    for begin in range(0, len(starts), step):
+        batch = starts[begin : begin + step]
+        if came_from is not None:
+            tree, row_of = came_from, {a: a for a in batch}
+        else:
+            row_of = {a: k for k, a in enumerate(batch)}
+            _, tree = dijkstra(
+                joined.adjacency,
+                directed=True,
+                indices=[joined.first_spot + a for a in batch],
+                return_predecessors=True,
+            )
+        mine = [(a, b) for a, b in legs if a in row_of]
+        # Back from every leg's end to its start at once, a step per round; SciPy marks "no
+        # predecessor" with a negative.
+        rows = np.fromiter((row_of[a] for a, _ in mine), np.int64, len(mine))
+        source = joined.first_spot + np.fromiter((a for a, _ in mine), np.int64, len(mine))
+        node = joined.first_spot + np.fromiter((b for _, b in mine), np.int64, len(mine))
+        trail = [node]
+        going = (node != source) & (node >= 0)
+        while going.any():
+            node = np.where(going, tree[rows, np.maximum(node, 0)], node)
+            trail.append(node)
+            going = (node != source) & (node >= 0)
+        steps = np.stack(trail)  # round × leg, the leg's start repeated once reached
+        for k, leg in enumerate(mine):
+            if node[k] < 0:
+                continue
+            path = steps[: int(np.argmax(steps[:, k] == source[k])) + 1, k][::-1]
             arcs = np.searchsorted(keys, path[:-1] * size + path[1:])
-            paths[(a, b)] = [int(k) for k in arcs]
+            paths[leg] = arcs.tolist()
     return paths
 
 

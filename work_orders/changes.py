@@ -14,12 +14,12 @@ overlaps [start_at, end_at) is stale, e.g. after a bulk import).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, String, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from geo311.kernel.database import Base
@@ -51,6 +51,24 @@ def note(session: Session, *, jurisdiction_id: int, entity: str, entity_ids: Ite
     session.add_all(
         AnalyticsChange(jurisdiction_id=jurisdiction_id, entity=entity, entity_id=entity_id)
         for entity_id in entity_ids
+    )
+
+
+def note_many(
+    session: Session, *, jurisdiction_id: int, entities: Mapping[str, Collection[int]]
+) -> None:
+    """Record that these entities changed (entity kind → ids), in one statement however many,
+    executed now (a bulk writer's, after its flush); untracked kinds are left out."""
+    pairs = [(kind, i) for kind, ids in entities.items() if kind in TRACKED for i in sorted(ids)]
+    if not pairs:
+        return
+    session.execute(
+        text(
+            "INSERT INTO analytics_changes (jurisdiction_id, entity, entity_id) "
+            "SELECT :jid, u.entity, u.entity_id "
+            "FROM unnest(CAST(:entities AS text[]), CAST(:ids AS bigint[])) AS u(entity, entity_id)"
+        ),
+        {"jid": jurisdiction_id, "entities": [k for k, _ in pairs], "ids": [i for _, i in pairs]},
     )
 
 

@@ -287,35 +287,99 @@ def subscribe(
 
 def create_missing_work_orders(session: Session, *, jurisdiction_id: int) -> int:
     """Return how many work orders were created for incidents that had none (bulk-loaded
-    ones), each in step with its incident: a closed incident's work order is completed."""
-    result = session.execute(
+    ones), each in step with its incident: a closed incident's work order is completed.
+
+    Due and at-risk times are the opening rows' (``work_orders.opening``), in the category's
+    business calendar, as for a report that came in through intake at the same instant; an
+    incident that is due already keeps its due time. The incidents are noted for the
+    planner's summaries, as every other write of the lifecycle notes them."""
+    lacking = session.execute(
         text(
-            """
-            INSERT INTO work_orders (jurisdiction_id, incident_id, status, department,
-                                     opened_at, due_at, at_risk_at, resolved_at, completed_at)
-            SELECT i.jurisdiction_id, i.id,
-                   CASE WHEN i.status = 'closed' THEN 'completed' ELSE i.status END,
-                   i.group_code, i.opened_at, i.sla_due_at,
-                   LEAST(i.sla_due_at, i.sla_due_at - (i.sla_due_at - i.opened_at) * :risk),
-                   CASE WHEN i.status IN ('completed', 'closed', 'cancelled')
-                        THEN COALESCE(i.closed_at, i.updated_at) END,
-                   CASE WHEN i.status IN ('completed', 'closed')
-                        THEN COALESCE(i.closed_at, i.updated_at) END
-            -- A derived table, not a LATERAL without FROM: Citus cannot push that down.
-            FROM (
-                SELECT i.*, c.group_code,
-                       COALESCE(i.due_at, i.opened_at + make_interval(secs => c.sla_hours * 3600))
-                           AS sla_due_at
-                FROM incidents i
-                JOIN service_categories c
-                  ON c.jurisdiction_id = i.jurisdiction_id AND c.code = i.category_code
-                WHERE i.jurisdiction_id = :jid
-            ) i
-            WHERE NOT EXISTS (SELECT 1 FROM work_orders w
-                              WHERE w.jurisdiction_id = i.jurisdiction_id
-                                AND w.incident_id = i.id)
-            """
+            "SELECT i.id, i.category_code, i.status, i.opened_at, i.due_at, i.closed_at, "
+            "i.updated_at FROM incidents i WHERE i.jurisdiction_id = :jid "
+            "AND NOT EXISTS (SELECT 1 FROM work_orders w WHERE w.jurisdiction_id = :jid "
+            "AND w.incident_id = i.id) ORDER BY i.id"
         ),
-        {"jid": jurisdiction_id, "risk": sla.AT_RISK_FRACTION},
+        {"jid": jurisdiction_id},
+    ).all()
+    if not lacking:
+        return 0
+    terms = _terms_of(session, jurisdiction_id, {r.category_code for r in lacking})
+    rows = []
+    for r in lacking:
+        done_at = r.closed_at or r.updated_at
+        rows.append(
+            {
+                **opening.work_order_values(
+                    terms[r.category_code],
+                    incident_id=r.id,
+                    opened_at=r.opened_at,
+                    times=terms[r.category_code].times_until(r.opened_at, r.due_at),
+                    crew=None,
+                ),
+                "status": "completed" if r.status == "closed" else r.status,
+                "resolved_at": done_at
+                if r.status in ("completed", "closed", "cancelled")
+                else None,
+                "completed_at": done_at if r.status in ("completed", "closed") else None,
+            }
+        )
+    columns = (
+        "incident_id",
+        "status",
+        "department",
+        "opened_at",
+        "due_at",
+        "at_risk_at",
+        "resolved_at",
+        "completed_at",
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    types = (
+        "bigint",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+    )
+    session.execute(
+        text(
+            f"INSERT INTO work_orders (jurisdiction_id, {', '.join(columns)}) "  # noqa: S608
+            f"SELECT :jid, u.* FROM unnest("
+            + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types, strict=True))
+            + ") AS u"
+        ),
+        {"jid": jurisdiction_id, **{c: [row[c] for row in rows] for c in columns}},
+    )
+    changes.note_many(
+        session, jurisdiction_id=jurisdiction_id, entities={"incident": [r.id for r in lacking]}
+    )
+    return len(rows)
+
+
+def _terms_of(session: Session, jurisdiction_id: int, codes: set[str]) -> dict[str, opening.Terms]:
+    """Return the opening terms of the categories (active or not), in their calendars."""
+    found = session.execute(
+        select(ServiceCategory, BusinessCalendar)
+        .outerjoin(
+            BusinessCalendar,
+            and_(
+                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
+                BusinessCalendar.code == ServiceCategory.calendar_code,
+            ),
+        )
+        .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.code.in_(codes))
+    ).all()
+    return {
+        category.code: opening.Terms.of(
+            category,
+            None
+            if calendar is None
+            else sla.parse_calendar(
+                timezone=calendar.timezone, hours=calendar.hours, holidays=calendar.holidays
+            ),
+        )
+        for category, calendar in found
+    }

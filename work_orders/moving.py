@@ -19,7 +19,7 @@ from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
 from work_orders import audit, lifecycle, notices, sla
 from work_orders.categories import category_calendar
 from work_orders.errors import IllegalTransition, StaleVersion
-from work_orders.models import Incident, WorkOrder
+from work_orders.models import AuditEvent, Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
 Entity = Incident | WorkOrder
@@ -179,9 +179,13 @@ def move_pair(
     calendar: sla.BusinessCalendar | None,
     department: str | None = None,
     public_note: PublicNote | str | None = None,
+    events: list[AuditEvent] | None = None,
 ) -> list[notices.Owed]:
     """Return the notices the moves owe, after making them on the locked pair and adding one
-    audit event per entity moved (nothing is flushed: the caller flushes once for all)."""
+    audit event per entity moved (nothing is flushed: the caller flushes once for all).
+
+    ``events``: the audit events are appended there, for the caller to write with
+    ``audit.write_many`` (a bulk move), rather than added to the session."""
     incident, work_order = pair.incident, pair.work_order
     owed: list[notices.Owed] = []
     for move in moves:
@@ -192,7 +196,7 @@ def move_pair(
         else:
             data = _move_incident(incident, move, now)
             entity_id, version = incident.id, incident.version
-        event_row = audit.record(
+        event_row = (audit.record if events is None else audit.pending)(
             session,
             jurisdiction_id=incident.jurisdiction_id,
             entity=move.kind,
@@ -206,6 +210,8 @@ def move_pair(
             public_note=public_note if move.kind == "incident" else None,
             data={"version": version, **data},
         )
+        if events is not None:
+            events.append(event_row)
         if move.kind == "incident" and move.to in notices.NOTICE_KINDS:
             owed.append(notices.Owed(incident, work_order, move.to, incident.status, event_row))
     if work_order is not None:
@@ -220,7 +226,9 @@ def write_alike(rows: Sequence[Entity]) -> None:
     changed: list[Entity] = []
     keys: set[str] = set()
     for row in rows:
-        mine = {a.key for a in instance_state(row).attrs if a.history.has_changes()}
+        # The attributes set since the row was loaded (their loaded values are kept there): a
+        # dict's keys, where asking every attribute for its history was most of a bulk move.
+        mine = instance_state(row).committed_state.keys()
         if mine:
             changed.append(row)
             keys |= mine

@@ -12,7 +12,8 @@ from typing import Any
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
-from sqlalchemy import and_, func, inspect, select, text
+from sqlalchemy import BigInteger, and_, any_, bindparam, func, inspect, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -74,7 +75,8 @@ def _incident_contexts(
         .join(Jurisdiction, Jurisdiction.id == Incident.jurisdiction_id)
         .where(
             Incident.jurisdiction_id == missing[0].jurisdiction_id,
-            Incident.id.in_(sorted({i.id for i in missing})),
+            Incident.id
+            == any_(bindparam(None, sorted({i.id for i in missing}), type_=ARRAY(BigInteger))),
         )
     ).all()
     by_id = {row.id: row for row in rows}

@@ -49,6 +49,19 @@ class Terms:
         """Return when work opened at ``opened_at`` is due, and when it becomes at risk."""
         return sla.due_times(opened_at, self.sla_hours, self.calendar)
 
+    def times_until(self, opened_at: datetime, due_at: datetime | None) -> sla.SlaTimes:
+        """Return the SLA times of work opened at ``opened_at`` whose incident is due at
+        ``due_at`` already (None: as :meth:`due_times`): that due time, at risk once the last
+        ``AT_RISK_FRACTION`` of the open time before it begins, counted in the calendar."""
+        times = self.due_times(opened_at)
+        if due_at is None or due_at == times.due_at:
+            return times
+        open_s = max(0.0, sla.business_seconds_between(opened_at, due_at, self.calendar))
+        at_risk = sla.add_business_seconds(
+            opened_at, open_s * (1 - sla.AT_RISK_FRACTION), self.calendar
+        )
+        return sla.SlaTimes(due_at=due_at, at_risk_at=min(at_risk, due_at))
+
 
 @dataclass(frozen=True)
 class NewWork:

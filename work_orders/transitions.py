@@ -17,14 +17,15 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import BigInteger, BindParameter, and_, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from geo311.kernel.errors import FieldError, NotFound, ValidationFailed
-from work_orders import lifecycle, moving, notices, sla
+from work_orders import audit, lifecycle, moving, notices, sla
 from work_orders.categories import category_calendar
 from work_orders.errors import IllegalTransition
-from work_orders.models import Incident, WorkOrder
+from work_orders.models import AuditEvent, Incident, WorkOrder
 from work_orders.public_notes import PublicNote
 
 
@@ -252,7 +253,7 @@ def transition_many(
                 WorkOrder.incident_id == Incident.id,
             ),
         )
-        .where(WorkOrder.jurisdiction_id == jurisdiction_id, WorkOrder.id.in_(ids))
+        .where(WorkOrder.jurisdiction_id == jurisdiction_id, WorkOrder.id == any_(_ids(ids)))
         .order_by(Incident.id, WorkOrder.id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -264,6 +265,7 @@ def transition_many(
     calendars: dict[str, sla.BusinessCalendar | None] = {}
     owed: list[notices.Owed] = []
     moved: list[WorkOrder] = []
+    events: list[AuditEvent] = []
     for work_order_id in ids:
         pair = pairs[work_order_id]
         work_order = pair.work_order
@@ -300,9 +302,18 @@ def transition_many(
                 now=now,
                 calendar=calendar,
                 public_note=public_note,
+                events=events,
             )
     moving.write_alike(moved)
     moving.write_alike([pairs[w.id].incident for w in moved])
     session.flush()
+    audit.write_many(session, jurisdiction_id=jurisdiction_id, events=events)
     notices.owe_status_notices(session, owed, notice_context)
     return moved
+
+
+def _ids(ids: Sequence[int]) -> BindParameter[Any]:
+    """Return the ids as one array parameter: a day plan's thousand ids in an IN list are a
+    thousand parameters, and a statement too long for the driver's cache to parse each time."""
+    values: Any = list(ids)
+    return bindparam(None, values, type_=ARRAY(BigInteger))

@@ -70,6 +70,7 @@ def _solve(
     now: datetime,
     provider: MatrixProvider | None,
     time_limit_s: float,
+    crews_on: Sequence[service.CrewDay] | None = None,
 ) -> DaySolution:
     starts = crew_starts(
         session, jurisdiction_id=jurisdiction_id, day=day, now=now, routing=routing
@@ -84,6 +85,7 @@ def _solve(
         starts=starts,
         provider=provider,
         time_limit_s=time_limit_s,
+        crews_on=crews_on,
     )
 
 
@@ -143,7 +145,8 @@ def make_plan(
         )
         for w in work
     ]
-    crews = [c.crew_id for c in service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)]
+    working = service.crews_on(session, jurisdiction_id=jurisdiction_id, day=day)
+    crews = [c.crew_id for c in working]
     solved = _solve(
         session,
         jurisdiction_id=jurisdiction_id,
@@ -154,6 +157,7 @@ def make_plan(
         now=now,
         provider=provider,
         time_limit_s=time_limit_s or routing.time_limit_s,
+        crews_on=working,
     )
     # Crews with a route from an earlier plan but none now lose it (unless it has frozen stops).
     earlier = set(

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import delete, select
+from sqlalchemy import BigInteger, BindParameter, any_, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,7 @@ from dispatch.planning import (
     DayJob,
     DaySolution,
     LeftOut,
-    route_geometry,
+    route_geometries,
 )
 from work_orders import audit, transitions
 from work_orders.models import WorkOrder
@@ -149,6 +150,13 @@ def _clear_crews(session: Session, plan: DayPlan, crew_ids: Sequence[int]) -> No
     )
 
 
+def _ids(ids: Iterable[int]) -> BindParameter[Any]:
+    """Return the ids as one array parameter (a day's thousand ids in an IN list are a
+    thousand parameters, and a statement too long for the driver's cache)."""
+    values: Any = list(ids)
+    return bindparam(None, values, type_=ARRAY(BigInteger))
+
+
 def _line(coords: Sequence[tuple[float, float]]) -> WKTElement | None:
     if len(coords) < 2:
         return None
@@ -177,7 +185,7 @@ def store_solution(
         delete(PlanLeftOut).where(
             PlanLeftOut.jurisdiction_id == jid,
             PlanLeftOut.plan_id == plan.id,
-            PlanLeftOut.work_order_id.in_(list(jobs)),
+            PlanLeftOut.work_order_id == any_(_ids(jobs)),
         )
     )
     # A job now placed on one of these crews leaves any other crew's route of the day.
@@ -186,62 +194,139 @@ def store_solution(
         delete(PlanStop).where(
             PlanStop.jurisdiction_id == jid,
             PlanStop.plan_id == plan.id,
-            PlanStop.work_order_id.in_(placed),
+            PlanStop.work_order_id == any_(_ids(placed)),
         )
     )
-    routes = {r.crew_id: r for r in solved.routes}
+    _write_routes(session, plan=plan, solved=solved, crew_ids=crew_ids, kept=kept)
+    _write_stops(
+        session,
+        plan=plan,
+        solved=solved,
+        first={c: kept.get(c, 0) for c in crew_ids},
+        locked=locked,
+        left_out={u.job_id: _explain(u, jobs.get(u.job_id), codes) for u in solved.unassigned},
+    )
+    _schedule(session, jurisdiction_id=jid, solved=solved, actor=actor)
+
+
+def _write_routes(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: DaySolution,
+    crew_ids: Sequence[int],
+    kept: Mapping[int, int],
+) -> None:
+    """Write the route row of each of ``crew_ids`` that has a route now (its line drawn on the
+    roads, all lines at once) and delete the others' (unless a frozen stop keeps one): one
+    statement each, however many crews."""
+    jid = plan.jurisdiction_id
+    wanted = set(crew_ids)
+    routes = [r for r in solved.routes if r.crew_id in wanted]
+    lines = route_geometries(session, jurisdiction_id=jid, routes=routes)
+    # Rows of this plan the session holds would not see the statements below.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, PlanRoute) and obj.jurisdiction_id == jid and obj.plan_id == plan.id:
+            session.expunge(obj)
+    gone = [c for c in crew_ids if c not in {r.crew_id for r in routes} and c not in kept]
+    if gone:
+        session.execute(
+            delete(PlanRoute).where(
+                PlanRoute.jurisdiction_id == jid,
+                PlanRoute.plan_id == plan.id,
+                PlanRoute.crew_id.in_(gone),
+            )
+        )
+    if not routes:
+        return
     now = datetime.now(UTC)
-    for crew_id in crew_ids:
-        route = routes.get(crew_id)
-        row = session.get(PlanRoute, (jid, plan.id, crew_id))
-        if route is None:
-            if row is not None and crew_id not in kept:
-                session.delete(row)
-            continue
-        line = route_geometry(session, jurisdiction_id=jid, route=route)
-        values = {
-            "depart": route.depart,
-            "back": route.back,
-            "travel_s": route.travel_s,
-            "distance_m": route.distance_m,
-            "breaks": [[a.isoformat(), b.isoformat()] for a, b in route.breaks],
+    rows = [
+        {
+            "jurisdiction_id": jid,
+            "plan_id": plan.id,
+            "crew_id": r.crew_id,
+            "depart": r.depart,
+            "back": r.back,
+            "travel_s": r.travel_s,
+            "distance_m": r.distance_m,
+            "breaks": [[a.isoformat(), b.isoformat()] for a, b in r.breaks],
             "geom": _line(line),
             "planned_at": now,
         }
-        if row is None:
-            session.add(PlanRoute(jurisdiction_id=jid, plan_id=plan.id, crew_id=crew_id, **values))
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-    session.flush()
-    first = {c: kept.get(c, 0) for c in crew_ids}
-    session.add_all(
-        PlanStop(
-            jurisdiction_id=jid,
-            plan_id=plan.id,
-            work_order_id=s.job_id,
-            crew_id=r.crew_id,
-            seq=first[r.crew_id] + s.seq,
-            arrival=s.arrival,
-            start_at=s.start,
-            end_at=s.end,
-            locked=s.job_id in locked,
+        for r, line in zip(routes, lines, strict=True)
+    ]
+    stmt = pg_insert(PlanRoute).values(rows)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["jurisdiction_id", "plan_id", "crew_id"],
+            set_={
+                key: stmt.excluded[key]
+                for key in (
+                    "depart",
+                    "back",
+                    "travel_s",
+                    "distance_m",
+                    "breaks",
+                    "geom",
+                    "planned_at",
+                )
+            },
         )
-        for r in solved.routes
-        for s in r.stops
     )
-    session.add_all(
-        PlanLeftOut(
-            jurisdiction_id=jid,
-            plan_id=plan.id,
-            work_order_id=u.job_id,
-            reason=u.reason,
-            detail=_explain(u, jobs.get(u.job_id), codes),
+
+
+def _write_stops(
+    session: Session,
+    *,
+    plan: DayPlan,
+    solved: DaySolution,
+    first: Mapping[int, int],
+    locked: set[int],
+    left_out: Mapping[int, str],
+) -> None:
+    """Write the stops of the solved routes (numbered on from ``first`` of their crew) and why
+    each left-out job is (``left_out``: job → the dispatcher's words): a statement each.
+
+    Columns as arrays, not a row of parameters per stop: a thousand stops are one short
+    statement, where ORM objects cost more to build and flush than the rows cost to send."""
+    stops = [(r.crew_id, s) for r in solved.routes for s in r.stops]
+    if stops:
+        session.execute(
+            text(
+                "INSERT INTO plan_stops (jurisdiction_id, plan_id, work_order_id, crew_id, seq, "
+                "arrival, start_at, end_at, locked) "
+                "SELECT :jid, :plan, u.* FROM unnest(CAST(:work_orders AS bigint[]), "
+                "CAST(:crews AS int[]), CAST(:seqs AS int[]), CAST(:arrivals AS timestamptz[]), "
+                "CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]), "
+                "CAST(:locked AS boolean[])) AS u"
+            ),
+            {
+                "jid": plan.jurisdiction_id,
+                "plan": plan.id,
+                "work_orders": [s.job_id for _, s in stops],
+                "crews": [c for c, _ in stops],
+                "seqs": [first[c] + s.seq for c, s in stops],
+                "arrivals": [s.arrival for _, s in stops],
+                "starts": [s.start for _, s in stops],
+                "ends": [s.end for _, s in stops],
+                "locked": [s.job_id in locked for _, s in stops],
+            },
         )
-        for u in solved.unassigned
-    )
-    session.flush()
-    _schedule(session, jurisdiction_id=jid, solved=solved, actor=actor)
+    if solved.unassigned:
+        session.execute(
+            text(
+                "INSERT INTO plan_left_out (jurisdiction_id, plan_id, work_order_id, reason, "
+                "detail) SELECT :jid, :plan, u.* FROM unnest(CAST(:work_orders AS bigint[]), "
+                "CAST(:reasons AS text[]), CAST(:details AS text[])) AS u"
+            ),
+            {
+                "jid": plan.jurisdiction_id,
+                "plan": plan.id,
+                "work_orders": [u.job_id for u in solved.unassigned],
+                "reasons": [u.reason for u in solved.unassigned],
+                "details": [left_out[u.job_id] for u in solved.unassigned],
+            },
+        )
 
 
 def _explain(left: LeftOut, job: DayJob | None, codes: Mapping[int, str]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from pyproj import Geod
 
 from dispatch import roads
@@ -156,6 +157,74 @@ def test_route_lines_follow_the_streets(db: Database) -> None:
     # Along one block: off the kerb, 60 m down the street, back to the kerb.
     assert len(same_block) == 4
     assert _length_m(same_block) == pytest.approx(60 + 2 * 5, abs=0.5)
+
+
+def test_a_day_of_route_lines_drawn_together_is_each_route_drawn_alone(db: Database) -> None:
+    """A day plan draws all its crews' lines in one search: each is the line its route gets
+    drawn alone, though the routes cross and stop on one another's blocks."""
+    jid = _jid(db)
+    with db.session() as session:
+        roads.load_network(
+            session,
+            jurisdiction_id=jid,
+            network=build_network(demo_road_lines(generate())),
+            source="grid",
+        )
+    rng = random.Random(7)
+    places = _demo_points(40, seed=5)
+    paths = [rng.sample(places, rng.randint(2, 9)) for _ in range(8)]
+    # A crew back at its depot with no stop, and one with a stop at its own depot.
+    paths += [[places[0]], [places[1], places[1]]]
+    with db.session() as session:
+        together = roads.route_lines(session, jurisdiction_id=jid, paths=paths)
+        alone = [route_line(session, jurisdiction_id=jid, points=p) for p in paths]
+    assert len(together) == len(paths)
+    assert together[-2] == [places[0]]
+    for path, line, single in zip(paths, together, alone, strict=True):
+        assert line[0] == path[0]
+        assert line[-1] == path[-1]
+        assert all(p in line for p in path)
+        if len(single) < 2:
+            assert line == single
+            continue
+        # The same streets: another route's stop may split a block into two vertices more,
+        # never move the line.
+        drawn, own = shapely.LineString(line), shapely.LineString(single)
+        assert drawn.hausdorff_distance(own) < 1e-9
+        assert _length_m(line) == pytest.approx(_length_m(single), abs=0.01)
+        steps = [GEOD.inv(*a, *b)[2] for a, b in itertools.pairwise(line)]
+        assert max(steps) < 260  # block by block, never straight across town
+
+
+def test_route_lines_after_the_matrix_follow_its_paths_without_a_new_search(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day plan's lines are drawn right after its matrix: they walk the paths the matrix
+    measured (no second search of the network), the lines a search of their own would draw."""
+    jid = _jid(db)
+    with db.session() as session:
+        roads.load_network(
+            session,
+            jurisdiction_id=jid,
+            network=build_network(demo_road_lines(generate())),
+            source="grid",
+        )
+    places = _demo_points(30, seed=9)
+    rng = random.Random(4)
+    paths = [rng.sample(places, rng.randint(2, 8)) for _ in range(6)]
+    with db.session() as session:
+        roads._TREES.clear()
+        searched = roads.route_lines(session, jurisdiction_id=jid, paths=paths)
+        RoadNetworkMatrix(session, jurisdiction_id=jid, access_speed_kmh=25.0).matrix(places)
+
+        def no_search(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the network was searched again")
+
+        monkeypatch.setattr(roads, "dijkstra", no_search)
+        walked = roads.route_lines(session, jurisdiction_id=jid, paths=paths)
+    for line, own in zip(walked, searched, strict=True):
+        assert shapely.LineString(line).hausdorff_distance(shapely.LineString(own)) < 1e-9
+        assert _length_m(line) == pytest.approx(_length_m(own), abs=0.01)
 
 
 def test_without_a_network_the_straight_line_is_used(db: Database) -> None:
