@@ -77,7 +77,7 @@ def _submit(db: Database, tmp_path: Path, lon: float, lat: float, email: str) ->
     photo = submit_report.decode_photo(jpeg(), media_settings)
     jid = jurisdiction_id(db)
     with counted(db) as sent, db.sessions() as session:
-        submit_report.submit_report(
+        submit_report.submit(
             session,
             jurisdiction_id=jid,
             jurisdiction_slug="demo",
