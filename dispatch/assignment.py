@@ -234,11 +234,8 @@ def _fingerprint_and_load_statement() -> Select[Any]:
             func.json_object_agg(load.c.crew_id, load.c.total), literal_column("'{}'::json")
         )
     ).scalar_subquery()
-    fingerprint = (
-        text(_FINGERPRINT).bindparams(jid).columns(column("fp", String)).scalar_subquery()
-    )
+    fingerprint = text(_FINGERPRINT).bindparams(jid).columns(column("fp", String)).scalar_subquery()
     return select(fingerprint.label("fp"), per_crew.label("load"))
-
 
 
 def _fingerprint_and_load(
