@@ -7,7 +7,7 @@ cluster (a coordinator and 2 workers, geo311/kernel/citus.py), migrates both (th
 comes out distributed by jurisdiction_id) and loads the same cities into each. Then, for each:
 
 - ``intake, one city``: ``--reports`` reports (a pothole at a random point of a random ward,
-  no photo) through ``geo311.flows.submit_report.submit_report``, one transaction each, from
+  no photo) through ``geo311.flows.submit_report.submit``, one transaction each, from
   ``--concurrency`` threads, all in the first city;
 - ``intake, N cities``: the same load spread round-robin over every city;
 - ``day plan``: ``dispatch.dayplans.commands.make_plan`` for one city's Monday, committed
@@ -48,7 +48,7 @@ from sqlalchemy import text
 
 from dispatch.dayplans import commands
 from fixtures.load import load_demo
-from geo311.flows.submit_report import submit_report
+from geo311.flows.submit_report import submit
 from geo311.kernel import migrate
 from geo311.kernel.citus import CitusCluster, citus_installed
 from geo311.kernel.database import Database
@@ -131,7 +131,7 @@ class Backend:
         form: dict[str, str | None] = {"category": "pothole", "lon": str(lon), "lat": str(lat)}
         draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
         with self.db.sessions() as session:
-            submit_report(
+            submit(
                 session,
                 jurisdiction_id=jid,
                 jurisdiction_slug=slug,

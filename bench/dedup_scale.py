@@ -309,13 +309,13 @@ def measure_matching(
             started = time.perf_counter()
             matcher = placing.Matcher.start(
                 session,
-                category=category,
-                lon=lon,
-                lat=lat,
-                asset_id=asset.id if asset else None,
-                address=None,
-                photo_hash=None,
-                now=T_REF,
+                report=placing.IncomingReport(
+                    category=category,
+                    lon=lon,
+                    lat=lat,
+                    at=T_REF,
+                    asset_id=asset.id if asset else None,
+                ),
                 settings=settings,
             )
             decision = matcher.decide(session)

@@ -31,10 +31,13 @@ sharing the CPUs. Everything is stopped and removed at the end, on Ctrl+C and on
     uv run python bench/intake.py [--concurrency 1,8,32] [--requests 300]
         [--photo-requests 120] [--runs 3] [--photo-runs 15] [--workloads fields,photo]
         [--fields-body json|form] [--server-env GEO311_DB__POOL_SIZE=40 ...]
-        [--workers 1] [--json out.json]
+        [--workers 1] [--baseline TREE] [--json out.json]
 
 ``--workers N`` serves the API with ``geo311 run --workers N`` (N processes); CPU is then
-summed over the server and its children.
+summed over the server and its children. ``--baseline TREE`` serves a second API from another
+checkout (``git worktree add /tmp/before <commit>``; same environment, same schema) on the
+same database, and runs it right after this tree's API in every run: a before/after measured
+in one process, under the same load.
 """
 
 from __future__ import annotations
@@ -308,16 +311,25 @@ class LevelResult:
     requests: int
     api: list[RunResult] = field(default_factory=list)
     ceiling: list[RunResult] = field(default_factory=list)
+    # The --baseline tree's API, run right after this tree's in each run (empty without one).
+    baseline: list[RunResult] = field(default_factory=list)
 
-    def median(self, side: Literal["api", "ceiling"], metric: str) -> float:
+    def median(self, side: Literal["api", "ceiling", "baseline"], metric: str) -> float:
         """Return the median of ``metric`` over this level's runs of ``side``."""
-        runs = self.api if side == "api" else self.ceiling
+        runs = getattr(self, side)
         return float(statistics.median(float(getattr(r, metric)) for r in runs))
 
     @property
     def ratio(self) -> float:
         """Return API reports/s over ceiling reports/s (medians)."""
         return self.median("api", "reports_per_s") / self.median("ceiling", "reports_per_s")
+
+    @property
+    def baseline_ratio(self) -> float | None:
+        """Return the baseline API's reports/s over the ceiling's (medians), if it ran."""
+        if not self.baseline:
+            return None
+        return self.median("baseline", "reports_per_s") / self.median("ceiling", "reports_per_s")
 
 
 def _percentile(values: Sequence[float], pct: float) -> float:
@@ -864,10 +876,12 @@ class Bench:
     server_media: Path
     ceiling_media: Path
     postmaster_pid: int
+    # The --baseline tree's server and URL, when one is compared.
+    baseline: tuple[subprocess.Popen[bytes], str] | None = None
 
-    def cpu(self) -> CpuSample:
+    def cpu(self, server: subprocess.Popen[bytes] | None = None) -> CpuSample:
         return CpuSample(
-            server_s=_tree_cpu_s(self.server.pid),
+            server_s=_tree_cpu_s((server or self.server).pid),
             postgres_s=_postgres_cpu_s(self.postmaster_pid),
             bench_s=time.process_time(),
         )
@@ -941,8 +955,10 @@ async def api_run(
     n: int,
     first: int,
     check: bool = False,
+    server: subprocess.Popen[bytes] | None = None,
 ) -> RunResult:
-    """Return one run of ``n`` API reports posted by ``concurrency`` clients."""
+    """Return one run of ``n`` API reports posted by ``concurrency`` clients (to ``client``'s
+    server; ``server``: its process, when not the bench's own)."""
     latencies = [0.0] * n
     next_i = iter(range(n))
 
@@ -958,14 +974,14 @@ async def api_run(
             if check:
                 _check_api_body(variant, first + k, resp.json(), bench.city)
 
-    sessions, before = bench.pg_sessions(), bench.cpu()
+    sessions, before = bench.pg_sessions(), bench.cpu(server)
     started = time.perf_counter()
     # A TaskGroup cancels the other clients as soon as one fails.
     async with asyncio.TaskGroup() as clients:
         for _ in range(concurrency):
             clients.create_task(client_loop())
     elapsed = time.perf_counter() - started
-    after = bench.cpu()
+    after = bench.cpu(server)
     return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
 
 
@@ -1040,24 +1056,57 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
             )
         )
         pool.wait()
-        async with httpx.AsyncClient(
-            base_url=bench.base_url, limits=limits, timeout=120.0, http1=True, http2=False
-        ) as client:
+        async with (
+            httpx.AsyncClient(
+                base_url=bench.base_url, limits=limits, timeout=120.0, http1=True, http2=False
+            ) as client,
+            httpx.AsyncClient(
+                base_url=bench.baseline[1] if bench.baseline else bench.base_url,
+                limits=limits,
+                timeout=120.0,
+                http1=True,
+                http2=False,
+            ) as baseline_client,
+        ):
+            baseline_server = bench.baseline[0] if bench.baseline else None
             # Warm-up: opens the connections, fills caches, and checks every answer.
             clients = min(warm, concurrency)
             await api_run(bench, client, variant, concurrency=clients, n=warm, first=0, check=True)
+            if baseline_server is not None:
+                await api_run(
+                    bench,
+                    baseline_client,
+                    variant,
+                    concurrency=clients,
+                    n=warm,
+                    first=warm,
+                    check=True,
+                    server=baseline_server,
+                )
             await asyncio.to_thread(
                 ceiling_run, bench, pool, variant, concurrency=clients, n=warm, first=0, check=True
             )
             bench.clear_media()
             for run in range(bench.args.runs):
-                first = warm + run * n
+                first = 2 * warm + run * 2 * n
                 try:
                     result.api.append(
                         await api_run(
                             bench, client, variant, concurrency=concurrency, n=n, first=first
                         )
                     )
+                    if baseline_server is not None:
+                        result.baseline.append(
+                            await api_run(
+                                bench,
+                                baseline_client,
+                                variant,
+                                concurrency=concurrency,
+                                n=n,
+                                first=first + n,
+                                server=baseline_server,
+                            )
+                        )
                     result.ceiling.append(
                         await asyncio.to_thread(
                             ceiling_run,
@@ -1086,9 +1135,15 @@ def run_level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
 
 @contextmanager
 def api_server(
-    url: str, data_dir: Path, log_path: Path, extra_env: dict[str, str], workers: int = 1
+    url: str,
+    data_dir: Path,
+    log_path: Path,
+    extra_env: dict[str, str],
+    workers: int = 1,
+    tree: Path = REPO,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Yield the running API server process and its base URL; stop it afterwards."""
+    """Yield the running API server process (of the checkout ``tree``) and its base URL;
+    stop it afterwards."""
     port = _free_port()
     env = {
         **os.environ,
@@ -1098,6 +1153,9 @@ def api_server(
         "GEO311_HOST": "127.0.0.1",
         # A line per request is the server's work too, but no part of what is compared.
         "GEO311_ACCESS_LOG": "false",
+        # Another checkout's packages before the installed ones (python -m adds the working
+        # directory too); the same environment, so the same libraries.
+        **({"PYTHONPATH": str(tree)} if tree != REPO else {}),
         **extra_env,
     }
     cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
@@ -1109,7 +1167,7 @@ def api_server(
             # Its own session: a Ctrl+C in the terminal reaches only us, and we stop it.
             server = subprocess.Popen(
                 cmd,
-                cwd=REPO,
+                cwd=tree,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -1254,6 +1312,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     workers=args.workers,
                 )
             )
+            baseline = None
+            if args.baseline is not None:
+                baseline = stack.enter_context(
+                    api_server(
+                        cluster.url(DBNAME),
+                        root / "baseline-data",
+                        root / "baseline-server.log",
+                        args.server_env,
+                        workers=args.workers,
+                        tree=args.baseline,
+                    )
+                )
             pid_file = cluster.data_dir / "postmaster.pid"
             bench = Bench(
                 args=args,
@@ -1267,6 +1337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_media=data_dir / "media",
                 ceiling_media=root / "ceiling-media",
                 postmaster_pid=int(pid_file.read_text().split()[0]),
+                baseline=baseline,
             )
             machine = {**_machine(monitor), "loadavg_at_start": load_at_start}
             settings = _settings(args, photo, city)
@@ -1353,6 +1424,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="API server processes (geo311 run --workers N)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="another checkout of geo311 (e.g. `git worktree add /tmp/before <commit>`): its "
+        "API is served too, on the same database, and run right after this tree's in every "
+        "run, for a before/after in one process",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if min(args.requests, args.photo_requests, args.runs) < 1 or args.photo_runs < 10:
@@ -1376,7 +1455,8 @@ def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, A
         "categories": "pothole / streetlight_out alternating "
         f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
         "server": f"geo311 run --workers {args.workers} (uvicorn); "
-        f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow, pre-ping",
+        f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow",
+        "baseline": str(args.baseline) if args.baseline else None,
         "server_env": args.server_env,
         "ceiling": "psycopg_pool, one connection per thread, autocommit + explicit transaction",
         "postgres": "embedded cluster: shared_buffers 256MB, fsync on, unix socket",
@@ -1419,9 +1499,13 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
         table.add_column(name, justify="right")
     table.add_column("API/ceiling", justify="right")
     table.add_column("target", justify="center")
+    compared = any(level.baseline for level in levels)
+    if compared:
+        table.add_column("baseline rep/s", justify="right")
+        table.add_column("baseline/ceiling", justify="right")
     for level in levels:
         ratio = level.ratio
-        table.add_row(
+        row = [
             level.workload,
             str(level.concurrency),
             f"{level.median('api', 'reports_per_s'):.1f}",
@@ -1432,7 +1516,15 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
             f"{level.median('ceiling', 'p99_ms'):.1f}",
             f"{ratio:.0%}",
             "[green]ok[/green]" if ratio >= TARGET_RATIO else "[red]below[/red]",
-        )
+        ]
+        if compared:
+            before = level.baseline_ratio
+            row += (
+                ["-", "-"]
+                if before is None
+                else [f"{level.median('baseline', 'reports_per_s'):.1f}", f"{before:.0%}"]
+            )
+        table.add_row(*row)
     console.print(table)
 
     cpu = Table(
@@ -1450,8 +1542,11 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
         "API new sessions",
     ):
         cpu.add_column(name, justify="right")
+    if compared:
+        cpu.add_column("baseline server", justify="right")
+        cpu.add_column("baseline: postgres", justify="right")
     for level in levels:
-        cpu.add_row(
+        row = [
             level.workload,
             str(level.concurrency),
             f"{level.median('api', 'server_cpu_ms'):.2f}",
@@ -1460,7 +1555,17 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
             f"{level.median('ceiling', 'bench_cpu_ms'):.2f}",
             f"{level.median('ceiling', 'postgres_cpu_ms'):.2f}",
             f"{level.median('api', 'pg_sessions'):.0f}",
-        )
+        ]
+        if compared:
+            row += (
+                ["-", "-"]
+                if not level.baseline
+                else [
+                    f"{level.median('baseline', 'server_cpu_ms'):.2f}",
+                    f"{level.median('baseline', 'postgres_cpu_ms'):.2f}",
+                ]
+            )
+        cpu.add_row(*row)
     console.print(cpu)
 
     median_ms = statistics.median(photo_ms)
@@ -1495,9 +1600,14 @@ def _write_json(
                 "ceiling_p99_ms": level.median("ceiling", "p99_ms"),
                 "ratio": level.ratio,
                 "meets_target": level.ratio >= TARGET_RATIO,
+                "baseline_reports_per_s": level.median("baseline", "reports_per_s")
+                if level.baseline
+                else None,
+                "baseline_ratio": level.baseline_ratio,
                 "runs": {
                     "api": [asdict(r) for r in level.api],
                     "ceiling": [asdict(r) for r in level.ceiling],
+                    "baseline": [asdict(r) for r in level.baseline],
                 },
             }
         )

@@ -29,8 +29,25 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, delete, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    Select,
+    SmallInteger,
+    String,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -105,18 +122,23 @@ class _Snapshot:
 
 # Per process, per database and jurisdiction. Each use checks the fingerprint in the statement
 # that reads the crews' load, so a crew or rule changed by any process is seen at once.
-_SNAPSHOTS: dict[tuple[str, int], _Snapshot] = {}
+_SNAPSHOTS: dict[tuple[URL, int], _Snapshot] = {}
 _SNAPSHOTS_LOCK = threading.Lock()
 
 # Every row of the tables the rules read, hashed: any insert, update or delete changes it.
+# The city is the bound parameter :jid in every subquery (Citus routes each to the city's
+# shard by its own filter).
 _FINGERPRINT = """
-    (SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) FROM (
-        SELECT CAST(c AS text) AS x FROM crews AS c WHERE c.jurisdiction_id = {jid}
-        UNION ALL SELECT CAST(s AS text) FROM crew_skills AS s WHERE s.jurisdiction_id = {jid}
+    SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) AS fp FROM (
+        SELECT CAST(c AS text) AS x FROM crews AS c
+        WHERE c.jurisdiction_id = :jid
+        UNION ALL SELECT CAST(s AS text) FROM crew_skills AS s
+                  WHERE s.jurisdiction_id = :jid
         UNION ALL SELECT CAST(t AS text) FROM crew_territories AS t
-                  WHERE t.jurisdiction_id = {jid}
-        UNION ALL SELECT CAST(r AS text) FROM skill_rules AS r WHERE r.jurisdiction_id = {jid}
-    ) AS f)
+                  WHERE t.jurisdiction_id = :jid
+        UNION ALL SELECT CAST(r AS text) FROM skill_rules AS r
+                  WHERE r.jurisdiction_id = :jid
+    ) AS f
 """
 
 
@@ -155,8 +177,7 @@ def _choose_new(
     session: Session, work: NewWork, default_service_s: int, actor: str
 ) -> CrewPick | None:
     jid = work.jurisdiction_id
-    bind = session.get_bind()
-    key = (str(bind.engine.url), jid)
+    key = (session.get_bind().engine.url, jid)
     with _SNAPSHOTS_LOCK:
         snapshot = _SNAPSHOTS.get(key)
     now = datetime.now(UTC)
@@ -197,15 +218,14 @@ def _choose_new(
     return CrewPick(crew_id=choice.crew_id, actor=actor, data=_reasoning(choice, load))
 
 
-def _fingerprint_and_load(
-    session: Session, *, jurisdiction_id: int, due_before: datetime, default_service_s: int
-) -> tuple[str, dict[int, float]]:
-    """Return the fingerprint of the crew and rule tables and each crew's load (see
-    :func:`crew_load_s`), in one statement."""
+def _fingerprint_and_load_statement() -> Select[Any]:
+    """Return the chooser's one statement, with the city, the end of the due day and the
+    default service time as bound parameters (``jid``, ``due_before``, ``service_s``)."""
+    jid = bindparam("jid", type_=SmallInteger)
     load = _load_query(
-        jurisdiction_id=jurisdiction_id,
-        due_before=due_before,
-        default_service_s=default_service_s,
+        jurisdiction_id=jid,
+        due_before=bindparam("due_before", type_=DateTime(timezone=True)),
+        default_service_s=bindparam("service_s", type_=Integer),
         exclude_work_order_id=None,
     ).subquery()
     per_crew = select(
@@ -213,8 +233,19 @@ def _fingerprint_and_load(
             func.json_object_agg(load.c.crew_id, load.c.total), literal_column("'{}'::json")
         )
     ).scalar_subquery()
-    fingerprint: Any = literal_column(_FINGERPRINT.format(jid=int(jurisdiction_id)))
-    row = session.execute(select(fingerprint.label("fp"), per_crew.label("load"))).one()
+    fingerprint = text(_FINGERPRINT).bindparams(jid).columns(column("fp", String)).scalar_subquery()
+    return select(fingerprint.label("fp"), per_crew.label("load"))
+
+
+def _fingerprint_and_load(
+    session: Session, *, jurisdiction_id: int, due_before: datetime, default_service_s: int
+) -> tuple[str, dict[int, float]]:
+    """Return the fingerprint of the crew and rule tables and each crew's load (see
+    :func:`crew_load_s`), in one statement."""
+    row = session.execute(
+        _FINGERPRINT_AND_LOAD,
+        {"jid": jurisdiction_id, "due_before": due_before, "service_s": default_service_s},
+    ).one()
     return str(row.fp), {int(crew): float(total) for crew, total in row.load.items()}
 
 
@@ -419,9 +450,9 @@ def crew_load_s(
 
 def _load_query(
     *,
-    jurisdiction_id: int,
-    due_before: datetime,
-    default_service_s: int,
+    jurisdiction_id: int | ColumnElement[Any],
+    due_before: datetime | ColumnElement[Any],
+    default_service_s: int | ColumnElement[Any],
     exclude_work_order_id: int | None,
 ) -> Select[int | None, Any]:
     service_s = func.coalesce(CategoryServiceTime.service_s, default_service_s)
@@ -452,6 +483,11 @@ def _load_query(
     if exclude_work_order_id is not None:
         query = query.where(WorkOrder.id != exclude_work_order_id)
     return query
+
+
+# Built once (after _load_query, which it uses): neither the statement nor its cache key is
+# made again per report.
+_FINGERPRINT_AND_LOAD = _fingerprint_and_load_statement()
 
 
 # --- the queue --------------------------------------------------------------------------------

@@ -252,6 +252,10 @@ def ward_of(value: Sequence[Any] | None) -> WardRef | None:
     return None if value is None else WardRef(id=int(value[0]), code=value[1], name=value[2])
 
 
+# Renders as plain ``geography`` (geoalchemy2's default adds the typmod (GEOMETRY,-1)).
+_GEOGRAPHY = Geography(geometry_type=None)
+
+
 def nearest_asset_column(
     *,
     jurisdiction_id: int | ColumnElement[Any] | QueryableAttribute[Any],
@@ -265,9 +269,11 @@ def nearest_asset_column(
     caller's statement (intake: the category's); the others may be bound parameters."""
     if isinstance(lon, float | int) and isinstance(lat, float | int):
         _check_lon_lat(lon, lat)
-    # Spelled as in ix_assets_type_geog, so the KNN order and the cut-off use it.
-    here = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326).cast(Geography)
-    there = Asset.geom.cast(Geography)
+    # Spelled as in ix_assets_type_geog (a plain ::geography: a typmod such as
+    # geography(GEOMETRY,-1) adds a coercion the index expression lacks, and every asset of
+    # the type was then read and measured), so the KNN order and the cut-off use it.
+    here = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326).cast(_GEOGRAPHY)
+    there = Asset.geom.cast(_GEOGRAPHY)
     return (
         select(
             func.json_build_array(

@@ -36,7 +36,7 @@ from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.settings import Settings
 from geo311.resident.intake import service
 from geo311.resident.intake.schemas import CategoryOut, ReportOut, StaffReportOut
-from layers.deps import JurisdictionDep, get_jurisdiction
+from layers.deps import JurisdictionDep
 from work_orders import categories as category_service
 from work_orders import lookups
 
@@ -173,7 +173,7 @@ def _store_report(
     # and an upload waiting there must not hold a pooled connection.
     decoded = submit_flow.decode_photo(photo, settings.media)
     with db.sessions() as session:
-        jurisdiction = get_jurisdiction(session, settings)
+        jurisdiction = submit_flow.served_jurisdiction(session, settings.jurisdiction)
         try:
             if follow_tracking_id is None:
                 submitted = submit_flow.submit(

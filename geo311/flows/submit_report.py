@@ -3,64 +3,57 @@ it, joining or opening an incident, and dispatch assigns an incident it opened."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from dispatch import assignment
+from geo311.kernel.errors import NotFound
 from geo311.kernel.media.photos import ProcessedPhoto
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.media.uploads import process_upload
 from geo311.kernel.settings import DedupSettings, MediaSettings, Settings
 from geo311.resident.intake import service as intake_service
-from geo311.resident.intake.models import Report
 from geo311.resident.intake.service import ReportDraft, Submitted
 from geo311.resident.open311 import service as open311_service
 from geo311.resident.open311.schemas import PostedRequestOut
+from layers import service as layers_service
 
 
-def submit_report(
-    session: Session,
-    *,
-    jurisdiction_id: int,
-    jurisdiction_slug: str,
-    draft: ReportDraft,
-    photo: bytes | ProcessedPhoto | None,
-    media: MediaStore,
-    media_settings: MediaSettings,
-    now: datetime,
-    dedup_settings: DedupSettings | None = None,
-    default_service_s: int | None = None,
-) -> Report:
-    """Return the stored report.
+@dataclass(frozen=True)
+class Served:
+    """The jurisdiction a report is filed in: its id and slug."""
 
-    1. intake places it (ward, asset), and dedup joins it to the incident it is about or
-       opens a new one, whose work order is written already with the crew dispatch's rules
-       chose; it stores the report, its requester's subscription and its photo (see
-       ``intake.service.submit_report``);
-    2. should the rules have found no crew, dispatch queues the work order for a dispatcher
-       with the reason.
+    id: int
+    slug: str
 
-    ``photo``: decode it with :func:`decode_photo` before the session opens (bytes are
-    decoded here, holding the session's connection while they wait for decode memory).
 
-    ``default_service_s``: seconds on site for a category with no service time (None: the
-    routing setting's default). Flushes only; the caller commits.
-    """
-    return submit(
-        session,
-        jurisdiction_id=jurisdiction_id,
-        jurisdiction_slug=jurisdiction_slug,
-        draft=draft,
-        photo=photo,
-        media=media,
-        media_settings=media_settings,
-        now=now,
-        dedup_settings=dedup_settings,
-        default_service_s=default_service_s,
-    ).report
+# Per process, per database: the slug → id of the jurisdictions found. geo311 never changes a
+# jurisdiction's slug or id, nor deletes one, so an entry cannot go stale while its database
+# lives; a miss is not kept (a city loaded after the server started is found).
+_SERVED: dict[tuple[URL, str], Served] = {}
+_SERVED_LOCK = threading.Lock()
+
+
+def served_jurisdiction(session: Session, slug: str) -> Served:
+    """Return the jurisdiction with this slug (read once per process and database), or raise
+    NotFound when it is not loaded."""
+    key = (session.get_bind().engine.url, slug)
+    with _SERVED_LOCK:
+        found = _SERVED.get(key)
+    if found is not None:
+        return found
+    jurisdiction = layers_service.get_jurisdiction(session, slug)
+    if jurisdiction is None:
+        raise NotFound(f"Jurisdiction {slug!r} is not loaded yet: load wards first.")
+    found = Served(id=jurisdiction.id, slug=jurisdiction.slug)
+    with _SERVED_LOCK:
+        _SERVED[key] = found
+    return found
 
 
 def submit(
@@ -77,7 +70,21 @@ def submit(
     default_service_s: int | None = None,
 ) -> Submitted:
     """Return the stored report with what its view shows (``intake.service.shown_view``
-    answers from it), as :func:`submit_report`. Flushes only; the caller commits."""
+    answers from it), and the incident it opened, if it opened one.
+
+    1. intake places it (ward, asset), and dedup joins it to the incident it is about or
+       opens a new one, whose work order is written already with the crew dispatch's rules
+       chose; it stores the report, its requester's subscription and its photo (see
+       ``intake.service.submit_report``);
+    2. should the rules have found no crew, dispatch queues the work order for a dispatcher
+       with the reason.
+
+    ``photo``: decode it with :func:`decode_photo` before the session opens (bytes are
+    decoded here, holding the session's connection while they wait for decode memory).
+
+    ``default_service_s``: seconds on site for a category with no service time (None: the
+    routing setting's default). Flushes only; the caller commits.
+    """
     submitted = intake_service.submit_report(
         session,
         jurisdiction_id=jurisdiction_id,
@@ -124,7 +131,7 @@ def submit_open311_request(
     """Return the id and token of an Open311 request.
 
     1. Open311 checks the request in its own terms and stores it through intake (as
-       ``submit_report`` above: placed, joined or opened with its crew, stored with its
+       :func:`submit` above: placed, joined or opened with its crew, stored with its
        photos);
     2. should the rules have found no crew, dispatch queues the work order with the reason.
 

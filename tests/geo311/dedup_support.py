@@ -82,7 +82,7 @@ def submit(
     form.update(fields)
     draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
     with db.sessions() as session:
-        report = submit_report.submit_report(
+        report = submit_report.submit(
             session,
             jurisdiction_id=jurisdiction_id(db),
             jurisdiction_slug="demo",
@@ -92,7 +92,7 @@ def submit(
             media_settings=MediaSettings(),
             now=now,
             dedup_settings=dedup,
-        )
+        ).report
         session.commit()
         session.refresh(report)
         session.expunge(report)

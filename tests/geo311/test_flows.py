@@ -62,7 +62,7 @@ def test_intake_alone_opens_the_incident_and_the_report_flow_then_gives_it_a_cre
         )
         assert alone.opened is not None
         alone_id = alone.report.tracking_id
-        flowed = submit_report.submit_report(
+        flowed = submit_report.submit(
             session,
             jurisdiction_id=jurisdiction_id(demo_db),
             jurisdiction_slug="demo",
@@ -72,7 +72,7 @@ def test_intake_alone_opens_the_incident_and_the_report_flow_then_gives_it_a_cre
             media_settings=MediaSettings(),
             now=now,
         )
-        flowed_id = flowed.tracking_id
+        flowed_id = flowed.report.tracking_id
         session.commit()
 
     status_sql = (

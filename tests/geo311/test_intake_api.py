@@ -343,3 +343,21 @@ def test_the_reporter_is_subscribed_and_the_opening_is_audited(
     assert subscriber == "sub@example.org"
     # Opened, then given to the crew the assignment rules chose.
     assert [tuple(a) for a in actions] == [("opened", "new"), ("transition", "assigned")]
+
+
+def test_a_city_loaded_after_the_server_started_takes_reports(
+    db: Database, settings: Settings
+) -> None:
+    from fixtures.load import load_demo
+
+    with TestClient(create_app(settings, db=db)) as c:
+        # No city yet: nothing to file the report in (and the miss is not remembered).
+        early = c.post("/api/v1/reports", json={"category": "pothole", "lat": 0.0, "lon": 0.0})
+        assert early.status_code == 404
+        assert "not loaded" in early.json()["detail"]
+
+        load_demo(db, slug="demo")
+        ward, (lat, lon) = sorted(_ward_points(db).items())[0]
+        late = c.post("/api/v1/reports", json={"category": "pothole", "lat": lat, "lon": lon})
+        assert late.status_code == 201, late.text
+        assert late.json()["ward"]["code"] == ward

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from geo311.flows import submit_report
 from geo311.kernel.database import Database
@@ -77,7 +77,7 @@ def _submit(db: Database, tmp_path: Path, lon: float, lat: float, email: str) ->
     photo = submit_report.decode_photo(jpeg(), media_settings)
     jid = jurisdiction_id(db)
     with counted(db) as sent, db.sessions() as session:
-        submit_report.submit_report(
+        submit_report.submit(
             session,
             jurisdiction_id=jid,
             jurisdiction_slug="demo",
@@ -145,3 +145,49 @@ def test_a_report_that_joins_an_incident_in_few_round_trips(
         )
         == 1
     )
+
+
+def test_the_asset_snap_reads_only_the_assets_near_the_report(demo_db: Database) -> None:
+    """The resolve statement's asset snap is served by the assets' geography index (KNN order
+    and radius cut-off), rather than measuring every asset of the type on each report."""
+    jid = jurisdiction_id(demo_db)
+    with demo_db.session() as session:
+        asset_type, lon, lat, of_type = session.execute(
+            text(
+                "SELECT a.asset_type, ST_X(a.geom), ST_Y(a.geom), "
+                "(SELECT count(*) FROM assets x WHERE x.asset_type = a.asset_type) "
+                "FROM assets a JOIN service_categories c ON c.asset_type = a.asset_type "
+                "WHERE c.code = 'streetlight_out' ORDER BY a.id LIMIT 1"
+            )
+        ).one()
+    assert of_type > 100  # enough assets that reading them all would show
+    compiled = intake_service._resolve_statement(placed=True, contact=False).compile(
+        dialect=demo_db.engine.dialect
+    )
+    params = {
+        **compiled.params,
+        "jid": jid,
+        "code": "streetlight_out",
+        "lon": lon + 0.00005,
+        "lat": lat,
+        "at": datetime.now(UTC),
+    }
+    with demo_db.engine.connect() as conn:
+        (plan,) = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), params
+        ).one()
+        conn.rollback()  # the resolve draws ids; nothing else is kept
+
+    read = [
+        node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+        for node in _nodes(plan[0]["Plan"])
+        if node.get("Relation Name") == "assets"
+    ]
+    assert read, plan
+    assert sum(read) <= 3, (asset_type, read)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _nodes(child)

@@ -86,7 +86,7 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
         settings=IntakeSettings(),
     )
     with demo_db.sessions() as session:
-        report = submit_report.submit_report(
+        submitted = submit_report.submit(
             session,
             jurisdiction_id=jid,
             jurisdiction_slug="demo",
@@ -96,7 +96,7 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
             media_settings=MediaSettings(),
             now=FRIDAY_4PM,
         )
-        tracking_id = report.tracking_id
+        tracking_id = submitted.report.tracking_id
         session.commit()
 
     imported_due, api_due = _due_of(demo_db, "HIST-1"), _due_of(demo_db, tracking_id)

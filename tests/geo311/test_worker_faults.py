@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,3 +317,40 @@ def test_the_standalone_worker_stopped_by_sigterm_exits_0(city: Database, tmp_pa
             worker.wait()
     # It stopped cleanly: it took its heartbeat row with it.
     assert _registered_workers(city) == []
+
+
+def test_pooled_connections_cut_by_a_database_restart_are_replaced_unseen(
+    own_cluster: EmbeddedCluster,
+    city: Database,
+) -> None:
+    # Three connections in the pool, all idle.
+    with ExitStack() as stack:
+        for _ in range(3):
+            session = stack.enter_context(city.sessions())
+            session.execute(text("SELECT 1"))
+    assert city.engine.pool.checkedin() == 3  # type: ignore[attr-defined]
+    before = _backend_pids(city)
+
+    own_cluster.stop()
+    own_cluster.start()
+
+    # Every request after the restart succeeds: each dead connection is noticed when it is
+    # taken from the pool, and replaced, before the request's statement goes out on it.
+    for _ in range(6):
+        with city.sessions() as session:
+            assert session.execute(text("SELECT count(*) FROM jurisdictions")).scalar() == 1
+    with ExitStack() as stack:
+        sessions = [stack.enter_context(city.sessions()) for _ in range(3)]
+        for session in sessions:
+            assert session.execute(text("SELECT 1")).scalar() == 1
+    assert not before & _backend_pids(city)
+
+
+def _backend_pids(database: Database) -> set[int]:
+    """Return the server process ids behind the pool's idle connections."""
+    with ExitStack() as stack:
+        held = [
+            stack.enter_context(database.sessions())
+            for _ in range(database.engine.pool.checkedin())  # type: ignore[attr-defined]
+        ]
+        return {int(s.execute(text("SELECT pg_backend_pid()")).scalar_one()) for s in held}

@@ -307,7 +307,7 @@ def test_writes_through_the_services_keep_the_answer_exact(
         settings=IntakeSettings(),
     )
     with db.sessions() as session:
-        submit_report.submit_report(
+        submit_report.submit(
             session,
             jurisdiction_id=city.jid,
             jurisdiction_slug="demo",

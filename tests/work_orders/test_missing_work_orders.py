@@ -90,7 +90,7 @@ def test_a_loaded_incidents_work_order_and_an_api_reports_are_due_and_at_risk_al
         settings=IntakeSettings(),
     )
     with demo_db.sessions() as session:
-        report = submit_report.submit_report(
+        report = submit_report.submit(
             session,
             jurisdiction_id=jid,
             jurisdiction_slug="demo",
@@ -99,7 +99,7 @@ def test_a_loaded_incidents_work_order_and_an_api_reports_are_due_and_at_risk_al
             media=LocalMediaStore(tmp_path),
             media_settings=MediaSettings(),
             now=FRIDAY_4PM,
-        )
+        ).report
         tracking_id = report.tracking_id
         session.commit()
 

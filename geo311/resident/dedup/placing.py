@@ -1,5 +1,5 @@
-"""Duplicates at intake: the category's rule, the candidates near a new report, and placing it —
-joined to the incident it is about, or opening a new one."""
+"""Duplicates at intake: the category's rule, the candidates near a new report, and matching
+it to the incident it is about (or to none: intake then opens one)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ from geo311.resident.dedup.scoring import (
 )
 from geo311.resident.dedup.status import reopen_incident
 from geo311.resident.intake.models import Report
-from work_orders import audit, incidents
-from work_orders.models import AuditEvent, Incident, ServiceCategory
-from work_orders.opening import CrewChooser, Terms
+from work_orders import audit
+from work_orders.models import Incident, ServiceCategory
 from work_orders.public_notes import PublicNote
 
 # How often a report re-decides when the incident it chose changed under it (merged away,
@@ -177,30 +176,31 @@ def find_candidates(
     ]
 
 
+_LOCK = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
 def _lock_area(session: Session, keys: list[int]) -> None:
     """Take the advisory locks, in the order given (sorted), until the transaction ends."""
     # A function scan yields the array in order, so the locks are taken in that order.
-    session.execute(
-        text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-        {"keys": keys},
-    )
+    session.connection().execute(_LOCK, {"keys": keys})
 
 
 # --- placing a new report ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Opening:
-    """How a report that finds no incident opens one (see ``work_orders.incidents.
-    open_incident``): the category's terms when read already, the ward's code and asset type
-    the assignment rules look at, the rules themselves, and the incident's "opened" event."""
+class IncomingReport:
+    """A new report as dedup weighs it: its category, where and when it was made, and what
+    it carries (the snapped asset, the address as typed, the photo's hash, the text)."""
 
-    terms: Terms | None = None
-    ward_code: str | None = None
-    asset_type: str | None = None
-    choose: CrewChooser | None = None
-    opened_by: tuple[str, dict[str, Any]] | None = None
-    received_webhooks: tuple[tuple[int, str], ...] | None = None
+    category: ServiceCategory
+    lon: float
+    lat: float
+    at: datetime
+    asset_id: int | None = None
+    address: str | None = None
+    photo_hash: str | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,50 +223,6 @@ class Placement:
         }
 
 
-def place_report(
-    session: Session,
-    *,
-    category: ServiceCategory,
-    lon: float,
-    lat: float,
-    ward_id: int | None,
-    asset_id: int | None,
-    address: str | None,
-    photo_hash: str | None,
-    now: datetime,
-    settings: DedupSettings,
-    opening: Opening | None = None,
-    model: learning.PairModel | Literal["load"] | None = "load",
-    description: str | None = None,
-) -> Placement:
-    """Return where a new report goes: an existing incident it duplicates, or a new one.
-
-    ``opening``: how a new incident is opened (terms read already, the crew chooser, the
-    incident's "opened" event); None opens it the plain way. ``model``: the category's fitted
-    model when the caller read it with the category (``learning.model_column``), or "load".
-    Call ``attach_report`` once the report is stored. Takes the area's advisory locks, so the
-    caller's transaction must end soon after (the route commits).
-    """
-    match = match_report(
-        session,
-        category=category,
-        lon=lon,
-        lat=lat,
-        asset_id=asset_id,
-        address=address,
-        photo_hash=photo_hash,
-        now=now,
-        settings=settings,
-        model=model,
-        description=description,
-    )
-    if match.incident is not None:
-        return Placement(incident=match.incident, decision=match.decision, opened=False)
-    return _open(
-        session, category, lon, lat, ward_id, asset_id, now, match.decision, opening or Opening()
-    )
-
-
 @dataclass(frozen=True)
 class Match:
     """What a new report is: a duplicate of ``incident`` (locked, ``FOR UPDATE``), or, with
@@ -281,38 +237,21 @@ class Match:
 def match_report(
     session: Session,
     *,
-    category: ServiceCategory,
-    lon: float,
-    lat: float,
-    asset_id: int | None,
-    address: str | None,
-    photo_hash: str | None,
-    now: datetime,
+    report: IncomingReport,
     settings: DedupSettings,
     model: learning.PairModel | Literal["load"] | None = "load",
-    description: str | None = None,
 ) -> Match:
     """Return the incident a new report duplicates, locked, or none (the caller opens one).
 
-    Three statements when the category dedups: the area's advisory locks, the candidate
-    search, and the chosen incident's row lock (when one is chosen). The lock and the search
-    stay two statements: a statement reads from the snapshot taken when it began, so a
-    search in the statement that waited for the lock would miss the incident the lock's
-    previous holder just committed, and open a second incident for one pothole.
-    Takes the area's advisory locks, so the caller's transaction must end soon after."""
-    matcher = Matcher.start(
-        session,
-        category=category,
-        lon=lon,
-        lat=lat,
-        asset_id=asset_id,
-        address=address,
-        photo_hash=photo_hash,
-        now=now,
-        settings=settings,
-        model=model,
-        description=description,
-    )
+    ``model``: the category's fitted model when the caller read it with the category
+    (``learning.model_column``), or "load". Three statements when the category dedups: the
+    area's advisory locks, the candidate search, and the chosen incident's row lock (when
+    one is chosen). The lock and the search stay two statements: a statement reads from the
+    snapshot taken when it began, so a search in the statement that waited for the lock
+    would miss the incident the lock's previous holder just committed, and open a second
+    incident for one pothole. Takes the area's advisory locks, so the caller's transaction
+    must end soon after."""
+    matcher = Matcher.start(session, report=report, settings=settings, model=model)
     decision = matcher.decide(session)
     if not matcher.rule.enabled:
         return Match(decision=decision, incident=None)
@@ -320,7 +259,7 @@ def match_report(
         incident_id = decision.incident_id
         if incident_id is None or decision.best is None:
             break
-        jid = category.jurisdiction_id
+        jid = report.category.jurisdiction_id
         # The row lock, with how many reports the incident has (the answer shows it).
         reports = (
             select(func.count())
@@ -369,19 +308,13 @@ class Matcher:
         cls,
         session: Session,
         *,
-        category: ServiceCategory,
-        lon: float,
-        lat: float,
-        asset_id: int | None,
-        address: str | None,
-        photo_hash: str | None,
-        now: datetime,
+        report: IncomingReport,
         settings: DedupSettings,
         model: learning.PairModel | Literal["load"] | None = "load",
-        description: str | None = None,
     ) -> Matcher:
         """Return the matcher for a report, holding the advisory locks of its area (until
         the transaction ends) when its category dedups."""
+        category = report.category
         if model == "load":
             model = learning.load_model(
                 session, jurisdiction_id=category.jurisdiction_id, category_code=category.code
@@ -393,28 +326,28 @@ class Matcher:
                 grid.lock_keys(
                     jurisdiction_id=category.jurisdiction_id,
                     group_code=category.group_code,
-                    lon=lon,
-                    lat=lat,
+                    lon=report.lon,
+                    lat=report.lat,
                     radius_m=rule.radius_m,
                     cell_m=settings.lock_cell_m,
-                    asset_id=asset_id,
+                    asset_id=report.asset_id,
                 ),
             )
         return cls(
             jurisdiction_id=category.jurisdiction_id,
             group_code=category.group_code,
             rule=rule,
-            lon=lon,
-            lat=lat,
+            lon=report.lon,
+            lat=report.lat,
             new=NewReport(
                 category_code=category.code,
-                at=now,
-                asset_id=asset_id,
-                address=normalise_address(address),
-                photo_hash=photo_hash,
-                description=description,
+                at=report.at,
+                asset_id=report.asset_id,
+                address=normalise_address(report.address),
+                photo_hash=report.photo_hash,
+                description=report.description,
             ),
-            closed_since=now - timedelta(hours=rule.reopen_window_h),
+            closed_since=report.at - timedelta(hours=rule.reopen_window_h),
         )
 
     def decide(self, session: Session) -> Decision:
@@ -437,52 +370,6 @@ class Matcher:
 def decide_off(rule: Rule) -> Decision:
     """Return the decision for a category whose dedup is switched off."""
     return Decision(kind="off", threshold=rule.threshold, radius_m=rule.radius_m)
-
-
-def _open(
-    session: Session,
-    category: ServiceCategory,
-    lon: float,
-    lat: float,
-    ward_id: int | None,
-    asset_id: int | None,
-    now: datetime,
-    decision: Decision,
-    how: Opening,
-) -> Placement:
-    incident = incidents.open_incident(
-        session,
-        category=category,
-        lon=lon,
-        lat=lat,
-        ward_id=ward_id,
-        asset_id=asset_id,
-        opened_at=now,
-        terms=how.terms,
-        ward_code=how.ward_code,
-        asset_type=how.asset_type,
-        choose=how.choose,
-        opened_by=how.opened_by,
-        received_webhooks=how.received_webhooks,
-    )
-    if decision.kind in ("off", "new"):
-        return Placement(incident=incident, decision=decision, opened=True)
-    return Placement(incident=incident, decision=_as_new(decision), opened=True)
-
-
-def attach_report(session: Session, *, placement: Placement, report: Report, actor: str) -> None:
-    """Record a stored report joining an existing incident: reopen it when it was closed, and
-    write the audit event. Does nothing for a report that opened its incident."""
-    if placement.opened:
-        return
-    event = joined_event(
-        session,
-        incident=placement.incident,
-        decision=placement.decision,
-        tracking_id=report.tracking_id,
-        actor=actor,
-    )
-    session.add(AuditEvent(**event))
 
 
 def joined_event(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Select,
     SmallInteger,
     String,
+    Table,
     bindparam,
     func,
     insert,
@@ -289,16 +290,18 @@ def submit_report(
     # Match-or-open: a duplicate joins the incident it is about (geo311.resident.dedup).
     match = placing.match_report(
         session,
-        category=category,
-        lon=lon,
-        lat=lat,
-        asset_id=asset.id if asset else None,
-        address=draft.address,
-        photo_hash=processed.phash if processed else None,
-        now=now,
+        report=placing.IncomingReport(
+            category=category,
+            lon=lon,
+            lat=lat,
+            at=now,
+            asset_id=asset.id if asset else None,
+            address=draft.address,
+            photo_hash=processed.phash if processed else None,
+            description=draft.description,
+        ),
         settings=dedup_settings or DedupSettings(),
         model=learning.model_of(category.code, found.also[0]),
-        description=draft.description,
     )
     rows = _Rows()
     incident = match.incident
@@ -627,7 +630,9 @@ def _write(session: Session, rows: _Rows) -> None:
     params = {
         f"rows_{model.__tablename__}": [_json_row(r) for r in values] for model, values in tables
     }
-    notice_ids = [int(i) for i in session.execute(statement, params).scalars()]
+    # On the session's connection: a Core statement (tables, not models) needs none of the
+    # ORM's per-execution work.
+    notice_ids = [int(i) for i in session.connection().execute(statement, params).scalars()]
     if rows.notices and notice_ids:
         jid = rows.notices[0].jurisdiction_id
         outbox.defer(session.connection(), jurisdiction_id=jid, notice_ids=notice_ids)
@@ -651,25 +656,33 @@ _WRITES: dict[tuple[tuple[type[Any], tuple[str, ...]], ...], Select[Any]] = {}
 
 def _write_statement(shape: tuple[tuple[type[Any], tuple[str, ...]], ...]) -> Select[Any]:
     """Return the one statement writing rows of this shape, each table's rows taken as one
-    JSON parameter ``rows_<table>``; it returns the ids of the notices newly owed."""
+    JSON parameter ``rows_<table>``; it returns the ids of the notices newly owed. Core, on
+    the models' tables."""
     ctes: list[CTE] = []
     owed: CTE | None = None
     for model, columns in shape:
         if model is Notice:
             owed = (
-                _insert_rows(pg_insert(Notice), Notice, columns)
+                _insert_rows(pg_insert(_table(Notice)), Notice, columns)
                 .on_conflict_do_nothing(index_elements=["jurisdiction_id", "idempotency_key"])
-                .returning(Notice.id)
+                .returning(_table(Notice).c.id)
                 .cte("owed")
             )
         else:
-            ctes.append(_insert_rows(insert(model), model, columns).cte(f"new_{len(ctes)}"))
+            ctes.append(
+                _insert_rows(insert(model.__table__), model, columns).cte(f"new_{len(ctes)}")
+            )
     if owed is not None:
         return select(owed.c.id).add_cte(*ctes)
     return select(literal(1)).where(literal(False)).add_cte(*ctes)
 
 
 _Insert = TypeVar("_Insert", Insert, PgInsert)
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
 
 
 def _insert_rows(statement: _Insert, model: type[Any], columns: Sequence[str]) -> _Insert:
