@@ -69,9 +69,11 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if getattr(config.option, "timeout", None) is None:
         config.option.timeout = CITUS_TIMEOUT_S
-    workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > CITUS_MAX_WORKERS:
+    # xdist has already turned -n into its list of workers (its hook runs first).
+    workers = getattr(config.option, "tx", None)
+    if workers and len(workers) > CITUS_MAX_WORKERS:
         config.option.numprocesses = CITUS_MAX_WORKERS
+        config.option.tx = workers[:CITUS_MAX_WORKERS]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
