@@ -102,11 +102,13 @@ citus: system-deps
 	rm -rf "$$build" && echo "Citus installed."
 
 # The database tests of the suite on a local Citus cluster (coordinator + 2 workers), plus
-# the Citus checks in tests/citus. CITUS_TESTS narrows it (e.g. CITUS_TESTS=tests/citus).
+# the Citus checks in tests/citus. CITUS_TESTS narrows it (e.g. CITUS_TESTS=tests/citus);
+# CITUS_WORKERS xdist workers (at most 2, tests/conftest.py), each with a cluster of its own.
 CITUS_TESTS ?= tests
+CITUS_WORKERS ?= 2
 test-citus: setup citus
 	@if ! $(CITUS_INSTALLED); then \
 	  echo "SKIPPED: Citus is neither installed nor in $(CITUS_SRC); make test-citus ran no tests."; \
 	  exit 0; \
 	fi; \
-	GEO311_TEST_CITUS=1 $(UV) run pytest -q --citus $(CITUS_TESTS)
+	GEO311_TEST_CITUS=1 $(UV) run pytest -q --citus -n $(CITUS_WORKERS) --dist loadgroup $(CITUS_TESTS)

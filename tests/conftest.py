@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.citus.clones import ClonePool
 
 # An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
 # import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
@@ -52,13 +55,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# With --citus, each xdist worker starts its own three-node cluster (about 0.4 GB): at most
+# this many, however many -n asks for.
+CITUS_MAX_WORKERS = 2
+# A statement through the coordinator costs about three times one on a single PostGIS: the
+# longest tests (a generated history imported row by row) need more than the usual 300 s.
+CITUS_TIMEOUT_S = 900
+
+
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """With --citus, run in one process even when -n asks for workers: each worker would start
-    its own three-node Citus cluster, more than this machine holds."""
-    if config.getoption("citus") and getattr(config.option, "numprocesses", None):
-        config.option.numprocesses = 0
-        config.option.dist = "no"
-        config.option.tx = []
+    """With --citus, cap the xdist workers and lengthen the per-test timeout."""
+    if not config.getoption("citus"):
+        return
+    if getattr(config.option, "timeout", None) is None:
+        config.option.timeout = CITUS_TIMEOUT_S
+    # xdist has already turned -n into its list of workers (its hook runs first).
+    workers = getattr(config.option, "tx", None)
+    if workers and len(workers) > CITUS_MAX_WORKERS:
+        config.option.numprocesses = CITUS_MAX_WORKERS
+        config.option.tx = workers[:CITUS_MAX_WORKERS]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -109,6 +124,9 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     try:
         yield cluster
     finally:
+        pool = _CITUS_CLONES.pop(id(cluster), None)
+        if pool is not None:
+            pool.close()
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -128,13 +146,35 @@ def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
     try:
         yield pg_cluster.url(name)
     finally:
-        pg_cluster.drop_database(name)
+        _drop(pg_cluster, name)
+
+
+# On Citus, per cluster: clones made ahead and drops done behind, in the background
+# (tests/citus/clones.py says why).
+_CITUS_CLONES: dict[int, ClonePool] = {}
 
 
 def _clone(cluster: EmbeddedCluster, template: str) -> str:
+    from geo311.kernel.citus import CitusCluster
+
+    if isinstance(cluster, CitusCluster):
+        from tests.citus.clones import ClonePool
+
+        pool = _CITUS_CLONES.get(id(cluster))
+        if pool is None:
+            pool = _CITUS_CLONES[id(cluster)] = ClonePool(cluster)
+        return pool.take(template)
     name = f"t_{uuid.uuid4().hex[:12]}"
     cluster.ensure_database(name, template=template)
     return name
+
+
+def _drop(cluster: EmbeddedCluster, name: str) -> None:
+    pool = _CITUS_CLONES.get(id(cluster))
+    if pool is not None:
+        pool.give_back(name)
+    else:
+        cluster.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +200,7 @@ def demo_db(pg_cluster: EmbeddedCluster, demo_template: str) -> Iterator[Databas
         yield database
     finally:
         database.dispose()
-        pg_cluster.drop_database(name)
+        _drop(pg_cluster, name)
 
 
 @pytest.fixture

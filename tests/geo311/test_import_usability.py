@@ -144,8 +144,8 @@ def _outside_points(db: Database) -> tuple[tuple[float, float], tuple[float, flo
     the code of the ward that corner belongs to."""
     ((x, y),) = rows(
         db,
-        "SELECT ST_X(p), ST_Y(p) FROM (SELECT (ST_DumpPoints(ST_Union(geom))).geom AS p "
-        "FROM wards) AS v ORDER BY ST_X(p) DESC LIMIT 1",
+        "SELECT ST_X(d.geom), ST_Y(d.geom) FROM ST_DumpPoints((SELECT ST_Union(geom) FROM wards)) "
+        "AS d ORDER BY ST_X(d.geom) DESC LIMIT 1",
     )
     ward = one(
         db,

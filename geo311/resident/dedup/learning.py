@@ -194,7 +194,12 @@ def store_model(session: Session, *, jurisdiction_id: int, model: PairModel, act
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=[DedupModel.jurisdiction_id, DedupModel.category_code],
-            set_={"params": stmt.excluded.params, "fitted_by": actor, "fitted_at": text("now()")},
+            # The new row's default (now()): Citus refuses now() itself in DO UPDATE SET.
+            set_={
+                "params": stmt.excluded.params,
+                "fitted_by": actor,
+                "fitted_at": stmt.excluded.fitted_at,
+            },
         )
     )
     session.flush()
