@@ -200,6 +200,20 @@ def still_tagged(page: Any, ids: list[int]) -> list[int]:
     ]
 
 
+# The pairs of cluster bubbles in view whose rings overlap: [width, width, centres apart] (px).
+OVERLAPPING_RINGS = """() => {
+    const rings = [...document.querySelectorAll(".crew-cluster-icon .crew-cluster")]
+        .map((e) => e.getBoundingClientRect());
+    const out = [];
+    rings.forEach((a, i) => rings.slice(i + 1).forEach((b) => {
+        const apart = Math.hypot(a.x + a.width / 2 - b.x - b.width / 2,
+            a.y + a.height / 2 - b.y - b.height / 2);
+        if (apart < (a.width + b.width) / 2) out.push([a.width, b.width, Math.round(apart)]);
+    }));
+    return out;
+}"""
+
+
 def wait_for(check: Any, *, timeout_s: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -650,6 +664,22 @@ def test_cluster_bubbles_ring_the_crews_colours_and_the_status_filter_speaks_wor
             firsts = [f"conic-gradient({_rgb(c)} 0%" for c in b["top"]]
             assert any(b["ring"].startswith(f) for f in firsts), b
         assert any(b["crews"] > 1 for b in bubbles), "a bubble holding two crews' jobs"
+        # Bubbles sit side by side, from the whole city in one view to a ward: no ring drawn
+        # over another's (their circles apart).
+        overlapping = {}
+        for zoom in (11, 12, 13, 14):
+            page.evaluate(
+                "(z) => window[document.getElementById('dispatch-map').dataset.map]"
+                ".setZoom(z, { animate: false })",
+                zoom,
+            )
+            page.wait_for_timeout(300)
+            overlapping[zoom] = page.evaluate(OVERLAPPING_RINGS)
+        assert overlapping == {11: [], 12: [], 13: [], 14: []}
+        page.evaluate(
+            "() => window[document.getElementById('dispatch-map').dataset.map]"
+            ".setZoom(11, { animate: false })"
+        )
         legend = page.locator("#cluster-legend")
         assert legend.is_visible()
         assert "crew's share in the crew's colour" in legend.inner_text()
