@@ -19,6 +19,7 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
+from tests.support import APPS, pooled_app
 
 # An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
 # import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
@@ -89,6 +90,17 @@ def group_shared_fixtures(items: list[pytest.Item]) -> None:
         scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
         if scopes & {"module", "class", "package"}:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+@pytest.fixture(autouse=True)
+def _app_pool() -> Iterator[None]:
+    """The apps a test takes with tests.support.pooled_app are its own until it ends; then
+    they go back to this process's pool, for the next test to bind to its own database."""
+    APPS.begin_test()
+    try:
+        yield
+    finally:
+        APPS.end_test()
 
 
 @pytest.fixture(scope="session")
@@ -197,15 +209,14 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
 
     import uvicorn
 
-    from geo311.app import create_app
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
+    app = pooled_app(settings, db=demo_db)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, db=demo_db),
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -225,6 +236,8 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if thread.is_alive():
+            APPS.discard(app)
 
 
 CHROMIUM = Path("/usr/bin/chromium")
