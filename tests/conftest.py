@@ -32,6 +32,14 @@ TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"
 # The demo city's history is laid out relative to this instant, so tests see the same month.
 DEMO_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+# Modules whose tests each take 10–30 s (fuzzing every operation, solving day plans).
+LONG_TESTS = (
+    "tests/test_schemathesis.py",
+    "tests/dispatch/test_move_preview.py",
+    "tests/dispatch/test_plans.py",
+    "tests/dispatch/test_cli.py",
+    "tests/dispatch/test_assignment.py",
+)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -63,10 +71,17 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --citus, run the database tests only (those that use the cluster), skipping what
-    is marked not_on_citus."""
-    if not config.getoption("citus"):
-        return
+    if config.getoption("citus"):
+        _citus_only(config, items)
+    _group_shared_fixtures(items)
+    # Workers take the tests in this order (after the groups, largest first): the longest
+    # single tests go first, so none of them starts last and leaves one worker running alone.
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_TESTS))
+
+
+def _citus_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the database tests only (those that use the cluster), skipping what is marked
+    not_on_citus."""
     for item in items:
         for mark in item.iter_markers("not_on_citus"):
             item.add_marker(pytest.mark.skip(reason=f"not on Citus: {mark.args[0]}"))
@@ -77,8 +92,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
-def group_shared_fixtures(items: list[pytest.Item]) -> None:
+def _group_shared_fixtures(items: list[pytest.Item]) -> None:
     """Keep a module's tests on one worker when they share a module- or class-scoped fixture
     (a loaded city, a fitted model, a cluster of their own): under ``--dist loadgroup`` each
     fixture is then built once, not once per worker; the other tests spread one by one."""
