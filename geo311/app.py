@@ -10,6 +10,7 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import State
 
 from dispatch.dayplans.router import router as plans_router
 from dispatch.router import router as dispatch_router
@@ -45,6 +46,18 @@ from work_orders.router import router as work_orders_router
 _DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        if app.state.db is None:
+            stack.callback(setattr, app.state, "db", None)
+            app.state.db = stack.enter_context(open_database(app.state.settings))
+        yield
+        hub = getattr(app.state, "live_hub", None)
+        if hub is not None:
+            await hub.close()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -55,18 +68,6 @@ def create_app(
     ``worker``: the in-process notice worker, whose state /healthz reports."""
     settings = settings or get_settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            if db is None:
-                app.state.db = stack.enter_context(open_database(settings))
-            else:
-                app.state.db = db
-            yield
-            hub = getattr(app.state, "live_hub", None)
-            if hub is not None:
-                await hub.close()
-
     app = FastAPI(
         title="geo311",
         version=__version__,
@@ -76,10 +77,9 @@ def create_app(
         ),
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
-    app.state.settings = settings
-    app.state.media = LocalMediaStore(settings.media_root)
+    bind_app(app, settings, db=db, worker=worker)
     install_error_handlers(app)
     install_input_guard(app, shapes={OPEN311_PREFIX: open311_refusal})
     install_security_headers(app)  # outermost: refusals carry the headers too
@@ -105,13 +105,14 @@ def create_app(
         if engine is None:
             database: Database = request.app.state.db
             engine = health.probe_engine(
-                database.engine.url, timeout_s=settings.db.health_timeout_s
+                database.engine.url, timeout_s=request.app.state.settings.db.health_timeout_s
             )
             request.app.state.health_engine = engine
+        in_process: BackgroundWorker | None = request.app.state.worker
         checks = health.run_checks(
             engine,
-            stalled_s=settings.notify.stalled_worker_s,
-            in_process=worker.state if worker is not None else None,
+            stalled_s=request.app.state.settings.notify.stalled_worker_s,
+            in_process=in_process.state if in_process is not None else None,
             readiness=readiness,
         )
         status = 200 if all(c.ok for c in checks) else 503
@@ -132,6 +133,25 @@ def create_app(
         return RedirectResponse("/report")
 
     return app
+
+
+def bind_app(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    worker: BackgroundWorker | None = None,
+) -> None:
+    """Give ``app`` (made by create_app) its settings, database and in-process worker, and
+    forget what it cached from the ones before (link signer, password hasher, live hub, health
+    engine). A request reads all of them from ``app.state``, never from what the app was built
+    with, so one built app can serve another database: the tests do, because FastAPI builds
+    every route's handler on an app's first request (0.5–0.9 s, per app)."""
+    app.state = State()
+    app.state.settings = settings
+    app.state.media = LocalMediaStore(settings.media_root)
+    app.state.db = db  # None: the lifespan opens the settings' own, and closes it
+    app.state.worker = worker
 
 
 def create_served_app() -> FastAPI:

@@ -19,6 +19,7 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
+from tests.support import APPS, pooled_app
 
 if TYPE_CHECKING:
     from tests.citus.clones import ClonePool
@@ -34,6 +35,14 @@ TEMPLATE = "geo311_template"
 DEMO_TEMPLATE = "geo311_demo_template"
 # The demo city's history is laid out relative to this instant, so tests see the same month.
 DEMO_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+# Modules whose tests each take 10–30 s (fuzzing every operation, solving day plans).
+LONG_TESTS = (
+    "tests/test_schemathesis.py",
+    "tests/dispatch/test_move_preview.py",
+    "tests/dispatch/test_plans.py",
+    "tests/dispatch/test_cli.py",
+    "tests/dispatch/test_assignment.py",
+)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -77,10 +86,17 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --citus, run the database tests only (those that use the cluster), skipping what
-    is marked not_on_citus."""
-    if not config.getoption("citus"):
-        return
+    if config.getoption("citus"):
+        _citus_only(config, items)
+    _group_shared_fixtures(items)
+    # Workers take the tests in this order (after the groups, largest first): the longest
+    # single tests go first, so none of them starts last and leaves one worker running alone.
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_TESTS))
+
+
+def _citus_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the database tests only (those that use the cluster), skipping what is marked
+    not_on_citus."""
     for item in items:
         for mark in item.iter_markers("not_on_citus"):
             item.add_marker(pytest.mark.skip(reason=f"not on Citus: {mark.args[0]}"))
@@ -91,8 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
-def group_shared_fixtures(items: list[pytest.Item]) -> None:
+def _group_shared_fixtures(items: list[pytest.Item]) -> None:
     """Keep a module's tests on one worker when they share a module- or class-scoped fixture
     (a loaded city, a fitted model, a cluster of their own): under ``--dist loadgroup`` each
     fixture is then built once, not once per worker; the other tests spread one by one."""
@@ -104,6 +119,17 @@ def group_shared_fixtures(items: list[pytest.Item]) -> None:
         scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
         if scopes & {"module", "class", "package"}:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+@pytest.fixture(autouse=True)
+def _app_pool() -> Iterator[None]:
+    """The apps a test takes with tests.support.pooled_app are its own until it ends; then
+    they go back to this process's pool, for the next test to bind to its own database."""
+    APPS.begin_test()
+    try:
+        yield
+    finally:
+        APPS.end_test()
 
 
 @pytest.fixture(scope="session")
@@ -237,15 +263,14 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
 
     import uvicorn
 
-    from geo311.app import create_app
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
+    app = pooled_app(settings, db=demo_db)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, db=demo_db),
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -265,6 +290,8 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if thread.is_alive():
+            APPS.discard(app)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,5 +1,6 @@
 """Real servers on loopback for the notice tests: an SMTP server (aiosmtpd), a Twilio-style SMS
-API and a webhook receiver (both http.server), plus helpers to build the data they need."""
+API and a webhook receiver (both http.server), plus helpers to build the data they need, and
+the pool of built apps the tests serve from (pooled_app)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,24 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import select, text
+from starlette.datastructures import State
 
 from dispatch import service as dispatch_service
+from geo311.app import bind_app, create_app
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
-from geo311.kernel.settings import MediaSettings, NotifySettings, Settings, SmtpSettings
+from geo311.kernel.notify.worker import BackgroundWorker
+from geo311.kernel.settings import (
+    MediaSettings,
+    NotifySettings,
+    Settings,
+    SmtpSettings,
+    get_settings,
+)
 from geo311.resident.intake.models import Report
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
@@ -425,3 +436,69 @@ def read_version(client: Any, url: str, headers: Mapping[str, str]) -> dict[str,
     seen = client.get(url, headers=dict(headers))
     assert seen.status_code == 200, seen.text
     return {"If-Match": seen.headers["ETag"]}
+
+
+# --- apps ---------------------------------------------------------------------------------
+
+
+class AppPool:
+    """Apps made by create_app, each lent to one test at a time and bound to that test's
+    settings, database and worker (geo311.app.bind_app). FastAPI builds every route's handler
+    on an app's first request, 0.5–0.9 s per app, so building one per test cost a test suite's
+    worth of minutes; an app lent again has them built. A test still sees only its own
+    settings and database: a request reads them from app.state, which bind_app replaces."""
+
+    def __init__(self) -> None:
+        self._idle: list[FastAPI] = []
+        self._lock = threading.Lock()
+        # Apps lent during the running test (None between tests: see tests/conftest.py).
+        self._lent: list[FastAPI] | None = None
+
+    def begin_test(self) -> None:
+        self._lent = []
+
+    def end_test(self) -> None:
+        lent, self._lent = self._lent or [], None
+        for app in lent:
+            app.state = State()  # drops the test's database and settings
+            with self._lock:
+                self._idle.append(app)
+
+    def lend(
+        self,
+        settings: Settings | None = None,
+        *,
+        db: Database | None = None,
+        worker: BackgroundWorker | None = None,
+    ) -> FastAPI:
+        """Return an app like ``create_app(settings, db=db, worker=worker)``. Outside a test
+        (a module fixture) it is a new app that is never lent again."""
+        settings = settings or get_settings()
+        if self._lent is None:
+            return create_app(settings, db=db, worker=worker)
+        with self._lock:
+            app = self._idle.pop() if self._idle else None
+        if app is None:
+            app = create_app(settings, db=db, worker=worker)
+        else:
+            bind_app(app, settings, db=db, worker=worker)
+        self._lent.append(app)
+        return app
+
+    def discard(self, app: FastAPI) -> None:
+        """Never lend ``app`` again (a server thread that did not stop may still use it)."""
+        if self._lent is not None and app in self._lent:
+            self._lent.remove(app)
+
+
+APPS = AppPool()
+
+
+def pooled_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    worker: BackgroundWorker | None = None,
+) -> FastAPI:
+    """create_app for the running test, from this process's pool of built apps (AppPool)."""
+    return APPS.lend(settings, db=db, worker=worker)

@@ -41,12 +41,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
-from tests.support import give_to_crew, open_incident_with_reporters, staff_token, work_order_of
+from tests.support import (
+    give_to_crew,
+    open_incident_with_reporters,
+    pooled_app,
+    staff_token,
+    work_order_of,
+)
 
 CALLERS = ("anon", "own", "other", "none", "disp", "plan", "admin", "key")
 
@@ -323,7 +328,7 @@ def world(demo_db: Database, tmp_path: Path) -> Iterator[World]:
         "path:path": "nothing",
     }
     settings = Settings(data_dir=tmp_path, jurisdiction="demo")
-    with TestClient(create_app(settings, db=demo_db)) as client:
+    with TestClient(pooled_app(settings, db=demo_db)) as client:
         yield World(client, headers, {"key": {"api_key": key}}, values)
 
 

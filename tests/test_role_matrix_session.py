@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.auth import accounts
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
@@ -20,7 +19,7 @@ from geo311.kernel.settings import Settings, SigninSettings
 from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
 from tests import test_role_matrix as table
-from tests.support import give_to_crew, open_incident_with_reporters, work_order_of
+from tests.support import give_to_crew, open_incident_with_reporters, pooled_app, work_order_of
 
 PASSWORD = "matrix password 311"
 # Routes whose access the session cannot share, and why:
@@ -99,7 +98,7 @@ def world(demo_db: Database, tmp_path: Path) -> Iterator[table.World]:
                     s, jurisdiction_id=jurisdiction.id, user_name=name, crew_code=crew
                 )
     settings = Settings(data_dir=tmp_path, jurisdiction="demo", signin=signin)
-    app = create_app(settings, db=demo_db)
+    app = pooled_app(settings, db=demo_db)
     with TestClient(app) as client:
         headers: dict[str, dict[str, str]] = {"anon": {}, "key": {}}
         headers |= {caller: _signed_in_headers(app, who[0]) for caller, who in STAFF.items()}

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
 from tests.citus.plans import assert_single_shard, recording
@@ -24,6 +23,7 @@ from tests.support import (
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     staff_token,
     wait_until,
     ward_point,
@@ -37,7 +37,7 @@ DAY = "2026-06-01"  # the Monday of the demo city's "now"
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     routing = RoutingSettings(time_limit_s=1.0, replan_time_limit_s=0.5)
     settings = Settings(data_dir=tmp_path, jurisdiction="demo", routing=routing)
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

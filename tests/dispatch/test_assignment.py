@@ -21,12 +21,11 @@ from sqlalchemy import text
 
 from dispatch import assignment
 from dispatch import service as dispatch_service
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from layers import service as layers_service
 from tests.dispatch.test_cli import cli, run
-from tests.support import staff_token
+from tests.support import pooled_app, staff_token
 from work_orders import categories as category_service
 from work_orders import incidents, lookups
 
@@ -36,7 +35,7 @@ __all__ = ["cli"]  # a fixture, used by name
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, jurisdiction="demo")
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from dispatch import service
-from geo311.app import create_app
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
+from tests.support import pooled_app
 
 TABLES = ("crews", "crew_skills", "crew_territories", "crew_breaks", "crew_members")
 
@@ -23,7 +23,7 @@ TABLES = ("crews", "crew_skills", "crew_territories", "crew_breaks", "crew_membe
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, jurisdiction="demo")
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

@@ -16,11 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from dispatch.dayplans.commands import judge_breaches
-from geo311.app import create_app
 from geo311.kernel import live
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
-from tests.support import staff_token
+from tests.support import pooled_app, staff_token
 
 DAY_S = "2026-06-01"
 CHICAGO = ZoneInfo("America/Chicago")
@@ -30,7 +29,7 @@ CHICAGO = ZoneInfo("America/Chicago")
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
     settings = Settings(data_dir=tmp_path, jurisdiction="demo", routing=routing)
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

@@ -17,13 +17,13 @@ from sqlalchemy import text
 from dispatch import rules, service
 from dispatch.dayplans import commands, views
 from dispatch.errors import StalePlan
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify import templates
 from geo311.kernel.settings import RoutingSettings, Settings
 from tests.support import (
     move_work_order,
     open_incident_with_reporters,
+    pooled_app,
     staff_token,
     work_order_of,
 )
@@ -38,7 +38,7 @@ OPEN = ("new", "triaged", "assigned", "scheduled", "reopened")
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
     settings = Settings(data_dir=tmp_path, jurisdiction="demo", routing=routing)
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

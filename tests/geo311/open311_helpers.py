@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.media.uploads import process_upload
@@ -19,6 +18,7 @@ from geo311.kernel.settings import MediaSettings, Settings
 from geo311.resident.intake.models import Report
 from geo311.resident.open311 import service as open311_service
 from layers import service as layers_service
+from tests.support import pooled_app
 from work_orders import completion, transitions
 from work_orders.models import Incident, WorkOrder
 
@@ -39,7 +39,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(demo_db: Database, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi.testclient import TestClient
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from tests.support import (
@@ -17,6 +16,7 @@ from tests.support import (
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     smtp_sink,
     staff_token,
     wait_until,
@@ -46,7 +46,7 @@ def test_fixed_after_another_residents_not_fixed_says_the_report_stays_open(
                 assert url is not None
                 tokens[str(mail["To"])] = parse_qs(urlsplit(url.group(0)).query)["t"][0]
     dispatcher = {"Authorization": f"Bearer {staff_token(demo_db, 'dispatcher')}"}
-    with TestClient(create_app(settings, db=demo_db)) as client:
+    with TestClient(pooled_app(settings, db=demo_db)) as client:
         first = client.post(
             "/notices/answer", data={"t": tokens["ana@example.org"], "answer": "not_fixed"}
         )

@@ -9,15 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
+from tests.support import pooled_app
 
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
+    with TestClient(pooled_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
         yield c
 
 

@@ -13,12 +13,11 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from geo311.app import create_app
 from geo311.cli import app as geo311_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import get_settings
 from tests.geo311.dedup_support import one, rows
-from tests.support import notify_settings, staff_token
+from tests.support import notify_settings, pooled_app, staff_token
 from work_orders import categories as category_service
 
 BULKY_YAML = """\
@@ -65,7 +64,7 @@ def _run(cli: typer.Typer, *args: str | Path) -> tuple[int, str]:
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
         yield c
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from tests.support import (
     give_to_crew,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     staff_token,
     work_order_of,
 )
@@ -53,7 +53,7 @@ def test_contact_details_are_shown_to_the_same_roles_in_every_view(
             {"e": f"550 5.1.1 <{EMAIL}>: no such mailbox", "r": EMAIL},
         )
     found = {}
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
         for role in EXPECTED:
             headers = (
                 {}

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
-from geo311.app import create_app
 from geo311.cli import app as geo311_cli
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
@@ -26,6 +25,7 @@ from tests.support import (
     move_work_order,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     read_version,
     staff_token,
     work_order_of,
@@ -37,7 +37,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
         yield c
 
 

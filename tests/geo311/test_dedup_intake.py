@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows, submit
+from tests.support import pooled_app
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
+    with TestClient(pooled_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
         yield c
 
 

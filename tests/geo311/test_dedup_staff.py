@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from geo311.app import create_app
 from geo311.kernel.auth import service as auth_service
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.geo311.dedup_support import execute, offset, one, quiet_point, rows
+from tests.support import pooled_app
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
+    with TestClient(pooled_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
         yield c
 
 

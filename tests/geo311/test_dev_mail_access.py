@@ -12,12 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.mailcatcher import MailCatcher, maildir_path
 from geo311.kernel.settings import DevMailSettings, Settings
 from tests.conftest import LiveServer
-from tests.support import free_port, notify_settings, staff_token
+from tests.support import free_port, notify_settings, pooled_app, staff_token
 
 SUBJECT = "Your report RQ-TEST was received"
 LOOPBACK = ("127.0.0.1", 50000)
@@ -51,7 +50,7 @@ def _get(
     client: tuple[str, int],
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    with TestClient(create_app(settings, db=db), client=client) as test_client:
+    with TestClient(pooled_app(settings, db=db), client=client) as test_client:
         response: httpx.Response = test_client.get("/dev/mail", headers=headers or {})
         return response
 

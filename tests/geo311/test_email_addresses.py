@@ -8,13 +8,19 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify import outbox
 from geo311.kernel.notify.addresses import sendable
 from geo311.kernel.notify.worker import BackgroundWorker
 from tests.geo311.open311_helpers import api_key, counts, ward_points
-from tests.support import notice_rows, notify_settings, smtp_sink, wait_until, ward_point
+from tests.support import (
+    notice_rows,
+    notify_settings,
+    pooled_app,
+    smtp_sink,
+    wait_until,
+    ward_point,
+)
 
 __all__ = ["api_key"]  # a fixture, used by name
 
@@ -36,7 +42,7 @@ def test_the_report_api_refuses_anything_but_one_address_and_stores_nothing(
 ) -> None:
     lon, lat = ward_point(demo_db)
     before = counts(demo_db)
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
         response = client.post(
             "/api/v1/reports",
             data={"category": "graffiti", "lat": str(lat), "lon": str(lon), "email": email},
@@ -53,7 +59,7 @@ def test_open311_refuses_a_smuggled_second_address(
 ) -> None:
     lat, lon = ward_points(demo_db)["2"]
     before = counts(demo_db)
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
         response = client.post(
             "/open311/v2/requests.json",
             data={
@@ -77,7 +83,7 @@ def test_the_address_is_stored_as_given_and_the_mail_goes_there_and_nowhere_else
     with smtp_sink() as sink:
         settings = notify_settings(tmp_path, sink.port)
         with (
-            TestClient(create_app(settings, db=demo_db)) as client,
+            TestClient(pooled_app(settings, db=demo_db)) as client,
             BackgroundWorker(settings, demo_db),
         ):
             response = client.post(

@@ -7,16 +7,15 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
-from tests.support import free_port, notify_settings, wait_until
+from tests.support import free_port, notify_settings, pooled_app, wait_until
 
 
 def test_healthz_is_ok_with_the_database_up_and_no_worker_expected(
     db: Database, tmp_path: Path
 ) -> None:
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=db)) as client:
         health = client.get("/healthz")
         ready = client.get("/readyz")
     assert health.status_code == 200
@@ -39,7 +38,7 @@ def test_a_registered_worker_that_stopped_heartbeating_makes_healthz_503(
                 "VALUES (now() - interval '2 minutes')"
             )
         )
-    with TestClient(create_app(settings, db=db)) as client:
+    with TestClient(pooled_app(settings, db=db)) as client:
         stale = client.get("/healthz")
         with db.session() as session:
             session.execute(text("UPDATE procrastinate_workers SET last_heartbeat = now()"))
@@ -57,7 +56,7 @@ def test_a_registered_worker_that_stopped_heartbeating_makes_healthz_503(
 def test_healthz_follows_the_in_process_worker(demo_db: Database, tmp_path: Path) -> None:
     settings = notify_settings(tmp_path, free_port())
     worker = BackgroundWorker(settings, demo_db)
-    with TestClient(create_app(settings, db=demo_db, worker=worker)) as client:
+    with TestClient(pooled_app(settings, db=demo_db, worker=worker)) as client:
         # Expected (it belongs to this process) but not started: unhealthy.
         before = client.get("/healthz")
         with worker:
@@ -71,7 +70,7 @@ def test_healthz_follows_the_in_process_worker(demo_db: Database, tmp_path: Path
 def test_readyz_is_503_until_the_schema_is_migrated(db: Database, tmp_path: Path) -> None:
     with db.session() as session:
         session.execute(text("UPDATE alembic_version SET version_num = '0001_initial_schema'"))
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=db)) as client:
         ready = client.get("/readyz")
     assert ready.status_code == 503
     migrations = ready.json()["checks"]["migrations"]
@@ -93,7 +92,7 @@ def test_with_the_database_unreachable_health_is_503_and_routes_answer_503_retry
     dead = _dead_database(tmp_path)
     settings = notify_settings(tmp_path, 1)
     try:
-        with TestClient(create_app(settings, db=dead)) as client:
+        with TestClient(pooled_app(settings, db=dead)) as client:
             health = client.get("/healthz")
             ready = client.get("/readyz")
             categories = client.get("/api/v1/categories")

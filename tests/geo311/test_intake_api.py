@@ -14,9 +14,9 @@ from PIL import Image
 from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import MediaSettings, Settings
+from tests.support import pooled_app
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 TABLES = ("reports", "incidents", "photos", "requesters")
@@ -34,7 +34,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(demo_db: Database, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 
@@ -288,7 +288,7 @@ def test_a_failed_transaction_removes_the_photo_files(
     monkeypatch.setattr(media_service, "stage_files", _stage_then_fail)
     name = sorted(PHOTO_WARDS)[0]
     before = _counts(demo_db)
-    client = TestClient(create_app(settings, db=demo_db), raise_server_exceptions=False)
+    client = TestClient(pooled_app(settings, db=demo_db), raise_server_exceptions=False)
     resp = client.post(
         "/api/v1/reports",
         data={"category": "pothole"},
@@ -350,7 +350,7 @@ def test_a_city_loaded_after_the_server_started_takes_reports(
 ) -> None:
     from fixtures.load import load_demo
 
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(pooled_app(settings, db=db)) as c:
         # No city yet: nothing to file the report in (and the miss is not remembered).
         early = c.post("/api/v1/reports", json={"category": "pothole", "lat": 0.0, "lon": 0.0})
         assert early.status_code == 404

@@ -10,12 +10,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.media.uploads import gate_for
 from geo311.kernel.settings import MediaSettings, Settings
 from tests.geo311.dedup_support import quiet_point
-from tests.support import jpeg
+from tests.support import jpeg, pooled_app
 
 
 def test_a_report_waiting_for_decode_memory_holds_no_connection(
@@ -28,7 +27,7 @@ def test_a_report_waiting_for_decode_memory_holds_no_connection(
     lon, lat = quiet_point(demo_db)
     answers: list[int] = []
 
-    with TestClient(create_app(settings, db=demo_db)) as client:
+    with TestClient(pooled_app(settings, db=demo_db)) as client:
 
         def post() -> None:
             resp = client.post(

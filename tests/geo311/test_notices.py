@@ -20,7 +20,6 @@ from PIL import Image
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify import outbox, signing
 from geo311.kernel.notify import runner as notify_runner
@@ -42,6 +41,7 @@ from tests.support import (
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     read_version,
     smtp_sink,
     staff_token,
@@ -75,7 +75,7 @@ def test_closing_an_incident_with_three_merged_reports_mails_each_reporter_once_
         with BackgroundWorker(settings, demo_db):
             assert wait_until(lambda: _all_sent(demo_db, "received", 3))
             sink.clear()
-            with TestClient(create_app(settings, db=demo_db)) as client:
+            with TestClient(pooled_app(settings, db=demo_db)) as client:
                 auth = {"Authorization": f"Bearer {crew}"}
                 response = client.post(
                     f"/api/v1/work-orders/{work_order_id}/complete",
@@ -142,7 +142,7 @@ def test_with_the_smtp_server_down_nothing_is_lost_and_each_notice_arrives_once_
     give_to_crew(demo_db, work_order_id, "streets")
     crew = staff_token(demo_db, "crew", crew="streets")
     with BackgroundWorker(settings, demo_db):
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        with TestClient(pooled_app(settings, db=demo_db)) as client:
             _complete(client, crew, work_order_id)
         # Every notice was tried more than once and is waiting for the next try.
         assert wait_until(
@@ -288,7 +288,7 @@ def test_not_fixed_from_the_closure_mail_reopens_the_incident_and_requeues_the_w
         dispatcher = {"Authorization": f"Bearer {staff_token(demo_db, 'dispatcher')}"}
         with (
             BackgroundWorker(settings, demo_db),
-            TestClient(create_app(settings, db=demo_db)) as client,
+            TestClient(pooled_app(settings, db=demo_db)) as client,
         ):
             _complete(client, crew, work_order_id)
             closure = _wait_mail(sink, "closed:")
@@ -348,7 +348,7 @@ def test_a_requester_who_opts_out_of_closure_notices_gets_none(
         work_order_id = work_order_of(demo_db, incident_id)
         with (
             BackgroundWorker(settings, demo_db),
-            TestClient(create_app(settings, db=demo_db)) as client,
+            TestClient(pooled_app(settings, db=demo_db)) as client,
         ):
             received = next(m for m in sink.wait_for(2) if str(m["To"]) == "quiet@example.org")
             preferences = _links(received)["preferences"]
@@ -425,7 +425,7 @@ def test_webhooks_are_signed_verifiably_and_retried_with_the_same_key(
         # The receiver listens on loopback: allowed here on purpose (test_webhook_targets.py).
         settings = notify_settings(tmp_path, 1, webhook_allow_private=True)
         admin = {"Authorization": f"Bearer {staff_token(demo_db, 'admin')}"}
-        with TestClient(create_app(settings, db=demo_db)) as client:
+        with TestClient(pooled_app(settings, db=demo_db)) as client:
             created = client.post(
                 "/api/v1/webhooks",
                 json={"url": receiver.url + "/geo311", "kinds": ["received", "closed"]},
@@ -468,7 +468,7 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
         with smtplib.SMTP("127.0.0.1", port) as smtp:
             smtp.send_message(message, to_addrs=["v@example.org"])
         # A browser on this machine (who else may read it: test_dev_mail_access.py).
-        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
+        with TestClient(pooled_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             listing = client.get("/dev/mail")
             assert listing.status_code == 200
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing.text
@@ -479,7 +479,7 @@ def test_the_dev_mail_page_lists_caught_mail_escaped(tmp_path: Path, demo_db: Da
             assert "&lt;img src=x onerror=alert(2)&gt;" in detail.text
             assert "<img src=x" not in detail.text
         off = notify_settings(tmp_path, port, dev_mail=DevMailSettings(enabled=False))
-        with TestClient(create_app(off, db=demo_db), client=("127.0.0.1", 50000)) as client:
+        with TestClient(pooled_app(off, db=demo_db), client=("127.0.0.1", 50000)) as client:
             assert client.get("/dev/mail").status_code == 404
     finally:
         catcher.stop()
@@ -527,7 +527,7 @@ def test_geo311_run_sends_the_demo_notices_to_its_mail_catcher_with_no_extra_ste
     with notify_runner.embedded(settings, demo_db) as banner:
         assert any("/dev/mail" in line for line in banner.lines)
         assert (settings.notify.smtp.host, settings.notify.smtp.port) == ("127.0.0.1", port)
-        with TestClient(create_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
+        with TestClient(pooled_app(settings, db=demo_db), client=("127.0.0.1", 50000)) as client:
             report = client.post(
                 "/api/v1/reports",
                 data={"category": "graffiti", "lat": lat, "lon": lon, "email": "eve@example.org"},

@@ -16,11 +16,11 @@ from georeport import GeoReport  # type: ignore[import-untyped]
 
 from fixtures.demo_attributes import ATTRIBUTES
 from fixtures.demo_city import PHOTO_WARDS
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.geo311.open311_helpers import BASE, PHOTOS, api_key, settings
 from tests.geo311.open311_shapes import check_xml, text_of
+from tests.support import pooled_app
 
 __all__ = ["api_key", "settings"]  # fixtures used by name below
 
@@ -37,7 +37,7 @@ def live_url(demo_db: Database, settings: Settings) -> Iterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(
             # Links point at this server: the public base URL is where it listens.
-            create_app(
+            pooled_app(
                 settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"}),
                 db=demo_db,
             ),

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.auth import accounts
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
@@ -25,6 +24,7 @@ from tests.support import (
     give_to_crew,
     move_work_order,
     open_incident_with_reporters,
+    pooled_app,
     read_version,
     staff_token,
     work_order_of,
@@ -43,7 +43,7 @@ def _settings(tmp_path: Path, **signin: Any) -> Settings:
 
 
 def _client(demo_db: Database, settings: Settings) -> TestClient:
-    return TestClient(create_app(settings, db=demo_db))
+    return TestClient(pooled_app(settings, db=demo_db))
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_the_cookie_is_secure_when_the_public_url_is_https(
 ) -> None:
     settings = _settings(tmp_path).model_copy(update={"public_base_url": "https://city.example"})
     add_user(demo_db, settings, "ada", "admin")
-    with TestClient(create_app(settings, db=demo_db), base_url="https://city.example") as client:
+    with TestClient(pooled_app(settings, db=demo_db), base_url="https://city.example") as client:
         signed = sign_in(client, "ada", headers={"Origin": "https://city.example"})
     assert signed.status_code == 303
     assert "Secure" in signed.headers["set-cookie"]

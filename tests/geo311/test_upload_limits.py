@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw
 from sqlalchemy import text
 
 from fixtures.demo_city import PHOTO_WARDS
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.errors import PayloadTooLarge
 from geo311.kernel.media import photos, uploads
 from geo311.kernel.settings import MediaSettings, Settings
+from tests.support import pooled_app
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 TABLES = ("reports", "incidents", "photos", "requesters")
@@ -66,7 +66,7 @@ def _pin(db: Database) -> dict[str, str]:
 
 
 def _client(demo_db: Database, settings: Settings) -> TestClient:
-    return TestClient(create_app(settings, db=demo_db))
+    return TestClient(pooled_app(settings, db=demo_db))
 
 
 @pytest.fixture

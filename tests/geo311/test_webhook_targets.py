@@ -8,7 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from tests.support import (
@@ -17,6 +16,7 @@ from tests.support import (
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     staff_token,
     wait_until,
 )
@@ -44,7 +44,7 @@ def test_a_webhook_to_a_private_address_is_refused_and_nothing_stored(
     demo_db: Database, tmp_path: Path, url: str
 ) -> None:
     admin = {"Authorization": f"Bearer {staff_token(demo_db, 'admin')}"}
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
         response = client.post("/api/v1/webhooks", json={"url": url}, headers=admin)
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["url"]
@@ -56,12 +56,12 @@ def test_a_public_address_is_accepted_and_private_ones_when_the_operator_allows_
     demo_db: Database, tmp_path: Path
 ) -> None:
     admin = {"Authorization": f"Bearer {staff_token(demo_db, 'admin')}"}
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as client:
         public = client.post(
             "/api/v1/webhooks", json={"url": "https://93.184.215.14/hook"}, headers=admin
         )
     allowed = notify_settings(tmp_path, 1, webhook_allow_private=True)
-    with TestClient(create_app(allowed, db=demo_db)) as client:
+    with TestClient(pooled_app(allowed, db=demo_db)) as client:
         private = client.post(
             "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=admin
         )
@@ -82,7 +82,7 @@ def test_a_webhook_whose_name_now_points_inside_is_not_called(
         # Registered while allowed (or while the name pointed outside) …
         allowed = notify_settings(tmp_path, 1, webhook_allow_private=True)
         url = receiver.url.replace("127.0.0.1", "localhost") + "/hook"
-        with TestClient(create_app(allowed, db=demo_db)) as client:
+        with TestClient(pooled_app(allowed, db=demo_db)) as client:
             created = client.post("/api/v1/webhooks", json={"url": url}, headers=admin)
             assert created.status_code == 201
         # … and sent by a worker that does not allow private targets: checked again.

@@ -26,7 +26,6 @@ import pytest
 import uvicorn
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
@@ -39,6 +38,7 @@ from tests.support import (
     free_port,
     notice_rows,
     notify_settings,
+    pooled_app,
     smtp_sink,
     wait_until,
     ward_point,
@@ -147,7 +147,7 @@ def serve(settings: Settings, db: Database, worker: BackgroundWorker) -> Server:
     settings.host, settings.port = "127.0.0.1", port
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, db=db, worker=worker),
+            pooled_app(settings, db=db, worker=worker),
             host="127.0.0.1",
             port=port,
             log_level="warning",

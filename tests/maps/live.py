@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
+from tests.support import APPS, pooled_app
 
 
 @contextmanager
@@ -28,9 +28,10 @@ def serve(db: Database, make_settings: Callable[[int], Settings]) -> Iterator[st
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
+    app = pooled_app(make_settings(port), db=db)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(make_settings(port), db=db),
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -50,6 +51,8 @@ def serve(db: Database, make_settings: Callable[[int], Settings]) -> Iterator[st
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if thread.is_alive():
+            APPS.discard(app)
 
 
 @dataclass

@@ -15,13 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import Point, shape
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.errors import ValidationFailed
 from geo311.kernel.settings import AnalyticsSettings, Settings
 from maps.analytics import hotspots, queries
 from tests.maps import history
-from tests.support import staff_token
+from tests.support import pooled_app, staff_token
 
 JAN = {"from": "2026-01-01", "to": "2026-01-31"}
 
@@ -34,7 +33,7 @@ def city(db: Database) -> history.City:
 @pytest.fixture
 def client(db: Database, city: history.City, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path, analytics=AnalyticsSettings(min_cases=5, hex_size_m=100))
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(pooled_app(settings, db=db)) as c:
         c.headers["Authorization"] = f"Bearer {staff_token(db, 'planner')}"
         yield c
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
-from tests.support import staff_token
+from tests.support import pooled_app, staff_token
 
 DAY_S = "2026-06-01"
 
@@ -21,7 +20,7 @@ DAY_S = "2026-06-01"
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
     settings = Settings(data_dir=tmp_path, jurisdiction="demo", routing=routing)
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 

@@ -13,13 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import RoutingSettings, Settings
 from tests.support import (
     give_to_crew,
     jpeg,
     open_incident_with_reporters,
+    pooled_app,
     read_version,
     staff_token,
     ward_point,
@@ -35,7 +35,7 @@ EVIL = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
+    with TestClient(pooled_app(Settings(data_dir=tmp_path), db=demo_db)) as c:
         yield c
 
 
@@ -222,7 +222,7 @@ def test_work_on_a_day_plan_shows_the_planned_day_on_its_scheduled_step(
 ) -> None:
     routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
     settings = Settings(data_dir=tmp_path, routing=routing)
-    with TestClient(create_app(settings, db=demo_db)) as client:
+    with TestClient(pooled_app(settings, db=demo_db)) as client:
         auth = {"Authorization": f"Bearer {staff_token(demo_db, 'dispatcher')}"}
         planned = client.post("/api/v1/plans?date=2026-06-01", headers=auth)
         assert planned.status_code == 200, planned.text

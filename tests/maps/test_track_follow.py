@@ -13,7 +13,6 @@ import lxml.html
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from tests.maps.test_track_api import tracking_of
@@ -22,6 +21,7 @@ from tests.support import (
     notice_rows,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     smtp_sink,
     wait_until,
 )
@@ -62,7 +62,7 @@ def test_following_needs_the_confirmation_link_and_subscribes_the_address_once(
         settings = notify_settings(tmp_path, sink.port)
         with (
             BackgroundWorker(settings, demo_db),
-            TestClient(create_app(settings, db=demo_db)) as client,
+            TestClient(pooled_app(settings, db=demo_db)) as client,
         ):
             assert wait_until(lambda: len(sink.messages()) == 1)  # ana's "received"
             sink.clear()
@@ -118,7 +118,7 @@ def test_bad_follow_requests_are_refused_and_store_nothing(
 ) -> None:
     incident_id = open_incident_with_reporters(demo_db, [{"email": "ana@example.org"}])
     tracking_id = tracking_of(demo_db, incident_id)
-    with TestClient(create_app(notify_settings(tmp_path, 9), db=demo_db)) as client:
+    with TestClient(pooled_app(notify_settings(tmp_path, 9), db=demo_db)) as client:
         before = len(notice_rows(demo_db))
         cases = [
             (tracking_id, {"email": "victim<attacker@evil.example>.com"}, 422, "email"),

@@ -17,14 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
 from geo311.kernel.settings import Settings
 from tests.maps.live import keep_shot, record, screenshot, serve
 from tests.maps.test_track_api import complete_as_crew, walk
 from tests.pages.test_map_page import PHONE, audit
-from tests.support import SmtpSink, body_text, notify_settings, smtp_sink, wait_until
+from tests.support import SmtpSink, body_text, notify_settings, pooled_app, smtp_sink, wait_until
 
 PHOTOS = Path(__file__).resolve().parents[2] / "fixtures" / "photos"
 GPS_PHOTO = "pothole_ward4.jpg"
@@ -163,7 +162,7 @@ def test_following_a_nearby_problem_joins_it_and_its_closure_mail_leads_to_track
         path = ["triaged", "assigned", "in_progress"]
         for step in path[path.index(status) + 1 if status in path else 0 :]:
             walk(demo_db, work_order, step)
-        with TestClient(create_app(live.settings, db=demo_db)) as client:
+        with TestClient(pooled_app(live.settings, db=demo_db)) as client:
             complete_as_crew(client, demo_db, work_order)
         mail = mail_to(live.sink, NEIGHBOUR, "closed")
         assert str(mail["Subject"]).startswith("Fixed: Pothole")

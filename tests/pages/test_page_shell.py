@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import MapsSettings, Settings
+from tests.support import pooled_app
 
 
 def _client(db: Database, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(pooled_app(settings, db=db)) as c:
         yield c
 
 

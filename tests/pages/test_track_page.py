@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import Settings
 from tests.maps.live import record, screenshot, serve
 from tests.maps.test_track_api import completed_incident
 from tests.pages.test_map_page import EVIL, PHONE, audit, open_map, show_marker
+from tests.support import pooled_app
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_a_completed_incident_on_a_phone_shows_its_timeline_and_after_photo_as_t
 ) -> None:
     # Completed through the API as a crew would, with an after-photo (same data dir as the
     # server, so the photo is served by it).
-    with TestClient(create_app(Settings(data_dir=tmp_path), db=demo_db)) as client:
+    with TestClient(pooled_app(Settings(data_dir=tmp_path), db=demo_db)) as client:
         tracking_id, _ = completed_incident(client, demo_db)
     with demo_db.session() as s:
         s.execute(

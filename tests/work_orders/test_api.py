@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.media.models import Photo
 from tests.support import (
@@ -23,6 +22,7 @@ from tests.support import (
     move_work_order,
     notify_settings,
     open_incident_with_reporters,
+    pooled_app,
     read_version,
     staff_token,
     ward_point,
@@ -35,7 +35,7 @@ from work_orders.models import AuditEvent, Incident, WorkOrder
 
 @pytest.fixture
 def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
+    with TestClient(pooled_app(notify_settings(tmp_path, 1), db=demo_db)) as c:
         yield c
 
 

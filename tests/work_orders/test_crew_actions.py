@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from geo311.app import create_app
 from geo311.kernel.database import Database
 from geo311.kernel.settings import MediaSettings, Settings
 from tests.support import (
@@ -20,6 +19,7 @@ from tests.support import (
     jpeg,
     move_work_order,
     open_incident_with_reporters,
+    pooled_app,
     staff_token,
     work_order_of,
 )
@@ -30,7 +30,7 @@ def client(demo_db: Database, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
         data_dir=tmp_path, jurisdiction="demo", media=MediaSettings(max_bytes=2_000_000)
     )
-    with TestClient(create_app(settings, db=demo_db)) as c:
+    with TestClient(pooled_app(settings, db=demo_db)) as c:
         yield c
 
 
