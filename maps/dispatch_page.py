@@ -62,6 +62,7 @@ _OPEN = ("new", "triaged", "assigned", "scheduled", "in_progress", "on_hold", "r
 # The words dispatch.js puts on the page.
 _SCRIPT_WORDS = (
     "dispatch.loading",
+    "dispatch.queue_layer",
     "dispatch.shown",
     "dispatch.failed",
     "dispatch.no_plan",

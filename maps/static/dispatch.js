@@ -29,6 +29,7 @@ const state = {
   markers: new Map(),
   tool: null, // "box" | "lasso" | null
   preview: null, // {body, answer}
+  queueOnMap: true, // the queue's layer, switched in the map's layer control
 };
 const routeLayer = L.layerGroup().addTo(map);
 const BUBBLE_MAX_PX = cluster.options.maxClusterRadius;
@@ -60,6 +61,18 @@ cluster.options.iconCreateFunction = (group) => {
   return L.divIcon({ html, className: "crew-cluster-icon", iconSize: L.point(size, size) });
 };
 const previewLayer = L.layerGroup().addTo(map);
+// The queue (work waiting for a crew) is a layer of its own that the dispatcher switches off
+// to see the crews' work alone. Its markers stay in the one cluster, so crowded places still
+// make one bubble; the layer control's box adds or drops them there. The queue's list stays.
+const queueLayer = L.layerGroup().addTo(map);
+L.control.layers(null, { [words["dispatch.queue_layer"]]: queueLayer }, { collapsed: false }).addTo(map);
+map.on("overlayadd overlayremove", (event) => {
+  if (event.layer !== queueLayer) return;
+  state.queueOnMap = event.type === "overlayadd";
+  draw();
+});
+// On the map: shown by the filters, and the queue only while its layer is on.
+const onMap = (job, f) => visible(job, f) && (Boolean(job.crew) || state.queueOnMap);
 // Window hooks for the browser tests and the bench: the board as drawn, and when.
 window.dispatchPage = { state, drawnAt: 0, loads: 0 };
 
@@ -320,7 +333,7 @@ function redrawChanged(changed, crews) {
   for (const id of changed) {
     const job = jobById(id);
     const m = state.markers.get(id);
-    if (job && isShown(job)) {
+    if (job && onMap(job, f)) {
       if (m) { m.setIcon(icon(job)); m.options.title = label(job); restyled.push(m); }
       else { const fresh = marker(job); state.markers.set(id, fresh); adds.push(fresh); }
     } else if (m) { cluster.removeLayer(m); state.markers.delete(id); }
@@ -388,7 +401,7 @@ function draw() {
   state.markers.clear();
   const markers = [];
   for (const job of state.board.jobs) {
-    if (!shown.has(job.id)) continue;
+    if (!shown.has(job.id) || !onMap(job, f)) continue;
     const m = marker(job);
     state.markers.set(job.id, m);
     markers.push(m);
@@ -609,7 +622,7 @@ function select(id, add) {
 function selectWhere(test) {
   const f = filters();
   for (const job of state.board.jobs) {
-    if (visible(job, f) && test(L.latLng(job.lat, job.lon))) state.selected.add(job.id);
+    if (onMap(job, f) && test(L.latLng(job.lat, job.lon))) state.selected.add(job.id);
   }
   drawSelection();
 }
@@ -839,6 +852,9 @@ async function replanCrews(crews) {
 // --- a job's popup ----------------------------------------------------------------------------
 
 function openPopup(id) {
+  // A queued job asked for (its row double-clicked) while the queue's layer is off: on again.
+  const wanted = jobById(id);
+  if (wanted && !wanted.crew && !state.queueOnMap && visible(wanted, filters())) map.addLayer(queueLayer);
   const m = state.markers.get(id);
   if (!m) return;
   // markercluster's callback waits for the zoom animation's end, which a busy browser can

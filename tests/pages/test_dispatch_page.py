@@ -841,3 +841,44 @@ def test_keys_alone_send_a_job_back_to_the_queue_with_focus_shown(desk: Desk) ->
         assert all(job not in _route_ids(plan, r["crew"]) for r in plan["routes"])
         queued = next(j for j in desk.board()["jobs"] if j["id"] == job)
         assert (queued["crew"], queued["queued"]) == (None, "dispatcher")
+
+
+def test_the_queue_is_a_map_layer_of_its_own_that_the_dispatcher_can_switch_off(
+    desk: Desk,
+) -> None:
+    queued_id = desk.route("lighting")[0]
+    body = {
+        "plan_version": desk.plan["version"],
+        "work_order_ids": [queued_id],
+        "to_crew": None,
+        "reason": "waiting for a lift truck",
+    }
+    r = httpx.post(
+        f"{desk.url}/api/v1/plans/{DAY}/moves", json=body, headers=desk.bearer(), timeout=60
+    )
+    assert r.status_code == 200, r.text
+    # [jobs waiting in the queue, of them with a marker, all markers] as the page has them.
+    count = """() => {
+        const s = window.dispatchPage.state;
+        const queued = s.board.jobs.filter((j) => !j.crew);
+        return [queued.length, queued.filter((j) => s.markers.has(j.id)).length, s.markers.size];
+    }"""
+    with desk.page() as (page, _):
+        queued, queued_on_map, markers = page.evaluate(count)
+        assert queued >= 1
+        assert queued_on_map == queued
+        rows = page.locator("#queue-list li.job").count()
+        assert rows == queued
+        layer = page.get_by_label("Queue on the map")
+        assert layer.is_checked()
+        layer.uncheck()
+        wait_for(lambda: page.evaluate(count)[1] == 0, what="the queue's markers gone")
+        # The crews' work stays on the map, and the queue's list stays beside it.
+        assert page.evaluate(count)[2] == markers - queued
+        assert page.locator("#queue-list li.job").count() == rows
+        desk.shot(page, "dispatch-queue-layer-off")
+        # Asking for a queued job's popup from its row turns the layer on again.
+        page.locator(f'#queue-list button.job-line[data-job="{queued_id}"]').dblclick()
+        page.locator(".leaflet-popup .dispatch-popup").wait_for(timeout=15_000)
+        assert layer.is_checked()
+        assert page.evaluate(count)[1] == queued
