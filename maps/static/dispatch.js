@@ -65,7 +65,7 @@ const previewLayer = L.layerGroup().addTo(map);
 // to see the crews' work alone. Its markers stay in the one cluster, so crowded places still
 // make one bubble; the layer control's box adds or drops them there. The queue's list stays.
 const queueLayer = L.layerGroup().addTo(map);
-L.control.layers(null, { [words["dispatch.queue_layer"]]: queueLayer }, { collapsed: false }).addTo(map);
+L.control.layers(null, { [words["dispatch.queue_layer"]]: queueLayer }, { collapsed: false, position: "topleft" }).addTo(map);
 map.on("overlayadd overlayremove", (event) => {
   if (event.layer !== queueLayer) return;
   state.queueOnMap = event.type === "overlayadd";

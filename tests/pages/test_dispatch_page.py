@@ -882,3 +882,46 @@ def test_the_queue_is_a_map_layer_of_its_own_that_the_dispatcher_can_switch_off(
         page.locator(".leaflet-popup .dispatch-popup").wait_for(timeout=15_000)
         assert layer.is_checked()
         assert page.evaluate(count)[1] == queued
+
+
+def test_shift_click_adds_to_the_selection_and_the_popup_locks_a_stop_and_holds_a_job(
+    desk: Desk,
+) -> None:
+    first, second, third = desk.route("streets")[:3]
+
+    def row(job: int) -> Any:
+        return page.locator(f'#crew-list button.job-line[data-job="{job}"]')
+
+    def stop(job: int) -> dict[str, Any]:
+        plan = desk.current_plan()
+        return next(s for r in plan["routes"] for s in r["stops"] if s["work_order_id"] == job)
+
+    with desk.page() as (page, _):
+        row(first).click()
+        row(second).click(modifiers=["Shift"])
+        assert page.locator("#selection-count").inner_text() == "2 selected"
+        assert row(first).get_attribute("aria-pressed") == "true"
+        assert row(second).get_attribute("aria-pressed") == "true"
+        row(first).click(modifiers=["Shift"])  # shift-click again takes it out
+        assert page.locator("#selection-count").inner_text() == "1 selected"
+        assert row(first).get_attribute("aria-pressed") == "false"
+        # Lock a stop in place from its popup: the plan says so, the popup offers the unlock.
+        assert not stop(first)["locked"]
+        open_popup(page, first).get_by_role("button", name="Lock in place").click()
+        page.locator(".leaflet-popup .dispatch-popup").get_by_role(
+            "button", name="Unlock"
+        ).wait_for(timeout=20_000)
+        assert stop(first)["locked"]
+        page.locator(".leaflet-popup-close-button").click()
+        page.locator(".leaflet-popup").wait_for(state="detached", timeout=10_000)
+        # Put another job on hold with a reason: the work order is on hold, the popup offers
+        # to resume it.
+        popup = open_popup(page, third)
+        popup.get_by_label("Why on hold").fill("waiting for the gas company")
+        popup.get_by_role("button", name="Put on hold").click()
+        page.locator(".leaflet-popup .dispatch-popup").get_by_role(
+            "button", name="Resume"
+        ).wait_for(timeout=20_000)
+        held = next(j for j in desk.board()["jobs"] if j["id"] == third)
+        assert held["status"] == "on_hold"
+        desk.shot(page, "dispatch-held")
