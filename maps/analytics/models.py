@@ -59,7 +59,22 @@ ANSWER_EVENTS = Index(
 )
 
 
-class DayCounts(Base):
+class _Sums:
+    """The settled counts a day row holds and a month row sums (the same columns in both)."""
+
+    reports: Mapped[int] = mapped_column(Integer, server_default="0")
+    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
+    incidents: Mapped[int] = mapped_column(Integer, server_default="0")
+    closed: Mapped[int] = mapped_column(Integer, server_default="0")
+    decided: Mapped[int] = mapped_column(Integer, server_default="0")
+    breached: Mapped[int] = mapped_column(Integer, server_default="0")
+    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_yes: Mapped[int] = mapped_column(Integer, server_default="0")
+    fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class DayCounts(_Sums, Base):
     """What the ward table adds up, per local day, ward and category, as settled: reports by
     the day received, incidents by the day opened; the SLA counts of work whose clock has
     stopped (resolved or on hold). Work still running and the backlog are counted live."""
@@ -73,16 +88,6 @@ class DayCounts(Base):
     # 0: no ward (a case outside every ward); ids start at 1.
     ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
     category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reports: Mapped[int] = mapped_column(Integer, server_default="0")
-    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
-    incidents: Mapped[int] = mapped_column(Integer, server_default="0")
-    closed: Mapped[int] = mapped_column(Integer, server_default="0")
-    decided: Mapped[int] = mapped_column(Integer, server_default="0")
-    breached: Mapped[int] = mapped_column(Integer, server_default="0")
-    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
-    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
-    fixed_yes: Mapped[int] = mapped_column(Integer, server_default="0")
-    fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class Case(Base):
@@ -167,7 +172,7 @@ class BuiltDay(Base):
     built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class MonthCounts(Base):
+class MonthCounts(_Sums, Base):
     """The sums of ``analytics_day_counts`` over each local month (the days of it built so
     far): a period's whole months are read here, a row per ward and category instead of one
     per day. Recomputed whenever a day of the month is rebuilt."""
@@ -181,16 +186,6 @@ class MonthCounts(Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     ward_key: Mapped[int] = mapped_column(Integer, primary_key=True)
     category_code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reports: Mapped[int] = mapped_column(Integer, server_default="0")
-    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
-    incidents: Mapped[int] = mapped_column(Integer, server_default="0")
-    closed: Mapped[int] = mapped_column(Integer, server_default="0")
-    decided: Mapped[int] = mapped_column(Integer, server_default="0")
-    breached: Mapped[int] = mapped_column(Integer, server_default="0")
-    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
-    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
-    fixed_yes: Mapped[int] = mapped_column(Integer, server_default="0")
-    fixed_no: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class MonthClose(Base):

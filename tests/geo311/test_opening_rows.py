@@ -40,11 +40,10 @@ def _due_of(db: Database, external_or_tracking_id: str) -> datetime:
     return due
 
 
-def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the_same_time(
-    demo_db: Database, tmp_path: Path
-) -> None:
-    jid = jurisdiction_id(demo_db)
-    with demo_db.session() as session:
+def pothole_on_a_works_calendar(db: Database) -> float:
+    """Put potholes on a works depot's weekday 8–17 calendar; return their SLA in hours."""
+    jid = jurisdiction_id(db)
+    with db.session() as session:
         category_service.put_calendar(
             session,
             jurisdiction_id=jid,
@@ -57,21 +56,21 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
         category_service.set_category_calendar(
             session, jurisdiction_id=jid, category_code="pothole", calendar_code="works"
         )
-    sla_hours = float(
-        one(demo_db, "SELECT sla_hours FROM service_categories WHERE code = 'pothole'")
-    )
-    imported_at, reported_at = quiet_point(demo_db, nth=0), quiet_point(demo_db, nth=1)
+    return float(one(db, "SELECT sla_hours FROM service_categories WHERE code = 'pothole'"))
 
+
+def import_a_pothole(db: Database, tmp_path: Path, at: tuple[float, float]) -> None:
+    """Import one pothole report, ``HIST-1``, made at ``FRIDAY_4PM`` at ``at`` (lon, lat)."""
     export = tmp_path / "export.csv"
     with export.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["id", "time", "category", "lat", "lon"])
-        out.writerow(["HIST-1", "2026-07-03 16:00:00", "pothole", imported_at[1], imported_at[0]])
-    with demo_db.session() as session:
+        out.writerow(["HIST-1", "2026-07-03 16:00:00", "pothole", at[1], at[0]])
+    with db.session() as session:
         jurisdiction = layers_service.get_jurisdiction(session, "demo")
         assert jurisdiction is not None
     importer.import_reports(
-        demo_db,
+        db,
         jurisdiction=jurisdiction,
         path=export,
         mapping=importer.ImportMapping.model_validate(
@@ -80,15 +79,18 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
         settings=DedupSettings(),
     )
 
+
+def report_a_pothole(db: Database, tmp_path: Path, at: tuple[float, float]) -> str:
+    """Report a pothole through intake at ``FRIDAY_4PM`` at ``at``; return its tracking id."""
     draft = intake_service.parse_report_form(
-        {"category": "pothole", "lon": str(reported_at[0]), "lat": str(reported_at[1])},
+        {"category": "pothole", "lon": str(at[0]), "lat": str(at[1])},
         channel="api",
         settings=IntakeSettings(),
     )
-    with demo_db.sessions() as session:
+    with db.sessions() as session:
         submitted = submit_report.submit(
             session,
-            jurisdiction_id=jid,
+            jurisdiction_id=jurisdiction_id(db),
             jurisdiction_slug="demo",
             draft=draft,
             photo=None,
@@ -98,6 +100,16 @@ def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the
         )
         tracking_id = submitted.report.tracking_id
         session.commit()
+    return tracking_id
+
+
+def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the_same_time(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    sla_hours = pothole_on_a_works_calendar(demo_db)
+    imported_at, reported_at = quiet_point(demo_db, nth=0), quiet_point(demo_db, nth=1)
+    import_a_pothole(demo_db, tmp_path, imported_at)
+    tracking_id = report_a_pothole(demo_db, tmp_path, reported_at)
 
     imported_due, api_due = _due_of(demo_db, "HIST-1"), _due_of(demo_db, tracking_id)
     assert imported_due == api_due
