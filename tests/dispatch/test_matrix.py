@@ -59,6 +59,19 @@ def _jid(db: Database, slug: str = "roads") -> int:
         return layers_service.create_jurisdiction(session, slug=slug, name=slug).id
 
 
+def _demo_network(db: Database) -> int:
+    """A new jurisdiction with the demo city's street grid loaded as its road network."""
+    jid = _jid(db)
+    with db.session() as session:
+        roads.load_network(
+            session,
+            jurisdiction_id=jid,
+            network=build_network(demo_road_lines(generate())),
+            source="grid",
+        )
+    return jid
+
+
 def _demo_points(n: int, seed: int) -> list[tuple[float, float]]:
     """Return n points scattered over the demo city, off the street lines."""
     rng = random.Random(seed)
@@ -95,14 +108,7 @@ def test_demo_grid_loads_and_road_times_are_never_shorter_than_straight(db: Data
 
 
 def test_points_on_one_block_are_reached_along_it(db: Database) -> None:
-    jid = _jid(db)
-    with db.session() as session:
-        roads.load_network(
-            session,
-            jurisdiction_id=jid,
-            network=build_network(demo_road_lines(generate())),
-            source="grid",
-        )
+    jid = _demo_network(db)
     # Two points 5 m off Elm St, 60 m apart along it, mid-block: the trip is ~60 m, not a
     # detour round the block.
     a = to_lonlat(-2800 + 20, -1900 + 5)
@@ -121,14 +127,7 @@ def _length_m(coords: list[tuple[float, float]]) -> float:
 
 
 def test_route_lines_follow_the_streets(db: Database) -> None:
-    jid = _jid(db)
-    with db.session() as session:
-        roads.load_network(
-            session,
-            jurisdiction_id=jid,
-            network=build_network(demo_road_lines(generate())),
-            source="grid",
-        )
+    jid = _demo_network(db)
     # Mid-block points 8 m off the kerb line: west on Elm St, then north-east on Oak St.
     a = to_lonlat(-2750, -1900 + 8)
     b = to_lonlat(-1250, -1700 - 8)
@@ -162,14 +161,7 @@ def test_route_lines_follow_the_streets(db: Database) -> None:
 def test_a_day_of_route_lines_drawn_together_is_each_route_drawn_alone(db: Database) -> None:
     """A day plan draws all its crews' lines in one search: each is the line its route gets
     drawn alone, though the routes cross and stop on one another's blocks."""
-    jid = _jid(db)
-    with db.session() as session:
-        roads.load_network(
-            session,
-            jurisdiction_id=jid,
-            network=build_network(demo_road_lines(generate())),
-            source="grid",
-        )
+    jid = _demo_network(db)
     rng = random.Random(7)
     places = _demo_points(40, seed=5)
     paths = [rng.sample(places, rng.randint(2, 9)) for _ in range(8)]
@@ -201,14 +193,7 @@ def test_route_lines_after_the_matrix_follow_its_paths_without_a_new_search(
 ) -> None:
     """A day plan's lines are drawn right after its matrix: they walk the paths the matrix
     measured (no second search of the network), the lines a search of their own would draw."""
-    jid = _jid(db)
-    with db.session() as session:
-        roads.load_network(
-            session,
-            jurisdiction_id=jid,
-            network=build_network(demo_road_lines(generate())),
-            source="grid",
-        )
+    jid = _demo_network(db)
     places = _demo_points(30, seed=9)
     rng = random.Random(4)
     paths = [rng.sample(places, rng.randint(2, 8)) for _ in range(6)]
