@@ -855,20 +855,33 @@ function openPopup(id) {
   // A queued job asked for (its row double-clicked) while the queue's layer is off: on again.
   const wanted = jobById(id);
   if (wanted && !wanted.crew && !state.queueOnMap && visible(wanted, filters())) map.addLayer(queueLayer);
-  const m = state.markers.get(id);
-  if (!m) return;
+  if (!state.markers.has(id)) return;
   // markercluster's callback waits for the zoom animation's end, which a busy browser can
-  // drop: after a moment go there without animation.
+  // drop: after a moment go there without animation, and keep trying for a while — the
+  // marker may still sit in a cluster, or a redraw may have replaced it meanwhile.
   let done = false;
-  const open = () => { if (!done) { done = true; m.openPopup(); } };
-  cluster.zoomToShowLayer(m, open);
-  setTimeout(() => {
-    if (done) return;
-    map.setView(m.getLatLng(), map.getMaxZoom(), { animate: false });
-    const parent = cluster.getVisibleParent(m);
-    if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
-    setTimeout(open, 300);
-  }, 2500);
+  const open = () => {
+    const m = state.markers.get(id);
+    if (done || !m?._map) return;
+    done = true;
+    m.openPopup();
+  };
+  cluster.zoomToShowLayer(state.markers.get(id), open);
+  const started = Date.now();
+  const retry = () => {
+    const m = state.markers.get(id);
+    if (done || !m || Date.now() - started > 10000) return;
+    if (Date.now() - started > 2500) {
+      if (!m._map) {
+        map.setView(m.getLatLng(), map.getMaxZoom(), { animate: false });
+        const parent = cluster.getVisibleParent(m);
+        if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
+      }
+      open();
+    }
+    setTimeout(retry, 300);
+  };
+  setTimeout(retry, 300);
 }
 window.dispatchPage.openPopup = openPopup;
 
