@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,6 @@ from dispatch.models import CategoryServiceTime, QueuedWorkOrder
 from geo311.kernel.settings import RoutingSettings
 from layers.models import Asset, Ward
 from work_orders import audit, lifecycle, lookups, queries, transitions
-from work_orders.errors import IllegalTransition, StaleVersion
 from work_orders.models import Incident, ServiceCategory, WorkOrder
 from work_orders.opening import CrewPick, NewWork
 
@@ -341,11 +341,10 @@ def assign_work_order(
 def _decide(
     session: Session, ctx: _Context, *, work_order: WorkOrder, job: rules.JobFacts, actor: str
 ) -> rules.Choice:
-    last_day = max(d for d in (job.due_on, ctx.today) if d is not None)
     load = crew_load_s(
         session,
         jurisdiction_id=ctx.jurisdiction_id,
-        due_before=datetime.combine(last_day + timedelta(days=1), time(), tzinfo=ctx.zone),
+        due_before=_due_before(ctx, job),
         default_service_s=ctx.default_service_s,
         exclude_work_order_id=work_order.id,
     )
@@ -355,6 +354,13 @@ def _decide(
     else:
         _queue(session, work_order, choice, actor)
     return choice
+
+
+def _due_before(ctx: _Context, job: rules.JobFacts) -> datetime:
+    """Return the end of the job's due day (of today, for overdue work): the crews' load that
+    counts for it is their work due before then."""
+    last_day = max(d for d in (job.due_on, ctx.today) if d is not None)
+    return datetime.combine(last_day + timedelta(days=1), time(), tzinfo=ctx.zone)
 
 
 def _give(
@@ -533,20 +539,69 @@ def assign_queued(
         )
     )
     summary = AssignSummary()
-    assigned: Counter[str] = Counter()
-    for facts in _waiting(session, jurisdiction_id, ctx):
+    waiting = _waiting(session, jurisdiction_id, ctx)
+    # Decide every job first, in pure code: most urgent first, each crew's load counting the
+    # work given earlier in this run (the jobs come in due order, so all of it is due before).
+    booked = _Booked.read(session, ctx)
+    given: dict[int, tuple[rules.Choice, dict[int, float]]] = {}
+    for facts in waiting:
         summary.examined += 1
+        load = booked.load_s(_due_before(ctx, facts.job))
+        choice = rules.choose_crew(facts.job, ctx.crews, ctx.rule_set, load_s=load)
+        if choice.crew_id is not None:
+            given[facts.work_order_id] = (choice, load)
+            booked.add(choice.crew_id, facts.service_s)
+            continue
         work_order = session.get(WorkOrder, (jurisdiction_id, facts.work_order_id))
-        if work_order is None:
-            continue
-        try:
-            with session.begin_nested():
-                choice = _decide(session, ctx, work_order=work_order, job=facts.job, actor=actor)
-        except (IllegalTransition, StaleVersion):
-            summary.skipped += 1
-            continue
-        if choice.crew_code is not None:
-            assigned[choice.crew_code] += 1
+        if work_order is not None:
+            _queue(session, work_order, choice, actor)
+    # Then write the crews given in a handful of statements, each work order locked and
+    # checked as it is now: one that someone else moved or gave a crew meanwhile is skipped.
+    moved: set[int] = set()
+
+    def steps(work_order: WorkOrder) -> list[str]:
+        if work_order.crew_id is not None or work_order.status not in ASSIGNABLE:
+            return []
+        work_order.crew_id = given[work_order.id][0].crew_id
+        moved.add(work_order.id)
+        return ["assigned"]
+
+    transitions.transition_many(
+        session,
+        jurisdiction_id=jurisdiction_id,
+        work_order_ids=list(given),
+        steps=steps,
+        actor=actor,
+        now=ctx.now,
+    )
+    summary.skipped = len(given) - len(moved)
+    assigned: Counter[str] = Counter()
+    events = []
+    for work_order_id in sorted(moved):
+        choice, load = given[work_order_id]
+        assert choice.crew_code is not None
+        assigned[choice.crew_code] += 1
+        # Staff-only: the status change is public, the reasoning is not.
+        events.append(
+            audit.pending(
+                session,
+                jurisdiction_id=jurisdiction_id,
+                entity="work_order",
+                entity_id=work_order_id,
+                action="crew_assigned",
+                actor=actor,
+                data=_reasoning(choice, load),
+            )
+        )
+    audit.write_many(session, jurisdiction_id=jurisdiction_id, events=events)
+    if moved:
+        session.execute(
+            delete(QueuedWorkOrder).where(
+                QueuedWorkOrder.jurisdiction_id == jurisdiction_id,
+                QueuedWorkOrder.work_order_id.in_(sorted(moved)),
+            )
+        )
+    session.flush()
     summary.assigned = dict(sorted(assigned.items()))
     summary.queued = queue_counts(session, jurisdiction_id=jurisdiction_id)
     return summary
@@ -583,6 +638,58 @@ def _with_place(query: _Query) -> _Query:
 class _Waiting:
     work_order_id: int
     job: rules.JobFacts
+    service_s: float  # on site: the category's service time, else the routing default
+
+
+@dataclass
+class _Booked:
+    """Each crew's open work (not on hold) by due time, as :func:`crew_load_s` counts it, read
+    once for a run of :func:`assign_queued`, plus the work that run gives."""
+
+    due: dict[int, list[datetime]]  # crew id → due times, ascending
+    total: dict[int, list[float]]  # crew id → seconds on site due up to and including each
+    added: dict[int, float] = field(default_factory=dict)  # crew id → seconds given
+
+    @classmethod
+    def read(cls, session: Session, ctx: _Context) -> _Booked:
+        query = _load_query(
+            jurisdiction_id=ctx.jurisdiction_id,
+            due_before=datetime.max.replace(tzinfo=UTC),
+            default_service_s=ctx.default_service_s,
+            exclude_work_order_id=None,
+        )
+        rows = session.execute(
+            query.with_only_columns(
+                WorkOrder.crew_id,
+                WorkOrder.due_at,
+                func.coalesce(CategoryServiceTime.service_s, ctx.default_service_s),
+            )
+            .group_by(None)
+            .order_by(WorkOrder.crew_id, WorkOrder.due_at)
+        ).all()
+        due: dict[int, list[datetime]] = {}
+        total: dict[int, list[float]] = {}
+        for crew_id, due_at, service_s in rows:
+            if crew_id is None:  # never: the query reads only work with a crew
+                continue
+            sums = total.setdefault(crew_id, [])
+            due.setdefault(crew_id, []).append(due_at)
+            sums.append((sums[-1] if sums else 0.0) + float(service_s))
+        return cls(due=due, total=total)
+
+    def load_s(self, due_before: datetime) -> dict[int, float]:
+        """Return crew id → seconds on site of its work due before ``due_before``."""
+        load: dict[int, float] = {}
+        for crew_id, times in self.due.items():
+            n = bisect_left(times, due_before)
+            if n:
+                load[crew_id] = self.total[crew_id][n - 1]
+        for crew_id, seconds in self.added.items():
+            load[crew_id] = load.get(crew_id, 0.0) + seconds
+        return load
+
+    def add(self, crew_id: int, service_s: float) -> None:
+        self.added[crew_id] = self.added.get(crew_id, 0.0) + service_s
 
 
 def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Waiting]:
@@ -598,11 +705,21 @@ def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Wai
                 Incident.category_code,
                 func.coalesce(Asset.asset_type, ServiceCategory.asset_type).label("asset_type"),
                 Ward.code.label("ward_code"),
+                func.coalesce(CategoryServiceTime.service_s, ctx.default_service_s).label(
+                    "service_s"
+                ),
             )
         )
         .outerjoin(
             Asset,
             and_(Asset.jurisdiction_id == Incident.jurisdiction_id, Asset.id == Incident.asset_id),
+        )
+        .outerjoin(
+            CategoryServiceTime,
+            and_(
+                CategoryServiceTime.jurisdiction_id == Incident.jurisdiction_id,
+                CategoryServiceTime.category_code == Incident.category_code,
+            ),
         )
         .outerjoin(QueuedWorkOrder, queued)
         .where(
@@ -627,6 +744,7 @@ def _waiting(session: Session, jurisdiction_id: int, ctx: _Context) -> list[_Wai
                 today=ctx.today,
                 past_due=row.due_at <= ctx.now,
             ),
+            service_s=float(row.service_s),
         )
         for row in rows
     ]

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import typer
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from dispatch import assignment
 from dispatch import service as dispatch_service
@@ -404,6 +404,42 @@ def test_the_backlog_with_no_crew_is_picked_up_and_a_dispatchers_choice_is_left_
         "waiting for the bridge permit",
         "dispatcher:ana",
     )
+
+
+def test_a_backlog_run_weighs_the_work_it_has_just_given_and_its_statements_stay_few(
+    client: TestClient, demo_db: Database, headers: dict[str, dict[str, str]]
+) -> None:
+    # An idle second paving crew: were the work given earlier in the run not counted, it
+    # would stay the least loaded and take every paving job of the backlog.
+    _new_crew(client, headers["admin"], "streets", "streets-2")
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(demo_db.engine, "before_cursor_execute", count)
+    try:
+        resp = client.post("/api/v1/dispatch/queue/assign", headers=headers["dispatcher"])
+    finally:
+        event.remove(demo_db.engine, "before_cursor_execute", count)
+    assert resp.status_code == 200, resp.text
+    summary = resp.json()
+    assert summary["examined"] > 100  # the demo history's open work that no rule ever saw
+    assert summary["assigned"]["streets"] > 0
+    assert summary["assigned"]["streets-2"] > 0
+    # Each job given has its public status change and the rules' reasoning, in that order.
+    with demo_db.session() as s:
+        actions = s.execute(
+            text(
+                "SELECT entity_id, array_agg(action ORDER BY id) FROM audit_events "
+                "WHERE entity = 'work_order' AND actor = :actor GROUP BY entity_id"
+            ),
+            {"actor": "dispatch:rules (run by dispatcher:dispatcher-1)"},
+        ).all()
+    assert len(actions) == sum(summary["assigned"].values())
+    assert {tuple(a[-2:]) for _, a in actions} == {("transition", "crew_assigned")}
+    # A few statements for the whole backlog, not a dozen per job: the dispatcher waits on it.
+    assert len(statements) < 40, len(statements)
 
 
 def test_the_queue_is_most_urgent_first(

@@ -155,10 +155,14 @@ def test_the_asset_snap_reads_only_the_assets_near_the_report(demo_db: Database)
         asset_type, lon, lat, of_type = session.execute(
             text(
                 "SELECT a.asset_type, ST_X(a.geom), ST_Y(a.geom), "
-                "(SELECT count(*) FROM assets x WHERE x.asset_type = a.asset_type) "
-                "FROM assets a JOIN service_categories c ON c.asset_type = a.asset_type "
-                "WHERE c.code = 'streetlight_out' ORDER BY a.id LIMIT 1"
-            )
+                "(SELECT count(*) FROM assets x WHERE x.jurisdiction_id = :jid "
+                "AND x.asset_type = a.asset_type) "
+                "FROM assets a JOIN service_categories c ON c.jurisdiction_id = a.jurisdiction_id "
+                "AND c.asset_type = a.asset_type "
+                "WHERE a.jurisdiction_id = :jid AND c.code = 'streetlight_out' "
+                "ORDER BY a.id LIMIT 1"
+            ),
+            {"jid": jid},
         ).one()
     assert of_type > 100  # enough assets that reading them all would show
     compiled = intake_service._resolve_statement(placed=True, contact=False).compile(
