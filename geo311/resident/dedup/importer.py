@@ -78,6 +78,7 @@ from geo311.resident.dedup.importing.write import (
     Batch,
     apply_changes,
     hold_for_bulk,
+    rebuild_indexes,
     restore_constraints,
     write_batches,
 )
@@ -256,6 +257,9 @@ def import_reports(
                     at.astimezone(tz).date() for at in replay.unclosed
                 }
             if held is not None:
+                t = time.perf_counter()
+                rebuild_indexes(writer, held)
+                summary.phases_s["indexes"] = time.perf_counter() - t
                 t = time.perf_counter()
                 restore_constraints(writer, held)
                 summary.phases_s["constraints"] = time.perf_counter() - t
