@@ -19,7 +19,8 @@ Memory stays flat whatever the file's size:
    10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
    Incidents and reports are written with COPY by a writer thread on its own connection. A
    bulk load (a large first import, or ``bulk=True``) drops the two tables' foreign keys for
-   the load and adds them back, checked once over the table, before it commits;
+   the load and adds them back, checked once over the table, before it commits; into empty
+   tables it also drops their secondary indexes and builds each again once, at the end;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
    the id of the row it was matched to, the decision, the signals and the ward.
 
