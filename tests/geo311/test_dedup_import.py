@@ -236,3 +236,37 @@ def test_an_imported_row_joins_an_incident_already_stored(
         one(demo_db, "SELECT count(*) FROM reports WHERE incident_id = :i", i=stored.incident_id)
         == 2
     )
+
+
+def test_the_reopen_window_counts_real_hours_across_a_dst_change(
+    cli: typer.Typer, demo_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server whose sessions run in a time zone with DST (as many do): the importer's own
+    # reading of times must not make the night clocks go back an hour shorter.
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    execute(
+        demo_db,
+        "UPDATE service_categories SET dedup_reopen_window_h = 24 WHERE code = 'pothole'",
+    )
+    lon, lat = quiet_point(demo_db, nth=3)
+    near = offset(lon, lat, 3.0)
+    # Closed at 08:00 EDT on 31 October 2026; the second report came at 07:30 EST the next
+    # day, after the clocks went back: 23.5 hours on the wall clock, 24.5 real hours later.
+    closed = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    later = closed + timedelta(hours=24.5)
+    export = tmp_path / "dst.csv"
+    export.write_text(
+        "id,time,category,lat,lon,closed_at\n"
+        f"D1,{(closed - timedelta(hours=2)).isoformat()},pothole,{lat},{lon},"
+        f"{closed.isoformat()}\n"
+        f"D2,{later.isoformat()},pothole,{near[1]},{near[0]},\n"
+    )
+    out = tmp_path / "out.csv"
+    code, output = _run(cli, "import", "reports", export, "--report", out)
+    assert code == 0, output
+    with out.open(newline="") as f:
+        decisions = {line["id"]: line["decision"] for line in csv.DictReader(f)}
+    # Past the 24-hour reopen window in real time, as intake would judge it: a new incident.
+    assert decisions == {"D1": "new", "D2": "new"}
+    incidents = "SELECT count(DISTINCT incident_id) FROM reports WHERE external_id IN ('D1', 'D2')"
+    assert one(demo_db, incidents) == 2

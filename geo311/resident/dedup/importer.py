@@ -19,7 +19,8 @@ Memory stays flat whatever the file's size:
    10–13× slower per row here, its deletes above all (``bench/candidate_index.py``).
    Incidents and reports are written with COPY by a writer thread on its own connection. A
    bulk load (a large first import, or ``bulk=True``) drops the two tables' foreign keys for
-   the load and adds them back, checked once over the table, before it commits;
+   the load and adds them back, checked once over the table, before it commits; into empty
+   tables it also drops their secondary indexes and builds each again once, at the end;
 4. **report** — one CSV line per input row, in input order: its id, the incident it joined,
    the id of the row it was matched to, the decision, the signals and the ward.
 
@@ -50,6 +51,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +81,7 @@ from geo311.resident.dedup.importing.write import (
     Batch,
     apply_changes,
     hold_for_bulk,
+    rebuild_indexes,
     restore_constraints,
     write_batches,
 )
@@ -183,6 +187,10 @@ def import_reports(
     try:
         with writer.transaction():
             reader.execute("SET jit = off")
+            # Times come back in UTC whatever the server's time zone: differences between them
+            # are then real elapsed time (Python subtracts two times of one zone on the wall
+            # clock, across a DST change too), and UTC times are the cheapest to compare.
+            reader.execute("SET TimeZone = 'UTC'")
             reader.execute(STAGING_DDL)
             replay = Replay(
                 jurisdiction_id=jurisdiction.id,
@@ -252,24 +260,27 @@ def import_reports(
                             progress,
                         )
                         summary.phases_s["report"] = time.perf_counter() - t
-                summary.touched_days = touched_days(reader, tz_name) | {
-                    at.astimezone(tz).date() for at in replay.unclosed
-                }
-            if held is not None:
-                t = time.perf_counter()
-                restore_constraints(writer, held)
-                summary.phases_s["constraints"] = time.perf_counter() - t
+            # The reader's last reads (the days the rows touch, their span) run beside the
+            # writer's index builds and key checks: two server processes, one on each core.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                read_back = pool.submit(_days_and_span, reader, tz_name)
+                if held is not None:
+                    t = time.perf_counter()
+                    rebuild_indexes(writer, held)
+                    summary.phases_s["indexes"] = time.perf_counter() - t
+                    t = time.perf_counter()
+                    restore_constraints(writer, held)
+                    summary.phases_s["constraints"] = time.perf_counter() - t
+                days, span = read_back.result()
+            summary.touched_days = days | {at.astimezone(tz).date() for at in replay.unclosed}
             # The planner's summaries: the days of the imported rows and of the incidents they
             # reopened are stale until maps.analytics.rollup.refresh takes them in (noted in
             # the import's own transaction).
-            span = reader.execute(
-                "SELECT min(t), max(t) FROM import_rows WHERE skip IS NULL"
-            ).fetchone()
             changes.note_bulk(
                 writer,
                 jurisdiction_id=jurisdiction.id,
-                first_at=span[0] if span else None,
-                last_at=span[1] if span else None,
+                first_at=span[0],
+                last_at=span[1],
                 incident_ids=list(replay.changed),
             )
     finally:
@@ -278,6 +289,15 @@ def import_reports(
     summary.imported = summary.rows - sum(summary.skipped.values())
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _days_and_span(
+    reader: psycopg.Connection[Any], tz_name: str
+) -> tuple[set[date], tuple[datetime | None, datetime | None]]:
+    """Return the local days the imported rows touch, and their first and last times."""
+    days = touched_days(reader, tz_name)
+    span = reader.execute("SELECT min(t), max(t) FROM import_rows WHERE skip IS NULL").fetchone()
+    return days, (span[0], span[1]) if span else (None, None)
 
 
 @contextlib.contextmanager
@@ -329,6 +349,7 @@ def _dedup(
     writer_thread.start()
     out = csv.writer(results) if results is not None else None
     done = 0
+    deciding = 0.0  # the replay's own time (the rest of the phase it waits for rows)
     try:
         while True:
             rows = rows_in.get()
@@ -336,7 +357,9 @@ def _dedup(
                 break
             if isinstance(rows, BaseException):
                 raise rows
+            started = time.perf_counter()
             batch, lines = replay_batch(ids, replay, rows)
+            deciding += time.perf_counter() - started
             if failure:
                 raise failure[0]
             batches_out.put(batch)
@@ -352,6 +375,7 @@ def _dedup(
         fetcher.join()
         batches_out.put(None)
         writer_thread.join()
+    replay.summary.phases_s["decide (in dedup)"] = deciding
     if failure:
         raise failure[0]
     apply_changes(

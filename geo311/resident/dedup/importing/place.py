@@ -27,6 +27,11 @@ from geo311.resident.dedup.scoring import (
 # - for rows in no ward, when the import keeps or places such rows, the nearest ward within
 #   %(within)s metres (the geometry box only narrows the search to the wards nearby).
 _PLACE_SQL = (
+    # The planner needs only the staged tables' sizes and a rough spread of their points: a
+    # small sample (3,000 rows, not 30,000) is enough for that, and a full one cost more than
+    # the ward join itself (the statistics of a geometry, and of the asset pool's geography
+    # index, are slow to gather). For the import's transaction only.
+    "SET LOCAL default_statistics_target = 10",
     "CREATE INDEX import_rows_pt ON import_rows USING gist (pt) WHERE skip IS NULL",
     "ANALYZE import_rows",
     """

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 @dataclass
@@ -149,9 +150,18 @@ def write_batches(
 # whole service waits: taken by default only for a first import (no report stored yet), and
 # only if the tables are free right away. Checking a key again reads the whole table, which
 # also makes it a poor fit for a small import into a large history.
+#
+# Into empty tables the bulk load also drops the secondary indexes (not those behind a
+# primary key or a unique constraint: other tables' keys and the tracking ids need them) and
+# builds each again once, from the whole table, at the end: inserting row by row into the two
+# spatial (gist) indexes and the time and status b-trees cost more than building them from
+# the finished table (bench/dedup_scale.py's 'write floor, bulk' rows). Into a stored
+# history the indexes stay: building them again would read all of it.
 BULK_MIN_ROWS = 20_000
 _BULK_LOCK_WAIT = "2s"
 _BULK_TABLES = ("incidents", "reports")
+# Memory for each index build's sort (the session's default is small for a million rows).
+_BUILD_MEMORY = "256MB"
 
 
 @dataclass(frozen=True)
@@ -161,19 +171,29 @@ class _HeldKey:
     definition: str
 
 
-def hold_for_bulk(
-    conn: psycopg.Connection[Any], *, rows: int, bulk: bool | None
-) -> list[_HeldKey] | None:
-    """Take incidents and reports for a bulk load and drop their foreign keys; return the
-    keys to add back (None: the load is written with the keys in place, row by row)."""
+@dataclass(frozen=True)
+class Held:
+    """What a bulk load dropped and :func:`restore_constraints` puts back."""
+
+    keys: list[_HeldKey]
+    # (name, CREATE INDEX statement) of the secondary indexes dropped for the load.
+    indexes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def hold_for_bulk(conn: psycopg.Connection[Any], *, rows: int, bulk: bool | None) -> Held | None:
+    """Take incidents and reports for a bulk load and drop their foreign keys (and, when
+    both are empty, their secondary indexes); return what to put back (None: the load is
+    written with the keys and indexes in place, row by row)."""
     if bulk is False or rows == 0:
         return None
     citus = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'citus'").fetchone()
     if citus is None or citus[0]:
         return None  # Citus checks the keys on the shards, colocated
-    found = conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()
+    found = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM reports), EXISTS (SELECT 1 FROM incidents)"
+    ).fetchone()
     assert found is not None
-    stored = found[0]
+    stored, any_incident = found
     if bulk is None and (stored or rows < BULK_MIN_ROWS):
         return None  # a live service, or a small file: keys checked row by row
     wait = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
@@ -197,18 +217,46 @@ def hold_for_bulk(
             for key in keys:
                 # Dropping a key also takes the table it points at (wards, assets, …).
                 conn.execute(f'ALTER TABLE {key.table} DROP CONSTRAINT "{key.name}"')
+            indexes: list[tuple[str, str]] = []
+            if not stored and not any_incident:
+                indexes = [
+                    (name, definition)
+                    for name, definition in conn.execute(
+                        """
+                        SELECT c.relname, pg_get_indexdef(i.indexrelid)
+                        FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+                        WHERE i.indrelid = ANY (CAST(%s AS regclass[]))
+                          AND NOT EXISTS (SELECT FROM pg_constraint AS k
+                                          WHERE k.conindid = i.indexrelid)
+                        ORDER BY 1
+                        """,
+                        (list(_BULK_TABLES),),
+                    ).fetchall()
+                ]
+                for name, _ in indexes:
+                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     except psycopg.errors.LockNotAvailable:
         return None  # in use: written row by row with the keys in place
     finally:
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait[0],))
-    return keys
+    return Held(keys, indexes)
 
 
-def restore_constraints(conn: psycopg.Connection[Any], keys: list[_HeldKey]) -> None:
+def rebuild_indexes(conn: psycopg.Connection[Any], held: Held) -> None:
+    """Build again, each from the whole table, the indexes dropped for a bulk load."""
+    if not held.indexes:
+        return
+    # For the import's transaction only (it commits next).
+    conn.execute(f"SET LOCAL maintenance_work_mem = '{_BUILD_MEMORY}'")
+    for _, definition in held.indexes:
+        conn.execute(definition)
+
+
+def restore_constraints(conn: psycopg.Connection[Any], held: Held) -> None:
     """Add back the foreign keys dropped for a bulk load, each checked over the whole table
     in one query: a row that breaks one fails the import (nothing is stored)."""
     for table in _BULK_TABLES:
-        mine = [k for k in keys if k.table == table]
+        mine = [k for k in held.keys if k.table == table]
         if mine:
             conn.execute(
                 f"ALTER TABLE {table} "
