@@ -71,6 +71,11 @@ CITUS_MAX_WORKERS = 2
 # A statement through the coordinator costs about three times one on a single PostGIS: the
 # longest tests (a generated history imported row by row) need more than the usual 300 s.
 CITUS_TIMEOUT_S = 900
+# Shards per distributed table in the tests' cluster: two a worker still spread the tables over
+# both workers and show any multi-shard plan (tests/citus), and a per-test clone of the demo
+# city has half the shard files to copy of the development default (8): about a third off
+# each clone (bench/citus_clones.py, docs/citus.md).
+CITUS_SHARD_COUNT = 4
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
@@ -146,7 +151,9 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     if request.config.getoption("citus"):
         from geo311.kernel.citus import CitusCluster
 
-        cluster = CitusCluster(root / "citus", durable=False, repartition_joins=True)
+        cluster = CitusCluster(
+            root / "citus", durable=False, repartition_joins=True, shard_count=CITUS_SHARD_COUNT
+        )
     with _timed(request.config, "start"):
         cluster.start()
     try:
