@@ -73,7 +73,7 @@ CITUS_MAX_WORKERS = 2
 CITUS_TIMEOUT_S = 900
 # Shards per distributed table in the tests' cluster: two a worker still spread the tables over
 # both workers and show any multi-shard plan (tests/citus), and a per-test clone of the demo
-# city has half the shard files to copy of the development default (8): about a third off
+# city has half the shard files to copy of the development default (8): about a quarter off
 # each clone (bench/citus_clones.py, docs/citus.md).
 CITUS_SHARD_COUNT = 4
 
