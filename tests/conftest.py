@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,11 @@ CITUS_MAX_WORKERS = 2
 # A statement through the coordinator costs about three times one on a single PostGIS: the
 # longest tests (a generated history imported row by row) need more than the usual 300 s.
 CITUS_TIMEOUT_S = 900
+# Shards per distributed table in the tests' cluster: two a worker still spread the tables over
+# both workers and show any multi-shard plan (tests/citus), and a per-test clone of the demo
+# city has half the shard files to copy of the development default (8): about a quarter off
+# each clone (bench/citus_clones.py, docs/citus.md).
+CITUS_SHARD_COUNT = 4
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
@@ -145,8 +151,11 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     if request.config.getoption("citus"):
         from geo311.kernel.citus import CitusCluster
 
-        cluster = CitusCluster(root / "citus", durable=False, repartition_joins=True)
-    cluster.start()
+        cluster = CitusCluster(
+            root / "citus", durable=False, repartition_joins=True, shard_count=CITUS_SHARD_COUNT
+        )
+    with _timed(request.config, "start"):
+        cluster.start()
     try:
         yield cluster
     finally:
@@ -158,10 +167,11 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_cluster: EmbeddedCluster) -> str:
+def template_db(request: pytest.FixtureRequest, pg_cluster: EmbeddedCluster) -> str:
     """The name of a database migrated to head, to clone per test."""
-    pg_cluster.ensure_database(TEMPLATE)
-    migrate.upgrade(pg_cluster.url(TEMPLATE))
+    with _timed(request.config, "migrate"):
+        pg_cluster.ensure_database(TEMPLATE)
+        migrate.upgrade(pg_cluster.url(TEMPLATE))
     return TEMPLATE
 
 
@@ -178,6 +188,15 @@ def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
 # On Citus, per cluster: clones made ahead and drops done behind, in the background
 # (tests/citus/clones.py says why).
 _CITUS_CLONES: dict[int, ClonePool] = {}
+
+
+def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
+    """On Citus, time a one-off step of the session (tests/citus/clones.py reports it)."""
+    if not config.getoption("citus"):
+        return nullcontext()
+    from tests.citus.clones import timed
+
+    return timed(step)
 
 
 def _clone(cluster: EmbeddedCluster, template: str) -> str:
@@ -204,16 +223,19 @@ def _drop(cluster: EmbeddedCluster, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def demo_template(pg_cluster: EmbeddedCluster, template_db: str) -> str:
+def demo_template(
+    request: pytest.FixtureRequest, pg_cluster: EmbeddedCluster, template_db: str
+) -> str:
     """The name of a migrated database with the demo city loaded, to clone per test."""
     from fixtures.load import load_demo
 
-    pg_cluster.ensure_database(DEMO_TEMPLATE, template=template_db)
-    database = Database.connect(pg_cluster.url(DEMO_TEMPLATE), pool_size=2)
-    try:
-        load_demo(database, now=DEMO_NOW)
-    finally:
-        database.dispose()
+    with _timed(request.config, "demo"):
+        pg_cluster.ensure_database(DEMO_TEMPLATE, template=template_db)
+        database = Database.connect(pg_cluster.url(DEMO_TEMPLATE), pool_size=2)
+        try:
+            load_demo(database, now=DEMO_NOW)
+        finally:
+            database.dispose()
     return DEMO_TEMPLATE
 
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from sqlalchemy import event
 
 from geo311.kernel.database import Database
@@ -43,12 +44,25 @@ class Recorder:
         raw = self.db.engine.raw_connection()
         try:
             cur = raw.cursor()
+            assert isinstance(raw.driver_connection, psycopg.Connection)
+            inline = psycopg.ClientCursor(raw.driver_connection)
             for statement, params in self.statements:
                 if not _DML.match(statement) or statement in seen:
                     continue
                 seen.add(statement)
-                cur.execute("EXPLAIN (FORMAT JSON) " + statement, params)
-                row = cur.fetchone()
+                explain = "EXPLAIN (FORMAT JSON) " + statement
+                try:
+                    cur.execute(explain, params)
+                except psycopg.errors.FeatureNotSupported:
+                    # Citus cannot EXPLAIN an INSERT … SELECT it runs through the coordinator
+                    # while the parameters are still bound separately ("could not create
+                    # distributed plan … parameters in SQL functions"), though it runs it; with
+                    # the same values inlined by the client it plans it as it runs it.
+                    raw.rollback()
+                    inline.execute(explain, params)
+                    row = inline.fetchone()
+                else:
+                    row = cur.fetchone()
                 assert row is not None
                 doc = row[0] if not isinstance(row[0], str) else json.loads(row[0])
                 out.append(Plan(statement, list(_task_counts(doc))))

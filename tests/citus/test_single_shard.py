@@ -6,7 +6,9 @@ coordinator alone) — never as a query fanned out over every shard."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -161,6 +163,77 @@ def test_the_planners_ward_table_runs_on_one_shard(client: TestClient, demo_db: 
     assert r.status_code == 200, r.text
     assert r.json()["wards"]
     assert_single_shard(rec, must_touch={"incidents", "wards"})
+
+
+def test_the_planners_summaries_run_on_one_shard(client: TestClient, demo_db: Database) -> None:
+    """The planner's ward table and weekly trends before the summaries are built (counted from
+    the source tables, or day by day), the worker's refresh of the summaries (day, month and
+    time-to-close tables), the same reads through them (whole months from the month
+    summaries), and a period whose last day a new report made stale (counted afresh): every
+    statement on one shard. The planner sees the same figures before and after the refresh."""
+    from geo311.flows.analytics import refresh_all
+
+    planner = _auth(demo_db, "planner")
+    # The demo city's history runs from 2 May 2026 to its "now", 1 June.
+    asked: list[tuple[str, dict[str, str]]] = [
+        ("wards", {"from": "2026-05-02", "to": "2026-11-30"}),  # seven months
+        ("wards", {"from": "2026-06-01", "to": "2026-06-30"}),  # a whole month
+        ("wards", {"from": "2026-05-02", "to": "2026-06-30", "category": "pothole"}),
+        ("trends", {"from": "2026-05-02", "to": "2026-06-30"}),
+    ]
+
+    def read() -> list[Any]:
+        answers = [
+            client.get(f"/api/v1/analytics/{what}", params=p, headers=planner) for what, p in asked
+        ]
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+        return [r.json() for r in answers]
+
+    with recording(demo_db) as unbuilt:
+        before = read()
+    ward = max(before[0]["wards"], key=lambda w: w["incidents"])
+    assert ward["incidents"] > 0
+    asked.append(("trends", {"from": "2026-05-02", "to": "2026-06-30", "ward": ward["code"]}))
+    before.append(read()[-1])
+    with recording(demo_db) as refreshing:
+        done = refresh_all(demo_db)
+    assert done["days"] >= 30  # every day from the first report on
+    with recording(demo_db) as reading:
+        after = read()
+    assert after == before
+    months = [p.get("months") for s, p in reading.statements if "analytics_month_counts" in s]
+    assert any(months), "no whole month was read from the month summaries"
+
+    # A new report today: its day is stale until the next refresh, and is counted afresh
+    # beside the whole months read from their summaries and this month's built days.
+    lon, lat = ward_point(demo_db)
+    filed = client.post("/api/v1/reports", data={"category": "pothole", "lat": lat, "lon": lon})
+    assert filed.status_code == 201, filed.text
+    today = date.today()
+    recent = {"from": str((today.replace(day=1) - timedelta(days=40)).replace(day=1)),
+              "to": str(today)}  # fmt: skip
+    with recording(demo_db) as stale:
+        now = client.get("/api/v1/analytics/wards", params=recent, headers=planner)
+        weekly = client.get("/api/v1/analytics/trends", params=recent, headers=planner)
+    assert now.status_code == weekly.status_code == 200, (now.text, weekly.text)
+    assert now.json()["city"]["reports"] >= 1
+    assert_single_shard(unbuilt, must_touch={"incidents", "reports", "analytics_day_counts"})
+    assert_single_shard(
+        refreshing,
+        must_touch={
+            "analytics_day_counts",
+            "analytics_cases",
+            "analytics_month_counts",
+            "analytics_month_close",
+            "analytics_month_close_wards",
+            "analytics_rollup_days",
+        },
+    )
+    assert_single_shard(
+        reading,
+        must_touch={"analytics_month_counts", "analytics_month_close_wards", "analytics_cases"},
+    )
+    assert_single_shard(stale, must_touch={"analytics_day_counts", "incidents", "reports"})
 
 
 def test_notice_delivery_runs_on_one_shard(demo_db: Database, tmp_path: Path) -> None:
