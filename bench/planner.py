@@ -23,12 +23,21 @@ For each size (default 100 thousand and 1 million reports) it times, as the medi
   incidents, duplicate share, median and p90 time to close, breach share, backlog per ward);
 - the hotspot parts (clusters, hexagon cells with Gi*, repeats) for the year at each size.
 
-    uv run python bench/planner.py [--sizes 100000,1000000] [--runs 5]
+    uv run python bench/planner.py [--sizes 100000,1000000] [--runs 5] [--data-dir DIR]
+
+With ``--data-dir DIR`` the cluster lives in DIR and each city is kept there: the first run
+generates the history and builds the summaries; a later run with the same DIR and size starts
+that cluster and uses the stored city (the output says so), after checking that its report
+count is the one recorded when it was built. A stored city is migrated to the current head
+first, and its summaries rebuilt when the summary code or the migrations changed since (the
+output says that too). ``--build-only`` stops once the cities are ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import shutil
 import statistics
@@ -37,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +57,6 @@ import pandas as pd  # type: ignore[import-untyped]
 import psycopg
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
 
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
@@ -82,7 +91,18 @@ CATEGORIES = [
 
 
 @contextmanager
-def cluster() -> Iterator[EmbeddedCluster]:
+def cluster(data_dir: Path | None) -> Iterator[EmbeddedCluster]:
+    """Yield a started cluster: a throwaway one, or the one kept in ``data_dir``."""
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o755)  # the cluster's owner (postgres when run as root) walks into it
+        pg = EmbeddedCluster(data_dir / "pg", durable=False)
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
     root = Path(tempfile.mkdtemp(prefix="geo311-planner-bench-"))
     root.chmod(0o755)
     pg = EmbeddedCluster(root / "pg", durable=False)
@@ -361,29 +381,136 @@ def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def summaries_fingerprint() -> str:
+    """Return a hash of what the stored summaries depend on: the summary code and the
+    migrations (a stored city built with other ones has its summaries rebuilt)."""
+    digest = hashlib.sha256(Path(rollup.__file__).read_bytes())
+    for path in sorted(
+        (Path(migrate.__file__).parents[1] / "migrations" / "versions").glob("*.py")
+    ):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class City:
+    """A generated city ready to query; ``note`` says whether it was built or reused."""
+
+    name: str
+    jid: int
+    reports: int
+    incidents: int
+    generate_s: float
+    refresh_s: float
+    days: int
+    note: str
+
+
+def _count(pg: EmbeddedCluster, name: str, jid: int) -> tuple[int, int]:
+    with psycopg.connect(pg.conninfo(name)) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM reports WHERE jurisdiction_id = %(jid)s),"
+            " (SELECT count(*) FROM incidents WHERE jurisdiction_id = %(jid)s)",
+            {"jid": jid},
+        ).fetchone()
+    assert counts is not None
+    return int(counts[0]), int(counts[1])
+
+
+def _refresh(pg: EmbeddedCluster, name: str, jid: int, *, rebuild_all: bool) -> tuple[float, int]:
+    db = Database.connect(pg.url(name), pool_size=1)
+    try:
+        started = time.perf_counter()
+        with db.session() as session:
+            built = rollup.refresh(
+                session, jurisdiction_id=jid, today=date(2026, 3, 1), rebuild_all=rebuild_all
+            )
+        seconds = time.perf_counter() - started
+    finally:
+        db.dispose()
+    with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return seconds, built.days
+
+
+def stored_city(pg: EmbeddedCluster, data_dir: Path, size: int) -> City | None:
+    """Return the city of ``size`` kept in ``data_dir``, checked and brought up to date, or
+    None when there is none (or only a half-built one, which is dropped)."""
+    name = f"planner_{size}"
+    record = data_dir / f"{name}.json"
+    if not record.exists():
+        pg.drop_database(name)  # a build that stopped half-way
+        return None
+    meta = json.loads(record.read_text())
+    if meta["size"] != size:
+        raise SystemExit(f"{record} is a city of {meta['size']} reports, not {size}")
+    migrate.upgrade(pg.url(name))
+    reports, incidents = _count(pg, name, meta["jid"])
+    if (reports, incidents) != (meta["reports"], meta["incidents"]):
+        raise SystemExit(
+            f"{record}: the stored city has {reports:,} reports and {incidents:,} incidents, "
+            f"not the {meta['reports']:,} and {meta['incidents']:,} it was built with; "
+            f"remove {data_dir} to build it again"
+        )
+    note = f"stored in {data_dir}, built {meta['built_at']}"
+    fingerprint = summaries_fingerprint()
+    if meta["fingerprint"] != fingerprint:
+        console.print(
+            f"  {name}: summary code or migrations changed since it was built: rebuilding"
+        )
+        meta["refresh_s"], meta["days"] = _refresh(pg, name, meta["jid"], rebuild_all=True)
+        meta["fingerprint"] = fingerprint
+        record.write_text(json.dumps(meta, indent=1))
+        note += f"; summaries rebuilt now ({meta['refresh_s']:.1f} s)"
+    console.print(f"  {name}: using the stored city ({reports:,} reports), no generation")
+    return City(
+        name, meta["jid"], reports, incidents, meta["generate_s"], meta["refresh_s"],
+        meta["days"], note,
+    )  # fmt: skip
+
+
+def new_city(pg: EmbeddedCluster, data_dir: Path | None, size: int) -> City:
+    """Generate the city of ``size`` and build its summaries (recorded in ``data_dir``)."""
+    name = f"planner_{size}"
+    jid = make_city(pg, name)
+    generate_s = grow(pg, name, jid, size)
+    console.print(f"  {name}: generated in {generate_s:.1f} s, building the summaries")
+    refresh_s, days = _refresh(pg, name, jid, rebuild_all=False)
+    reports, incidents = _count(pg, name, jid)
+    city = City(name, jid, reports, incidents, generate_s, refresh_s, days, "generated now")
+    if data_dir is not None:
+        with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")  # the kept cluster runs without fsync
+        meta = {
+            "size": size, "jid": jid, "reports": reports, "incidents": incidents,
+            "generate_s": generate_s, "refresh_s": refresh_s, "days": days,
+            "fingerprint": summaries_fingerprint(),
+            "built_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        }  # fmt: skip
+        (data_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+        city.note = f"generated now, kept in {data_dir}"
+    return city
+
+
 def run_size(
     pg: EmbeddedCluster, size: int, args: argparse.Namespace, gen: Table, table: Table, hot: Table
 ) -> None:
-    """Build the city with ``size`` reports, time everything, add the rows, drop it."""
-    name = f"planner_{size}"
-    jid = make_city(pg, name)
-    seconds = grow(pg, name, jid, size)
+    """Build (or reuse) the city with ``size`` reports, time everything, add the rows; drop
+    the city unless it is kept in ``--data-dir``."""
+    city = (stored_city(pg, args.data_dir, size) if args.data_dir else None) or new_city(
+        pg, args.data_dir, size
+    )
+    name, jid = city.name, city.jid
+    gen.add_row(
+        f"{city.reports:,}", f"{city.incidents:,}", f"{city.generate_s:.1f}",
+        f"{city.refresh_s:.1f} ({city.days} days)", city.note,
+    )  # fmt: skip
+    if args.build_only:
+        return
+    n_reports = city.reports
     db = Database.connect(pg.url(name), pool_size=2)
     try:
-        with db.session() as session:
-            n_reports = session.scalar(text("SELECT count(*) FROM reports"))
-            n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
-        started, built = time.perf_counter(), None
-        with db.session() as session:
-            if not args.hotspots_only:
-                built = rollup.refresh(session, jurisdiction_id=jid, today=date(2026, 3, 1))
-        refresh_s = time.perf_counter() - started
-        with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-        gen.add_row(
-            f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}",
-            f"{refresh_s:.1f} ({built.days} days)" if built else "-",
-        )  # fmt: skip
         year = queries.resolve_period(
             first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
             max_days=731,
@@ -469,7 +596,8 @@ def run_size(
                 console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
     finally:
         db.dispose()
-        pg.drop_database(name)
+        if args.data_dir is None:
+            pg.drop_database(name)
 
 
 def main() -> None:
@@ -481,6 +609,14 @@ def main() -> None:
     parser.add_argument("--hotspot-runs", type=int, default=3)
     parser.add_argument("--hotspots-only", action="store_true", help="skip the ward table")
     parser.add_argument("--no-hotspots", action="store_true", help="skip the hotspots")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the cluster and its cities here; a later run with the same sizes reuses them",
+    )
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or check) the cities, time nothing"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -494,12 +630,12 @@ def main() -> None:
     for col in ("reports", "part", "median s", "features"):
         hot.add_column(col, justify="right")
     gen = Table(title="History generation")
-    for col in ("reports", "incidents", "seconds", "refresh s"):
+    for col in ("reports", "incidents", "generation s", "summaries built s", "city"):
         gen.add_column(col, justify="right")
 
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
     console.print(f"load at start: {load.strip()}")
-    with cluster() as pg:
+    with cluster(args.data_dir) as pg:
         for size in sizes:
             run_size(pg, size, args, gen, table, hot)
     console.print(gen)
