@@ -271,6 +271,177 @@ def grow(pg: EmbeddedCluster, name: str, jid: int, reports: int) -> float:
     return time.perf_counter() - started
 
 
+# --- the hotspot statements as they were before the 1-million-report work ------------------
+# Kept here to time them beside maps.analytics.hotspots' and check the answers agree.
+
+BEFORE_CLUSTERS_SQL = """
+WITH pts AS (
+    SELECT r.category_code, r.incident_id, ST_Transform(r.geom, :srid) AS gm,
+           c.dedup_radius_m * :factor AS eps_m
+    FROM reports r
+    JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), clustered AS (
+    -- eps is the same on every row of a partition (one category), as DBSCAN needs.
+    SELECT category_code, incident_id, gm, eps_m,
+           ST_ClusterDBSCAN(gm, eps := eps_m, minpoints := :min_reports)
+               OVER (PARTITION BY category_code) AS cid
+    FROM pts
+)
+SELECT category_code AS category, cid, count(*) AS reports,
+       count(DISTINCT incident_id) AS incidents, max(eps_m) AS distance_m,
+       ST_AsGeoJSON(ST_Transform(
+           ST_Buffer(ST_ConvexHull(ST_Collect(gm)), max(eps_m) / 2, 4), 4326), 6) AS geometry
+FROM clustered
+WHERE cid IS NOT NULL
+GROUP BY category_code, cid
+ORDER BY count(*) DESC, category_code, cid
+LIMIT :limit
+"""
+
+BEFORE_CELL_COUNTS_SQL = """
+WITH pts AS MATERIALIZED (
+    -- Materialised: each point is projected once (inlined, every use of x and y below would
+    -- project it again).
+    SELECT x, y, floor(x / (1.5 * :size))::bigint AS a
+    FROM reports r
+    CROSS JOIN LATERAL (SELECT ST_Transform(r.geom, :srid) AS p) t
+    CROSS JOIN LATERAL (SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y) xy
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), two AS (
+    SELECT x, y, a,
+           round(y / :h - 0.5e0 * (((a % 2) + 2) % 2))::bigint AS ja,
+           round(y / :h - 0.5e0 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
+    FROM pts
+), cell AS (
+    SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
+           CASE WHEN da <= db THEN ja ELSE jb END AS j
+    FROM (SELECT a, ja, jb,
+                 (x - 1.5 * :size * a) ^ 2
+                     + (y - :h * (ja + 0.5e0 * (((a % 2) + 2) % 2))) ^ 2 AS da,
+                 (x - 1.5 * :size * (a + 1)) ^ 2
+                     + (y - :h * (jb + 0.5e0 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
+          FROM two) d
+)
+SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
+"""
+
+BEFORE_REPEATS_SQL = """
+WITH recent AS (
+    SELECT i.id, i.category_code, i.asset_id, i.opened_at, i.closed_at, i.geom,
+           ST_Transform(i.geom, :srid) AS gm
+    FROM incidents i
+    WHERE i.jurisdiction_id = :jid AND i.opened_at >= :lookback AND i.opened_at < :end
+      AND i.status <> 'cancelled'{codes}
+), reopens AS (
+    SELECT entity_id AS id, count(*) AS n
+    FROM audit_events
+    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
+      AND at >= :start AND at < :end
+    GROUP BY entity_id
+), spotted AS (
+    -- A spot: the snapped asset, else a chain of incidents within the radius of each other.
+    SELECT recent.*,
+           ST_ClusterDBSCAN(gm, eps := :radius_m, minpoints := 2)
+               OVER (PARTITION BY category_code) AS cid
+    FROM recent
+), ordered AS (
+    SELECT s.*, COALESCE(o.n, 0) AS reopens,
+           COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id) AS spot,
+           -- the earliest closure among the spot's incidents opened before this one
+           min(s.closed_at) OVER (
+               PARTITION BY s.category_code,
+                            COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id)
+               ORDER BY s.opened_at, s.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
+    FROM spotted s LEFT JOIN reopens o ON o.id = s.id
+)
+SELECT category_code AS category, spot, min(asset_id) AS asset_id,
+       count(*) FILTER (WHERE opened_at >= :start) AS incidents,
+       count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+           + sum(reopens) AS reported_again,
+       max(opened_at) AS last_at,
+       ST_AsGeoJSON(ST_Centroid(ST_Collect(geom)), 6) AS geometry
+FROM ordered
+GROUP BY category_code, spot
+HAVING count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+       + sum(reopens) > 0
+ORDER BY reported_again DESC, category_code, spot
+LIMIT :limit
+"""
+
+# The earlier statements fed DBSCAN the rows in whatever order the plan made (with parallel
+# workers, a different one each run), and DBSCAN's answer depends on it: a border point goes
+# to the cluster that reaches it first, and the clusters cut at the limit were chosen by the
+# cluster numbers. The references below are the earlier statements with only that fixed
+# (rows in id order; clusters tied at the cut ordered by their first report): the new
+# statements must give exactly their answer.
+
+
+def _edit(sql: str, *changes: tuple[str, str]) -> str:
+    for old, new in changes:
+        if sql.count(old) != 1:
+            raise RuntimeError(f"reference statement: {old!r} not found once")
+        sql = sql.replace(old, new)
+    return sql
+
+
+_ORDERED = ("OVER (PARTITION BY category_code) AS cid",
+            "OVER (PARTITION BY category_code ORDER BY id) AS cid")  # fmt: skip
+REFERENCE_REPEATS_SQL = _edit(BEFORE_REPEATS_SQL, _ORDERED)
+REFERENCE_CLUSTERS_SQL = _edit(
+    BEFORE_CLUSTERS_SQL,
+    ("SELECT r.category_code,", "SELECT r.id, r.category_code,"),
+    ("SELECT category_code, incident_id,", "SELECT id, category_code, incident_id,"),
+    _ORDERED,
+    (
+        "ORDER BY count(*) DESC, category_code, cid",
+        "ORDER BY count(*) DESC, category_code, min(id)",
+    ),
+)
+
+
+@contextmanager
+def statements(**sql: str) -> Iterator[None]:
+    """Run maps.analytics.hotspots with other SQL for the given statements meanwhile."""
+    saved = {name: getattr(hotspots, name) for name in sql}
+    for name, text_ in sql.items():
+        setattr(hotspots, name, text_)
+    try:
+        yield
+    finally:
+        for name, text_ in saved.items():
+            setattr(hotspots, name, text_)
+
+
+def features(collection: dict[str, Any]) -> list[str]:
+    return [json.dumps(f, sort_keys=True) for f in collection["features"]]
+
+
+def answers(fn: Callable[[], Any], runs: int) -> tuple[float, list[list[str]]]:
+    """Return the median seconds of ``runs`` calls and each call's features."""
+    times, found = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        collection = fn()
+        times.append(time.perf_counter() - started)
+        found.append(features(collection))
+    return statistics.median(times), found
+
+
+def agreement(runs: list[list[str]]) -> str:
+    """Return how far repeated answers agree: 'all N' or 'K of N' features in common."""
+    first = runs[0]
+    common = min(len(set(first) & set(other)) for other in runs[1:]) if runs[1:] else len(first)
+    if len(runs) < 2:
+        return "-"
+    return (
+        f"all {len(first):,}"
+        if common == len(first) and all(other == first for other in runs[1:])
+        else f"{common:,} of {len(first):,}"
+    )
+
+
 # --- the baseline: points into Python, joined to the wards there ---------------------------
 
 
@@ -573,31 +744,77 @@ def run_size(
         if args.no_hotspots:
             return
         with db.session() as session:
-            filters = queries.Filters()
-            srid = hotspots.metric_srid(session, jurisdiction_id=jid)
-            parts: list[tuple[str, Callable[[], Any]]] = [
-                ("clusters (DBSCAN)", lambda: hotspots.clusters(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    radius_factor=2.0, min_reports=5, srid=srid)),
-                ("hex 250 m + Gi*", lambda: hotspots.cells(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    size_m=250, max_cells=40_000, permutations=999, seed=1,
-                    alpha=0.05, srid=srid)),
-                ("repeats", lambda: hotspots.repeats(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    radius_m=10, srid=srid)),
-            ]  # fmt: skip
-            for part, fn in parts:
-                t_part, collection = median_time(fn, args.hotspot_runs)
-                hot.add_row(
-                    f"{n_reports:,}", part, f"{t_part:.3f}",
-                    f"{len(collection['features']):,}",
-                )  # fmt: skip
-                console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
+            hot_rows(session, jid, year, n_reports, args, hot)
     finally:
         db.dispose()
         if args.data_dir is None:
             pg.drop_database(name)
+
+
+def hot_rows(
+    session: Any,
+    jid: int,
+    year: queries.Period,
+    n_reports: int,
+    args: argparse.Namespace,
+    hot: Table,
+) -> None:
+    """Time each hotspot part before (the earlier statements) and now; check the answers."""
+    filters = queries.Filters()
+    srid = hotspots.metric_srid(session, jurisdiction_id=jid)
+
+    def clusters(limit: int = 2000) -> Any:
+        return hotspots.clusters(
+            session, jurisdiction_id=jid, period=year, filters=filters,
+            radius_factor=2.0, min_reports=5, srid=srid, limit=limit,
+        )  # fmt: skip
+
+    def cells() -> Any:
+        return hotspots.cells(
+            session, jurisdiction_id=jid, period=year, filters=filters, size_m=250,
+            max_cells=40_000, permutations=999, seed=1, alpha=0.05, srid=srid,
+        )  # fmt: skip
+
+    def repeats() -> Any:
+        return hotspots.repeats(
+            session, jurisdiction_id=jid, period=year, filters=filters, radius_m=10, srid=srid
+        )
+
+    parts: list[tuple[str, Callable[[], Any], dict[str, str]]] = [
+        ("clusters (DBSCAN)", clusters, {"_CLUSTERS_SQL": BEFORE_CLUSTERS_SQL}),
+        ("hex 250 m + Gi*", cells, {"_CELL_COUNTS_SQL": BEFORE_CELL_COUNTS_SQL}),
+        ("repeats", repeats, {"_REPEATS_SQL": BEFORE_REPEATS_SQL}),
+    ]
+    for part, fn, before_sql in parts:
+        with statements(**before_sql):
+            t_before, before_runs = answers(fn, args.hotspot_runs)
+        t_now, now_runs = answers(fn, args.hotspot_runs)
+        now = now_runs[-1]
+        if part.startswith("hex"):
+            same_ = "yes" if now == before_runs[-1] else "NO"
+        elif part == "repeats":
+            with statements(_REPEATS_SQL=REFERENCE_REPEATS_SQL):
+                reference = features(fn())
+            same_ = "yes (earlier statement, rows in id order)" if now == reference else "NO"
+        else:
+            # Every cluster, not only the 2,000 largest: the same clusters, to the point.
+            everything = features(clusters(limit=1_000_000))
+            with statements(_CLUSTERS_SQL=REFERENCE_CLUSTERS_SQL):
+                reference = features(clusters(limit=1_000_000))
+            same_ = (
+                f"yes, all {len(everything):,} clusters (earlier statement, rows in id order)"
+                if everything == reference
+                else "NO"
+            )
+        hot.add_row(
+            f"{n_reports:,}", part, f"{t_before:.3f}", f"{t_now:.3f}",
+            f"{t_before / t_now:.1f}×", f"{len(now):,}", agreement(before_runs),
+            agreement(now_runs), same_,
+        )  # fmt: skip
+        console.print(
+            f"  {n_reports:,} {part}: {t_before:.3f} s before, {t_now:.3f} s now, "
+            f"{len(now):,} features, same: {same_}"
+        )
 
 
 def main() -> None:
@@ -626,8 +843,11 @@ def main() -> None:
         "vs geopandas", "agree (geopandas)", "same (source)",
     ):  # fmt: skip
         table.add_column(col, justify="right")
-    hot = Table(title="Hotspots (a year)")
-    for col in ("reports", "part", "median s", "features"):
+    hot = Table(title="Hotspots (a year): the earlier statements (before) and maps.analytics's")
+    for col in (
+        "reports", "part", "before s", "now s", "speed-up", "features",
+        "runs agree (before)", "runs agree (now)", "same answer",
+    ):  # fmt: skip
         hot.add_column(col, justify="right")
     gen = Table(title="History generation")
     for col in ("reports", "incidents", "generation s", "summaries built s", "city"):
