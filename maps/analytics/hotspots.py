@@ -73,26 +73,24 @@ def _collection(features: list[GeoJSON]) -> GeoJSON:
 # --- clusters -----------------------------------------------------------------------------
 
 _CLUSTERS_SQL = """
-WITH pts AS (
-    SELECT r.id, r.category_code, r.incident_id, ST_Transform(r.geom, :srid) AS gm,
-           c.dedup_radius_m * :factor AS eps_m
-    FROM reports r
-    JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
-    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
-), clustered AS (
+WITH clustered AS (
     -- eps is the same on every row of a partition (one category), as DBSCAN needs. The rows
     -- go in by id: DBSCAN gives a border point (near core points of two clusters) to the
     -- cluster it reaches first, so with the rows in whatever order the plan made (parallel
     -- workers' sorts merged) the same data gave other clusters from run to run.
-    SELECT id, category_code, incident_id, gm, eps_m,
-           ST_ClusterDBSCAN(gm, eps := eps_m, minpoints := :min_reports)
-               OVER (PARTITION BY category_code ORDER BY id) AS cid
-    FROM pts
+    SELECT r.id, r.category_code, r.incident_id, r.geom, c.dedup_radius_m * :factor AS eps_m,
+           ST_ClusterDBSCAN(ST_Transform(r.geom, :srid), eps := c.dedup_radius_m * :factor,
+                            minpoints := :min_reports)
+               OVER (PARTITION BY r.category_code ORDER BY r.id) AS cid
+    FROM reports r
+    JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
 )
 SELECT category_code AS category, count(*) AS reports,
        count(DISTINCT incident_id) AS incidents, max(eps_m) AS distance_m,
-       ST_AsGeoJSON(ST_Transform(
-           ST_Buffer(ST_ConvexHull(ST_Collect(gm)), max(eps_m) / 2, 4), 4326), 6) AS geometry
+       -- projected here, once per cluster sent, not once more per report
+       ST_AsGeoJSON(ST_Transform(ST_Buffer(ST_ConvexHull(ST_Transform(ST_Collect(geom), :srid)),
+                                           max(eps_m) / 2, 4), 4326), 6) AS geometry
 FROM clustered
 WHERE cid IS NOT NULL
 GROUP BY category_code, cid
