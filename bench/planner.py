@@ -388,7 +388,20 @@ def _edit(sql: str, *changes: tuple[str, str]) -> str:
 
 _ORDERED = ("OVER (PARTITION BY category_code) AS cid",
             "OVER (PARTITION BY category_code ORDER BY id) AS cid")  # fmt: skip
-REFERENCE_REPEATS_SQL = _edit(BEFORE_REPEATS_SQL, _ORDERED)
+REFERENCE_REPEATS_SQL = _edit(
+    BEFORE_REPEATS_SQL,
+    # a chain named by its first incident (DBSCAN's numbers depend on the row order)
+    (
+        "OVER (PARTITION BY category_code) AS cid\n    FROM recent",
+        "OVER (PARTITION BY category_code) AS dbscan_cid\n    FROM recent",
+    ),
+    (
+        "FROM spotted s LEFT JOIN",
+        "FROM (SELECT *, CASE WHEN dbscan_cid IS NOT NULL THEN min(id) OVER ("
+        "PARTITION BY category_code, dbscan_cid, asset_id IS NULL) END AS cid"
+        " FROM spotted) s LEFT JOIN",
+    ),
+)
 REFERENCE_CLUSTERS_SQL = _edit(
     BEFORE_CLUSTERS_SQL,
     ("SELECT r.category_code,", "SELECT r.id, r.category_code,"),

@@ -433,20 +433,29 @@ WITH recent AS (
     GROUP BY entity_id
 ), spotted AS (
     -- A spot: the snapped asset, else a chain of incidents within the radius of each other.
-    -- (The rows go in by id so that a chain keeps its number from run to run: the number
-    -- names the spot, and spots tied on their count are listed in its order.)
+    -- (With two incidents enough, every incident of a chain is a core point: the chains do
+    -- not depend on the order DBSCAN reads the rows in, only their numbers do.)
     SELECT recent.*,
            ST_ClusterDBSCAN(gm, eps := :radius_m, minpoints := 2)
-               OVER (PARTITION BY category_code ORDER BY id) AS cid
+               OVER (PARTITION BY category_code) AS cid
     FROM recent
 ), candidates AS (
     -- Only a spot of two incidents or more (an asset's, a chain) or a reopened incident can
     -- have been reported again: the lone, never reopened incidents (nearly all of them) are
     -- dropped here, before the spots are sorted and grouped.
-    SELECT s.*, COALESCE(o.n, 0) AS reopens,
-           COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id) AS spot
+    SELECT s.*, COALESCE(o.n, 0) AS reopens
     FROM spotted s LEFT JOIN reopens o ON o.id = s.id
     WHERE s.asset_id IS NOT NULL OR s.cid IS NOT NULL OR o.n IS NOT NULL
+), named AS (
+    -- A chain is named by its first incident, not by DBSCAN's number for it (which depends
+    -- on the order the rows came in): spots tied on their count are listed in that order.
+    SELECT c.*,
+           COALESCE('asset:' || c.asset_id,
+                    CASE WHEN c.cid IS NOT NULL
+                         THEN 'near:' || min(c.id) FILTER (WHERE c.asset_id IS NULL)
+                                             OVER (PARTITION BY c.category_code, c.cid) END,
+                    'incident:' || c.id) AS spot
+    FROM candidates c
 ), ordered AS (
     SELECT c.*,
            -- the earliest closure among the spot's incidents opened before this one
@@ -454,7 +463,7 @@ WITH recent AS (
                PARTITION BY c.category_code, c.spot
                ORDER BY c.opened_at, c.id
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
-    FROM candidates c
+    FROM named c
 )
 SELECT category_code AS category, spot, min(asset_id) AS asset_id,
        count(*) FILTER (WHERE opened_at >= :start) AS incidents,
