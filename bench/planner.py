@@ -372,10 +372,11 @@ LIMIT :limit
 
 # The earlier statements fed DBSCAN the rows in whatever order the plan made (with parallel
 # workers, a different one each run), and DBSCAN's answer depends on it: a border point goes
-# to the cluster that reaches it first, and the clusters cut at the limit were chosen by the
-# cluster numbers. The references below are the earlier statements with only that fixed
-# (rows in id order; clusters tied at the cut ordered by their first report): the new
-# statements must give exactly their answer.
+# to the cluster that reaches it first, and the clusters and spots cut at the limit were
+# chosen by DBSCAN's cluster numbers. The references below are the earlier statements with
+# only that fixed (clusters: rows in id order, ties at the cut ordered by their first report;
+# repeats: a chain named by its first incident): the new statements must give exactly their
+# answer.
 
 
 def _edit(sql: str, *changes: tuple[str, str]) -> str:
@@ -808,7 +809,11 @@ def hot_rows(
         elif part == "repeats":
             with statements(_REPEATS_SQL=REFERENCE_REPEATS_SQL):
                 reference = features(fn())
-            same_ = "yes (earlier statement, rows in id order)" if now == reference else "NO"
+            same_ = (
+                "yes (earlier statement, chains named by first incident)"
+                if now == reference
+                else "NO"
+            )
         else:
             # Every cluster, not only the 2,000 largest: the same clusters, to the point.
             everything = features(clusters(limit=1_000_000))
