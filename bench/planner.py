@@ -23,12 +23,21 @@ For each size (default 100 thousand and 1 million reports) it times, as the medi
   incidents, duplicate share, median and p90 time to close, breach share, backlog per ward);
 - the hotspot parts (clusters, hexagon cells with Gi*, repeats) for the year at each size.
 
-    uv run python bench/planner.py [--sizes 100000,1000000] [--runs 5]
+    uv run python bench/planner.py [--sizes 100000,1000000] [--runs 5] [--data-dir DIR]
+
+With ``--data-dir DIR`` the cluster lives in DIR and each city is kept there: the first run
+generates the history and builds the summaries; a later run with the same DIR and size starts
+that cluster and uses the stored city (the output says so), after checking that its report
+count is the one recorded when it was built. A stored city is migrated to the current head
+first, and its summaries rebuilt when the summary code or the migrations changed since (the
+output says that too). ``--build-only`` stops once the cities are ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import shutil
 import statistics
@@ -37,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +57,6 @@ import pandas as pd  # type: ignore[import-untyped]
 import psycopg
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
 
 from geo311.kernel import migrate
 from geo311.kernel.database import Database
@@ -82,7 +91,18 @@ CATEGORIES = [
 
 
 @contextmanager
-def cluster() -> Iterator[EmbeddedCluster]:
+def cluster(data_dir: Path | None) -> Iterator[EmbeddedCluster]:
+    """Yield a started cluster: a throwaway one, or the one kept in ``data_dir``."""
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o755)  # the cluster's owner (postgres when run as root) walks into it
+        pg = EmbeddedCluster(data_dir / "pg", durable=False)
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
     root = Path(tempfile.mkdtemp(prefix="geo311-planner-bench-"))
     root.chmod(0o755)
     pg = EmbeddedCluster(root / "pg", durable=False)
@@ -251,6 +271,191 @@ def grow(pg: EmbeddedCluster, name: str, jid: int, reports: int) -> float:
     return time.perf_counter() - started
 
 
+# --- the hotspot statements as they were before the 1-million-report work ------------------
+# Kept here to time them beside maps.analytics.hotspots' and check the answers agree.
+
+BEFORE_CLUSTERS_SQL = """
+WITH pts AS (
+    SELECT r.category_code, r.incident_id, ST_Transform(r.geom, :srid) AS gm,
+           c.dedup_radius_m * :factor AS eps_m
+    FROM reports r
+    JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), clustered AS (
+    -- eps is the same on every row of a partition (one category), as DBSCAN needs.
+    SELECT category_code, incident_id, gm, eps_m,
+           ST_ClusterDBSCAN(gm, eps := eps_m, minpoints := :min_reports)
+               OVER (PARTITION BY category_code) AS cid
+    FROM pts
+)
+SELECT category_code AS category, cid, count(*) AS reports,
+       count(DISTINCT incident_id) AS incidents, max(eps_m) AS distance_m,
+       ST_AsGeoJSON(ST_Transform(
+           ST_Buffer(ST_ConvexHull(ST_Collect(gm)), max(eps_m) / 2, 4), 4326), 6) AS geometry
+FROM clustered
+WHERE cid IS NOT NULL
+GROUP BY category_code, cid
+ORDER BY count(*) DESC, category_code, cid
+LIMIT :limit
+"""
+
+BEFORE_CELL_COUNTS_SQL = """
+WITH pts AS MATERIALIZED (
+    -- Materialised: each point is projected once (inlined, every use of x and y below would
+    -- project it again).
+    SELECT x, y, floor(x / (1.5 * :size))::bigint AS a
+    FROM reports r
+    CROSS JOIN LATERAL (SELECT ST_Transform(r.geom, :srid) AS p) t
+    CROSS JOIN LATERAL (SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y) xy
+    WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
+), two AS (
+    SELECT x, y, a,
+           round(y / :h - 0.5e0 * (((a % 2) + 2) % 2))::bigint AS ja,
+           round(y / :h - 0.5e0 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
+    FROM pts
+), cell AS (
+    SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
+           CASE WHEN da <= db THEN ja ELSE jb END AS j
+    FROM (SELECT a, ja, jb,
+                 (x - 1.5 * :size * a) ^ 2
+                     + (y - :h * (ja + 0.5e0 * (((a % 2) + 2) % 2))) ^ 2 AS da,
+                 (x - 1.5 * :size * (a + 1)) ^ 2
+                     + (y - :h * (jb + 0.5e0 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
+          FROM two) d
+)
+SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
+"""
+
+BEFORE_REPEATS_SQL = """
+WITH recent AS (
+    SELECT i.id, i.category_code, i.asset_id, i.opened_at, i.closed_at, i.geom,
+           ST_Transform(i.geom, :srid) AS gm
+    FROM incidents i
+    WHERE i.jurisdiction_id = :jid AND i.opened_at >= :lookback AND i.opened_at < :end
+      AND i.status <> 'cancelled'{codes}
+), reopens AS (
+    SELECT entity_id AS id, count(*) AS n
+    FROM audit_events
+    WHERE jurisdiction_id = :jid AND entity = 'incident' AND to_state = 'reopened'
+      AND at >= :start AND at < :end
+    GROUP BY entity_id
+), spotted AS (
+    -- A spot: the snapped asset, else a chain of incidents within the radius of each other.
+    SELECT recent.*,
+           ST_ClusterDBSCAN(gm, eps := :radius_m, minpoints := 2)
+               OVER (PARTITION BY category_code) AS cid
+    FROM recent
+), ordered AS (
+    SELECT s.*, COALESCE(o.n, 0) AS reopens,
+           COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id) AS spot,
+           -- the earliest closure among the spot's incidents opened before this one
+           min(s.closed_at) OVER (
+               PARTITION BY s.category_code,
+                            COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id)
+               ORDER BY s.opened_at, s.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
+    FROM spotted s LEFT JOIN reopens o ON o.id = s.id
+)
+SELECT category_code AS category, spot, min(asset_id) AS asset_id,
+       count(*) FILTER (WHERE opened_at >= :start) AS incidents,
+       count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+           + sum(reopens) AS reported_again,
+       max(opened_at) AS last_at,
+       ST_AsGeoJSON(ST_Centroid(ST_Collect(geom)), 6) AS geometry
+FROM ordered
+GROUP BY category_code, spot
+HAVING count(*) FILTER (WHERE opened_at >= :start AND fixed_before < opened_at)
+       + sum(reopens) > 0
+ORDER BY reported_again DESC, category_code, spot
+LIMIT :limit
+"""
+
+# The earlier statements fed DBSCAN the rows in whatever order the plan made (with parallel
+# workers, a different one each run), and DBSCAN's answer depends on it: a border point goes
+# to the cluster that reaches it first, and the clusters and spots cut at the limit were
+# chosen by DBSCAN's cluster numbers. The references below are the earlier statements with
+# only that fixed (clusters: rows in id order, ties at the cut ordered by their first report;
+# repeats: a chain named by its first incident): the new statements must give exactly their
+# answer.
+
+
+def _edit(sql: str, *changes: tuple[str, str]) -> str:
+    for old, new in changes:
+        if sql.count(old) != 1:
+            raise RuntimeError(f"reference statement: {old!r} not found once")
+        sql = sql.replace(old, new)
+    return sql
+
+
+_ORDERED = ("OVER (PARTITION BY category_code) AS cid",
+            "OVER (PARTITION BY category_code ORDER BY id) AS cid")  # fmt: skip
+REFERENCE_REPEATS_SQL = _edit(
+    BEFORE_REPEATS_SQL,
+    # a chain named by its first incident (DBSCAN's numbers depend on the row order)
+    (
+        "OVER (PARTITION BY category_code) AS cid\n    FROM recent",
+        "OVER (PARTITION BY category_code) AS dbscan_cid\n    FROM recent",
+    ),
+    (
+        "FROM spotted s LEFT JOIN",
+        "FROM (SELECT *, CASE WHEN dbscan_cid IS NOT NULL THEN min(id) OVER ("
+        "PARTITION BY category_code, dbscan_cid, asset_id IS NULL) END AS cid"
+        " FROM spotted) s LEFT JOIN",
+    ),
+)
+REFERENCE_CLUSTERS_SQL = _edit(
+    BEFORE_CLUSTERS_SQL,
+    ("SELECT r.category_code,", "SELECT r.id, r.category_code,"),
+    ("SELECT category_code, incident_id,", "SELECT id, category_code, incident_id,"),
+    _ORDERED,
+    (
+        "ORDER BY count(*) DESC, category_code, cid",
+        "ORDER BY count(*) DESC, category_code, min(id)",
+    ),
+)
+
+
+@contextmanager
+def statements(**sql: str) -> Iterator[None]:
+    """Run maps.analytics.hotspots with other SQL for the given statements meanwhile."""
+    saved = {name: getattr(hotspots, name) for name in sql}
+    for name, text_ in sql.items():
+        setattr(hotspots, name, text_)
+    try:
+        yield
+    finally:
+        for name, text_ in saved.items():
+            setattr(hotspots, name, text_)
+
+
+def features(collection: dict[str, Any]) -> list[str]:
+    return [json.dumps(f, sort_keys=True) for f in collection["features"]]
+
+
+def answers(fn: Callable[[], Any], runs: int) -> tuple[float, list[list[str]]]:
+    """Return the median seconds of ``runs`` calls and each call's features."""
+    times, found = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        collection = fn()
+        times.append(time.perf_counter() - started)
+        found.append(features(collection))
+    return statistics.median(times), found
+
+
+def agreement(runs: list[list[str]]) -> str:
+    """Return how far repeated answers agree: 'all N' or 'K of N' features in common."""
+    first = runs[0]
+    common = min(len(set(first) & set(other)) for other in runs[1:]) if runs[1:] else len(first)
+    if len(runs) < 2:
+        return "-"
+    return (
+        f"all {len(first):,}"
+        if common == len(first) and all(other == first for other in runs[1:])
+        else f"{common:,} of {len(first):,}"
+    )
+
+
 # --- the baseline: points into Python, joined to the wards there ---------------------------
 
 
@@ -361,29 +566,136 @@ def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def summaries_fingerprint() -> str:
+    """Return a hash of what the stored summaries depend on: the summary code and the
+    migrations (a stored city built with other ones has its summaries rebuilt)."""
+    digest = hashlib.sha256(Path(rollup.__file__).read_bytes())
+    for path in sorted(
+        (Path(migrate.__file__).parents[1] / "migrations" / "versions").glob("*.py")
+    ):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class City:
+    """A generated city ready to query; ``note`` says whether it was built or reused."""
+
+    name: str
+    jid: int
+    reports: int
+    incidents: int
+    generate_s: float
+    refresh_s: float
+    days: int
+    note: str
+
+
+def _count(pg: EmbeddedCluster, name: str, jid: int) -> tuple[int, int]:
+    with psycopg.connect(pg.conninfo(name)) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM reports WHERE jurisdiction_id = %(jid)s),"
+            " (SELECT count(*) FROM incidents WHERE jurisdiction_id = %(jid)s)",
+            {"jid": jid},
+        ).fetchone()
+    assert counts is not None
+    return int(counts[0]), int(counts[1])
+
+
+def _refresh(pg: EmbeddedCluster, name: str, jid: int, *, rebuild_all: bool) -> tuple[float, int]:
+    db = Database.connect(pg.url(name), pool_size=1)
+    try:
+        started = time.perf_counter()
+        with db.session() as session:
+            built = rollup.refresh(
+                session, jurisdiction_id=jid, today=date(2026, 3, 1), rebuild_all=rebuild_all
+            )
+        seconds = time.perf_counter() - started
+    finally:
+        db.dispose()
+    with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return seconds, built.days
+
+
+def stored_city(pg: EmbeddedCluster, data_dir: Path, size: int) -> City | None:
+    """Return the city of ``size`` kept in ``data_dir``, checked and brought up to date, or
+    None when there is none (or only a half-built one, which is dropped)."""
+    name = f"planner_{size}"
+    record = data_dir / f"{name}.json"
+    if not record.exists():
+        pg.drop_database(name)  # a build that stopped half-way
+        return None
+    meta = json.loads(record.read_text())
+    if meta["size"] != size:
+        raise SystemExit(f"{record} is a city of {meta['size']} reports, not {size}")
+    migrate.upgrade(pg.url(name))
+    reports, incidents = _count(pg, name, meta["jid"])
+    if (reports, incidents) != (meta["reports"], meta["incidents"]):
+        raise SystemExit(
+            f"{record}: the stored city has {reports:,} reports and {incidents:,} incidents, "
+            f"not the {meta['reports']:,} and {meta['incidents']:,} it was built with; "
+            f"remove {data_dir} to build it again"
+        )
+    note = f"stored in {data_dir}, built {meta['built_at']}"
+    fingerprint = summaries_fingerprint()
+    if meta["fingerprint"] != fingerprint:
+        console.print(
+            f"  {name}: summary code or migrations changed since it was built: rebuilding"
+        )
+        meta["refresh_s"], meta["days"] = _refresh(pg, name, meta["jid"], rebuild_all=True)
+        meta["fingerprint"] = fingerprint
+        record.write_text(json.dumps(meta, indent=1))
+        note += f"; summaries rebuilt now ({meta['refresh_s']:.1f} s)"
+    console.print(f"  {name}: using the stored city ({reports:,} reports), no generation")
+    return City(
+        name, meta["jid"], reports, incidents, meta["generate_s"], meta["refresh_s"],
+        meta["days"], note,
+    )  # fmt: skip
+
+
+def new_city(pg: EmbeddedCluster, data_dir: Path | None, size: int) -> City:
+    """Generate the city of ``size`` and build its summaries (recorded in ``data_dir``)."""
+    name = f"planner_{size}"
+    jid = make_city(pg, name)
+    generate_s = grow(pg, name, jid, size)
+    console.print(f"  {name}: generated in {generate_s:.1f} s, building the summaries")
+    refresh_s, days = _refresh(pg, name, jid, rebuild_all=False)
+    reports, incidents = _count(pg, name, jid)
+    city = City(name, jid, reports, incidents, generate_s, refresh_s, days, "generated now")
+    if data_dir is not None:
+        with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")  # the kept cluster runs without fsync
+        meta = {
+            "size": size, "jid": jid, "reports": reports, "incidents": incidents,
+            "generate_s": generate_s, "refresh_s": refresh_s, "days": days,
+            "fingerprint": summaries_fingerprint(),
+            "built_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        }  # fmt: skip
+        (data_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+        city.note = f"generated now, kept in {data_dir}"
+    return city
+
+
 def run_size(
     pg: EmbeddedCluster, size: int, args: argparse.Namespace, gen: Table, table: Table, hot: Table
 ) -> None:
-    """Build the city with ``size`` reports, time everything, add the rows, drop it."""
-    name = f"planner_{size}"
-    jid = make_city(pg, name)
-    seconds = grow(pg, name, jid, size)
+    """Build (or reuse) the city with ``size`` reports, time everything, add the rows; drop
+    the city unless it is kept in ``--data-dir``."""
+    city = (stored_city(pg, args.data_dir, size) if args.data_dir else None) or new_city(
+        pg, args.data_dir, size
+    )
+    name, jid = city.name, city.jid
+    gen.add_row(
+        f"{city.reports:,}", f"{city.incidents:,}", f"{city.generate_s:.1f}",
+        f"{city.refresh_s:.1f} ({city.days} days)", city.note,
+    )  # fmt: skip
+    if args.build_only:
+        return
+    n_reports = city.reports
     db = Database.connect(pg.url(name), pool_size=2)
     try:
-        with db.session() as session:
-            n_reports = session.scalar(text("SELECT count(*) FROM reports"))
-            n_incidents = session.scalar(text("SELECT count(*) FROM incidents"))
-        started, built = time.perf_counter(), None
-        with db.session() as session:
-            if not args.hotspots_only:
-                built = rollup.refresh(session, jurisdiction_id=jid, today=date(2026, 3, 1))
-        refresh_s = time.perf_counter() - started
-        with psycopg.connect(pg.conninfo(name), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-        gen.add_row(
-            f"{n_reports:,}", f"{n_incidents:,}", f"{seconds:.1f}",
-            f"{refresh_s:.1f} ({built.days} days)" if built else "-",
-        )  # fmt: skip
         year = queries.resolve_period(
             first_day=date(2025, 1, 1), last_day=date(2025, 12, 31), timezone=TZ,
             max_days=731,
@@ -446,30 +758,81 @@ def run_size(
         if args.no_hotspots:
             return
         with db.session() as session:
-            filters = queries.Filters()
-            srid = hotspots.metric_srid(session, jurisdiction_id=jid)
-            parts: list[tuple[str, Callable[[], Any]]] = [
-                ("clusters (DBSCAN)", lambda: hotspots.clusters(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    radius_factor=2.0, min_reports=5, srid=srid)),
-                ("hex 250 m + Gi*", lambda: hotspots.cells(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    size_m=250, max_cells=40_000, permutations=999, seed=1,
-                    alpha=0.05, srid=srid)),
-                ("repeats", lambda: hotspots.repeats(
-                    session, jurisdiction_id=jid, period=year, filters=filters,
-                    radius_m=10, srid=srid)),
-            ]  # fmt: skip
-            for part, fn in parts:
-                t_part, collection = median_time(fn, args.hotspot_runs)
-                hot.add_row(
-                    f"{n_reports:,}", part, f"{t_part:.3f}",
-                    f"{len(collection['features']):,}",
-                )  # fmt: skip
-                console.print(f"  {n_reports:,} {part}: {t_part:.3f} s")
+            hot_rows(session, jid, year, n_reports, args, hot)
     finally:
         db.dispose()
-        pg.drop_database(name)
+        if args.data_dir is None:
+            pg.drop_database(name)
+
+
+def hot_rows(
+    session: Any,
+    jid: int,
+    year: queries.Period,
+    n_reports: int,
+    args: argparse.Namespace,
+    hot: Table,
+) -> None:
+    """Time each hotspot part before (the earlier statements) and now; check the answers."""
+    filters = queries.Filters()
+    srid = hotspots.metric_srid(session, jurisdiction_id=jid)
+
+    def clusters(limit: int = 2000) -> Any:
+        return hotspots.clusters(
+            session, jurisdiction_id=jid, period=year, filters=filters,
+            radius_factor=2.0, min_reports=5, srid=srid, limit=limit,
+        )  # fmt: skip
+
+    def cells() -> Any:
+        return hotspots.cells(
+            session, jurisdiction_id=jid, period=year, filters=filters, size_m=250,
+            max_cells=40_000, permutations=999, seed=1, alpha=0.05, srid=srid,
+        )  # fmt: skip
+
+    def repeats() -> Any:
+        return hotspots.repeats(
+            session, jurisdiction_id=jid, period=year, filters=filters, radius_m=10, srid=srid
+        )
+
+    parts: list[tuple[str, Callable[[], Any], dict[str, str]]] = [
+        ("clusters (DBSCAN)", clusters, {"_CLUSTERS_SQL": BEFORE_CLUSTERS_SQL}),
+        ("hex 250 m + Gi*", cells, {"_CELL_COUNTS_SQL": BEFORE_CELL_COUNTS_SQL}),
+        ("repeats", repeats, {"_REPEATS_SQL": BEFORE_REPEATS_SQL}),
+    ]
+    for part, fn, before_sql in parts:
+        with statements(**before_sql):
+            t_before, before_runs = answers(fn, args.hotspot_runs)
+        t_now, now_runs = answers(fn, args.hotspot_runs)
+        now = now_runs[-1]
+        if part.startswith("hex"):
+            same_ = "yes" if now == before_runs[-1] else "NO"
+        elif part == "repeats":
+            with statements(_REPEATS_SQL=REFERENCE_REPEATS_SQL):
+                reference = features(fn())
+            same_ = (
+                "yes (earlier statement, chains named by first incident)"
+                if now == reference
+                else "NO"
+            )
+        else:
+            # Every cluster, not only the 2,000 largest: the same clusters, to the point.
+            everything = features(clusters(limit=1_000_000))
+            with statements(_CLUSTERS_SQL=REFERENCE_CLUSTERS_SQL):
+                reference = features(clusters(limit=1_000_000))
+            same_ = (
+                f"yes, all {len(everything):,} clusters (earlier statement, rows in id order)"
+                if everything == reference
+                else "NO"
+            )
+        hot.add_row(
+            f"{n_reports:,}", part, f"{t_before:.3f}", f"{t_now:.3f}",
+            f"{t_before / t_now:.1f}×", f"{len(now):,}", agreement(before_runs),
+            agreement(now_runs), same_,
+        )  # fmt: skip
+        console.print(
+            f"  {n_reports:,} {part}: {t_before:.3f} s before, {t_now:.3f} s now, "
+            f"{len(now):,} features, same: {same_}"
+        )
 
 
 def main() -> None:
@@ -481,6 +844,14 @@ def main() -> None:
     parser.add_argument("--hotspot-runs", type=int, default=3)
     parser.add_argument("--hotspots-only", action="store_true", help="skip the ward table")
     parser.add_argument("--no-hotspots", action="store_true", help="skip the hotspots")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the cluster and its cities here; a later run with the same sizes reuses them",
+    )
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or check) the cities, time nothing"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -490,16 +861,19 @@ def main() -> None:
         "vs geopandas", "agree (geopandas)", "same (source)",
     ):  # fmt: skip
         table.add_column(col, justify="right")
-    hot = Table(title="Hotspots (a year)")
-    for col in ("reports", "part", "median s", "features"):
+    hot = Table(title="Hotspots (a year): the earlier statements (before) and maps.analytics's")
+    for col in (
+        "reports", "part", "before s", "now s", "speed-up", "features",
+        "runs agree (before)", "runs agree (now)", "same answer",
+    ):  # fmt: skip
         hot.add_column(col, justify="right")
     gen = Table(title="History generation")
-    for col in ("reports", "incidents", "seconds", "refresh s"):
+    for col in ("reports", "incidents", "generation s", "summaries built s", "city"):
         gen.add_column(col, justify="right")
 
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
     console.print(f"load at start: {load.strip()}")
-    with cluster() as pg:
+    with cluster(args.data_dir) as pg:
         for size in sizes:
             run_size(pg, size, args, gen, table, hot)
     console.print(gen)

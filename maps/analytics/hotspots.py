@@ -73,27 +73,30 @@ def _collection(features: list[GeoJSON]) -> GeoJSON:
 # --- clusters -----------------------------------------------------------------------------
 
 _CLUSTERS_SQL = """
-WITH pts AS (
-    SELECT r.category_code, r.incident_id, ST_Transform(r.geom, :srid) AS gm,
-           c.dedup_radius_m * :factor AS eps_m
+WITH clustered AS (
+    -- eps is the same on every row of a partition (one category), as DBSCAN needs. The rows
+    -- go in by id: DBSCAN gives a border point (near core points of two clusters) to the
+    -- cluster it reaches first, so with the rows in whatever order the plan made (parallel
+    -- workers' sorts merged) the same data gave other clusters from run to run.
+    SELECT r.id, r.category_code, r.incident_id, r.geom, c.dedup_radius_m * :factor AS eps_m,
+           ST_ClusterDBSCAN(ST_Transform(r.geom, :srid), eps := c.dedup_radius_m * :factor,
+                            minpoints := :min_reports)
+               OVER (PARTITION BY r.category_code ORDER BY r.id) AS cid
     FROM reports r
     JOIN service_categories c ON c.jurisdiction_id = r.jurisdiction_id AND c.code = r.category_code
     WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
-), clustered AS (
-    -- eps is the same on every row of a partition (one category), as DBSCAN needs.
-    SELECT category_code, incident_id, gm, eps_m,
-           ST_ClusterDBSCAN(gm, eps := eps_m, minpoints := :min_reports)
-               OVER (PARTITION BY category_code) AS cid
-    FROM pts
 )
-SELECT category_code AS category, cid, count(*) AS reports,
+SELECT category_code AS category, count(*) AS reports,
        count(DISTINCT incident_id) AS incidents, max(eps_m) AS distance_m,
-       ST_AsGeoJSON(ST_Transform(
-           ST_Buffer(ST_ConvexHull(ST_Collect(gm)), max(eps_m) / 2, 4), 4326), 6) AS geometry
+       -- projected here, once per cluster sent, not once more per report
+       ST_AsGeoJSON(ST_Transform(ST_Buffer(ST_ConvexHull(ST_Transform(ST_Collect(geom), :srid)),
+                                           max(eps_m) / 2, 4), 4326), 6) AS geometry
 FROM clustered
 WHERE cid IS NOT NULL
 GROUP BY category_code, cid
-ORDER BY count(*) DESC, category_code, cid
+-- Ties (many clusters of a few reports) are cut at the limit by the cluster's first report,
+-- not by DBSCAN's cluster number, which says nothing about the cluster.
+ORDER BY count(*) DESC, category_code, min(id)
 LIMIT :limit
 """
 
@@ -173,31 +176,38 @@ ORDER BY g.i, g.j
 # the cells whose *boxes* hold it, and is far slower.)
 # (The counts are joined to the grid in Python, on the few thousand aggregated cells: the
 # planner cannot know how many cells ST_HexagonGrid makes and would join them in a loop.)
+# How it runs at a million reports: the points are projected by parallel workers into a
+# materialised CTE of two floats each (the projection is the dear part); the arithmetic is
+# in float8 only (numeric literals made it numeric, about three times slower) and each step
+# is fenced (OFFSET 0) so it is computed once, not once per use of its result after the
+# planner inlines it; the cells are then counted in one hash table.
 _CELL_COUNTS_SQL = """
 WITH pts AS MATERIALIZED (
-    -- Materialised: each point is projected once (inlined, every use of x and y below would
-    -- project it again).
-    SELECT x, y, floor(x / (1.5 * :size))::bigint AS a
+    SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y
     FROM reports r
     CROSS JOIN LATERAL (SELECT ST_Transform(r.geom, :srid) AS p) t
-    CROSS JOIN LATERAL (SELECT ST_X(t.p) AS x, ST_Y(t.p) AS y) xy
     WHERE r.jurisdiction_id = :jid AND r.reported_at >= :start AND r.reported_at < :end{codes}
-), two AS (
-    SELECT x, y, a,
-           round(y / :h - 0.5e0 * (((a % 2) + 2) % 2))::bigint AS ja,
-           round(y / :h - 0.5e0 * ((((a + 1) % 2) + 2) % 2))::bigint AS jb
-    FROM pts
-), cell AS (
-    SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
-           CASE WHEN da <= db THEN ja ELSE jb END AS j
-    FROM (SELECT a, ja, jb,
-                 (x - 1.5 * :size * a) ^ 2
-                     + (y - :h * (ja + 0.5e0 * (((a % 2) + 2) % 2))) ^ 2 AS da,
-                 (x - 1.5 * :size * (a + 1)) ^ 2
-                     + (y - :h * (jb + 0.5e0 * ((((a + 1) % 2) + 2) % 2))) ^ 2 AS db
-          FROM two) d
 )
-SELECT i, j, count(*) AS reports FROM cell GROUP BY i, j
+SELECT i, j, count(*) AS reports
+FROM (
+    SELECT CASE WHEN da <= db THEN a ELSE a + 1 END AS i,
+           (CASE WHEN da <= db THEN ja ELSE jb END)::bigint AS j
+    FROM (
+        SELECT a, ja, jb,
+               (x - 1.5 * :size * a) ^ 2 + (y - :h * (ja + oa)) ^ 2 AS da,
+               (x - 1.5 * :size * (a + 1)) ^ 2 + (y - :h * (jb + ob)) ^ 2 AS db
+        FROM (
+            SELECT x, y, a, oa, ob, round(y / :h - oa) AS ja, round(y / :h - ob) AS jb
+            FROM (
+                -- the two candidate columns' vertical offsets: 0 or ½ a row
+                SELECT x, y, a, (a & 1)::float8 * 0.5 AS oa, ((a + 1) & 1)::float8 * 0.5 AS ob
+                FROM (SELECT x, y, floor(x / (1.5 * :size))::bigint AS a FROM pts) u
+                OFFSET 0
+            ) o OFFSET 0
+        ) v OFFSET 0
+    ) d
+) c
+GROUP BY i, j
 """
 
 
@@ -423,20 +433,37 @@ WITH recent AS (
     GROUP BY entity_id
 ), spotted AS (
     -- A spot: the snapped asset, else a chain of incidents within the radius of each other.
+    -- (With two incidents enough, every incident of a chain is a core point: the chains do
+    -- not depend on the order DBSCAN reads the rows in, only their numbers do.)
     SELECT recent.*,
            ST_ClusterDBSCAN(gm, eps := :radius_m, minpoints := 2)
                OVER (PARTITION BY category_code) AS cid
     FROM recent
-), ordered AS (
-    SELECT s.*, COALESCE(o.n, 0) AS reopens,
-           COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id) AS spot,
-           -- the earliest closure among the spot's incidents opened before this one
-           min(s.closed_at) OVER (
-               PARTITION BY s.category_code,
-                            COALESCE('asset:' || s.asset_id, 'near:' || s.cid, 'incident:' || s.id)
-               ORDER BY s.opened_at, s.id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
+), candidates AS (
+    -- Only a spot of two incidents or more (an asset's, a chain) or a reopened incident can
+    -- have been reported again: the lone, never reopened incidents (nearly all of them) are
+    -- dropped here, before the spots are sorted and grouped.
+    SELECT s.*, COALESCE(o.n, 0) AS reopens
     FROM spotted s LEFT JOIN reopens o ON o.id = s.id
+    WHERE s.asset_id IS NOT NULL OR s.cid IS NOT NULL OR o.n IS NOT NULL
+), named AS (
+    -- A chain is named by its first incident, not by DBSCAN's number for it (which depends
+    -- on the order the rows came in): spots tied on their count are listed in that order.
+    SELECT c.*,
+           COALESCE('asset:' || c.asset_id,
+                    CASE WHEN c.cid IS NOT NULL
+                         THEN 'near:' || min(c.id) FILTER (WHERE c.asset_id IS NULL)
+                                             OVER (PARTITION BY c.category_code, c.cid) END,
+                    'incident:' || c.id) AS spot
+    FROM candidates c
+), ordered AS (
+    SELECT c.*,
+           -- the earliest closure among the spot's incidents opened before this one
+           min(c.closed_at) OVER (
+               PARTITION BY c.category_code, c.spot
+               ORDER BY c.opened_at, c.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fixed_before
+    FROM named c
 )
 SELECT category_code AS category, spot, min(asset_id) AS asset_id,
        count(*) FILTER (WHERE opened_at >= :start) AS incidents,

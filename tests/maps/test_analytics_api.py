@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from shapely.geometry import Point, shape
 from geo311.kernel.database import Database
 from geo311.kernel.errors import ValidationFailed
 from geo311.kernel.settings import AnalyticsSettings, Settings
+from geo311.resident.intake.models import Report
+from geo311.resident.intake.tracking import new_tracking_id
 from maps.analytics import hotspots, queries
 from tests.maps import history
 from tests.support import pooled_app, staff_token
@@ -202,6 +204,52 @@ def test_hotspot_cluster_and_hot_cell(client: TestClient) -> None:
     # Seeded permutations: asked again, the same p-values.
     again = get(client, "/api/v1/analytics/hotspots", **{"from": "2025-06-01", "to": "2025-06-30"})
     assert again["cells"] == body["cells"]
+
+
+def test_a_report_between_two_clusters_goes_to_the_first_reported(
+    client: TestClient, db: Database, city: history.City
+) -> None:
+    """Tree reports in August 2025 (DBSCAN at 2 × 25 m, 5 reports): two clusters of five, 80 m
+    apart, and one report X between them, 40 m from the nearest report of each. X has too
+    few neighbours to be a core report, so DBSCAN gives it to one cluster only: the one with
+    the earlier reports (the west one), not the one whose rows happen to lie first in the
+    table (the east one: stored first, numbered after)."""
+    from work_orders import incidents
+    from work_orders.models import ServiceCategory
+
+    metre = 1 / 111_320  # degrees of longitude (and, near enough, latitude) at the equator
+    x0, y0 = 0.012, 0.006
+    west = [(-40, 0), (-52, 0), (-52, 8), (-52, -8), (-60, 0)]
+    east = [(-dx, dy) for dx, dy in west]
+    at = datetime(2025, 8, 4, 12, tzinfo=UTC)
+    with db.session() as session:
+        tree = session.get(ServiceCategory, (city.jid, "tree"))
+        assert tree is not None
+        for group, offsets in (("east", east), ("x", [(0, 0)]), ("west", west)):
+            for k, (dx, dy) in enumerate(offsets):
+                lon, lat = x0 + dx * metre, y0 + dy * metre
+                incident = incidents.open_incident(
+                    session, category=tree, lon=lon, lat=lat, ward_id=None, asset_id=None,
+                    opened_at=at,
+                )  # fmt: skip
+                # the east reports are stored first but numbered after the others
+                report = Report(
+                    id=10_000_000 + k if group == "east" else None,
+                    jurisdiction_id=city.jid, tracking_id=new_tracking_id(),
+                    incident_id=incident.id, category_code="tree",
+                    geom=f"SRID=4326;POINT({lon} {lat})", location_source="pin",
+                    channel="api", reported_at=at, dedup_decision="new",
+                )  # fmt: skip
+                session.add(report)
+                session.flush()
+    august = {"from": "2025-08-01", "to": "2025-08-31"}
+    for _ in range(2):
+        body = get(client, "/api/v1/analytics/hotspots", **august)
+        found = body["clusters"]["features"]
+        assert [f["properties"]["reports"] for f in found] == [6, 5]
+        assert shape(found[0]["geometry"]).contains(Point(x0 - 50 * metre, y0))
+        assert shape(found[0]["geometry"]).contains(Point(x0, y0))
+        assert not shape(found[1]["geometry"]).contains(Point(x0, y0))
 
 
 def test_heat_weights_are_the_reports_of_the_period_and_filter(client: TestClient) -> None:
