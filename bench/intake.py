@@ -22,6 +22,14 @@ concurrency:
   incident: the bench's points are spread over the city, so the API seldom joins one);
 - ``process_photo`` alone on the JPEG, one call at a time.
 
+Deployed as in production: the API server runs no notice worker
+(``GEO311_NOTIFY__EMBEDDED_WORKER=false``); one ``geo311 worker`` process delivers the
+notices of both sides to an SMTP sink on loopback (aiosmtpd, keeps nothing), and its CPU is
+shown in a column of its own (``--notice-worker embedded`` runs the worker inside the API
+server instead, ``geo311 run``'s default). Before and after each run the bench waits until
+every notice owed so far was delivered, so one side's deliveries do not run into the other's
+run, and the CPU figures cover the delivery of the run's notices.
+
 Each level runs ``--runs`` times (API and ceiling interleaved) after a warm-up; the table
 shows the median of the runs. CPU per report is read from /proc for the API server, the
 PostgreSQL processes and this process (the load generator, or the ceiling's app), so Linux
@@ -31,7 +39,7 @@ sharing the CPUs. Everything is stopped and removed at the end, on Ctrl+C and on
     uv run python bench/intake.py [--concurrency 1,8,32] [--requests 300]
         [--photo-requests 120] [--runs 3] [--photo-runs 15] [--workloads fields,photo]
         [--fields-body json|form] [--server-env GEO311_DB__POOL_SIZE=40 ...]
-        [--workers 1] [--baseline TREE] [--json out.json]
+        [--workers 1] [--notice-worker separate|embedded] [--baseline TREE] [--json out.json]
 
 ``--workers N`` serves the API with ``geo311 run --workers N`` (N processes); CPU is then
 summed over the server and its children. ``--baseline TREE`` serves a second API from another
@@ -243,6 +251,13 @@ _WRITE_SQL = """
 
 # --- the bench's own look-ups (not part of what is measured) --------------------------------
 
+# Delivery jobs due now and not finished (a retry waiting for its time is not due).
+_OWED_JOBS_SQL = """
+    SELECT count(*) FROM procrastinate_jobs
+    WHERE queue_name = %(queue)s AND status IN ('todo', 'doing')
+      AND (scheduled_at IS NULL OR scheduled_at <= now())
+"""
+
 _CURRENT_WARDS = """
     FROM wards AS w
     JOIN ward_maps AS m ON m.jurisdiction_id = w.jurisdiction_id AND m.id = w.ward_map_id
@@ -256,7 +271,11 @@ _RANDOM_POINTS_SQL = f"""
          ST_Dump(ST_GeneratePoints(city.geom, %(n)s, 311)) AS d
 """
 
-# A pin a few metres from each of the first streetlights, kept if a ward in force covers it.
+# A pin a few metres from each of n streetlights, kept if a ward in force covers it. The
+# streetlights are taken in a fixed pseudo-random order, so that the reports in flight at once
+# are spread over the city as real ones are: in id order, neighbours come one after another
+# (about 60 m apart along a street), and the concurrent reports all wait for one area's
+# dedup lock.
 _NEAR_ASSET_POINTS_SQL = f"""
     SELECT ST_X(p.pt), ST_Y(p.pt)
     FROM (
@@ -264,7 +283,7 @@ _NEAR_ASSET_POINTS_SQL = f"""
                           radians((a.id * 137) %% 360))::geometry AS pt
         FROM assets AS a
         WHERE a.jurisdiction_id = %(jid)s AND a.asset_type = %(asset_type)s
-        ORDER BY a.id
+        ORDER BY md5(CAST(a.id AS text)), a.id
         LIMIT %(n)s
     ) AS p
     WHERE EXISTS (SELECT 1 {_CURRENT_WARDS} AND ST_Covers(w.geom, p.pt))
@@ -276,11 +295,14 @@ _NEAR_ASSET_POINTS_SQL = f"""
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Cumulative CPU seconds of the API server, PostgreSQL (all its processes) and this one."""
+    """Cumulative CPU seconds of the API server, PostgreSQL (all its processes), this one,
+    the notice worker (0 when it runs inside the API server) and the mail sink."""
 
     server_s: float
     postgres_s: float
     bench_s: float
+    worker_s: float = 0.0
+    sink_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +320,11 @@ class RunResult:
     """CPU of all PostgreSQL processes per report, in ms."""
     bench_cpu_ms: float
     """CPU of this process per report, in ms: the load generator, or the ceiling's app."""
+    worker_cpu_ms: float
+    """CPU of the separate notice worker per report, in ms, until the notices the run owed
+    were delivered (0 when the worker runs inside the API server)."""
+    sink_cpu_ms: float
+    """CPU of the mail sink per report, in ms (the mail server: no part of geo311)."""
     pg_sessions: int
     """PostgreSQL sessions opened during the run (pg_stat_database.sessions; approximate)."""
 
@@ -355,6 +382,8 @@ def _run_result(
         server_cpu_ms=(after.server_s - before.server_s) * 1000.0 / n,
         postgres_cpu_ms=(after.postgres_s - before.postgres_s) * 1000.0 / n,
         bench_cpu_ms=(after.bench_s - before.bench_s) * 1000.0 / n,
+        worker_cpu_ms=(after.worker_s - before.worker_s) * 1000.0 / n,
+        sink_cpu_ms=(after.sink_s - before.sink_s) * 1000.0 / n,
         pg_sessions=pg_sessions,
     )
 
@@ -878,13 +907,42 @@ class Bench:
     postmaster_pid: int
     # The --baseline tree's server and URL, when one is compared.
     baseline: tuple[subprocess.Popen[bytes], str] | None = None
+    # The separate notice worker (None: it runs inside the API server) and the mail sink.
+    worker: subprocess.Popen[bytes] | None = None
+    sink: subprocess.Popen[bytes] | None = None
 
     def cpu(self, server: subprocess.Popen[bytes] | None = None) -> CpuSample:
         return CpuSample(
             server_s=_tree_cpu_s((server or self.server).pid),
             postgres_s=_postgres_cpu_s(self.postmaster_pid),
             bench_s=time.process_time(),
+            worker_s=_tree_cpu_s(self.worker.pid) if self.worker is not None else 0.0,
+            sink_s=_tree_cpu_s(self.sink.pid) if self.sink is not None else 0.0,
         )
+
+    def drain(self, timeout_s: float = 120.0) -> None:
+        """Return once the notice queue holds no job due now (every notice owed so far was
+        delivered), so that one side's deliveries do not run into the next side's run."""
+        deadline = time.monotonic() + timeout_s
+        while not _STOP.is_set():
+            row = self.monitor.execute(_OWED_JOBS_SQL, {"queue": outbox.QUEUE}).fetchone()
+            if row is None or row[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{row[0]} notice jobs still waiting after {timeout_s:.0f} s: "
+                    "is the worker running, and the mail sink?"
+                )
+            time.sleep(0.05)
+
+    def check_delivered(self) -> None:
+        """Raise unless every notice owed so far went out (the mail sink took it)."""
+        self.drain()
+        row = self.monitor.execute(
+            "SELECT count(*) FILTER (WHERE status <> 'sent'), count(*) FROM notices"
+        ).fetchone()
+        if row is None or row[0]:
+            raise RuntimeError(f"notices not delivered (of all): {row}")
 
     def pg_sessions(self) -> int:
         row = self.monitor.execute(
@@ -974,6 +1032,7 @@ async def api_run(
             if check:
                 _check_api_body(variant, first + k, resp.json(), bench.city)
 
+    await asyncio.to_thread(bench.drain)
     sessions, before = bench.pg_sessions(), bench.cpu(server)
     started = time.perf_counter()
     # A TaskGroup cancels the other clients as soon as one fails.
@@ -981,6 +1040,8 @@ async def api_run(
         for _ in range(concurrency):
             clients.create_task(client_loop())
     elapsed = time.perf_counter() - started
+    # The CPU of the work the run caused, its notices' delivery included.
+    await asyncio.to_thread(bench.drain)
     after = bench.cpu(server)
     return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
 
@@ -1022,6 +1083,7 @@ def ceiling_run(
                 if check:
                     _check_ceiling_view(variant, first + k, view, bench.city)
 
+    bench.drain()
     sessions, before = bench.pg_sessions(), bench.cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
@@ -1032,6 +1094,7 @@ def ceiling_run(
             _STOP.set()
             raise
     elapsed = time.perf_counter() - started
+    bench.drain()
     after = bench.cpu()
     return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
 
@@ -1086,6 +1149,7 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
             await asyncio.to_thread(
                 ceiling_run, bench, pool, variant, concurrency=clients, n=warm, first=0, check=True
             )
+            await asyncio.to_thread(bench.check_delivered)
             bench.clear_media()
             for run in range(bench.args.runs):
                 first = 2 * warm + run * 2 * n
@@ -1133,19 +1197,11 @@ def run_level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
 # --- setting up and tearing down -----------------------------------------------------------
 
 
-@contextmanager
-def api_server(
-    url: str,
-    data_dir: Path,
-    log_path: Path,
-    extra_env: dict[str, str],
-    workers: int = 1,
-    tree: Path = REPO,
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Yield the running API server process (of the checkout ``tree``) and its base URL;
-    stop it afterwards."""
-    port = _free_port()
-    env = {
+def _geo311_env(
+    url: str, data_dir: Path, smtp_port: int, extra_env: dict[str, str], tree: Path = REPO
+) -> dict[str, str]:
+    """Return the environment of a geo311 process (API server or notice worker)."""
+    return {
         **os.environ,
         "GEO311_DB__URL": url,
         "GEO311_DATA_DIR": str(data_dir),
@@ -1153,36 +1209,95 @@ def api_server(
         "GEO311_HOST": "127.0.0.1",
         # A line per request is the server's work too, but no part of what is compared.
         "GEO311_ACCESS_LOG": "false",
+        # The notices go to the bench's mail sink: delivered, not retried for ever.
+        "GEO311_NOTIFY__SMTP__HOST": "127.0.0.1",
+        "GEO311_NOTIFY__SMTP__PORT": str(smtp_port),
+        "GEO311_NOTIFY__DEV_MAIL__ENABLED": "false",
         # Another checkout's packages before the installed ones (python -m adds the working
         # directory too); the same environment, so the same libraries.
         **({"PYTHONPATH": str(tree)} if tree != REPO else {}),
         **extra_env,
     }
-    cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
-    cmd += ["--workers", str(workers)]
-    base_url = f"http://127.0.0.1:{port}"
-    server: subprocess.Popen[bytes] | None = None
+
+
+@contextmanager
+def _child(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a started process logging to ``log_path``; stop it (SIGINT) afterwards."""
+    proc: subprocess.Popen[bytes] | None = None
     try:
         with _uninterrupted(), log_path.open("wb") as log:
             # Its own session: a Ctrl+C in the terminal reaches only us, and we stop it.
-            server = subprocess.Popen(
+            proc = subprocess.Popen(
                 cmd,
-                cwd=tree,
+                cwd=cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        yield proc
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def api_server(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    workers: int = 1,
+    embedded_worker: bool = False,
+    tree: Path = REPO,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Yield the running API server process (of the checkout ``tree``) and its base URL;
+    stop it afterwards. ``embedded_worker``: it delivers the notices itself (``geo311 run``'s
+    default) rather than leaving them to a ``geo311 worker``."""
+    port = _free_port()
+    env = {**env, "GEO311_NOTIFY__EMBEDDED_WORKER": str(embedded_worker).lower()}
+    cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    base_url = f"http://127.0.0.1:{port}"
+    with _child(cmd, cwd=tree, env=env, log_path=log_path) as server:
         _wait_healthy(server, base_url, log_path)
         yield server, base_url
-    finally:
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGINT)
+
+
+@contextmanager
+def notice_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a running ``geo311 worker`` (the production shape: the API server owes the
+    notices, this process delivers them); stop it afterwards."""
+    cmd = [sys.executable, "-m", "geo311.cli", "worker"]
+    with _child(cmd, cwd=REPO, env=env, log_path=log_path) as worker:
+        yield worker
+
+
+@contextmanager
+def mail_sink(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a running SMTP server on loopback that takes every mail and keeps none (the
+    city's mail server; without one, every notice would be retried for the whole run)."""
+    cmd = [sys.executable, "-m", "aiosmtpd", "-n", "-u", "-c", "aiosmtpd.handlers.Sink"]
+    cmd += ["-l", f"127.0.0.1:{port}"]
+    with _child(cmd, cwd=REPO, env=dict(os.environ), log_path=log_path) as sink:
+        deadline = time.monotonic() + 30.0
+        while True:
+            if sink.poll() is not None:
+                raise RuntimeError(f"the mail sink exited ({sink.returncode}):\n{_tail(log_path)}")
             try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the mail sink did not listen in 30 s") from None
+                time.sleep(0.1)
+        yield sink
 
 
 def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
@@ -1303,24 +1418,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             media_settings = MediaSettings()
             photo_ms = time_process_photo(photo, args.photo_runs, media_settings)
             data_dir = root / "data"
+            smtp_port = _free_port()
+            sink = stack.enter_context(mail_sink(smtp_port, root / "sink.log"))
+            env = _geo311_env(cluster.url(DBNAME), data_dir, smtp_port, args.server_env)
+            embedded = args.notice_worker == "embedded"
             server, base_url = stack.enter_context(
-                api_server(
-                    cluster.url(DBNAME),
-                    data_dir,
-                    root / "server.log",
-                    args.server_env,
-                    workers=args.workers,
-                )
+                api_server(env, root / "server.log", workers=args.workers, embedded_worker=embedded)
+            )
+            worker = (
+                None if embedded else stack.enter_context(notice_worker(env, root / "worker.log"))
             )
             baseline = None
             if args.baseline is not None:
+                baseline_env = _geo311_env(
+                    cluster.url(DBNAME),
+                    root / "baseline-data",
+                    smtp_port,
+                    args.server_env,
+                    tree=args.baseline,
+                )
                 baseline = stack.enter_context(
                     api_server(
-                        cluster.url(DBNAME),
-                        root / "baseline-data",
+                        baseline_env,
                         root / "baseline-server.log",
-                        args.server_env,
                         workers=args.workers,
+                        embedded_worker=embedded,
                         tree=args.baseline,
                     )
                 )
@@ -1338,6 +1460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ceiling_media=root / "ceiling-media",
                 postmaster_pid=int(pid_file.read_text().split()[0]),
                 baseline=baseline,
+                worker=worker,
+                sink=sink,
             )
             machine = {**_machine(monitor), "loadavg_at_start": load_at_start}
             settings = _settings(args, photo, city)
@@ -1349,7 +1473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     levels.append(run_level(bench, variant, concurrency))
             elapsed_s = time.perf_counter() - started
             machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-            _print_results(console, levels, photo_ms)
+            _print_results(console, levels, photo_ms, embedded=embedded)
             console.print(
                 f"[dim]total {elapsed_s:.0f} s; load average (1, 5, 15 min) at start "
                 f"{machine['loadavg_at_start']}, at end {machine['loadavg_at_end']}[/dim]"
@@ -1432,6 +1556,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "API is served too, on the same database, and run right after this tree's in every "
         "run, for a before/after in one process",
     )
+    parser.add_argument(
+        "--notice-worker",
+        choices=("separate", "embedded"),
+        default="separate",
+        help="separate (default): the API server with GEO311_NOTIFY__EMBEDDED_WORKER=false "
+        "and one `geo311 worker` process delivering the notices, its CPU shown in a column of "
+        "its own; embedded: the worker inside the API server (`geo311 run`'s default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if min(args.requests, args.photo_requests, args.runs) < 1 or args.photo_runs < 10:
@@ -1456,6 +1588,10 @@ def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, A
         f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
         "server": f"geo311 run --workers {args.workers} (uvicorn); "
         f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow",
+        "notices": "delivered by the API server's in-process worker"
+        if args.notice_worker == "embedded"
+        else "delivered by one `geo311 worker` process (the API server runs none)",
+        "mail": "an SMTP sink on loopback (aiosmtpd, keeps nothing)",
         "baseline": str(args.baseline) if args.baseline else None,
         "server_env": args.server_env,
         "ceiling": "psycopg_pool, one connection per thread, autocommit + explicit transaction",
@@ -1488,7 +1624,9 @@ def _print_header(console: Console, machine: dict[str, Any], settings: dict[str,
         console.print(f"  {key:<17} {value}")
 
 
-def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[float]) -> None:
+def _print_results(
+    console: Console, levels: list[LevelResult], photo_ms: list[float], *, embedded: bool
+) -> None:
     table = Table(
         title=f"Report intake: median of runs (target: API ≥ {TARGET_RATIO:.0%} of the ceiling)",
         title_justify="left",
@@ -1527,18 +1665,26 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
         table.add_row(*row)
     console.print(table)
 
+    def worker(level: LevelResult, side: Literal["api", "ceiling"]) -> str:
+        # Inside the API server (--notice-worker embedded): counted in its column.
+        return "in server" if embedded else f"{level.median(side, 'worker_cpu_ms'):.2f}"
+
     cpu = Table(
-        title="CPU per report in ms (median of runs); new PostgreSQL sessions per run",
+        title="CPU per report in ms, until the notices the run owed were delivered (median of "
+        "runs); new PostgreSQL sessions per run",
         title_justify="left",
     )
     for name in ("workload", "clients"):
         cpu.add_column(name)
     for name in (
         "API server",
+        "API: worker",
         "API: postgres",
         "API: load gen",
         "ceiling app",
+        "ceiling: worker",
         "ceiling: postgres",
+        "mail sink",
         "API new sessions",
     ):
         cpu.add_column(name, justify="right")
@@ -1550,10 +1696,13 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
             level.workload,
             str(level.concurrency),
             f"{level.median('api', 'server_cpu_ms'):.2f}",
+            worker(level, "api"),
             f"{level.median('api', 'postgres_cpu_ms'):.2f}",
             f"{level.median('api', 'bench_cpu_ms'):.2f}",
             f"{level.median('ceiling', 'bench_cpu_ms'):.2f}",
+            worker(level, "ceiling"),
             f"{level.median('ceiling', 'postgres_cpu_ms'):.2f}",
+            f"{level.median('api', 'sink_cpu_ms'):.2f}",
             f"{level.median('api', 'pg_sessions'):.0f}",
         ]
         if compared:
