@@ -14,12 +14,15 @@ concurrency:
   lock, the candidate search, the crews' load and the rules' choice (pure, over crews and
   rules read once, as the service caches them), one write (the incident, its work order
   already with the crew, the requester, the report, the subscription, the audit rows, the
-  photo row and the notice owed, as data-modifying CTEs) and the notice's queue job; plus
+  planner summaries' change rows, the photo row and the notice owed, as data-modifying CTEs)
+  and the notice's queue job; plus
   ``process_photo`` and the three file writes for ``photo``. Like the API it reads nothing
   back: the answer is what was written. Due times, audit rows and tracking ids come from the
   service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
-  API/ceiling is what the HTTP, ORM and framework layers cost (the ceiling always opens an
-  incident: the bench's points are spread over the city, so the API seldom joins one);
+  API/ceiling is what the HTTP, ORM and framework layers cost. The ceiling always opens an
+  incident, while the API joins one when a report falls near an open incident of its group
+  (the points repeat from one level to the next, and a streetlight's reports all share its
+  asset): the table shows the share of the API's reports that joined;
 - ``process_photo`` alone on the JPEG, one call at a time.
 
 Deployed as in production: the API server runs no notice worker
@@ -93,7 +96,7 @@ from rich.table import Table
 from dispatch import rules
 from dispatch import service as dispatch_service
 from fixtures.load import load_demo
-from geo311.kernel import migrate
+from geo311.kernel import live, migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.media.photos import ProcessedPhoto, process_photo, read_gps
@@ -101,9 +104,17 @@ from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.notify import outbox
 from geo311.kernel.settings import DatabaseSettings, DedupSettings, MediaSettings, RoutingSettings
 from geo311.resident.dedup import grid, placing
-from geo311.resident.dedup.scoring import UNMATCHABLE_STATUSES, Rule
+from geo311.resident.dedup.scoring import (
+    UNMATCHABLE_STATUSES,
+    Candidate,
+    Decision,
+    NewReport,
+    Rule,
+    decide,
+    normalise_addresses,
+)
 from geo311.resident.intake.tracking import new_tracking_id
-from work_orders import incidents, lifecycle, opening, sla
+from work_orders import changes, incidents, lifecycle, opening, sla
 
 REPO = Path(__file__).resolve().parents[1]
 DBNAME = "geo311_bench"
@@ -193,8 +204,9 @@ _CREW_LOAD_SQL = """
 
 # Every row in one statement, as intake writes them (data-modifying CTEs; the foreign keys
 # are checked at the statement's end): the incident, its work order with the crew, the
-# requester, the report, the subscription, the audit rows, the photo (when there is one) and
-# the notice owed, whose id comes back for its delivery job.
+# requester, the report, the subscription, the audit rows, the planner summaries' change
+# rows, the photo (when there is one) and the notice owed, whose id comes back for its
+# delivery job.
 _WRITE_SQL = """
     WITH i AS (
         INSERT INTO incidents (id, jurisdiction_id, category_code, status, version, geom,
@@ -230,6 +242,12 @@ _WRITE_SQL = """
         FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint, action text,
                                                  actor text, from_state text, to_state text,
                                                  data jsonb)
+    ), c AS (
+        -- The planner summaries' change list: each tracked row the audit rows name, once.
+        INSERT INTO analytics_changes (jurisdiction_id, entity, entity_id)
+        SELECT DISTINCT %(jid)s, e.entity, e.entity_id
+        FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint)
+        WHERE e.entity = ANY(%(tracked)s)
     ), p AS (
         INSERT INTO photos (jurisdiction_id, report_id, kind, original_key, original_type,
                             public_key, thumb_key, width, height, phash, sha256, taken_at,
@@ -248,6 +266,66 @@ _WRITE_SQL = """
     )
     SELECT id FROM n
 """
+
+# A duplicate: the chosen incident's row lock, with how many reports it has (the answer
+# shows the count), then its rows in one statement (as the open path's, without the incident
+# and its work order), and the event that tells open staff pages at COMMIT.
+_JOIN_LOCK_SQL = """
+    SELECT i.status, ST_X(i.geom), ST_Y(i.geom), i.version, i.updated_at,
+           (SELECT count(*) FROM reports AS r
+            WHERE r.jurisdiction_id = %(jid)s AND r.incident_id = %(id)s)
+    FROM incidents AS i
+    WHERE i.jurisdiction_id = %(jid)s AND i.id = %(id)s
+    FOR UPDATE OF i
+"""
+
+_JOIN_WRITE_SQL = """
+    WITH q AS (
+        INSERT INTO requesters (id, jurisdiction_id, email, phone, language)
+        VALUES (%(requester_id)s, %(jid)s, %(email)s, NULL, 'en')
+    ), r AS (
+        INSERT INTO reports (id, jurisdiction_id, tracking_id, incident_id, requester_id,
+                             category_code, description, address, geom, location_source,
+                             ward_id, asset_id, channel, language, attributes, reported_at,
+                             dedup_decision, dedup_score, dedup_signals, matched_report_id)
+        VALUES (%(report_id)s, %(jid)s, %(tracking_id)s, %(incident_id)s, %(requester_id)s,
+                %(code)s, %(description)s, NULL, ST_GeomFromEWKT(%(geom)s), %(source)s,
+                %(ward_id)s, %(asset_id)s, 'api', 'en', '{}', %(now)s, %(decision)s,
+                %(score)s, %(signals)s, %(matched_report_id)s)
+    ), s AS (
+        INSERT INTO subscriptions (jurisdiction_id, incident_id, requester_id, report_id)
+        VALUES (%(jid)s, %(incident_id)s, %(requester_id)s, %(report_id)s)
+    ), a AS (
+        INSERT INTO audit_events (jurisdiction_id, entity, entity_id, action, actor,
+                                  from_state, to_state, data)
+        SELECT %(jid)s, e.entity, e.entity_id, e.action, e.actor, e.from_state, e.to_state,
+               e.data
+        FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint, action text,
+                                                 actor text, from_state text, to_state text,
+                                                 data jsonb)
+    ), c AS (
+        INSERT INTO analytics_changes (jurisdiction_id, entity, entity_id)
+        VALUES (%(jid)s, 'incident', %(incident_id)s)
+    ), p AS (
+        INSERT INTO photos (jurisdiction_id, report_id, kind, original_key, original_type,
+                            public_key, thumb_key, width, height, phash, sha256, taken_at,
+                            exif_geom)
+        SELECT %(jid)s, %(report_id)s, 'report', %(original_key)s, %(original_type)s,
+               %(public_key)s, %(thumb_key)s, %(width)s, %(height)s, %(phash)s, %(sha256)s,
+               %(taken_at)s, ST_GeomFromEWKT(%(exif_geom)s)
+        WHERE %(with_photo)s
+    ), n AS (
+        INSERT INTO notices (jurisdiction_id, idempotency_key, kind, channel, recipient,
+                             language, incident_id, requester_id, context)
+        VALUES (%(jid)s, %(key)s, 'received', 'email', %(email)s, 'en', %(incident_id)s,
+                %(requester_id)s, %(context)s)
+        ON CONFLICT (jurisdiction_id, idempotency_key) DO NOTHING
+        RETURNING id
+    )
+    SELECT id FROM n
+"""
+
+_LIVE_SQL = "SELECT pg_notify(%(channel)s, p) FROM unnest(CAST(%(payloads)s AS text[])) AS p"
 
 # --- the bench's own look-ups (not part of what is measured) --------------------------------
 
@@ -327,6 +405,9 @@ class RunResult:
     """CPU of the mail sink per report, in ms (the mail server: no part of geo311)."""
     pg_sessions: int
     """PostgreSQL sessions opened during the run (pg_stat_database.sessions; approximate)."""
+    joined: float = 0.0
+    """Share of the reports that joined an incident rather than opening one (the API's
+    answers say; the ceiling always opens one)."""
 
 
 @dataclass
@@ -370,6 +451,7 @@ def _run_result(
     before: CpuSample,
     after: CpuSample,
     pg_sessions: int,
+    joined: int = 0,
 ) -> RunResult:
     n = len(latencies_s)
     lat_ms = [s * 1000.0 for s in latencies_s]
@@ -385,6 +467,7 @@ def _run_result(
         worker_cpu_ms=(after.worker_s - before.worker_s) * 1000.0 / n,
         sink_cpu_ms=(after.sink_s - before.sink_s) * 1000.0 / n,
         pg_sessions=pg_sessions,
+        joined=joined / n,
     )
 
 
@@ -728,7 +811,7 @@ def ceiling_report(
             )
             cur.execute(_LOCK_SQL, {"keys": keys})
             min_lon, min_lat, max_lon, max_lat = grid.degree_box(lon, lat, rule.radius_m)
-            cur.execute(
+            found = cur.execute(
                 _CANDIDATES_SQL,
                 {
                     "min_lon": min_lon,
@@ -745,6 +828,34 @@ def ceiling_report(
                     "unmatchable": list(UNMATCHABLE_STATUSES),
                 },
             ).fetchall()
+            # The rule's decision (pure, the service's own): a duplicate joins its incident.
+            decision = decide(
+                NewReport(
+                    category_code=category_code,
+                    at=now,
+                    asset_id=asset_id,
+                    photo_hash=processed.phash if processed else None,
+                    description=f"bench report {i}",
+                ),
+                [_candidate(row) for row in found],
+                rule,
+                now,
+            )
+            if decision.incident_id is not None:
+                return _ceiling_join(
+                    conn,
+                    cur,
+                    jid=jid,
+                    i=i,
+                    decision=decision,
+                    ids=(report_id, requester_id),
+                    code=category_code,
+                    category_name=category[2],
+                    city=category[13],
+                    place=(lon, lat, source, ward, asset_id),
+                    now=now,
+                    photo=(processed, media),
+                )
         # The crew: the crews' load, then the rules (pure) over crews and rules read once.
         times = terms.due_times(now)
         crews = city.crews
@@ -803,40 +914,7 @@ def ceiling_report(
             lon=lon,
             lat=lat,
         )
-        files: dict[str, bytes] = {}
-        photo_row: dict[str, Any] = dict.fromkeys(
-            (
-                "original_key",
-                "original_type",
-                "public_key",
-                "thumb_key",
-                "width",
-                "height",
-                "phash",
-                "sha256",
-                "taken_at",
-                "exif_geom",
-            )
-        )
-        if processed is not None:
-            stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
-            photo_row = {
-                "original_key": f"private/{stem}.jpg",
-                "original_type": processed.original_type,
-                "public_key": f"public/{stem}.jpg",
-                "thumb_key": f"public/{stem}_thumb.jpg",
-                "width": processed.width,
-                "height": processed.height,
-                "phash": processed.phash,
-                "sha256": processed.sha256,
-                "taken_at": processed.taken_at,
-                "exif_geom": f"SRID=4326;POINT({lon} {lat})",
-            }
-            files = {
-                photo_row["original_key"]: processed.original,
-                photo_row["public_key"]: processed.public_jpeg,
-                photo_row["thumb_key"]: processed.thumb_jpeg,
-            }
+        photo_row, files = _photo_row(processed, lon, lat, now)
         notice_id = _returned_id(
             cur,
             _WRITE_SQL,
@@ -863,6 +941,7 @@ def ceiling_report(
                 "source": source,
                 "signals": Jsonb({}),
                 "events": Jsonb(events),
+                "tracked": sorted(changes.TRACKED),
                 "with_photo": processed is not None,
                 **photo_row,
                 "key": f"received:incident-{incident_id}:subscribed:requester-{requester_id}",
@@ -884,6 +963,167 @@ def ceiling_report(
         for key, data in files.items():
             media.put(key, data)
     # The answer is built from what was written, as the API builds it.
+    return (ward[1], asset_id, source, photo_row["public_key"])
+
+
+def _photo_row(
+    processed: ProcessedPhoto | None, lon: float, lat: float, now: datetime
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Return the photo row's columns (all None without a photo) and its files by key."""
+    files: dict[str, bytes] = {}
+    photo_row: dict[str, Any] = dict.fromkeys(
+        (
+            "original_key",
+            "original_type",
+            "public_key",
+            "thumb_key",
+            "width",
+            "height",
+            "phash",
+            "sha256",
+            "taken_at",
+            "exif_geom",
+        )
+    )
+    if processed is not None:
+        stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
+        photo_row = {
+            "original_key": f"private/{stem}.jpg",
+            "original_type": processed.original_type,
+            "public_key": f"public/{stem}.jpg",
+            "thumb_key": f"public/{stem}_thumb.jpg",
+            "width": processed.width,
+            "height": processed.height,
+            "phash": processed.phash,
+            "sha256": processed.sha256,
+            "taken_at": processed.taken_at,
+            "exif_geom": f"SRID=4326;POINT({lon} {lat})",
+        }
+        files = {
+            photo_row["original_key"]: processed.original,
+            photo_row["public_key"]: processed.public_jpeg,
+            photo_row["thumb_key"]: processed.thumb_jpeg,
+        }
+    return photo_row, files
+
+
+def _candidate(row: tuple[Any, ...]) -> Candidate:
+    """Return a candidate-search row as dedup weighs it (as ``placing.find_candidates``)."""
+    (id_, code, status, asset_id, opened_at, closed_at, updated_at, distance_m) = row[:8]
+    last_report_at, nearest_report_id, addresses, photo_hashes, descriptions = row[8:13]
+    return Candidate(
+        incident_id=id_,
+        category_code=code,
+        status=status,
+        distance_m=float(distance_m),
+        last_report_at=last_report_at or opened_at,
+        closed_at=closed_at or (updated_at if status in ("completed", "closed") else None),
+        asset_id=asset_id,
+        addresses=normalise_addresses(addresses or []),
+        photo_hashes=tuple(photo_hashes or ()),
+        nearest_report_id=nearest_report_id,
+        descriptions=tuple(descriptions or ()),
+    )
+
+
+def _ceiling_join(
+    conn: Conn,
+    cur: psycopg.Cursor[tuple[Any, ...]],
+    *,
+    jid: int,
+    i: int,
+    decision: Decision,
+    ids: tuple[int, int],
+    code: str,
+    category_name: str,
+    city: str,
+    place: tuple[float, float, str, Any, int | None],
+    now: datetime,
+    photo: tuple[ProcessedPhoto | None, LocalMediaStore],
+) -> tuple[Any, ...]:
+    """Store report ``i`` as a duplicate of the incident ``decision`` chose, as the API does:
+    the incident's row lock (with its report count), one write (requester, report,
+    subscription, audit row, change row, photo, notice owed), the notice's job and the live
+    event for open staff pages. (A reopened incident's transition is left out: the bench's
+    incidents stay open.) Return what :func:`ceiling_report` returns."""
+    report_id, requester_id = ids
+    lon, lat, source, ward, asset_id = place
+    processed, media = photo
+    incident_id = decision.incident_id
+    best = decision.best
+    assert incident_id is not None
+    assert best is not None
+    locked = cur.execute(_JOIN_LOCK_SQL, {"jid": jid, "id": incident_id}).fetchone()
+    if locked is None:
+        raise RuntimeError(f"incident {incident_id} vanished")
+    status, incident_lon, incident_lat = locked[0], locked[1], locked[2]
+    tracking_id = new_tracking_id()
+    data = {"report": tracking_id, "score": round(best.score, 4), "fired": best.fired}
+    events = [
+        {
+            "entity": "incident",
+            "entity_id": incident_id,
+            "action": "report_added",
+            "actor": "resident:api",
+            "from_state": None,
+            "to_state": None,
+            "data": data,
+        }
+    ]
+    photo_row, files = _photo_row(processed, lon, lat, now)
+    context = opening.notice_context(
+        incident_id=incident_id,
+        category_code=code,
+        category_name=category_name,
+        city=city,
+        status=status,
+        lon=incident_lon,
+        lat=incident_lat,
+    )
+    notice_id = _returned_id(
+        cur,
+        _JOIN_WRITE_SQL,
+        {
+            "jid": jid,
+            "incident_id": incident_id,
+            "requester_id": requester_id,
+            "report_id": report_id,
+            "code": code,
+            "geom": f"SRID=4326;POINT({lon} {lat})",
+            "ward_id": ward[0],
+            "asset_id": asset_id,
+            "now": now,
+            "email": f"bench{i}@example.org",
+            "tracking_id": tracking_id,
+            "description": f"bench report {i}",
+            "source": source,
+            "decision": decision.kind,
+            "score": round(best.score, 4),
+            "signals": Jsonb(decision.as_json()),
+            "matched_report_id": best.candidate.nearest_report_id,
+            "events": Jsonb(events),
+            "with_photo": processed is not None,
+            **photo_row,
+            "key": f"received:incident-{incident_id}:subscribed:requester-{requester_id}",
+            "context": Jsonb({**context, "tracking_id": tracking_id}),
+        },
+    )
+    _DEFER.batch_defer_jobs(
+        [
+            Job(
+                queue=outbox.QUEUE,
+                lock=None,
+                queueing_lock=None,
+                task_name=outbox.DELIVER_TASK,
+                task_kwargs={"jurisdiction_id": jid, "notice_ids": [notice_id]},
+            )
+        ],
+        connection=conn,
+    )
+    event = {"j": jid, "k": "incident", "d": {"id": incident_id, "action": "report_added"}}
+    cur.execute(_LIVE_SQL, {"channel": live.CHANNEL, "payloads": [json.dumps([event])]})
+    for key, blob in files.items():
+        media.put(key, blob)
     return (ward[1], asset_id, source, photo_row["public_key"])
 
 
@@ -1018,6 +1258,7 @@ async def api_run(
     """Return one run of ``n`` API reports posted by ``concurrency`` clients (to ``client``'s
     server; ``server``: its process, when not the bench's own)."""
     latencies = [0.0] * n
+    joined = [0]
     next_i = iter(range(n))
 
     async def client_loop() -> None:
@@ -1029,8 +1270,11 @@ async def api_run(
             latencies[k] = time.perf_counter() - started
             if resp.status_code != 201:
                 raise RuntimeError(f"POST /api/v1/reports: {resp.status_code} {resp.text[:800]}")
+            body = resp.json()
+            if body["report_count"] > 1:
+                joined[0] += 1
             if check:
-                _check_api_body(variant, first + k, resp.json(), bench.city)
+                _check_api_body(variant, first + k, body, bench.city)
 
     await asyncio.to_thread(bench.drain)
     sessions, before = bench.pg_sessions(), bench.cpu(server)
@@ -1043,7 +1287,7 @@ async def api_run(
     # The CPU of the work the run caused, its notices' delivery included.
     await asyncio.to_thread(bench.drain)
     after = bench.cpu(server)
-    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
+    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions, joined[0])
 
 
 def ceiling_run(
@@ -1222,9 +1466,14 @@ def _geo311_env(
 
 @contextmanager
 def _child(
-    cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    stop: signal.Signals = signal.SIGINT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Yield a started process logging to ``log_path``; stop it (SIGINT) afterwards."""
+    """Yield a started process logging to ``log_path``; stop it (with ``stop``) afterwards."""
     proc: subprocess.Popen[bytes] | None = None
     try:
         with _uninterrupted(), log_path.open("wb") as log:
@@ -1240,7 +1489,7 @@ def _child(
         yield proc
     finally:
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -1285,7 +1534,10 @@ def mail_sink(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     city's mail server; without one, every notice would be retried for the whole run)."""
     cmd = [sys.executable, "-m", "aiosmtpd", "-n", "-u", "-c", "aiosmtpd.handlers.Sink"]
     cmd += ["-l", f"127.0.0.1:{port}"]
-    with _child(cmd, cwd=REPO, env=dict(os.environ), log_path=log_path) as sink:
+    # SIGTERM: a bench started in the background (SIGINT ignored) still stops it at once.
+    with _child(
+        cmd, cwd=REPO, env=dict(os.environ), log_path=log_path, stop=signal.SIGTERM
+    ) as sink:
         deadline = time.monotonic() + 30.0
         while True:
             if sink.poll() is not None:
@@ -1633,7 +1885,9 @@ def _print_results(
     )
     for name in ("workload", "clients"):
         table.add_column(name)
-    for name in ("API rep/s", "p50 ms", "p99 ms", "ceiling rep/s", "p50 ms", "p99 ms"):
+    for name in ("API rep/s", "p50 ms", "p99 ms", "API joined"):
+        table.add_column(name, justify="right")
+    for name in ("ceiling rep/s", "p50 ms", "p99 ms"):
         table.add_column(name, justify="right")
     table.add_column("API/ceiling", justify="right")
     table.add_column("target", justify="center")
@@ -1649,6 +1903,9 @@ def _print_results(
             f"{level.median('api', 'reports_per_s'):.1f}",
             f"{level.median('api', 'p50_ms'):.1f}",
             f"{level.median('api', 'p99_ms'):.1f}",
+            # The ceiling always opens an incident: a join is other work (a row lock, no
+            # incident or work order written).
+            f"{level.median('api', 'joined'):.0%}",
             f"{level.median('ceiling', 'reports_per_s'):.1f}",
             f"{level.median('ceiling', 'p50_ms'):.1f}",
             f"{level.median('ceiling', 'p99_ms'):.1f}",
