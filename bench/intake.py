@@ -4,9 +4,11 @@ Sets up a throwaway PostGIS cluster in a temporary directory, migrates it, loads
 city, starts ``geo311 run`` on a free port against it, and then measures, at each level of
 concurrency:
 
-- ``fields``: POST /api/v1/reports with a pin (no photo), alternating a ``pothole`` at a
-  random point in the city and a ``streetlight_out`` 8 m from a real streetlight, so the
-  asset snap runs and finds it;
+- ``fields``: POST /api/v1/reports with a pin (no photo): potholes at points of a 40 m grid
+  over the city, taken in a pseudo-random order, and one report in ten a ``streetlight_out``
+  8 m from a real streetlight (so the asset snap runs and finds it). No point is used twice
+  until all were, and the API, the baseline and the ceiling each get points of their own, so
+  the reports open incidents, as new problems spread over a city do;
 - ``photo``: the same with a 3-megapixel JPEG whose EXIF GPS places the report (no pin);
 - the ceiling of each: the statements the service must run, in one transaction per report
   over psycopg, from a pool of threads: one resolve (the category with its calendar and
@@ -19,10 +21,10 @@ concurrency:
   ``process_photo`` and the three file writes for ``photo``. Like the API it reads nothing
   back: the answer is what was written. Due times, audit rows and tracking ids come from the
   service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
-  API/ceiling is what the HTTP, ORM and framework layers cost. The ceiling always opens an
-  incident, while the API joins one when a report falls near an open incident of its group
-  (the points repeat from one level to the next, and a streetlight's reports all share its
-  asset): the table shows the share of the API's reports that joined;
+  API/ceiling is what the HTTP, ORM and framework layers cost. A report that dedup's rule
+  finds a duplicate (its point came round again) joins the incident, in the ceiling as in
+  the API (the row lock, the rows without incident and work order, the live event); the
+  table shows the share of the API's reports that joined;
 - ``process_photo`` alone on the JPEG, one call at a time.
 
 Deployed as in production: the API server runs no notice worker
@@ -125,6 +127,11 @@ TARGET_RATIO = 0.5
 TARGET_PHOTO_MS = 150.0
 # How far from a streetlight the bench drops its pins: well inside any snap radius.
 STREETLIGHT_OFFSET_M = 8.0
+# One report in this many is a dark streetlight (there are only so many streetlights: their
+# points come round again sooner), the others potholes.
+STREETLIGHT_EVERY = 10
+# Between the potholes' points: more than a pothole's dedup radius (25 m in the demo city).
+POTHOLE_SPACING_M = 40.0
 
 Variant = Literal["fields", "photo"]
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -343,10 +350,29 @@ _CURRENT_WARDS = """
       AND m.valid_from <= now() AND (m.valid_to IS NULL OR now() < m.valid_to)
 """
 
-_RANDOM_POINTS_SQL = f"""
-    SELECT ST_X(d.geom), ST_Y(d.geom)
-    FROM (SELECT ST_Union(w.geom) AS geom {_CURRENT_WARDS}) AS city,
-         ST_Dump(ST_GeneratePoints(city.geom, %(n)s, 311)) AS d
+# Points on a grid of %(spacing_m)s metres or more (degrees from lower bounds of metres per
+# degree) inside the wards in force, in a fixed pseudo-random order: more apart than a
+# pothole's dedup radius, so a report on one is a new problem unless the bench meant it.
+_GRID_POINTS_SQL = f"""
+    WITH city AS (SELECT ST_Union(w.geom) AS geom {_CURRENT_WARDS}),
+    box AS (
+        SELECT ST_XMin(geom) AS x0, ST_YMin(geom) AS y0, ST_XMax(geom) AS x1,
+               ST_YMax(geom) AS y1,
+               %(spacing_m)s / 110574.0 AS dy,
+               %(spacing_m)s / (111320.0 * cos(radians(greatest(abs(ST_YMin(geom)),
+                                                               abs(ST_YMax(geom)))))) AS dx
+        FROM city
+    ),
+    grid AS (
+        SELECT ST_SetSRID(ST_MakePoint(box.x0 + ix * box.dx, box.y0 + iy * box.dy), 4326) AS p
+        FROM box,
+             generate_series(0, CAST(floor((box.x1 - box.x0) / box.dx) AS int)) AS ix,
+             generate_series(0, CAST(floor((box.y1 - box.y0) / box.dy) AS int)) AS iy
+    )
+    SELECT ST_X(grid.p), ST_Y(grid.p)
+    FROM grid, city
+    WHERE ST_Covers(city.geom, grid.p)
+    ORDER BY md5(ST_AsText(grid.p))
 """
 
 # A pin a few metres from each of n streetlights, kept if a ward in force covers it. The
@@ -659,12 +685,17 @@ class City:
     """The crews and rules, read once (the service caches them too)."""
 
     def report(self, i: int) -> tuple[str, float, float]:
-        """Return (category, lon, lat) of report ``i``: potholes and dark streetlights in turn."""
-        if i % 2 == 0:
-            lon, lat = self.pothole_points[(i // 2) % len(self.pothole_points)]
-            return "pothole", lon, lat
-        lon, lat = self.streetlight_points[(i // 2) % len(self.streetlight_points)]
-        return "streetlight_out", lon, lat
+        """Return (category, lon, lat) of report ``i``: of every ``STREETLIGHT_EVERY``
+        reports, one is a dark streetlight, the others potholes; each at a point of its own
+        until the bench has used every one (indexes are never reused: see
+        :meth:`Bench.reserve`), so a report opens an incident unless its point comes round
+        again."""
+        k, r = divmod(i, STREETLIGHT_EVERY)
+        if r == STREETLIGHT_EVERY - 1:
+            lon, lat = self.streetlight_points[k % len(self.streetlight_points)]
+            return "streetlight_out", lon, lat
+        lon, lat = self.pothole_points[((STREETLIGHT_EVERY - 1) * k + r) % len(self.pothole_points)]
+        return "pothole", lon, lat
 
 
 @dataclass(frozen=True)
@@ -705,7 +736,7 @@ def read_rules(url: str, city: City) -> City:
     return replace(city, rules=dedup_rules, crews=crews)
 
 
-def survey_city(conn: Conn, *, n: int = 400) -> City:
+def survey_city(conn: Conn, *, n: int = 100_000) -> City:
     """Return the demo city's jurisdiction and the bench's points, checking the categories."""
     row = conn.execute("SELECT id FROM jurisdictions WHERE slug = %s", (SLUG,)).fetchone()
     if row is None:
@@ -725,8 +756,8 @@ def survey_city(conn: Conn, *, n: int = 400) -> City:
     asset_type, snap_m = cats["streetlight_out"]
     if asset_type is None:
         raise RuntimeError("streetlight_out has no asset type: the snap would not run")
-    params = {"jid": jid, "n": n}
-    potholes = [(float(a), float(b)) for a, b in conn.execute(_RANDOM_POINTS_SQL, params)]
+    params = {"jid": jid, "spacing_m": POTHOLE_SPACING_M}
+    potholes = [(float(a), float(b)) for a, b in conn.execute(_GRID_POINTS_SQL, params)]
     near = {
         "jid": jid,
         "n": n,
@@ -1150,6 +1181,8 @@ class Bench:
     # The separate notice worker (None: it runs inside the API server) and the mail sink.
     worker: subprocess.Popen[bytes] | None = None
     sink: subprocess.Popen[bytes] | None = None
+    # The next report index no run has used (each index is a point of its own).
+    next_index: int = 0
 
     def cpu(self, server: subprocess.Popen[bytes] | None = None) -> CpuSample:
         return CpuSample(
@@ -1159,6 +1192,12 @@ class Bench:
             worker_s=_tree_cpu_s(self.worker.pid) if self.worker is not None else 0.0,
             sink_s=_tree_cpu_s(self.sink.pid) if self.sink is not None else 0.0,
         )
+
+    def reserve(self, n: int) -> int:
+        """Return the first of ``n`` report indexes no run used before (see City.report)."""
+        first = self.next_index
+        self.next_index += n
+        return first
 
     def drain(self, timeout_s: float = 120.0) -> None:
         """Return once the notice queue holds no job due now (every notice owed so far was
@@ -1378,7 +1417,11 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
             baseline_server = bench.baseline[0] if bench.baseline else None
             # Warm-up: opens the connections, fills caches, and checks every answer.
             clients = min(warm, concurrency)
-            await api_run(bench, client, variant, concurrency=clients, n=warm, first=0, check=True)
+            # Each side's reports at points of their own (none joins another side's incident).
+            origin = bench.reserve(3 * warm)
+            await api_run(
+                bench, client, variant, concurrency=clients, n=warm, first=origin, check=True
+            )
             if baseline_server is not None:
                 await api_run(
                     bench,
@@ -1386,17 +1429,24 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
                     variant,
                     concurrency=clients,
                     n=warm,
-                    first=warm,
+                    first=origin + warm,
                     check=True,
                     server=baseline_server,
                 )
             await asyncio.to_thread(
-                ceiling_run, bench, pool, variant, concurrency=clients, n=warm, first=0, check=True
+                ceiling_run,
+                bench,
+                pool,
+                variant,
+                concurrency=clients,
+                n=warm,
+                first=origin + 2 * warm,
+                check=True,
             )
             await asyncio.to_thread(bench.check_delivered)
             bench.clear_media()
-            for run in range(bench.args.runs):
-                first = 2 * warm + run * 2 * n
+            for _ in range(bench.args.runs):
+                first = bench.reserve(3 * n)
                 try:
                     result.api.append(
                         await api_run(
@@ -1423,7 +1473,7 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
                             variant,
                             concurrency=concurrency,
                             n=n,
-                            first=first,
+                            first=first + 2 * n,
                         )
                     )
                 except BaseException:
@@ -1836,8 +1886,10 @@ def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, A
         "photo_runs": args.photo_runs,
         "fields_body": args.fields_body,
         "photo": f"{PHOTO_SIZE_PX[0]}x{PHOTO_SIZE_PX[1]} JPEG, {len(photo) / 1e6:.2f} MB, EXIF GPS",
-        "categories": "pothole / streetlight_out alternating "
-        f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
+        "categories": f"pothole, and streetlight_out for 1 in {STREETLIGHT_EVERY} "
+        f"({len(city.pothole_points)} pothole points {POTHOLE_SPACING_M:g} m apart, "
+        f"{len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away; "
+        "no point used twice until all were)",
         "server": f"geo311 run --workers {args.workers} (uvicorn); "
         f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow",
         "notices": "delivered by the API server's in-process worker"
