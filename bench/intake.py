@@ -4,9 +4,11 @@ Sets up a throwaway PostGIS cluster in a temporary directory, migrates it, loads
 city, starts ``geo311 run`` on a free port against it, and then measures, at each level of
 concurrency:
 
-- ``fields``: POST /api/v1/reports with a pin (no photo), alternating a ``pothole`` at a
-  random point in the city and a ``streetlight_out`` 8 m from a real streetlight, so the
-  asset snap runs and finds it;
+- ``fields``: POST /api/v1/reports with a pin (no photo): potholes at points of a 40 m grid
+  over the city, taken in a pseudo-random order, and one report in ten a ``streetlight_out``
+  8 m from a real streetlight (so the asset snap runs and finds it). No point is used twice
+  until all were, and the API, the baseline and the ceiling each get points of their own, so
+  the reports open incidents, as new problems spread over a city do;
 - ``photo``: the same with a 3-megapixel JPEG whose EXIF GPS places the report (no pin);
 - the ceiling of each: the statements the service must run, in one transaction per report
   over psycopg, from a pool of threads: one resolve (the category with its calendar and
@@ -14,13 +16,24 @@ concurrency:
   lock, the candidate search, the crews' load and the rules' choice (pure, over crews and
   rules read once, as the service caches them), one write (the incident, its work order
   already with the crew, the requester, the report, the subscription, the audit rows, the
-  photo row and the notice owed, as data-modifying CTEs) and the notice's queue job; plus
+  planner summaries' change rows, the photo row and the notice owed, as data-modifying CTEs)
+  and the notice's queue job; plus
   ``process_photo`` and the three file writes for ``photo``. Like the API it reads nothing
   back: the answer is what was written. Due times, audit rows and tracking ids come from the
   service's own builders (``work_orders.opening``, ``intake.tracking``). The ratio
-  API/ceiling is what the HTTP, ORM and framework layers cost (the ceiling always opens an
-  incident: the bench's points are spread over the city, so the API seldom joins one);
+  API/ceiling is what the HTTP, ORM and framework layers cost. A report that dedup's rule
+  finds a duplicate (its point came round again) joins the incident, in the ceiling as in
+  the API (the row lock, the rows without incident and work order, the live event); the
+  table shows the share of the API's reports that joined;
 - ``process_photo`` alone on the JPEG, one call at a time.
+
+Deployed as in production: the API server runs no notice worker
+(``GEO311_NOTIFY__EMBEDDED_WORKER=false``); one ``geo311 worker`` process delivers the
+notices of both sides to an SMTP sink on loopback (aiosmtpd, keeps nothing), and its CPU is
+shown in a column of its own (``--notice-worker embedded`` runs the worker inside the API
+server instead, ``geo311 run``'s default). Before and after each run the bench waits until
+every notice owed so far was delivered, so one side's deliveries do not run into the other's
+run, and the CPU figures cover the delivery of the run's notices.
 
 Each level runs ``--runs`` times (API and ceiling interleaved) after a warm-up; the table
 shows the median of the runs. CPU per report is read from /proc for the API server, the
@@ -31,7 +44,7 @@ sharing the CPUs. Everything is stopped and removed at the end, on Ctrl+C and on
     uv run python bench/intake.py [--concurrency 1,8,32] [--requests 300]
         [--photo-requests 120] [--runs 3] [--photo-runs 15] [--workloads fields,photo]
         [--fields-body json|form] [--server-env GEO311_DB__POOL_SIZE=40 ...]
-        [--workers 1] [--baseline TREE] [--json out.json]
+        [--workers 1] [--notice-worker separate|embedded] [--baseline TREE] [--json out.json]
 
 ``--workers N`` serves the API with ``geo311 run --workers N`` (N processes); CPU is then
 summed over the server and its children. ``--baseline TREE`` serves a second API from another
@@ -85,7 +98,7 @@ from rich.table import Table
 from dispatch import rules
 from dispatch import service as dispatch_service
 from fixtures.load import load_demo
-from geo311.kernel import migrate
+from geo311.kernel import live, migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.media.photos import ProcessedPhoto, process_photo, read_gps
@@ -93,9 +106,17 @@ from geo311.kernel.media.store import LocalMediaStore
 from geo311.kernel.notify import outbox
 from geo311.kernel.settings import DatabaseSettings, DedupSettings, MediaSettings, RoutingSettings
 from geo311.resident.dedup import grid, placing
-from geo311.resident.dedup.scoring import UNMATCHABLE_STATUSES, Rule
+from geo311.resident.dedup.scoring import (
+    UNMATCHABLE_STATUSES,
+    Candidate,
+    Decision,
+    NewReport,
+    Rule,
+    decide,
+    normalise_addresses,
+)
 from geo311.resident.intake.tracking import new_tracking_id
-from work_orders import incidents, lifecycle, opening, sla
+from work_orders import changes, incidents, lifecycle, opening, sla
 
 REPO = Path(__file__).resolve().parents[1]
 DBNAME = "geo311_bench"
@@ -106,6 +127,11 @@ TARGET_RATIO = 0.5
 TARGET_PHOTO_MS = 150.0
 # How far from a streetlight the bench drops its pins: well inside any snap radius.
 STREETLIGHT_OFFSET_M = 8.0
+# One report in this many is a dark streetlight (there are only so many streetlights: their
+# points come round again sooner), the others potholes.
+STREETLIGHT_EVERY = 10
+# Between the potholes' points: more than a pothole's dedup radius (25 m in the demo city).
+POTHOLE_SPACING_M = 40.0
 
 Variant = Literal["fields", "photo"]
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -185,8 +211,9 @@ _CREW_LOAD_SQL = """
 
 # Every row in one statement, as intake writes them (data-modifying CTEs; the foreign keys
 # are checked at the statement's end): the incident, its work order with the crew, the
-# requester, the report, the subscription, the audit rows, the photo (when there is one) and
-# the notice owed, whose id comes back for its delivery job.
+# requester, the report, the subscription, the audit rows, the planner summaries' change
+# rows, the photo (when there is one) and the notice owed, whose id comes back for its
+# delivery job.
 _WRITE_SQL = """
     WITH i AS (
         INSERT INTO incidents (id, jurisdiction_id, category_code, status, version, geom,
@@ -222,6 +249,12 @@ _WRITE_SQL = """
         FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint, action text,
                                                  actor text, from_state text, to_state text,
                                                  data jsonb)
+    ), c AS (
+        -- The planner summaries' change list: each tracked row the audit rows name, once.
+        INSERT INTO analytics_changes (jurisdiction_id, entity, entity_id)
+        SELECT DISTINCT %(jid)s, e.entity, e.entity_id
+        FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint)
+        WHERE e.entity = ANY(%(tracked)s)
     ), p AS (
         INSERT INTO photos (jurisdiction_id, report_id, kind, original_key, original_type,
                             public_key, thumb_key, width, height, phash, sha256, taken_at,
@@ -241,7 +274,74 @@ _WRITE_SQL = """
     SELECT id FROM n
 """
 
+# A duplicate: the chosen incident's row lock, with how many reports it has (the answer
+# shows the count), then its rows in one statement (as the open path's, without the incident
+# and its work order), and the event that tells open staff pages at COMMIT.
+_JOIN_LOCK_SQL = """
+    SELECT i.status, ST_X(i.geom), ST_Y(i.geom), i.version, i.updated_at,
+           (SELECT count(*) FROM reports AS r
+            WHERE r.jurisdiction_id = %(jid)s AND r.incident_id = %(id)s)
+    FROM incidents AS i
+    WHERE i.jurisdiction_id = %(jid)s AND i.id = %(id)s
+    FOR UPDATE OF i
+"""
+
+_JOIN_WRITE_SQL = """
+    WITH q AS (
+        INSERT INTO requesters (id, jurisdiction_id, email, phone, language)
+        VALUES (%(requester_id)s, %(jid)s, %(email)s, NULL, 'en')
+    ), r AS (
+        INSERT INTO reports (id, jurisdiction_id, tracking_id, incident_id, requester_id,
+                             category_code, description, address, geom, location_source,
+                             ward_id, asset_id, channel, language, attributes, reported_at,
+                             dedup_decision, dedup_score, dedup_signals, matched_report_id)
+        VALUES (%(report_id)s, %(jid)s, %(tracking_id)s, %(incident_id)s, %(requester_id)s,
+                %(code)s, %(description)s, NULL, ST_GeomFromEWKT(%(geom)s), %(source)s,
+                %(ward_id)s, %(asset_id)s, 'api', 'en', '{}', %(now)s, %(decision)s,
+                %(score)s, %(signals)s, %(matched_report_id)s)
+    ), s AS (
+        INSERT INTO subscriptions (jurisdiction_id, incident_id, requester_id, report_id)
+        VALUES (%(jid)s, %(incident_id)s, %(requester_id)s, %(report_id)s)
+    ), a AS (
+        INSERT INTO audit_events (jurisdiction_id, entity, entity_id, action, actor,
+                                  from_state, to_state, data)
+        SELECT %(jid)s, e.entity, e.entity_id, e.action, e.actor, e.from_state, e.to_state,
+               e.data
+        FROM jsonb_to_recordset(%(events)s) AS e(entity text, entity_id bigint, action text,
+                                                 actor text, from_state text, to_state text,
+                                                 data jsonb)
+    ), c AS (
+        INSERT INTO analytics_changes (jurisdiction_id, entity, entity_id)
+        VALUES (%(jid)s, 'incident', %(incident_id)s)
+    ), p AS (
+        INSERT INTO photos (jurisdiction_id, report_id, kind, original_key, original_type,
+                            public_key, thumb_key, width, height, phash, sha256, taken_at,
+                            exif_geom)
+        SELECT %(jid)s, %(report_id)s, 'report', %(original_key)s, %(original_type)s,
+               %(public_key)s, %(thumb_key)s, %(width)s, %(height)s, %(phash)s, %(sha256)s,
+               %(taken_at)s, ST_GeomFromEWKT(%(exif_geom)s)
+        WHERE %(with_photo)s
+    ), n AS (
+        INSERT INTO notices (jurisdiction_id, idempotency_key, kind, channel, recipient,
+                             language, incident_id, requester_id, context)
+        VALUES (%(jid)s, %(key)s, 'received', 'email', %(email)s, 'en', %(incident_id)s,
+                %(requester_id)s, %(context)s)
+        ON CONFLICT (jurisdiction_id, idempotency_key) DO NOTHING
+        RETURNING id
+    )
+    SELECT id FROM n
+"""
+
+_LIVE_SQL = "SELECT pg_notify(%(channel)s, p) FROM unnest(CAST(%(payloads)s AS text[])) AS p"
+
 # --- the bench's own look-ups (not part of what is measured) --------------------------------
+
+# Delivery jobs due now and not finished (a retry waiting for its time is not due).
+_OWED_JOBS_SQL = """
+    SELECT count(*) FROM procrastinate_jobs
+    WHERE queue_name = %(queue)s AND status IN ('todo', 'doing')
+      AND (scheduled_at IS NULL OR scheduled_at <= now())
+"""
 
 _CURRENT_WARDS = """
     FROM wards AS w
@@ -250,13 +350,36 @@ _CURRENT_WARDS = """
       AND m.valid_from <= now() AND (m.valid_to IS NULL OR now() < m.valid_to)
 """
 
-_RANDOM_POINTS_SQL = f"""
-    SELECT ST_X(d.geom), ST_Y(d.geom)
-    FROM (SELECT ST_Union(w.geom) AS geom {_CURRENT_WARDS}) AS city,
-         ST_Dump(ST_GeneratePoints(city.geom, %(n)s, 311)) AS d
+# Points on a grid of %(spacing_m)s metres or more (degrees from lower bounds of metres per
+# degree) inside the wards in force, in a fixed pseudo-random order: more apart than a
+# pothole's dedup radius, so a report on one is a new problem unless the bench meant it.
+_GRID_POINTS_SQL = f"""
+    WITH city AS (SELECT ST_Union(w.geom) AS geom {_CURRENT_WARDS}),
+    box AS (
+        SELECT ST_XMin(geom) AS x0, ST_YMin(geom) AS y0, ST_XMax(geom) AS x1,
+               ST_YMax(geom) AS y1,
+               %(spacing_m)s / 110574.0 AS dy,
+               %(spacing_m)s / (111320.0 * cos(radians(greatest(abs(ST_YMin(geom)),
+                                                               abs(ST_YMax(geom)))))) AS dx
+        FROM city
+    ),
+    grid AS (
+        SELECT ST_SetSRID(ST_MakePoint(box.x0 + ix * box.dx, box.y0 + iy * box.dy), 4326) AS p
+        FROM box,
+             generate_series(0, CAST(floor((box.x1 - box.x0) / box.dx) AS int)) AS ix,
+             generate_series(0, CAST(floor((box.y1 - box.y0) / box.dy) AS int)) AS iy
+    )
+    SELECT ST_X(grid.p), ST_Y(grid.p)
+    FROM grid, city
+    WHERE ST_Covers(city.geom, grid.p)
+    ORDER BY md5(ST_AsText(grid.p))
 """
 
-# A pin a few metres from each of the first streetlights, kept if a ward in force covers it.
+# A pin a few metres from each of n streetlights, kept if a ward in force covers it. The
+# streetlights are taken in a fixed pseudo-random order, so that the reports in flight at once
+# are spread over the city as real ones are: in id order, neighbours come one after another
+# (about 60 m apart along a street), and the concurrent reports all wait for one area's
+# dedup lock.
 _NEAR_ASSET_POINTS_SQL = f"""
     SELECT ST_X(p.pt), ST_Y(p.pt)
     FROM (
@@ -264,7 +387,7 @@ _NEAR_ASSET_POINTS_SQL = f"""
                           radians((a.id * 137) %% 360))::geometry AS pt
         FROM assets AS a
         WHERE a.jurisdiction_id = %(jid)s AND a.asset_type = %(asset_type)s
-        ORDER BY a.id
+        ORDER BY md5(CAST(a.id AS text)), a.id
         LIMIT %(n)s
     ) AS p
     WHERE EXISTS (SELECT 1 {_CURRENT_WARDS} AND ST_Covers(w.geom, p.pt))
@@ -276,11 +399,14 @@ _NEAR_ASSET_POINTS_SQL = f"""
 
 @dataclass(frozen=True)
 class CpuSample:
-    """Cumulative CPU seconds of the API server, PostgreSQL (all its processes) and this one."""
+    """Cumulative CPU seconds of the API server, PostgreSQL (all its processes), this one,
+    the notice worker (0 when it runs inside the API server) and the mail sink."""
 
     server_s: float
     postgres_s: float
     bench_s: float
+    worker_s: float = 0.0
+    sink_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -298,8 +424,16 @@ class RunResult:
     """CPU of all PostgreSQL processes per report, in ms."""
     bench_cpu_ms: float
     """CPU of this process per report, in ms: the load generator, or the ceiling's app."""
+    worker_cpu_ms: float
+    """CPU of the separate notice worker per report, in ms, until the notices the run owed
+    were delivered (0 when the worker runs inside the API server)."""
+    sink_cpu_ms: float
+    """CPU of the mail sink per report, in ms (the mail server: no part of geo311)."""
     pg_sessions: int
     """PostgreSQL sessions opened during the run (pg_stat_database.sessions; approximate)."""
+    joined: float = 0.0
+    """Share of the reports that joined an incident rather than opening one (the API's
+    answers say; the ceiling always opens one)."""
 
 
 @dataclass
@@ -343,6 +477,7 @@ def _run_result(
     before: CpuSample,
     after: CpuSample,
     pg_sessions: int,
+    joined: int = 0,
 ) -> RunResult:
     n = len(latencies_s)
     lat_ms = [s * 1000.0 for s in latencies_s]
@@ -355,7 +490,10 @@ def _run_result(
         server_cpu_ms=(after.server_s - before.server_s) * 1000.0 / n,
         postgres_cpu_ms=(after.postgres_s - before.postgres_s) * 1000.0 / n,
         bench_cpu_ms=(after.bench_s - before.bench_s) * 1000.0 / n,
+        worker_cpu_ms=(after.worker_s - before.worker_s) * 1000.0 / n,
+        sink_cpu_ms=(after.sink_s - before.sink_s) * 1000.0 / n,
         pg_sessions=pg_sessions,
+        joined=joined / n,
     )
 
 
@@ -547,12 +685,17 @@ class City:
     """The crews and rules, read once (the service caches them too)."""
 
     def report(self, i: int) -> tuple[str, float, float]:
-        """Return (category, lon, lat) of report ``i``: potholes and dark streetlights in turn."""
-        if i % 2 == 0:
-            lon, lat = self.pothole_points[(i // 2) % len(self.pothole_points)]
-            return "pothole", lon, lat
-        lon, lat = self.streetlight_points[(i // 2) % len(self.streetlight_points)]
-        return "streetlight_out", lon, lat
+        """Return (category, lon, lat) of report ``i``: of every ``STREETLIGHT_EVERY``
+        reports, one is a dark streetlight, the others potholes; each at a point of its own
+        until the bench has used every one (indexes are never reused: see
+        :meth:`Bench.reserve`), so a report opens an incident unless its point comes round
+        again."""
+        k, r = divmod(i, STREETLIGHT_EVERY)
+        if r == STREETLIGHT_EVERY - 1:
+            lon, lat = self.streetlight_points[k % len(self.streetlight_points)]
+            return "streetlight_out", lon, lat
+        lon, lat = self.pothole_points[((STREETLIGHT_EVERY - 1) * k + r) % len(self.pothole_points)]
+        return "pothole", lon, lat
 
 
 @dataclass(frozen=True)
@@ -593,7 +736,7 @@ def read_rules(url: str, city: City) -> City:
     return replace(city, rules=dedup_rules, crews=crews)
 
 
-def survey_city(conn: Conn, *, n: int = 400) -> City:
+def survey_city(conn: Conn, *, n: int = 100_000) -> City:
     """Return the demo city's jurisdiction and the bench's points, checking the categories."""
     row = conn.execute("SELECT id FROM jurisdictions WHERE slug = %s", (SLUG,)).fetchone()
     if row is None:
@@ -613,8 +756,8 @@ def survey_city(conn: Conn, *, n: int = 400) -> City:
     asset_type, snap_m = cats["streetlight_out"]
     if asset_type is None:
         raise RuntimeError("streetlight_out has no asset type: the snap would not run")
-    params = {"jid": jid, "n": n}
-    potholes = [(float(a), float(b)) for a, b in conn.execute(_RANDOM_POINTS_SQL, params)]
+    params = {"jid": jid, "spacing_m": POTHOLE_SPACING_M}
+    potholes = [(float(a), float(b)) for a, b in conn.execute(_GRID_POINTS_SQL, params)]
     near = {
         "jid": jid,
         "n": n,
@@ -699,7 +842,7 @@ def ceiling_report(
             )
             cur.execute(_LOCK_SQL, {"keys": keys})
             min_lon, min_lat, max_lon, max_lat = grid.degree_box(lon, lat, rule.radius_m)
-            cur.execute(
+            found = cur.execute(
                 _CANDIDATES_SQL,
                 {
                     "min_lon": min_lon,
@@ -716,6 +859,34 @@ def ceiling_report(
                     "unmatchable": list(UNMATCHABLE_STATUSES),
                 },
             ).fetchall()
+            # The rule's decision (pure, the service's own): a duplicate joins its incident.
+            decision = decide(
+                NewReport(
+                    category_code=category_code,
+                    at=now,
+                    asset_id=asset_id,
+                    photo_hash=processed.phash if processed else None,
+                    description=f"bench report {i}",
+                ),
+                [_candidate(row) for row in found],
+                rule,
+                now,
+            )
+            if decision.incident_id is not None:
+                return _ceiling_join(
+                    conn,
+                    cur,
+                    jid=jid,
+                    i=i,
+                    decision=decision,
+                    ids=(report_id, requester_id),
+                    code=category_code,
+                    category_name=category[2],
+                    city=category[13],
+                    place=(lon, lat, source, ward, asset_id),
+                    now=now,
+                    photo=(processed, media),
+                )
         # The crew: the crews' load, then the rules (pure) over crews and rules read once.
         times = terms.due_times(now)
         crews = city.crews
@@ -774,40 +945,7 @@ def ceiling_report(
             lon=lon,
             lat=lat,
         )
-        files: dict[str, bytes] = {}
-        photo_row: dict[str, Any] = dict.fromkeys(
-            (
-                "original_key",
-                "original_type",
-                "public_key",
-                "thumb_key",
-                "width",
-                "height",
-                "phash",
-                "sha256",
-                "taken_at",
-                "exif_geom",
-            )
-        )
-        if processed is not None:
-            stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
-            photo_row = {
-                "original_key": f"private/{stem}.jpg",
-                "original_type": processed.original_type,
-                "public_key": f"public/{stem}.jpg",
-                "thumb_key": f"public/{stem}_thumb.jpg",
-                "width": processed.width,
-                "height": processed.height,
-                "phash": processed.phash,
-                "sha256": processed.sha256,
-                "taken_at": processed.taken_at,
-                "exif_geom": f"SRID=4326;POINT({lon} {lat})",
-            }
-            files = {
-                photo_row["original_key"]: processed.original,
-                photo_row["public_key"]: processed.public_jpeg,
-                photo_row["thumb_key"]: processed.thumb_jpeg,
-            }
+        photo_row, files = _photo_row(processed, lon, lat, now)
         notice_id = _returned_id(
             cur,
             _WRITE_SQL,
@@ -834,6 +972,7 @@ def ceiling_report(
                 "source": source,
                 "signals": Jsonb({}),
                 "events": Jsonb(events),
+                "tracked": sorted(changes.TRACKED),
                 "with_photo": processed is not None,
                 **photo_row,
                 "key": f"received:incident-{incident_id}:subscribed:requester-{requester_id}",
@@ -858,6 +997,167 @@ def ceiling_report(
     return (ward[1], asset_id, source, photo_row["public_key"])
 
 
+def _photo_row(
+    processed: ProcessedPhoto | None, lon: float, lat: float, now: datetime
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Return the photo row's columns (all None without a photo) and its files by key."""
+    files: dict[str, bytes] = {}
+    photo_row: dict[str, Any] = dict.fromkeys(
+        (
+            "original_key",
+            "original_type",
+            "public_key",
+            "thumb_key",
+            "width",
+            "height",
+            "phash",
+            "sha256",
+            "taken_at",
+            "exif_geom",
+        )
+    )
+    if processed is not None:
+        stem = f"{SLUG}/{now:%Y/%m}/{os.urandom(16).hex()}"
+        photo_row = {
+            "original_key": f"private/{stem}.jpg",
+            "original_type": processed.original_type,
+            "public_key": f"public/{stem}.jpg",
+            "thumb_key": f"public/{stem}_thumb.jpg",
+            "width": processed.width,
+            "height": processed.height,
+            "phash": processed.phash,
+            "sha256": processed.sha256,
+            "taken_at": processed.taken_at,
+            "exif_geom": f"SRID=4326;POINT({lon} {lat})",
+        }
+        files = {
+            photo_row["original_key"]: processed.original,
+            photo_row["public_key"]: processed.public_jpeg,
+            photo_row["thumb_key"]: processed.thumb_jpeg,
+        }
+    return photo_row, files
+
+
+def _candidate(row: tuple[Any, ...]) -> Candidate:
+    """Return a candidate-search row as dedup weighs it (as ``placing.find_candidates``)."""
+    (id_, code, status, asset_id, opened_at, closed_at, updated_at, distance_m) = row[:8]
+    last_report_at, nearest_report_id, addresses, photo_hashes, descriptions = row[8:13]
+    return Candidate(
+        incident_id=id_,
+        category_code=code,
+        status=status,
+        distance_m=float(distance_m),
+        last_report_at=last_report_at or opened_at,
+        closed_at=closed_at or (updated_at if status in ("completed", "closed") else None),
+        asset_id=asset_id,
+        addresses=normalise_addresses(addresses or []),
+        photo_hashes=tuple(photo_hashes or ()),
+        nearest_report_id=nearest_report_id,
+        descriptions=tuple(descriptions or ()),
+    )
+
+
+def _ceiling_join(
+    conn: Conn,
+    cur: psycopg.Cursor[tuple[Any, ...]],
+    *,
+    jid: int,
+    i: int,
+    decision: Decision,
+    ids: tuple[int, int],
+    code: str,
+    category_name: str,
+    city: str,
+    place: tuple[float, float, str, Any, int | None],
+    now: datetime,
+    photo: tuple[ProcessedPhoto | None, LocalMediaStore],
+) -> tuple[Any, ...]:
+    """Store report ``i`` as a duplicate of the incident ``decision`` chose, as the API does:
+    the incident's row lock (with its report count), one write (requester, report,
+    subscription, audit row, change row, photo, notice owed), the notice's job and the live
+    event for open staff pages. (A reopened incident's transition is left out: the bench's
+    incidents stay open.) Return what :func:`ceiling_report` returns."""
+    report_id, requester_id = ids
+    lon, lat, source, ward, asset_id = place
+    processed, media = photo
+    incident_id = decision.incident_id
+    best = decision.best
+    assert incident_id is not None
+    assert best is not None
+    locked = cur.execute(_JOIN_LOCK_SQL, {"jid": jid, "id": incident_id}).fetchone()
+    if locked is None:
+        raise RuntimeError(f"incident {incident_id} vanished")
+    status, incident_lon, incident_lat = locked[0], locked[1], locked[2]
+    tracking_id = new_tracking_id()
+    data = {"report": tracking_id, "score": round(best.score, 4), "fired": best.fired}
+    events = [
+        {
+            "entity": "incident",
+            "entity_id": incident_id,
+            "action": "report_added",
+            "actor": "resident:api",
+            "from_state": None,
+            "to_state": None,
+            "data": data,
+        }
+    ]
+    photo_row, files = _photo_row(processed, lon, lat, now)
+    context = opening.notice_context(
+        incident_id=incident_id,
+        category_code=code,
+        category_name=category_name,
+        city=city,
+        status=status,
+        lon=incident_lon,
+        lat=incident_lat,
+    )
+    notice_id = _returned_id(
+        cur,
+        _JOIN_WRITE_SQL,
+        {
+            "jid": jid,
+            "incident_id": incident_id,
+            "requester_id": requester_id,
+            "report_id": report_id,
+            "code": code,
+            "geom": f"SRID=4326;POINT({lon} {lat})",
+            "ward_id": ward[0],
+            "asset_id": asset_id,
+            "now": now,
+            "email": f"bench{i}@example.org",
+            "tracking_id": tracking_id,
+            "description": f"bench report {i}",
+            "source": source,
+            "decision": decision.kind,
+            "score": round(best.score, 4),
+            "signals": Jsonb(decision.as_json()),
+            "matched_report_id": best.candidate.nearest_report_id,
+            "events": Jsonb(events),
+            "with_photo": processed is not None,
+            **photo_row,
+            "key": f"received:incident-{incident_id}:subscribed:requester-{requester_id}",
+            "context": Jsonb({**context, "tracking_id": tracking_id}),
+        },
+    )
+    _DEFER.batch_defer_jobs(
+        [
+            Job(
+                queue=outbox.QUEUE,
+                lock=None,
+                queueing_lock=None,
+                task_name=outbox.DELIVER_TASK,
+                task_kwargs={"jurisdiction_id": jid, "notice_ids": [notice_id]},
+            )
+        ],
+        connection=conn,
+    )
+    event = {"j": jid, "k": "incident", "d": {"id": incident_id, "action": "report_added"}}
+    cur.execute(_LIVE_SQL, {"channel": live.CHANNEL, "payloads": [json.dumps([event])]})
+    for key, blob in files.items():
+        media.put(key, blob)
+    return (ward[1], asset_id, source, photo_row["public_key"])
+
+
 # --- running it ----------------------------------------------------------------------------
 
 
@@ -878,13 +1178,50 @@ class Bench:
     postmaster_pid: int
     # The --baseline tree's server and URL, when one is compared.
     baseline: tuple[subprocess.Popen[bytes], str] | None = None
+    # The separate notice worker (None: it runs inside the API server) and the mail sink.
+    worker: subprocess.Popen[bytes] | None = None
+    sink: subprocess.Popen[bytes] | None = None
+    # The next report index no run has used (each index is a point of its own).
+    next_index: int = 0
 
     def cpu(self, server: subprocess.Popen[bytes] | None = None) -> CpuSample:
         return CpuSample(
             server_s=_tree_cpu_s((server or self.server).pid),
             postgres_s=_postgres_cpu_s(self.postmaster_pid),
             bench_s=time.process_time(),
+            worker_s=_tree_cpu_s(self.worker.pid) if self.worker is not None else 0.0,
+            sink_s=_tree_cpu_s(self.sink.pid) if self.sink is not None else 0.0,
         )
+
+    def reserve(self, n: int) -> int:
+        """Return the first of ``n`` report indexes no run used before (see City.report)."""
+        first = self.next_index
+        self.next_index += n
+        return first
+
+    def drain(self, timeout_s: float = 120.0) -> None:
+        """Return once the notice queue holds no job due now (every notice owed so far was
+        delivered), so that one side's deliveries do not run into the next side's run."""
+        deadline = time.monotonic() + timeout_s
+        while not _STOP.is_set():
+            row = self.monitor.execute(_OWED_JOBS_SQL, {"queue": outbox.QUEUE}).fetchone()
+            if row is None or row[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{row[0]} notice jobs still waiting after {timeout_s:.0f} s: "
+                    "is the worker running, and the mail sink?"
+                )
+            time.sleep(0.05)
+
+    def check_delivered(self) -> None:
+        """Raise unless every notice owed so far went out (the mail sink took it)."""
+        self.drain()
+        row = self.monitor.execute(
+            "SELECT count(*) FILTER (WHERE status <> 'sent'), count(*) FROM notices"
+        ).fetchone()
+        if row is None or row[0]:
+            raise RuntimeError(f"notices not delivered (of all): {row}")
 
     def pg_sessions(self) -> int:
         row = self.monitor.execute(
@@ -960,6 +1297,7 @@ async def api_run(
     """Return one run of ``n`` API reports posted by ``concurrency`` clients (to ``client``'s
     server; ``server``: its process, when not the bench's own)."""
     latencies = [0.0] * n
+    joined = [0]
     next_i = iter(range(n))
 
     async def client_loop() -> None:
@@ -971,9 +1309,13 @@ async def api_run(
             latencies[k] = time.perf_counter() - started
             if resp.status_code != 201:
                 raise RuntimeError(f"POST /api/v1/reports: {resp.status_code} {resp.text[:800]}")
+            body = resp.json()
+            if body["report_count"] > 1:
+                joined[0] += 1
             if check:
-                _check_api_body(variant, first + k, resp.json(), bench.city)
+                _check_api_body(variant, first + k, body, bench.city)
 
+    await asyncio.to_thread(bench.drain)
     sessions, before = bench.pg_sessions(), bench.cpu(server)
     started = time.perf_counter()
     # A TaskGroup cancels the other clients as soon as one fails.
@@ -981,8 +1323,10 @@ async def api_run(
         for _ in range(concurrency):
             clients.create_task(client_loop())
     elapsed = time.perf_counter() - started
+    # The CPU of the work the run caused, its notices' delivery included.
+    await asyncio.to_thread(bench.drain)
     after = bench.cpu(server)
-    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
+    return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions, joined[0])
 
 
 def ceiling_run(
@@ -1022,6 +1366,7 @@ def ceiling_run(
                 if check:
                     _check_ceiling_view(variant, first + k, view, bench.city)
 
+    bench.drain()
     sessions, before = bench.pg_sessions(), bench.cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as executor:
@@ -1032,6 +1377,7 @@ def ceiling_run(
             _STOP.set()
             raise
     elapsed = time.perf_counter() - started
+    bench.drain()
     after = bench.cpu()
     return _run_result(latencies, elapsed, before, after, bench.pg_sessions() - sessions)
 
@@ -1071,7 +1417,11 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
             baseline_server = bench.baseline[0] if bench.baseline else None
             # Warm-up: opens the connections, fills caches, and checks every answer.
             clients = min(warm, concurrency)
-            await api_run(bench, client, variant, concurrency=clients, n=warm, first=0, check=True)
+            # Each side's reports at points of their own (none joins another side's incident).
+            origin = bench.reserve(3 * warm)
+            await api_run(
+                bench, client, variant, concurrency=clients, n=warm, first=origin, check=True
+            )
             if baseline_server is not None:
                 await api_run(
                     bench,
@@ -1079,16 +1429,24 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
                     variant,
                     concurrency=clients,
                     n=warm,
-                    first=warm,
+                    first=origin + warm,
                     check=True,
                     server=baseline_server,
                 )
             await asyncio.to_thread(
-                ceiling_run, bench, pool, variant, concurrency=clients, n=warm, first=0, check=True
+                ceiling_run,
+                bench,
+                pool,
+                variant,
+                concurrency=clients,
+                n=warm,
+                first=origin + 2 * warm,
+                check=True,
             )
+            await asyncio.to_thread(bench.check_delivered)
             bench.clear_media()
-            for run in range(bench.args.runs):
-                first = 2 * warm + run * 2 * n
+            for _ in range(bench.args.runs):
+                first = bench.reserve(3 * n)
                 try:
                     result.api.append(
                         await api_run(
@@ -1115,7 +1473,7 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
                             variant,
                             concurrency=concurrency,
                             n=n,
-                            first=first,
+                            first=first + 2 * n,
                         )
                     )
                 except BaseException:
@@ -1133,19 +1491,11 @@ def run_level(bench: Bench, variant: Variant, concurrency: int) -> LevelResult:
 # --- setting up and tearing down -----------------------------------------------------------
 
 
-@contextmanager
-def api_server(
-    url: str,
-    data_dir: Path,
-    log_path: Path,
-    extra_env: dict[str, str],
-    workers: int = 1,
-    tree: Path = REPO,
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Yield the running API server process (of the checkout ``tree``) and its base URL;
-    stop it afterwards."""
-    port = _free_port()
-    env = {
+def _geo311_env(
+    url: str, data_dir: Path, smtp_port: int, extra_env: dict[str, str], tree: Path = REPO
+) -> dict[str, str]:
+    """Return the environment of a geo311 process (API server or notice worker)."""
+    return {
         **os.environ,
         "GEO311_DB__URL": url,
         "GEO311_DATA_DIR": str(data_dir),
@@ -1153,36 +1503,103 @@ def api_server(
         "GEO311_HOST": "127.0.0.1",
         # A line per request is the server's work too, but no part of what is compared.
         "GEO311_ACCESS_LOG": "false",
+        # The notices go to the bench's mail sink: delivered, not retried for ever.
+        "GEO311_NOTIFY__SMTP__HOST": "127.0.0.1",
+        "GEO311_NOTIFY__SMTP__PORT": str(smtp_port),
+        "GEO311_NOTIFY__DEV_MAIL__ENABLED": "false",
         # Another checkout's packages before the installed ones (python -m adds the working
         # directory too); the same environment, so the same libraries.
         **({"PYTHONPATH": str(tree)} if tree != REPO else {}),
         **extra_env,
     }
-    cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
-    cmd += ["--workers", str(workers)]
-    base_url = f"http://127.0.0.1:{port}"
-    server: subprocess.Popen[bytes] | None = None
+
+
+@contextmanager
+def _child(
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    stop: signal.Signals = signal.SIGINT,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a started process logging to ``log_path``; stop it (with ``stop``) afterwards."""
+    proc: subprocess.Popen[bytes] | None = None
     try:
         with _uninterrupted(), log_path.open("wb") as log:
             # Its own session: a Ctrl+C in the terminal reaches only us, and we stop it.
-            server = subprocess.Popen(
+            proc = subprocess.Popen(
                 cmd,
-                cwd=tree,
+                cwd=cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        yield proc
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(stop)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def api_server(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    workers: int = 1,
+    embedded_worker: bool = False,
+    tree: Path = REPO,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Yield the running API server process (of the checkout ``tree``) and its base URL;
+    stop it afterwards. ``embedded_worker``: it delivers the notices itself (``geo311 run``'s
+    default) rather than leaving them to a ``geo311 worker``."""
+    port = _free_port()
+    env = {**env, "GEO311_NOTIFY__EMBEDDED_WORKER": str(embedded_worker).lower()}
+    cmd = [sys.executable, "-m", "geo311.cli", "run", "--no-demo", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    base_url = f"http://127.0.0.1:{port}"
+    with _child(cmd, cwd=tree, env=env, log_path=log_path) as server:
         _wait_healthy(server, base_url, log_path)
         yield server, base_url
-    finally:
-        if server is not None and server.poll() is None:
-            server.send_signal(signal.SIGINT)
+
+
+@contextmanager
+def notice_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a running ``geo311 worker`` (the production shape: the API server owes the
+    notices, this process delivers them); stop it afterwards."""
+    cmd = [sys.executable, "-m", "geo311.cli", "worker"]
+    with _child(cmd, cwd=REPO, env=env, log_path=log_path) as worker:
+        yield worker
+
+
+@contextmanager
+def mail_sink(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield a running SMTP server on loopback that takes every mail and keeps none (the
+    city's mail server; without one, every notice would be retried for the whole run)."""
+    cmd = [sys.executable, "-m", "aiosmtpd", "-n", "-u", "-c", "aiosmtpd.handlers.Sink"]
+    cmd += ["-l", f"127.0.0.1:{port}"]
+    # SIGTERM: a bench started in the background (SIGINT ignored) still stops it at once.
+    with _child(
+        cmd, cwd=REPO, env=dict(os.environ), log_path=log_path, stop=signal.SIGTERM
+    ) as sink:
+        deadline = time.monotonic() + 30.0
+        while True:
+            if sink.poll() is not None:
+                raise RuntimeError(f"the mail sink exited ({sink.returncode}):\n{_tail(log_path)}")
             try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the mail sink did not listen in 30 s") from None
+                time.sleep(0.1)
+        yield sink
 
 
 def _wait_healthy(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
@@ -1303,24 +1720,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             media_settings = MediaSettings()
             photo_ms = time_process_photo(photo, args.photo_runs, media_settings)
             data_dir = root / "data"
+            smtp_port = _free_port()
+            sink = stack.enter_context(mail_sink(smtp_port, root / "sink.log"))
+            env = _geo311_env(cluster.url(DBNAME), data_dir, smtp_port, args.server_env)
+            embedded = args.notice_worker == "embedded"
             server, base_url = stack.enter_context(
-                api_server(
-                    cluster.url(DBNAME),
-                    data_dir,
-                    root / "server.log",
-                    args.server_env,
-                    workers=args.workers,
-                )
+                api_server(env, root / "server.log", workers=args.workers, embedded_worker=embedded)
+            )
+            worker = (
+                None if embedded else stack.enter_context(notice_worker(env, root / "worker.log"))
             )
             baseline = None
             if args.baseline is not None:
+                baseline_env = _geo311_env(
+                    cluster.url(DBNAME),
+                    root / "baseline-data",
+                    smtp_port,
+                    args.server_env,
+                    tree=args.baseline,
+                )
                 baseline = stack.enter_context(
                     api_server(
-                        cluster.url(DBNAME),
-                        root / "baseline-data",
+                        baseline_env,
                         root / "baseline-server.log",
-                        args.server_env,
                         workers=args.workers,
+                        embedded_worker=embedded,
                         tree=args.baseline,
                     )
                 )
@@ -1338,6 +1762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ceiling_media=root / "ceiling-media",
                 postmaster_pid=int(pid_file.read_text().split()[0]),
                 baseline=baseline,
+                worker=worker,
+                sink=sink,
             )
             machine = {**_machine(monitor), "loadavg_at_start": load_at_start}
             settings = _settings(args, photo, city)
@@ -1349,7 +1775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     levels.append(run_level(bench, variant, concurrency))
             elapsed_s = time.perf_counter() - started
             machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-            _print_results(console, levels, photo_ms)
+            _print_results(console, levels, photo_ms, embedded=embedded)
             console.print(
                 f"[dim]total {elapsed_s:.0f} s; load average (1, 5, 15 min) at start "
                 f"{machine['loadavg_at_start']}, at end {machine['loadavg_at_end']}[/dim]"
@@ -1432,6 +1858,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "API is served too, on the same database, and run right after this tree's in every "
         "run, for a before/after in one process",
     )
+    parser.add_argument(
+        "--notice-worker",
+        choices=("separate", "embedded"),
+        default="separate",
+        help="separate (default): the API server with GEO311_NOTIFY__EMBEDDED_WORKER=false "
+        "and one `geo311 worker` process delivering the notices, its CPU shown in a column of "
+        "its own; embedded: the worker inside the API server (`geo311 run`'s default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if min(args.requests, args.photo_requests, args.runs) < 1 or args.photo_runs < 10:
@@ -1452,10 +1886,16 @@ def _settings(args: argparse.Namespace, photo: bytes, city: City) -> dict[str, A
         "photo_runs": args.photo_runs,
         "fields_body": args.fields_body,
         "photo": f"{PHOTO_SIZE_PX[0]}x{PHOTO_SIZE_PX[1]} JPEG, {len(photo) / 1e6:.2f} MB, EXIF GPS",
-        "categories": "pothole / streetlight_out alternating "
-        f"({len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away)",
+        "categories": f"pothole, and streetlight_out for 1 in {STREETLIGHT_EVERY} "
+        f"({len(city.pothole_points)} pothole points {POTHOLE_SPACING_M:g} m apart, "
+        f"{len(city.streetlight_points)} streetlights, pins {STREETLIGHT_OFFSET_M:g} m away; "
+        "no point used twice until all were)",
         "server": f"geo311 run --workers {args.workers} (uvicorn); "
         f"SQLAlchemy pool {db.pool_size}+{db.max_overflow} overflow",
+        "notices": "delivered by the API server's in-process worker"
+        if args.notice_worker == "embedded"
+        else "delivered by one `geo311 worker` process (the API server runs none)",
+        "mail": "an SMTP sink on loopback (aiosmtpd, keeps nothing)",
         "baseline": str(args.baseline) if args.baseline else None,
         "server_env": args.server_env,
         "ceiling": "psycopg_pool, one connection per thread, autocommit + explicit transaction",
@@ -1488,14 +1928,18 @@ def _print_header(console: Console, machine: dict[str, Any], settings: dict[str,
         console.print(f"  {key:<17} {value}")
 
 
-def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[float]) -> None:
+def _print_results(
+    console: Console, levels: list[LevelResult], photo_ms: list[float], *, embedded: bool
+) -> None:
     table = Table(
         title=f"Report intake: median of runs (target: API ≥ {TARGET_RATIO:.0%} of the ceiling)",
         title_justify="left",
     )
     for name in ("workload", "clients"):
         table.add_column(name)
-    for name in ("API rep/s", "p50 ms", "p99 ms", "ceiling rep/s", "p50 ms", "p99 ms"):
+    for name in ("API rep/s", "p50 ms", "p99 ms", "API joined"):
+        table.add_column(name, justify="right")
+    for name in ("ceiling rep/s", "p50 ms", "p99 ms"):
         table.add_column(name, justify="right")
     table.add_column("API/ceiling", justify="right")
     table.add_column("target", justify="center")
@@ -1511,6 +1955,9 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
             f"{level.median('api', 'reports_per_s'):.1f}",
             f"{level.median('api', 'p50_ms'):.1f}",
             f"{level.median('api', 'p99_ms'):.1f}",
+            # The ceiling always opens an incident: a join is other work (a row lock, no
+            # incident or work order written).
+            f"{level.median('api', 'joined'):.0%}",
             f"{level.median('ceiling', 'reports_per_s'):.1f}",
             f"{level.median('ceiling', 'p50_ms'):.1f}",
             f"{level.median('ceiling', 'p99_ms'):.1f}",
@@ -1527,18 +1974,26 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
         table.add_row(*row)
     console.print(table)
 
+    def worker(level: LevelResult, side: Literal["api", "ceiling"]) -> str:
+        # Inside the API server (--notice-worker embedded): counted in its column.
+        return "in server" if embedded else f"{level.median(side, 'worker_cpu_ms'):.2f}"
+
     cpu = Table(
-        title="CPU per report in ms (median of runs); new PostgreSQL sessions per run",
+        title="CPU per report in ms, until the notices the run owed were delivered (median of "
+        "runs); new PostgreSQL sessions per run",
         title_justify="left",
     )
     for name in ("workload", "clients"):
         cpu.add_column(name)
     for name in (
         "API server",
+        "API: worker",
         "API: postgres",
         "API: load gen",
         "ceiling app",
+        "ceiling: worker",
         "ceiling: postgres",
+        "mail sink",
         "API new sessions",
     ):
         cpu.add_column(name, justify="right")
@@ -1550,10 +2005,13 @@ def _print_results(console: Console, levels: list[LevelResult], photo_ms: list[f
             level.workload,
             str(level.concurrency),
             f"{level.median('api', 'server_cpu_ms'):.2f}",
+            worker(level, "api"),
             f"{level.median('api', 'postgres_cpu_ms'):.2f}",
             f"{level.median('api', 'bench_cpu_ms'):.2f}",
             f"{level.median('ceiling', 'bench_cpu_ms'):.2f}",
+            worker(level, "ceiling"),
             f"{level.median('ceiling', 'postgres_cpu_ms'):.2f}",
+            f"{level.median('api', 'sink_cpu_ms'):.2f}",
             f"{level.median('api', 'pg_sessions'):.0f}",
         ]
         if compared:

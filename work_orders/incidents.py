@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, String, and_, func, insert, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    ScalarSelect,
+    Select,
+    String,
+    and_,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -76,7 +88,26 @@ def category_terms_select(
     """Return the statement :func:`category_terms` runs; ``jurisdiction_id`` and ``code`` may
     be bound parameters, for a caller that builds the statement once and runs it often
     (intake). Read its row with :func:`category_terms_of`."""
-    hooks = (
+    hooks = received_webhooks_column(jurisdiction_id=jurisdiction_id)
+    return (
+        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"), *also)
+        .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
+        .outerjoin(
+            BusinessCalendar,
+            and_(
+                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
+                BusinessCalendar.code == ServiceCategory.calendar_code,
+            ),
+        )
+        .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.code == code)
+    )
+
+
+def received_webhooks_column(*, jurisdiction_id: int | ColumnElement[Any]) -> ScalarSelect[Any]:
+    """Return a scalar subquery: the JSON arrays [id, url] of the jurisdiction's active
+    webhook endpoints told when work is received, by id (NULL: none); read them with
+    :func:`received_webhooks_of`."""
+    return (
         select(
             func.array_agg(
                 aggregate_order_by(
@@ -94,18 +125,11 @@ def category_terms_select(
         )
         .scalar_subquery()
     )
-    return (
-        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"), *also)
-        .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
-        .outerjoin(
-            BusinessCalendar,
-            and_(
-                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
-                BusinessCalendar.code == ServiceCategory.calendar_code,
-            ),
-        )
-        .where(ServiceCategory.jurisdiction_id == jurisdiction_id, ServiceCategory.code == code)
-    )
+
+
+def received_webhooks_of(found: Sequence[Sequence[Any]] | None) -> tuple[tuple[int, str], ...]:
+    """Return (id, url) of each endpoint :func:`received_webhooks_column` read."""
+    return tuple((int(h[0]), str(h[1])) for h in found or ())
 
 
 def category_terms_of(row: Row[Any] | None) -> CategoryTerms | None:
@@ -125,7 +149,7 @@ def category_terms_of(row: Row[Any] | None) -> CategoryTerms | None:
         category,
         opening.Terms.of(category, parsed),
         jurisdiction,
-        tuple((int(h[0]), str(h[1])) for h in hooks_found or ()),
+        received_webhooks_of(hooks_found),
         values[4:],
     )
 

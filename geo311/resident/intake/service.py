@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    and_,
     bindparam,
     func,
     insert,
@@ -30,9 +32,11 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from geo311.kernel.errors import AppError, FieldError, NotFound, ValidationFailed
@@ -59,10 +63,12 @@ from geo311.resident.intake.schemas import (
 )
 from geo311.resident.intake.tracking import new_tracking_id
 from layers import service as layers_service
-from work_orders import changes, incidents, lifecycle, opening
+from layers.models import Jurisdiction
+from work_orders import changes, incidents, lifecycle, opening, sla
 from work_orders.changes import AnalyticsChange
 from work_orders.models import (
     AuditEvent,
+    BusinessCalendar,
     Incident,
     Requester,
     ServiceCategory,
@@ -483,7 +489,85 @@ def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
             .prefix_with("MATERIALIZED")
         )
         also += [select(column).scalar_subquery() for column in ids.c]
-    return incidents.category_terms_select(jurisdiction_id=jid, code=code, also=also)
+    # Core columns, not the models: loading three ORM objects per report cost more than the
+    # rest of the resolve (they are built once per change instead, see _known).
+    return (
+        select(
+            *(column for _, column in _CATEGORY_COLUMNS),
+            *_CALENDAR_COLUMNS,
+            Jurisdiction.name,
+            incidents.received_webhooks_column(jurisdiction_id=jid),
+            *also,
+        )
+        .select_from(ServiceCategory)
+        .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
+        .outerjoin(
+            BusinessCalendar,
+            and_(
+                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
+                BusinessCalendar.code == ServiceCategory.calendar_code,
+            ),
+        )
+        .where(ServiceCategory.jurisdiction_id == jid, ServiceCategory.code == code)
+    )
+
+
+# What the resolve reads of the category (every column, by attribute name), of its business
+# calendar, and of its jurisdiction: the values a category's terms are built from.
+_CATEGORY_COLUMNS: tuple[tuple[str, ColumnElement[Any]], ...] = tuple(
+    (prop.key, prop.columns[0]) for prop in sa_inspect(ServiceCategory).column_attrs
+)
+_CALENDAR_COLUMNS = (BusinessCalendar.timezone, BusinessCalendar.hours, BusinessCalendar.holidays)
+_TERMS_WIDTH = len(_CATEGORY_COLUMNS) + len(_CALENDAR_COLUMNS) + 1
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A category's terms as built from ``values`` (the resolve's first columns)."""
+
+    values: tuple[Any, ...]
+    category: ServiceCategory
+    terms: opening.Terms
+    jurisdiction: Jurisdiction
+
+
+# Per process: the terms last built for each (database, jurisdiction, category). Each report
+# reads the category's, calendar's and city's current values anyway (in the resolve, which it
+# needs for the ward and asset), and an entry is used only while they are the same, so a
+# change made by anyone is seen by the next report; what it saves is building ORM objects and
+# parsing the calendar on every report. The objects are transient (in no session) and only
+# read, so threads can share them.
+_KNOWN: dict[tuple[URL, int, str], _Known] = {}
+_KNOWN_LOCK = threading.Lock()
+
+
+def _known(session: Session, *, jurisdiction_id: int, code: str, values: tuple[Any, ...]) -> _Known:
+    """Return the category's terms built from ``values``, reusing the ones last built from
+    the same values."""
+    key = (session.get_bind().engine.url, jurisdiction_id, code)
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(key)
+    if known is not None and known.values == values:
+        return known
+    n = len(_CATEGORY_COLUMNS)
+    category = ServiceCategory(
+        **{name: v for (name, _), v in zip(_CATEGORY_COLUMNS, values[:n], strict=True)}
+    )
+    timezone, hours, holidays, city = values[n:]
+    calendar = (
+        None
+        if timezone is None
+        else sla.parse_calendar(timezone=timezone, hours=hours, holidays=holidays)
+    )
+    known = _Known(
+        values=values,
+        category=category,
+        terms=opening.Terms.of(category, calendar),
+        jurisdiction=Jurisdiction(id=jurisdiction_id, name=city),
+    )
+    with _KNOWN_LOCK:
+        _KNOWN[key] = known
+    return known
 
 
 def _resolve(
@@ -502,7 +586,24 @@ def _resolve(
     params: dict[str, Any] = {"jid": jurisdiction_id, "code": draft.category}
     if at is not None:
         params.update(lon=at[0], lat=at[1], at=at[2])
-    found = incidents.category_terms_of(session.execute(statement, params).one_or_none())
+    # On the session's connection: a Core statement needs none of the ORM's execution work.
+    row = session.connection().execute(statement, params).one_or_none()
+    found = None
+    if row is not None:
+        known = _known(
+            session,
+            jurisdiction_id=jurisdiction_id,
+            code=draft.category,
+            values=tuple(row[:_TERMS_WIDTH]),
+        )
+        if known.category.active:
+            found = incidents.CategoryTerms(
+                known.category,
+                known.terms,
+                known.jurisdiction,
+                incidents.received_webhooks_of(row[_TERMS_WIDTH]),
+                tuple(row[_TERMS_WIDTH + 1 :]),
+            )
     if found is None:
         raise UnknownCategory(
             f"There is no service category {draft.category!r}; GET /api/v1/categories lists them.",
