@@ -89,8 +89,23 @@ def category_terms_select(
     be bound parameters, for a caller that builds the statement once and runs it often
     (intake). Read its row with :func:`category_terms_of`."""
     hooks = received_webhooks_column(jurisdiction_id=jurisdiction_id)
+    return of_category(
+        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"), *also),
+        jurisdiction_id=jurisdiction_id,
+        code=code,
+    )
+
+
+def of_category(
+    query: Select[Any],
+    *,
+    jurisdiction_id: int | ColumnElement[Any],
+    code: str | ColumnElement[Any],
+) -> Select[Any]:
+    """Return ``query`` (of category, calendar and jurisdiction columns) read from the
+    category ``code`` with its business calendar (if any) and its jurisdiction."""
     return (
-        select(ServiceCategory, BusinessCalendar, Jurisdiction, hooks.label("hooks"), *also)
+        query.select_from(ServiceCategory)
         .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
         .outerjoin(
             BusinessCalendar,

@@ -22,7 +22,6 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
-    and_,
     bindparam,
     func,
     insert,
@@ -491,24 +490,16 @@ def _resolve_statement(*, placed: bool, contact: bool) -> Select[Any]:
         also += [select(column).scalar_subquery() for column in ids.c]
     # Core columns, not the models: loading three ORM objects per report cost more than the
     # rest of the resolve (they are built once per change instead, see _known).
-    return (
+    return incidents.of_category(
         select(
             *(column for _, column in _CATEGORY_COLUMNS),
             *_CALENDAR_COLUMNS,
             Jurisdiction.name,
             incidents.received_webhooks_column(jurisdiction_id=jid),
             *also,
-        )
-        .select_from(ServiceCategory)
-        .join(Jurisdiction, Jurisdiction.id == ServiceCategory.jurisdiction_id)
-        .outerjoin(
-            BusinessCalendar,
-            and_(
-                BusinessCalendar.jurisdiction_id == ServiceCategory.jurisdiction_id,
-                BusinessCalendar.code == ServiceCategory.calendar_code,
-            ),
-        )
-        .where(ServiceCategory.jurisdiction_id == jid, ServiceCategory.code == code)
+        ),
+        jurisdiction_id=jid,
+        code=code,
     )
 
 
