@@ -353,14 +353,10 @@ function redrawChanged(changed, crews) {
       drawRoute(code, f);
     }
   }
-  // A popup open on a changed job shows it as it is now, keeping what was typed in it.
+  // A popup open on a changed job shows it as it is now.
   for (const id of changed) {
     const m = state.markers.get(id);
-    if (m?.isPopupOpen()) {
-      const typed = typedInPopup();
-      m.getPopup().update();
-      putBackTyped(typed);
-    }
+    if (m?.isPopupOpen()) m.getPopup().update();
   }
   state.shownSelected = new Set(state.selected);
   drawSelection();
@@ -399,7 +395,6 @@ function jobLine(job) {
 function draw() {
   if (!state.board) return;
   const open = [...state.markers].find(([, m]) => m.isPopupOpen())?.[0];
-  const typed = typedInPopup();
   const f = filters();
   const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
   cluster.clearLayers();
@@ -418,9 +413,11 @@ function draw() {
   state.shownSelected = new Set(state.selected);
   drawSelection();
   sayShown();
-  // A popup open before the redraw stays open on its (redrawn) job, with what the dispatcher
-  // had typed in it, even when the new marker first sits in a cluster.
-  if (open !== undefined && state.markers.has(open)) openPopup(open, typed);
+  // A popup open before the redraw stays open on its (redrawn) job.
+  if (open !== undefined && state.markers.has(open)) {
+    const m = state.markers.get(open);
+    if (cluster.getVisibleParent(m) === m) m.openPopup();
+  }
   root.dataset.version = String(state.board.version ?? "");
   root.dataset.state = "ready";
   window.dispatchPage.drawnAt = performance.now();
@@ -854,28 +851,7 @@ async function replanCrews(crews) {
 
 // --- a job's popup ----------------------------------------------------------------------------
 
-// The fields of the open popup (a merge number, a hold reason) by their label, and their values:
-// a redraw builds the popup again, and must not throw away what the dispatcher was typing.
-function popupFields() {
-  const box = document.querySelector(".leaflet-popup .dispatch-popup");
-  return box ? [...box.querySelectorAll("input, select, textarea")] : [];
-}
-const fieldKey = (field) => field.getAttribute("aria-label") ?? field.name;
-
-function typedInPopup() {
-  return popupFields().filter((f) => f.value && f.type !== "hidden").map((f) => [fieldKey(f), f.value]);
-}
-
-function putBackTyped(typed) {
-  if (!typed?.length) return;
-  const fields = popupFields();
-  for (const [key, value] of typed) {
-    const field = fields.find((f) => fieldKey(f) === key);
-    if (field && !field.value) field.value = value;
-  }
-}
-
-function openPopup(id, typed = null) {
+function openPopup(id) {
   // A queued job asked for (its row double-clicked) while the queue's layer is off: on again.
   const wanted = jobById(id);
   if (wanted && !wanted.crew && !state.queueOnMap && visible(wanted, filters())) map.addLayer(queueLayer);
@@ -889,7 +865,6 @@ function openPopup(id, typed = null) {
     if (done || !m?._map) return;
     done = true;
     m.openPopup();
-    putBackTyped(typed);
   };
   cluster.zoomToShowLayer(state.markers.get(id), open);
   const started = Date.now();
@@ -909,47 +884,6 @@ function openPopup(id, typed = null) {
   setTimeout(retry, 300);
 }
 window.dispatchPage.openPopup = openPopup;
-
-// A zoom takes every marker off the map and puts back those not in a bubble, which closes
-// the popup open on one — also when it was opened during the zoom (markercluster can call
-// back before the map's zoom ends). A popup closed that way, not by the dispatcher, opens again
-// once its job is shown on its own, with what was typed in it.
-let closedByRedraw = null;
-let openedAt = 0;
-map.on("popupopen", () => { closedByRedraw = null; openedAt = Date.now(); });
-map.on("popupclose", (e) => {
-  const m = e.popup._source;
-  // The marker's icon is gone when the popup closes because the marker left the map.
-  closedByRedraw = m?.jobId !== undefined && !m._icon
-    ? { id: m.jobId, typed: typedInPopup(), until: Date.now() + 10000, settling: Date.now() - openedAt < 3000 }
-    : null;
-});
-// How often one job's popup was opened again lately: twice at most, so a map that keeps
-// redrawing cannot keep opening it.
-const reopened = { id: null, n: 0, at: 0 };
-function reopenClosedByRedraw() {
-  const was = closedByRedraw;
-  if (!was || Date.now() > was.until) return;
-  const m = state.markers.get(was.id);
-  if (!m || m.isPopupOpen()) return;
-  const alone = m._icon && cluster.getVisibleParent(m) === m;
-  // Back in a bubble: spread it again only for a popup that had just opened (the zoom that
-  // opened it ended late), never after the dispatcher zoomed out on purpose.
-  if (!alone && !was.settling) return;
-  if (reopened.id !== was.id || Date.now() - reopened.at > 10000) Object.assign(reopened, { id: was.id, n: 0 });
-  if (reopened.n >= 2) return;
-  reopened.n += 1;
-  reopened.at = Date.now();
-  closedByRedraw = null;
-  if (alone) {
-    m.openPopup();
-    putBackTyped(was.typed);
-  } else {
-    openPopup(was.id, was.typed);
-  }
-}
-cluster.on("animationend", reopenClosedByRedraw);
-map.on("moveend", reopenClosedByRedraw);
 
 function button(text, onClick) {
   const b = element("button", text);

@@ -884,34 +884,6 @@ def test_the_queue_is_a_map_layer_of_its_own_that_the_dispatcher_can_switch_off(
         assert page.evaluate(count)[1] == queued
 
 
-def test_a_change_by_someone_else_redraws_an_open_popup_and_keeps_what_was_typed(
-    desk: Desk,
-) -> None:
-    job = desk.route("streets")[0]
-    with desk.page() as (page, _):
-        popup = open_popup(page, job)
-        merge_into = popup.get_by_label("Merge incident number … into this one")
-        merge_into.fill("4242")
-        # Another dispatcher locks the stop meanwhile: the popup shows it as it is now.
-        r = httpx.post(
-            f"{desk.url}/api/v1/plans/{DAY}/stops/{job}/lock",
-            json={"plan_version": desk.current_plan()["version"]},
-            headers=desk.bearer(),
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        page.locator(".leaflet-popup .dispatch-popup").get_by_role(
-            "button", name="Unlock"
-        ).wait_for(timeout=20_000)
-        # ... and what the dispatcher was typing is still there.
-        assert (
-            page.locator(".leaflet-popup .dispatch-popup")
-            .get_by_label("Merge incident number … into this one")
-            .input_value()
-            == "4242"
-        )
-
-
 def test_shift_click_adds_to_the_selection_and_the_popup_locks_a_stop_and_holds_a_job(
     desk: Desk,
 ) -> None:
