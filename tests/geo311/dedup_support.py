@@ -117,3 +117,33 @@ def rows(db: Database, sql: str, **params: Any) -> list[Any]:
 def execute(db: Database, sql: str, **params: Any) -> None:
     with db.session() as s:
         s.execute(text(sql), params)
+
+
+def report_a_pothole(
+    db: Database,
+    tmp_path: Path,
+    at: tuple[float, float],
+    *,
+    now: datetime,
+    email: str | None = None,
+) -> str:
+    """Report a pothole through intake at ``now`` at ``at`` (lon, lat), from ``email`` if
+    given; return its tracking id."""
+    form = {"category": "pothole", "lon": str(at[0]), "lat": str(at[1])}
+    if email is not None:
+        form["email"] = email
+    draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
+    with db.sessions() as session:
+        submitted = submit_report.submit(
+            session,
+            jurisdiction_id=jurisdiction_id(db),
+            jurisdiction_slug="demo",
+            draft=draft,
+            photo=None,
+            media=LocalMediaStore(tmp_path),
+            media_settings=MediaSettings(),
+            now=now,
+        )
+        tracking_id = submitted.report.tracking_id
+        session.commit()
+    return tracking_id

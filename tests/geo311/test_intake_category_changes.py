@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from geo311.flows import submit_report
 from geo311.kernel.database import Database
-from geo311.kernel.media.store import LocalMediaStore
-from geo311.kernel.settings import IntakeSettings, MediaSettings
 from geo311.resident.intake import service as intake_service
-from tests.geo311.dedup_support import execute, jurisdiction_id, one, quiet_point
+from tests.geo311.dedup_support import (
+    execute,
+    jurisdiction_id,
+    one,
+    quiet_point,
+    report_a_pothole,
+)
 from work_orders import sla
 
 # Weekdays 08:00–16:00 in the city's time zone.
@@ -23,24 +26,7 @@ _HOURS = {day: [["08:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri
 
 
 def _report(db: Database, tmp_path: Path, *, nth: int, email: str) -> None:
-    lon, lat = quiet_point(db, nth=nth)
-    draft = intake_service.parse_report_form(
-        {"category": "pothole", "lon": str(lon), "lat": str(lat), "email": email},
-        channel="api",
-        settings=IntakeSettings(),
-    )
-    with db.sessions() as session:
-        submit_report.submit(
-            session,
-            jurisdiction_id=jurisdiction_id(db),
-            jurisdiction_slug="demo",
-            draft=draft,
-            photo=None,
-            media=LocalMediaStore(tmp_path),
-            media_settings=MediaSettings(),
-            now=datetime.now(UTC),
-        )
-        session.commit()
+    report_a_pothole(db, tmp_path, quiet_point(db, nth=nth), now=datetime.now(UTC), email=email)
 
 
 def _opened_and_due(db: Database, email: str) -> tuple[datetime, datetime]:

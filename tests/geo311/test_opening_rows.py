@@ -12,14 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from geo311.flows import submit_report
 from geo311.kernel.database import Database
-from geo311.kernel.media.store import LocalMediaStore
-from geo311.kernel.settings import DedupSettings, IntakeSettings, MediaSettings
+from geo311.kernel.settings import DedupSettings
 from geo311.resident.dedup import importer
-from geo311.resident.intake import service as intake_service
 from layers import service as layers_service
-from tests.geo311.dedup_support import jurisdiction_id, one, quiet_point
+from tests.geo311.dedup_support import jurisdiction_id, one, quiet_point, report_a_pothole
 from work_orders import categories as category_service
 from work_orders import sla
 from work_orders.opening import Terms, due_at_many
@@ -80,36 +77,13 @@ def import_a_pothole(db: Database, tmp_path: Path, at: tuple[float, float]) -> N
     )
 
 
-def report_a_pothole(db: Database, tmp_path: Path, at: tuple[float, float]) -> str:
-    """Report a pothole through intake at ``FRIDAY_4PM`` at ``at``; return its tracking id."""
-    draft = intake_service.parse_report_form(
-        {"category": "pothole", "lon": str(at[0]), "lat": str(at[1])},
-        channel="api",
-        settings=IntakeSettings(),
-    )
-    with db.sessions() as session:
-        submitted = submit_report.submit(
-            session,
-            jurisdiction_id=jurisdiction_id(db),
-            jurisdiction_slug="demo",
-            draft=draft,
-            photo=None,
-            media=LocalMediaStore(tmp_path),
-            media_settings=MediaSettings(),
-            now=FRIDAY_4PM,
-        )
-        tracking_id = submitted.report.tracking_id
-        session.commit()
-    return tracking_id
-
-
 def test_an_imported_report_and_an_api_report_of_the_same_instant_are_due_at_the_same_time(
     demo_db: Database, tmp_path: Path
 ) -> None:
     sla_hours = pothole_on_a_works_calendar(demo_db)
     imported_at, reported_at = quiet_point(demo_db, nth=0), quiet_point(demo_db, nth=1)
     import_a_pothole(demo_db, tmp_path, imported_at)
-    tracking_id = report_a_pothole(demo_db, tmp_path, reported_at)
+    tracking_id = report_a_pothole(demo_db, tmp_path, reported_at, now=FRIDAY_4PM)
 
     imported_due, api_due = _due_of(demo_db, "HIST-1"), _due_of(demo_db, tracking_id)
     assert imported_due == api_due

@@ -9,12 +9,11 @@ from pathlib import Path
 from sqlalchemy import text
 
 from geo311.kernel.database import Database
-from tests.geo311.dedup_support import jurisdiction_id, quiet_point
+from tests.geo311.dedup_support import jurisdiction_id, quiet_point, report_a_pothole
 from tests.geo311.test_opening_rows import (
     FRIDAY_4PM,
     import_a_pothole,
     pothole_on_a_works_calendar,
-    report_a_pothole,
 )
 from work_orders import incidents
 
@@ -42,7 +41,7 @@ def test_a_loaded_incidents_work_order_and_an_api_reports_are_due_and_at_risk_al
     with demo_db.session() as session:
         jid = jurisdiction_id(demo_db)
         assert incidents.create_missing_work_orders(session, jurisdiction_id=jid) >= 1
-    tracking_id = report_a_pothole(demo_db, tmp_path, reported_at)
+    tracking_id = report_a_pothole(demo_db, tmp_path, reported_at, now=FRIDAY_4PM)
 
     (loaded_due, loaded_risk), (api_due, api_risk) = (
         _times_of(demo_db, "HIST-1"),
