@@ -117,6 +117,23 @@ def wait_ready(page: Any, recorder: Recorder) -> None:
         raise AssertionError(f"the crew page did not get ready: {recorder.console}") from exc
 
 
+def wait_online_through_worker(page: Any, path: str, timeout_s: float = 10.0) -> None:
+    """Wait until a GET of `path` passes through the page's service worker to the server.
+
+    Chromium takes the browser back online for the page and for its service worker one after
+    the other: a navigation sent at once can still meet an offline worker, which (having no
+    copy of a page it never kept) fails it, as a real tablet would while the signal returns.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(
+        "(p) => fetch(p, {cache: 'no-store'}).then((r) => r.ok, () => false)", path
+    ):
+        assert time.monotonic() < deadline, f"{path} never reached the server after going online"
+        page.wait_for_timeout(100)
+
+
 def todo(page: Any) -> list[int]:
     ids = page.locator("#stops li.stop").evaluate_all(
         "items => items.map(li => Number(li.dataset.workOrder))"
@@ -228,8 +245,10 @@ def test_the_crew_sees_its_stops_in_plan_order_with_etas_and_the_route_line(
         keep_shot(offline)
         context.set_offline(False)
         assert recorder.origins() == {served.url}, recorder.origins()
-        # Spanish, the same stops
-        page.goto(f"{served.url}/crew?date={DAY.isoformat()}&lang=es")
+        # Spanish, the same stops (a page the service worker has not kept: it needs the network)
+        spanish = f"/crew?date={DAY.isoformat()}&lang=es"
+        wait_online_through_worker(page, spanish)
+        page.goto(f"{served.url}{spanish}")
         wait_ready(page, recorder)
         assert page.locator("#stops li.stop").first.get_by_role("button", name="Terminar").count()
         keep_shot(screenshot(page, tmp_path, "crew-route-es"))
