@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import smtplib
 import ssl
 import time
@@ -95,6 +96,22 @@ class SmtpSession:
     def connected(self) -> bool:
         """Whether a connection is open (after a failure it is dropped)."""
         return self._smtp is not None
+
+    def drop_if_closed(self) -> None:
+        """Forget the connection if the server hung up while it sat idle, without a round
+        trip: between messages a server says nothing unless it is closing (a 421 on its
+        idle timeout, or end of file), so a readable socket means it is gone."""
+        smtp = self._smtp
+        sock = getattr(smtp, "sock", None)
+        if smtp is None:
+            return
+        if sock is None:
+            self._drop()
+            return
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        if poller.poll(0):
+            self._drop()
 
     def begin(self, sender: str, recipient: str) -> None:
         """Send MAIL FROM and RCPT TO (connecting first if needed); raise DeliveryError."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import procrastinate
 import procrastinate.exceptions
 import psycopg
+import psycopg_pool
 import tenacity
 from procrastinate import RetryStrategy
 
@@ -45,6 +47,34 @@ def conninfo(db: Database) -> str:
     """Return the libpq connection string of a Database (for the queue's own pool)."""
     url = db.engine.url.set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
+
+
+async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    # Every query procrastinate runs on its pool is one statement (a call of one of its
+    # functions): in autocommit it is one round trip, not BEGIN, the call and COMMIT.
+    await connection.set_autocommit(True)
+
+
+async def _still_open(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a pooled connection the server closed, without a round trip.
+
+    procrastinate's own check sends an empty query each time it takes a connection from its
+    pool (three round trips per job): an idle connection has nothing to read unless the
+    server hung up (a restart, a stop), so a readable socket, or one the driver knows is
+    closed, is refused and the pool opens a fresh one (geo311.kernel.database does the same
+    for the API's pool).
+    """
+    if connection.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise psycopg.OperationalError("the server closed the connection")
+
+
+def _pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+    # procrastinate passes its own check (a round trip per use); ours costs none.
+    return psycopg_pool.AsyncConnectionPool(**{**kwargs, "check": _still_open})
 
 
 def build_deliverer(db: Database, settings: Settings) -> Deliverer:
@@ -79,6 +109,8 @@ def build_app(
             # With the database gone, a query waits this long for a connection before it
             # fails (psycopg_pool's default, 30 s, would hold the worker's restart back).
             timeout=5.0,
+            configure=_autocommit,
+            pool_factory=_pool,
         )
     )
     stalled_s = deliverer.notify.stalled_worker_s
