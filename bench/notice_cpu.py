@@ -315,7 +315,7 @@ def main() -> None:
             trees = [("this tree", ROOT)]
             if args.baseline is not None:
                 trees.append(("baseline", args.baseline.resolve()))
-            sides = []
+            sides: list[Side] = []
             for name, tree in trees:
                 side_env = {**env, **({"PYTHONPATH": str(tree)} if tree != ROOT else {})}
                 cmd = [sys.executable, "-m", "geo311.cli", "worker"]

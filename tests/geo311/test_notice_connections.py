@@ -28,7 +28,7 @@ class _Peers:
             self, hostname="127.0.0.1", port=self.port, timeout=idle_timeout_s
         )
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802, ARG002
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         with self.lock:
             self.carried.append((envelope.rcpt_tos[0], int(session.peer[1])))
         return "250 Message accepted"
