@@ -15,6 +15,7 @@ delivered it: a server must not accept a message whose terminating "." it never 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import select
@@ -50,6 +51,8 @@ def _reply_text(reply: bytes | str) -> str:
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# The sender is the same on every message: parsed once.
+_quoted_sender = functools.lru_cache(maxsize=8)(smtplib.quoteaddr)
 
 
 class SmtpSession:
@@ -124,13 +127,15 @@ class SmtpSession:
             self._smtp = self._connect()
         smtp = self._smtp
         try:
-            code, reply = smtp.mail(sender)
+            # Not smtp.mail() and smtp.rcpt(): they parse each address again, and a sendable
+            # address is exactly what goes between the brackets (the sender is parsed once).
+            code, reply = smtp.docmd("mail", f"FROM:{_quoted_sender(sender)}")
             if code != 250:
                 smtp.rset()
                 raise DeliveryError(
                     _smtp_severity(code), f"MAIL FROM refused: {code} {_reply_text(reply)}"
                 )
-            code, reply = smtp.rcpt(recipient)
+            code, reply = smtp.docmd("rcpt", f"TO:<{recipient}>")
             if code not in (250, 251):
                 smtp.rset()
                 raise DeliveryError(

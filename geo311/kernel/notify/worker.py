@@ -38,6 +38,8 @@ from geo311.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
+WORKER_NAME = "geo311-notices"
+
 # Registers more tasks (periodic ones too, each on a queue of its own) on the worker's app: how
 # the packages above the kernel have the worker run their jobs (geo311.flows.analytics).
 TaskRegistration = Callable[[procrastinate.App], None]
@@ -201,7 +203,7 @@ async def run_async(
     *,
     concurrency: int | None = None,
     wait: bool = True,
-    name: str = "geo311-notices",
+    name: str = WORKER_NAME,
     give_up_s: float | None = None,
     state: WorkerState | None = None,
     tasks: Sequence[TaskRegistration] = (),
