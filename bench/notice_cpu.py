@@ -2,7 +2,7 @@
 the "we got your report" mail that every report owes.
 
     uv run python bench/notice_cpu.py [--notices 400] [--runs 5] [--concurrency 4]
-        [--baseline TREE] [--profile FILE]
+        [--baseline TREE] [--trickle] [--profile FILE]
 
 Sets up a throwaway embedded PostGIS with the demo city, an SMTP sink on loopback (aiosmtpd,
 keeps nothing) and one ``geo311 worker`` process per tree (this one and, with ``--baseline``,
@@ -11,7 +11,9 @@ deploys them. Each run, for each tree in turn: with every worker paused (SIGSTOP
 files ``--notices`` reports through the real intake (one transaction each, so one delivery job
 per notice, as the API makes them), then lets that tree's worker go (SIGCONT) and reads the
 CPU of the worker, of PostgreSQL and of the sink from /proc until the queue is empty and every
-notice is sent. So the figures cover delivery alone, not filing. The table shows the median
+notice is sent. So the figures cover delivery alone, not filing. With ``--trickle`` the worker
+runs while the reports are filed, one after another, as at intake: each job then wakes it on
+its own (and PostgreSQL's figure includes the filing). The table shows the median
 of the runs and the ratio to the baseline tree, measured in the same process.
 
 The planner's periodic refresh is switched off in both workers (it is not delivery).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
@@ -202,11 +205,22 @@ def _wait_drained(db: Database, timeout_s: float = 300.0) -> None:
             time.sleep(0.1)
 
 
-def measure(side: Side, filler: Filler, db: Database, postmaster: int, sink: Any, n: int) -> None:
-    filler.file(n)
+def measure(
+    side: Side, filler: Filler, db: Database, postmaster: int, sink: Any, n: int, *, trickle: bool
+) -> None:
+    """Add one run of ``side``: the CPU its worker, PostgreSQL and the sink spend per notice.
+
+    In a burst (the default) the reports are filed while the worker is paused, so PostgreSQL's
+    figure is delivery's alone; with ``trickle`` the worker runs while they are filed one
+    after another (each job then wakes it, as at intake), and PostgreSQL's figure includes
+    the filing."""
+    if not trickle:
+        filler.file(n)
     before = (_cpu_s(side.proc.pid), _cpu_s(postmaster, reaped=True), _cpu_s(sink.pid))
     started = time.perf_counter()
     side.proc.send_signal(signal.SIGCONT)
+    if trickle:
+        filler.file(n)
     _wait_drained(db)
     wall = time.perf_counter() - started
     after = (_cpu_s(side.proc.pid), _cpu_s(postmaster, reaped=True), _cpu_s(sink.pid))
@@ -215,9 +229,13 @@ def measure(side: Side, filler: Filler, db: Database, postmaster: int, sink: Any
     side.runs.append({"worker": worker_ms, "postgres": pg_ms, "sink": sink_ms, "rate": n / wall})
 
 
-def profile(db: Database, settings: Settings, filler: Filler, n: int, out: Path) -> None:
-    """Run this tree's worker in this process over ``n`` notices under cProfile."""
-    filler.file(n)
+def profile(
+    db: Database, settings: Settings, filler: Filler, n: int, out: Path, *, trickle: bool
+) -> None:
+    """Run this tree's worker in this process over ``n`` notices under cProfile (with
+    ``trickle``, filed on another thread while it runs)."""
+    if not trickle:
+        filler.file(n)
     # CPU time of the thread, not wall time: waits on the network cost nothing here.
     jobs = cProfile.Profile(time.thread_time)
     lock = threading.Lock()
@@ -241,13 +259,21 @@ def profile(db: Database, settings: Settings, filler: Filler, n: int, out: Path)
 
     async def drain() -> None:
         async with app.open_async():
-            await app.run_worker_async(
-                queues=[outbox.QUEUE],
-                concurrency=settings.notify.worker_concurrency,
-                wait=False,
-                install_signal_handlers=False,
-                delete_jobs="successful",
+            running = asyncio.create_task(
+                app.run_worker_async(
+                    queues=[outbox.QUEUE],
+                    concurrency=settings.notify.worker_concurrency,
+                    wait=trickle,
+                    install_signal_handlers=False,
+                    delete_jobs="successful",
+                )
             )
+            if trickle:
+                await asyncio.to_thread(filler.file, n)
+                await asyncio.to_thread(_wait_drained, db)
+                running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
     loop = cProfile.Profile(time.thread_time)
     cpu0 = time.process_time()
@@ -272,6 +298,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     parser.add_argument("--profile", type=Path, help="profile in-process instead; stats file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument(
+        "--trickle", action="store_true", help="file the reports while the worker runs"
+    )
     args = parser.parse_args()
     console = Console()
     load_start = os.getloadavg()
@@ -309,7 +338,7 @@ def main() -> None:
             time.sleep(1.0)
             if args.profile is not None:
                 os.environ.update(env)
-                profile(db, Settings(), filler, args.notices, args.profile)
+                profile(db, Settings(), filler, args.notices, args.profile, trickle=args.trickle)
                 return
             postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
             trees = [("this tree", ROOT)]
@@ -327,11 +356,11 @@ def main() -> None:
                 side.proc.send_signal(signal.SIGSTOP)
             # Warm-up: each worker's first jobs (connections, caches) are not counted.
             for side in sides:
-                measure(side, filler, db, postmaster, sink, 40)
+                measure(side, filler, db, postmaster, sink, 40, trickle=args.trickle)
                 side.runs.clear()
             for run in range(args.runs):
                 for side in sides:
-                    measure(side, filler, db, postmaster, sink, args.notices)
+                    measure(side, filler, db, postmaster, sink, args.notices, trickle=args.trickle)
                 console.print(
                     f"[dim]run {run + 1}: "
                     + ", ".join(f"{s.name} {s.runs[-1]['worker']:.2f} ms" for s in sides)
@@ -346,9 +375,10 @@ def main() -> None:
 
 
 def _table(console: Console, sides: list[Side], args: argparse.Namespace, load: Any) -> None:
+    mode = "filed while it runs (postgres: with the filing)" if args.trickle else "in a burst"
     table = Table(
         title=f"CPU per delivered notice (ms), median of {args.runs} runs of {args.notices} "
-        f"notices, worker concurrency {args.concurrency}"
+        f"notices {mode}, worker concurrency {args.concurrency}"
     )
     for column in ("tree", "worker", "postgres", "mail sink", "notices/s", "worker vs baseline"):
         table.add_column(column, justify="left" if column == "tree" else "right")

@@ -2,7 +2,8 @@
 
 Jobs live in PostgreSQL (procrastinate's tables, created by migration 0004) and are deferred
 in the same transaction as the notices they deliver. A worker wakes on LISTEN/NOTIFY, runs
-``notify.worker_concurrency`` jobs at once (each on its own SMTP connection) and, every
+``notify.worker_concurrency`` jobs at once (each on an SMTP connection of its own, kept
+open for the next job while the server keeps it) and, every
 minute and when it starts, sweeps: it retries the jobs of workers that died (their heartbeat
 stopped), reports hand-overs that never got an answer as ``uncertain``, and gives owed
 notices that have had no job for too long a fresh one.
