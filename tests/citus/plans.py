@@ -76,8 +76,10 @@ class Recorder:
 
 
 @contextmanager
-def recording(db: Database) -> Iterator[Recorder]:
-    """Record what ``db``'s engine sends inside the block."""
+def recording(db: Database, *, driver: bool = False) -> Iterator[Recorder]:
+    """Record what ``db``'s engine sends inside the block; with ``driver``, also what is sent
+    on the driver's own cursors of connections taken from its pool (the notice worker runs
+    its statements on the driver; a statement seen both ways is planned once)."""
     recorder = Recorder(db)
 
     def before(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
@@ -85,11 +87,29 @@ def recording(db: Database) -> Iterator[Recorder]:
             params = params[0]
         recorder.statements.append((statement, params))
 
-    event.listen(db.engine, "before_cursor_execute", before)
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Recording:
+            if isinstance(query, str):
+                recorder.statements.append((query, params))
+            super().execute(query, params, **kwargs)
+            return self
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = Recording
+
+    def checkin(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = psycopg.Cursor
+
+    listeners: list[tuple[str, Any]] = [("before_cursor_execute", before)]
+    if driver:
+        listeners += [("checkout", checkout), ("checkin", checkin)]
+    for name, listener in listeners:
+        event.listen(db.engine, name, listener)
     try:
         yield recorder
     finally:
-        event.remove(db.engine, "before_cursor_execute", before)
+        for name, listener in listeners:
+            event.remove(db.engine, name, listener)
 
 
 def _task_counts(node: Any) -> Iterator[int]:

@@ -277,7 +277,7 @@ def test_notice_delivery_runs_on_one_shard(demo_db: Database, tmp_path: Path) ->
         return {r.recipient: r.status for r in notice_rows(reader)}
 
     try:
-        with recording(demo_db) as rec:
+        with recording(demo_db, driver=True) as rec:
             deliverer.deliver(jurisdiction_id=jid, notice_ids=ids)
             assert set(statuses().values()) == {"retry"}
             sink.start()

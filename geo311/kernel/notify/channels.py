@@ -15,8 +15,10 @@ delivered it: a server must not accept a message whose terminating "." it never 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import select
 import smtplib
 import ssl
 import time
@@ -49,6 +51,8 @@ def _reply_text(reply: bytes | str) -> str:
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# The sender is the same on every message: parsed once.
+_quoted_sender = functools.lru_cache(maxsize=8)(smtplib.quoteaddr)
 
 
 class SmtpSession:
@@ -96,6 +100,22 @@ class SmtpSession:
         """Whether a connection is open (after a failure it is dropped)."""
         return self._smtp is not None
 
+    def drop_if_closed(self) -> None:
+        """Forget the connection if the server hung up while it sat idle, without a round
+        trip: between messages a server says nothing unless it is closing (a 421 on its
+        idle timeout, or end of file), so a readable socket means it is gone."""
+        smtp = self._smtp
+        sock = getattr(smtp, "sock", None)
+        if smtp is None:
+            return
+        if sock is None:
+            self._drop()
+            return
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        if poller.poll(0):
+            self._drop()
+
     def begin(self, sender: str, recipient: str) -> None:
         """Send MAIL FROM and RCPT TO (connecting first if needed); raise DeliveryError."""
         if not addresses.sendable(recipient):
@@ -107,13 +127,15 @@ class SmtpSession:
             self._smtp = self._connect()
         smtp = self._smtp
         try:
-            code, reply = smtp.mail(sender)
+            # Not smtp.mail() and smtp.rcpt(): they parse each address again, and a sendable
+            # address is exactly what goes between the brackets (the sender is parsed once).
+            code, reply = smtp.docmd("mail", f"FROM:{_quoted_sender(sender)}")
             if code != 250:
                 smtp.rset()
                 raise DeliveryError(
                     _smtp_severity(code), f"MAIL FROM refused: {code} {_reply_text(reply)}"
                 )
-            code, reply = smtp.rcpt(recipient)
+            code, reply = smtp.docmd("rcpt", f"TO:<{recipient}>")
             if code not in (250, 251):
                 smtp.rset()
                 raise DeliveryError(

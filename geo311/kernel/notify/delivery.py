@@ -33,24 +33,26 @@ import hashlib
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from typing import Any
+from typing import Any, LiteralString
 from urllib.parse import quote
 
-from sqlalchemy import Connection, func, select, text
+import psycopg
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from geo311.kernel.database import Database
 from geo311.kernel.media.store import MediaStore
 from geo311.kernel.notify import mime, outbox
 from geo311.kernel.notify.channels import DeliveryError, SmsProvider, SmtpSession, WebhookSender
-from geo311.kernel.notify.models import OWED, Notice, WebhookEndpoint
 from geo311.kernel.notify.templates import Links, render_email, render_sms, webhook_payload
 from geo311.kernel.notify.tokens import AnswerLink, FollowLink, LinkSigner, PreferencesLink
 from geo311.kernel.settings import NotifySettings, Settings
@@ -62,6 +64,47 @@ _PHOTO_NAME = "after-photo.jpg"
 # CRLF line ends; headers up to RFC 5322's 998 characters, so that a long link in
 # List-Unsubscribe is folded at a space or not at all, never turned into an encoded word.
 _WIRE = email.policy.SMTP.clone(max_line_length=998)
+# An SMTP connection left idle longer than this is closed rather than reused: well inside the
+# five minutes RFC 5321 asks servers to wait, and the one-minute timeouts some set.
+_SMTP_IDLE_S = 30.0
+_SMTP_KEPT = 16
+
+DbError = (DBAPIError, psycopg.Error)
+"""What a lost database raises here: SQLAlchemy's wrapper when taking a connection from the
+pool, the driver's own error once delivery runs its statements on that connection."""
+
+
+@dataclass(slots=True)
+class Owed:
+    """A notice read for delivery, with its webhook endpoint when it goes to one."""
+
+    jurisdiction_id: int
+    id: int
+    idempotency_key: str
+    kind: str
+    channel: str
+    recipient: str
+    language: str
+    requester_id: int | None
+    context: dict[str, Any]
+    created_at: datetime
+    attempts: int
+    hook_url: str | None = None
+    hook_secret: str | None = None
+    hook_active: bool | None = None
+
+
+_OWED_SQL: LiteralString = """
+    SELECT n.jurisdiction_id, n.id, n.idempotency_key, n.kind, n.channel, n.recipient,
+           n.language, n.requester_id, n.context, n.created_at, n.attempts,
+           e.url, e.secret, e.active
+    FROM notices AS n
+    LEFT JOIN webhook_endpoints AS e
+           ON e.jurisdiction_id = n.jurisdiction_id AND e.id = n.webhook_endpoint_id
+    WHERE n.jurisdiction_id = %(jid)s AND n.id = ANY(%(ids)s)
+      AND n.status IN ('pending', 'retry') AND n.next_attempt_at <= now()
+    ORDER BY n.id
+"""
 
 
 @dataclass
@@ -103,9 +146,18 @@ class Deliverer:
         # back (before the sweep could call those notices "uncertain").
         self._unrecorded: list[_Unrecorded] = []
         self._unrecorded_lock = threading.Lock()
+        # SMTP connections between jobs, with when each was put back (see _smtp_session).
+        self._smtp_idle: list[tuple[float, SmtpSession]] = []
+        self._smtp_lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        """Release the channels' HTTP connections."""
+        """Close the kept SMTP connections; release the channels' HTTP connections."""
+        with self._smtp_lock:
+            self._closed = True
+            idle, self._smtp_idle = self._smtp_idle, []
+        for _, session in idle:
+            session.close()
         self.webhooks.close()
         close = getattr(self.sms, "close", None)
         if close is not None:
@@ -123,50 +175,57 @@ class Deliverer:
         self.record_unrecorded()
         tally: Counter[str] = Counter()
         ids = sorted(set(notice_ids))
-        with self.db.sessions() as session:
-            rows = session.execute(
-                select(Notice, WebhookEndpoint.url, WebhookEndpoint.secret, WebhookEndpoint.active)
-                .outerjoin(
-                    WebhookEndpoint,
-                    (WebhookEndpoint.jurisdiction_id == Notice.jurisdiction_id)
-                    & (WebhookEndpoint.id == Notice.webhook_endpoint_id),
-                )
-                .where(
-                    Notice.jurisdiction_id == jurisdiction_id,
-                    Notice.id.in_(ids),
-                    Notice.status.in_(OWED),
-                    Notice.next_attempt_at <= func.now(),
-                )
-                .order_by(Notice.id)
-            ).all()
-            session.expunge_all()
-        if not rows:
-            return Tally(tally)
-        emails = [row.Notice for row in rows if row.Notice.channel == "email"]
-        texts = [row.Notice for row in rows if row.Notice.channel == "sms"]
-        hooks = [
-            (row.Notice, row.url, row.secret, row.active)
-            for row in rows
-            if row.Notice.channel == "webhook"
-        ]
-        with self.db.engine.connect() as connection:
+        with self._connection() as connection:
+            notices = [
+                Owed(*row)
+                for row in connection.execute(_OWED_SQL, {"jid": jurisdiction_id, "ids": ids})
+            ]
+            if not notices:
+                return Tally(tally)
             ledger = _Ledger(connection, jurisdiction_id, self.notify, tally)
             try:
                 try:
+                    emails = [n for n in notices if n.channel == "email"]
                     if emails:
                         self._deliver_emails(emails, ledger)
-                    for notice in texts:
-                        self._deliver_sms(notice, ledger)
-                    for notice, url, secret, active in hooks:
-                        self._deliver_webhook(notice, url, secret, bool(active), ledger)
+                    for notice in notices:
+                        if notice.channel == "sms":
+                            self._deliver_sms(notice, ledger)
+                        elif notice.channel == "webhook":
+                            self._deliver_webhook(notice, ledger)
                 finally:
                     ledger.flush()
                 if ledger.retried:
                     ledger.schedule_follow_up()
-            except DBAPIError:
+            except DbError:
                 self._keep_unrecorded(ledger)
                 raise
         return Tally(tally)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Yield a pooled connection in autocommit, for the driver's own statements.
+
+        Delivery runs a handful of tiny statements per message on the hot path of every
+        report; on the driver directly, a claim is one round trip and an outcome with its
+        ``SET LOCAL`` one more (pipelined), where the ORM's unit of work, BEGIN and COMMIT
+        each cost a trip and the statement building most of the worker's time.
+        """
+        proxy = self.db.engine.raw_connection()
+        connection: psycopg.Connection[Any] = proxy.driver_connection  # type: ignore[assignment]
+        try:
+            connection.autocommit = True
+            yield connection
+        except BaseException:
+            if connection.closed or connection.broken:
+                proxy.invalidate()
+            raise
+        finally:
+            if not connection.closed and not connection.broken:
+                if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    connection.rollback()
+                connection.autocommit = False  # as the pool hands it to everyone else
+            proxy.close()
 
     def _keep_unrecorded(self, ledger: _Ledger) -> None:
         if ledger.pending:
@@ -186,14 +245,14 @@ class Deliverer:
         written = 0
         for position, item in enumerate(pending):
             try:
-                with self.db.engine.connect() as connection:
+                with self._connection() as connection:
                     ledger = _Ledger(connection, item.jurisdiction_id, self.notify, Counter())
                     ledger.pending.extend(item.outcomes)
                     ledger.retried.extend(item.retried)
                     ledger.flush()
                     if ledger.retried:
                         ledger.schedule_follow_up()
-            except DBAPIError:
+            except DbError:
                 with self._unrecorded_lock:
                     self._unrecorded[:0] = pending[position:]
                 raise
@@ -202,8 +261,40 @@ class Deliverer:
             log.info("recorded %d notice outcome(s) kept through a database outage", written)
         return written
 
-    def _deliver_emails(self, notices: list[Notice], ledger: _Ledger) -> None:
-        smtp = SmtpSession(self.notify.smtp)
+    def _smtp_session(self) -> SmtpSession:
+        """Return an SMTP session: one another job left connected if there is one.
+
+        Each report owes its own small job, so a connection per job was most of what a
+        notice cost the worker and the mail server (connect, EHLO, QUIT); kept connections
+        carry the next jobs' messages instead.
+        """
+        now = time.monotonic()
+        stale: list[SmtpSession] = []
+        found: SmtpSession | None = None
+        with self._smtp_lock:
+            while self._smtp_idle:
+                since, session = self._smtp_idle.pop()
+                if now - since < _SMTP_IDLE_S:
+                    found = session
+                    break
+                stale.append(session)
+        for session in stale:
+            session.close()
+        if found is None:
+            return SmtpSession(self.notify.smtp)
+        found.drop_if_closed()  # it then connects afresh on first use
+        return found
+
+    def _keep_smtp(self, session: SmtpSession) -> None:
+        if session.connected:
+            with self._smtp_lock:
+                if len(self._smtp_idle) < _SMTP_KEPT and not self._closed:
+                    self._smtp_idle.append((time.monotonic(), session))
+                    return
+        session.close()
+
+    def _deliver_emails(self, notices: list[Owed], ledger: _Ledger) -> None:
+        smtp = self._smtp_session()
         try:
             for position, notice in enumerate(notices):
                 try:
@@ -235,9 +326,9 @@ class Deliverer:
                     continue
                 ledger.sent(notice, token, reply)
         finally:
-            smtp.close()
+            self._keep_smtp(smtp)
 
-    def _deliver_sms(self, notice: Notice, ledger: _Ledger) -> None:
+    def _deliver_sms(self, notice: Owed, ledger: _Ledger) -> None:
         if self.sms is None:
             ledger.unclaimed(
                 [notice], "skipped", "no SMS provider is configured (GEO311_NOTIFY__SMS__PROVIDER)"
@@ -256,15 +347,9 @@ class Deliverer:
             return
         ledger.sent(notice, token, ref)
 
-    def _deliver_webhook(
-        self,
-        notice: Notice,
-        url: str | None,
-        secret: str | None,
-        active: bool,
-        ledger: _Ledger,
-    ) -> None:
-        if url is None or secret is None or not active:
+    def _deliver_webhook(self, notice: Owed, ledger: _Ledger) -> None:
+        url, secret = notice.hook_url, notice.hook_secret
+        if url is None or secret is None or not notice.hook_active:
             ledger.unclaimed([notice], "skipped", "the webhook endpoint was removed or deactivated")
             return
         payload = webhook_payload(
@@ -288,7 +373,7 @@ class Deliverer:
 
     # --- building messages ------------------------------------------------------------------
 
-    def _links(self, notice: Notice) -> Links:
+    def _links(self, notice: Owed) -> Links:
         ctx = notice.context
         base = self.base_url
         preferences = None
@@ -332,14 +417,14 @@ class Deliverer:
             confirm_url=confirm,
         )
 
-    def message_id(self, notice: Notice) -> str:
+    def message_id(self, notice: Owed) -> str:
         """Return the Message-ID of a notice's email: the same on every attempt."""
         digest = hashlib.sha256(
             f"{notice.jurisdiction_id}:{notice.idempotency_key}".encode()
         ).hexdigest()[:40]
         return f"<notice.{digest}@{self.domain}>"
 
-    def _email_bytes(self, notice: Notice) -> bytes:
+    def _email_bytes(self, notice: Owed) -> bytes:
         links = self._links(notice)
         image = self._photo(notice.context.get("photo_key"))
         content = render_email(
@@ -493,62 +578,57 @@ class Deliverer:
         }
 
 
-_CLAIM = text(
-    """
-    UPDATE notices SET status = 'sending', claim_token = :token, claimed_at = now(),
+# The ledger's statements, in the driver's placeholders (it runs them on the driver).
+_CLAIM: LiteralString = """
+    UPDATE notices SET status = 'sending', claim_token = %(token)s, claimed_at = now(),
            attempts = attempts + 1, updated_at = now()
-    WHERE jurisdiction_id = :jid AND id = :id AND status IN ('pending', 'retry')
+    WHERE jurisdiction_id = %(jid)s AND id = %(id)s AND status IN ('pending', 'retry')
     RETURNING attempts
-    """
-)
-_SENT = text(
-    """
-    UPDATE notices SET status = 'sent', sent_at = now(), provider_ref = :ref, last_error = NULL,
-           updated_at = now()
-    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
-    """
-)
+"""
+_SENT: LiteralString = """
+    UPDATE notices SET status = 'sent', sent_at = now(), provider_ref = %(ref)s,
+           last_error = NULL, updated_at = now()
+    WHERE jurisdiction_id = %(jid)s AND id = %(id)s AND claim_token = %(token)s
+"""
 # Two statements, chosen in Python by the status: Citus refuses now() inside a CASE in an
 # UPDATE. The back-off is added to now() in epoch seconds: Citus also refuses a stable
 # function (timestamptz + interval) applied to a column in an UPDATE.
-_FAILED_RETRY = text(
-    """
-    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+_FAILED_RETRY: LiteralString = """
+    UPDATE notices SET status = CAST(%(status)s AS varchar), last_error = %(error)s,
            updated_at = now(), claim_token = NULL,
            next_attempt_at = to_timestamp(extract(epoch FROM now())
-               + LEAST(:cap, :base * power(2, GREATEST(attempts - 1, 0))) * :jitter)
-    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
-    """
-)
-_FAILED = text(
-    """
-    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+               + LEAST(%(cap)s, %(base)s * power(2, GREATEST(attempts - 1, 0))) * %(jitter)s)
+    WHERE jurisdiction_id = %(jid)s AND id = %(id)s AND claim_token = %(token)s
+"""
+_FAILED: LiteralString = """
+    UPDATE notices SET status = CAST(%(status)s AS varchar), last_error = %(error)s,
            updated_at = now()
-    WHERE jurisdiction_id = :jid AND id = :id AND claim_token = :token
-    """
-)
+    WHERE jurisdiction_id = %(jid)s AND id = %(id)s AND claim_token = %(token)s
+"""
 # A try that certainly delivered nothing (never claimed): counts as an attempt.
-_UNCLAIMED_RETRY = text(
-    """
+_UNCLAIMED_RETRY: LiteralString = """
     UPDATE notices SET
         attempts = attempts + 1,
-        status = CASE WHEN attempts + 1 >= :max THEN 'failed' ELSE 'retry' END,
+        status = CASE WHEN attempts + 1 >= %(max)s THEN 'failed' ELSE 'retry' END,
         next_attempt_at = to_timestamp(extract(epoch FROM now())
-            + LEAST(:cap, :base * power(2, attempts)) * :jitter),
-        last_error = :error,
+            + LEAST(%(cap)s, %(base)s * power(2, attempts)) * %(jitter)s),
+        last_error = %(error)s,
         updated_at = now()
-    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    WHERE jurisdiction_id = %(jid)s AND id = ANY(%(ids)s) AND status IN ('pending', 'retry')
     RETURNING id, status
-    """
-)
-_UNCLAIMED_SET = text(
-    """
-    UPDATE notices SET status = CAST(:status AS varchar), last_error = :error,
+"""
+_UNCLAIMED_SET: LiteralString = """
+    UPDATE notices SET status = CAST(%(status)s AS varchar), last_error = %(error)s,
            updated_at = now()
-    WHERE jurisdiction_id = :jid AND id = ANY(:ids) AND status IN ('pending', 'retry')
+    WHERE jurisdiction_id = %(jid)s AND id = ANY(%(ids)s) AND status IN ('pending', 'retry')
     RETURNING id, status
-    """
-)
+"""
+_LATEST_RETRY: LiteralString = """
+    SELECT max(next_attempt_at) FROM notices
+    WHERE jurisdiction_id = %(jid)s AND id = ANY(%(ids)s) AND status = 'retry'
+"""
+
+Statement = tuple[LiteralString, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -556,22 +636,23 @@ class _Unrecorded:
     """Outcomes of one job that the database did not take, to write when it is back."""
 
     jurisdiction_id: int
-    outcomes: list[tuple[Any, dict[str, Any]]]
+    outcomes: list[Statement]
     retried: list[int]
 
 
 class _Ledger:
-    """Records a job's claims and outcomes on one connection.
+    """Records a job's claims and outcomes on one connection (in autocommit).
 
     A claim is committed durably before the message can leave, together with the outcome of
     the message before it, so each message costs one commit. Outcomes still queued when the
     job ends are committed with ``synchronous_commit = off``: should the database crash and
     lose one, the notice reads ``sending`` and becomes ``uncertain`` — never sent again.
+    Each of those commits is one round trip: its statements are pipelined.
     """
 
     def __init__(
         self,
-        connection: Connection,
+        connection: psycopg.Connection[Any],
         jurisdiction_id: int,
         notify: NotifySettings,
         tally: Counter[str],
@@ -581,32 +662,42 @@ class _Ledger:
         self.notify = notify
         self.tally = tally
         self.retried: list[int] = []
-        self.pending: list[tuple[Any, dict[str, Any]]] = []
+        # Kept until committed: a transaction the database dropped is written again later.
+        self.pending: list[Statement] = []
 
-    def _write_queued(self) -> None:
-        # Kept until committed (``_commit``): a transaction the database dropped is replayed.
-        for statement, values in self.pending:
-            self.connection.execute(statement, values)
-
-    def _commit(self) -> None:
-        self.connection.commit()
+    def _commit(self, last: Statement | None = None, *, durable: bool) -> list[Any]:
+        """Return the rows of ``last`` after committing the queued outcomes and ``last``
+        in one transaction, sent in one round trip."""
+        statements = [*self.pending, *([last] if last is not None else [])]
+        if not statements:
+            return []
+        connection = self.connection
+        if durable and len(statements) == 1:
+            rows = connection.execute(*statements[0]).fetchall()  # autocommit: one trip
+        else:
+            with connection.pipeline(), connection.transaction():
+                if not durable:
+                    connection.execute("SET LOCAL synchronous_commit = off")
+                cursors = [connection.execute(sql, values) for sql, values in statements]
+            final = cursors[-1]
+            rows = final.fetchall() if last is not None and final.description else []
         self.pending.clear()
+        return rows
 
-    def claim(self, notice: Notice) -> uuid.UUID | None:
+    def claim(self, notice: Owed) -> uuid.UUID | None:
         """Return a fencing token if this attempt now holds the notice, else None."""
         token = uuid.uuid4()
-        self._write_queued()
-        attempts = self.connection.execute(
-            _CLAIM, {"token": token, "jid": self.jurisdiction_id, "id": notice.id}
-        ).scalar_one_or_none()
-        self._commit()
-        if attempts is None:
+        rows = self._commit(
+            (_CLAIM, {"token": token, "jid": self.jurisdiction_id, "id": notice.id}),
+            durable=True,
+        )
+        if not rows:
             self.tally["skipped_claimed"] += 1
             return None
-        notice.attempts = attempts
+        notice.attempts = rows[0][0]
         return token
 
-    def sent(self, notice: Notice, token: uuid.UUID, reference: str) -> None:
+    def sent(self, notice: Owed, token: uuid.UUID, reference: str) -> None:
         self.pending.append(
             (
                 _SENT,
@@ -620,7 +711,7 @@ class _Ledger:
         )
         self.tally["sent"] += 1
 
-    def failed(self, notice: Notice, token: uuid.UUID, error: DeliveryError) -> None:
+    def failed(self, notice: Owed, token: uuid.UUID, error: DeliveryError) -> None:
         """Queue the outcome of a claimed attempt that did not (certainly) deliver."""
         severity = error.severity
         if severity == "ambiguous" and (
@@ -652,13 +743,14 @@ class _Ledger:
         else:
             log.warning("notice %s %s: %s", notice.id, status, error.detail)
 
-    def unclaimed(self, notices: list[Notice], status: str, detail: str) -> None:
+    def unclaimed(self, notices: Sequence[Owed], status: str, detail: str) -> None:
         """Record a try that certainly delivered nothing: retry, failed or skipped."""
-        values = {
+        values: dict[str, Any] = {
             "jid": self.jurisdiction_id,
             "ids": [n.id for n in notices],
             "error": detail[:1000],
         }
+        statement: LiteralString
         if status == "retry":
             statement = _UNCLAIMED_RETRY
             values |= {
@@ -671,36 +763,25 @@ class _Ledger:
         else:
             statement = _UNCLAIMED_SET
             values["status"] = status
-        self._write_queued()
-        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
-        rows = self.connection.execute(statement, values).all()
-        self._commit()
-        for notice_id, outcome in rows:
+        for notice_id, outcome in self._commit((statement, values), durable=False):
             self.tally[outcome] += 1
             if outcome == "retry":
                 self.retried.append(notice_id)
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        self.connection.execute(text("SET LOCAL synchronous_commit = off"))
-        self._write_queued()
-        self._commit()
+        self._commit(durable=False)
 
     def schedule_follow_up(self) -> None:
         """Defer one job for every notice this job moved to retry, when the last is due."""
-        latest: datetime | None = self.connection.execute(
-            text(
-                "SELECT max(next_attempt_at) FROM notices WHERE jurisdiction_id = :jid "
-                "AND id = ANY(:ids) AND status = 'retry'"
-            ),
-            {"jid": self.jurisdiction_id, "ids": self.retried},
-        ).scalar_one()
-        if latest is not None:
-            outbox.defer(
-                self.connection,
-                jurisdiction_id=self.jurisdiction_id,
-                notice_ids=self.retried,
-                schedule_at=latest,
-            )
-        self.connection.commit()
+        connection = self.connection
+        with connection.transaction():
+            latest: datetime | None = connection.execute(
+                _LATEST_RETRY, {"jid": self.jurisdiction_id, "ids": self.retried}
+            ).fetchone()[0]  # type: ignore[index]
+            if latest is not None:
+                outbox.defer(
+                    connection,
+                    jurisdiction_id=self.jurisdiction_id,
+                    notice_ids=self.retried,
+                    schedule_at=latest,
+                )

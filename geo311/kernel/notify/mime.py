@@ -12,6 +12,7 @@ to keep the two in agreement.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def header_value(value: str) -> str:
     return Header(value, "utf-8").encode(linesep="\r\n")
 
 
+# Parsing an address is slow next to the rest of a mail, and every mail has the same sender.
+@functools.lru_cache(maxsize=64)
 def address(display: str) -> str:
     """Return an address header value (``Name <addr>``) with the name encoded if needed."""
     name, addr = parseaddr(display)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+import psycopg
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
 from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
@@ -91,14 +92,15 @@ def owe(session: Session, drafts: Sequence[NoticeDraft]) -> list[int]:
 
 
 def defer(
-    connection: Connection,
+    connection: Connection | psycopg.Connection[Any],
     *,
     jurisdiction_id: int,
     notice_ids: Iterable[int],
     schedule_at: datetime | None = None,
 ) -> int:
     """Return how many delivery jobs were deferred for ``notice_ids``, on ``connection``'s
-    transaction (nothing is deferred unless it commits)."""
+    transaction (nothing is deferred unless it commits); an SQLAlchemy connection or the
+    driver's own."""
     ids = sorted(set(notice_ids))
     chunks: list[list[Any]] = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
     jobs = [
@@ -113,5 +115,10 @@ def defer(
         for chunk in chunks
     ]
     if jobs:
-        _JOBS.batch_defer_jobs(jobs, connection=connection.connection.driver_connection)
+        driver = (
+            connection
+            if isinstance(connection, psycopg.Connection)
+            else connection.connection.driver_connection
+        )
+        _JOBS.batch_defer_jobs(jobs, connection=driver)
     return len(jobs)

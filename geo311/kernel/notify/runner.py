@@ -62,6 +62,14 @@ def embedded(
             catcher.stop()
 
 
+class _OutcomesOnly(logging.Filter):
+    """Drops procrastinate's "Starting job" line: the line with the job's outcome names it
+    too, with how long it took, so the log keeps one line per job, not two."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "action", None) != "start_job"
+
+
 def run_worker(
     settings: Settings,
     db: Database,
@@ -72,4 +80,7 @@ def run_worker(
     """Run the notice worker (and ``tasks``) in the foreground until SIGINT or SIGTERM; raise
     ``notice_worker.WorkerGaveUp`` when the database stayed away too long."""
     log.info("notice worker: SMTP %s:%s", settings.notify.smtp.host, settings.notify.smtp.port)
+    logging.getLogger(f"procrastinate.worker.{notice_worker.WORKER_NAME}").addFilter(
+        _OutcomesOnly()
+    )
     notice_worker.run(settings, db, concurrency=concurrency, tasks=tasks)

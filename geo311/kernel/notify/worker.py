@@ -2,7 +2,8 @@
 
 Jobs live in PostgreSQL (procrastinate's tables, created by migration 0004) and are deferred
 in the same transaction as the notices they deliver. A worker wakes on LISTEN/NOTIFY, runs
-``notify.worker_concurrency`` jobs at once (each on its own SMTP connection) and, every
+``notify.worker_concurrency`` jobs at once (each on an SMTP connection of its own, kept
+open for the next job while the server keeps it) and, every
 minute and when it starts, sweeps: it retries the jobs of workers that died (their heartbeat
 stopped), reports hand-overs that never got an answer as ``uncertain``, and gives owed
 notices that have had no job for too long a fresh one.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import signal
 import threading
 import time
@@ -23,6 +25,7 @@ from typing import Any
 import procrastinate
 import procrastinate.exceptions
 import psycopg
+import psycopg_pool
 import tenacity
 from procrastinate import RetryStrategy
 
@@ -36,6 +39,8 @@ from geo311.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
+WORKER_NAME = "geo311-notices"
+
 # Registers more tasks (periodic ones too, each on a queue of its own) on the worker's app: how
 # the packages above the kernel have the worker run their jobs (geo311.flows.analytics).
 TaskRegistration = Callable[[procrastinate.App], None]
@@ -45,6 +50,34 @@ def conninfo(db: Database) -> str:
     """Return the libpq connection string of a Database (for the queue's own pool)."""
     url = db.engine.url.set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
+
+
+async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    # Every query procrastinate runs on its pool is one statement (a call of one of its
+    # functions): in autocommit it is one round trip, not BEGIN, the call and COMMIT.
+    await connection.set_autocommit(True)
+
+
+async def _still_open(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a pooled connection the server closed, without a round trip.
+
+    procrastinate's own check sends an empty query each time it takes a connection from its
+    pool (three round trips per job): an idle connection has nothing to read unless the
+    server hung up (a restart, a stop), so a readable socket, or one the driver knows is
+    closed, is refused and the pool opens a fresh one (geo311.kernel.database does the same
+    for the API's pool).
+    """
+    if connection.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise psycopg.OperationalError("the server closed the connection")
+
+
+def _pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+    # procrastinate passes its own check (a round trip per use); ours costs none.
+    return psycopg_pool.AsyncConnectionPool(**{**kwargs, "check": _still_open})
 
 
 def build_deliverer(db: Database, settings: Settings) -> Deliverer:
@@ -79,6 +112,8 @@ def build_app(
             # With the database gone, a query waits this long for a connection before it
             # fails (psycopg_pool's default, 30 s, would hold the worker's restart back).
             timeout=5.0,
+            configure=_autocommit,
+            pool_factory=_pool,
         )
     )
     stalled_s = deliverer.notify.stalled_worker_s
@@ -169,7 +204,7 @@ async def run_async(
     *,
     concurrency: int | None = None,
     wait: bool = True,
-    name: str = "geo311-notices",
+    name: str = WORKER_NAME,
     give_up_s: float | None = None,
     state: WorkerState | None = None,
     tasks: Sequence[TaskRegistration] = (),
