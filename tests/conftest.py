@@ -7,12 +7,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -24,6 +24,8 @@ from tests.support import APPS, pooled_app
 
 if TYPE_CHECKING:
     from tests.citus.clones import ClonePool
+
+T = TypeVar("T")
 
 # An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
 # import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
@@ -242,13 +244,65 @@ def demo_template(
 @pytest.fixture
 def demo_db(pg_cluster: EmbeddedCluster, demo_template: str) -> Iterator[Database]:
     """A fresh database holding the demo city."""
-    name = _clone(pg_cluster, demo_template)
-    database = Database.connect(pg_cluster.url(name), pool_size=5)
+    with _cloned(pg_cluster, demo_template) as database:
+        yield database
+
+
+@contextmanager
+def _cloned(cluster: EmbeddedCluster, template: str) -> Iterator[Database]:
+    """A fresh clone of ``template``, connected; dropped on leaving."""
+    name = _clone(cluster, template)
+    database = Database.connect(cluster.url(name), pool_size=5)
     try:
         yield database
     finally:
         database.dispose()
-        _drop(pg_cluster, name)
+        _drop(cluster, name)
+
+
+class DemoTemplates:
+    """Databases made once per session (per xdist worker) from the demo city: the city plus
+    what many tests start from, built through the app's own code (a planned day, say), then
+    cloned per test as demo_db clones the city. Building the same start in every test cost a
+    solver run each (several seconds on Citus); a clone costs what demo_db's does."""
+
+    def __init__(self, config: pytest.Config, cluster: EmbeddedCluster, source: str) -> None:
+        self._config = config
+        self._cluster = cluster
+        self._source = source
+        self._built: set[str] = set()
+
+    def build(self, name: str, make: Callable[[Database], T]) -> T:
+        """Copy the demo city as ``name``, run ``make`` on it (what it commits stays in the
+        template) and return what ``make`` returned. Once per name: a session fixture's job."""
+        if name in self._built:
+            raise RuntimeError(f"the template {name} is built already")
+        with _timed(self._config, name):
+            self._cluster.ensure_database(name, template=self._source)
+            database = Database.connect(self._cluster.url(name), pool_size=2)
+            try:
+                made = make(database)
+            finally:
+                # A connection left in the template would refuse every clone of it.
+                database.dispose()
+        self._built.add(name)
+        return made
+
+    @contextmanager
+    def clone(self, name: str) -> Iterator[Database]:
+        """A fresh clone of the built template ``name``; dropped on leaving."""
+        if name not in self._built:
+            raise RuntimeError(f"the template {name} is not built")
+        with _cloned(self._cluster, name) as database:
+            yield database
+
+
+@pytest.fixture(scope="session")
+def demo_templates(
+    request: pytest.FixtureRequest, pg_cluster: EmbeddedCluster, demo_template: str
+) -> DemoTemplates:
+    """Templates made from the demo city once per session, cloned per test (DemoTemplates)."""
+    return DemoTemplates(request.config, pg_cluster, demo_template)
 
 
 @pytest.fixture
