@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
-from tests.support import APPS, pooled_app
+from tests.support import APPS, CHEAP_SIGNIN, pooled_app
 
 if TYPE_CHECKING:
     from tests.citus.clones import ClonePool
@@ -161,7 +160,7 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     try:
         yield cluster
     finally:
-        pool = _CITUS_CLONES.pop(id(cluster), None)
+        pool = _CLONES.pop(id(cluster), None)
         if pool is not None:
             pool.close()
         cluster.stop()
@@ -187,9 +186,11 @@ def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
         _drop(pg_cluster, name)
 
 
-# On Citus, per cluster: clones made ahead and drops done behind, in the background
-# (tests/citus/clones.py says why).
-_CITUS_CLONES: dict[int, ClonePool] = {}
+# Per cluster: clones made ahead and drops done behind, in the background (tests/citus/clones.py
+# says why). On Citus that hides seconds of waiting per test; on a single PostGIS a clone of the
+# demo city still costs 0.3–0.7 s and its drop 0.1–0.2 s on the shared machine, which the next
+# clone, made while the test before it runs, no longer adds to each test.
+_CLONES: dict[int, ClonePool] = {}
 
 
 def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
@@ -202,22 +203,16 @@ def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
 
 
 def _clone(cluster: EmbeddedCluster, template: str) -> str:
-    from geo311.kernel.citus import CitusCluster
+    from tests.citus.clones import ClonePool
 
-    if isinstance(cluster, CitusCluster):
-        from tests.citus.clones import ClonePool
-
-        pool = _CITUS_CLONES.get(id(cluster))
-        if pool is None:
-            pool = _CITUS_CLONES[id(cluster)] = ClonePool(cluster)
-        return pool.take(template)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    cluster.ensure_database(name, template=template)
-    return name
+    pool = _CLONES.get(id(cluster))
+    if pool is None:
+        pool = _CLONES[id(cluster)] = ClonePool(cluster)
+    return pool.take(template)
 
 
 def _drop(cluster: EmbeddedCluster, name: str) -> None:
-    pool = _CITUS_CLONES.get(id(cluster))
+    pool = _CLONES.get(id(cluster))
     if pool is not None:
         pool.give_back(name)
     else:
@@ -342,7 +337,7 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
+    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port, signin=CHEAP_SIGNIN)
     app = pooled_app(settings, db=demo_db)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -26,12 +26,13 @@ from fixtures.demo_users import DemoSignin, ensure_demo_signins
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
-from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
+from geo311.kernel.settings import RoutingSettings, Settings
 from layers import service as layers_service
 from tests.conftest import DemoTemplates
 from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import EVIL, PHONE, TABLET, audit
 from tests.support import (
+    CHEAP_SIGNIN,
     SmtpSink,
     jpeg,
     notify_settings,
@@ -59,7 +60,9 @@ def served(demo_db: Database, tmp_path: Path) -> Iterator[Served]:
         base = notify_settings(tmp_path, sink.port)
 
         def settings(port: int) -> Settings:
-            return base.model_copy(update={"port": port, "routing": ROUTING})
+            return base.model_copy(
+                update={"port": port, "routing": ROUTING, "signin": CHEAP_SIGNIN}
+            )
 
         with serve(demo_db, settings) as url:
             yield Served(url=url, settings=settings(0), sink=sink)
@@ -76,8 +79,7 @@ def crew_day(demo_templates: DemoTemplates) -> DemoSignin:
     test once did on its own copy of the city; return the demo crew user's sign-in."""
 
     def build(db: Database) -> DemoSignin:
-        cheap = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(cheap))
+        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(CHEAP_SIGNIN))
         with db.session() as session:
             jurisdiction = layers_service.get_jurisdiction(session, "demo")
             assert jurisdiction is not None

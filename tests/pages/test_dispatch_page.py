@@ -25,11 +25,11 @@ from sqlalchemy import text
 from fixtures.demo_users import DemoSignin, ensure_demo_signins
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
-from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
+from geo311.kernel.settings import RoutingSettings, Settings
 from tests.conftest import DemoTemplates
 from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import DESKTOP, EVIL, audit
-from tests.support import jpeg, staff_token
+from tests.support import CHEAP_SIGNIN, jpeg, staff_token
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
 
@@ -41,7 +41,7 @@ DISPATCH_DAY = "geo311_dispatch_day_template"
 
 
 def _settings(data_dir: Path) -> Callable[[int], Settings]:
-    return lambda port: Settings(data_dir=data_dir, port=port, routing=ROUTING)
+    return lambda port: Settings(data_dir=data_dir, port=port, routing=ROUTING, signin=CHEAP_SIGNIN)
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ def dispatch_day(
     }
 
     def build(db: Database) -> DispatchDay:
-        cheap = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(cheap))
+        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(CHEAP_SIGNIN))
         with (
             serve(db, _settings(tmp_path_factory.mktemp("dispatch-day"))) as url,
             httpx.Client(base_url=url, timeout=60) as client,
