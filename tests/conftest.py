@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -20,10 +19,12 @@ from geo311.kernel import migrate
 from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.settings import Settings
-from tests.support import APPS, pooled_app
+from tests.support import APPS, CHEAP_SIGNIN, pooled_app
 
 if TYPE_CHECKING:
     from tests.citus.clones import ClonePool
+
+T = TypeVar("T")
 
 # An xdist worker starts with COLUMNS=80 in its environment; the CLIs' rich consoles, built at
 # import, would fix their width to it and ignore the COLUMNS a test gives CliRunner, as they do
@@ -159,7 +160,7 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[EmbeddedCluster]:
     try:
         yield cluster
     finally:
-        pool = _CITUS_CLONES.pop(id(cluster), None)
+        pool = _CLONES.pop(id(cluster), None)
         if pool is not None:
             pool.close()
         cluster.stop()
@@ -185,9 +186,11 @@ def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
         _drop(pg_cluster, name)
 
 
-# On Citus, per cluster: clones made ahead and drops done behind, in the background
-# (tests/citus/clones.py says why).
-_CITUS_CLONES: dict[int, ClonePool] = {}
+# Per cluster: clones made ahead and drops done behind, in the background (tests/citus/clones.py
+# says why). On Citus that hides seconds of waiting per test; on a single PostGIS a clone of the
+# demo city still costs 0.3–0.7 s and its drop 0.1–0.2 s on the shared machine, which the next
+# clone, made while the test before it runs, no longer adds to each test.
+_CLONES: dict[int, ClonePool] = {}
 
 
 def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
@@ -200,22 +203,16 @@ def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
 
 
 def _clone(cluster: EmbeddedCluster, template: str) -> str:
-    from geo311.kernel.citus import CitusCluster
+    from tests.citus.clones import ClonePool
 
-    if isinstance(cluster, CitusCluster):
-        from tests.citus.clones import ClonePool
-
-        pool = _CITUS_CLONES.get(id(cluster))
-        if pool is None:
-            pool = _CITUS_CLONES[id(cluster)] = ClonePool(cluster)
-        return pool.take(template)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    cluster.ensure_database(name, template=template)
-    return name
+    pool = _CLONES.get(id(cluster))
+    if pool is None:
+        pool = _CLONES[id(cluster)] = ClonePool(cluster)
+    return pool.take(template)
 
 
 def _drop(cluster: EmbeddedCluster, name: str) -> None:
-    pool = _CITUS_CLONES.get(id(cluster))
+    pool = _CLONES.get(id(cluster))
     if pool is not None:
         pool.give_back(name)
     else:
@@ -242,13 +239,65 @@ def demo_template(
 @pytest.fixture
 def demo_db(pg_cluster: EmbeddedCluster, demo_template: str) -> Iterator[Database]:
     """A fresh database holding the demo city."""
-    name = _clone(pg_cluster, demo_template)
-    database = Database.connect(pg_cluster.url(name), pool_size=5)
+    with _cloned(pg_cluster, demo_template) as database:
+        yield database
+
+
+@contextmanager
+def _cloned(cluster: EmbeddedCluster, template: str) -> Iterator[Database]:
+    """A fresh clone of ``template``, connected; dropped on leaving."""
+    name = _clone(cluster, template)
+    database = Database.connect(cluster.url(name), pool_size=5)
     try:
         yield database
     finally:
         database.dispose()
-        _drop(pg_cluster, name)
+        _drop(cluster, name)
+
+
+class DemoTemplates:
+    """Databases made once per session (per xdist worker) from the demo city: the city plus
+    what many tests start from, built through the app's own code (a planned day, say), then
+    cloned per test as demo_db clones the city. Building the same start in every test cost a
+    solver run each (several seconds on Citus); a clone costs what demo_db's does."""
+
+    def __init__(self, config: pytest.Config, cluster: EmbeddedCluster, source: str) -> None:
+        self._config = config
+        self._cluster = cluster
+        self._source = source
+        self._built: set[str] = set()
+
+    def build(self, name: str, make: Callable[[Database], T]) -> T:
+        """Copy the demo city as ``name``, run ``make`` on it (what it commits stays in the
+        template) and return what ``make`` returned. Once per name: a session fixture's job."""
+        if name in self._built:
+            raise RuntimeError(f"the template {name} is built already")
+        with _timed(self._config, name):
+            self._cluster.ensure_database(name, template=self._source)
+            database = Database.connect(self._cluster.url(name), pool_size=2)
+            try:
+                made = make(database)
+            finally:
+                # A connection left in the template would refuse every clone of it.
+                database.dispose()
+        self._built.add(name)
+        return made
+
+    @contextmanager
+    def clone(self, name: str) -> Iterator[Database]:
+        """A fresh clone of the built template ``name``; dropped on leaving."""
+        if name not in self._built:
+            raise RuntimeError(f"the template {name} is not built")
+        with _cloned(self._cluster, name) as database:
+            yield database
+
+
+@pytest.fixture(scope="session")
+def demo_templates(
+    request: pytest.FixtureRequest, pg_cluster: EmbeddedCluster, demo_template: str
+) -> DemoTemplates:
+    """Templates made from the demo city once per session, cloned per test (DemoTemplates)."""
+    return DemoTemplates(request.config, pg_cluster, demo_template)
 
 
 @pytest.fixture
@@ -288,7 +337,7 @@ def live_server(demo_db: Database, tmp_path: Path) -> Iterator[LiveServer]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port)
+    settings = Settings(data_dir=tmp_path, host="127.0.0.1", port=port, signin=CHEAP_SIGNIN)
     app = pooled_app(settings, db=demo_db)
     server = uvicorn.Server(
         uvicorn.Config(

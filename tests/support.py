@@ -37,6 +37,7 @@ from geo311.kernel.settings import (
     MediaSettings,
     NotifySettings,
     Settings,
+    SigninSettings,
     SmtpSettings,
     get_settings,
 )
@@ -48,6 +49,11 @@ from work_orders import incidents, lookups, transitions
 from work_orders.models import Incident, Requester
 
 LINK_SECRET = "test-link-secret"
+# The cheapest argon2id cost, for the demo accounts the tests make and for the apps that page
+# tests sign in to: at the default cost each hash or check takes about a second of the shared
+# machine's CPU, and the app rehashes a password made at another cost at its first sign-in.
+# The cost a city runs at is tested in tests/geo311/test_signin.py.
+CHEAP_SIGNIN = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 
 
 def free_port() -> int:

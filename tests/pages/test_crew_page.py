@@ -26,11 +26,13 @@ from fixtures.demo_users import DemoSignin, ensure_demo_signins
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
 from geo311.kernel.notify.worker import BackgroundWorker
-from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
+from geo311.kernel.settings import RoutingSettings, Settings
 from layers import service as layers_service
+from tests.conftest import DemoTemplates
 from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import EVIL, PHONE, TABLET, audit
 from tests.support import (
+    CHEAP_SIGNIN,
     SmtpSink,
     jpeg,
     notify_settings,
@@ -58,28 +60,54 @@ def served(demo_db: Database, tmp_path: Path) -> Iterator[Served]:
         base = notify_settings(tmp_path, sink.port)
 
         def settings(port: int) -> Settings:
-            return base.model_copy(update={"port": port, "routing": ROUTING})
+            return base.model_copy(
+                update={"port": port, "routing": ROUTING, "signin": CHEAP_SIGNIN}
+            )
 
         with serve(demo_db, settings) as url:
             yield Served(url=url, settings=settings(0), sink=sink)
 
 
+# The demo city with its demo accounts and its Monday planned for every crew: built once per
+# session (per xdist worker), cloned per test.
+CREW_DAY = "geo311_crew_day_template"
+
+
+@pytest.fixture(scope="session")
+def crew_day(demo_templates: DemoTemplates) -> DemoSignin:
+    """Build the planned Monday's template: the demo accounts first, then the plan, as each
+    test once did on its own copy of the city; return the demo crew user's sign-in."""
+
+    def build(db: Database) -> DemoSignin:
+        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(CHEAP_SIGNIN))
+        with db.session() as session:
+            jurisdiction = layers_service.get_jurisdiction(session, "demo")
+            assert jurisdiction is not None
+            commands.make_plan(
+                session, jurisdiction_id=jurisdiction.id, day=DAY, routing=ROUTING, actor="test"
+            )
+        return next(d for d in found if d.role == "crew")
+
+    return demo_templates.build(CREW_DAY, build)
+
+
 @pytest.fixture
-def crew_user(demo_db: Database) -> DemoSignin:
-    cheap = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-    found = ensure_demo_signins(demo_db, slug="demo", passwords=Passwords(cheap))
-    return next(d for d in found if d.role == "crew")
+def demo_db(demo_templates: DemoTemplates, crew_day: DemoSignin) -> Iterator[Database]:
+    """In this module, the demo city's own fresh copy is one of the planned Monday."""
+    with demo_templates.clone(CREW_DAY) as database:
+        yield database
+
+
+@pytest.fixture
+def crew_user(demo_db: Database, crew_day: DemoSignin) -> DemoSignin:
+    """The demo crew user (of the streets crew), whose account the planned Monday holds; each
+    test signs in with it on its own."""
+    return crew_day
 
 
 @pytest.fixture
 def planned(demo_db: Database) -> None:
-    """The demo city's Monday, planned for every crew."""
-    with demo_db.session() as session:
-        jurisdiction = layers_service.get_jurisdiction(session, "demo")
-        assert jurisdiction is not None
-        commands.make_plan(
-            session, jurisdiction_id=jurisdiction.id, day=DAY, routing=ROUTING, actor="test"
-        )
+    """The demo city's Monday, planned for every crew: demo_db is a copy of it."""
 
 
 def api(url: str, token: str) -> httpx.Client:

@@ -7,9 +7,10 @@ resident's markup shown as text. An axe-core audit with nothing serious."""
 
 from __future__ import annotations
 
+import copy
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -24,37 +25,41 @@ from sqlalchemy import text
 from fixtures.demo_users import DemoSignin, ensure_demo_signins
 from geo311.kernel.auth.passwords import Passwords
 from geo311.kernel.database import Database
-from geo311.kernel.settings import RoutingSettings, Settings, SigninSettings
+from geo311.kernel.settings import RoutingSettings, Settings
+from tests.conftest import DemoTemplates
 from tests.maps.live import Recorder, keep_shot, record, screenshot, serve
 from tests.pages.test_map_page import DESKTOP, EVIL, audit
-from tests.support import jpeg, staff_token
+from tests.support import CHEAP_SIGNIN, jpeg, staff_token
 
 DAY = date(2026, 6, 1)  # the Monday of the demo city's "now"
 
 
-@pytest.fixture
-def app_url(demo_db: Database, tmp_path: Path) -> Iterator[str]:
-    routing = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
-    with serve(
-        demo_db, lambda port: Settings(data_dir=tmp_path, port=port, routing=routing)
-    ) as url:
-        yield url
+ROUTING = RoutingSettings(time_limit_s=2.0, replan_time_limit_s=0.5)
+# The demo city with its demo accounts, a second streets crew and its Monday planned: built
+# once per session (per xdist worker), cloned per test.
+DISPATCH_DAY = "geo311_dispatch_day_template"
 
 
-@pytest.fixture
-def dispatcher(demo_db: Database) -> DemoSignin:
-    cheap = SigninSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-    found = ensure_demo_signins(demo_db, slug="demo", passwords=Passwords(cheap))
-    return next(d for d in found if d.role == "dispatcher")
+def _settings(data_dir: Path) -> Callable[[int], Settings]:
+    return lambda port: Settings(data_dir=data_dir, port=port, routing=ROUTING, signin=CHEAP_SIGNIN)
 
 
-def _bearer(db: Database, role: str = "dispatcher", **kw: Any) -> dict[str, str]:
-    return {"Authorization": f"Bearer {staff_token(db, role, **kw)}"}
+@dataclass(frozen=True)
+class DispatchDay:
+    """What building the planned Monday gave: the demo dispatcher's sign-in, and the plan as
+    the API answered it."""
+
+    dispatcher: DemoSignin
+    plan: dict[str, Any]
 
 
-@pytest.fixture
-def planned(app_url: str, demo_db: Database) -> dict[str, Any]:
-    """A second streets crew, and the day planned: the plan as the API answers it."""
+@pytest.fixture(scope="session")
+def dispatch_day(
+    demo_templates: DemoTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> DispatchDay:
+    """Build the planned Monday's template as each test once did on its own copy of the city:
+    the demo accounts, then, through the API of the app served on it, a second streets crew
+    and the day's plan."""
     crew = {
         "code": "streets-2",
         "name": "Second streets crew",
@@ -65,12 +70,52 @@ def planned(app_url: str, demo_db: Database) -> dict[str, Any]:
         "skills": ["paving"],
         "territory": ["1", "2", "3", "4", "5", "6"],
     }
-    with httpx.Client(base_url=app_url, timeout=60) as client:
-        r = client.post("/api/v1/crews", json=crew, headers=_bearer(demo_db, "admin"))
-        assert r.status_code == 201, r.text
-        r = client.post(f"/api/v1/plans?date={DAY}", headers=_bearer(demo_db))
-        assert r.status_code == 200, r.text
-        return dict(r.json())
+
+    def build(db: Database) -> DispatchDay:
+        found = ensure_demo_signins(db, slug="demo", passwords=Passwords(CHEAP_SIGNIN))
+        with (
+            serve(db, _settings(tmp_path_factory.mktemp("dispatch-day"))) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
+            r = client.post("/api/v1/crews", json=crew, headers=_bearer(db, "admin"))
+            assert r.status_code == 201, r.text
+            r = client.post(f"/api/v1/plans?date={DAY}", headers=_bearer(db))
+            assert r.status_code == 200, r.text
+            plan = dict(r.json())
+        return DispatchDay(next(d for d in found if d.role == "dispatcher"), plan)
+
+    return demo_templates.build(DISPATCH_DAY, build)
+
+
+@pytest.fixture
+def demo_db(demo_templates: DemoTemplates, dispatch_day: DispatchDay) -> Iterator[Database]:
+    """In this module, the demo city's own fresh copy is one of the planned Monday."""
+    with demo_templates.clone(DISPATCH_DAY) as database:
+        yield database
+
+
+@pytest.fixture
+def app_url(demo_db: Database, tmp_path: Path) -> Iterator[str]:
+    with serve(demo_db, _settings(tmp_path)) as url:
+        yield url
+
+
+@pytest.fixture
+def dispatcher(demo_db: Database, dispatch_day: DispatchDay) -> DemoSignin:
+    """The demo dispatcher, whose account the planned Monday holds; each test signs in with it
+    on its own."""
+    return dispatch_day.dispatcher
+
+
+def _bearer(db: Database, role: str = "dispatcher", **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {staff_token(db, role, **kw)}"}
+
+
+@pytest.fixture
+def planned(app_url: str, demo_db: Database, dispatch_day: DispatchDay) -> dict[str, Any]:
+    """A second streets crew, and the day planned (demo_db is a copy of it): the plan as the
+    API answered it."""
+    return copy.deepcopy(dispatch_day.plan)
 
 
 def _plan(url: str, db: Database) -> dict[str, Any]:
