@@ -155,7 +155,7 @@ def reports(
             }
         )
         mapping = ImportMapping.model_validate(mapping.model_dump())  # checks the overrides
-        with open_database(settings) as db:
+        with open_database(settings, unless_current=True) as db:
             with db.session() as session:
                 found = layers_service.get_jurisdiction(session, slug)
             if found is None:

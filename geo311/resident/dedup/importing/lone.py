@@ -1,0 +1,195 @@
+"""Between place and dedup: the staged rows that no other row of the file can meet in the
+replay ("lone" rows). A lone row opens an incident of its own without the candidate search,
+and its incident is never put among the live ones (no later row can join it).
+
+Why this is sound. A row X joins an incident I only if I's first report P is within the
+radius of X (or X is on I's asset) and I is matchable at X's time: open with a report R of I
+in the open window before X (X.t - R.t ≤ open window), or closed, by the row Q that opened or
+last reopened it, within the reopen window before X (0 ≤ X.t - Q.closed_at ≤ reopen window).
+Every report of I is within the largest radius of P, or on P's asset (then within twice the
+largest snap radius of P): so the witness R or Q is within ``reach`` = largest radius + the
+larger of (largest radius, twice the largest snap radius) of X, and the times meet as above.
+The same holds the other way for a later row joining X's own incident (X is then its only
+report and the witness). A row with no such neighbour in the file either way, and not of a
+category that snaps to assets, can neither join nor be joined. The windows and radii are the
+largest of all categories with dedup on, so the rule errs only on the safe side.
+
+Incidents already stored are not in the file: with any of them live, a lone row still runs the
+candidate search (it may join one of them); only its own incident stays out of the live set.
+
+Found with k-d trees (scipy's ``cKDTree``) in metres and scaled time, each query a box (the
+Chebyshev norm) that covers the disk and the time window: a box neighbour that is not a true
+one only costs a row its shortcut. The box is on the safe side too: degrees become metres with
+the fewest metres per degree over the rows' latitudes (distances come out shorter, never
+longer), with a margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from numpy.typing import NDArray
+
+from geo311.resident.dedup import grid
+
+# The staged rows as fixed-width binary COPY records (no NULLs: every field has its width),
+# read straight into numpy. seq, time and closing (seconds since the epoch; NaN: never
+# closed), the category's position in %(codes)s (1-based), lon, lat, and whether the row's
+# category snaps to assets.
+_ROWS_SQL = """
+COPY (
+    SELECT r.seq, date_part('epoch', r.t),
+           coalesce(date_part('epoch', r.closed_at), CAST('NaN' AS float8)),
+           coalesce(array_position(CAST(%(codes)s AS text[]), r.category), 0),
+           r.lon, r.lat, r.asset_type IS NOT NULL
+    FROM import_rows AS r
+    WHERE r.skip IS NULL
+) TO STDOUT (FORMAT binary)
+"""
+_RECORD = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("n_seq", ">i4"),
+        ("seq", ">i8"),
+        ("n_t", ">i4"),
+        ("t", ">f8"),
+        ("n_closed", ">i4"),
+        ("closed", ">f8"),
+        ("n_code", ">i4"),
+        ("code", ">i4"),
+        ("n_lon", ">i4"),
+        ("lon", ">f8"),
+        ("n_lat", ">i4"),
+        ("lat", ">f8"),
+        ("n_snaps", ">i4"),
+        ("snaps", "u1"),
+    ]
+)
+# Binary COPY's header: the signature, the flags, the header extension's length (0).
+_HEADER_BYTES = 19
+_TRAILER_BYTES = 2
+# Groups side by side on the x axis, farther apart than any two points of a group.
+_GROUP_SPACING_M = 1e8
+# Margins: in space (a fraction and metres) and in time (seconds).
+_MARGIN = 1.01
+_MARGIN_M = 1.0
+_MARGIN_S = 1.0
+
+
+def read_rows(reader: psycopg.Connection[Any], codes: Sequence[str]) -> NDArray[np.void] | None:
+    """Return the staged rows to be placed as fixed-width records (see ``_RECORD``)."""
+    chunks: list[bytes] = []
+    with reader.cursor().copy(_ROWS_SQL, {"codes": list(codes)}) as copy:
+        for data in copy:
+            chunks.append(bytes(data))
+    raw = b"".join(chunks)
+    body = raw[_HEADER_BYTES : len(raw) - _TRAILER_BYTES]
+    if len(body) % _RECORD.itemsize:
+        return None  # not the layout expected: no shortcut (every row is searched)
+    records = np.frombuffer(body, dtype=_RECORD)
+    if records.size and (records["fields"] != 7).any():
+        return None
+    return records
+
+
+def lone_flags(
+    records: NDArray[np.void],
+    *,
+    group_of_code: Sequence[int],
+    size: int,
+    reach_m: float,
+    open_s: float,
+    reopen_s: float,
+) -> bytearray:
+    """Return, indexed by seq (``size`` long), 1 for each lone row and 0 for every other.
+
+    ``group_of_code``: the group's number for each category position (0: unknown, the row
+    is never lone). ``reach_m``, ``open_s``, ``reopen_s``: see the module's docstring.
+    """
+    # Imported here, not with the module: this runs in a thread while PostGIS places the
+    # rows, so the import's start does not wait for scipy to load (a good part of it).
+    from scipy.spatial import cKDTree
+
+    flags = bytearray(size)
+    n = int(records.size)
+    if n == 0:
+        return flags
+    seq = records["seq"].astype(np.int64)
+    t = records["t"].astype(np.float64)
+    closed = records["closed"].astype(np.float64)
+    lon = records["lon"].astype(np.float64)
+    lat = records["lat"].astype(np.float64)
+    group = np.asarray(group_of_code, dtype=np.int64)[records["code"].astype(np.int64)]
+    candidate = (records["snaps"] == 0) & (group > 0)
+    if not candidate.any():
+        return flags
+    kx, _ = grid.metres_per_degree(min(89.9, float(np.abs(lat).max()) + 0.01))
+    ky = 110_574.0  # the fewest metres per degree of latitude (at the equator)
+    x = lon * kx + group * _GROUP_SPACING_M
+    y = lat * ky
+    d = reach_m * _MARGIN + _MARGIN_M
+
+    # 1. Another report within the open window either way.
+    half_open = open_s + _MARGIN_S
+    near = ~candidate  # the rows that cannot be lone count as having a neighbour
+    rows = np.flatnonzero(candidate)
+    tree = cKDTree(np.column_stack((x, y, t * (d / half_open))))
+    near[rows[_others_within(tree, tree.data[rows], d, None, rows)]] = True
+    # 2. A closing within the reopen window before the row (it may reopen that incident).
+    closes = ~np.isnan(closed)
+    half_reopen = reopen_s / 2.0 + _MARGIN_S
+    scale_r = d / half_reopen
+    todo = candidate & ~near
+    if closes.any() and todo.any():
+        owners = np.flatnonzero(closes)
+        tree = cKDTree(np.column_stack((x[owners], y[owners], closed[owners] * scale_r)))
+        rows = np.flatnonzero(todo)
+        found = _others_within(
+            tree,
+            np.column_stack((x[rows], y[rows], (t[rows] - reopen_s / 2.0) * scale_r)),
+            d,
+            owners,
+            rows,
+        )
+        near[rows[found]] = True
+        # 3. A later report within the reopen window after the row's own closing (it may
+        # reopen the row's incident).
+        todo = candidate & ~near & closes
+        if todo.any():
+            tree = cKDTree(np.column_stack((x, y, t * scale_r)))
+            rows = np.flatnonzero(todo)
+            found = _others_within(
+                tree,
+                np.column_stack((x[rows], y[rows], (closed[rows] + reopen_s / 2.0) * scale_r)),
+                d,
+                None,
+                rows,
+            )
+            near[rows[found]] = True
+    lone = candidate & ~near
+    for s in seq[lone].tolist():
+        flags[s] = 1
+    return flags
+
+
+def _others_within(
+    tree: Any,
+    points: NDArray[np.float64],
+    d: float,
+    owners: NDArray[np.int64] | None,
+    rows: NDArray[np.int64],
+) -> NDArray[np.bool_]:
+    """Return, per query point, True when the tree holds a point within the box of half-side
+    ``d`` that is not the query's own row (``owners``: the row of each tree point; None: the
+    tree's points are the rows themselves)."""
+    _, index = tree.query(points, k=2, p=np.inf, distance_upper_bound=d)
+    hit = index < tree.n
+    if owners is None:
+        owner = np.where(hit, index, -1)
+    else:
+        owner = np.where(hit, owners[np.minimum(index, tree.n - 1)], -1)
+    other = hit & (owner != rows[:, None])
+    return np.asarray(other.any(axis=1))
