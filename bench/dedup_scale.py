@@ -618,6 +618,11 @@ def bench_import(
                     for phase, s in phases_of(output).items():
                         mine.setdefault(phase, []).append(s)
                     mine.setdefault("the import's own time", []).append(own_seconds(output))
+                    # What the command costs beyond the import itself: the process starting,
+                    # the schema check (or the migrations), loading the categories, the summary.
+                    mine.setdefault("wall clock outside the import's own time", []).append(
+                        seconds - own_seconds(output)
+                    )
                     mine.setdefault("importer process CPU", []).append(cpu)
                 if variant == "on":
                     phases["on"].setdefault("process start (geo311 import --help)", []).append(
