@@ -8,7 +8,10 @@ Memory stays flat whatever the file's size:
 2. **place** (in PostGIS, set-based, before any decision) — one statement finds every row's
    ward (on the ward map in force at its time: the wards drive a join over a gist index on
    the staged points), one its asset (KNN within the category's snap radius), one the nearest
-   ward of rows in no ward (when such rows are kept or placed);
+   ward of rows in no ward (when such rows are kept or placed); meanwhile, in this process,
+   k-d trees find the **lone** rows, which no other row of the file can meet in the replay
+   (``importing.lone``): they open incidents without a candidate search, and stay out of the
+   live set;
 3. **dedup** — PostgreSQL sorts the placed rows by time and streams them back through a
    server-side cursor (a fetcher thread reads the next batch while one is decided); each row
    is replayed against the incidents live at its time, held in a grid of
@@ -30,9 +33,9 @@ within ``outside_within_m`` of one are skipped, put in the nearest ward, or kept
 ward, as ``outside`` says.
 
 The steps live in ``geo311.resident.dedup.importing``: ``mapping`` (how a file is read, what
-an import reports back), ``stage``, ``place``, ``replay`` (the dedup state and decisions) and
-``write`` (binary COPY, the bulk load's keys); this module runs them in order, on three
-connections and three threads.
+an import reports back), ``stage``, ``place``, ``lone``, ``replay`` (the dedup state and
+decisions) and ``write`` (binary COPY, the bulk load's keys); this module runs them in order,
+on three connections and three threads.
 
 Incidents already stored that are live when the file starts are candidates too. The import is
 one transaction: it stores everything or nothing. It writes no audit events per row and no
@@ -242,6 +245,7 @@ def import_reports(
                     progress("place", todo, todo)
                     if finding is not None:
                         replay.lone = finding.result()
+                    del records  # the staged rows' copy is not needed in the replay
                 summary.phases_s["place"] = time.perf_counter() - t
 
             # From here the reader reads only its own staging tables: a bulk load holds the

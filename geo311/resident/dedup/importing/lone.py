@@ -81,13 +81,12 @@ _MARGIN_S = 1.0
 
 def read_rows(reader: psycopg.Connection[Any], codes: Sequence[str]) -> NDArray[np.void] | None:
     """Return the staged rows to be placed as fixed-width records (see ``_RECORD``)."""
-    chunks: list[bytes] = []
+    raw = bytearray()  # one buffer, read in place by numpy (75 bytes a row)
     with reader.cursor().copy(_ROWS_SQL, {"codes": list(codes)}) as copy:
         for data in copy:
-            chunks.append(bytes(data))
-    raw = b"".join(chunks)
-    body = raw[_HEADER_BYTES : len(raw) - _TRAILER_BYTES]
-    if len(body) % _RECORD.itemsize:
+            raw += data
+    body = memoryview(raw)[_HEADER_BYTES : len(raw) - _TRAILER_BYTES]
+    if len(raw) < _HEADER_BYTES + _TRAILER_BYTES or len(body) % _RECORD.itemsize:
         return None  # not the layout expected: no shortcut (every row is searched)
     records = np.frombuffer(body, dtype=_RECORD)
     if records.size and (records["fields"] != 7).any():
