@@ -236,3 +236,31 @@ def test_lone_flags_need_no_neighbour_in_space_and_time() -> None:
     # Without the closing the last two are 300 days apart: both lone.
     records["closed"] = np.nan
     assert list(lone.lone_flags(records, reach_m=90.0, **kwargs)) == [0, 1, 1, 1, 1]
+
+
+def test_lone_rows_are_looked_for_only_when_a_sample_finds_enough() -> None:
+    """Unit: 5,000 rows 1 km apart are all lone; the same rows each with a twin 10 m away (a
+    dense file: no row lone) give none, and so do they with 2 % of them left alone (too few to
+    be worth the search)."""
+    day = 86_400.0
+    kwargs: dict[str, Any] = {
+        "group_of_code": [0, 1],
+        "reach_m": 130.0,
+        "open_s": 90 * day,
+        "reopen_s": 14 * day,
+    }
+
+    def spots(n: int, twins: int) -> Any:
+        records = np.zeros(n + twins, dtype=lone._RECORD)
+        records["fields"] = 7
+        records["seq"] = np.arange(1, n + twins + 1)
+        records["code"] = 1
+        records["t"] = 1.9e9
+        records["closed"] = np.nan
+        records["lon"] = -74.0 + (np.arange(n + twins) % n) * 0.012  # ~1 km apart
+        records["lat"] = 40.6 + np.where(np.arange(n + twins) < n, 0.0, 10.0 / 111_000)
+        return records
+
+    assert sum(lone.lone_flags(spots(5000, 0), size=5001, **kwargs)) == 5000
+    assert sum(lone.lone_flags(spots(5000, 5000), size=10_001, **kwargs)) == 0
+    assert sum(lone.lone_flags(spots(5000, 4800), size=9801, **kwargs)) == 0
