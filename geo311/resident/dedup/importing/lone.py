@@ -17,9 +17,10 @@ largest of all categories with dedup on, so the rule errs only on the safe side.
 Incidents already stored are not in the file: with any of them live, a lone row still runs the
 candidate search (it may join one of them); only its own incident stays out of the live set.
 
-Found with k-d trees (scipy's ``cKDTree``) in metres and scaled time, each query a box (the
-Chebyshev norm) that covers the disk and the time window: a box neighbour that is not a true
-one only costs a row its shortcut. The box is on the safe side too: degrees become metres with
+Found in numpy, in metres and scaled time, each query a box that covers the disk and the time
+window: a box neighbour that is not a true one only costs a row its shortcut. (scipy's k-d
+tree answers the same, but loading scipy took longer than the shortcut saves on a small
+file.) The box is on the safe side too: degrees become metres with
 the fewest metres per degree over the rows' latitudes (distances come out shorter, never
 longer), with a margin.
 """
@@ -81,6 +82,8 @@ _MARGIN_S = 1.0
 # saves a few microseconds of the replay, finding them costs about one microsecond a row.
 _WORTH_SHARE = 0.10
 _SAMPLE = 4096
+# Queries asked at once (bounds the memory the candidate pairs take).
+_QUERY_CHUNK = 65_536
 
 
 def read_rows(reader: psycopg.Connection[Any], codes: Sequence[str]) -> NDArray[np.void] | None:
@@ -112,10 +115,6 @@ def lone_flags(
     ``group_of_code``: the group's number for each category position (0: unknown, the row
     is never lone). ``reach_m``, ``open_s``, ``reopen_s``: see the module's docstring.
     """
-    # Imported here, not with the module: this runs in a thread while PostGIS places the
-    # rows, so the import's start does not wait for scipy to load (a good part of it).
-    from scipy.spatial import cKDTree
-
     flags = bytearray(size)
     n = int(records.size)
     if n == 0:
@@ -139,16 +138,16 @@ def lone_flags(
     half_open = open_s + _MARGIN_S
     near = ~candidate  # the rows that cannot be lone count as having a neighbour
     rows = np.flatnonzero(candidate)
-    tree = cKDTree(np.column_stack((x, y, t * (d / half_open))))
+    points = np.column_stack((x, y, t * (d / half_open)))
     if rows.size > _SAMPLE:
         # In a dense file (a large city's years) almost no row is lone: asking every row
         # would cost more than the shortcut saves. A sample tells (the share it finds is an
         # upper bound: the closings below only take rows away).
         sample = np.random.default_rng(0).choice(rows, _SAMPLE, replace=False)
-        alone = 1.0 - _others_within(tree, tree.data[sample], d, None, sample).mean()
+        alone = 1.0 - _others_within(points, points[sample], d, None, sample).mean()
         if alone * rows.size < _WORTH_SHARE * n:
             return flags
-    near[rows[_others_within(tree, tree.data[rows], d, None, rows)]] = True
+    near[rows[_others_within(points, points[rows], d, None, rows)]] = True
     # 2. A closing within the reopen window before the row (it may reopen that incident).
     closes = ~np.isnan(closed)
     half_reopen = reopen_s / 2.0 + _MARGIN_S
@@ -156,10 +155,10 @@ def lone_flags(
     todo = candidate & ~near
     if closes.any() and todo.any():
         owners = np.flatnonzero(closes)
-        tree = cKDTree(np.column_stack((x[owners], y[owners], closed[owners] * scale_r)))
+        points = np.column_stack((x[owners], y[owners], closed[owners] * scale_r))
         rows = np.flatnonzero(todo)
         found = _others_within(
-            tree,
+            points,
             np.column_stack((x[rows], y[rows], (t[rows] - reopen_s / 2.0) * scale_r)),
             d,
             owners,
@@ -170,10 +169,10 @@ def lone_flags(
         # reopen the row's incident).
         todo = candidate & ~near & closes
         if todo.any():
-            tree = cKDTree(np.column_stack((x, y, t * scale_r)))
+            points = np.column_stack((x, y, t * scale_r))
             rows = np.flatnonzero(todo)
             found = _others_within(
-                tree,
+                points,
                 np.column_stack((x[rows], y[rows], (closed[rows] + reopen_s / 2.0) * scale_r)),
                 d,
                 None,
@@ -187,20 +186,61 @@ def lone_flags(
 
 
 def _others_within(
-    tree: Any,
     points: NDArray[np.float64],
+    queries: NDArray[np.float64],
     d: float,
     owners: NDArray[np.int64] | None,
     rows: NDArray[np.int64],
 ) -> NDArray[np.bool_]:
-    """Return, per query point, True when the tree holds a point within the box of half-side
-    ``d`` that is not the query's own row (``owners``: the row of each tree point; None: the
-    tree's points are the rows themselves)."""
-    _, index = tree.query(points, k=2, p=np.inf, distance_upper_bound=d)
-    hit = index < tree.n
-    if owners is None:
-        owner = np.where(hit, index, -1)
-    else:
-        owner = np.where(hit, owners[np.minimum(index, tree.n - 1)], -1)
-    other = hit & (owner != rows[:, None])
-    return np.asarray(other.any(axis=1))
+    """Return, per query, True when some point is within the box of half-side ``d`` around it
+    (every axis) and is not the query's own row (``owners``: the row of each point; None: the
+    points are the rows themselves). Where that cannot be told (cells too many to number),
+    True.
+
+    A grid of cubes of side ``d``: a box meets at most three cubes an axis, so each query
+    reads the 27 cubes around its own (sorted cube numbers, searched in bulk).
+    """
+    found = np.zeros(len(queries), dtype=bool)
+    if len(queries) == 0 or len(points) == 0:
+        return found
+    cells = np.floor(points / d).astype(np.int64)
+    asked = np.floor(queries / d).astype(np.int64)
+    low = np.minimum(cells.min(axis=0), asked.min(axis=0)) - 1
+    span = np.maximum(cells.max(axis=0), asked.max(axis=0)) - low + 2
+    if float(span[0]) * float(span[1]) * float(span[2]) >= 2.0**62:
+        found[:] = True
+        return found
+    cells -= low
+    asked -= low
+    keys = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
+    order = np.argsort(keys, kind="stable")
+    # Each occupied cube once: its number, where its points start in ``order``, how many.
+    cubes, first_of, count_of = np.unique(keys[order], return_index=True, return_counts=True)
+    owner_of = order if owners is None else owners[order]
+    # The query's own cube first, where most neighbours are; a query found is not asked again.
+    offsets = sorted(
+        ((dx, dy, dt) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dt in (-1, 0, 1)),
+        key=lambda o: abs(o[0]) + abs(o[1]) + abs(o[2]),
+    )
+    for start in range(0, len(queries), _QUERY_CHUNK):
+        pending = np.arange(start, min(start + _QUERY_CHUNK, len(queries)))
+        for dx, dy, dt in offsets:
+            if len(pending) == 0:
+                break
+            q_cells = asked[pending]
+            want = ((q_cells[:, 0] + dx) * span[1] + q_cells[:, 1] + dy) * span[2] + (
+                q_cells[:, 2] + dt
+            )
+            slot = np.minimum(np.searchsorted(cubes, want), len(cubes) - 1)
+            count = np.where(cubes[slot] == want, count_of[slot], 0)
+            total = int(count.sum())
+            if total == 0:
+                continue
+            which = np.repeat(np.arange(len(pending)), count)
+            at = np.repeat(first_of[slot] - np.cumsum(count) + count, count) + np.arange(total)
+            query = pending[which]
+            near = np.abs(points[order[at]] - queries[query]).max(axis=1) <= d
+            near &= owner_of[at] != rows[query]
+            found[query[near]] = True
+            pending = pending[~found[pending]]
+    return found
