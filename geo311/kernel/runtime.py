@@ -31,10 +31,17 @@ def database_url(settings: Settings, *, keep_running: bool = False) -> Iterator[
 
 
 @contextmanager
-def open_database(settings: Settings, *, run_migrations: bool = True) -> Iterator[Database]:
-    """Yield a migrated Database for this process; clean up the pool and cluster afterwards."""
+def open_database(
+    settings: Settings, *, run_migrations: bool = True, unless_current: bool = False
+) -> Iterator[Database]:
+    """Yield a migrated Database for this process; clean up the pool and cluster afterwards.
+
+    ``unless_current``: first check, from the scripts' text and the stamped revision, whether
+    the schema is current, and only then run Alembic (which loads every model): a command
+    that must start fast (``geo311 import``) saves that second.
+    """
     with database_url(settings) as url:
-        if run_migrations:
+        if run_migrations and not (unless_current and migrate.is_current(url)):
             migrate.upgrade(url)
         db = Database.connect(url, pool_size=settings.db.pool_size)
         try:

@@ -132,3 +132,37 @@ def test_the_import_command_starts_without_the_web_app() -> None:
     assert done.returncode == 0, done.stderr
     assert "--tie-break-col" in done.stdout  # the import's own options are there
     assert "web app loaded: False False" in done.stdout
+
+
+def test_an_import_into_a_current_schema_runs_no_migration_and_loads_no_other_domain(
+    demo_db: Database, tmp_path: Path
+) -> None:
+    # A real import, in a process of its own: with the schema current it checks the stamped
+    # revision and goes on, without Alembic (whose environment loads every model: dispatch,
+    # maps, the web app's) and without the dispatch domain.
+    export = tmp_path / "few.csv"
+    _export(demo_db, export, n=20, prefix="F", seed=3)
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['geo311', 'import', 'reports', {str(export)!r}]\n"
+        "from geo311.launch import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('loaded:', sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'alembic', 'dispatch', 'maps', 'fastapi'}))\n"
+    )
+    env = {
+        **os.environ,
+        "GEO311_DB__URL": demo_db.engine.url.render_as_string(hide_password=False),
+        "GEO311_JURISDICTION": "demo",
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loaded: []" in done.stdout, done.stdout
+    assert one(demo_db, "SELECT count(*) FROM reports WHERE external_id LIKE 'F%'") == 20

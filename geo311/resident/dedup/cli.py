@@ -155,7 +155,7 @@ def reports(
             }
         )
         mapping = ImportMapping.model_validate(mapping.model_dump())  # checks the overrides
-        with open_database(settings) as db:
+        with open_database(settings, unless_current=True) as db:
             with db.session() as session:
                 found = layers_service.get_jurisdiction(session, slug)
             if found is None:
@@ -220,6 +220,10 @@ def _print_summary(summary: ImportSummary, report: Path | None) -> None:
     table.add_row("incidents opened", f"{summary.incidents_opened:,}")
     table.add_row("joined an open incident", f"{summary.matched:,}")
     table.add_row("reopened a closed incident", f"{summary.reopened:,}")
+    if summary.lone:
+        table.add_row(
+            "opened without a search: no other row of the file within reach", f"{summary.lone:,}"
+        )
     if summary.off:
         table.add_row("dedup off for the category", f"{summary.off:,}")
     if summary.nearest_ward:

@@ -8,7 +8,10 @@ Memory stays flat whatever the file's size:
 2. **place** (in PostGIS, set-based, before any decision) — one statement finds every row's
    ward (on the ward map in force at its time: the wards drive a join over a gist index on
    the staged points), one its asset (KNN within the category's snap radius), one the nearest
-   ward of rows in no ward (when such rows are kept or placed);
+   ward of rows in no ward (when such rows are kept or placed); meanwhile, in this process,
+   k-d trees find the **lone** rows, which no other row of the file can meet in the replay
+   (``importing.lone``): they open incidents without a candidate search, and stay out of the
+   live set;
 3. **dedup** — PostgreSQL sorts the placed rows by time and streams them back through a
    server-side cursor (a fetcher thread reads the next batch while one is decided); each row
    is replayed against the incidents live at its time, held in a grid of
@@ -30,9 +33,9 @@ within ``outside_within_m`` of one are skipped, put in the nearest ward, or kept
 ward, as ``outside`` says.
 
 The steps live in ``geo311.resident.dedup.importing``: ``mapping`` (how a file is read, what
-an import reports back), ``stage``, ``place``, ``replay`` (the dedup state and decisions) and
-``write`` (binary COPY, the bulk load's keys); this module runs them in order, on three
-connections and three threads.
+an import reports back), ``stage``, ``place``, ``lone``, ``replay`` (the dedup state and
+decisions) and ``write`` (binary COPY, the bulk load's keys); this module runs them in order,
+on three connections and three threads.
 
 Incidents already stored that are live when the file starts are candidates too. The import is
 one transaction: it stores everything or nothing. It writes no audit events per row and no
@@ -64,6 +67,7 @@ from geo311.kernel.database import Database
 from geo311.kernel.errors import ValidationFailed
 from geo311.kernel.settings import DedupSettings
 from geo311.resident.dedup import learning
+from geo311.resident.dedup.importing import lone
 from geo311.resident.dedup.importing.mapping import (
     FIELD_USES,
     ColumnMap,
@@ -136,12 +140,16 @@ def import_reports(
     report_path: Path | None = None,
     progress: Progress = _no_progress,
     bulk: bool | None = None,
+    skip_lone: bool = True,
 ) -> ImportSummary:
     """Import the CSV at ``path``; return what was done. Commits, or stores nothing on error.
 
     ``bulk``: write the rows as a bulk load (foreign keys checked once, at the end; the tables
     are held for the import's duration, so the service waits). None: only when no report is
     stored yet (a first import, before going live) and the file is large.
+
+    ``skip_lone``: rows that no other row of the file can meet skip the candidate search
+    (``importing.lone``; the result is the same). False: every row is searched.
 
     Raises ImportFailed for a file that cannot be read as mapped (a named column missing),
     ValidationFailed for a mapping that names unknown categories or time zones.
@@ -223,8 +231,21 @@ def import_reports(
                 todo = prepare(reader, replay)
                 summary.phases_s["stage"] = time.perf_counter() - t
                 t = time.perf_counter()
-                place(reader, replay)
-                progress("place", todo, todo)
+                codes, groups = replay.lone_groups()
+                records = lone.read_rows(reader, codes) if skip_lone and any(groups) else None
+                # The lone rows are found (in numpy, this process) while PostGIS places the
+                # rows (the server's process): one on each core.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    finding = (
+                        pool.submit(_find_lone, replay, records, summary.rows + 1)
+                        if records is not None and todo
+                        else None
+                    )
+                    place(reader, replay)
+                    progress("place", todo, todo)
+                    if finding is not None:
+                        replay.lone = finding.result()
+                    del records  # the staged rows' copy is not needed in the replay
                 summary.phases_s["place"] = time.perf_counter() - t
 
             # From here the reader reads only its own staging tables: a bulk load holds the
@@ -289,6 +310,18 @@ def import_reports(
     summary.imported = summary.rows - sum(summary.skipped.values())
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _find_lone(replay: Replay, records: Any, size: int) -> bytearray:
+    """Return the lone rows' flags by seq (importing.lone), for the replay's windows."""
+    return lone.lone_flags(
+        records,
+        group_of_code=replay.lone_groups()[1],
+        size=size,
+        reach_m=replay.reach_m,
+        open_s=replay.keep_open.total_seconds(),
+        reopen_s=replay.keep_closed.total_seconds(),
+    )
 
 
 def _days_and_span(
@@ -384,6 +417,7 @@ def _dedup(
         changed=[(inc.id, inc.status, inc.closed_at) for inc in replay.changed.values()],
     )
     replay.summary.skipped[OUTSIDE] += replay.outside
+    replay.summary.lone = replay.lone_rows
 
 
 def _fetch_batches(

@@ -128,6 +128,8 @@ class ImportSummary:
     # Rows outside the ward map but near it: put in the nearest ward, or kept without one.
     nearest_ward: int = 0
     kept_outside: int = 0
+    # Rows no other row of the file could meet: opened incidents without a candidate search.
+    lone: int = 0
     elapsed_s: float = 0.0
     phases_s: dict[str, float] = field(default_factory=dict)
     # Whether the rows were written as a bulk load (foreign keys checked once, at the end).

@@ -182,6 +182,7 @@ def load_existing(reader: psycopg.Connection[Any], replay: Replay, first_t: date
             live.add_address(address)
         live.reports = [(int(r[0]), float(r[1]), float(r[2]), r[3]) for r in reps]
         replay.add_live(live)
+        replay.stored_live += 1
 
 
 def touched_days(reader: psycopg.Connection[Any], tz_name: str) -> set[date]:

@@ -200,6 +200,21 @@ class Replay:
             for code, r in self.rules.items()
         }
         self.outside = 0
+        # Rows no other row of the file can meet (importing.lone), by seq: 1 for a lone row.
+        # Empty: every row goes through the candidate search.
+        self.lone = bytearray()
+        self.lone_rows = 0
+        # How many stored incidents were live when the file starts (load_existing).
+        self.stored_live = 0
+        # How far apart, in metres, a row and the report that keeps an incident it may join
+        # matchable can be (importing.lone): the largest radius, plus the larger of the
+        # largest radius and twice the largest snap radius (two reports on one asset).
+        snaps = [
+            float(cat.snap_radius_m)
+            for c, cat in categories.items()
+            if self.rules[c].enabled and cat.asset_type is not None and cat.snap_radius_m > 0
+        ]
+        self.reach_m = self.max_radius_m + max([self.max_radius_m, *(2.0 * s for s in snaps)])
         # The closing times that reopened incidents lost (their days' figures change too).
         self.unclosed: list[datetime] = []
         # What is stored for a report that had no candidate at all (most of them).
@@ -226,6 +241,19 @@ class Replay:
         if inc.asset_id is not None:
             self.by_asset.setdefault((inc.group, inc.asset_id), []).append(inc)
         self.reschedule(inc)
+
+    def lone_groups(self) -> tuple[list[str], list[int]]:
+        """Return the category codes and, for each (by position, from 1), its group's
+        number for importing.lone: 0 for a category whose dedup is off (never lone)."""
+        codes = list(self.rules)
+        numbers: dict[str, int] = {}
+        groups = [0]
+        for code in codes:
+            if self.rules[code].enabled:
+                groups.append(numbers.setdefault(self.group_of[code], len(numbers) + 1))
+            else:
+                groups.append(0)
+        return codes, groups
 
     def reschedule(self, inc: Live) -> None:
         """(Re)compute when the incident stops being matchable, from its last report and
@@ -395,6 +423,10 @@ def replay_batch(
     terms = replay.terms
     group_of = replay.group_of
     outside_rule = replay.outside_rule
+    lone = replay.lone
+    has_lone = bool(lone)
+    # With no stored incident live, a lone row has no candidate at all.
+    search_lone = replay.stored_live > 0
     # The incidents opened in this batch, by category: their due times are counted together.
     opened_by_code: dict[str, list[int]] = {}
     for row in rows:
@@ -426,27 +458,23 @@ def replay_batch(
         if heap and heap[0][0] < at.timestamp() - 1.0:  # replay.stale_before(at), inline
             replay.evict(at)
         scale = replay.scale(lat)
-        with_model = replay.rules[code].model is not None
-        decision, target = replay.decide(
-            code, at, lon, lat, asset_id, address, scale, description if with_model else None
-        )
+        rule = replay.rules[code]
+        with_model = rule.model is not None
+        is_lone = has_lone and lone[seq] == 1 and rule.enabled
+        if is_lone and not search_lone:
+            decision, target = None, None
+        else:
+            decision, target = replay.decide(
+                code, at, lon, lat, asset_id, address, scale, description if with_model else None
+            )
         report_id = next(report_ids)
         point = ewkb_point(lon, lat)
         matched_report: int | None = None
         matched_ext: str | None = None
+        inc: Live | None
         if target is None:
-            inc = Live(
-                id=next(incident_ids),
-                category=code,
-                group=group_of[code],
-                lon=lon,
-                lat=lat,
-                asset_id=asset_id,
-                opened_at=at,
-                last_t=at,
-                closed_at=closed_at,
-                status=_CLOSED if closed_at is not None else "new",
-            )
+            incident_id = next(incident_ids)
+            status = _CLOSED if closed_at is not None else "new"
             opening = opened_by_code.get(code)
             if opening is None:
                 opening = opened_by_code[code] = []
@@ -454,9 +482,9 @@ def replay_batch(
             batch.incidents.append(
                 [
                     jid,
-                    inc.id,
+                    incident_id,
                     code,
-                    inc.status,
+                    status,
                     point,
                     ward_id,
                     asset_id,
@@ -469,9 +497,27 @@ def replay_batch(
             summary.incidents_opened += 1
             if decision is not None and decision.kind == "off":
                 summary.off += 1
-            replay.add_live(inc)
+            if is_lone:
+                # No later row can join its incident: it stays out of the live set.
+                replay.lone_rows += 1
+                inc = None
+            else:
+                inc = Live(
+                    id=incident_id,
+                    category=code,
+                    group=group_of[code],
+                    lon=lon,
+                    lat=lat,
+                    asset_id=asset_id,
+                    opened_at=at,
+                    last_t=at,
+                    closed_at=closed_at,
+                    status=status,
+                )
+                replay.add_live(inc)
         else:
             inc = target
+            incident_id = inc.id
             assert decision is not None
             reports = inc.reports
             if len(reports) == 1:
@@ -495,11 +541,12 @@ def replay_batch(
                 summary.matched += 1
             inc.last_t = at
             replay.reschedule(inc)
-        inc.reports.append((report_id, lon, lat, ext_id))
-        if address:
-            inc.add_address(address)
-        if description and with_model and len(inc.descriptions) < 20:
-            inc.descriptions.append(description)
+        if inc is not None:
+            inc.reports.append((report_id, lon, lat, ext_id))
+            if address:
+                inc.add_address(address)
+            if description and with_model and len(inc.descriptions) < 20:
+                inc.descriptions.append(description)
         if decision is None:  # no candidate at all: the common case, kept cheap
             kind, score, signals, fired = "new", None, replay.no_candidate_json[code], ""
         else:
@@ -513,7 +560,7 @@ def replay_batch(
                 jid,
                 report_id,
                 next(tracking),
-                inc.id,
+                incident_id,
                 code,
                 description or "",
                 address,
@@ -530,7 +577,7 @@ def replay_batch(
                 "import",
             )
         )
-        lines.append((seq, inc.id, matched_ext, kind, score, fired, None, ward_id))
+        lines.append((seq, incident_id, matched_ext, kind, score, fired, None, ward_id))
     incidents = batch.incidents
     for code, positions in opened_by_code.items():
         # Due by the category's SLA in its business calendar, as at intake.
