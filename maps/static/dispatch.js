@@ -367,7 +367,7 @@ function redrawChanged(changed, crews) {
   state.shownSelected = new Set(state.selected);
   drawSelection();
   sayShown();
-  if (open && state.markers.has(open.id)) openPopup(open.id, { typed: open.typed, keepView: true });
+  reopen(open);
   root.dataset.version = String(state.board.version ?? "");
   window.dispatchPage.drawnAt = performance.now();
 }
@@ -402,6 +402,9 @@ function jobLine(job) {
 function draw() {
   if (!state.board) return;
   const open = openNow();
+  // The open popup goes on to the job's new marker: one popup, not a second one fading in
+  // while the first fades out (Leaflet takes a closed popup off the page 200 ms later).
+  const openPopupLayer = open ? state.markers.get(open.id).getPopup() : null;
   const f = filters();
   const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
   cluster.clearLayers();
@@ -410,6 +413,7 @@ function draw() {
   for (const job of state.board.jobs) {
     if (!shown.has(job.id) || !onMap(job, f)) continue;
     const m = marker(job);
+    if (job.id === open?.id) m.bindPopup(openPopupLayer);
     state.markers.set(job.id, m);
     markers.push(m);
   }
@@ -421,7 +425,7 @@ function draw() {
   drawSelection();
   sayShown();
   // A popup open before the redraw stays open on its (redrawn) job, with what was typed in it.
-  if (open && state.markers.has(open.id)) openPopup(open.id, { typed: open.typed, keepView: true });
+  reopen(open);
   root.dataset.version = String(state.board.version ?? "");
   root.dataset.state = "ready";
   window.dispatchPage.drawnAt = performance.now();
@@ -909,6 +913,13 @@ function openPopup(id, { typed = null, keepView = false } = {}) {
 }
 window.dispatchPage.openPopup = openPopup;
 
+// After a redraw or an action: the popup that was open opens again where the dispatcher is
+// looking — unless the dispatcher has meanwhile asked for another job's popup, still on its way.
+function reopen(open) {
+  if (!open || !state.markers.has(open.id) || (showing && showing.id !== open.id)) return;
+  openPopup(open.id, { typed: open.typed, keepView: true });
+}
+
 function showStep() {
   const s = showing;
   if (!s) return;
@@ -982,7 +993,7 @@ async function act(promise, job, move = false) {
   // open again yet, or the job drawn anew) opened where the dispatcher is looking.
   const m = state.markers.get(job.id);
   if (m?.isPopupOpen()) m.getPopup().update();
-  if (m) openPopup(job.id, { keepView: true });
+  if (m) reopen({ id: job.id, typed: null });
   else say(state.notice.text, !answer.ok);
   return answer;
 }
