@@ -326,6 +326,9 @@ function drawLists(shown) {
 // removed), the crews' lists and route lines, the queue's rows. A city's backlog is
 // thousands of markers and rows; redrawing them all blocked the browser for seconds.
 function redrawChanged(changed, crews) {
+  // Adding or taking away a marker gathers a spread bubble (markercluster does so on every
+  // change), which closes a popup open on one of its markers: it opens again below.
+  const open = openNow();
   const f = filters();
   const isShown = (job) => visible(job, f);
   const adds = [];
@@ -353,14 +356,18 @@ function redrawChanged(changed, crews) {
       drawRoute(code, f);
     }
   }
-  // A popup open on a changed job shows it as it is now.
+  // A popup open on a changed job shows it as it is now, with what was typed in it.
   for (const id of changed) {
     const m = state.markers.get(id);
-    if (m?.isPopupOpen()) m.getPopup().update();
+    if (m?.isPopupOpen() && id === open?.id) {
+      m.getPopup().update();
+      putBackTyped(open.typed);
+    }
   }
   state.shownSelected = new Set(state.selected);
   drawSelection();
   sayShown();
+  reopen(open);
   root.dataset.version = String(state.board.version ?? "");
   window.dispatchPage.drawnAt = performance.now();
 }
@@ -394,7 +401,10 @@ function jobLine(job) {
 
 function draw() {
   if (!state.board) return;
-  const open = [...state.markers].find(([, m]) => m.isPopupOpen())?.[0];
+  const open = openNow();
+  // The open popup goes on to the job's new marker: one popup, not a second one fading in
+  // while the first fades out (Leaflet takes a closed popup off the page 200 ms later).
+  const openPopupLayer = open ? state.markers.get(open.id).getPopup() : null;
   const f = filters();
   const shown = new Set(state.board.jobs.filter((j) => visible(j, f)).map((j) => j.id));
   cluster.clearLayers();
@@ -403,6 +413,7 @@ function draw() {
   for (const job of state.board.jobs) {
     if (!shown.has(job.id) || !onMap(job, f)) continue;
     const m = marker(job);
+    if (job.id === open?.id) m.bindPopup(openPopupLayer);
     state.markers.set(job.id, m);
     markers.push(m);
   }
@@ -413,11 +424,8 @@ function draw() {
   state.shownSelected = new Set(state.selected);
   drawSelection();
   sayShown();
-  // A popup open before the redraw stays open on its (redrawn) job.
-  if (open !== undefined && state.markers.has(open)) {
-    const m = state.markers.get(open);
-    if (cluster.getVisibleParent(m) === m) m.openPopup();
-  }
+  // A popup open before the redraw stays open on its (redrawn) job, with what was typed in it.
+  reopen(open);
   root.dataset.version = String(state.board.version ?? "");
   root.dataset.state = "ready";
   window.dispatchPage.drawnAt = performance.now();
@@ -851,39 +859,112 @@ async function replanCrews(crews) {
 
 // --- a job's popup ----------------------------------------------------------------------------
 
-function openPopup(id) {
+// The fields of the open popup (a merge number, a hold reason) by their label, and their values:
+// a redraw builds the popup again, and must not throw away what the dispatcher was typing.
+function popupFields() {
+  const box = document.querySelector(".leaflet-popup .dispatch-popup");
+  return box ? [...box.querySelectorAll("input, select, textarea")] : [];
+}
+const fieldKey = (field) => field.getAttribute("aria-label") ?? field.id;
+
+function typedInPopup() {
+  return popupFields().filter((f) => f.value && f.type !== "hidden").map((f) => [fieldKey(f), f.value]);
+}
+
+function putBackTyped(typed) {
+  if (!typed?.length) return;
+  const fields = popupFields();
+  for (const [key, value] of typed) {
+    const field = fields.find((f) => fieldKey(f) === key);
+    if (field && !field.value) field.value = value;
+  }
+}
+
+// The job whose popup is open, and what was typed in it: what a redraw puts back.
+function openNow() {
+  const id = [...state.markers].find(([, m]) => m.isPopupOpen())?.[0];
+  return id === undefined ? null : { id, typed: typedInPopup() };
+}
+
+// A popup opens only once the map has settled on its job. Leaflet and markercluster end a
+// zoom, a re-cluster and a bubble's spreading with events that can come late or from an earlier
+// move (markercluster's own zoomToShowLayer called back on such a stray event mid-zoom, and the
+// zoom's late end took the marker back into its bubble: the popup flashed and closed). So the
+// page moves the map itself, without animation (the move is done when the call returns), then
+// waits until nothing is moving and looks where the marker is: on the map → open; in a bubble →
+// spread it (at the zoom where no bubble is left, or, for a redraw, at the dispatcher's zoom) and
+// look again. One job at a time: a later ask replaces an earlier one.
+let showing = null; // { id, typed, keepView, until, moves, timer }
+
+// Neither Leaflet nor markercluster says so in public: a zoom or pan animating, or markercluster
+// splitting, merging, spreading or gathering bubbles (what its zoomToShowLayer reads too).
+const moving = () => Boolean(map._animatingZoom || map._panAnim?._inProgress || cluster._inZoomAnimation);
+
+// ``keepView``: a popup a redraw closed opens again where the dispatcher is looking, without
+// moving the map (a bubble the marker went back into is spread again, as it was).
+function openPopup(id, { typed = null, keepView = false } = {}) {
   // A queued job asked for (its row double-clicked) while the queue's layer is off: on again.
   const wanted = jobById(id);
   if (wanted && !wanted.crew && !state.queueOnMap && visible(wanted, filters())) map.addLayer(queueLayer);
   if (!state.markers.has(id)) return;
-  // markercluster's callback waits for the zoom animation's end, which a busy browser can
-  // drop: after a moment go there without animation, and keep trying for a while — the
-  // marker may still sit in a cluster, or a redraw may have replaced it meanwhile.
-  let done = false;
-  const open = () => {
-    const m = state.markers.get(id);
-    if (done || !m?._map) return;
-    done = true;
-    m.openPopup();
-  };
-  cluster.zoomToShowLayer(state.markers.get(id), open);
-  const started = Date.now();
-  const retry = () => {
-    const m = state.markers.get(id);
-    if (done || !m || Date.now() - started > 10000) return;
-    if (Date.now() - started > 2500) {
-      if (!m._map) {
-        map.setView(m.getLatLng(), map.getMaxZoom(), { animate: false });
-        const parent = cluster.getVisibleParent(m);
-        if (parent && parent !== m && parent.spiderfy) parent.spiderfy();
-      }
-      open();
-    }
-    setTimeout(retry, 300);
-  };
-  setTimeout(retry, 300);
+  if (showing) clearTimeout(showing.timer);
+  showing = { id, typed, keepView, until: Date.now() + 15000, moves: 0, timer: null };
+  showStep();
 }
 window.dispatchPage.openPopup = openPopup;
+
+// After a redraw or an action: the popup that was open opens again where the dispatcher is
+// looking — unless the dispatcher has meanwhile asked for another job's popup, still on its way.
+function reopen(open) {
+  if (!open || !state.markers.has(open.id) || (showing && showing.id !== open.id)) return;
+  openPopup(open.id, { typed: open.typed, keepView: true });
+}
+
+function showStep() {
+  const s = showing;
+  if (!s) return;
+  clearTimeout(s.timer);
+  const m = state.markers.get(s.id);
+  if (!m || Date.now() > s.until) { showing = null; return; }
+  if (m.isPopupOpen()) { showing = null; putBackTyped(s.typed); return; } // still (or already) open
+  // Look again in a moment whatever comes: a busy browser can drop an animation's end.
+  s.timer = setTimeout(showStep, 250);
+  // Still moving, or the marker not clustered yet (markercluster adds a long list in chunks).
+  if (moving() || !m.__parent) return;
+  const here = map.getBounds();
+  if (m._icon && (s.keepView || s.moves >= 3 || here.contains(m.getLatLng()))) {
+    clearTimeout(s.timer);
+    showing = null;
+    m.openPopup();
+    putBackTyped(s.typed);
+    return;
+  }
+  const parent = cluster.getVisibleParent(m);
+  const bubble = parent && parent !== m && parent._icon && (s.keepView || here.contains(parent.getLatLng())) ? parent : null;
+  // The zoom at which the marker stands alone (its deepest bubble's, one more).
+  const alone = Math.min(m.__parent._zoom + 1, map.getMaxZoom());
+  if (bubble && (s.keepView || alone <= Math.round(map.getZoom()))) {
+    bubble.spiderfy(); // its "spiderfied" (and "animationend") look again
+    return;
+  }
+  if (s.keepView || s.moves >= 3) return; // not on screen: the dispatcher's map is not moved
+  s.moves += 1;
+  map.setView(m.getLatLng(), Math.max(alone, map.getZoom()), { animate: false });
+  setTimeout(showStep, 0);
+}
+// What can end a wait: look again (after the event's other listeners, markercluster's among them).
+const showSoon = () => { if (showing) setTimeout(showStep, 0); };
+map.on("zoomend moveend", showSoon);
+cluster.on("animationend spiderfied unspiderfied", showSoon);
+// The dispatcher taking the map in hand (a click or a drag outside the popup's content, its
+// close button among them; the wheel; Escape) or opening another job's popup ends a wait.
+const stopShowing = (event) => {
+  if (event.type === "keydown" ? event.key === "Escape" : !event.target.closest?.(".leaflet-popup-content")) showing = null;
+};
+for (const type of ["pointerdown", "wheel", "keydown"]) {
+  map.getContainer().addEventListener(type, stopShowing, { capture: true, passive: true });
+}
+map.on("popupopen", (event) => { if (showing && event.popup._source?.jobId !== showing.id) showing = null; });
 
 function button(text, onClick) {
   const b = element("button", text);
@@ -908,9 +989,11 @@ async function act(promise, job, move = false) {
     // read the whole board. Anything else changed this job (and its crew's route) only.
     if (move) { state.same = null; await load(); } else await refresh([job.id], []);
   }
+  // The job's popup says how it went: updated when open; else (closed by the redraw and not
+  // open again yet, or the job drawn anew) opened where the dispatcher is looking.
   const m = state.markers.get(job.id);
   if (m?.isPopupOpen()) m.getPopup().update();
-  else if (m) openPopup(job.id);
+  if (m) reopen({ id: job.id, typed: null });
   else say(state.notice.text, !answer.ok);
   return answer;
 }

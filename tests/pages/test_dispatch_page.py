@@ -929,6 +929,197 @@ def test_the_queue_is_a_map_layer_of_its_own_that_the_dispatcher_can_switch_off(
         assert page.evaluate(count)[1] == queued
 
 
+def test_a_change_by_someone_else_redraws_an_open_popup_and_keeps_what_was_typed(
+    desk: Desk,
+) -> None:
+    job = desk.route("streets")[0]
+    with desk.page() as (page, _):
+        popup = open_popup(page, job)
+        merge_into = popup.get_by_label("Merge incident number … into this one")
+        merge_into.fill("4242")
+        # Another dispatcher locks the stop meanwhile: the popup shows it as it is now.
+        r = httpx.post(
+            f"{desk.url}/api/v1/plans/{DAY}/stops/{job}/lock",
+            json={"plan_version": desk.current_plan()["version"]},
+            headers=desk.bearer(),
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        page.locator(".leaflet-popup .dispatch-popup").get_by_role(
+            "button", name="Unlock"
+        ).wait_for(timeout=20_000)
+        # ... and what the dispatcher was typing is still there.
+        assert (
+            page.locator(".leaflet-popup .dispatch-popup")
+            .get_by_label("Merge incident number … into this one")
+            .input_value()
+            == "4242"
+        )
+
+
+# Zoomed out, the map where a bubble holds the job, and the map settled (no zoom, pan or
+# markercluster animation under way): [job id, its bubble's jobs, the map's zoom].
+ZOOM_OUT_ON_A_BUBBLE = """(zoom) => {
+    const root = document.getElementById("dispatch-map");
+    const map = window[root.dataset.map];
+    const cluster = window[root.dataset.cluster];
+    for (const [id, m] of window.dispatchPage.state.markers) {
+        let c = m.__parent;
+        while (c && c._zoom > zoom) c = c.__parent;
+        if (!c || c._zoom !== zoom || c.getChildCount() < 2 || c.getChildCount() > 6) continue;
+        map.setView(c.getLatLng(), zoom, { animate: false });
+        return [id, c.getAllChildMarkers().map((x) => x.jobId), map.getZoom()];
+    }
+    return null;
+}"""
+SETTLED = """() => {
+    const root = document.getElementById("dispatch-map");
+    const map = window[root.dataset.map];
+    const cluster = window[root.dataset.cluster];
+    return !map._animatingZoom && !map._panAnim?._inProgress && !cluster._inZoomAnimation;
+}"""
+# The popup fully shown (Leaflet fades a popup in).
+FADED_IN = '() => getComputedStyle(document.querySelector(".leaflet-popup")).opacity === "1"'
+POPUP_JOB = (
+    """() => document.querySelector(".leaflet-popup .dispatch-popup h2")?.textContent ?? null"""
+)
+
+
+def click_on_map(page: Any, job: int, *, where: str, until: str, what: str) -> None:
+    """Click, with the mouse, the place of ``where`` (a JS expression of the job's marker ``m``
+    and the ``cluster``: the marker or its bubble), as the map projects it (an icon's box can
+    still be in a CSS transition on a busy machine); click again, as a dispatcher would, while
+    ``until`` (a JS function of the job's id) is not true a moment later."""
+    place = f"""(id) => {{
+        const root = document.getElementById("dispatch-map");
+        const map = window[root.dataset.map];
+        const cluster = window[root.dataset.cluster];
+        const m = window.dispatchPage.state.markers.get(id);
+        const p = map.latLngToContainerPoint(({where}).getLatLng());
+        const box = map.getContainer().getBoundingClientRect();
+        return [box.x + p.x, box.y + p.y];
+    }}"""
+    for _ in range(5):
+        page.wait_for_function(SETTLED, timeout=10_000)
+        page.mouse.click(*page.evaluate(place, job))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if page.evaluate(until, job):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"not after 5 clicks: {what}")
+
+
+def test_a_jobs_popup_asked_for_from_a_bubble_opens_once_and_stays_open(desk: Desk) -> None:
+    with desk.page() as (page, _):
+        found = page.evaluate(ZOOM_OUT_ON_A_BUBBLE, 13)
+        assert found, "some jobs share a bubble at zoom 13"
+        job, bubble, zoom = found
+        page.wait_for_function(SETTLED, timeout=10_000)
+        # The popup's job asked for from its row (a double click), its marker in a bubble.
+        assert len(bubble) >= 2
+        assert not page.evaluate(
+            "(id) => Boolean(window.dispatchPage.state.markers.get(id)._icon)", job
+        )
+        page.evaluate(
+            """() => { window.dispatchPage.opened = 0;
+                const map = window[document.getElementById("dispatch-map").dataset.map];
+                map.on("popupopen", () => { window.dispatchPage.opened += 1; }); }"""
+        )
+        page.locator(
+            f'#crew-list button.job-line[data-job="{job}"], '
+            f'#queue-list button.job-line[data-job="{job}"]'
+        ).first.dblclick()
+        page.locator(".leaflet-popup .dispatch-popup").wait_for(timeout=15_000)
+        # The map has zoomed in to where the job stands alone ...
+        assert page.evaluate(
+            "(id) => { const m = window.dispatchPage.state.markers.get(id);"
+            " return Boolean(m._icon) && m.isPopupOpen(); }",
+            job,
+        )
+        assert (
+            page.evaluate("window[document.getElementById('dispatch-map').dataset.map].getZoom()")
+            > zoom
+        )
+        # ... and once it has settled the popup is still open, on that job, opened once (no
+        # flash of a popup that closes and opens again).
+        page.wait_for_timeout(1_000)
+        page.wait_for_function(SETTLED, timeout=10_000)
+        assert (page.evaluate(POPUP_JOB) or "").startswith(f"#{job} ·")
+        assert page.evaluate("window.dispatchPage.opened") == 1
+        desk.shot(page, "dispatch-popup-from-bubble")
+
+
+def test_a_popup_on_a_spread_bubble_stays_open_when_a_live_change_takes_a_job_off_the_map(
+    desk: Desk,
+) -> None:
+    crew = desk.bearer("crew", name="sam-streets", crew="streets")
+    with desk.page() as (page, _):
+        # At zoom 15 (the last one with bubbles) the dispatcher spreads a bubble with a click
+        # and opens one of its jobs' popup with another.
+        found = page.evaluate(ZOOM_OUT_ON_A_BUBBLE, 15)
+        assert found, "some jobs share a bubble at zoom 15"
+        job, bubble, zoom = found
+        click_on_map(
+            page,
+            job,
+            where="cluster.getVisibleParent(m)",
+            until="(id) => Boolean(window.dispatchPage.state.markers.get(id)._icon)",
+            what="the bubble spread",
+        )
+        click_on_map(
+            page,
+            job,
+            where="m",
+            until="(id) => window.dispatchPage.state.markers.get(id).isPopupOpen()",
+            what="the job's popup open",
+        )
+        popup = page.locator(".leaflet-popup .dispatch-popup")
+        assert (page.evaluate(POPUP_JOB) or "").startswith(f"#{job} ·")
+        popup.get_by_label("Why on hold").fill("gas leak next door")
+        # A crew completes a job elsewhere: its marker leaves the map live, which gathers
+        # every spread bubble (markercluster does so on any change) and closes the popup.
+        done = next(j for j in desk.route("streets") if j not in bubble)
+        with httpx.Client(base_url=desk.url, headers=crew, timeout=30) as client:
+            version = client.get(f"/api/v1/work-orders/{done}").json()["version"]
+            r = client.post(
+                f"/api/v1/work-orders/{done}/transitions",
+                json={"to": "in_progress", "expected_version": version},
+            )
+            assert r.status_code == 200, r.text
+            r = client.post(
+                f"/api/v1/work-orders/{done}/complete",
+                files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
+                data={
+                    "resolution_code": "repaired",
+                    "note": "filled",
+                    "expected_version": str(r.json()["version"]),
+                },
+            )
+            assert r.status_code == 200, r.text
+        wait_for(
+            lambda: not page.evaluate("(id) => window.dispatchPage.state.markers.has(id)", done),
+            timeout_s=20,
+            what="the completed job off the map",
+        )
+        # The popup is open again on the same job, its bubble spread at the dispatcher's
+        # zoom, with what was typed in it.
+        page.wait_for_function(
+            "(id) => window.dispatchPage.state.markers.get(id)?.isPopupOpen()",
+            arg=job,
+            timeout=10_000,
+        )
+        page.wait_for_function(SETTLED, timeout=10_000)
+        assert (page.evaluate(POPUP_JOB) or "").startswith(f"#{job} ·")
+        assert (
+            page.evaluate("window[document.getElementById('dispatch-map').dataset.map].getZoom()")
+            == zoom
+        )
+        assert popup.get_by_label("Why on hold").input_value() == "gas leak next door"
+        page.wait_for_function(FADED_IN, timeout=5_000)
+        desk.shot(page, "dispatch-popup-kept-on-a-spread-bubble")
+
+
 def test_shift_click_adds_to_the_selection_and_the_popup_locks_a_stop_and_holds_a_job(
     desk: Desk,
 ) -> None:
