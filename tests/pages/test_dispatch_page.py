@@ -259,6 +259,27 @@ OVERLAPPING_RINGS = """() => {
 }"""
 
 
+def complete_as_crew(url: str, crew: dict[str, str], job: int) -> None:
+    """The crew starts the job and completes it with an after-photo, through the API."""
+    with httpx.Client(base_url=url, headers=crew, timeout=30) as client:
+        version = client.get(f"/api/v1/work-orders/{job}").json()["version"]
+        r = client.post(
+            f"/api/v1/work-orders/{job}/transitions",
+            json={"to": "in_progress", "expected_version": version},
+        )
+        assert r.status_code == 200, r.text
+        r = client.post(
+            f"/api/v1/work-orders/{job}/complete",
+            files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
+            data={
+                "resolution_code": "repaired",
+                "note": "filled",
+                "expected_version": str(r.json()["version"]),
+            },
+        )
+        assert r.status_code == 200, r.text
+
+
 def wait_for(check: Any, *, timeout_s: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -519,23 +540,7 @@ def test_a_job_a_crew_completes_through_the_api_leaves_the_map_live(desk: Desk) 
         tag_markers(page, others)
         total = page.evaluate("window.dispatchPage.state.board.jobs.length")
         since = len(recorder.requests)
-        with httpx.Client(base_url=desk.url, headers=crew, timeout=30) as client:
-            version = client.get(f"/api/v1/work-orders/{job}").json()["version"]
-            r = client.post(
-                f"/api/v1/work-orders/{job}/transitions",
-                json={"to": "in_progress", "expected_version": version},
-            )
-            assert r.status_code == 200, r.text
-            r = client.post(
-                f"/api/v1/work-orders/{job}/complete",
-                files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
-                data={
-                    "resolution_code": "repaired",
-                    "note": "filled",
-                    "expected_version": str(r.json()["version"]),
-                },
-            )
-            assert r.status_code == 200, r.text
+        complete_as_crew(desk.url, crew, job)
         wait_for(
             lambda: (
                 page.locator(f'#crew-list li[data-job="{job}"]').count() == 0
@@ -1080,23 +1085,7 @@ def test_a_popup_on_a_spread_bubble_stays_open_when_a_live_change_takes_a_job_of
         # A crew completes a job elsewhere: its marker leaves the map live, which gathers
         # every spread bubble (markercluster does so on any change) and closes the popup.
         done = next(j for j in desk.route("streets") if j not in bubble)
-        with httpx.Client(base_url=desk.url, headers=crew, timeout=30) as client:
-            version = client.get(f"/api/v1/work-orders/{done}").json()["version"]
-            r = client.post(
-                f"/api/v1/work-orders/{done}/transitions",
-                json={"to": "in_progress", "expected_version": version},
-            )
-            assert r.status_code == 200, r.text
-            r = client.post(
-                f"/api/v1/work-orders/{done}/complete",
-                files={"photo": ("after.jpg", jpeg(), "image/jpeg")},
-                data={
-                    "resolution_code": "repaired",
-                    "note": "filled",
-                    "expected_version": str(r.json()["version"]),
-                },
-            )
-            assert r.status_code == 200, r.text
+        complete_as_crew(desk.url, crew, done)
         wait_for(
             lambda: not page.evaluate("(id) => window.dispatchPage.state.markers.has(id)", done),
             timeout_s=20,
