@@ -1,7 +1,7 @@
 """What a Citus test's fresh database costs: cloning the demo city's template on the three nodes
 and dropping it again, by shard count and by ``CREATE DATABASE`` strategy.
 
-``pytest --citus`` gives every test its own copy of a template (tests/citus/clones.py); on the
+``pytest --citus`` gives every test its own copy of a template (tests/clones.py); on the
 local cluster (geo311/kernel/citus.py) that is a ``CREATE DATABASE … TEMPLATE`` on every node
 and, after the test, a ``DROP DATABASE`` on every node. This starts one local cluster, builds
 the demo city's template once per shard count (``citus.shard_count`` set on the template

@@ -22,7 +22,7 @@ from geo311.kernel.settings import Settings
 from tests.support import APPS, CHEAP_SIGNIN, pooled_app
 
 if TYPE_CHECKING:
-    from tests.citus.clones import ClonePool
+    from tests.clones import ClonePool
 
 T = TypeVar("T")
 
@@ -186,7 +186,7 @@ def db_url(pg_cluster: EmbeddedCluster, template_db: str) -> Iterator[str]:
         _drop(pg_cluster, name)
 
 
-# Per cluster: clones made ahead and drops done behind, in the background (tests/citus/clones.py
+# Per cluster: clones made ahead and drops done behind, in the background (tests/clones.py
 # says why). On Citus that hides seconds of waiting per test; on a single PostGIS a clone of the
 # demo city still costs 0.3–0.7 s and its drop 0.1–0.2 s on the shared machine, which the next
 # clone, made while the test before it runs, no longer adds to each test.
@@ -194,16 +194,16 @@ _CLONES: dict[int, ClonePool] = {}
 
 
 def _timed(config: pytest.Config, step: str) -> AbstractContextManager[None]:
-    """On Citus, time a one-off step of the session (tests/citus/clones.py reports it)."""
+    """On Citus, time a one-off step of the session (tests/clones.py reports it)."""
     if not config.getoption("citus"):
         return nullcontext()
-    from tests.citus.clones import timed
+    from tests.clones import timed
 
     return timed(step)
 
 
 def _clone(cluster: EmbeddedCluster, template: str) -> str:
-    from tests.citus.clones import ClonePool
+    from tests.clones import ClonePool
 
     pool = _CLONES.get(id(cluster))
     if pool is None:

@@ -1,4 +1,5 @@
-"""Per-test databases on the local Citus cluster, cloned ahead and dropped behind.
+"""Per-test databases, cloned ahead and dropped behind: on a single PostGIS and on the local
+Citus cluster alike.
 
 On Citus a test's fresh database costs a clone on each of the three nodes (1–4 s on the shared
 machine) and its drop as much again (``DROP DATABASE`` waits for a checkpoint on each node).
@@ -51,7 +52,7 @@ class ClonePool:
         self._cluster = cluster
         # A thread for clones and one for drops: the next test's clone need not wait behind
         # the last test's drop, which mostly waits for each node's checkpoint.
-        self._clones = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citus-clones")
+        self._clones = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-clones")
         self._drops_work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citus-drops")
         self._spares: dict[str, Future[str]] = {}
         self._drops: list[Future[None]] = []
