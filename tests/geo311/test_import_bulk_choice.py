@@ -15,7 +15,7 @@ import pytest
 
 from geo311.kernel.database import Database
 from geo311.resident.dedup.importer import BULK_MIN_ROWS
-from tests.geo311.dedup_support import execute, one, rows
+from tests.geo311.dedup_support import execute, jurisdiction_id, one, rows
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -37,10 +37,12 @@ _NEAR = (
 
 def _export(db: Database, path: Path, *, n: int, prefix: str, seed: float) -> None:
     """Write ``n`` pothole reports at random points of the demo city's wards, a minute apart."""
+    # The city named, and the points drawn outside the aggregate: one shard's query on Citus.
     points = rows(
         db,
-        "SELECT ST_X(p.geom), ST_Y(p.geom) FROM (SELECT (ST_Dump(ST_GeneratePoints("
-        "ST_Union(geom), :n, :seed))).geom FROM wards) AS p",
+        "SELECT ST_X(d.geom), ST_Y(d.geom) FROM (SELECT ST_Union(geom) AS city FROM wards "
+        "WHERE jurisdiction_id = :jid) AS w, ST_Dump(ST_GeneratePoints(w.city, :n, :seed)) AS d",
+        jid=jurisdiction_id(db),
         n=n,
         seed=int(seed),
     )
