@@ -99,7 +99,7 @@ from dispatch import rules
 from dispatch import service as dispatch_service
 from fixtures.load import load_demo
 from geo311.kernel import live, migrate
-from geo311.kernel.database import SESSION_OPTIONS, Database
+from geo311.kernel.database import Database
 from geo311.kernel.embedded import EmbeddedCluster
 from geo311.kernel.media.photos import ProcessedPhoto, process_photo, read_gps
 from geo311.kernel.media.store import LocalMediaStore
@@ -1397,8 +1397,7 @@ async def _level(bench: Bench, variant: Variant, concurrency: int) -> LevelResul
                 bench.cluster.conninfo(DBNAME),
                 min_size=concurrency,
                 max_size=concurrency,
-                # The session settings the service's own pool uses (geo311.kernel.database).
-                kwargs={"autocommit": True, "options": SESSION_OPTIONS},
+                kwargs={"autocommit": True},
                 open=True,
             )
         )

@@ -38,12 +38,7 @@ class Database:
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10, max_overflow: int = 30) -> Database:
         """Return a Database for ``url`` (an SQLAlchemy psycopg URL)."""
-        engine = create_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            connect_args={"options": session_options(url)},
-        )
+        engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         # Instead of a ping (a round trip on every checkout): see _check_alive.
         event.listen(engine, "checkout", _check_alive)
         return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
@@ -56,26 +51,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-# PostgreSQL compiles a statement with JIT when its plan's estimated cost passes
-# jit_above_cost: about 25 ms of server CPU each time. geo311's statements are short (the
-# planner's few large aggregates switch it off too: maps/analytics/queries.read_only_olap),
-# and estimates run high exactly when a city was just loaded and its tables have no
-# statistics yet: bench/intake.py's first level paid 27-30 ms of PostgreSQL CPU per report,
-# against about 5 with JIT off. Set when the session starts: no round trip.
-SESSION_OPTIONS = "-c jit=off"
-
-
-def session_options(url: str) -> str:
-    """Return libpq ``options`` for geo311's sessions: SESSION_OPTIONS after any the URL
-    gives (``?options=...``), which are kept."""
-    from sqlalchemy.engine import make_url
-
-    given = make_url(url).query.get("options")
-    if isinstance(given, tuple):
-        given = " ".join(given)
-    return f"{given} {SESSION_OPTIONS}" if given else SESSION_OPTIONS
 
 
 def _check_alive(dbapi_connection: Any, *_: Any) -> None:

@@ -51,21 +51,3 @@ def test_a_connection_taken_from_the_pool_costs_no_extra_round_trip(
         assert session.execute(text("SELECT 42")).scalar() == 42
 
     assert sent == ["SELECT 42"]
-
-
-def test_sessions_run_without_jit_and_keep_the_options_the_url_gives(db_url: str) -> None:
-    """JIT costs a compile (about 25 ms of server CPU) on any statement whose estimate is high,
-    as intake's are on a city just loaded; geo311's sessions turn it off when they start,
-    without dropping what an operator put in the URL's ``options``."""
-    plain = Database.connect(db_url, pool_size=1)
-    sep = "&" if "?" in db_url else "?"
-    given = Database.connect(f"{db_url}{sep}options=-c%20statement_timeout%3D7s", pool_size=1)
-    try:
-        with plain.session() as session:
-            assert session.execute(text("SHOW jit")).scalar_one() == "off"
-        with given.session() as session:
-            assert session.execute(text("SHOW jit")).scalar_one() == "off"
-            assert session.execute(text("SHOW statement_timeout")).scalar_one() == "7s"
-    finally:
-        plain.dispose()
-        given.dispose()
