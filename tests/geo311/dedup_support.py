@@ -129,21 +129,8 @@ def report_a_pothole(
 ) -> str:
     """Report a pothole through intake at ``now`` at ``at`` (lon, lat), from ``email`` if
     given; return its tracking id."""
-    form = {"category": "pothole", "lon": str(at[0]), "lat": str(at[1])}
-    if email is not None:
-        form["email"] = email
-    draft = intake_service.parse_report_form(form, channel="api", settings=IntakeSettings())
-    with db.sessions() as session:
-        submitted = submit_report.submit(
-            session,
-            jurisdiction_id=jurisdiction_id(db),
-            jurisdiction_slug="demo",
-            draft=draft,
-            photo=None,
-            media=LocalMediaStore(tmp_path),
-            media_settings=MediaSettings(),
-            now=now,
-        )
-        tracking_id = submitted.report.tracking_id
-        session.commit()
-    return tracking_id
+    lon, lat = at
+    if email is None:
+        return submit(db, tmp_path, category="pothole", lon=lon, lat=lat, now=now).tracking_id
+    report = submit(db, tmp_path, category="pothole", lon=lon, lat=lat, now=now, email=email)
+    return report.tracking_id
